@@ -1,0 +1,11 @@
+/* Module entry: each concern (netns, netlink, bpf) registers its own functions. */
+#include "common.h"
+
+static napi_value init(napi_env env, napi_value exports) {
+  if (!nk_register_netns(env, exports)) return NULL;
+  if (!nk_register_netlink(env, exports)) return NULL;
+  if (!nk_register_bpf(env, exports)) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(nkit, init)

@@ -1,0 +1,120 @@
+// One error class per failure kind, each with a stable `code` that callers, logs and the API can
+// match on. Messages say what failed and what to do about it.
+
+export type NkitErrorCode =
+  | "NKIT_NOT_SUPPORTED"
+  | "NKIT_INVALID_ARGUMENT"
+  | "NKIT_NOT_FOUND"
+  | "NKIT_ALREADY_EXISTS"
+  | "NKIT_NETLINK"
+  | "NKIT_NETNS"
+  | "NKIT_BPF_LOAD"
+  | "NKIT_BPF"
+  | "NKIT_NATIVE_MISSING";
+
+export class NkitError extends Error {
+  readonly code: NkitErrorCode;
+  constructor(code: NkitErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A kernel or build lacks a feature; `need` names what would provide it. */
+export class NotSupportedError extends NkitError {
+  readonly feature: string;
+  readonly need: string;
+  constructor(feature: string, need: string, options?: { cause?: unknown }) {
+    super("NKIT_NOT_SUPPORTED", `${feature} is not supported on this host: needs ${need}`, options);
+    this.feature = feature;
+    this.need = need;
+  }
+}
+
+export class InvalidArgumentError extends NkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NKIT_INVALID_ARGUMENT", message, options);
+  }
+}
+
+export class NotFoundError extends NkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NKIT_NOT_FOUND", message, options);
+  }
+}
+
+export class AlreadyExistsError extends NkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NKIT_ALREADY_EXISTS", message, options);
+  }
+}
+
+/** A netlink request failed; carries the errno and the kernel's extended-ack text when it sent one. */
+export class NetlinkError extends NkitError {
+  readonly errno: number;
+  readonly errnoCode: string;
+  readonly extack: string | undefined;
+  readonly operation: string;
+  constructor(
+    operation: string,
+    errno: number,
+    errnoCode: string,
+    extack: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      "NKIT_NETLINK",
+      `${operation}: ${errnoCode}${extack ? `: ${extack}` : ""}`,
+      options,
+    );
+    this.operation = operation;
+    this.errno = errno;
+    this.errnoCode = errnoCode;
+    this.extack = extack;
+  }
+}
+
+/** A network namespace path could not be opened or entered. */
+export class NetnsError extends NkitError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super("NKIT_NETNS", `network namespace ${path}: ${message}`, options);
+    this.path = path;
+  }
+}
+
+/** Opening or loading a BPF object failed; `log` holds the verifier or libbpf output. */
+export class BpfLoadError extends NkitError {
+  readonly path: string;
+  readonly log: string;
+  constructor(path: string, message: string, log: string, options?: { cause?: unknown }) {
+    super("NKIT_BPF_LOAD", `loading BPF object ${path}: ${message}${log ? `\n${log}` : ""}`, options);
+    this.path = path;
+    this.log = log;
+  }
+}
+
+/** A BPF syscall on a map, program, link or pin failed. */
+export class BpfError extends NkitError {
+  readonly errnoCode: string | undefined;
+  constructor(message: string, errnoCode?: string, options?: { cause?: unknown }) {
+    super("NKIT_BPF", message, options);
+    this.errnoCode = errnoCode;
+  }
+}
+
+/** Shape of the errors the native addon throws (see native/src/common.c). */
+export interface NativeErrnoError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+export function isNativeErrnoError(e: unknown): e is NativeErrnoError {
+  return (
+    e instanceof Error &&
+    typeof (e as Partial<NativeErrnoError>).code === "string" &&
+    typeof (e as Partial<NativeErrnoError>).errno === "number"
+  );
+}
