@@ -10,7 +10,10 @@ export type NkitErrorCode =
   | "NKIT_NETNS"
   | "NKIT_BPF_LOAD"
   | "NKIT_BPF"
-  | "NKIT_NATIVE_MISSING";
+  | "NKIT_NATIVE_MISSING"
+  | "NKIT_IPAM_EXHAUSTED"
+  | "NKIT_IPAM_CONFLICT"
+  | "NKIT_STATE_CORRUPT";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;
@@ -63,11 +66,7 @@ export class NetlinkError extends NkitError {
     extack: string | undefined,
     options?: { cause?: unknown },
   ) {
-    super(
-      "NKIT_NETLINK",
-      `${operation}: ${errnoCode}${extack ? `: ${extack}` : ""}`,
-      options,
-    );
+    super("NKIT_NETLINK", `${operation}: ${errnoCode}${extack ? `: ${extack}` : ""}`, options);
     this.operation = operation;
     this.errno = errno;
     this.errnoCode = errnoCode;
@@ -117,4 +116,38 @@ export function isNativeErrnoError(e: unknown): e is NativeErrnoError {
     typeof (e as Partial<NativeErrnoError>).code === "string" &&
     typeof (e as Partial<NativeErrnoError>).errno === "number"
   );
+}
+
+/** No free address left in a pool. */
+export class IpamExhaustedError extends NkitError {
+  readonly cidr: string;
+  readonly inUse: number;
+  constructor(cidr: string, inUse: number) {
+    super(
+      "NKIT_IPAM_EXHAUSTED",
+      `no free address in ${cidr}: ${inUse} in use; release endpoints or configure a larger podCIDR`,
+    );
+    this.cidr = cidr;
+    this.inUse = inUse;
+  }
+}
+
+/** A requested address is taken, outside every pool, or contradicts an existing allocation. */
+export class IpamConflictError extends NkitError {
+  constructor(message: string) {
+    super("NKIT_IPAM_CONFLICT", message);
+  }
+}
+
+/** A state file exists but cannot be parsed; nkit refuses to guess rather than double-allocate. */
+export class StateCorruptError extends NkitError {
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super(
+      "NKIT_STATE_CORRUPT",
+      `state file ${path} is unreadable (${detail}); move it aside to start fresh`,
+      options,
+    );
+    this.path = path;
+  }
 }

@@ -29,7 +29,9 @@ export function setup(): void {
   }
   const mounts = readFileSync("/proc/self/mounts", "utf8");
   if (!/ \/sys\/fs\/bpf bpf /.test(mounts)) {
-    throw new Error("bpffs is not mounted on /sys/fs/bpf: run scripts/setup-host.sh (or mount -t bpf bpf /sys/fs/bpf)");
+    throw new Error(
+      "bpffs is not mounted on /sys/fs/bpf: run scripts/setup-host.sh (or mount -t bpf bpf /sys/fs/bpf)",
+    );
   }
 }
 

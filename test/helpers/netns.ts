@@ -1,7 +1,8 @@
 // Throwaway network namespaces for tests, removed by the owning Scope.
-import { run } from "./sys.js";
+
 import { uniqueNetnsName } from "./names.js";
 import type { Scope } from "./scope.js";
+import { run } from "./sys.js";
 
 export interface TestNetns {
   name: string;

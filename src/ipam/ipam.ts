@@ -1,0 +1,241 @@
+// Node-local IPAM: one pod CIDR per family, allocations keyed by endpoint id (idempotent), state
+// persisted with an atomic replace before any caller sees an address, so a crash never hands the
+// same address out twice.
+import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorruptError } from "../errors.js";
+import { readFileIfExists, writeFileAtomic } from "../state/atomic-file.js";
+import { type Cidr, cidrContains, cidrSize, type Family, formatIp, parseCidr, parseIp } from "./cidr.js";
+
+export interface IpamOptions {
+  /** At most one CIDR per family; omit the v6 one to run v4-only. */
+  podCIDRs: readonly string[];
+  /** JSON state file, replaced atomically on every change. */
+  statePath: string;
+}
+
+export interface AddressRequest {
+  /** A specific IPv4 address to hand out when free. */
+  ipv4?: string;
+  ipv6?: string;
+}
+
+export interface Allocation {
+  id: string;
+  ipv4?: string;
+  ipv6?: string;
+}
+
+export interface PoolUsage {
+  cidr: string;
+  family: Family;
+  size: bigint;
+  used: number;
+}
+
+interface StateFile {
+  version: 1;
+  allocations: Allocation[];
+}
+
+class Pool {
+  readonly used = new Set<bigint>();
+  private readonly first: bigint;
+  private readonly last: bigint;
+  private cursor: bigint;
+
+  constructor(readonly cidr: Cidr) {
+    const size = cidrSize(cidr);
+    // Skip the network address (and, for IPv4 prefixes with room, broadcast): pods are /32 or /128,
+    // but tools and humans still treat those as special.
+    this.first = cidr.network + (size > 2n ? 1n : 0n);
+    this.last = cidr.network + size - 1n - (cidr.family === 4 && size > 2n ? 1n : 0n);
+    this.cursor = this.first;
+  }
+
+  get capacity(): bigint {
+    return this.last - this.first + 1n;
+  }
+
+  usable(value: bigint): boolean {
+    return value >= this.first && value <= this.last;
+  }
+
+  /** Next-fit: addresses are not reused immediately after release, which keeps stale peers harmless. */
+  next(): bigint | undefined {
+    const span = this.capacity;
+    let v = this.cursor;
+    for (let i = 0n; i < span; i++) {
+      if (!this.used.has(v)) {
+        this.cursor = v === this.last ? this.first : v + 1n;
+        return v;
+      }
+      v = v === this.last ? this.first : v + 1n;
+    }
+    return undefined;
+  }
+}
+
+export class Ipam {
+  private readonly pools: Partial<Record<Family, Pool>> = {};
+  private readonly byId = new Map<string, Allocation>();
+
+  private constructor(private readonly statePath: string) {}
+
+  /** Loads persisted allocations; allocations outside the configured CIDRs are kept (so nothing live is reused) and reported by `foreign()`. */
+  static open(opts: IpamOptions): Ipam {
+    const ipam = new Ipam(opts.statePath);
+    for (const text of opts.podCIDRs) {
+      const cidr = parseCidr(text);
+      if (ipam.pools[cidr.family]) {
+        throw new InvalidArgumentError(
+          `podCIDRs: more than one IPv${cidr.family} CIDR (${text}); give one per family`,
+        );
+      }
+      ipam.pools[cidr.family] = new Pool(cidr);
+    }
+    if (!ipam.pools[4] && !ipam.pools[6]) {
+      throw new InvalidArgumentError(
+        "podCIDRs: at least one CIDR is required, e.g. [10.47.0.0/24, fd47::/64]",
+      );
+    }
+    const raw = readFileIfExists(opts.statePath);
+    if (raw !== undefined) {
+      let parsed: StateFile;
+      try {
+        parsed = JSON.parse(raw) as StateFile;
+      } catch (e) {
+        throw new StateCorruptError(opts.statePath, "invalid JSON", { cause: e });
+      }
+      if (parsed.version !== 1 || !Array.isArray(parsed.allocations)) {
+        throw new StateCorruptError(opts.statePath, `unknown layout (version ${String(parsed.version)})`);
+      }
+      for (const a of parsed.allocations) ipam.adopt(a);
+    }
+    return ipam;
+  }
+
+  private adopt(a: Allocation): void {
+    this.byId.set(a.id, { ...a });
+    for (const addr of [a.ipv4, a.ipv6]) {
+      if (addr === undefined) continue;
+      const { family, value } = parseIp(addr);
+      this.pools[family]?.used.add(value);
+    }
+  }
+
+  get(id: string): Allocation | undefined {
+    const a = this.byId.get(id);
+    return a ? { ...a } : undefined;
+  }
+
+  list(): Allocation[] {
+    return [...this.byId.values()].map((a) => ({ ...a }));
+  }
+
+  /** Allocations whose addresses lie outside today's pools (the CIDR changed under them). */
+  foreign(): Allocation[] {
+    return this.list().filter((a) =>
+      [a.ipv4, a.ipv6].some((addr) => {
+        if (addr === undefined) return false;
+        const { family, value } = parseIp(addr);
+        const pool = this.pools[family];
+        return !pool || !cidrContains(pool.cidr, family, value);
+      }),
+    );
+  }
+
+  usage(): PoolUsage[] {
+    return ([4, 6] as const).flatMap((f) => {
+      const pool = this.pools[f];
+      return pool ? [{ cidr: pool.cidr.text, family: f, size: pool.capacity, used: pool.used.size }] : [];
+    });
+  }
+
+  /**
+   * Returns the endpoint's addresses, allocating one per configured family on first call. Calling
+   * again with the same id returns the same addresses; a request that contradicts them is refused.
+   */
+  allocate(id: string, req: AddressRequest = {}): Allocation {
+    if (!id) throw new InvalidArgumentError("IPAM allocation needs a non-empty endpoint id");
+    const existing = this.byId.get(id);
+    if (existing) {
+      for (const f of [4, 6] as const) {
+        const want = f === 4 ? req.ipv4 : req.ipv6;
+        const have = f === 4 ? existing.ipv4 : existing.ipv6;
+        if (want !== undefined && canonical(want) !== have) {
+          throw new IpamConflictError(
+            `endpoint ${id} already holds ${have ?? `no IPv${f} address`}, not ${want}; release it first`,
+          );
+        }
+      }
+      return { ...existing };
+    }
+    const picked: Partial<Record<Family, bigint>> = {};
+    for (const f of [4, 6] as const) {
+      const pool = this.pools[f];
+      const want = f === 4 ? req.ipv4 : req.ipv6;
+      if (want !== undefined) {
+        const { family, value } = parseIp(want);
+        if (family !== f)
+          throw new InvalidArgumentError(`requested ipv${f} "${want}" is an IPv${family} address`);
+        if (!pool || !cidrContains(pool.cidr, family, value) || !pool.usable(value)) {
+          throw new IpamConflictError(
+            `requested ${want} is not an assignable address of the pod CIDR ${pool?.cidr.text ?? `(no IPv${f} pool)`}`,
+          );
+        }
+        if (pool.used.has(value)) {
+          const owner = [...this.byId.values()].find((a) => a.ipv4 === want || a.ipv6 === canonical(want));
+          throw new IpamConflictError(
+            `requested ${want} is already assigned to endpoint ${owner?.id ?? "?"}`,
+          );
+        }
+        picked[f] = value;
+      } else if (pool) {
+        const v = pool.next();
+        if (v === undefined) throw new IpamExhaustedError(pool.cidr.text, pool.used.size);
+        picked[f] = v;
+      }
+    }
+    const alloc: Allocation = { id };
+    if (picked[4] !== undefined) alloc.ipv4 = formatIp(4, picked[4]);
+    if (picked[6] !== undefined) alloc.ipv6 = formatIp(6, picked[6]);
+    this.byId.set(id, alloc);
+    try {
+      this.persist();
+    } catch (e) {
+      this.byId.delete(id);
+      throw e;
+    }
+    if (picked[4] !== undefined) this.pools[4]?.used.add(picked[4]);
+    if (picked[6] !== undefined) this.pools[6]?.used.add(picked[6]);
+    return { ...alloc };
+  }
+
+  /** Frees the endpoint's addresses; returns what was released, or undefined when it held none. */
+  release(id: string): Allocation | undefined {
+    const a = this.byId.get(id);
+    if (!a) return undefined;
+    this.byId.delete(id);
+    try {
+      this.persist();
+    } catch (e) {
+      this.byId.set(id, a);
+      throw e;
+    }
+    for (const addr of [a.ipv4, a.ipv6]) {
+      if (addr === undefined) continue;
+      const { family, value } = parseIp(addr);
+      this.pools[family]?.used.delete(value);
+    }
+    return { ...a };
+  }
+
+  private persist(): void {
+    const state: StateFile = { version: 1, allocations: [...this.byId.values()] };
+    writeFileAtomic(this.statePath, `${JSON.stringify(state, null, 1)}\n`);
+  }
+}
+
+function canonical(addr: string): string {
+  const { family, value } = parseIp(addr);
+  return formatIp(family, value);
+}

@@ -1,0 +1,132 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { IpamConflictError, IpamExhaustedError, StateCorruptError } from "../../src/errors.js";
+import { Ipam } from "../../src/ipam/ipam.js";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "nkit-ipam-"));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const open = (cidrs: string[] = ["10.47.0.0/24", "fd47::/64"]) =>
+  Ipam.open({ podCIDRs: cidrs, statePath: join(dir, "ipam.json") });
+
+describe("Ipam", () => {
+  it("allocates one address per family, idempotently per endpoint id", () => {
+    const ipam = open();
+    const a = ipam.allocate("pod-a");
+    expect(a).toEqual({ id: "pod-a", ipv4: "10.47.0.1", ipv6: "fd47::1" });
+    expect(ipam.allocate("pod-a")).toEqual(a);
+    const b = ipam.allocate("pod-b");
+    expect(b.ipv4).toBe("10.47.0.2");
+    expect(b.ipv6).toBe("fd47::2");
+    expect(ipam.usage()).toEqual([
+      { cidr: "10.47.0.0/24", family: 4, size: 254n, used: 2 },
+      { cidr: "fd47::/64", family: 6, size: (1n << 64n) - 1n, used: 2 },
+    ]);
+  });
+
+  it("runs v4-only when no v6 CIDR is configured", () => {
+    const ipam = open(["10.47.0.0/24"]);
+    expect(ipam.allocate("x")).toEqual({ id: "x", ipv4: "10.47.0.1" });
+  });
+
+  it("honours an explicit request when free and refuses a taken or foreign one", () => {
+    const ipam = open();
+    expect(ipam.allocate("a", { ipv4: "10.47.0.77", ipv6: "fd47::0:77" })).toMatchObject({
+      ipv4: "10.47.0.77",
+      ipv6: "fd47::77",
+    });
+    expect(() => ipam.allocate("b", { ipv4: "10.47.0.77" })).toThrow(IpamConflictError);
+    expect(() => ipam.allocate("b", { ipv4: "10.47.0.77" })).toThrow(/assigned to endpoint a/);
+    expect(() => ipam.allocate("b", { ipv4: "10.99.0.1" })).toThrow(/not an assignable address/);
+    expect(() => ipam.allocate("b", { ipv4: "10.47.0.255" })).toThrow(/not an assignable address/);
+    expect(() => ipam.allocate("a", { ipv4: "10.47.0.78" })).toThrow(/already holds 10.47.0.77/);
+    // A refused request leaves no trace.
+    expect(ipam.get("b")).toBeUndefined();
+  });
+
+  it("raises a typed exhaustion error naming the CIDR and the count in use", () => {
+    const ipam = open(["10.47.0.0/29"]);
+    for (let i = 0; i < 6; i++) ipam.allocate(`p${i}`);
+    let err: unknown;
+    try {
+      ipam.allocate("one-too-many");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(IpamExhaustedError);
+    expect((err as IpamExhaustedError).cidr).toBe("10.47.0.0/29");
+    expect((err as IpamExhaustedError).inUse).toBe(6);
+    expect((err as Error).message).toMatch(/no free address in 10.47.0.0\/29: 6 in use/);
+    expect(ipam.get("one-too-many")).toBeUndefined();
+  });
+
+  it("releases, does not immediately reuse, and persists across reopen", () => {
+    const ipam = open(["10.47.0.0/29"]);
+    ipam.allocate("a");
+    ipam.allocate("b");
+    expect(ipam.release("a")).toMatchObject({ ipv4: "10.47.0.1" });
+    expect(ipam.release("a")).toBeUndefined();
+    expect(ipam.allocate("c").ipv4).toBe("10.47.0.3");
+    const again = open(["10.47.0.0/29"]);
+    expect(again.list().map((x) => [x.id, x.ipv4])).toEqual([
+      ["b", "10.47.0.2"],
+      ["c", "10.47.0.3"],
+    ]);
+    expect(again.allocate("b").ipv4).toBe("10.47.0.2");
+  });
+
+  it("keeps allocations outside a changed CIDR and reports them as foreign", () => {
+    open(["10.47.0.0/24"]).allocate("old");
+    const ipam = open(["10.48.0.0/24"]);
+    expect(ipam.foreign().map((a) => a.id)).toEqual(["old"]);
+  });
+
+  it("refuses a corrupt state file instead of guessing", () => {
+    writeFileSync(join(dir, "ipam.json"), "{not json");
+    expect(() => open()).toThrow(StateCorruptError);
+    expect(() => open()).toThrow(/move it aside/);
+  });
+
+  it("rejects bad configuration with the key and a fix", () => {
+    expect(() => open([])).toThrow(/at least one CIDR/);
+    expect(() => open(["10.0.0.0/24", "10.1.0.0/24"])).toThrow(/more than one IPv4/);
+  });
+
+  it("survives SIGKILL at arbitrary points without tearing or double allocation", async () => {
+    const child = join(__dirname, "..", "..", "dist", "ipam", "ipam.js");
+    if (!existsSync(child)) throw new Error("dist/ is missing: run `npm run build:ts` before the unit tests");
+    const statePath = join(dir, "ipam.json");
+    const script = `
+      import { Ipam } from ${JSON.stringify(child)};
+      const ipam = Ipam.open({ podCIDRs: ["10.47.0.0/16", "fd47::/64"], statePath: ${JSON.stringify(statePath)} });
+      let i = 0;
+      for (;;) { ipam.allocate("ep-" + (i++)); if (i % 3 === 0) ipam.release("ep-" + (i - 2)); }
+    `;
+    for (let round = 0; round < 5; round++) {
+      const proc = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" });
+      await new Promise((r) => setTimeout(r, 150 + round * 40));
+      proc.kill("SIGKILL");
+      await new Promise((r) => proc.once("exit", r));
+      const state = JSON.parse(readFileSync(statePath, "utf8")) as {
+        allocations: { ipv4: string; ipv6: string }[];
+      };
+      const v4 = state.allocations.map((a) => a.ipv4);
+      const v6 = state.allocations.map((a) => a.ipv6);
+      expect(new Set(v4).size).toBe(v4.length);
+      expect(new Set(v6).size).toBe(v6.length);
+      // The next process starts from that state and must not collide with it.
+      const ipam = Ipam.open({ podCIDRs: ["10.47.0.0/16", "fd47::/64"], statePath });
+      const fresh = ipam.allocate(`after-${round}`);
+      expect(v4).not.toContain(fresh.ipv4);
+      ipam.release(`after-${round}`);
+    }
+  });
+});
