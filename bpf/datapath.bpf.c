@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0
+/* nkit endpoint datapath: host routing for pods without the upper host stack.
+ *
+ * Attach points (same programs for both device kinds):
+ *   nk_from_container  veth: tcx ingress of the host end | netkit: peer (runs as the pod transmits)
+ *   nk_to_container    veth: tcx egress of the host end  | netkit: primary
+ *   nk_from_uplink     tcx ingress of uplink devices
+ * In all three ctx->ifindex is a host-netns device: for netkit the skb already points at the
+ * primary when peer programs run, which is why one endpoint map serves both modes.
+ *
+ * Per-endpoint facts live in maps shared by all pods (pinned by name under nkitd's bpffs dir), so
+ * programs are loaded once per nkitd start and wiring a pod is a map update plus two links. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <stddef.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "nkit_datapath.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct nk_endpoint_key);
+  __type(value, struct nk_endpoint);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_endpoints SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct nk_counter_key);
+  __type(value, struct nk_counter);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_counters SEC(".maps");
+
+/* Per-host-device view used to tell a spoofed source from an unknown device without a reverse
+ * scan: ifindex -> endpoint id. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, __u32);
+  __type(value, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_devices SEC(".maps");
+
+static __always_inline void count(__u32 ep_id, __u32 reason, __u64 bytes) {
+  struct nk_counter_key key = {.ep_id = ep_id, .reason = reason};
+  struct nk_counter *c = bpf_map_lookup_elem(&nk_counters, &key);
+  if (c) {
+    c->packets++;
+    c->bytes += bytes;
+    return;
+  }
+  struct nk_counter init = {.packets = 1, .bytes = bytes};
+  bpf_map_update_elem(&nk_counters, &key, &init, BPF_NOEXIST);
+  /* Lost race with another CPU's insert: the per-CPU slot exists now. */
+  c = bpf_map_lookup_elem(&nk_counters, &key);
+  if (c && c->packets == 0) {
+    c->packets = 1;
+    c->bytes = bytes;
+  }
+}
+
+struct pkt {
+  __u8 family;
+  __u8 hop_limit;
+  __u16 l3_off;
+  struct nk_endpoint_key src;
+  struct nk_endpoint_key dst;
+};
+
+/* Parses Ethernet + IPv4/IPv6. Returns 0 on success, an nk_reason otherwise
+ * (NK_FWD_NON_IP for ARP). */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
+  void *data = (void *)(long)skb->data;
+  void *end = (void *)(long)skb->data_end;
+  struct ethhdr *eth = data;
+  if ((void *)(eth + 1) > end) return NK_DROP_MALFORMED;
+  __u16 proto = eth->h_proto;
+  p->l3_off = sizeof(*eth);
+  if (proto == bpf_htons(ETH_P_IP)) {
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->version != 4) return NK_DROP_MALFORMED;
+    p->family = NK_FAMILY_V4;
+    p->hop_limit = ip->ttl;
+    p->src.family = p->dst.family = NK_FAMILY_V4;
+    __builtin_memcpy(p->src.addr, &ip->saddr, 4);
+    __builtin_memcpy(p->dst.addr, &ip->daddr, 4);
+    return 0;
+  }
+  if (proto == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr *ip6 = (void *)(eth + 1);
+    if ((void *)(ip6 + 1) > end || ip6->version != 6) return NK_DROP_MALFORMED;
+    p->family = NK_FAMILY_V6;
+    p->hop_limit = ip6->hop_limit;
+    p->src.family = p->dst.family = NK_FAMILY_V6;
+    __builtin_memcpy(p->src.addr, &ip6->saddr, 16);
+    __builtin_memcpy(p->dst.addr, &ip6->daddr, 16);
+    return 0;
+  }
+  if (proto == bpf_htons(ETH_P_ARP)) return NK_FWD_NON_IP;
+  return NK_DROP_UNSUPPORTED_L3;
+}
+
+static __always_inline int is_v6_link_local(const struct nk_endpoint_key *k) {
+  return k->family == NK_FAMILY_V6 && k->addr[0] == 0xfe && (k->addr[1] & 0xc0) == 0x80;
+}
+
+/* We are a router hop: decrement TTL/hop limit (with the IPv4 checksum fix). */
+static __always_inline int dec_hop_limit(struct __sk_buff *skb, const struct pkt *p) {
+  if (p->family == NK_FAMILY_V4) {
+    __u32 off = p->l3_off + offsetof(struct iphdr, ttl);
+    __u16 old = bpf_htons((__u16)p->hop_limit << 8);
+    __u8 ttl = p->hop_limit - 1;
+    __u16 new = bpf_htons((__u16)ttl << 8);
+    if (bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check), old, new, 2) < 0) return -1;
+    return bpf_skb_store_bytes(skb, off, &ttl, 1, 0);
+  }
+  __u8 hl = p->hop_limit - 1;
+  return bpf_skb_store_bytes(skb, p->l3_off + offsetof(struct ipv6hdr, hop_limit), &hl, 1, 0);
+}
+
+static __always_inline int rewrite_macs(struct __sk_buff *skb, const struct nk_endpoint *dst) {
+  if (!(dst->flags & NK_EP_F_L2)) return 0;
+  if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), dst->mac, ETH_ALEN, 0) < 0) return -1;
+  return bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), dst->host_mac, ETH_ALEN, 0);
+}
+
+/* Sends the packet straight into a local pod. Only valid from an ingress hook (tcx ingress, netkit
+ * xmit): from tcx egress the kernel drops it silently. */
+static __always_inline int to_local_pod(struct __sk_buff *skb, const struct pkt *p,
+                                        const struct nk_endpoint *dst, __u32 reason) {
+  if (p->hop_limit <= 1) return -1;
+  if (dec_hop_limit(skb, p) < 0 || rewrite_macs(skb, dst) < 0) {
+    count(dst->ep_id, NK_DROP_MALFORMED, skb->len);
+    return TC_ACT_SHOT;
+  }
+  count(dst->ep_id, reason, skb->len);
+  return bpf_redirect_peer(dst->ifindex, 0);
+}
+
+static __always_inline int fib_forward(struct __sk_buff *skb, const struct pkt *p, __u32 src_ep) {
+  struct bpf_fib_lookup fib = {};
+  fib.ifindex = skb->ifindex;
+  if (p->family == NK_FAMILY_V4) {
+    fib.family = AF_INET;
+    __builtin_memcpy(&fib.ipv4_src, p->src.addr, 4);
+    __builtin_memcpy(&fib.ipv4_dst, p->dst.addr, 4);
+  } else {
+    fib.family = AF_INET6;
+    __builtin_memcpy(fib.ipv6_src, p->src.addr, 16);
+    __builtin_memcpy(fib.ipv6_dst, p->dst.addr, 16);
+  }
+  /* tot_len stays 0: no MTU check here, GSO (and BIG TCP) skbs carry lengths the helper
+   * cannot judge; the egress device handles segmentation. */
+  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  switch (rc) {
+  case BPF_FIB_LKUP_RET_SUCCESS:
+  case BPF_FIB_LKUP_RET_NO_NEIGH: {
+    if (fib.ifindex == skb->ifindex || p->hop_limit <= 1) break;
+    if (dec_hop_limit(skb, p) < 0) {
+      count(src_ep, NK_DROP_MALFORMED, skb->len);
+      return TC_ACT_SHOT;
+    }
+    struct bpf_redir_neigh nh = {};
+    if (fib.family == AF_INET) {
+      nh.nh_family = AF_INET;
+      nh.ipv4_nh = fib.ipv4_dst;
+    } else {
+      nh.nh_family = AF_INET6;
+      __builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+    }
+    count(src_ep, NK_FWD_REDIRECT_NEIGH, skb->len);
+    return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+  }
+  case BPF_FIB_LKUP_RET_BLACKHOLE:
+  case BPF_FIB_LKUP_RET_UNREACHABLE:
+  case BPF_FIB_LKUP_RET_PROHIBIT:
+    count(src_ep, NK_DROP_NO_ROUTE, skb->len);
+    return TC_ACT_SHOT;
+  default:
+    /* Local destination (NOT_FWDED), forwarding off, fragmentation needed, ...: the stack knows
+     * how to answer these (deliver locally or send the ICMP error). */
+    break;
+  }
+  count(src_ep, NK_FWD_TO_STACK, skb->len);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int nk_from_container(struct __sk_buff *skb) {
+  __u32 ifindex = skb->ifindex;
+  __u32 *dev_ep = bpf_map_lookup_elem(&nk_devices, &ifindex);
+  if (!dev_ep) {
+    count(0, NK_DROP_UNKNOWN_SOURCE, skb->len);
+    return TC_ACT_SHOT;
+  }
+  __u32 src_ep = *dev_ep;
+  struct pkt p = {};
+  int r = parse(skb, &p);
+  if (r == NK_FWD_NON_IP) {
+    count(src_ep, NK_FWD_NON_IP, skb->len);
+    return TC_ACT_OK;
+  }
+  if (r) {
+    count(src_ep, r, skb->len);
+    return TC_ACT_SHOT;
+  }
+  /* Link-local IPv6 (neighbour discovery, MLD, router solicitation) talks to the host only. */
+  if (is_v6_link_local(&p.src)) {
+    count(src_ep, NK_FWD_NON_IP, skb->len);
+    return TC_ACT_OK;
+  }
+  struct nk_endpoint *src = bpf_map_lookup_elem(&nk_endpoints, &p.src);
+  if (!src || src->ifindex != ifindex) {
+    count(src_ep, NK_DROP_SPOOFED_SOURCE, skb->len);
+    return TC_ACT_SHOT;
+  }
+  struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
+  if (dst) {
+    r = to_local_pod(skb, &p, dst, NK_FWD_REDIRECT_PEER);
+    if (r >= 0) return r;
+  }
+  return fib_forward(skb, &p, src_ep);
+}
+
+SEC("tc")
+int nk_to_container(struct __sk_buff *skb) {
+  __u32 ifindex = skb->ifindex;
+  __u32 *dev_ep = bpf_map_lookup_elem(&nk_devices, &ifindex);
+  /* A device we do not know is not ours to police. */
+  if (dev_ep) count(*dev_ep, NK_FWD_TO_CONTAINER, skb->len);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int nk_from_uplink(struct __sk_buff *skb) {
+  struct pkt p = {};
+  if (parse(skb, &p)) return TCX_NEXT;
+  struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
+  if (!dst) return TCX_NEXT;
+  int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK);
+  return r >= 0 ? r : TCX_NEXT;
+}
