@@ -34,7 +34,7 @@ BASE_PKGS=(
   "libbpf-dev|bookworm-backports|^1:1\\.[4-9]" "libbpf1|bookworm-backports|^1:1\\.[4-9]"
   "bpftool|bookworm-backports|" "iproute2|bookworm-backports|^6\\.1[5-9]"
   "linux-libc-dev|bookworm-backports|^6\\.12"
-  "iperf3||" "ethtool||" "nftables||" "iputils-ping||" "util-linux||" "procps||" "kmod||"
+  "iperf3||" "iptables||" "ethtool||" "nftables||" "iputils-ping||" "util-linux||" "procps||" "kmod||"
 )
 PKGS=("${BASE_PKGS[@]}")
 for arg in "$@"; do

@@ -1,0 +1,63 @@
+// Turns kernel and addon failures into nkit's error classes with messages that say what to do.
+import { getSystemErrorName } from "node:util";
+import { AlreadyExistsError, isNativeErrnoError, NetlinkError, NetnsError } from "../errors.js";
+
+/** "EEXIST" for 17; a numeric fallback for values libuv does not know. */
+export function errnoName(errno: number): string {
+  // libuv names 95 ENOTSUP; the kernel, iproute2 and our addon call it EOPNOTSUPP.
+  if (Math.abs(errno) === 95) return "EOPNOTSUPP";
+  try {
+    const name = getSystemErrorName(-Math.abs(errno));
+    return name.startsWith("Unknown") ? `errno ${errno}` : name;
+  } catch {
+    return `errno ${errno}`;
+  }
+}
+
+export function netlinkError(operation: string, errno: number, extack: string | undefined): NetlinkError {
+  return new NetlinkError(operation, errno, errnoName(errno), extack);
+}
+
+/** Maps a failure to reach a netns (bad path, not a netns, no permission) to NetnsError. */
+export function netnsFailure(path: string, e: unknown): Error {
+  if (!isNativeErrnoError(e)) return e instanceof Error ? e : new Error(String(e));
+  switch (e.code) {
+    case "ENOENT":
+      return new NetnsError(path, "does not exist (was the namespace deleted, or never created?)", {
+        cause: e,
+      });
+    case "EINVAL":
+      return new NetnsError(
+        path,
+        "is not a network namespace (expected an nsfs mount such as /run/netns/NAME or /proc/PID/ns/net)",
+        { cause: e },
+      );
+    case "EPERM":
+    case "EACCES":
+      return new NetnsError(path, "permission denied: entering a netns needs CAP_SYS_ADMIN (run as root)", {
+        cause: e,
+      });
+    default:
+      return new NetnsError(path, e.message, { cause: e });
+  }
+}
+
+/** Maps a transport failure (timeout, closed socket, overflow) of one operation to NetlinkError. */
+export function transportFailure(operation: string, e: unknown): Error {
+  if (!isNativeErrnoError(e)) return e instanceof Error ? e : new Error(String(e));
+  return new NetlinkError(operation, e.errno, e.code, e.message, { cause: e });
+}
+
+/** EEXIST from a create request: the object is there already. */
+export function alreadyExists(e: unknown, hint: string): unknown {
+  if (e instanceof NetlinkError && e.errnoCode === "EEXIST") {
+    const kernel = e.extack ? ` (kernel: ${e.extack})` : "";
+    return new AlreadyExistsError(`${e.operation}: EEXIST${kernel}: ${hint}`, { cause: e });
+  }
+  return e;
+}
+
+/** True when a delete/get failed only because the object does not exist. */
+export function isAbsent(e: unknown, ...codes: string[]): boolean {
+  return e instanceof NetlinkError && codes.includes(e.errnoCode);
+}
