@@ -1,0 +1,136 @@
+// A BPF object file loaded through libbpf. Maps marked LIBBPF_PIN_BY_NAME are pinned under (and
+// reused from) pinRoot, which is how state survives an nkitd restart. Programs and maps handed out
+// are dups of the object's fds, owned by the BpfObject until it is closed.
+import { existsSync } from "node:fs";
+import { InvalidArgumentError, NotFoundError } from "../errors.js";
+import { bpfAddon, type NativeMapSpec, type NativeProgramSpec, type ObjHandle } from "../native/bpf.js";
+import type { Codec } from "./codec.js";
+import { nativeCall, toLoadError } from "./errors.js";
+import { BpfMap, PerCpuMap } from "./map.js";
+import { ensureBpffsDir } from "./pins.js";
+import { BpfProgram } from "./program.js";
+
+export type ProgramSpec = NativeProgramSpec;
+export type MapSpec = NativeMapSpec;
+
+export interface BpfObjectOptions {
+  /** Directory (on bpffs) for LIBBPF_PIN_BY_NAME maps; created if missing. Default: libbpf's /sys/fs/bpf. */
+  pinRoot?: string;
+  /** Object name reported by libbpf (defaults to the file name). */
+  name?: string;
+}
+
+interface Closable {
+  close(): void;
+}
+
+export class BpfObject {
+  readonly path: string;
+  #obj: ObjHandle | undefined;
+  #loaded = false;
+  readonly #programs = new Map<string, BpfProgram>();
+  readonly #children: Closable[] = [];
+
+  private constructor(path: string, obj: ObjHandle) {
+    this.path = path;
+    this.#obj = obj;
+  }
+
+  /** Parses the ELF without loading anything into the kernel (see load()). */
+  static open(path: string, opts: BpfObjectOptions = {}): BpfObject {
+    if (!existsSync(path)) {
+      throw new NotFoundError(`BPF object ${path} does not exist (run \`npm run build:bpf\`?)`);
+    }
+    if (opts.pinRoot !== undefined) ensureBpffsDir(opts.pinRoot);
+    const nativeOpts: { pinRoot?: string; name?: string } = {};
+    if (opts.pinRoot !== undefined) nativeOpts.pinRoot = opts.pinRoot;
+    if (opts.name !== undefined) nativeOpts.name = opts.name;
+    try {
+      return new BpfObject(path, bpfAddon().objOpen(path, nativeOpts));
+    } catch (e) {
+      throw toLoadError(e, path);
+    }
+  }
+
+  /** open() + load(). Throws BpfLoadError with libbpf's and the verifier's log. */
+  static load(path: string, opts: BpfObjectOptions = {}): BpfObject {
+    const o = BpfObject.open(path, opts);
+    try {
+      o.load();
+    } catch (e) {
+      o.close();
+      throw e;
+    }
+    return o;
+  }
+
+  get #handle(): ObjHandle {
+    if (!this.#obj) throw new InvalidArgumentError(`BPF object ${this.path} is closed`);
+    return this.#obj;
+  }
+
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  /** Creates (or reuses pinned) maps and loads the programs. */
+  load(): void {
+    try {
+      bpfAddon().objLoad(this.#handle);
+    } catch (e) {
+      throw toLoadError(e, this.path);
+    }
+    this.#loaded = true;
+  }
+
+  programs(): ProgramSpec[] {
+    return bpfAddon().objPrograms(this.#handle);
+  }
+
+  maps(): MapSpec[] {
+    return bpfAddon().objMaps(this.#handle);
+  }
+
+  /** A loaded program by its C function name. */
+  program(name: string): BpfProgram {
+    const cached = this.#programs.get(name);
+    if (cached && !cached.closed) return cached;
+    const h = nativeCall(`getting program ${name} of ${this.path}`, () =>
+      bpfAddon().objProgram(this.#handle, name),
+    );
+    const p = new BpfProgram(h, name);
+    this.#programs.set(name, p);
+    return p;
+  }
+
+  /** A map by name with codecs; throws InvalidArgumentError when the codecs' sizes do not fit. */
+  map<K, V>(name: string, keyCodec: Codec<K>, valueCodec: Codec<V>): BpfMap<K, V> {
+    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
+    const m = new BpfMap(h, keyCodec, valueCodec, name);
+    this.#children.push(m);
+    return m;
+  }
+
+  /** A per-CPU map by name (values are one V per possible CPU). */
+  perCpuMap<K, V>(name: string, keyCodec: Codec<K>, valueCodec: Codec<V>): PerCpuMap<K, V> {
+    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
+    const m = new PerCpuMap(h, keyCodec, valueCodec, name);
+    this.#children.push(m);
+    return m;
+  }
+
+  /** Closes the object and every program/map handle obtained from it. Pinned maps and links stay. */
+  close(): void {
+    for (const p of this.#programs.values()) p.close();
+    for (const c of this.#children) c.close();
+    this.#programs.clear();
+    this.#children.length = 0;
+    if (this.#obj) bpfAddon().objClose(this.#obj);
+    this.#obj = undefined;
+  }
+}
+
+/** Layout of a struct as recorded in an object's BTF (null if the object has no such struct). */
+export function btfStructLayout(path: string, structName: string) {
+  return nativeCall(`reading BTF of ${path}`, () => bpfAddon().btfStruct(path, structName));
+}

@@ -1,0 +1,63 @@
+// TS side of bpf/include/nkit_shared.h. Sizes and offsets are checked against the BTF of the built
+// objects (test/unit/bpf-shared-btf.test.ts), so a change on one side alone fails the tests.
+import { type StructCodec, struct, u8, u32, u64 } from "./codec.js";
+
+export const Direction = { INGRESS: 0, EGRESS: 1 } as const;
+export type Direction = (typeof Direction)[keyof typeof Direction];
+
+/** Which program produced a counter entry (enum nk_hook_slot). */
+export const HookSlot = { PRIMARY: 0, ALTERNATE: 1 } as const;
+export type HookSlot = (typeof HookSlot)[keyof typeof HookSlot];
+
+/** struct nk_hook_key */
+export interface HookKey {
+  ifindex: number;
+  direction: number;
+  slot: number;
+}
+
+/** struct nk_hook_counter (one per CPU in the map) */
+export interface HookCounter {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export const hookKey: StructCodec<HookKey> = struct<HookKey>({
+  name: "nk_hook_key",
+  size: 8,
+  fields: {
+    ifindex: { offset: 0, codec: u32 },
+    direction: { offset: 4, codec: u8 },
+    slot: { offset: 5, codec: u8 },
+  },
+  padding: [{ name: "pad", offset: 6, size: 2 }],
+});
+
+export const hookCounter: StructCodec<HookCounter> = struct<HookCounter>({
+  name: "nk_hook_counter",
+  size: 16,
+  fields: {
+    packets: { offset: 0, codec: u64 },
+    bytes: { offset: 8, codec: u64 },
+  },
+});
+
+/** Sums per-CPU counters. */
+export function sumCounters(perCpu: readonly HookCounter[]): HookCounter {
+  let packets = 0n;
+  let bytes = 0n;
+  for (const c of perCpu) {
+    packets += c.packets;
+    bytes += c.bytes;
+  }
+  return { packets, bytes };
+}
+
+/** Name of the hook counter map in bpf/counter.bpf.c (pinned by name under the pin root). */
+export const HOOK_COUNTERS_MAP = "nk_hook_counters";
+
+/** Every struct codec mirrored from nkit_shared.h, for the BTF layout test. */
+export const SHARED_STRUCTS: readonly StructCodec<unknown>[] = [
+  hookKey as StructCodec<unknown>,
+  hookCounter as StructCodec<unknown>,
+];
