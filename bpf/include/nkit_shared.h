@@ -33,4 +33,53 @@ struct nk_hook_counter {
 
 #define NK_HOOK_COUNTERS_MAX 4096
 
+/* ---- endpoint datapath (bpf/datapath.bpf.c) ---- */
+#define NK_FAMILY_V4 4
+#define NK_FAMILY_V6 6
+
+/* Key of nk_endpoints: one entry per pod address. IPv4 uses addr[0..3]; the rest stays zero. */
+struct nk_endpoint_key {
+  __u8 family;
+  __u8 pad[3];
+  __u8 addr[16];
+};
+
+/* The endpoint flags. */
+#define NK_EP_F_L2 0x1     /* device has Ethernet addresses (veth): rewrite MACs on redirect */
+#define NK_EP_F_NETKIT 0x2 /* device is a netkit primary */
+
+struct nk_endpoint {
+  __u32 ifindex;  /* host-side device (veth host end or netkit primary), host netns */
+  __u32 ep_id;    /* numeric endpoint id, the key of the counters */
+  __u32 flags;    /* NK_EP_F_* */
+  __u8 mac[6];    /* pod-side MAC (veth only) */
+  __u8 host_mac[6]; /* host-side MAC (veth only) */
+};
+
+/* Why a packet went where it went. Values below 64 are forwarding outcomes, 64 and up are drops.
+ * src/datapath/reasons.ts holds the same list with names. */
+enum nk_reason {
+  NK_FWD_REDIRECT_PEER = 1,   /* pod -> local pod, bpf_redirect_peer */
+  NK_FWD_REDIRECT_NEIGH = 2,  /* pod -> off-host, bpf_fib_lookup + bpf_redirect_neigh */
+  NK_FWD_TO_STACK = 3,        /* pod -> host stack (local destination or no BPF route) */
+  NK_FWD_TO_CONTAINER = 4,    /* host stack -> pod */
+  NK_FWD_FROM_UPLINK = 5,     /* uplink ingress -> local pod, bpf_redirect_peer */
+  NK_FWD_NON_IP = 6,          /* ARP and other control traffic handed to the stack */
+  NK_DROP_SPOOFED_SOURCE = 64, /* source address not owned by the sending endpoint */
+  NK_DROP_UNKNOWN_SOURCE = 65, /* packet from a device that is no endpoint */
+  NK_DROP_MALFORMED = 66,     /* truncated or invalid header */
+  NK_DROP_UNSUPPORTED_L3 = 67, /* neither IPv4, IPv6 nor ARP */
+  NK_DROP_NO_ROUTE = 68,      /* FIB says blackhole/unreachable/prohibit */
+};
+
+struct nk_counter_key {
+  __u32 ep_id;
+  __u32 reason;
+};
+
+struct nk_counter {
+  __u64 packets;
+  __u64 bytes;
+};
+
 #endif

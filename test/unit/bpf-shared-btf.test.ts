@@ -11,6 +11,7 @@ import { bpfAddon } from "../../src/native/bpf.js";
 const ROOT = join(import.meta.dirname, "..", "..");
 const OBJECTS = [
   join(ROOT, "bpf", "build", "counter.bpf.o"),
+  join(ROOT, "bpf", "build", "datapath.bpf.o"),
   join(ROOT, "bpf", "build", "test", "maps.bpf.o"),
 ];
 
