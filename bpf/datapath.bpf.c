@@ -116,8 +116,15 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
   return NK_DROP_UNSUPPORTED_L3;
 }
 
-static __always_inline int is_v6_link_local(const struct nk_endpoint_key *k) {
-  return k->family == NK_FAMILY_V6 && k->addr[0] == 0xfe && (k->addr[1] & 0xc0) == 0x80;
+/* Link-local or unspecified (::) IPv6 sources: neighbour discovery, DAD, MLD, router
+ * solicitations. They only ever talk to the host. */
+static __always_inline int is_v6_host_control(const struct nk_endpoint_key *k) {
+  if (k->family != NK_FAMILY_V6) return 0;
+  if (k->addr[0] == 0xfe && (k->addr[1] & 0xc0) == 0x80) return 1;
+  __u64 hi, lo;
+  __builtin_memcpy(&hi, k->addr, 8);
+  __builtin_memcpy(&lo, k->addr + 8, 8);
+  return hi == 0 && lo == 0;
 }
 
 /* We are a router hop: decrement TTL/hop limit (with the IPv4 checksum fix). */
@@ -220,8 +227,7 @@ int nk_from_container(struct __sk_buff *skb) {
     count(src_ep, r, skb->len);
     return TC_ACT_SHOT;
   }
-  /* Link-local IPv6 (neighbour discovery, MLD, router solicitation) talks to the host only. */
-  if (is_v6_link_local(&p.src)) {
+  if (is_v6_host_control(&p.src)) {
     count(src_ep, NK_FWD_NON_IP, skb->len);
     return TC_ACT_OK;
   }

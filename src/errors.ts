@@ -13,7 +13,8 @@ export type NkitErrorCode =
   | "NKIT_NATIVE_MISSING"
   | "NKIT_IPAM_EXHAUSTED"
   | "NKIT_IPAM_CONFLICT"
-  | "NKIT_STATE_CORRUPT";
+  | "NKIT_STATE_CORRUPT"
+  | "NKIT_INTERNAL";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;
