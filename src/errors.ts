@@ -14,7 +14,8 @@ export type NkitErrorCode =
   | "NKIT_IPAM_EXHAUSTED"
   | "NKIT_IPAM_CONFLICT"
   | "NKIT_STATE_CORRUPT"
-  | "NKIT_INTERNAL";
+  | "NKIT_INTERNAL"
+  | "NKIT_CONFIG";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;
@@ -150,5 +151,14 @@ export class StateCorruptError extends NkitError {
       options,
     );
     this.path = path;
+  }
+}
+
+/** A configuration value is wrong; names the key, the bad value and the fix. */
+export class ConfigError extends NkitError {
+  readonly key: string;
+  constructor(key: string, problem: string, fix: string) {
+    super("NKIT_CONFIG", `config key "${key}": ${problem}; ${fix}`);
+    this.key = key;
   }
 }

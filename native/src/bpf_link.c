@@ -1,4 +1,7 @@
 /* Pins, program info, tcx/netkit links (create, update, detach, info) and attachment queries. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include "bpf_internal.h"
 
 #include <errno.h>
@@ -76,16 +79,36 @@ static bool get_prop(napi_env env, napi_value obj, const char *key, napi_value *
 }
 
 /* linkCreate(program, targetIfindex, attachType, { flags?, relative?, relativeId?, expectedRevision? })
- * -> link handle. Only the multi-program attach points (tcx, netkit) are accepted: they are the
- * only ones nkit uses, and their ordering options share one layout. `relative` is a prog or link
- * handle (the caller sets BPF_F_LINK for a link); relativeId is a prog or link id. */
-static napi_value link_create(napi_env env, napi_callback_info info) {
+ * -> link handle; linkCreateAsync(...) -> Promise<link handle> does the same on the libuv pool.
+ * Only the multi-program attach points (tcx, netkit) are accepted: they are the only ones nkit
+ * uses, and their ordering options share one layout. `relative` is a prog or link handle (the
+ * caller sets BPF_F_LINK for a link); relativeId is a prog or link id.
+ *
+ * The async form exists because every tcx/netkit attach waits for an RCU grace period in the
+ * kernel (tens of milliseconds on a busy VM): that must not stall the JS thread. */
+typedef struct {
+  int prog_fd, rel_fd; /* dup'd, so the caller may close its handles while we work */
+  uint32_t ifindex, attach_type, flags, relative_id;
+  uint64_t revision;
+  int result; /* link fd, or -errno */
+  napi_async_work work;
+  napi_deferred deferred;
+} link_create_args;
+
+static void link_create_args_free(link_create_args *a) {
+  if (a->prog_fd >= 0) close(a->prog_fd);
+  if (a->rel_fd >= 0) close(a->rel_fd);
+  free(a);
+}
+
+static link_create_args *parse_link_create(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (!nk_args(env, info, 4, argv)) return NULL;
   nk_fd *prog = nk_fd_arg(env, argv[0], "program", NK_FD_PROG);
   if (!prog) return NULL;
-  uint32_t ifindex, attach_type, flags = 0, relative_id = 0, relative_fd = 0;
+  uint32_t ifindex, attach_type, flags = 0, relative_id = 0;
   uint64_t revision = 0;
+  int rel_fd = -1;
   if (!nk_get_u32(env, argv[1], "targetIfindex", &ifindex) || !nk_get_u32(env, argv[2], "attachType", &attach_type))
     return NULL;
   napi_value v;
@@ -99,35 +122,107 @@ static napi_value link_create(napi_env env, napi_callback_info info) {
   if (v) {
     nk_fd *rel = nk_fd_arg(env, v, "relative", NK_FD_OTHER);
     if (!rel) return NULL;
-    relative_fd = (uint32_t)rel->fd;
+    rel_fd = rel->fd;
   }
-  LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
-  switch (attach_type) {
-    case BPF_TCX_INGRESS:
-    case BPF_TCX_EGRESS:
-      opts.tcx.relative_fd = relative_fd;
-      opts.tcx.relative_id = relative_id;
-      opts.tcx.expected_revision = revision;
-      break;
-    case BPF_NETKIT_PRIMARY:
-    case BPF_NETKIT_PEER:
-      opts.netkit.relative_fd = relative_fd;
-      opts.netkit.relative_id = relative_id;
-      opts.netkit.expected_revision = revision;
-      break;
-    default:
-      nk_throw_errno(env, EINVAL, "bpf_link_create", "attach type must be tcx ingress/egress or netkit primary/peer");
-      return NULL;
-  }
-  int fd = bpf_link_create(prog->fd, (int)ifindex, attach_type, &opts);
-  if (fd < 0) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "attach %s to ifindex %u",
-             nk_or_unknown(libbpf_bpf_attach_type_str(attach_type)), ifindex);
-    nk_throw_errno(env, -fd, "bpf_link_create", detail);
+  if (attach_type != BPF_TCX_INGRESS && attach_type != BPF_TCX_EGRESS && attach_type != BPF_NETKIT_PRIMARY &&
+      attach_type != BPF_NETKIT_PEER) {
+    nk_throw_errno(env, EINVAL, "bpf_link_create", "attach type must be tcx ingress/egress or netkit primary/peer");
     return NULL;
   }
+  link_create_args *a = calloc(1, sizeof *a);
+  if (!a) {
+    nk_throw_errno(env, ENOMEM, "bpf_link_create", NULL);
+    return NULL;
+  }
+  a->prog_fd = fcntl(prog->fd, F_DUPFD_CLOEXEC, 3);
+  a->rel_fd = rel_fd >= 0 ? fcntl(rel_fd, F_DUPFD_CLOEXEC, 3) : -1;
+  if (a->prog_fd < 0 || (rel_fd >= 0 && a->rel_fd < 0)) {
+    int err = errno;
+    link_create_args_free(a);
+    nk_throw_errno(env, err, "dup", "program or relative handle");
+    return NULL;
+  }
+  a->ifindex = ifindex;
+  a->attach_type = attach_type;
+  a->flags = flags;
+  a->relative_id = relative_id;
+  a->revision = revision;
+  return a;
+}
+
+static void do_link_create(link_create_args *a) {
+  LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = a->flags);
+  uint32_t rel = a->rel_fd >= 0 ? (uint32_t)a->rel_fd : 0;
+  if (a->attach_type == BPF_TCX_INGRESS || a->attach_type == BPF_TCX_EGRESS) {
+    opts.tcx.relative_fd = rel;
+    opts.tcx.relative_id = a->relative_id;
+    opts.tcx.expected_revision = a->revision;
+  } else {
+    opts.netkit.relative_fd = rel;
+    opts.netkit.relative_id = a->relative_id;
+    opts.netkit.expected_revision = a->revision;
+  }
+  a->result = bpf_link_create(a->prog_fd, (int)a->ifindex, a->attach_type, &opts);
+}
+
+static napi_value link_create_error(napi_env env, const link_create_args *a) {
+  char detail[128];
+  snprintf(detail, sizeof detail, "attach %s to ifindex %u",
+           nk_or_unknown(libbpf_bpf_attach_type_str(a->attach_type)), a->ifindex);
+  return nk_make_errno_error(env, -a->result, "bpf_link_create", detail);
+}
+
+static napi_value link_create(napi_env env, napi_callback_info info) {
+  link_create_args *a = parse_link_create(env, info);
+  if (!a) return NULL;
+  do_link_create(a);
+  if (a->result < 0) {
+    napi_throw(env, link_create_error(env, a));
+    link_create_args_free(a);
+    return NULL;
+  }
+  int fd = a->result;
+  link_create_args_free(a);
   return nk_fd_wrap(env, fd, NK_FD_LINK);
+}
+
+static void link_create_execute(napi_env env, void *data) { do_link_create(data); }
+
+static void link_create_complete(napi_env env, napi_status status, void *data) {
+  link_create_args *a = data;
+  if (status != napi_ok && a->result >= 0) {
+    close(a->result);
+    a->result = -ECANCELED;
+  }
+  if (a->result < 0) {
+    napi_reject_deferred(env, a->deferred, link_create_error(env, a));
+  } else {
+    napi_value h = nk_fd_wrap(env, a->result, NK_FD_LINK);
+    if (h) {
+      napi_resolve_deferred(env, a->deferred, h);
+    } else {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_reject_deferred(env, a->deferred, exc);
+    }
+  }
+  napi_delete_async_work(env, a->work);
+  link_create_args_free(a);
+}
+
+static napi_value link_create_async(napi_env env, napi_callback_info info) {
+  link_create_args *a = parse_link_create(env, info);
+  if (!a) return NULL;
+  napi_value promise, name;
+  napi_create_string_utf8(env, "nkit:linkCreate", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_promise(env, &a->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, link_create_execute, link_create_complete, a, &a->work) != napi_ok ||
+      napi_queue_async_work(env, a->work) != napi_ok) {
+    link_create_args_free(a);
+    nk_throw_napi(env, "linkCreateAsync");
+    return NULL;
+  }
+  return promise;
 }
 
 /* linkUpdate(link, newProgram, oldProgram?): atomically swaps the program; with oldProgram the
@@ -269,7 +364,7 @@ out:
 bool nk_register_bpf_link(napi_env env, napi_value exports) {
   static const nk_fn fns[] = {
       {"objPin", obj_pin},           {"objGet", obj_get},         {"progInfo", prog_info},
-      {"linkCreate", link_create},   {"linkUpdate", link_update}, {"linkDetach", link_detach},
+      {"linkCreate", link_create}, {"linkCreateAsync", link_create_async},   {"linkUpdate", link_update}, {"linkDetach", link_detach},
       {"linkInfo", link_info},       {"progQuery", prog_query},
   };
   return nk_export(env, exports, fns, sizeof fns / sizeof fns[0]);

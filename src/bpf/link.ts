@@ -148,6 +148,27 @@ export class BpfLink {
     return BpfLink.#attach(program, opts.primaryIfindex, point, opts);
   }
 
+  /**
+   * attachTcx off the JS thread. Each tcx/netkit attach waits for an RCU grace period in the
+   * kernel; a daemon serving other requests must not block on it, and two attaches in flight at
+   * once share one grace period.
+   */
+  static attachTcxAsync(program: BpfProgram, opts: TcxAttachOptions): Promise<BpfLink> {
+    const point: AttachPoint = opts.direction === "ingress" ? "tcx-ingress" : "tcx-egress";
+    return BpfLink.#attachAsync(program, opts.ifindex, point, opts);
+  }
+
+  static attachNetkitAsync(program: BpfProgram, opts: NetkitAttachOptions): Promise<BpfLink> {
+    const point: AttachPoint = opts.kind === "primary" ? "netkit-primary" : "netkit-peer";
+    return BpfLink.#attachAsync(program, opts.primaryIfindex, point, opts);
+  }
+
+  static #nativeOptions(opts: CommonAttachOptions): NativeLinkCreateOptions {
+    const native = anchorOptions(opts.anchor);
+    if (opts.expectedRevision !== undefined) native.expectedRevision = BigInt(opts.expectedRevision);
+    return native;
+  }
+
   static #attach(
     program: BpfProgram,
     ifindex: number,
@@ -155,11 +176,30 @@ export class BpfLink {
     opts: CommonAttachOptions,
   ): BpfLink {
     const what = `attaching BPF program ${program.name} at ${point} of ifindex ${ifindex}`;
-    const native = anchorOptions(opts.anchor);
-    if (opts.expectedRevision !== undefined) native.expectedRevision = BigInt(opts.expectedRevision);
     let h: FdHandle;
     try {
-      h = bpfAddon().linkCreate(program.handle, ifindex, ATTACH_TYPE[point], native);
+      h = bpfAddon().linkCreate(program.handle, ifindex, ATTACH_TYPE[point], BpfLink.#nativeOptions(opts));
+    } catch (e) {
+      throw attachError(e, point, ifindex, what, opts.anchor);
+    }
+    return new BpfLink(h, `${program.name}@${point}:${ifindex}`);
+  }
+
+  static async #attachAsync(
+    program: BpfProgram,
+    ifindex: number,
+    point: AttachPoint,
+    opts: CommonAttachOptions,
+  ): Promise<BpfLink> {
+    const what = `attaching BPF program ${program.name} at ${point} of ifindex ${ifindex}`;
+    let h: FdHandle;
+    try {
+      h = await bpfAddon().linkCreateAsync(
+        program.handle,
+        ifindex,
+        ATTACH_TYPE[point],
+        BpfLink.#nativeOptions(opts),
+      );
     } catch (e) {
       throw attachError(e, point, ifindex, what, opts.anchor);
     }

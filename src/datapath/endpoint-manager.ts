@@ -114,7 +114,7 @@ export function endpointKeyOf(address: string): EndpointKey {
   const h = head ? head.split(":") : [];
   const t = tail ? tail.split(":") : [];
   const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill("0"), ...t];
-  groups.forEach((g, i) => addr.writeUInt16BE(Number.parseInt(g, 16), i * 2));
+  for (const [i, g] of groups.entries()) addr.writeUInt16BE(Number.parseInt(g, 16), i * 2);
   return { family: 6, addr };
 }
 
@@ -267,6 +267,15 @@ export class EndpointManager {
     } else {
       throw new InvalidArgumentError(`wire ${req.id}: no addresses given and no IPAM configured`);
     }
+    // Refuse an address another endpoint holds before creating anything (the map insert would only
+    // say "key exists", after the device was made).
+    const clash = this.addressHolder(addresses);
+    if (clash) {
+      await rollback(undo, this.opts.log);
+      throw new AlreadyExistsError(
+        `wire ${req.id}: address ${clash.address} is already used by ${clash.holder ? `endpoint ${clash.holder}` : "another endpoint"}; unwire it first or pick another address`,
+      );
+    }
 
     const record: EndpointRecord = {
       version: 1,
@@ -311,8 +320,8 @@ export class EndpointManager {
         undo.push(() => this.progs.endpoints.delete(k));
       }
       undo.push(() => this.clearCounters(record.epNum));
-      this.attachEndpointLinks(hostName, hostLink.index);
       undo.push(() => this.pins.sub("endpoints").remove(hostName));
+      await this.attachEndpointLinks(hostName, hostLink.index);
 
       await this.configurePod(pod, podLink, hostLink, addresses);
       await this.configureHost(hostLink, podLink, addresses);
@@ -359,6 +368,27 @@ export class EndpointManager {
     this.store.delete(rec.hostIfName);
   }
 
+  /** The first of the addresses that is already in the endpoint map, with the recorded holder. */
+  private addressHolder(a: {
+    ipv4?: string;
+    ipv6?: string;
+  }): { address: string; holder?: string } | undefined {
+    for (const address of [a.ipv4, a.ipv6]) {
+      if (address === undefined) continue;
+      const key = endpointKeyOf(address);
+      if (!this.progs.endpoints.lookup(key)) continue;
+      const holder = this.store
+        .list()
+        .find((r) =>
+          [r.addresses.ipv4, r.addresses.ipv6].some(
+            (x) => x !== undefined && endpointKeyOf(x).addr.equals(key.addr),
+          ),
+        );
+      return holder ? { address, holder: holder.id } : { address };
+    }
+    return undefined;
+  }
+
   private clearCounters(epNum: number): void {
     for (const reason of ALL_REASON_CODES) this.progs.counters.delete({ ep_id: epNum, reason });
   }
@@ -389,24 +419,32 @@ export class EndpointManager {
     return this.host.createVeth(common);
   }
 
-  private attachEndpointLinks(hostName: string, ifindex: number): void {
+  /** Attaches both programs concurrently (each attach waits for an RCU grace period) and pins them. */
+  private async attachEndpointLinks(hostName: string, ifindex: number): Promise<void> {
     const dir = this.pins.sub("endpoints").sub(hostName).ensure();
-    const attach = (prog: BpfProgram, which: "from" | "to"): void => {
+    const attach = async (prog: BpfProgram, which: "from" | "to"): Promise<void> => {
       const link =
         this.mode === "netkit"
-          ? BpfLink.attachNetkit(prog, {
+          ? await BpfLink.attachNetkitAsync(prog, {
               primaryIfindex: ifindex,
               kind: which === "from" ? "peer" : "primary",
             })
-          : BpfLink.attachTcx(prog, { ifindex, direction: which === "from" ? "ingress" : "egress" });
+          : await BpfLink.attachTcxAsync(prog, {
+              ifindex,
+              direction: which === "from" ? "ingress" : "egress",
+            });
       try {
         link.pin(dir.path(LINK_PINS[which]));
       } finally {
         link.close();
       }
     };
-    attach(this.progs.fromContainer, "from");
-    attach(this.progs.toContainer, "to");
+    const results = await Promise.allSettled([
+      attach(this.progs.fromContainer, "from"),
+      attach(this.progs.toContainer, "to"),
+    ]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
   private async configurePod(
@@ -572,7 +610,7 @@ export class EndpointManager {
       const toOk = this.adoptPinnedLink(dir.path(LINK_PINS.to), this.progs.toContainer, rec.hostIfindex);
       if (!fromOk || !toOk) {
         dir.removeAll();
-        this.attachEndpointLinks(rec.hostIfName, rec.hostIfindex);
+        await this.attachEndpointLinks(rec.hostIfName, rec.hostIfindex);
       }
       // Maps are pinned, but restore entries in case they were cleared by hand.
       const value = {

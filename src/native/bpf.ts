@@ -143,6 +143,13 @@ export interface BpfAddon {
     attachType: number,
     opts: NativeLinkCreateOptions,
   ): FdHandle;
+  /** linkCreate on the libuv pool: tcx/netkit attaches wait for an RCU grace period. */
+  linkCreateAsync(
+    prog: FdHandle,
+    targetIfindex: number,
+    attachType: number,
+    opts: NativeLinkCreateOptions,
+  ): Promise<FdHandle>;
   linkUpdate(link: FdHandle, prog: FdHandle, oldProg: FdHandle | null): void;
   linkDetach(link: FdHandle): void;
   linkInfo(link: FdHandle): NativeLinkInfo;

@@ -1,0 +1,65 @@
+// The nkitd core: owns the IPAM and the endpoint datapath of this host. Front doors (NRI, the CNI
+// endpoint, the gRPC API) attach to this object.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { EndpointManager } from "../datapath/endpoint-manager.js";
+import { Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+import { Rtnl } from "../netlink/index.js";
+import type { NkitdConfig } from "./config.js";
+import { acquireInstanceLock, type InstanceLock } from "./lock.js";
+import { defaultRouteDevices } from "./uplinks.js";
+
+export interface Daemon {
+  readonly config: NkitdConfig;
+  readonly endpoints: EndpointManager;
+  readonly ipam: Ipam;
+  readonly uplinks: readonly string[];
+  /** Stops the control plane; pinned links and maps keep forwarding. */
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Daemon> {
+  mkdirSync(config.paths.state, { recursive: true, mode: 0o700 });
+  mkdirSync(config.paths.run, { recursive: true, mode: 0o755 });
+  const lock: InstanceLock = acquireInstanceLock(config.paths.state);
+  try {
+    const ipam = Ipam.open({ podCIDRs: config.podCIDRs, statePath: join(config.paths.state, "ipam.json") });
+    let uplinks = config.uplinks;
+    if (uplinks.length === 0) {
+      const host = await Rtnl.host();
+      try {
+        uplinks = await defaultRouteDevices(host);
+      } finally {
+        await host.close();
+      }
+    }
+    const endpoints = await EndpointManager.start({
+      mode: config.datapath,
+      bpffsDir: config.paths.bpffs,
+      stateDir: config.paths.state,
+      ipam,
+      mtu: config.mtu,
+      bigTcp: config.bigTcp,
+      uplinks,
+      log,
+    });
+    log.info(
+      { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
+      "datapath ready",
+    );
+    return {
+      config,
+      endpoints,
+      ipam,
+      uplinks,
+      stop: async () => {
+        await endpoints.close();
+        lock.release();
+      },
+    };
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}

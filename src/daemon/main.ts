@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// nkitd: the host service that owns nkit's datapath. Exit codes: 0 clean stop, 1 runtime failure,
+// 2 configuration error.
+import { Command } from "commander";
+import { ConfigError, NkitError } from "../errors.js";
+import { createLogger } from "../log.js";
+import { VERSION } from "../version.js";
+import { loadConfig, type NkitdConfig } from "./config.js";
+import { startDaemon } from "./daemon.js";
+
+interface Flags {
+  config?: string;
+  stateDir?: string;
+  runDir?: string;
+  bpffsDir?: string;
+  logLevel?: string;
+}
+
+async function main(): Promise<number> {
+  const program = new Command()
+    .name("nkitd")
+    .description("nkit host service: eBPF container datapath for containerd, nerdctl and Nomad")
+    .version(VERSION)
+    .option("--config <file>", "YAML config (default /etc/nkit/nkitd.yaml; absent = built-in defaults)")
+    .option("--state-dir <dir>", "overrides paths.state")
+    .option("--run-dir <dir>", "overrides paths.run")
+    .option("--bpffs-dir <dir>", "overrides paths.bpffs")
+    .option("--log-level <level>", "overrides log.level");
+  program.parse();
+  const flags = program.opts<Flags>();
+
+  let config: NkitdConfig;
+  try {
+    config = loadConfig(flags.config);
+    if (flags.stateDir) config.paths.state = flags.stateDir;
+    if (flags.runDir) config.paths.run = flags.runDir;
+    if (flags.bpffsDir) config.paths.bpffs = flags.bpffsDir;
+    if (flags.logLevel) config.log.level = flags.logLevel as NkitdConfig["log"]["level"];
+  } catch (e) {
+    process.stderr.write(`nkitd: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const log = createLogger({ name: "nkitd", level: config.log.level });
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (e) {
+    log.fatal({ err: e, code: e instanceof NkitError ? e.code : undefined }, "nkitd failed to start");
+    return e instanceof ConfigError ? 2 : 1;
+  }
+  log.info({ version: VERSION, pid: process.pid }, "nkitd running");
+  await new Promise<void>((resolve) => {
+    // Signal handlers alone do not keep Node's event loop alive.
+    const keepAlive = setInterval(() => undefined, 1 << 30);
+    const stop = (signal: string) => {
+      clearInterval(keepAlive);
+      log.info({ signal }, "stopping control plane; the datapath keeps forwarding");
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  await daemon.stop();
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`nkitd: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);
