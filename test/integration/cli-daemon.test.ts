@@ -1,0 +1,130 @@
+// The two binaries as users run them: `nkit probe`, and nkitd starting on a config, refusing a
+// second instance on the same state dir, rejecting bad config with exit code 2, and stopping on
+// SIGTERM while the datapath stays pinned.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { PinDir } from "../../src/bpf/pins.js";
+import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const NKIT = join(ROOT, "dist", "cli", "main.js");
+const NKITD = join(ROOT, "dist", "daemon", "main.js");
+
+let scope: Scope;
+beforeEach(() => {
+  if (!existsSync(NKITD)) throw new Error("dist/ is missing: run `npm run build` first");
+  scope = new Scope();
+});
+afterEach(() => scope.close());
+
+interface Exit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function spawnNode(args: string[]): { child: ChildProcess; done: Promise<Exit>; output: () => string } {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const done = new Promise<Exit>((resolve) =>
+    child.once("exit", (code) => resolve({ code, stdout, stderr })),
+  );
+  return { child, done, output: () => stdout };
+}
+
+async function waitFor(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function tempConfig(extra: string[] = []): { file: string; stateDir: string; bpffsDir: string } {
+  const dir = mkdtempSync(join(tmpdir(), "nkitd-test-"));
+  scope.defer(() => rmSync(dir, { recursive: true, force: true }));
+  const bpffsDir = uniqueBpffsDir("nkitd");
+  scope.defer(() => new PinDir(bpffsDir).removeAll());
+  const stateDir = join(dir, "state");
+  const file = join(dir, "nkitd.yaml");
+  writeFileSync(
+    file,
+    [
+      "datapath: auto",
+      'podCIDRs: [10.231.0.0/24, "fd31::/64"]',
+      `paths: {state: ${stateDir}, run: ${join(dir, "run")}, bpffs: ${bpffsDir}}`,
+      "log: {level: info}",
+      ...extra,
+    ].join("\n"),
+  );
+  return { file, stateDir, bpffsDir };
+}
+
+describe("nkit CLI", () => {
+  it("probe --json reports netkit missing with the kernel need, and tcx present", async () => {
+    const { stdout } = await run(process.execPath, [NKIT, "probe", "--json"]);
+    const r = JSON.parse(stdout) as Record<string, { supported: boolean; need?: string }>;
+    expect(r.netkit?.supported).toBe(false);
+    expect(r.netkit?.need).toMatch(/CONFIG_NETKIT/);
+    expect(r.tcx?.supported).toBe(true);
+    expect(r.redirect_peer?.supported).toBe(true);
+  });
+
+  it("usage errors exit with code 2", async () => {
+    const p = spawnNode([NKIT, "no-such-command"]);
+    expect((await p.done).code).toBe(2);
+  });
+});
+
+describe("nkitd", () => {
+  it("rejects a bad config with exit code 2 and names the key", async () => {
+    const { file } = tempConfig(["mtu: 12"]);
+    const p = spawnNode([NKITD, "--config", file]);
+    const exit = await p.done;
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toMatch(/config key "mtu": 12 is not a usable MTU/);
+  });
+
+  it("starts on a config, refuses a second instance, and stops on SIGTERM leaving the datapath pinned", async () => {
+    const uplink = uniqueIfName("u");
+    await run("ip", ["link", "add", uplink, "type", "veth", "peer", "name", `${uplink}p`]);
+    scope.defer(() => run("ip", ["link", "del", uplink]).catch(() => undefined));
+    const { file, stateDir, bpffsDir } = tempConfig([`uplinks: [${uplink}]`]);
+    const d = spawnNode([NKITD, "--config", file]);
+    scope.defer(() => d.child.kill("SIGKILL"));
+    await waitFor(() => d.output().includes("nkitd running"), "nkitd to start");
+    const ready = d
+      .output()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { msg: string; mode?: string; uplinks?: string[] })
+      .find((l) => l.msg === "datapath ready");
+    expect(ready?.mode).toBe("veth");
+    expect(ready?.uplinks).toEqual([uplink]);
+    expect(existsSync(join(bpffsDir, "nk_endpoints"))).toBe(true);
+    expect(existsSync(join(bpffsDir, "uplinks", uplink, "from-uplink"))).toBe(true);
+
+    const second = spawnNode([NKITD, "--config", file]);
+    const exit2 = await second.done;
+    expect(exit2.code).toBe(1);
+    expect(exit2.stdout + exit2.stderr).toMatch(/another nkitd \(pid \d+\) owns state dir/);
+
+    d.child.kill("SIGTERM");
+    expect((await d.done).code).toBe(0);
+    // The control plane is gone; the datapath (maps, uplink link) stays pinned.
+    expect(existsSync(join(bpffsDir, "uplinks", uplink, "from-uplink"))).toBe(true);
+    expect(existsSync(join(stateDir, "nkitd.pid"))).toBe(false);
+  });
+});

@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { defaultConfig, loadConfig, validateConfig } from "../../src/daemon/config.js";
+import { ConfigError } from "../../src/errors.js";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "nkit-cfg-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function errorOf(raw: unknown): ConfigError {
+  try {
+    validateConfig(raw);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("nkitd config", () => {
+  it("runs on built-in defaults without a file", () => {
+    expect(validateConfig(undefined)).toEqual(defaultConfig());
+    expect(loadConfig(undefined).podCIDRs).toEqual(["10.47.0.0/24", "fd47::/64"]);
+  });
+
+  it("reads the documented keys from YAML", () => {
+    const file = join(dir, "nkitd.yaml");
+    writeFileSync(
+      file,
+      [
+        "datapath: veth",
+        'podCIDRs: [10.60.0.0/24, "fd60::/64"]',
+        "uplinks: [eth0]",
+        "mtu: 1450",
+        "bigTcp: false",
+        "paths: {state: /tmp/s, run: /tmp/r, bpffs: /sys/fs/bpf/x}",
+        "nri: {enabled: false, socket: /tmp/nri.sock, index: 20}",
+        "log: {level: debug}",
+        'metrics: {listen: "127.0.0.1:9965"}',
+      ].join("\n"),
+    );
+    const c = loadConfig(file);
+    expect(c).toEqual({
+      datapath: "veth",
+      podCIDRs: ["10.60.0.0/24", "fd60::/64"],
+      uplinks: ["eth0"],
+      mtu: 1450,
+      bigTcp: false,
+      paths: { state: "/tmp/s", run: "/tmp/r", bpffs: "/sys/fs/bpf/x" },
+      nri: { enabled: false, socket: "/tmp/nri.sock", index: "20" },
+      log: { level: "debug" },
+      metrics: { listen: "127.0.0.1:9965" },
+    });
+  });
+
+  it("names the key, the bad value and the fix", () => {
+    const cases: [unknown, string, RegExp][] = [
+      [{ datapath: "fast" }, "datapath", /"fast" is not a datapath mode; use auto, netkit or veth/],
+      [{ podCIDRs: ["10.0.0.1/24"] }, "podCIDRs[0]", /did you mean 10.0.0.0\/24/],
+      [{ podCIDRs: ["10.0.0.0/24", "10.1.0.0/24"] }, "podCIDRs[1]", /at most one CIDR per family/],
+      [{ mtu: 100 }, "mtu", /100 is not a usable MTU; use 0/],
+      [{ paths: { state: "relative" } }, "paths.state", /not an absolute path/],
+      [{ paths: { stat: "/x" } }, "paths.stat", /unknown key; remove it; known keys here: state, run, bpffs/],
+      [{ colour: true }, "colour", /unknown key/],
+      [{ log: { level: "loud" } }, "log.level", /not a log level/],
+      [{ metrics: { listen: "nowhere" } }, "metrics.listen", /not host:port/],
+      [{ bigTcp: "yes" }, "bigTcp", /expected true or false/],
+    ];
+    for (const [raw, key, msg] of cases) {
+      const e = errorOf(raw);
+      expect(e.key).toBe(key);
+      expect(e.code).toBe("NKIT_CONFIG");
+      expect(e.message).toMatch(msg);
+    }
+  });
+
+  it("reports unreadable files and YAML syntax errors", () => {
+    expect(() => loadConfig(join(dir, "missing.yaml"))).toThrow(/cannot read/);
+    const bad = join(dir, "bad.yaml");
+    writeFileSync(bad, "datapath: [unclosed\n");
+    expect(() => loadConfig(bad)).toThrow(/not valid YAML/);
+  });
+});
