@@ -55,5 +55,6 @@ bool nk_export(napi_env env, napi_value exports, const nk_fn *fns, size_t n);
 napi_value nk_register_netns(napi_env env, napi_value exports);
 napi_value nk_register_netlink(napi_env env, napi_value exports);
 napi_value nk_register_bpf(napi_env env, napi_value exports);
+napi_value nk_register_sdnotify(napi_env env, napi_value exports);
 
 #endif

@@ -7,6 +7,7 @@ import { createLogger } from "../log.js";
 import { VERSION } from "../version.js";
 import { loadConfig, type NkitdConfig } from "./config.js";
 import { startDaemon } from "./daemon.js";
+import { SdNotifier } from "./sd-notify.js";
 
 interface Flags {
   config?: string;
@@ -48,6 +49,8 @@ async function main(): Promise<number> {
     log.fatal({ err: e, code: e instanceof NkitError ? e.code : undefined }, "nkitd failed to start");
     return e instanceof ConfigError ? 2 : 1;
   }
+  const notify = new SdNotifier(process.env, log);
+  notify.ready(`${daemon.endpoints.mode} datapath, ${daemon.endpoints.list().length} endpoints`);
   log.info({ version: VERSION, pid: process.pid }, "nkitd running");
   await new Promise<void>((resolve) => {
     // Signal handlers alone do not keep Node's event loop alive.
@@ -60,6 +63,7 @@ async function main(): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  notify.stopping();
   await daemon.stop();
   return 0;
 }

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PinDir } from "../../src/bpf/pins.js";
+import { sdNotifyAddon } from "../../src/native/sdnotify.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
@@ -28,8 +29,11 @@ interface Exit {
   stderr: string;
 }
 
-function spawnNode(args: string[]): { child: ChildProcess; done: Promise<Exit>; output: () => string } {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+function spawnNode(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { child: ChildProcess; done: Promise<Exit>; output: () => string } {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env });
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (d: Buffer) => {
@@ -126,5 +130,46 @@ describe("nkitd", () => {
     // The control plane is gone; the datapath (maps, uplink link) stays pinned.
     expect(existsSync(join(bpffsDir, "uplinks", uplink, "from-uplink"))).toBe(true);
     expect(existsSync(join(stateDir, "nkitd.pid"))).toBe(false);
+  });
+
+  it("speaks the systemd notify protocol: READY, WATCHDOG, STOPPING", async () => {
+    const uplink = uniqueIfName("u");
+    await run("ip", ["link", "add", uplink, "type", "veth", "peer", "name", `${uplink}p`]);
+    scope.defer(() => run("ip", ["link", "del", uplink]).catch(() => undefined));
+    const { file } = tempConfig([`uplinks: [${uplink}]`]);
+    const dir = mkdtempSync(join(tmpdir(), "nkit-notify-"));
+    scope.defer(() => rmSync(dir, { recursive: true, force: true }));
+    const sock = join(dir, "notify.sock");
+    const sd = sdNotifyAddon();
+    const fd = sd.unixDgramBind(sock);
+    scope.defer(() => sd.unixDgramClose(fd));
+    const d = spawnNode([NKITD, "--config", file], {
+      ...process.env,
+      NOTIFY_SOCKET: sock,
+      WATCHDOG_USEC: "400000",
+    });
+    scope.defer(() => d.child.kill("SIGKILL"));
+    const received: string[] = [];
+    const next = async (want: string): Promise<void> => {
+      const end = Date.now() + 20_000;
+      while (Date.now() < end) {
+        // Short blocking polls, so the event loop keeps draining the child's output meanwhile.
+        const m = sd.unixDgramRecv(fd, 20);
+        if (m !== null) {
+          received.push(m);
+          if (m.split("\n").includes(want)) return;
+        } else {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      throw new Error(`no ${want} from nkitd; got ${JSON.stringify(received)}`);
+    };
+    await next("READY=1");
+    expect(received.at(-1)).toMatch(/STATUS=veth datapath, 0 endpoints/);
+    expect(received.at(-1)).toContain(`MAINPID=${d.child.pid}`);
+    await next("WATCHDOG=1");
+    d.child.kill("SIGTERM");
+    await next("STOPPING=1");
+    expect((await d.done).code).toBe(0);
   });
 });
