@@ -16,12 +16,15 @@ export interface AddressRequest {
   /** A specific IPv4 address to hand out when free. */
   ipv4?: string;
   ipv6?: string;
+  /** Which front door made the allocation (e.g. "cri", "cni"); lets reconcilers collect only their own. */
+  owner?: string;
 }
 
 export interface Allocation {
   id: string;
   ipv4?: string;
   ipv6?: string;
+  owner?: string;
 }
 
 export interface PoolUsage {
@@ -196,6 +199,7 @@ export class Ipam {
       }
     }
     const alloc: Allocation = { id };
+    if (req.owner !== undefined) alloc.owner = req.owner;
     if (picked[4] !== undefined) alloc.ipv4 = formatIp(4, picked[4]);
     if (picked[6] !== undefined) alloc.ipv6 = formatIp(6, picked[6]);
     this.byId.set(id, alloc);

@@ -112,7 +112,11 @@ describe("Ipam", () => {
     `;
     for (let round = 0; round < 5; round++) {
       const proc = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" });
-      await new Promise((r) => setTimeout(r, 150 + round * 40));
+      // Kill it mid-stream: once it is writing (a loaded machine may take a while to start node),
+      // after a different extra delay each round.
+      const deadline = Date.now() + 15_000;
+      while (!existsSync(statePath) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 20 + round * 37));
       proc.kill("SIGKILL");
       await new Promise((r) => proc.once("exit", r));
       const state = JSON.parse(readFileSync(statePath, "utf8")) as {

@@ -1,0 +1,142 @@
+// The CRI pod flow, shared by nkitd's two front doors: containerd's CNI step reserves addresses
+// (nkit-cni in "ipam" mode), the NRI RunPodSandbox hook wires the sandbox with them, StopPodSandbox
+// unwires, RemovePodSandbox releases. Synchronize (every NRI (re)connect) wires running pods that
+// lack wiring and collects everything of pods that no longer exist.
+import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { Allocation, Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+
+export interface PodSandbox {
+  id: string;
+  name: string;
+  namespace: string;
+  uid: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** Path of the sandbox's network namespace; absent on some STOP/REMOVE events. */
+  netnsPath?: string | undefined;
+}
+
+export interface SyncResult {
+  wired: string[];
+  collected: string[];
+  failed: { id: string; error: string }[];
+}
+
+/** IPAM owner tag of CRI pods; endpoints wired by nkit-cni in "wire" mode (nerdctl, Nomad) carry
+ * another owner and are never collected by an NRI Synchronize, which only lists CRI sandboxes. */
+export const CRI_OWNER = "cri";
+
+/** Reservations younger than this are never collected: their pod may be between CNI ADD and RUN. */
+const RESERVATION_GRACE_MS = 120_000;
+
+export class PodLifecycle {
+  private readonly reservedAt = new Map<string, number>();
+
+  constructor(
+    private readonly endpoints: EndpointManager,
+    private readonly ipam: Ipam,
+    private readonly log?: Logger,
+  ) {}
+
+  /** CNI ADD in ipam mode: the pod's addresses, allocated once per sandbox id. */
+  reserve(sandboxId: string, request: { ipv4?: string; ipv6?: string } = {}): Allocation {
+    const a = this.ipam.allocate(sandboxId, { ...request, owner: CRI_OWNER });
+    if (!this.reservedAt.has(sandboxId)) this.reservedAt.set(sandboxId, Date.now());
+    return a;
+  }
+
+  /** CNI DEL in ipam mode: idempotent. */
+  async unreserve(sandboxId: string): Promise<void> {
+    await this.endpoints.unwire(sandboxId);
+    this.ipam.release(sandboxId);
+    this.reservedAt.delete(sandboxId);
+  }
+
+  /**
+   * NRI RunPodSandbox. A pod without a reservation did not go through our CNI and is left alone.
+   * Throwing fails the pod, which is what we want when its network cannot be built.
+   */
+  async run(pod: PodSandbox): Promise<WiredEndpoint | undefined> {
+    const reservation = this.ipam.get(pod.id);
+    if (!reservation) {
+      this.log?.debug({ pod: pod.id, name: pod.name }, "pod has no nkit reservation: not ours");
+      return undefined;
+    }
+    if (!pod.netnsPath) {
+      throw new InvalidArgumentError(
+        `pod ${pod.namespace}/${pod.name} (${pod.id}) has no network namespace path`,
+      );
+    }
+    const addresses: { ipv4?: string; ipv6?: string } = {};
+    if (reservation.ipv4) addresses.ipv4 = reservation.ipv4;
+    if (reservation.ipv6) addresses.ipv6 = reservation.ipv6;
+    return this.endpoints.wire({
+      id: pod.id,
+      netnsPath: pod.netnsPath,
+      addresses,
+      labels: podLabels(pod),
+    });
+  }
+
+  /** NRI StopPodSandbox: the sandbox's network goes; the reservation stays until REMOVE. */
+  async stop(pod: Pick<PodSandbox, "id">): Promise<void> {
+    await this.endpoints.unwire(pod.id);
+  }
+
+  /** NRI RemovePodSandbox. */
+  async remove(pod: Pick<PodSandbox, "id">): Promise<void> {
+    await this.unreserve(pod.id);
+  }
+
+  /** NRI Synchronize: `pods` is every sandbox the runtime knows. */
+  async synchronize(pods: readonly PodSandbox[]): Promise<SyncResult> {
+    const result: SyncResult = { wired: [], collected: [], failed: [] };
+    const known = new Set(pods.map((p) => p.id));
+    for (const pod of pods) {
+      if (!pod.netnsPath || this.endpoints.get(pod.id) || !this.ipam.get(pod.id)) continue;
+      try {
+        await this.run(pod);
+        result.wired.push(pod.id);
+      } catch (e) {
+        result.failed.push({ id: pod.id, error: (e as Error).message });
+      }
+    }
+    const now = Date.now();
+    const stale = new Set<string>();
+    for (const a of this.ipam.list()) {
+      if (a.owner !== CRI_OWNER) continue;
+      const at = this.reservedAt.get(a.id);
+      if (!known.has(a.id) && (at === undefined || now - at > RESERVATION_GRACE_MS)) stale.add(a.id);
+    }
+    for (const id of stale) {
+      try {
+        await this.unreserve(id);
+        result.collected.push(id);
+      } catch (e) {
+        result.failed.push({ id, error: (e as Error).message });
+      }
+    }
+    this.log?.info(
+      {
+        pods: pods.length,
+        wired: result.wired.length,
+        collected: result.collected.length,
+        failed: result.failed,
+      },
+      "synchronized with the runtime",
+    );
+    return result;
+  }
+}
+
+/** Endpoint identity: the pod's labels plus where it came from. */
+export function podLabels(pod: PodSandbox): Record<string, string> {
+  return {
+    ...pod.labels,
+    "nkit.io/pod-name": pod.name,
+    "nkit.io/pod-namespace": pod.namespace,
+    "nkit.io/pod-uid": pod.uid,
+  };
+}
