@@ -1,0 +1,112 @@
+// The CRI pod flow on the real datapath: reserve (CNI ADD) -> run (NRI RUN) -> stop -> remove,
+// plus Synchronize wiring reserved-but-unwired pods and collecting pods that no longer exist.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { PodLifecycle, type PodSandbox } from "../../src/daemon/pods.js";
+import { hostIfName } from "../../src/datapath/naming.js";
+import { Rtnl } from "../../src/netlink/index.js";
+import { Scope } from "../helpers/scope.js";
+import { createHarness, createPod, type Harness, ping } from "./datapath-fixture.js";
+
+let scope: Scope;
+let h: Harness;
+let pods: PodLifecycle;
+beforeEach(async () => {
+  scope = new Scope();
+  h = await createHarness(scope);
+  pods = new PodLifecycle(h.mgr, h.ipam);
+});
+afterEach(() => scope.close());
+
+function sandbox(id: string, netnsPath?: string): PodSandbox {
+  return {
+    id,
+    name: `web-${id.slice(-4)}`,
+    namespace: "default",
+    uid: `uid-${id}`,
+    labels: { app: "web" },
+    annotations: {},
+    netnsPath,
+  };
+}
+
+async function hostDeviceExists(id: string): Promise<boolean> {
+  const host = await Rtnl.host();
+  try {
+    return (await host.getLink(hostIfName(id))) !== undefined;
+  } finally {
+    await host.close();
+  }
+}
+
+describe("CRI pod lifecycle", () => {
+  it("wires a reserved pod at RUN with the reserved addresses and labels, unwires at STOP, releases at REMOVE", async () => {
+    const [nsA, nsB] = [await createPod(scope, "a"), await createPod(scope, "b")];
+    const [idA, idB] = [h.newId("a"), h.newId("b")];
+    const resA = pods.reserve(idA);
+    const resB = pods.reserve(idB);
+    // Reserving twice (CNI ADD retried) gives the same addresses.
+    expect(pods.reserve(idA)).toEqual(resA);
+    const epA = await pods.run(sandbox(idA, nsA.path));
+    await pods.run(sandbox(idB, nsB.path));
+    expect(epA?.addresses).toEqual({ ipv4: resA.ipv4, ipv6: resA.ipv6 });
+    expect(epA?.labels).toMatchObject({ app: "web", "nkit.io/pod-namespace": "default" });
+    expect(await ping(nsA, resB.ipv4!)).toBe(true);
+
+    // STOP may come without a netns path; the reservation survives it.
+    await pods.stop({ id: idA });
+    expect(h.mgr.get(idA)).toBeUndefined();
+    expect(await hostDeviceExists(idA)).toBe(false);
+    expect(h.ipam.get(idA)).toMatchObject({ ipv4: resA.ipv4 });
+    await pods.remove({ id: idA });
+    expect(h.ipam.get(idA)).toBeUndefined();
+    // REMOVE twice (runtime retry) is fine.
+    await pods.remove({ id: idA });
+  });
+
+  it("leaves pods without a reservation alone and fails a reserved pod without a netns", async () => {
+    const ns = await createPod(scope, "x");
+    expect(await pods.run(sandbox(h.newId("foreign"), ns.path))).toBeUndefined();
+    const id = h.newId("nons");
+    pods.reserve(id);
+    await expect(pods.run(sandbox(id))).rejects.toThrow(/has no network namespace path/);
+    expect(await hostDeviceExists(id)).toBe(false);
+  });
+
+  it("synchronize wires running pods that lack wiring and collects pods that are gone", async () => {
+    const live = await createPod(scope, "live");
+    const liveId = h.newId("live");
+    pods.reserve(liveId);
+    // A pod removed while nkitd was away: wired and reserved by a previous process.
+    const goneNs = await createPod(scope, "gone");
+    const goneId = h.newId("gone");
+    const previous = new PodLifecycle(h.mgr, h.ipam);
+    previous.reserve(goneId);
+    await previous.run(sandbox(goneId, goneNs.path));
+    // A fresh lifecycle (new nkitd) knows neither reservation's age.
+    const fresh = new PodLifecycle(h.mgr, h.ipam);
+    const r = await fresh.synchronize([sandbox(liveId, live.path)]);
+    expect(r.wired).toEqual([liveId]);
+    expect(r.collected).toEqual([goneId]);
+    expect(r.failed).toEqual([]);
+    expect(h.mgr.get(liveId)).toBeDefined();
+    expect(h.mgr.get(goneId)).toBeUndefined();
+    expect(h.ipam.get(goneId)).toBeUndefined();
+    expect(await hostDeviceExists(goneId)).toBe(false);
+  });
+
+  it("synchronize never collects a fresh reservation (pod between CNI ADD and RUN) or a non-CRI endpoint", async () => {
+    const id = h.newId("fresh");
+    pods.reserve(id);
+    const ns = await createPod(scope, "cni");
+    const cniId = h.newId("cni");
+    // nerdctl/Nomad path: wired by nkit-cni in wire mode, owned by "cni".
+    const a = h.ipam.allocate(cniId, { owner: "cni" });
+    await h.mgr.wire({ id: cniId, netnsPath: ns.path, addresses: { ipv4: a.ipv4!, ipv6: a.ipv6! } });
+    const r = await pods.synchronize([]);
+    expect(r.collected).toEqual([]);
+    expect(h.ipam.get(id)).toBeDefined();
+    expect(h.mgr.get(cniId)).toBeDefined();
+    await h.mgr.unwire(cniId);
+    h.ipam.release(cniId);
+  });
+});
