@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { VM_LANE_EXCLUDE, vmLaneTests } from "./test/vm/lane.js";
 
 export default defineConfig({
   test: {
@@ -23,6 +24,30 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      // The netkit VM lane: defined only inside its guest (scripts/vm/guest-init.sh sets NKIT_VM_LANE),
+      // so a plain `vitest run` on a host without netkit never picks these tests up.
+      ...(process.env.NKIT_VM_LANE
+        ? [
+            {
+              test: {
+                name: "vm",
+                include: vmLaneTests(),
+                // an explicit NKIT_VM_TESTS list runs exactly what it names
+                exclude: process.env.NKIT_VM_TESTS ? [] : [...VM_LANE_EXCLUDE],
+                environment: "node" as const,
+                pool: "forks" as const,
+                fileParallelism: false,
+                // one forked process runs every file in turn: under TCG, starting a fork and
+                // re-importing src/ per file costs seconds
+                isolate: false,
+                globalSetup: ["test/helpers/integration-global.ts"],
+                // TCG runs CPU-bound work about 10x slower than the host
+                testTimeout: 180_000,
+                hookTimeout: 180_000,
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

@@ -15,7 +15,10 @@ export type NkitErrorCode =
   | "NKIT_IPAM_CONFLICT"
   | "NKIT_STATE_CORRUPT"
   | "NKIT_INTERNAL"
-  | "NKIT_CONFIG";
+  | "NKIT_CONFIG"
+  | "NKIT_TTRPC"
+  | "NKIT_PROTOCOL"
+  | "NKIT_NRI";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;
@@ -160,5 +163,37 @@ export class ConfigError extends NkitError {
   constructor(key: string, problem: string, fix: string) {
     super("NKIT_CONFIG", `config key "${key}": ${problem}; ${fix}`);
     this.key = key;
+  }
+}
+
+/**
+ * A ttrpc call ended with a non-OK status (from the peer or locally: deadline, closed connection,
+ * oversized message). `status` is the gRPC code number, `statusName` its upper-case name.
+ */
+export class TtrpcError extends NkitError {
+  readonly status: number;
+  readonly statusName: string;
+  readonly detail: string;
+  constructor(status: number, statusName: string, detail: string, options?: { cause?: unknown }) {
+    super("NKIT_TTRPC", `ttrpc ${statusName}: ${detail}`, options);
+    this.status = status;
+    this.statusName = statusName;
+    this.detail = detail;
+  }
+}
+
+/** Bytes on a ttrpc or NRI multiplexer stream violate the wire protocol; the connection is unusable. */
+export class ProtocolError extends NkitError {
+  readonly layer: string;
+  constructor(layer: string, message: string, options?: { cause?: unknown }) {
+    super("NKIT_PROTOCOL", `${layer} protocol error: ${message}`, options);
+    this.layer = layer;
+  }
+}
+
+/** The NRI plugin could not connect, register or stay registered with the container runtime. */
+export class NriError extends NkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NKIT_NRI", message, options);
   }
 }

@@ -1,13 +1,39 @@
 // Process helpers for benchmarks: run in a netns (nsenter keeps bpffs visible), pinned to a CPU
 // with SCHED_FIFO so the noisy shared VM disturbs the measurement less (datapath-lab pitfall 20).
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
-
-const execFileP = promisify(execFile);
+//
+// Every child is tracked until it exits, so an interrupted run can kill exactly the processes it
+// started (by pid, never by name). nsenter (net only), taskset and chrt all exec in place, so the
+// tracked pid is the benchmark tool itself and its CPU time reaches our cutime/cstime when reaped.
+import { type ChildProcess, spawn } from "node:child_process";
 
 export interface Placement {
   netnsPath?: string;
   cpu?: number;
+}
+
+const live = new Set<ChildProcess>();
+
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  child.once("error", () => live.delete(child));
+  return child;
+}
+
+/** SIGKILLs every child this process started that is still running. */
+export function killAllChildren(): number {
+  let n = 0;
+  for (const c of live) {
+    if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
+      try {
+        process.kill(c.pid, "SIGKILL");
+        n++;
+      } catch {
+        // already gone
+      }
+    }
+  }
+  return n;
 }
 
 function wrap(p: Placement, cmd: string, args: readonly string[]): [string, string[]] {
@@ -17,15 +43,35 @@ function wrap(p: Placement, cmd: string, args: readonly string[]): [string, stri
   return [argv[0]!, argv.slice(1)];
 }
 
-export async function sh(cmd: string, args: readonly string[], p: Placement = {}, timeoutMs = 120_000) {
+/** Runs a command to completion and returns its stdout; rejects with stderr on failure or timeout. */
+export function sh(
+  cmd: string,
+  args: readonly string[],
+  p: Placement = {},
+  timeoutMs = 120_000,
+): Promise<string> {
   const [c, a] = wrap(p, cmd, args);
-  try {
-    const { stdout } = await execFileP(c, a, { timeout: timeoutMs, maxBuffer: 64 << 20 });
-    return stdout;
-  } catch (e) {
-    const err = e as Error & { stderr?: string };
-    throw new Error(`${c} ${a.join(" ")}: ${err.message} ${err.stderr ?? ""}`, { cause: e });
-  }
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(c, a, { stdio: ["ignore", "pipe", "pipe"] }));
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on("data", (d: Buffer) => out.push(d));
+    child.stderr?.on("data", (d: Buffer) => err.push(d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${c} ${a.join(" ")}: ${e.message}`, { cause: e }));
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) {
+        resolve(Buffer.concat(out).toString());
+        return;
+      }
+      const why = signal ? `killed by ${signal}` : `exit code ${code}`;
+      reject(new Error(`${c} ${a.join(" ")}: ${why}: ${Buffer.concat(err).toString().trim()}`));
+    });
+  });
 }
 
 /** Starts a long-running server and resolves once it printed `readyText` (or after a grace delay). */
@@ -36,35 +82,53 @@ export async function startServer(
   readyText?: string,
 ): Promise<ChildProcess> {
   const [c, a] = wrap(p, cmd, args);
-  const child = spawn(c, a, { stdio: ["ignore", "pipe", "pipe"] });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => (readyText ? reject(new Error(`${cmd} did not become ready`)) : resolve()),
-      2000,
-    );
-    child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`${cmd} exited early with ${code}`)));
-    if (readyText) {
-      child.stdout?.on("data", (d: Buffer) => {
-        if (d.toString().includes(readyText)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    } else {
-      setTimeout(() => {
-        clearTimeout(timer);
-        resolve();
-      }, 300);
-    }
+  const child = track(spawn(c, a, { stdio: ["ignore", "pipe", "pipe"] }));
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
   });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => (readyText ? reject(new Error(`${cmd} did not become ready`)) : resolve()),
+        readyText ? 5000 : 300,
+      );
+      child.once("error", (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${cmd} exited early with ${code}: ${stderr.trim()}`));
+      });
+      if (readyText) {
+        let seen = "";
+        child.stdout?.on("data", (d: Buffer) => {
+          seen += d.toString();
+          if (seen.includes(readyText)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      }
+    });
+  } catch (e) {
+    await stop(child);
+    throw e;
+  }
   child.removeAllListeners("exit");
+  child.once("exit", () => live.delete(child));
+  // Keep draining the pipes so a chatty server never blocks on a full pipe.
+  child.stdout?.resume();
   return child;
 }
 
-export async function stop(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after a grace period; resolves once the process has been reaped. */
+export async function stop(child: ChildProcess, graceMs = 2000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const done = new Promise((r) => child.once("exit", r));
   child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await done;
+  clearTimeout(timer);
 }
