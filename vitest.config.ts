@@ -24,6 +24,19 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          environment: "node",
+          // Each suite runs its own containerd (lane: NKIT_E2E_CONTAINERD=1.7|2); one file at a time on 2 cores.
+          pool: "forks",
+          fileParallelism: false,
+          globalSetup: ["test/e2e/global-setup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
       // The netkit VM lane: defined only inside its guest (scripts/vm/guest-init.sh sets NKIT_VM_LANE),
       // so a plain `vitest run` on a host without netkit never picks these tests up.
       ...(process.env.NKIT_VM_LANE

@@ -57,6 +57,14 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nk_devices SEC(".maps");
 
+/* Drop events for `nkit monitor` (struct nk_event); nkitd consumes them only while someone
+ * listens. Best effort: a full ring loses the event, never the counter. */
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, NK_EVENTS_RING_BYTES);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_events SEC(".maps");
+
 static __always_inline void count(__u32 ep_id, __u32 reason, __u64 bytes) {
   struct nk_counter_key key = {.ep_id = ep_id, .reason = reason};
   struct nk_counter *c = bpf_map_lookup_elem(&nk_counters, &key);
@@ -79,6 +87,7 @@ struct pkt {
   __u8 family;
   __u8 hop_limit;
   __u16 l3_off;
+  __u8 protocol; /* for drop events only */
   struct nk_endpoint_key src;
   struct nk_endpoint_key dst;
 };
@@ -97,6 +106,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
     if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->version != 4) return NK_DROP_MALFORMED;
     p->family = NK_FAMILY_V4;
     p->hop_limit = ip->ttl;
+    p->protocol = ip->protocol;
     p->src.family = p->dst.family = NK_FAMILY_V4;
     __builtin_memcpy(p->src.addr, &ip->saddr, 4);
     __builtin_memcpy(p->dst.addr, &ip->daddr, 4);
@@ -107,6 +117,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
     if ((void *)(ip6 + 1) > end || ip6->version != 6) return NK_DROP_MALFORMED;
     p->family = NK_FAMILY_V6;
     p->hop_limit = ip6->hop_limit;
+    p->protocol = ip6->nexthdr;
     p->src.family = p->dst.family = NK_FAMILY_V6;
     __builtin_memcpy(p->src.addr, &ip6->saddr, 16);
     __builtin_memcpy(p->dst.addr, &ip6->daddr, 16);
@@ -114,6 +125,35 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
   }
   if (proto == bpf_htons(ETH_P_ARP)) return NK_FWD_NON_IP;
   return NK_DROP_UNSUPPORTED_L3;
+}
+
+/* Fills a drop event. A separate (static, verified in the caller's context) function so that
+ * struct nk_event is recorded in the object's BTF for the layout test; only drops pay the call. */
+static __noinline void fill_drop_event(struct nk_event *e, struct __sk_buff *skb, __u32 ep_id,
+                                       __u32 reason, const struct pkt *p) {
+  __builtin_memset(e, 0, sizeof(*e));
+  e->ts_ns = bpf_ktime_get_ns();
+  e->type = NK_EVENT_DROP;
+  e->reason = reason;
+  e->ep_id = ep_id;
+  e->ifindex = skb->ifindex;
+  e->len = skb->len;
+  if (p && p->family) {
+    e->family = p->family;
+    e->protocol = p->protocol;
+    __builtin_memcpy(e->src, p->src.addr, 16);
+    __builtin_memcpy(e->dst, p->dst.addr, 16);
+  }
+}
+
+/* Counts a drop and emits an nk_event (p may be NULL before parsing). Returns TC_ACT_SHOT. */
+static __always_inline int drop(struct __sk_buff *skb, __u32 ep_id, __u32 reason, const struct pkt *p) {
+  count(ep_id, reason, skb->len);
+  struct nk_event *e = bpf_ringbuf_reserve(&nk_events, sizeof(*e), 0);
+  if (!e) return TC_ACT_SHOT;
+  fill_drop_event(e, skb, ep_id, reason, p);
+  bpf_ringbuf_submit(e, 0);
+  return TC_ACT_SHOT;
 }
 
 /* Link-local or unspecified (::) IPv6 sources: neighbour discovery, DAD, MLD, router
@@ -147,17 +187,19 @@ static __always_inline int rewrite_macs(struct __sk_buff *skb, const struct nk_e
   return bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), dst->host_mac, ETH_ALEN, 0);
 }
 
-/* Sends the packet straight into a local pod. Only valid from an ingress hook (tcx ingress, netkit
- * xmit): from tcx egress the kernel drops it silently. */
+/* Sends the packet straight into a local pod. From a tc/tcx ingress hook that is
+ * bpf_redirect_peer (into the pod's netns in one step). bpf_redirect_peer is refused by the kernel
+ * anywhere else (skb_do_redirect drops it unless the skb is at tc ingress): from a netkit program
+ * (which runs in the pod's transmit path) the packet goes to the destination's netkit primary with
+ * bpf_redirect instead, whose xmit hands it to the pod without a trip through any stack. */
 static __always_inline int to_local_pod(struct __sk_buff *skb, const struct pkt *p,
-                                        const struct nk_endpoint *dst, __u32 reason) {
+                                        const struct nk_endpoint *dst, __u32 reason, int at_ingress) {
   if (p->hop_limit <= 1) return -1;
-  if (dec_hop_limit(skb, p) < 0 || rewrite_macs(skb, dst) < 0) {
-    count(dst->ep_id, NK_DROP_MALFORMED, skb->len);
-    return TC_ACT_SHOT;
-  }
+  if (dec_hop_limit(skb, p) < 0 || rewrite_macs(skb, dst) < 0)
+    return drop(skb, dst->ep_id, NK_DROP_MALFORMED, p);
   count(dst->ep_id, reason, skb->len);
-  return bpf_redirect_peer(dst->ifindex, 0);
+  if (at_ingress) return bpf_redirect_peer(dst->ifindex, 0);
+  return bpf_redirect(dst->ifindex, 0);
 }
 
 static __always_inline int fib_forward(struct __sk_buff *skb, const struct pkt *p, __u32 src_ep) {
@@ -179,10 +221,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct pkt *
   case BPF_FIB_LKUP_RET_SUCCESS:
   case BPF_FIB_LKUP_RET_NO_NEIGH: {
     if (fib.ifindex == skb->ifindex || p->hop_limit <= 1) break;
-    if (dec_hop_limit(skb, p) < 0) {
-      count(src_ep, NK_DROP_MALFORMED, skb->len);
-      return TC_ACT_SHOT;
-    }
+    if (dec_hop_limit(skb, p) < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, p);
     struct bpf_redir_neigh nh = {};
     if (fib.family == AF_INET) {
       nh.nh_family = AF_INET;
@@ -197,8 +236,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct pkt *
   case BPF_FIB_LKUP_RET_BLACKHOLE:
   case BPF_FIB_LKUP_RET_UNREACHABLE:
   case BPF_FIB_LKUP_RET_PROHIBIT:
-    count(src_ep, NK_DROP_NO_ROUTE, skb->len);
-    return TC_ACT_SHOT;
+    return drop(skb, src_ep, NK_DROP_NO_ROUTE, p);
   default:
     /* Local destination (NOT_FWDED), forwarding off, fragmentation needed, ...: the stack knows
      * how to answer these (deliver locally or send the ICMP error). */
@@ -212,10 +250,7 @@ SEC("tc")
 int nk_from_container(struct __sk_buff *skb) {
   __u32 ifindex = skb->ifindex;
   __u32 *dev_ep = bpf_map_lookup_elem(&nk_devices, &ifindex);
-  if (!dev_ep) {
-    count(0, NK_DROP_UNKNOWN_SOURCE, skb->len);
-    return TC_ACT_SHOT;
-  }
+  if (!dev_ep) return drop(skb, 0, NK_DROP_UNKNOWN_SOURCE, NULL);
   __u32 src_ep = *dev_ep;
   struct pkt p = {};
   int r = parse(skb, &p);
@@ -223,22 +258,18 @@ int nk_from_container(struct __sk_buff *skb) {
     count(src_ep, NK_FWD_NON_IP, skb->len);
     return TC_ACT_OK;
   }
-  if (r) {
-    count(src_ep, r, skb->len);
-    return TC_ACT_SHOT;
-  }
+  if (r) return drop(skb, src_ep, r, &p);
   if (is_v6_host_control(&p.src)) {
     count(src_ep, NK_FWD_NON_IP, skb->len);
     return TC_ACT_OK;
   }
   struct nk_endpoint *src = bpf_map_lookup_elem(&nk_endpoints, &p.src);
-  if (!src || src->ifindex != ifindex) {
-    count(src_ep, NK_DROP_SPOOFED_SOURCE, skb->len);
-    return TC_ACT_SHOT;
-  }
+  if (!src || src->ifindex != ifindex) return drop(skb, src_ep, NK_DROP_SPOOFED_SOURCE, &p);
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (dst) {
-    r = to_local_pod(skb, &p, dst, NK_FWD_REDIRECT_PEER);
+    /* veth: we run at tcx ingress of the host end; netkit: in the pod's xmit path. */
+    int at_ingress = !(src->flags & NK_EP_F_NETKIT);
+    r = to_local_pod(skb, &p, dst, at_ingress ? NK_FWD_REDIRECT_PEER : NK_FWD_REDIRECT_LOCAL, at_ingress);
     if (r >= 0) return r;
   }
   return fib_forward(skb, &p, src_ep);
@@ -259,6 +290,6 @@ int nk_from_uplink(struct __sk_buff *skb) {
   if (parse(skb, &p)) return TCX_NEXT;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (!dst) return TCX_NEXT;
-  int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK);
+  int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK, 1);
   return r >= 0 ? r : TCX_NEXT;
 }

@@ -65,6 +65,7 @@ enum nk_reason {
   NK_FWD_TO_CONTAINER = 4,    /* host stack -> pod */
   NK_FWD_FROM_UPLINK = 5,     /* uplink ingress -> local pod, bpf_redirect_peer */
   NK_FWD_NON_IP = 6,          /* ARP and other control traffic handed to the stack */
+  NK_FWD_REDIRECT_LOCAL = 7,  /* netkit pod -> local pod via the destination primary, bpf_redirect */
   NK_DROP_SPOOFED_SOURCE = 64, /* source address not owned by the sending endpoint */
   NK_DROP_UNKNOWN_SOURCE = 65, /* packet from a device that is no endpoint */
   NK_DROP_MALFORMED = 66,     /* truncated or invalid header */
@@ -80,6 +81,30 @@ struct nk_counter_key {
 struct nk_counter {
   __u64 packets;
   __u64 bytes;
+};
+
+/* ---- datapath events (ring buffer nk_events, consumed by `nkit monitor`) ---- */
+#define NK_EVENTS_RING_BYTES (256 * 1024)
+
+enum nk_event_type {
+  NK_EVENT_DROP = 1,
+};
+
+/* One ring-buffer record per dropped packet. Best effort: when the ring is full the event is lost
+ * but the drop is still counted in nk_counters. Addresses are in network order (IPv4 in
+ * src[0..3]/dst[0..3]); family 0 means the packet was not parsed as IP. */
+struct nk_event {
+  __u64 ts_ns;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+  __u32 type;     /* enum nk_event_type */
+  __u32 reason;   /* enum nk_reason */
+  __u32 ep_id;    /* endpoint the drop is counted against (0 = none) */
+  __u32 ifindex;  /* skb->ifindex at the hook */
+  __u32 len;      /* skb->len */
+  __u8 family;    /* NK_FAMILY_V4, NK_FAMILY_V6 or 0 */
+  __u8 protocol;  /* IPv4 protocol / IPv6 next header (0 when unknown) */
+  __u16 pad;      /* zero */
+  __u8 src[16];
+  __u8 dst[16];
 };
 
 #endif

@@ -6,6 +6,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!nk_register_netlink(env, exports)) return NULL;
   if (!nk_register_bpf(env, exports)) return NULL;
   if (!nk_register_sdnotify(env, exports)) return NULL;
+  if (!nk_register_ringbuf(env, exports)) return NULL;
   return exports;
 }
 

@@ -56,5 +56,6 @@ napi_value nk_register_netns(napi_env env, napi_value exports);
 napi_value nk_register_netlink(napi_env env, napi_value exports);
 napi_value nk_register_bpf(napi_env env, napi_value exports);
 napi_value nk_register_sdnotify(napi_env env, napi_value exports);
+napi_value nk_register_ringbuf(napi_env env, napi_value exports);
 
 #endif

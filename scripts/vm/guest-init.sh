@@ -27,19 +27,27 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=755 tmpfs /run
+# The guest's /tmp must be writable and private, but the repo (a CI clone, say) or the job folder
+# may live under the host's /tmp: keep the host's /tmp reachable at /run/hosttmp first.
+mkdir -p /run/hosttmp
+mount --bind /tmp /run/hosttmp
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+hostpath() { case $1 in /tmp/*) echo "/run/hosttmp/${1#/tmp/}" ;; *) echo "$1" ;; esac; }
 mount -t bpf -o mode=700 bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 ip link set lo up
 echo; echo "nkvm: userspace up at $(up)s, kernel $(uname -r)"
 
-JOB=${nkvm_job:-}
+JOB=$(hostpath "${nkvm_job:-}")
 if [[ -z $JOB || ! -r $JOB/job.env ]]; then
   echo "nkvm: no job (nkvm_job=$JOB)"
   finish 98
 fi
 # shellcheck source=/dev/null
 . "$JOB/job.env" # REPO, VM_KERNEL_DIR, VMEXIT, NKIT_VM_TESTS, NKIT_VM_VITEST_ARGS
+REPO=$(hostpath "$REPO")
+VM_KERNEL_DIR=$(hostpath "$VM_KERNEL_DIR")
+VMEXIT=$(hostpath "${VMEXIT:-}")
 export REPO VM_KERNEL_DIR NKIT_VM_TESTS
 
 # Modules (veth, ...) come from the unpacked kernel package: point the kernel's module autoloader

@@ -122,6 +122,45 @@ export const counterValue: StructCodec<HookCounter> = struct<HookCounter>({
   },
 });
 
+// ---- datapath events (ring buffer nk_events) ----
+
+/** Name of the drop-event ring buffer in bpf/datapath.bpf.c (pinned by name). */
+export const EVENTS_MAP = "nk_events";
+
+export const EventType = { DROP: 1 } as const;
+
+/** struct nk_event: addresses in network order, IPv4 in the first 4 bytes; family 0 = not IP. */
+export interface DatapathEvent {
+  ts_ns: bigint;
+  type: number;
+  reason: number;
+  ep_id: number;
+  ifindex: number;
+  len: number;
+  family: number;
+  protocol: number;
+  src: Buffer;
+  dst: Buffer;
+}
+
+export const datapathEvent: StructCodec<DatapathEvent> = struct<DatapathEvent>({
+  name: "nk_event",
+  size: 64,
+  fields: {
+    ts_ns: { offset: 0, codec: u64 },
+    type: { offset: 8, codec: u32 },
+    reason: { offset: 12, codec: u32 },
+    ep_id: { offset: 16, codec: u32 },
+    ifindex: { offset: 20, codec: u32 },
+    len: { offset: 24, codec: u32 },
+    family: { offset: 28, codec: u8 },
+    protocol: { offset: 29, codec: u8 },
+    src: { offset: 32, codec: bytes(16) },
+    dst: { offset: 48, codec: bytes(16) },
+  },
+  padding: [{ name: "pad", offset: 30, size: 2 }],
+});
+
 /** Every struct codec mirrored from nkit_shared.h, for the BTF layout test. */
 export const SHARED_STRUCTS: readonly StructCodec<unknown>[] = [
   hookKey as StructCodec<unknown>,
@@ -130,4 +169,5 @@ export const SHARED_STRUCTS: readonly StructCodec<unknown>[] = [
   endpointValue as StructCodec<unknown>,
   counterKey as StructCodec<unknown>,
   counterValue as StructCodec<unknown>,
+  datapathEvent as StructCodec<unknown>,
 ];

@@ -1,18 +1,60 @@
 #!/usr/bin/env node
-// nkit: operator CLI. Exit codes: 0 ok, 1 failure, 2 usage error.
-import { Command } from "commander";
+// nkit: operator CLI. `nkit [--socket PATH] <command> [--json]`.
+// Exit codes: 0 ok, 1 failure, 2 usage error, 3 nkitd unreachable, 4 `doctor` found failures.
+import { Command, Option } from "commander";
+import { DEFAULT_API_SOCKET } from "../api/proto.js";
 import { probeAll } from "../bpf/probe.js";
-import { NkitError } from "../errors.js";
 import { VERSION } from "../version.js";
+import {
+  doctorCmd,
+  endpointGetCmd,
+  endpointListCmd,
+  type GlobalOpts,
+  installCmd,
+  ipamCmd,
+  mapDumpCmd,
+  mapListCmd,
+  monitorCmd,
+  statusCmd,
+  uninstallCmd,
+} from "./commands.js";
 import { runDemo } from "./demo.js";
+import type { InstallOptions } from "./install.js";
+import { defaultCniPlugin, defaultNkitdCommand } from "./install.js";
+import { EXIT, errorText, exitCodeOf } from "./output.js";
 
 const program = new Command()
   .name("nkit")
   .description("nkit: eBPF container networking for hosts without Kubernetes")
   .version(VERSION)
+  .option("--socket <path>", "nkitd API socket", DEFAULT_API_SOCKET)
+  .option("--json", "machine-readable output")
+  .addHelpText(
+    "after",
+    "\nExit codes: 0 ok, 1 failure, 2 usage error, 3 nkitd unreachable, 4 doctor found failures.",
+  )
   .exitOverride((err) => {
-    process.exit(err.exitCode === 0 ? 0 : 2);
+    process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
   });
+
+function globals(cmd: Command): GlobalOpts {
+  const o = cmd.optsWithGlobals<{ socket?: string; json?: boolean }>();
+  return { socket: o.socket ?? DEFAULT_API_SOCKET, json: Boolean(o.json) };
+}
+
+/** Runs a command body and turns its result or error into the exit code. */
+function act<A extends unknown[]>(fn: (g: GlobalOpts, ...args: A) => number | Promise<number>) {
+  return async (...args: unknown[]): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    const g = globals(cmd);
+    try {
+      process.exitCode = await fn(g, ...(args.slice(0, -1) as A));
+    } catch (e) {
+      process.stderr.write(`nkit: ${errorText(e)}\n`);
+      process.exitCode = exitCodeOf(e);
+    }
+  };
+}
 
 program
   .command("probe")
@@ -20,7 +62,7 @@ program
   .option("--json", "machine-readable output")
   .action((opts: { json?: boolean }) => {
     const results = probeAll();
-    if (opts.json) {
+    if (opts.json || program.opts<{ json?: boolean }>().json) {
       process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
       return;
     }
@@ -39,8 +81,112 @@ program
     await runDemo((l) => process.stdout.write(`${l}\n`), opts);
   });
 
+program
+  .command("status")
+  .description("nkitd version, datapath mode, uptime, endpoints, IPAM usage and kernel probes")
+  .action(act((g) => statusCmd(g)));
+
+const endpoint = program.command("endpoint").description("endpoints wired on this host");
+endpoint
+  .command("list")
+  .description("list wired endpoints")
+  .action(act((g) => endpointListCmd(g)));
+endpoint
+  .command("get")
+  .description("one endpoint with its per-reason packet and byte counters")
+  .argument("<id>", "endpoint id (e.g. the pod sandbox id)")
+  .action(act((g, id: string) => endpointGetCmd(g, id)));
+
+program
+  .command("ipam")
+  .description("pod CIDR pools and address allocations")
+  .action(act((g) => ipamCmd(g)));
+
+const bpf = program.command("bpf").description("the datapath's BPF objects");
+const map = bpf.command("map").description("datapath maps");
+map
+  .command("list")
+  .description("the datapath maps with their sizes and entry counts")
+  .action(act((g) => mapListCmd(g)));
+map
+  .command("dump")
+  .description("decoded entries of one map (nk_endpoints, nk_devices, nk_counters)")
+  .argument("<name>", "map name")
+  .action(act((g, name: string) => mapDumpCmd(g, name)));
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+program
+  .command("monitor")
+  .description("stream datapath drop events (from the nk_events ring buffer) until interrupted")
+  .option("--endpoint <id>", "only events of this endpoint")
+  .option(
+    "--reason <name>",
+    "only this reason, e.g. DROP_SPOOFED_SOURCE (repeatable, or comma-separated)",
+    collect,
+  )
+  .option("--count <n>", "exit after n events")
+  .action(act((g, o: { endpoint?: string; reason?: string[]; count?: string }) => monitorCmd(g, o)));
+
+program
+  .command("doctor")
+  .description("check the kernel, mounts, containerd/NRI, CNI config and nkitd; a verdict and fix per check")
+  .option("--cni-conf-dir <dir>", "CNI config dir", "/etc/cni/net.d")
+  .option("--cni-bin-dir <dir>", "CNI plugin dir", "/opt/cni/bin")
+  .option("--containerd-config <file>", "containerd config", "/etc/containerd/config.toml")
+  .action(
+    act((g, o: { cniConfDir: string; cniBinDir: string; containerdConfig: string }) => doctorCmd(g, o)),
+  );
+
+function installOptions(cmd: Command): Command {
+  return cmd
+    .option("--systemd-dir <dir>", "where the unit goes", "/etc/systemd/system")
+    .option("--tmpfiles-dir <dir>", "where the tmpfiles.d entry goes", "/etc/tmpfiles.d")
+    .option("--cni-bin-dir <dir>", "CNI plugin dir", "/opt/cni/bin")
+    .option("--cni-conf-dir <dir>", "CNI config dir", "/etc/cni/net.d")
+    .option("--containerd-config <file>", "containerd config to check", "/etc/containerd/config.toml")
+    .option(
+      "--cni-plugin <file>",
+      "the nkit-cni binary to install (default: this package's native/cni/build/nkit-cni)",
+    )
+    .option("--cni-socket <path>", "nkitd's CNI endpoint written into the conflist", "/run/nkit/cni.sock")
+    .addOption(new Option("--cni-mode <mode>", "conflist mode").choices(["ipam", "wire"]).default("ipam"))
+    .option("--nkitd <command>", "ExecStart command of the unit (default: this node + this package's nkitd)")
+    .option(
+      "--manifest <file>",
+      "install manifest (what uninstall removes)",
+      "/var/lib/nkit/install-manifest.json",
+    );
+}
+
+type RawInstall = Omit<InstallOptions, "patchContainerd" | "cniPlugin" | "nkitd"> & {
+  patchContainerd?: boolean;
+  cniPlugin?: string;
+  nkitd?: string;
+};
+
+function resolveInstall(o: RawInstall): InstallOptions {
+  return {
+    ...o,
+    patchContainerd: Boolean(o.patchContainerd),
+    cniPlugin: o.cniPlugin ?? defaultCniPlugin(),
+    nkitd: `${o.nkitd ?? defaultNkitdCommand()} --config /etc/nkit/nkitd.yaml`,
+  };
+}
+
+installOptions(
+  program
+    .command("install")
+    .description("install the systemd unit, tmpfiles entry, nkit-cni and its conflist; check containerd NRI"),
+)
+  .option("--patch-containerd", "enable NRI in the containerd config (a backup is written first)")
+  .action(act((g, o: RawInstall) => installCmd(g, resolveInstall(o))));
+
+installOptions(program.command("uninstall").description("remove exactly what `nkit install` wrote")).action(
+  act((g, o: RawInstall) => uninstallCmd(g, resolveInstall(o))),
+);
+
 program.parseAsync().catch((e: unknown) => {
-  const code = e instanceof NkitError ? ` [${e.code}]` : "";
-  process.stderr.write(`nkit: ${e instanceof Error ? e.message : String(e)}${code}\n`);
-  process.exitCode = 1;
+  process.stderr.write(`nkit: ${errorText(e)}\n`);
+  process.exitCode = exitCodeOf(e);
 });

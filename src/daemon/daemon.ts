@@ -2,6 +2,8 @@
 // endpoint, the gRPC API) attach to this object.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { startHostServices } from "../api/host-services.js";
+import { startCniEndpoint } from "../cni/index.js";
 import { EndpointManager } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
@@ -48,12 +50,35 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
       "datapath ready",
     );
+    // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock; started last, stopped first.
+    const cni = await startCniEndpoint({
+      socketPath: join(config.paths.run, "cni.sock"),
+      statePath: join(config.paths.state, "cni-attachments.json"),
+      endpoints,
+      ipam,
+      log,
+    }).catch(async (e: unknown) => {
+      await endpoints.close();
+      throw e;
+    });
+    // --- end CNI endpoint
+    // --- host services (src/api): gRPC API on <paths.run>/nkit.sock, metrics on metrics.listen.
+    const services = await startHostServices({ config, endpoints, ipam, uplinks }, log).catch(
+      async (e: unknown) => {
+        await cni.close();
+        await endpoints.close();
+        throw e;
+      },
+    );
+    // --- end host services
     return {
       config,
       endpoints,
       ipam,
       uplinks,
       stop: async () => {
+        await services.stop(); // host services
+        await cni.close(); // CNI endpoint
         await endpoints.close();
         lock.release();
       },

@@ -6,7 +6,8 @@
 // Links and maps are pinned, so a restarted process adopts running endpoints by swapping the
 // programs under the pinned links (BPF_LINK_UPDATE): traffic never stops.
 import { isIPv4, isIPv6 } from "node:net";
-import { BpfLink } from "../bpf/link.js";
+import type { AttachPoint } from "../bpf/constants.js";
+import { BpfLink, queryAttached } from "../bpf/link.js";
 import { PinDir, removePin } from "../bpf/pins.js";
 import { probeNetkit, probeTcx } from "../bpf/probe.js";
 import type { BpfProgram } from "../bpf/program.js";
@@ -331,6 +332,9 @@ export class EndpointManager {
       this.opts.log?.debug({ id: req.id, dev: hostName, addresses }, "endpoint wired");
       return toWired(record);
     } catch (e) {
+      // The device goes first: once it is gone no program runs for this endpoint, so no packet can
+      // re-create the counter entries the other undo steps remove (the later delete is a no-op).
+      if (record.hostIfindex) undo.push(() => this.host.deleteLink(hostName));
       await rollback(undo, this.opts.log);
       throw wrap(e, `wiring endpoint ${req.id} (${hostName} <-> ${ifName} in ${req.netnsPath})`);
     } finally {
@@ -354,6 +358,11 @@ export class EndpointManager {
 
   /** Removes everything an endpoint record stands for; safe on partial wirings and repeats. */
   private async teardown(rec: EndpointRecord): Promise<void> {
+    // Device first: after that no program runs on its hooks (links detach asynchronously once
+    // unpinned), so nothing re-creates counters or hits the unknown-source path after the maps
+    // were cleaned below. Deleting the host side also removes the pod side, its routes and neighbours.
+    await this.host.deleteLink(rec.hostIfName);
+    this.pins.sub("endpoints").remove(rec.hostIfName);
     for (const k of this.endpointKeys(rec.addresses)) {
       const cur = this.progs.endpoints.lookup(k);
       if (cur && cur.ifindex === rec.hostIfindex) this.progs.endpoints.delete(k);
@@ -362,8 +371,6 @@ export class EndpointManager {
       this.progs.devices.delete(rec.hostIfindex);
     }
     this.clearCounters(rec.epNum);
-    this.pins.sub("endpoints").remove(rec.hostIfName);
-    await this.host.deleteLink(rec.hostIfName);
     if (rec.ipamOwned) this.opts.ipam?.release(rec.id);
     this.store.delete(rec.hostIfName);
   }
@@ -570,7 +577,9 @@ export class EndpointManager {
     }
     try {
       const info = link.info();
-      if (!info.attached || info.ifindex !== ifindex) {
+      // The kernel reports a netkit peer link's ifindex as the peer's (inside the pod netns), so ask
+      // the host device which links it runs instead of comparing ifindexes.
+      if (!info.attached || !info.attachPoint || !linkRunsOn(ifindex, info.attachPoint, info.id)) {
         removePin(pin);
         return false;
       }
@@ -639,6 +648,14 @@ export class EndpointManager {
     } finally {
       await pod?.close();
     }
+  }
+}
+
+function linkRunsOn(ifindex: number, point: AttachPoint, linkId: number): boolean {
+  try {
+    return queryAttached(ifindex, point).programs.some((p) => p.linkId === linkId);
+  } catch {
+    return false;
   }
 }
 

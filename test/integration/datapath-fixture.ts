@@ -2,31 +2,57 @@
 // CIDRs, throwaway pod netns, an "outside" netns behind an uplink veth, and traffic helpers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
+import { u32 } from "../../src/bpf/codec.js";
+import { BpfMap, PerCpuMap } from "../../src/bpf/map.js";
 import { PinDir } from "../../src/bpf/pins.js";
-import { EndpointManager, type EndpointManagerOptions } from "../../src/datapath/endpoint-manager.js";
+import {
+  type CounterKey,
+  counterKey,
+  counterValue,
+  type EndpointKey,
+  type EndpointValue,
+  endpointKey,
+  endpointValue,
+} from "../../src/bpf/shared.js";
+import {
+  EndpointManager,
+  type EndpointManagerOptions,
+  endpointKeyOf,
+} from "../../src/datapath/endpoint-manager.js";
 import { hostIfName } from "../../src/datapath/naming.js";
+import { ALL_REASON_CODES, reasonName } from "../../src/datapath/reasons.js";
 import { Ipam } from "../../src/ipam/ipam.js";
 import { Rtnl } from "../../src/netlink/index.js";
-import { RUN_ID, uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
+import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import type { Scope } from "../helpers/scope.js";
-import { inNetns, run } from "../helpers/sys.js";
+import { inNetns, ipJson, run } from "../helpers/sys.js";
 
 export const ECHO = join(import.meta.dirname, "..", "fixtures", "net", "echo.mjs");
 
 export interface Harness {
+  /** The running manager (replaced by restart()). */
   mgr: EndpointManager;
+  /** The manager's IPAM (reopened from its state file by restart()). */
   ipam: Ipam;
   cidr4: string;
   cidr6: string;
   bpffsDir: string;
   stateDir: string;
+  /** IPAM state file shared by every manager this harness starts. */
+  ipamPath: string;
+  podCIDRs: string[];
   /** Endpoint ids this harness may have wired (for the leak check). */
   ids: Set<string>;
   newId(label: string): string;
+  /** Closes the running manager (pinned links and maps keep forwarding), like a daemon exiting. */
+  stop(): Promise<void>;
+  /** Stops the running manager (if any) and starts a new one on the same dirs and IPAM state. */
+  restart(): Promise<EndpointManager>;
 }
 
 export function podCidrs(v4Prefix = 24): { cidr4: string; cidr6: string } {
@@ -45,31 +71,56 @@ export async function createHarness(
   scope.defer(() => rmSync(stateDir, { recursive: true, force: true }));
   const bpffsDir = uniqueBpffsDir("dp");
   scope.defer(() => new PinDir(bpffsDir).removeAll());
-  const ipam = Ipam.open({ podCIDRs: opts.cidrs ?? [cidr4, cidr6], statePath: join(stateDir, "ipam.json") });
+  const ipamPath = join(stateDir, "ipam.json");
+  const podCIDRs = opts.cidrs ?? [cidr4, cidr6];
   const ids = new Set<string>();
   // Leak check runs after the manager's cleanup (Scope runs in reverse order).
   scope.defer(() => assertNoEndpointDevices(ids));
   const { v4Prefix: _p, cidrs: _c, ...mgrOpts } = opts;
-  const mgr = await EndpointManager.start({ mode: "veth", bpffsDir, stateDir, ipam, ...mgrOpts });
+  let running: EndpointManager | undefined;
   scope.defer(async () => {
+    const mgr = running;
+    running = undefined;
+    if (!mgr) return;
     for (const ep of mgr.list()) await mgr.unwire(ep.id);
     await mgr.close();
   });
+  const start = async (): Promise<{ mgr: EndpointManager; ipam: Ipam }> => {
+    const ipam = Ipam.open({ podCIDRs, statePath: ipamPath });
+    const mgr = await EndpointManager.start({ mode: "veth", bpffsDir, stateDir, ipam, ...mgrOpts });
+    running = mgr;
+    return { mgr, ipam };
+  };
+  const first = await start();
   let n = 0;
-  return {
-    mgr,
-    ipam,
+  const h: Harness = {
+    ...first,
     cidr4,
     cidr6,
     bpffsDir,
     stateDir,
+    ipamPath,
+    podCIDRs,
     ids,
     newId: (label) => {
       const id = `nkt-${RUN_ID}-${label}-${process.pid}-${n++}-${randomInt(1e9)}`;
       ids.add(id);
       return id;
     },
+    stop: async () => {
+      const mgr = running;
+      running = undefined;
+      await mgr?.close();
+    },
+    restart: async () => {
+      await h.stop();
+      const next = await start();
+      h.mgr = next.mgr;
+      h.ipam = next.ipam;
+      return next.mgr;
+    },
   };
+  return h;
 }
 
 export async function assertNoEndpointDevices(ids: Iterable<string>): Promise<void> {
@@ -160,4 +211,184 @@ export async function createOutside(scope: Scope, h: Harness): Promise<Outside> 
   await h.mgr.attachUplink(uplink);
   scope.defer(() => h.mgr.detachUplink(uplink));
   return { ns, uplink, hostV4, outsideV4, hostV6, outsideV6 };
+}
+
+/** n pod netns created with one `ip -batch` (lo is brought up by wiring), deleted the same way. */
+export async function createPods(scope: Scope, n: number, label = "pod"): Promise<TestNetns[]> {
+  const pods = Array.from({ length: n }, () => {
+    const name = uniqueNetnsName(label);
+    return { name, path: `/run/netns/${name}` };
+  });
+  const batch = async (verb: "add" | "del", list: TestNetns[]): Promise<void> => {
+    const dir = mkdtempSync(join(tmpdir(), "nkit-netns-"));
+    try {
+      const file = join(dir, "batch");
+      writeFileSync(file, list.map((p) => `netns ${verb} ${p.name}\n`).join(""));
+      await run("ip", ["-batch", file]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  scope.defer(() =>
+    batch(
+      "del",
+      pods.filter((p) => existsSync(p.path)),
+    ),
+  );
+  await batch("add", pods);
+  return pods;
+}
+
+// ---- independent views of what an endpoint leaves in the kernel and on disk ----
+
+/** Canonical form of an IPv4/IPv6 address (or a /32, /128 route destination), for comparisons. */
+export function addrKey(address: string): string {
+  return endpointKeyString(endpointKeyOf(address.replace(/\/(32|128)$/, "")));
+}
+
+function endpointKeyString(k: EndpointKey): string {
+  return `${k.family}:${k.addr.subarray(0, k.family === 4 ? 4 : 16).toString("hex")}`;
+}
+
+export interface DatapathMaps {
+  /** nk_endpoints: address key (addrKey) -> value */
+  endpoints: Map<string, EndpointValue>;
+  /** nk_devices: host ifindex -> endpoint number */
+  devices: Map<number, number>;
+  /** nk_counters keys */
+  counters: CounterKey[];
+}
+
+/** Reads the pinned datapath maps under bpffsDir through fresh fds (closed again). */
+export function readDatapathMaps(bpffsDir: string): DatapathMaps {
+  const eps = BpfMap.fromPin(join(bpffsDir, "nk_endpoints"), endpointKey, endpointValue);
+  try {
+    const devs = BpfMap.fromPin(join(bpffsDir, "nk_devices"), u32, u32);
+    try {
+      const ctrs = PerCpuMap.fromPin(join(bpffsDir, "nk_counters"), counterKey, counterValue);
+      try {
+        return {
+          endpoints: new Map([...eps.entries()].map(([k, v]) => [endpointKeyString(k), v])),
+          devices: new Map(devs.entries()),
+          counters: [...ctrs.keys()],
+        };
+      } finally {
+        ctrs.close();
+      }
+    } finally {
+      devs.close();
+    }
+  } finally {
+    eps.close();
+  }
+}
+
+/** Per-reason packets of one endpoint number, summed over CPUs, read through the pinned map. */
+export function pinnedCounters(bpffsDir: string, epNum: number): Record<string, bigint> {
+  const ctrs = PerCpuMap.fromPin(join(bpffsDir, "nk_counters"), counterKey, counterValue);
+  try {
+    const out: Record<string, bigint> = {};
+    for (const reason of ALL_REASON_CODES) {
+      const v = ctrs.lookup({ ep_id: epNum, reason });
+      if (v) out[reasonName(reason)] = v.reduce((s, c) => s + c.packets, 0n);
+    }
+    return out;
+  } finally {
+    ctrs.close();
+  }
+}
+
+interface IpRoute {
+  dst: string;
+  dev?: string;
+  table?: string;
+}
+interface IpNeigh {
+  dst: string;
+  dev?: string;
+}
+
+/** Host routes (all tables, both families) and neighbours, for leak checks. */
+export async function hostRoutesAndNeighbours(): Promise<{ routes: IpRoute[]; neighbours: IpNeigh[] }> {
+  const [r4, r6, n] = await Promise.all([
+    ipJson<IpRoute[]>(["-4", "route", "show", "table", "all"]),
+    ipJson<IpRoute[]>(["-6", "route", "show", "table", "all"]),
+    ipJson<IpNeigh[]>(["neigh", "show"]),
+  ]);
+  return { routes: [...r4, ...r6], neighbours: n };
+}
+
+export async function hostLinkNames(): Promise<Set<string>> {
+  return new Set((await ipJson<{ ifname: string }[]>(["link", "show"])).map((l) => l.ifname));
+}
+
+/** Everything of one harness that a failed or undone wiring could leave behind. */
+export interface DatapathState {
+  endpoints: string[];
+  devices: string[];
+  /** Counter entries of endpoint numbers no device maps to (live endpoints' counters move with traffic). */
+  orphanCounters: string[];
+  endpointPins: string[];
+  records: string[];
+  ipamAllocations: string[];
+  ipamUsed: number[];
+  hostDevices: string[];
+}
+
+export async function datapathState(h: Harness): Promise<DatapathState> {
+  const maps = readDatapathMaps(h.bpffsDir);
+  const links = await hostLinkNames();
+  const recDir = join(h.stateDir, "endpoints");
+  return {
+    endpoints: [...maps.endpoints.keys()].sort(),
+    devices: [...maps.devices].map(([i, e]) => `${i}=${e}`).sort(),
+    orphanCounters: maps.counters
+      .filter((k) => ![...maps.devices.values()].includes(k.ep_id))
+      .map((k) => `${k.ep_id}/${k.reason}`)
+      .sort(),
+    endpointPins: new PinDir(h.bpffsDir).sub("endpoints").list(),
+    records: existsSync(recDir) ? readdirSync(recDir).sort() : [],
+    ipamAllocations: h.ipam
+      .list()
+      .map((a) => a.id)
+      .sort(),
+    ipamUsed: h.ipam.usage().map((u) => u.used),
+    hostDevices: [...h.ids].map(hostIfName).filter((n) => links.has(n)),
+  };
+}
+
+/**
+ * Asserts that endpoint `id` left nothing: no host device, no route or neighbour for its device or
+ * addresses, no map entry for its addresses, no pin dir, no record, no IPAM allocation; and, when
+ * `before` is given, that the harness state as a whole is exactly what it was.
+ */
+export async function expectNothingLeft(
+  h: Harness,
+  id: string,
+  addresses: readonly string[] = [],
+  before?: DatapathState,
+): Promise<void> {
+  const dev = hostIfName(id);
+  const keys = new Set(addresses.map(addrKey));
+  const matches = (e: { dst: string; dev?: string }): boolean => {
+    if (e.dev === dev) return true;
+    try {
+      return keys.has(addrKey(e.dst));
+    } catch {
+      return false; // "default", prefixes, multicast...
+    }
+  };
+  expect((await hostLinkNames()).has(dev), `host device ${dev}`).toBe(false);
+  const { routes, neighbours } = await hostRoutesAndNeighbours();
+  expect(routes.filter(matches), "host routes").toEqual([]);
+  expect(neighbours.filter(matches), "host neighbours").toEqual([]);
+  const maps = readDatapathMaps(h.bpffsDir);
+  expect(
+    [...maps.endpoints.keys()].filter((k) => keys.has(k)),
+    "nk_endpoints entries",
+  ).toEqual([]);
+  expect(existsSync(join(h.bpffsDir, "endpoints", dev)), "endpoint pin dir").toBe(false);
+  expect(existsSync(join(h.stateDir, "endpoints", `${dev}.json`)), "endpoint record").toBe(false);
+  expect(h.ipam.get(id), "IPAM allocation").toBeUndefined();
+  if (before) expect(await datapathState(h)).toEqual(before);
 }

@@ -1,6 +1,6 @@
 // EndpointManager in netkit mode on a netkit kernel (VM lane only): L3 pairs with peer policy
 // blackhole, programs attached as netkit peer/primary links, pod <-> pod over IPv4 and IPv6 through
-// bpf_redirect_peer, unwire leaves nothing, and a new manager adopts the pinned links.
+// bpf_redirect to the destination primary (bpf_redirect_peer is only allowed at tc ingress), unwire leaves nothing, and a new manager adopts the pinned links.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -21,7 +21,7 @@ afterEach(() => scope.close());
 const packets = (c: Record<string, { packets: bigint }>, r: string): bigint => c[r]?.packets ?? 0n;
 
 describe("EndpointManager in netkit mode", () => {
-  it("wires L3 netkit pairs that carry pod <-> pod traffic over redirect_peer, v4 and v6", async () => {
+  it("wires L3 netkit pairs that carry pod <-> pod traffic through the destination primary, v4 and v6", async () => {
     expect(h.mgr.mode).toBe("netkit");
     const [nsA, nsB] = [await createPod(scope, "a"), await createPod(scope, "b")];
     const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: nsA.path });
@@ -43,8 +43,8 @@ describe("EndpointManager in netkit mode", () => {
 
     expect(await ping(nsA, b.addresses.ipv4!, 3)).toBe(true);
     expect(await ping(nsA, b.addresses.ipv6!, 3)).toBe(true);
-    expect(packets(h.mgr.counters(b.id), "REDIRECT_PEER")).toBeGreaterThanOrEqual(6n);
-    expect(packets(h.mgr.counters(a.id), "REDIRECT_PEER")).toBeGreaterThanOrEqual(6n);
+    expect(packets(h.mgr.counters(b.id), "REDIRECT_LOCAL")).toBeGreaterThanOrEqual(6n);
+    expect(packets(h.mgr.counters(a.id), "REDIRECT_LOCAL")).toBeGreaterThanOrEqual(6n);
     expect(packets(h.mgr.counters(a.id), "TO_STACK")).toBe(0n);
 
     // Unwire: device, links and pins gone.

@@ -1,0 +1,84 @@
+// The host services nkitd runs next to its core: the gRPC API on <paths.run>/nkit.sock and, when
+// metrics.listen is set, the Prometheus endpoint. Started after the datapath is ready, stopped
+// before it is closed (src/daemon/daemon.ts).
+import { join } from "node:path";
+import type { NkitdConfig } from "../daemon/config.js";
+import type { EndpointManager } from "../datapath/endpoint-manager.js";
+import type { Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+import { registerDatapathCollector } from "../metrics/collectors.js";
+import { startMetricsServer } from "../metrics/http.js";
+import { registry } from "../metrics/index.js";
+import { EventHub } from "./events.js";
+import { API_SOCKET_NAME } from "./proto.js";
+import { startApiServer } from "./server.js";
+
+export interface HostServicesCore {
+  config: NkitdConfig;
+  endpoints: EndpointManager;
+  ipam: Ipam;
+  uplinks: readonly string[];
+}
+
+export interface HostServices {
+  readonly apiSocket: string;
+  /** Bound metrics address, or "" when metrics are off. */
+  readonly metricsAddress: string;
+  stop(): Promise<void>;
+}
+
+export async function startHostServices(core: HostServicesCore, log: Logger): Promise<HostServices> {
+  const startedAt = new Date();
+  const { config, endpoints, ipam } = core;
+  const removeCollector = registerDatapathCollector(registry, {
+    bpffsDir: config.paths.bpffs,
+    mode: endpoints.mode,
+    endpoints: () => endpoints.list(),
+    ipamUsage: () => ipam.usage(),
+    startedAt,
+  });
+  const events = new EventHub(
+    config.paths.bpffs,
+    (n) => endpoints.list().find((e) => e.epNum === n)?.id,
+    log,
+  );
+  const cleanup: (() => unknown)[] = [removeCollector, () => events.close()];
+  const stopAll = async () => {
+    for (const c of cleanup.reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        log.error({ err: e }, "stopping host services");
+      }
+    }
+  };
+  try {
+    let metricsAddress = "";
+    if (config.metrics.listen) {
+      const m = await startMetricsServer(config.metrics.listen, () => registry.render());
+      cleanup.push(() => m.close());
+      metricsAddress = m.address;
+      log.info({ listen: m.address }, "metrics listening");
+    }
+    const api = await startApiServer(
+      {
+        endpoints,
+        ipam,
+        uplinks: core.uplinks,
+        bpffsDir: config.paths.bpffs,
+        stateDir: config.paths.state,
+        metricsListen: metricsAddress,
+        startedAt,
+        renderMetrics: () => registry.render(),
+        events,
+        log,
+      },
+      join(config.paths.run, API_SOCKET_NAME),
+    );
+    cleanup.push(() => api.close());
+    return { apiSocket: api.socketPath, metricsAddress, stop: stopAll };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}

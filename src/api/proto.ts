@@ -1,0 +1,121 @@
+// proto/nkit/v1/nkit.proto loaded at runtime with protobufjs reflection (no generated code, no build
+// step) and exposed as typed gRPC method definitions. The .proto file ships with the package; it is
+// found by walking up from this module (src/api or dist/api) to the package root.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { MethodDefinition } from "@grpc/grpc-js";
+import protobuf from "protobufjs";
+import { NkitError } from "../errors.js";
+import type * as T from "./types.js";
+
+export const PROTO_PACKAGE = "nkit.v1";
+
+export function protoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, "proto", "nkit", "v1", "nkit.proto");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new NkitError("NKIT_INTERNAL", "proto/nkit/v1/nkit.proto is missing from the nkit package");
+}
+
+let root: protobuf.Root | undefined;
+
+function loadRoot(): protobuf.Root {
+  if (!root) {
+    const r = protobuf.loadSync(protoPath());
+    r.resolveAll();
+    root = r;
+  }
+  return root;
+}
+
+const TO_OBJECT: protobuf.IConversionOptions = {
+  longs: String,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  objects: true,
+};
+
+/** A typed codec for one message type. */
+export interface MessageCodec<M> {
+  encode(message: M): Buffer;
+  decode(buf: Buffer): M;
+}
+
+export function messageCodec<M>(name: string): MessageCodec<M> {
+  const type = loadRoot().lookupType(`${PROTO_PACKAGE}.${name}`);
+  return {
+    encode: (message) => {
+      const obj = message as unknown as Record<string, unknown>;
+      return Buffer.from(type.encode(type.fromObject(obj)).finish());
+    },
+    decode: (buf) => type.toObject(type.decode(buf), TO_OBJECT) as unknown as M,
+  };
+}
+
+function method<Req, Res>(
+  service: string,
+  name: string,
+  req: string,
+  res: string,
+  responseStream = false,
+): MethodDefinition<Req, Res> {
+  const rq = messageCodec<Req>(req);
+  const rs = messageCodec<Res>(res);
+  return {
+    path: `/${PROTO_PACKAGE}.${service}/${name}`,
+    requestStream: false,
+    responseStream,
+    requestSerialize: rq.encode,
+    requestDeserialize: rq.decode,
+    responseSerialize: rs.encode,
+    responseDeserialize: rs.decode,
+    originalName: name.charAt(0).toLowerCase() + name.slice(1),
+  };
+}
+
+export interface NkitService {
+  Status: MethodDefinition<T.Empty, T.StatusResponse>;
+  ListEndpoints: MethodDefinition<T.Empty, T.ListEndpointsResponse>;
+  GetEndpoint: MethodDefinition<T.GetEndpointRequest, T.GetEndpointResponse>;
+  Ipam: MethodDefinition<T.Empty, T.IpamResponse>;
+  ListMaps: MethodDefinition<T.Empty, T.ListMapsResponse>;
+  DumpMap: MethodDefinition<T.DumpMapRequest, T.DumpMapResponse>;
+  Metrics: MethodDefinition<T.Empty, T.MetricsResponse>;
+  Monitor: MethodDefinition<T.MonitorRequest, T.Event>;
+}
+
+export interface NkitAdminService {
+  WireEndpoint: MethodDefinition<T.WireEndpointRequest, T.Endpoint>;
+  UnwireEndpoint: MethodDefinition<T.UnwireEndpointRequest, T.UnwireEndpointResponse>;
+}
+
+let services: { nkit: NkitService; admin: NkitAdminService } | undefined;
+
+export function apiServices(): { nkit: NkitService; admin: NkitAdminService } {
+  if (services) return services;
+  const nkit: NkitService = {
+    Status: method("Nkit", "Status", "StatusRequest", "StatusResponse"),
+    ListEndpoints: method("Nkit", "ListEndpoints", "ListEndpointsRequest", "ListEndpointsResponse"),
+    GetEndpoint: method("Nkit", "GetEndpoint", "GetEndpointRequest", "GetEndpointResponse"),
+    Ipam: method("Nkit", "Ipam", "IpamRequest", "IpamResponse"),
+    ListMaps: method("Nkit", "ListMaps", "ListMapsRequest", "ListMapsResponse"),
+    DumpMap: method("Nkit", "DumpMap", "DumpMapRequest", "DumpMapResponse"),
+    Metrics: method("Nkit", "Metrics", "MetricsRequest", "MetricsResponse"),
+    Monitor: method("Nkit", "Monitor", "MonitorRequest", "Event", true),
+  };
+  const admin: NkitAdminService = {
+    WireEndpoint: method("NkitAdmin", "WireEndpoint", "WireEndpointRequest", "Endpoint"),
+    UnwireEndpoint: method("NkitAdmin", "UnwireEndpoint", "UnwireEndpointRequest", "UnwireEndpointResponse"),
+  };
+  services = { nkit, admin };
+  return services;
+}
+
+/** The socket path nkitd serves the API on, under its run dir. */
+export const API_SOCKET_NAME = "nkit.sock";
+export const DEFAULT_API_SOCKET = "/run/nkit/nkit.sock";

@@ -1,0 +1,298 @@
+// nkitd's gRPC API (proto/nkit/v1) on a root-only unix socket. The socket is bound inside a private
+// 0700 directory, set to 0600 and only then renamed into place, so it is never reachable with
+// looser permissions; a stale socket at the path is removed first.
+import { chmodSync, lstatSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import {
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  Metadata,
+  Server,
+  ServerCredentials,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { probeAll } from "../bpf/probe.js";
+import type { EndpointManager, WiredEndpoint, WireRequest } from "../datapath/endpoint-manager.js";
+import { isDrop, Reason } from "../datapath/reasons.js";
+import { InvalidArgumentError, NkitError, NotFoundError } from "../errors.js";
+import type { Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+import { timeWiring } from "../metrics/index.js";
+import { VERSION } from "../version.js";
+import { toServiceError } from "./errors.js";
+import type { EventHub } from "./events.js";
+import { dumpMap, listMaps } from "./maps.js";
+import { apiServices } from "./proto.js";
+import { reasonCodeOf } from "./reason-names.js";
+import type * as T from "./types.js";
+
+export interface ApiContext {
+  endpoints: EndpointManager;
+  ipam: Ipam;
+  uplinks: readonly string[];
+  bpffsDir: string;
+  stateDir: string;
+  metricsListen: string;
+  startedAt: Date;
+  renderMetrics(): string;
+  events: EventHub;
+  log: Logger;
+}
+
+export interface ApiServer {
+  readonly socketPath: string;
+  close(): Promise<void>;
+}
+
+export function toApiEndpoint(e: WiredEndpoint): T.Endpoint {
+  return {
+    id: e.id,
+    epNum: e.epNum,
+    mode: e.mode,
+    hostIfName: e.hostIfName,
+    hostIfindex: e.hostIfindex,
+    podIfName: e.podIfName,
+    netnsPath: e.netnsPath,
+    addresses: { ipv4: e.addresses.ipv4 ?? "", ipv6: e.addresses.ipv6 ?? "" },
+    labels: { ...e.labels },
+  };
+}
+
+function pools(ipam: Ipam): T.Pool[] {
+  return ipam.usage().map((u) => ({ cidr: u.cidr, family: u.family, size: u.size.toString(), used: u.used }));
+}
+
+const REASON_CODES = new Map<string, number>(Object.entries(Reason));
+
+function unary<Req, Res>(
+  log: Logger,
+  name: string,
+  fn: (req: Req) => Res | Promise<Res>,
+): handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (res) => callback(null, res),
+        (e: unknown) => {
+          log.debug({ err: e, rpc: name }, "API call failed");
+          callback(toServiceError(e));
+        },
+      );
+  };
+}
+
+interface Implementation {
+  nkit: UntypedServiceImplementation;
+  admin: UntypedServiceImplementation;
+  /** Ends every open Monitor stream (at shutdown). */
+  endStreams(): void;
+}
+
+function implementation(ctx: ApiContext): Implementation {
+  const { log } = ctx;
+  const streams = new Set<() => void>();
+  const getEndpoint = (id: string): WiredEndpoint => {
+    if (!id) throw new InvalidArgumentError("endpoint id must not be empty");
+    const ep = ctx.endpoints.get(id);
+    if (!ep) throw new NotFoundError(`endpoint ${id} is not wired on this host (see \`nkit endpoint list\`)`);
+    return ep;
+  };
+
+  const status = unary<T.Empty, T.StatusResponse>(log, "Status", () => ({
+    version: VERSION,
+    datapathMode: ctx.endpoints.mode,
+    uptimeSeconds: (Date.now() - ctx.startedAt.getTime()) / 1000,
+    endpointCount: ctx.endpoints.list().length,
+    pools: pools(ctx.ipam),
+    probes: Object.entries(probeAll()).map(([name, r]) => ({
+      name,
+      supported: r.supported,
+      reason: r.supported ? "" : r.reason,
+      need: r.supported ? "" : r.need,
+    })),
+    uplinks: [...ctx.uplinks],
+    pid: process.pid,
+    startedAt: ctx.startedAt.toISOString(),
+    metricsListen: ctx.metricsListen,
+    bpffsDir: ctx.bpffsDir,
+    stateDir: ctx.stateDir,
+  }));
+
+  const listEndpoints = unary<T.Empty, T.ListEndpointsResponse>(log, "ListEndpoints", () => ({
+    endpoints: ctx.endpoints
+      .list()
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map(toApiEndpoint),
+  }));
+
+  const getEndpointRpc = unary<T.GetEndpointRequest, T.GetEndpointResponse>(log, "GetEndpoint", (req) => {
+    const ep = getEndpoint(req.id);
+    const counters = Object.entries(ctx.endpoints.counters(ep.id)).map(([reason, c]) => {
+      const code = REASON_CODES.get(reason) ?? 0;
+      return {
+        reason,
+        reasonCode: code,
+        drop: isDrop(code),
+        packets: c.packets.toString(),
+        bytes: c.bytes.toString(),
+      };
+    });
+    return { endpoint: toApiEndpoint(ep), counters };
+  });
+
+  const ipam = unary<T.Empty, T.IpamResponse>(log, "Ipam", () => ({
+    pools: pools(ctx.ipam),
+    allocations: ctx.ipam
+      .list()
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map((a) => ({ id: a.id, ipv4: a.ipv4 ?? "", ipv6: a.ipv6 ?? "" })),
+  }));
+
+  const listMapsRpc = unary<T.Empty, T.ListMapsResponse>(log, "ListMaps", () => ({
+    maps: listMaps(ctx.bpffsDir),
+  }));
+
+  const dumpMapRpc = unary<T.DumpMapRequest, T.DumpMapResponse>(log, "DumpMap", (req) => {
+    const d = dumpMap(ctx.bpffsDir, req.name);
+    return {
+      map: d.map,
+      entries: d.entries.map(([k, v]) => ({ keyJson: JSON.stringify(k), valueJson: JSON.stringify(v) })),
+    };
+  });
+
+  const metrics = unary<T.Empty, T.MetricsResponse>(log, "Metrics", () => ({ text: ctx.renderMetrics() }));
+
+  const monitor: handleServerStreamingCall<T.MonitorRequest, T.Event> = (call) => {
+    let unsubscribe: (() => void) | undefined;
+    try {
+      const filter: { epNum?: number; reasons?: Set<number> } = {};
+      if (call.request.endpointId) filter.epNum = getEndpoint(call.request.endpointId).epNum;
+      if (call.request.reasons.length > 0) filter.reasons = new Set(call.request.reasons.map(reasonCodeOf));
+      unsubscribe = ctx.events.subscribe(filter, (e) => {
+        call.write(e);
+      });
+    } catch (e) {
+      call.emit("error", toServiceError(e));
+      return;
+    }
+    const done = () => {
+      unsubscribe?.();
+      unsubscribe = undefined;
+      streams.delete(end);
+    };
+    const end = () => {
+      done();
+      call.end();
+    };
+    streams.add(end);
+    call.on("cancelled", done);
+    call.on("close", done);
+    call.on("error", done);
+    // Tells the client the subscription is live (it sees response headers before any event).
+    call.sendMetadata(new Metadata());
+  };
+
+  const wire = unary<T.WireEndpointRequest, T.Endpoint>(log, "WireEndpoint", async (req) => {
+    if (!req.netnsPath) throw new InvalidArgumentError("WireEndpoint: netns_path is required");
+    const r: WireRequest = { id: req.id, netnsPath: req.netnsPath, labels: { ...req.labels } };
+    if (req.ifName) r.ifName = req.ifName;
+    const addresses: { ipv4?: string; ipv6?: string } = {};
+    if (req.addresses?.ipv4) addresses.ipv4 = req.addresses.ipv4;
+    if (req.addresses?.ipv6) addresses.ipv6 = req.addresses.ipv6;
+    if (addresses.ipv4 || addresses.ipv6) r.addresses = addresses;
+    const ep = await timeWiring("wire", () => ctx.endpoints.wire(r));
+    log.info({ id: ep.id, dev: ep.hostIfName, via: "api" }, "endpoint wired (admin API)");
+    return toApiEndpoint(ep);
+  });
+
+  const unwire = unary<T.UnwireEndpointRequest, T.UnwireEndpointResponse>(
+    log,
+    "UnwireEndpoint",
+    async (req) => {
+      if (!req.id) throw new InvalidArgumentError("UnwireEndpoint: id is required");
+      const removed = await timeWiring("unwire", () => ctx.endpoints.unwire(req.id));
+      log.info({ id: req.id, removed, via: "api" }, "endpoint unwired (admin API)");
+      return { removed };
+    },
+  );
+
+  return {
+    nkit: {
+      Status: status,
+      ListEndpoints: listEndpoints,
+      GetEndpoint: getEndpointRpc,
+      Ipam: ipam,
+      ListMaps: listMapsRpc,
+      DumpMap: dumpMapRpc,
+      Metrics: metrics,
+      Monitor: monitor,
+    },
+    admin: { WireEndpoint: wire, UnwireEndpoint: unwire },
+    endStreams: () => {
+      for (const end of [...streams]) end();
+    },
+  };
+}
+
+/** Removes a stale socket; refuses to delete anything that is not a socket. */
+function removeStaleSocket(path: string): void {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) {
+    throw new NkitError(
+      "NKIT_INVALID_ARGUMENT",
+      `${path} exists and is not a socket; remove it or point paths.run elsewhere`,
+    );
+  }
+  rmSync(path, { force: true });
+}
+
+export async function startApiServer(ctx: ApiContext, socketPath: string): Promise<ApiServer> {
+  const services = apiServices();
+  const impl = implementation(ctx);
+  const server = new Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  server.addService({ ...services.nkit }, impl.nkit);
+  server.addService({ ...services.admin }, impl.admin);
+  removeStaleSocket(socketPath);
+  const tmp = mkdtempSync(join(dirname(socketPath), ".nkit-sock-"));
+  const tmpSock = join(tmp, "s");
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`unix:${tmpSock}`, ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+    chmodSync(tmpSock, 0o600);
+    renameSync(tmpSock, socketPath);
+  } catch (e) {
+    server.forceShutdown();
+    throw new NkitError("NKIT_INTERNAL", `cannot serve the API on ${socketPath}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  ctx.log.info({ socket: socketPath }, "API listening");
+  return {
+    socketPath,
+    close: async () => {
+      impl.endStreams();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      rmSync(socketPath, { force: true });
+    },
+  };
+}

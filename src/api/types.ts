@@ -1,0 +1,154 @@
+// TS shapes of proto/nkit/v1/nkit.proto messages as protobufjs reflection produces them
+// (camelCase fields, uint64 as decimal strings, every field present after decoding).
+
+export type Empty = Record<string, never>;
+
+export interface Probe {
+  name: string;
+  supported: boolean;
+  reason: string;
+  need: string;
+}
+
+export interface Pool {
+  cidr: string;
+  family: number;
+  /** uint64 as a decimal string */
+  size: string;
+  used: number;
+}
+
+export interface StatusResponse {
+  version: string;
+  datapathMode: string;
+  uptimeSeconds: number;
+  endpointCount: number;
+  pools: Pool[];
+  probes: Probe[];
+  uplinks: string[];
+  pid: number;
+  startedAt: string;
+  metricsListen: string;
+  bpffsDir: string;
+  stateDir: string;
+}
+
+export interface Addresses {
+  ipv4: string;
+  ipv6: string;
+}
+
+export interface Endpoint {
+  id: string;
+  epNum: number;
+  mode: string;
+  hostIfName: string;
+  hostIfindex: number;
+  podIfName: string;
+  netnsPath: string;
+  addresses: Addresses;
+  labels: Record<string, string>;
+}
+
+export interface Counter {
+  reason: string;
+  reasonCode: number;
+  drop: boolean;
+  packets: string;
+  bytes: string;
+}
+
+export interface ListEndpointsResponse {
+  endpoints: Endpoint[];
+}
+
+export interface GetEndpointRequest {
+  id: string;
+}
+
+export interface GetEndpointResponse {
+  endpoint: Endpoint;
+  counters: Counter[];
+}
+
+export interface Allocation {
+  id: string;
+  ipv4: string;
+  ipv6: string;
+}
+
+export interface IpamResponse {
+  pools: Pool[];
+  allocations: Allocation[];
+}
+
+export interface MapInfo {
+  name: string;
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  entries: number;
+  dumpable: boolean;
+  pinPath: string;
+}
+
+export interface ListMapsResponse {
+  maps: MapInfo[];
+}
+
+export interface DumpMapRequest {
+  name: string;
+}
+
+export interface MapEntry {
+  keyJson: string;
+  valueJson: string;
+}
+
+export interface DumpMapResponse {
+  map: MapInfo;
+  entries: MapEntry[];
+}
+
+export interface MetricsResponse {
+  text: string;
+}
+
+export interface MonitorRequest {
+  endpointId: string;
+  reasons: string[];
+}
+
+export interface Event {
+  type: string;
+  time: string;
+  monotonicNs: string;
+  reason: string;
+  reasonCode: number;
+  epNum: number;
+  endpointId: string;
+  ifindex: number;
+  family: number;
+  src: string;
+  dst: string;
+  protocol: number;
+  length: number;
+  lostBefore: number;
+}
+
+export interface WireEndpointRequest {
+  id: string;
+  netnsPath: string;
+  ifName: string;
+  addresses: Addresses;
+  labels: Record<string, string>;
+}
+
+export interface UnwireEndpointRequest {
+  id: string;
+}
+
+export interface UnwireEndpointResponse {
+  removed: boolean;
+}

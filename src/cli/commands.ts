@@ -1,0 +1,329 @@
+// The nkit commands that talk to nkitd (status, endpoint, ipam, bpf map, monitor) and the host
+// commands (doctor, install, uninstall). Each returns an exit code; errors propagate to main.ts.
+import { NkitClient } from "../api/client.js";
+import { canonicalReason } from "../api/reason-names.js";
+import type * as T from "../api/types.js";
+import type { InvalidArgumentError } from "../errors.js";
+import { type Check, doctorFailed, runDoctor } from "./doctor.js";
+import { type InstallOptions, install, uninstall } from "./install.js";
+import { EXIT, num, printJson, table, usageError } from "./output.js";
+
+export interface GlobalOpts {
+  socket: string;
+  json: boolean;
+}
+
+const out = (s: string) => process.stdout.write(s);
+
+async function withClient<R>(g: GlobalOpts, fn: (c: NkitClient) => Promise<R>): Promise<R> {
+  const c = new NkitClient(g.socket);
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+const addrs = (a: T.Addresses): string => [a.ipv4, a.ipv6].filter(Boolean).join(",");
+
+export function endpointJson(e: T.Endpoint): Record<string, unknown> {
+  return {
+    ...e,
+    addresses: {
+      ...(e.addresses.ipv4 ? { ipv4: e.addresses.ipv4 } : {}),
+      ...(e.addresses.ipv6 ? { ipv6: e.addresses.ipv6 } : {}),
+    },
+  };
+}
+
+const poolJson = (p: T.Pool) => ({ ...p, size: num(p.size) });
+
+export async function statusCmd(g: GlobalOpts): Promise<number> {
+  const s = await withClient(g, (c) => c.status());
+  if (g.json) {
+    printJson({ ...s, pools: s.pools.map(poolJson) });
+    return EXIT.OK;
+  }
+  const lines = [
+    `nkitd ${s.version} (pid ${s.pid}), up ${Math.round(s.uptimeSeconds)}s since ${s.startedAt}`,
+    `datapath:   ${s.datapathMode}`,
+    `endpoints:  ${s.endpointCount}`,
+    `uplinks:    ${s.uplinks.join(", ") || "(none)"}`,
+    `metrics:    ${s.metricsListen || "off"}`,
+    `bpffs:      ${s.bpffsDir}`,
+    `state:      ${s.stateDir}`,
+    "",
+  ];
+  out(lines.join("\n"));
+  out(
+    table(
+      ["POOL", "FAMILY", "USED", "SIZE"],
+      s.pools.map((p) => [p.cidr, `v${p.family}`, String(p.used), p.size]),
+    ),
+  );
+  out("\n");
+  out(
+    table(
+      ["PROBE", "RESULT", "DETAIL"],
+      s.probes.map((p) => [p.name, p.supported ? "pass" : "fail", p.supported ? "" : `needs ${p.need}`]),
+    ),
+  );
+  return EXIT.OK;
+}
+
+export async function endpointListCmd(g: GlobalOpts): Promise<number> {
+  const r = await withClient(g, (c) => c.listEndpoints());
+  if (g.json) {
+    printJson(r.endpoints.map(endpointJson));
+    return EXIT.OK;
+  }
+  out(
+    table(
+      ["ID", "EP", "MODE", "HOST DEV", "IFINDEX", "ADDRESSES", "NETNS"],
+      r.endpoints.map((e) => [
+        e.id,
+        String(e.epNum),
+        e.mode,
+        e.hostIfName,
+        String(e.hostIfindex),
+        addrs(e.addresses),
+        e.netnsPath,
+      ]),
+    ),
+  );
+  return EXIT.OK;
+}
+
+export async function endpointGetCmd(g: GlobalOpts, id: string): Promise<number> {
+  const r = await withClient(g, (c) => c.getEndpoint(id));
+  const counters = r.counters.map((c) => ({ ...c, packets: num(c.packets), bytes: num(c.bytes) }));
+  if (g.json) {
+    printJson({ endpoint: endpointJson(r.endpoint), counters });
+    return EXIT.OK;
+  }
+  const e = r.endpoint;
+  out(
+    [
+      `id:         ${e.id}`,
+      `ep number:  ${e.epNum}`,
+      `mode:       ${e.mode}`,
+      `host dev:   ${e.hostIfName} (ifindex ${e.hostIfindex})`,
+      `pod dev:    ${e.podIfName} in ${e.netnsPath}`,
+      `addresses:  ${addrs(e.addresses)}`,
+      `labels:     ${
+        Object.entries(e.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ") || "(none)"
+      }`,
+      "",
+    ].join("\n"),
+  );
+  out(
+    table(
+      ["REASON", "KIND", "PACKETS", "BYTES"],
+      r.counters.map((c) => [c.reason, c.drop ? "drop" : "forward", c.packets, c.bytes]),
+    ),
+  );
+  return EXIT.OK;
+}
+
+export async function ipamCmd(g: GlobalOpts): Promise<number> {
+  const r = await withClient(g, (c) => c.ipam());
+  if (g.json) {
+    printJson({
+      pools: r.pools.map(poolJson),
+      allocations: r.allocations.map((a) => ({
+        id: a.id,
+        ...(a.ipv4 ? { ipv4: a.ipv4 } : {}),
+        ...(a.ipv6 ? { ipv6: a.ipv6 } : {}),
+      })),
+    });
+    return EXIT.OK;
+  }
+  out(
+    table(
+      ["POOL", "FAMILY", "USED", "SIZE"],
+      r.pools.map((p) => [p.cidr, `v${p.family}`, String(p.used), p.size]),
+    ),
+  );
+  out("\n");
+  out(
+    table(
+      ["ENDPOINT", "IPV4", "IPV6"],
+      r.allocations.map((a) => [a.id, a.ipv4, a.ipv6]),
+    ),
+  );
+  return EXIT.OK;
+}
+
+export async function mapListCmd(g: GlobalOpts): Promise<number> {
+  const r = await withClient(g, (c) => c.listMaps());
+  if (g.json) {
+    printJson(r.maps);
+    return EXIT.OK;
+  }
+  out(
+    table(
+      ["NAME", "TYPE", "KEY", "VALUE", "MAX", "ENTRIES", "PIN"],
+      r.maps.map((m) => [
+        m.name,
+        m.type,
+        String(m.keySize),
+        String(m.valueSize),
+        String(m.maxEntries),
+        m.dumpable ? String(m.entries) : "-",
+        m.pinPath,
+      ]),
+    ),
+  );
+  return EXIT.OK;
+}
+
+const flat = (v: unknown): string =>
+  v !== null && typeof v === "object"
+    ? Object.entries(v)
+        .map(([k, x]) => `${k}=${Array.isArray(x) ? x.join("|") : String(x)}`)
+        .join(" ")
+    : String(v);
+
+export async function mapDumpCmd(g: GlobalOpts, name: string): Promise<number> {
+  const r = await withClient(g, (c) => c.dumpMap(name));
+  const entries = r.entries.map((e) => ({
+    key: JSON.parse(e.keyJson) as unknown,
+    value: JSON.parse(e.valueJson) as unknown,
+  }));
+  if (g.json) {
+    printJson({ map: r.map, entries });
+    return EXIT.OK;
+  }
+  out(
+    table(
+      ["KEY", "VALUE"],
+      entries.map((e) => [flat(e.key), flat(e.value)]),
+    ),
+  );
+  out(`${entries.length} entries in ${r.map.name} (${r.map.type})\n`);
+  return EXIT.OK;
+}
+
+const PROTO: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
+
+export async function monitorCmd(
+  g: GlobalOpts,
+  o: { endpoint?: string; reason?: string[]; count?: string },
+): Promise<number> {
+  let reasons: string[];
+  try {
+    reasons = (o.reason ?? [])
+      .flatMap((r) => r.split(","))
+      .filter(Boolean)
+      .map(canonicalReason);
+  } catch (e) {
+    throw usageError((e as InvalidArgumentError).message);
+  }
+  const limit = o.count === undefined ? undefined : Number(o.count);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) {
+    throw usageError(`--count must be a positive integer, got "${o.count}"`);
+  }
+  const c = new NkitClient(g.socket);
+  let seen = 0;
+  try {
+    if (!g.json)
+      out(
+        `${table(["TIME", "EVENT", "REASON", "ENDPOINT", "IFINDEX", "PROTO", "SOURCE", "DESTINATION", "LEN"], [])}`,
+      );
+    const stream = c.monitor({ endpointId: o.endpoint ?? "", reasons }, (e) => {
+      if (g.json) out(`${JSON.stringify({ ...e, monotonicNs: num(e.monotonicNs) })}\n`);
+      else {
+        out(
+          `${[
+            e.time,
+            e.type,
+            e.reason,
+            e.endpointId || (e.epNum ? `#${e.epNum}` : "-"),
+            String(e.ifindex),
+            PROTO[e.protocol] ?? String(e.protocol),
+            e.src || "-",
+            e.dst || "-",
+            String(e.length),
+          ].join("  ")}${e.lostBefore ? `  (${e.lostBefore} lost before)` : ""}\n`,
+        );
+      }
+      seen++;
+      if (limit !== undefined && seen >= limit) stream.cancel();
+    });
+    const onSignal = () => stream.cancel();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    await stream.ready;
+    process.stderr.write(
+      `nkit: monitoring datapath events${o.endpoint ? ` of ${o.endpoint}` : ""}${reasons.length ? ` (${reasons.join(", ")})` : ""}; Ctrl-C stops\n`,
+    );
+    await stream.done;
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  } finally {
+    c.close();
+  }
+  return EXIT.OK;
+}
+
+export async function doctorCmd(
+  g: GlobalOpts,
+  o: { cniConfDir: string; cniBinDir: string; containerdConfig: string },
+): Promise<number> {
+  const checks: Check[] = await runDoctor({ socket: g.socket, ...o });
+  const failed = doctorFailed(checks);
+  if (g.json) {
+    printJson({ ok: !failed, checks });
+  } else {
+    for (const c of checks) {
+      out(`${c.status.padEnd(4)}  ${c.name}: ${c.detail}${c.required ? "" : ""}\n`);
+      if (c.status !== "pass" && c.fix) out(`      fix: ${c.fix}\n`);
+    }
+    const warns = checks.filter((c) => c.status === "warn").length;
+    const fails = checks.filter((c) => c.status === "fail").length;
+    out(
+      `\n${failed ? "FAILED" : "OK"}: ${checks.length - warns - fails} passed, ${warns} warnings, ${fails} failed\n`,
+    );
+  }
+  return failed ? EXIT.DOCTOR_FAILED : EXIT.OK;
+}
+
+export function installCmd(g: GlobalOpts, o: InstallOptions): number {
+  const r = install(o);
+  if (g.json) {
+    printJson(r);
+    return EXIT.OK;
+  }
+  out(
+    table(
+      ["FILE", "ACTION"],
+      r.files.map((f) => [f.path, f.action]),
+    ),
+  );
+  const cd = r.containerd;
+  out(
+    `\ncontainerd ${cd.version || "(not found)"}: NRI ${cd.nriEnabled === null ? "state unknown" : cd.nriEnabled ? "enabled" : "DISABLED"} (${cd.detail})\n`,
+  );
+  if (cd.patched) out(`patched ${cd.config}${cd.backup ? `; backup at ${cd.backup}` : ""}\n`);
+  out(`manifest: ${r.manifest}\nnext:\n${r.next.map((n) => `  ${n}`).join("\n")}\n`);
+  return EXIT.OK;
+}
+
+export function uninstallCmd(g: GlobalOpts, o: InstallOptions): number {
+  const r = uninstall(o);
+  if (g.json) {
+    printJson(r);
+    return EXIT.OK;
+  }
+  out(
+    table(
+      ["FILE", "ACTION"],
+      r.files.map((f) => [f.path, f.action]),
+    ),
+  );
+  for (const d of r.directories) out(`removed empty directory ${d}\n`);
+  out(`${r.note}\n`);
+  return EXIT.OK;
+}

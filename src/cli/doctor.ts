@@ -1,0 +1,276 @@
+// `nkit doctor`: host checks with a verdict and a fix each. Required checks (datapath attach
+// points, BPF helpers, bpffs, nkitd reachable) make `doctor` exit 4 when they fail; the others are
+// warnings (features nkit degrades without, or integrations not every host uses).
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { NkitClient } from "../api/client.js";
+import { type ProbeResult, probeAll } from "../bpf/probe.js";
+import { BIG_TCP_SIZE } from "../datapath/endpoint-manager.js";
+import { containerdVersion, NRI_SECTION, nriState } from "./containerd.js";
+
+export type Verdict = "pass" | "warn" | "fail";
+
+export interface Check {
+  name: string;
+  status: Verdict;
+  required: boolean;
+  detail: string;
+  fix: string;
+}
+
+export interface DoctorOptions {
+  socket: string;
+  cniConfDir: string;
+  cniBinDir: string;
+  containerdConfig: string;
+}
+
+function safeProbes(): Record<string, ProbeResult> | Error {
+  try {
+    return probeAll() as Record<string, ProbeResult>;
+  } catch (e) {
+    return e as Error;
+  }
+}
+
+function mounted(fstype: string, at?: string): boolean {
+  const mounts = readFileSync("/proc/self/mounts", "utf8").split("\n");
+  return mounts.some((l) => {
+    const f = l.split(" ");
+    return f[2] === fstype && (at === undefined || f[1] === at);
+  });
+}
+
+interface IpLink {
+  ifname: string;
+  tso_max_size?: number;
+  gso_max_size?: number;
+  gso_ipv4_max_size?: number;
+}
+
+function ipJson<T>(args: string[]): T | undefined {
+  try {
+    return JSON.parse(
+      execFileSync("ip", ["-j", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }),
+    ) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function defaultRouteDevs(): string[] {
+  const devs = new Set<string>();
+  for (const fam of ["-4", "-6"]) {
+    for (const r of ipJson<{ dev?: string }[]>([fam, "route", "show", "default"]) ?? [])
+      if (r.dev) devs.add(r.dev);
+  }
+  return [...devs];
+}
+
+function bigTcpCheck(): Check {
+  const devs = ["lo", ...defaultRouteDevs()];
+  const parts: string[] = [];
+  let ok = true;
+  for (const d of devs) {
+    const l = ipJson<IpLink[]>(["-d", "link", "show", "dev", d])?.[0];
+    if (!l) continue;
+    const tso = l.tso_max_size ?? 0;
+    const v4 = l.gso_ipv4_max_size !== undefined;
+    parts.push(`${d}: tso_max_size ${tso}${v4 ? "" : " (no IPv4 BIG TCP attributes)"}`);
+    if (tso < BIG_TCP_SIZE || !v4) ok = false;
+  }
+  return {
+    name: "BIG TCP",
+    status: ok ? "pass" : "warn",
+    required: false,
+    detail: parts.join("; ") || "no devices inspected",
+    fix: ok
+      ? ""
+      : `BIG TCP needs Linux >= 6.3 and uplink drivers with tso_max_size >= ${BIG_TCP_SIZE}; pods then run with 64 KiB GSO (correct, slower on fast links)`,
+  };
+}
+
+function cniConfigCheck(dir: string): Check {
+  const base = { name: "CNI config", required: false };
+  if (!existsSync(dir)) {
+    return {
+      ...base,
+      status: "warn",
+      detail: `${dir} does not exist`,
+      fix: `run \`nkit install --cni-conf-dir ${dir}\``,
+    };
+  }
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".conflist") || f.endsWith(".conf"))
+    .sort();
+  for (const f of files) {
+    try {
+      const doc = JSON.parse(readFileSync(join(dir, f), "utf8")) as {
+        type?: string;
+        plugins?: { type?: string }[];
+      };
+      const types = [doc.type, ...(doc.plugins ?? []).map((p) => p.type)];
+      if (types.includes("nkit-cni")) {
+        const first = files[0] === f;
+        return {
+          ...base,
+          status: first ? "pass" : "warn",
+          detail: `${join(dir, f)} uses nkit-cni${first ? "" : ` but ${files[0]} sorts first and wins for containerd`}`,
+          fix: first ? "" : `rename it so it sorts first (e.g. 10-nkit.conflist) or remove ${files[0]}`,
+        };
+      }
+    } catch {
+      // not JSON: not ours
+    }
+  }
+  return {
+    ...base,
+    status: "warn",
+    detail: `no conflist with type nkit-cni in ${dir}${files.length ? ` (found ${files.join(", ")})` : ""}`,
+    fix: `run \`nkit install --cni-conf-dir ${dir}\``,
+  };
+}
+
+async function nkitdCheck(socket: string): Promise<{ check: Check; mode?: string }> {
+  const c = new NkitClient(socket, { timeoutMs: 3000 });
+  try {
+    const s = await c.status();
+    return {
+      check: {
+        name: "nkitd reachable",
+        status: "pass",
+        required: true,
+        detail: `nkitd ${s.version} on ${socket}: ${s.datapathMode} datapath, ${s.endpointCount} endpoints`,
+        fix: "",
+      },
+      mode: s.datapathMode,
+    };
+  } catch (e) {
+    return {
+      check: {
+        name: "nkitd reachable",
+        status: "fail",
+        required: true,
+        detail: (e as Error).message,
+        fix: "start it: systemctl enable --now nkitd (after `nkit install`), or pass --socket PATH",
+      },
+    };
+  } finally {
+    c.close();
+  }
+}
+
+export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
+  const checks: Check[] = [];
+  const probes = safeProbes();
+  const nkitd = await nkitdCheck(o.socket);
+  if (probes instanceof Error) {
+    checks.push({
+      name: "BPF probes",
+      status: "fail",
+      required: true,
+      detail: probes.message,
+      fix: "run nkit doctor as root (the probes load tiny BPF programs)",
+    });
+  } else {
+    const netkit = probes.netkit;
+    const tcx = probes.tcx;
+    const fallback = nkitd.mode === "veth" ? " (nkitd runs veth + tcx)" : "";
+    checks.push(
+      netkit?.supported
+        ? { name: "netkit", status: "pass", required: false, detail: "netkit devices available", fix: "" }
+        : {
+            name: "netkit",
+            status: "warn",
+            required: false,
+            detail: `netkit unavailable: veth + tcx fallback in use${fallback}`,
+            fix: `for netkit: ${netkit && !netkit.supported ? netkit.need : "Linux >= 6.7 with CONFIG_NETKIT=y"}`,
+          },
+    );
+    const datapathOk = Boolean(netkit?.supported || tcx?.supported);
+    checks.push({
+      name: "tcx",
+      status: tcx?.supported ? "pass" : datapathOk ? "warn" : "fail",
+      required: true,
+      detail: tcx?.supported
+        ? "tcx BPF links available"
+        : `tcx unavailable: ${tcx && !tcx.supported ? tcx.reason : ""}`,
+      fix: tcx?.supported ? "" : "Linux >= 6.6 (tcx BPF links)",
+    });
+    const helpers = ["redirect_peer", "redirect_neigh", "fib_lookup"];
+    const missing = helpers.filter((h) => !probes[h]?.supported);
+    checks.push({
+      name: "BPF helpers",
+      status: missing.length ? "fail" : "pass",
+      required: true,
+      detail: missing.length ? `missing: ${missing.join(", ")}` : helpers.join(", "),
+      fix: missing.length ? "Linux >= 5.10" : "",
+    });
+    checks.push({
+      name: "BTF",
+      status: probes.btf?.supported ? "pass" : "warn",
+      required: false,
+      detail: probes.btf?.supported ? "/sys/kernel/btf/vmlinux present" : "kernel BTF missing",
+      fix: probes.btf?.supported
+        ? ""
+        : "a kernel built with CONFIG_DEBUG_INFO_BTF=y (needed by later BPF features)",
+    });
+  }
+  const bpffs = mounted("bpf", "/sys/fs/bpf");
+  checks.push({
+    name: "bpffs",
+    status: bpffs ? "pass" : "fail",
+    required: true,
+    detail: bpffs ? "bpffs mounted on /sys/fs/bpf" : "bpffs is not mounted on /sys/fs/bpf",
+    fix: bpffs ? "" : "mount -t bpf bpf /sys/fs/bpf (and add it to /etc/fstab)",
+  });
+  const cg2 = mounted("cgroup2");
+  checks.push({
+    name: "cgroup2",
+    status: cg2 ? "pass" : "warn",
+    required: false,
+    detail: cg2 ? "cgroup2 mounted" : "no cgroup2 mount",
+    fix: cg2
+      ? ""
+      : "mount cgroup2 (systemd.unified_cgroup_hierarchy=1): socket-level load balancing needs it",
+  });
+  checks.push(bigTcpCheck());
+  const version = containerdVersion();
+  checks.push(
+    version
+      ? { name: "containerd", status: "pass", required: false, detail: `containerd ${version.text}`, fix: "" }
+      : {
+          name: "containerd",
+          status: "warn",
+          required: false,
+          detail: "containerd not found in PATH",
+          fix: "install containerd >= 1.7 for CRI pods and nerdctl (Nomad-only hosts can ignore this)",
+        },
+  );
+  const nri = nriState(o.containerdConfig, version);
+  checks.push({
+    name: "containerd NRI",
+    status: nri.enabled ? "pass" : "warn",
+    required: false,
+    detail: `NRI ${nri.enabled === undefined ? "state unknown" : nri.enabled ? "enabled" : "disabled"}: ${nri.detail}`,
+    fix: nri.enabled
+      ? ""
+      : `set disable = false in ${NRI_SECTION} of ${o.containerdConfig} (or run \`nkit install --patch-containerd\`), then restart containerd`,
+  });
+  checks.push(cniConfigCheck(o.cniConfDir));
+  const plugin = join(o.cniBinDir, "nkit-cni");
+  checks.push({
+    name: "CNI plugin",
+    status: existsSync(plugin) ? "pass" : "warn",
+    required: false,
+    detail: existsSync(plugin) ? `${plugin} present` : `${plugin} missing`,
+    fix: existsSync(plugin) ? "" : `run \`nkit install --cni-bin-dir ${o.cniBinDir}\``,
+  });
+  checks.push(nkitd.check);
+  return checks;
+}
+
+export function doctorFailed(checks: readonly Check[]): boolean {
+  return checks.some((c) => c.required && c.status === "fail");
+}

@@ -1,0 +1,283 @@
+// `nkit install` / `nkit uninstall`: the systemd unit and tmpfiles entry, the nkit-cni shim, the
+// CNI conflist, and a containerd NRI check (patched only with --patch-containerd, after a backup).
+// Install is idempotent (unchanged files are left alone); every file it writes and every directory
+// it creates is recorded with its content hash in a manifest, and uninstall removes exactly those
+// (files changed since are kept and reported).
+import { createHash } from "node:crypto";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { containerdVersion, enableNri, nriState } from "./containerd.js";
+import { CliError, EXIT } from "./output.js";
+
+export interface InstallOptions {
+  systemdDir: string;
+  tmpfilesDir: string;
+  cniBinDir: string;
+  cniConfDir: string;
+  containerdConfig: string;
+  patchContainerd: boolean;
+  /** Source of the shim binary (default native/cni/build/nkit-cni of this package). */
+  cniPlugin: string;
+  manifest: string;
+  cniSocket: string;
+  cniMode: "ipam" | "wire";
+  /** ExecStart command of the unit (default: this node + this package's dist/daemon/main.js). */
+  nkitd: string;
+}
+
+export type FileAction = "created" | "updated" | "unchanged" | "removed" | "kept-modified" | "absent";
+
+export interface FileReport {
+  path: string;
+  action: FileAction;
+}
+
+export interface ContainerdReport {
+  config: string;
+  version: string;
+  nriEnabled: boolean | null;
+  detail: string;
+  patched: boolean;
+  backup: string;
+}
+
+export interface InstallReport {
+  files: FileReport[];
+  directories: string[];
+  containerd: ContainerdReport;
+  manifest: string;
+  next: string[];
+}
+
+interface Manifest {
+  version: 1;
+  files: { path: string; sha256: string }[];
+  directories: string[];
+}
+
+export const CONFLIST_NAME = "10-nkit.conflist";
+const UNIT_NAME = "nkitd.service";
+const TMPFILES_NAME = "nkit.conf";
+
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(dir, "systemd", UNIT_NAME))) return dir;
+    dir = dirname(dir);
+  }
+  throw new CliError("cannot find systemd/nkitd.service in the nkit package", EXIT.FAILURE);
+}
+
+export function defaultNkitdCommand(): string {
+  return `${process.execPath} ${join(packageRoot(), "dist", "daemon", "main.js")}`;
+}
+
+export function defaultCniPlugin(): string {
+  return join(packageRoot(), "native", "cni", "build", "nkit-cni");
+}
+
+const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
+
+export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode">): string {
+  return `${JSON.stringify(
+    {
+      cniVersion: "1.1.0",
+      name: "nkit",
+      plugins: [
+        {
+          type: "nkit-cni",
+          mode: o.cniMode,
+          socket: o.cniSocket,
+          capabilities: { portMappings: true, ips: true },
+        },
+        { type: "loopback" },
+      ],
+    },
+    null,
+    2,
+  )}\n`;
+}
+
+export function unitText(nkitd: string): string {
+  const src = readFileSync(join(packageRoot(), "systemd", UNIT_NAME), "utf8");
+  return src.replace(/^ExecStart=.*$/m, `ExecStart=${nkitd}`);
+}
+
+interface Planned {
+  path: string;
+  content: Buffer;
+  mode: number;
+}
+
+function plan(o: InstallOptions): Planned[] {
+  if (!existsSync(o.cniPlugin)) {
+    throw new CliError(
+      `the nkit-cni shim is not built (${o.cniPlugin} is missing): run \`make -C native/cni\` (or \`npm run build\`), or pass --cni-plugin FILE; nothing was installed`,
+      EXIT.FAILURE,
+    );
+  }
+  return [
+    { path: join(o.systemdDir, UNIT_NAME), content: Buffer.from(unitText(o.nkitd)), mode: 0o644 },
+    {
+      path: join(o.tmpfilesDir, TMPFILES_NAME),
+      content: readFileSync(join(packageRoot(), "systemd", "nkit.tmpfiles.conf")),
+      mode: 0o644,
+    },
+    { path: join(o.cniBinDir, "nkit-cni"), content: readFileSync(o.cniPlugin), mode: 0o755 },
+    { path: join(o.cniConfDir, CONFLIST_NAME), content: Buffer.from(conflist(o)), mode: 0o644 },
+  ];
+}
+
+function readManifest(path: string): Manifest | undefined {
+  if (!existsSync(path)) return undefined;
+  const m = JSON.parse(readFileSync(path, "utf8")) as Manifest;
+  if (m.version !== 1 || !Array.isArray(m.files)) {
+    throw new CliError(`${path} is not an nkit install manifest`, EXIT.FAILURE);
+  }
+  return m;
+}
+
+/** Creates dir and its missing parents; returns the ones it created, outermost first. */
+function mkdirs(dir: string): string[] {
+  const missing: string[] = [];
+  let d = resolve(dir);
+  while (!existsSync(d)) {
+    missing.unshift(d);
+    d = dirname(d);
+  }
+  if (missing.length) mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return missing;
+}
+
+function containerdReport(o: InstallOptions): ContainerdReport {
+  const version = containerdVersion();
+  const nri = nriState(o.containerdConfig, version);
+  const report: ContainerdReport = {
+    config: o.containerdConfig,
+    version: version?.text ?? "",
+    nriEnabled: nri.enabled ?? null,
+    detail: nri.detail,
+    patched: false,
+    backup: "",
+  };
+  if (o.patchContainerd && nri.enabled !== true) {
+    const r = enableNri(o.containerdConfig);
+    report.patched = r.changed;
+    report.backup = r.backup ?? "";
+    const after = nriState(o.containerdConfig, version);
+    report.nriEnabled = after.enabled ?? null;
+    report.detail = after.detail;
+  }
+  return report;
+}
+
+export function install(o: InstallOptions): InstallReport {
+  const planned = plan(o);
+  const old = readManifest(o.manifest);
+  const directories = new Set(old?.directories ?? []);
+  const files: FileReport[] = [];
+  for (const p of planned) {
+    for (const d of mkdirs(dirname(p.path))) directories.add(d);
+    let action: FileAction = "created";
+    if (existsSync(p.path)) {
+      action = readFileSync(p.path).equals(p.content) ? "unchanged" : "updated";
+    }
+    if (action !== "unchanged") {
+      // Replace rather than overwrite in place: a running nkit-cni binary stays intact.
+      const tmp = `${p.path}.nkit-tmp`;
+      writeFileSync(tmp, p.content, { mode: p.mode });
+      chmodSync(tmp, p.mode);
+      rmSync(p.path, { force: true });
+      writeFileSync(p.path, readFileSync(tmp), { mode: p.mode });
+      chmodSync(p.path, p.mode);
+      rmSync(tmp, { force: true });
+    }
+    files.push({ path: p.path, action });
+  }
+  const containerd = containerdReport(o);
+  for (const d of mkdirs(dirname(o.manifest))) directories.add(d);
+  const manifest: Manifest = {
+    version: 1,
+    files: planned.map((p) => ({ path: p.path, sha256: sha(p.content) })),
+    directories: [...directories],
+  };
+  writeFileSync(o.manifest, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o644 });
+  const next = [
+    "systemctl daemon-reload",
+    "systemd-tmpfiles --create nkit.conf",
+    "systemctl enable --now nkitd",
+  ];
+  if (containerd.patched) next.push("systemctl restart containerd");
+  else if (containerd.nriEnabled === false)
+    next.push("enable NRI in containerd: nkit install --patch-containerd");
+  return { files, directories: manifest.directories, containerd, manifest: o.manifest, next };
+}
+
+export interface UninstallReport {
+  files: FileReport[];
+  directories: string[];
+  manifest: string;
+  note: string;
+}
+
+export function uninstall(o: InstallOptions): UninstallReport {
+  const m = readManifest(o.manifest);
+  let entries: { path: string; sha256: string }[];
+  if (m) {
+    entries = m.files;
+  } else {
+    // No manifest: remove only files whose content is exactly what install writes today.
+    entries = [
+      { path: join(o.systemdDir, UNIT_NAME), sha256: sha(unitText(o.nkitd)) },
+      {
+        path: join(o.tmpfilesDir, TMPFILES_NAME),
+        sha256: sha(readFileSync(join(packageRoot(), "systemd", "nkit.tmpfiles.conf"))),
+      },
+      { path: join(o.cniConfDir, CONFLIST_NAME), sha256: sha(conflist(o)) },
+      ...(existsSync(o.cniPlugin)
+        ? [{ path: join(o.cniBinDir, "nkit-cni"), sha256: sha(readFileSync(o.cniPlugin)) }]
+        : []),
+    ];
+  }
+  const files: FileReport[] = [];
+  for (const e of entries) {
+    if (!existsSync(e.path)) {
+      files.push({ path: e.path, action: "absent" });
+      continue;
+    }
+    if (sha(readFileSync(e.path)) !== e.sha256) {
+      files.push({ path: e.path, action: "kept-modified" });
+      continue;
+    }
+    rmSync(e.path);
+    files.push({ path: e.path, action: "removed" });
+  }
+  if (m) rmSync(o.manifest, { force: true });
+  const removedDirs: string[] = [];
+  for (const d of [...(m?.directories ?? [])].sort((a, b) => b.length - a.length)) {
+    try {
+      if (existsSync(d) && readdirSync(d).length === 0) {
+        rmdirSync(d);
+        removedDirs.push(d);
+      }
+    } catch {
+      // not empty or already gone: leave it
+    }
+  }
+  return {
+    files,
+    directories: removedDirs,
+    manifest: m ? o.manifest : "",
+    note: "containerd's config is never reverted automatically: restore the nkit-backup file if `install --patch-containerd` changed it",
+  };
+}

@@ -1,0 +1,306 @@
+// What nkitd does for each CNI command. The server (server.ts) only frames and dispatches; a
+// CniHandler supplies the behaviour. NkitCniHandler implements both conflist modes on top of the
+// EndpointManager and the IPAM:
+//
+//   ipam  ADD   reserve the addresses (IPAM keyed by container id = CRI sandbox id) and report them;
+//               the NRI RunPodSandbox hook wires the sandbox later with exactly these addresses.
+//   wire  ADD   reserve, then EndpointManager.wire() the netns (nerdctl, Nomad: no NRI).
+//   both  DEL   unwire whatever endpoint carries the container id (in ipam mode the one the NRI hook
+//               made: its addresses are about to be handed out again), release, forget. Idempotent;
+//               a DEL for an interface or network nkit did not attach is a no-op.
+//         CHECK the attachment, the reservation and prevResult agree; in wire mode also the endpoint
+//               is wired into this netns and both devices are up.
+//         STATUS ok while the datapath is ready.
+//         GC    remove every attachment of this network not in cni.dev/valid-attachments. Only what
+//               nkit-cni attached is considered: endpoints of the NRI hook or the API are never touched.
+//
+// One interface per container: a second ADD for the same container with another CNI_IFNAME or
+// network is refused (105); the same ADD repeated is answered with the same result.
+import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
+import { formatIp, parseIp } from "../ipam/cidr.js";
+import type { Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+import { netnsInode, Rtnl } from "../netlink/index.js";
+import type { Attachment, AttachmentStore } from "./attachments.js";
+import { CniCode, CniError } from "./codes.js";
+import type { CniRequest } from "./protocol.js";
+import { type BuildResultOptions, buildResult, type CniResult, resultAddresses } from "./result.js";
+
+export interface CniHandler {
+  add(req: CniRequest): Promise<CniResult>;
+  del(req: CniRequest): Promise<void>;
+  check(req: CniRequest): Promise<void>;
+  status(req: CniRequest): Promise<void>;
+  gc(req: CniRequest): Promise<void>;
+}
+
+/** The part of the EndpointManager the handler uses. */
+export type EndpointDatapath = Pick<EndpointManager, "mode" | "wire" | "unwire" | "get">;
+
+/** The pod's gateways in veth mode (see EndpointManager: fixed link-local, static neighbour). */
+const VETH_GATEWAYS = { ipv4: "169.254.1.1", ipv6: "fe80::1" } as const;
+
+export interface NkitCniHandlerOptions {
+  endpoints: EndpointDatapath;
+  ipam: Ipam;
+  attachments: AttachmentStore;
+  log?: Logger;
+  /** Why nkitd cannot serve ADD right now, or undefined when it can (STATUS). */
+  notReady?: () => string | undefined;
+  /** Checks the devices of a wired endpoint; returns the problem or undefined (default: netlink). */
+  probeLinks?: (ep: WiredEndpoint) => Promise<string | undefined>;
+}
+
+type Addresses = { ipv4?: string; ipv6?: string };
+
+function canonicalIp(text: string): string {
+  try {
+    const { family, value } = parseIp(text);
+    return formatIp(family, value);
+  } catch {
+    return text;
+  }
+}
+
+function sameNetnsPath(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    return netnsInode(a) === netnsInode(b);
+  } catch {
+    return false;
+  }
+}
+
+/** Host device and pod interface exist and are up. */
+export async function probeEndpointLinks(ep: WiredEndpoint): Promise<string | undefined> {
+  const host = await Rtnl.host();
+  try {
+    const l = await host.getLink(ep.hostIfName);
+    if (!l) return `host device ${ep.hostIfName} does not exist`;
+    if (!l.up) return `host device ${ep.hostIfName} is down`;
+  } finally {
+    await host.close();
+  }
+  let pod: Rtnl;
+  try {
+    pod = await Rtnl.inNetns(ep.netnsPath);
+  } catch (e) {
+    return `network namespace ${ep.netnsPath} cannot be entered: ${(e as Error).message}`;
+  }
+  try {
+    const l = await pod.getLink(ep.podIfName);
+    if (!l) return `${ep.podIfName} does not exist in ${ep.netnsPath}`;
+    if (!l.up) return `${ep.podIfName} in ${ep.netnsPath} is down`;
+  } finally {
+    await pod.close();
+  }
+  return undefined;
+}
+
+export class NkitCniHandler implements CniHandler {
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly o: NkitCniHandlerOptions) {}
+
+  /** Serializes the commands of one container; different containers proceed concurrently. */
+  private async exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(id, settled);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(id) === settled) this.locks.delete(id);
+    }
+  }
+
+  add(req: CniRequest): Promise<CniResult> {
+    return this.exclusive(req.containerId, () => this.addLocked(req));
+  }
+
+  del(req: CniRequest): Promise<void> {
+    return this.exclusive(req.containerId, () => this.delLocked(req));
+  }
+
+  check(req: CniRequest): Promise<void> {
+    return this.exclusive(req.containerId, () => this.checkLocked(req));
+  }
+
+  async status(_req: CniRequest): Promise<void> {
+    const why = this.o.notReady?.();
+    if (why !== undefined) {
+      throw new CniError(CniCode.STATUS_UNAVAILABLE, `nkitd cannot set up containers now: ${why}`);
+    }
+  }
+
+  async gc(req: CniRequest): Promise<void> {
+    const conf = req.config;
+    const keep = new Set((conf.validAttachments ?? []).map((a) => `${a.containerID}\0${a.ifname}`));
+    const failed: string[] = [];
+    let removed = 0;
+    for (const att of this.o.attachments.list()) {
+      if (att.network !== conf.name || keep.has(`${att.containerId}\0${att.ifName}`)) continue;
+      try {
+        const done = await this.exclusive(att.containerId, async () => {
+          // Re-read under the lock: a concurrent DEL or a fresh ADD may have changed it.
+          const cur = this.o.attachments.get(att.containerId);
+          if (!cur || cur.createdAt !== att.createdAt || cur.ifName !== att.ifName) return false;
+          await this.remove(cur.containerId, cur);
+          return true;
+        });
+        if (done) removed++;
+      } catch (e) {
+        failed.push(`${att.containerId}/${att.ifName}: ${(e as Error).message}`);
+      }
+    }
+    this.o.log?.info({ network: conf.name, removed, failed: failed.length }, "CNI GC");
+    if (failed.length > 0) {
+      throw new CniError(
+        CniCode.INTERNAL,
+        `GC could not remove ${failed.length} attachment(s) of network ${conf.name}`,
+        failed.join("; "),
+      );
+    }
+  }
+
+  private async addLocked(req: CniRequest): Promise<CniResult> {
+    const conf = req.config;
+    const id = req.containerId;
+    const att = this.o.attachments.get(id);
+    if (att) {
+      if (att.ifName !== req.ifName || att.network !== conf.name || att.mode !== conf.mode) {
+        throw new CniError(
+          CniCode.ATTACHMENT_CONFLICT,
+          `container ${id} is already attached as ${att.ifName} to network ${att.network} (mode ${att.mode})`,
+          `nkit gives a container one interface; DEL it before adding ${req.ifName} to network ${conf.name} (mode ${conf.mode})`,
+        );
+      }
+      if (!sameNetnsPath(att.netns, req.netns)) {
+        throw new CniError(
+          CniCode.ATTACHMENT_CONFLICT,
+          `container ${id} is already attached in network namespace ${att.netns}`,
+          `DEL it before adding it in ${req.netns}`,
+        );
+      }
+    }
+    const hadReservation = this.o.ipam.get(id) !== undefined;
+    const alloc = this.o.ipam.allocate(id, conf.requestedIps);
+    const addresses: Addresses = {};
+    if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
+    if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
+    let ep: WiredEndpoint | undefined;
+    try {
+      if (conf.mode === "wire") {
+        ep = await this.o.endpoints.wire({
+          id,
+          netnsPath: req.netns,
+          ifName: req.ifName,
+          addresses,
+          labels: { ...req.argLabels, ...conf.labels },
+        });
+      }
+      if (!att) {
+        this.o.attachments.put({
+          containerId: id,
+          ifName: req.ifName,
+          network: conf.name,
+          mode: conf.mode,
+          netns: req.netns,
+          addresses,
+          portMappings: conf.portMappings,
+          createdAt: new Date().toISOString(),
+        });
+      }
+    } catch (e) {
+      if (!att) {
+        // Leave nothing of a failed first ADD behind (a repeated ADD keeps what the first made).
+        if (ep)
+          await this.o.endpoints
+            .unwire(id)
+            .catch((u: unknown) => this.o.log?.error({ err: u, id }, "undo wire"));
+        if (!hadReservation) this.o.ipam.release(id);
+      }
+      throw e;
+    }
+    const opts: BuildResultOptions = {
+      cniVersion: conf.cniVersion,
+      podInterface: { name: req.ifName, sandbox: req.netns },
+      addresses,
+    };
+    if (ep) opts.hostInterface = { name: ep.hostIfName };
+    if (this.o.endpoints.mode === "veth") opts.gateways = { ...VETH_GATEWAYS };
+    if (conf.prevResult) opts.prevResult = conf.prevResult;
+    this.o.log?.debug({ id, mode: conf.mode, addresses }, "CNI ADD");
+    return buildResult(opts);
+  }
+
+  private async delLocked(req: CniRequest): Promise<void> {
+    const id = req.containerId;
+    const att = this.o.attachments.get(id);
+    if (att && (att.ifName !== req.ifName || att.network !== req.config.name)) {
+      this.o.log?.debug(
+        { id, ifName: req.ifName, network: req.config.name, attached: `${att.network}/${att.ifName}` },
+        "CNI DEL for an attachment nkit did not make: nothing to do",
+      );
+      return;
+    }
+    await this.remove(id, att);
+  }
+
+  /** Unwires (a no-op when nothing is wired), releases and forgets; safe to repeat. */
+  private async remove(id: string, att: Attachment | undefined): Promise<void> {
+    // unwire() also clears what a crashed wiring left (a device without a record): worth a netlink
+    // round trip for wire-mode attachments; otherwise only a wired endpoint needs it.
+    if (att?.mode === "wire" || this.o.endpoints.get(id)) await this.o.endpoints.unwire(id);
+    this.o.ipam.release(id);
+    if (att) this.o.attachments.delete(id);
+    this.o.log?.debug({ id }, "CNI attachment removed");
+  }
+
+  private async checkLocked(req: CniRequest): Promise<void> {
+    const conf = req.config;
+    const id = req.containerId;
+    const att = this.o.attachments.get(id);
+    if (!att || att.ifName !== req.ifName || att.network !== conf.name) {
+      throw new CniError(
+        CniCode.UNKNOWN_CONTAINER,
+        `container ${id} has no nkit attachment ${req.ifName} on network ${conf.name}`,
+        att ? `it is attached as ${att.ifName} on network ${att.network}` : "",
+      );
+    }
+    const mismatch = (msg: string, details = "") =>
+      new CniError(CniCode.CHECK_MISMATCH, `CHECK ${id}/${req.ifName}: ${msg}`, details);
+    const alloc = this.o.ipam.get(id);
+    if (!alloc) throw mismatch("nkitd holds no address reservation for it");
+    const reported = new Set(
+      resultAddresses(conf.prevResult ?? { cniVersion: conf.cniVersion }).map(canonicalIp),
+    );
+    for (const ip of [alloc.ipv4, alloc.ipv6]) {
+      if (ip !== undefined && !reported.has(canonicalIp(ip))) {
+        throw mismatch(
+          `prevResult does not carry its address ${ip}`,
+          `prevResult ips: ${[...reported].join(", ")}`,
+        );
+      }
+    }
+    if (att.mode !== "wire") return;
+    const ep = this.o.endpoints.get(id);
+    if (!ep) throw mismatch("the endpoint is not wired");
+    if (!sameNetnsPath(ep.netnsPath, req.netns)) {
+      throw mismatch(`the endpoint is wired into ${ep.netnsPath}, not ${req.netns}`);
+    }
+    if (ep.podIfName !== req.ifName) throw mismatch(`the endpoint's pod interface is ${ep.podIfName}`);
+    if (ep.addresses.ipv4 !== alloc.ipv4 || ep.addresses.ipv6 !== alloc.ipv6) {
+      throw mismatch(
+        "the endpoint's addresses differ from the reservation",
+        `endpoint ${JSON.stringify(ep.addresses)}, reservation ${JSON.stringify(alloc)}`,
+      );
+    }
+    const problem = await (this.o.probeLinks ?? probeEndpointLinks)(ep);
+    if (problem) throw mismatch(problem);
+  }
+}

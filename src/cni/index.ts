@@ -1,0 +1,36 @@
+// nkitd's CNI endpoint for nkit-cni: protocol, handler, server. startCniEndpoint wires them to the
+// daemon's EndpointManager and IPAM.
+import type { Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+import { AttachmentStore } from "./attachments.js";
+import { type EndpointDatapath, NkitCniHandler } from "./handler.js";
+import { CniServer } from "./server.js";
+
+export { type Attachment, AttachmentStore } from "./attachments.js";
+export { CniCode, CniError, toCniError } from "./codes.js";
+export { type CniHandler, NkitCniHandler, probeEndpointLinks } from "./handler.js";
+export * from "./protocol.js";
+export * from "./result.js";
+export { CniServer, type CniServerOptions } from "./server.js";
+
+export interface CniEndpointOptions {
+  /** <paths.run>/cni.sock in nkitd. */
+  socketPath: string;
+  /** Attachment records (<paths.state>/cni-attachments.json in nkitd). */
+  statePath: string;
+  endpoints: EndpointDatapath;
+  ipam: Ipam;
+  log?: Logger;
+  notReady?: () => string | undefined;
+}
+
+export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer> {
+  const handler = new NkitCniHandler({
+    endpoints: o.endpoints,
+    ipam: o.ipam,
+    attachments: AttachmentStore.open(o.statePath),
+    ...(o.log ? { log: o.log } : {}),
+    ...(o.notReady ? { notReady: o.notReady } : {}),
+  });
+  return CniServer.start({ socketPath: o.socketPath, handler, ...(o.log ? { log: o.log } : {}) });
+}

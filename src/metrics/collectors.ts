@@ -1,0 +1,77 @@
+// Scrape-time metrics of a running nkitd: BPF datapath counters per endpoint and reason, endpoint
+// and IPAM gauges. Registered by the host services at start, removed at stop.
+import { readCounters } from "../api/maps.js";
+import { reasonName } from "../datapath/reasons.js";
+import { VERSION } from "../version.js";
+import type { MetricFamily, Registry } from "./registry.js";
+
+export interface CollectorSource {
+  bpffsDir: string;
+  mode: string;
+  endpoints(): { id: string; epNum: number }[];
+  ipamUsage(): { cidr: string; family: number; size: bigint; used: number }[];
+  startedAt: Date;
+}
+
+export function datapathFamilies(src: CollectorSource): MetricFamily[] {
+  const eps = src.endpoints();
+  const byNum = new Map(eps.map((e) => [e.epNum, e.id]));
+  const label = (n: number): string => (n === 0 ? "" : (byNum.get(n) ?? `#${n}`));
+  const rows = readCounters(src.bpffsDir);
+  const packets: MetricFamily = {
+    name: "nkit_datapath_packets_total",
+    help: "Packets seen by the BPF datapath, by endpoint and forwarding/drop reason",
+    type: "counter",
+    samples: [],
+  };
+  const bytes: MetricFamily = {
+    name: "nkit_datapath_bytes_total",
+    help: "Bytes seen by the BPF datapath, by endpoint and forwarding/drop reason",
+    type: "counter",
+    samples: [],
+  };
+  for (const r of rows) {
+    const labels = { endpoint: label(r.epId), reason: reasonName(r.reason) };
+    packets.samples.push({ labels, value: r.packets });
+    bytes.samples.push({ labels, value: r.bytes });
+  }
+  const usage = src.ipamUsage();
+  return [
+    packets,
+    bytes,
+    {
+      name: "nkit_endpoints",
+      help: "Endpoints wired on this host",
+      type: "gauge",
+      samples: [{ labels: { mode: src.mode }, value: eps.length }],
+    },
+    {
+      name: "nkit_ipam_addresses_used",
+      help: "Addresses allocated from each pod CIDR",
+      type: "gauge",
+      samples: usage.map((u) => ({ labels: { cidr: u.cidr, family: String(u.family) }, value: u.used })),
+    },
+    {
+      name: "nkit_ipam_addresses_capacity",
+      help: "Usable addresses in each pod CIDR",
+      type: "gauge",
+      samples: usage.map((u) => ({ labels: { cidr: u.cidr, family: String(u.family) }, value: u.size })),
+    },
+    {
+      name: "nkit_build_info",
+      help: "nkitd version and datapath mode",
+      type: "gauge",
+      samples: [{ labels: { version: VERSION, datapath: src.mode }, value: 1 }],
+    },
+    {
+      name: "nkit_start_time_seconds",
+      help: "Start time of nkitd since the Unix epoch",
+      type: "gauge",
+      samples: [{ labels: {}, value: Math.floor(src.startedAt.getTime() / 1000) }],
+    },
+  ];
+}
+
+export function registerDatapathCollector(registry: Registry, src: CollectorSource): () => void {
+  return registry.addCollector(() => datapathFamilies(src));
+}

@@ -1,0 +1,195 @@
+// Request validation of nkitd's CNI endpoint: what nkit-cni forwards, and the CNI codes of mistakes.
+import { describe, expect, it } from "vitest";
+import { CniCode, CniError, toCniError } from "../../src/cni/codes.js";
+import { parseCniArgs, parseNetConf, parseRequest } from "../../src/cni/protocol.js";
+import { IpamConflictError, IpamExhaustedError, NetlinkError, NetnsError } from "../../src/errors.js";
+
+const conf = (extra: Record<string, unknown> = {}) => ({
+  cniVersion: "1.1.0",
+  name: "nkit",
+  type: "nkit-cni",
+  mode: "wire",
+  ...extra,
+});
+
+const line = (over: Record<string, unknown> = {}, config: unknown = conf()) =>
+  JSON.stringify({
+    v: 1,
+    command: "ADD",
+    containerId: "default-abc123",
+    netns: "/run/netns/x",
+    ifName: "eth0",
+    args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web",
+    path: "/opt/cni/bin",
+    config,
+    ...over,
+  });
+
+function codeOf(fn: () => unknown): number | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CniError) return e.code;
+    throw e;
+  }
+  return undefined;
+}
+
+describe("parseRequest", () => {
+  it("accepts a complete ADD and turns CNI_ARGS into labels", () => {
+    const r = parseRequest(line());
+    expect(r.command).toBe("ADD");
+    expect(r.containerId).toBe("default-abc123");
+    expect(r.argLabels).toEqual({ K8S_POD_NAMESPACE: "ns1", K8S_POD_NAME: "web" });
+    expect(r.config.mode).toBe("wire");
+    expect(r.config.cniVersion).toBe("1.1.0");
+    expect(r.config.requestedIps).toEqual({});
+  });
+
+  it("defaults mode to wire and refuses unknown modes with code 7", () => {
+    const { mode: _m, ...noMode } = conf();
+    expect(parseRequest(line({}, noMode)).config.mode).toBe("wire");
+    expect(parseRequest(line({}, conf({ mode: "ipam" }))).config.mode).toBe("ipam");
+    let err: CniError | undefined;
+    try {
+      parseRequest(line({}, conf({ mode: "bridge" })));
+    } catch (e) {
+      err = e as CniError;
+    }
+    expect(err?.code).toBe(CniCode.INVALID_CONFIG);
+    expect(err?.message).toMatch(/unknown mode "bridge"/);
+    expect(err?.details).toMatch(/ipam.*wire/);
+  });
+
+  it("names missing or invalid environment variables with code 4", () => {
+    expect(codeOf(() => parseRequest(line({ netns: "" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ netns: "relative/ns" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ containerId: "" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ containerId: "-bad" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ containerId: "a/b" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ ifName: "" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ ifName: "a-name-longer-than-15" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ ifName: "eth:0" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ command: "FROB" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ args: "IgnoreUnknown=maybe" })))).toBe(CniCode.INVALID_ENV);
+    expect(codeOf(() => parseRequest(line({ args: "novalue" })))).toBe(CniCode.INVALID_ENV);
+    expect(() => parseRequest(line({ netns: "" }))).toThrow(/CNI_NETNS is required for ADD/);
+  });
+
+  it("lets DEL go without a netns (nerdctl sends none) and STATUS/GC without a container", () => {
+    expect(parseRequest(line({ command: "DEL", netns: "" })).netns).toBe("");
+    const st = parseRequest(line({ command: "STATUS", containerId: "", ifName: "", netns: "" }));
+    expect(st.command).toBe("STATUS");
+    const gc = parseRequest(
+      line(
+        { command: "GC", containerId: "", ifName: "", netns: "" },
+        conf({ "cni.dev/valid-attachments": [{ containerID: "c1", ifname: "eth0" }] }),
+      ),
+    );
+    expect(gc.config.validAttachments).toEqual([{ containerID: "c1", ifname: "eth0" }]);
+  });
+
+  it("refuses GC without valid-attachments and CHECK without prevResult (code 7)", () => {
+    expect(codeOf(() => parseRequest(line({ command: "GC" })))).toBe(CniCode.INVALID_CONFIG);
+    expect(codeOf(() => parseRequest(line({ command: "CHECK" })))).toBe(CniCode.INVALID_CONFIG);
+    expect(
+      codeOf(() => parseRequest(line({ command: "CHECK" }, conf({ cniVersion: "0.3.1", prevResult: {} })))),
+    ).toBe(CniCode.INCOMPATIBLE_VERSION);
+    const ok = parseRequest(
+      line(
+        { command: "CHECK" },
+        conf({ prevResult: { cniVersion: "1.1.0", ips: [{ address: "10.0.0.1/32" }] } }),
+      ),
+    );
+    expect(ok.config.prevResult?.ips?.[0]?.address).toBe("10.0.0.1/32");
+  });
+
+  it("checks versions, JSON and protocol framing", () => {
+    expect(codeOf(() => parseRequest(line({}, conf({ cniVersion: "0.2.0" }))))).toBe(
+      CniCode.INCOMPATIBLE_VERSION,
+    );
+    expect(codeOf(() => parseRequest(line({}, conf({ cniVersion: 1 }))))).toBe(CniCode.INVALID_CONFIG);
+    expect(codeOf(() => parseRequest("{not json"))).toBe(CniCode.DECODE);
+    expect(codeOf(() => parseRequest(line({ v: 2 })))).toBe(CniCode.PROTOCOL);
+    expect(codeOf(() => parseRequest("[1,2]"))).toBe(CniCode.PROTOCOL);
+    expect(codeOf(() => parseRequest(line({}, "text")))).toBe(CniCode.DECODE);
+    expect(codeOf(() => parseRequest(line({}, conf({ name: "" }))))).toBe(CniCode.INVALID_CONFIG);
+    expect(codeOf(() => parseRequest(line({}, conf({ socket: "run/x.sock" }))))).toBe(CniCode.INVALID_CONFIG);
+    expect(codeOf(() => parseRequest(line({}, conf({ prevResult: { ips: [{ gateway: "x" }] } }))))).toBe(
+      CniCode.DECODE,
+    );
+  });
+});
+
+describe("requested addresses", () => {
+  it("takes the ips capability first, then args.cni.ips, then CNI_ARGS IP=, one per family", () => {
+    const r = parseRequest(
+      line(
+        { args: "IgnoreUnknown=true;IP=10.9.0.7,fd00::7" },
+        conf({ runtimeConfig: { ips: ["10.9.0.5/24"] }, args: { cni: { ips: ["fd00::6"] } } }),
+      ),
+    );
+    expect(r.config.requestedIps).toEqual({ ipv4: "10.9.0.5", ipv6: "fd00::6" });
+    expect(parseRequest(line({ args: "IP=10.9.0.7" })).config.requestedIps).toEqual({ ipv4: "10.9.0.7" });
+  });
+
+  it("refuses two addresses of one family from one source and non-addresses", () => {
+    expect(
+      codeOf(() => parseRequest(line({}, conf({ runtimeConfig: { ips: ["10.0.0.1", "10.0.0.2"] } })))),
+    ).toBe(CniCode.INVALID_CONFIG);
+    expect(codeOf(() => parseRequest(line({ args: "IP=nonsense" })))).toBe(CniCode.INVALID_CONFIG);
+    expect(codeOf(() => parseRequest(line({}, conf({ runtimeConfig: { ips: "10.0.0.1" } }))))).toBe(
+      CniCode.INVALID_CONFIG,
+    );
+  });
+
+  it("validates portMappings and collects args.cni.labels", () => {
+    const r = parseRequest(
+      line(
+        {},
+        conf({
+          runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "TCP" }] },
+          args: { cni: { labels: [{ key: "app", value: "web" }] } },
+        }),
+      ),
+    );
+    expect(r.config.portMappings).toEqual([{ hostPort: 8080, containerPort: 80, protocol: "tcp" }]);
+    expect(r.config.labels).toEqual({ app: "web" });
+    expect(
+      codeOf(() =>
+        parseRequest(
+          line({}, conf({ runtimeConfig: { portMappings: [{ hostPort: 0, containerPort: 80 }] } })),
+        ),
+      ),
+    ).toBe(CniCode.INVALID_CONFIG);
+  });
+});
+
+describe("parseCniArgs", () => {
+  it("accepts IgnoreUnknown=1 and =true, skips MAC and empty segments, keeps '=' in values", () => {
+    expect(parseCniArgs("IgnoreUnknown=1;NERDCTL_CNI_DHCP_HOSTNAME=web;MAC=aa:bb;;X=a=b")).toEqual({
+      labels: { NERDCTL_CNI_DHCP_HOSTNAME: "web", X: "a=b" },
+      ips: [],
+    });
+    expect(parseCniArgs("IgnoreUnknown=true;NOMAD_ALLOC_ID=1234").labels).toEqual({ NOMAD_ALLOC_ID: "1234" });
+    expect(parseCniArgs("")).toEqual({ labels: {}, ips: [] });
+  });
+});
+
+describe("error mapping", () => {
+  it("maps nkitd's typed errors to stable CNI codes", () => {
+    expect(toCniError(new IpamExhaustedError("10.0.0.0/30", 2)).code).toBe(CniCode.IPAM_EXHAUSTED);
+    expect(toCniError(new IpamConflictError("taken")).code).toBe(CniCode.IPAM_CONFLICT);
+    expect(toCniError(new NetlinkError("RTM_NEWLINK", 17, "EEXIST", undefined)).code).toBe(CniCode.DATAPATH);
+    expect(toCniError(new NetnsError("/x", "gone")).code).toBe(CniCode.NETNS);
+    const internal = toCniError(new Error("boom"));
+    expect(internal.code).toBe(CniCode.INTERNAL);
+    expect(internal.message).toMatch(/boom/);
+    const e = toCniError(new IpamExhaustedError("10.0.0.0/30", 2));
+    expect(e.details).toBe("NKIT_IPAM_EXHAUSTED");
+  });
+
+  it("parseNetConf needs an object", () => {
+    expect(codeOf(() => parseNetConf(null, "ADD"))).toBe(CniCode.DECODE);
+  });
+});
