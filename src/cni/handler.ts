@@ -18,7 +18,7 @@
 // network is refused (105); the same ADD repeated is answered with the same result.
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { formatIp, parseIp } from "../ipam/cidr.js";
-import type { Ipam } from "../ipam/ipam.js";
+import { type Ipam, IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
 import type { Attachment, AttachmentStore } from "./attachments.js";
@@ -188,7 +188,12 @@ export class NkitCniHandler implements CniHandler {
       }
     }
     const hadReservation = this.o.ipam.get(id) !== undefined;
-    const alloc = this.o.ipam.allocate(id, conf.requestedIps);
+    // ipam mode serves CRI pods (wired later at NRI RUN, collected by NRI Synchronize); wire mode
+    // serves runtimes without NRI, whose endpoints no NRI Synchronize may touch.
+    const alloc = this.o.ipam.allocate(id, {
+      ...conf.requestedIps,
+      owner: conf.mode === "wire" ? IpamOwner.CNI : IpamOwner.CRI,
+    });
     const addresses: Addresses = {};
     if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
     if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;

@@ -10,6 +10,8 @@ import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
 import type { NkitdConfig } from "./config.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
+import { startNri } from "./nri.js";
+import { PodLifecycle } from "./pods.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
 export interface Daemon {
@@ -71,12 +73,17 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       },
     );
     // --- end host services
+    // --- NRI plugin (src/nri): containerd's pod sandbox events wire and unwire CRI pods.
+    const pods = new PodLifecycle(endpoints, ipam, log);
+    const nri = config.nri.enabled ? startNri(config, pods, log) : undefined;
+    // --- end NRI plugin
     return {
       config,
       endpoints,
       ipam,
       uplinks,
       stop: async () => {
+        await nri?.stop(); // NRI plugin
         await services.stop(); // host services
         await cni.close(); // CNI endpoint
         await endpoints.close();

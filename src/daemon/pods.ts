@@ -4,7 +4,7 @@
 // lack wiring and collects everything of pods that no longer exist.
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { InvalidArgumentError } from "../errors.js";
-import type { Allocation, Ipam } from "../ipam/ipam.js";
+import { type Allocation, type Ipam, IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 
 export interface PodSandbox {
@@ -26,7 +26,7 @@ export interface SyncResult {
 
 /** IPAM owner tag of CRI pods; endpoints wired by nkit-cni in "wire" mode (nerdctl, Nomad) carry
  * another owner and are never collected by an NRI Synchronize, which only lists CRI sandboxes. */
-export const CRI_OWNER = "cri";
+export const CRI_OWNER = IpamOwner.CRI;
 
 /** Reservations younger than this are never collected: their pod may be between CNI ADD and RUN. */
 const RESERVATION_GRACE_MS = 120_000;

@@ -5,6 +5,10 @@ import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorru
 import { readFileIfExists, writeFileAtomic } from "../state/atomic-file.js";
 import { type Cidr, cidrContains, cidrSize, type Family, formatIp, parseCidr, parseIp } from "./cidr.js";
 
+/** Owner tags of the front doors: CRI pods (reserved by nkit-cni in ipam mode, wired at NRI RUN)
+ * and CNI-wired containers (nerdctl, Nomad). NRI Synchronize only ever collects CRI ones. */
+export const IpamOwner = { CRI: "cri", CNI: "cni" } as const;
+
 export interface IpamOptions {
   /** At most one CIDR per family; omit the v6 one to run v4-only. */
   podCIDRs: readonly string[];

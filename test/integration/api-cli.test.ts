@@ -97,6 +97,7 @@ beforeAll(async () => {
       `podCIDRs: [${cidr4}, "fd33:${(process.pid % 0xfff).toString(16)}::/64"]`,
       `uplinks: [${uplink}]`,
       `paths: {state: ${join(dir, "state")}, run: ${runDir}, bpffs: ${bpffsDir}}`,
+      "nri: {enabled: false}",
       'metrics: {listen: "127.0.0.1:0"}',
       "log: {level: info}",
     ].join("\n"),

@@ -70,6 +70,8 @@ function tempConfig(extra: string[] = []): { file: string; stateDir: string; bpf
       'podCIDRs: [10.231.0.0/24, "fd31::/64"]',
       `paths: {state: ${stateDir}, run: ${join(dir, "run")}, bpffs: ${bpffsDir}}`,
       "log: {level: info}",
+      // never register with a containerd that may run on the test host
+      `nri: {enabled: true, socket: ${join(dir, "no-nri.sock")}}`,
       ...extra,
     ].join("\n"),
   );

@@ -417,6 +417,7 @@ describe("nkitd", () => {
       podCIDRs: [cidr4],
       uplinks: [uplink],
       paths: { state: join(base, "state"), run: join(base, "run"), bpffs },
+      nri: { enabled: false },
     });
     const daemon = await startDaemon(config, createLogger({ level: "silent" }));
     let stopped = false;
