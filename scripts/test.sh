@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine (as root): host packages, npm deps, build,
-# lint, unit, integration (real netns/BPF and a private containerd with NRI), and the netkit VM
-# lane (Debian's netkit kernel under qemu). Idempotent; downloads are cached outside the repo.
+# lint, unit, integration (real netns/BPF and a private containerd with NRI), the netkit VM lane
+# (Debian's netkit kernel under qemu) and the containerd e2e lanes (Debian's 1.7.24 and 2.x built
+# from the Go module proxy). Idempotent; downloads and builds are cached outside the repo.
+# Every stage runs even when an earlier one failed; the exit status says whether all passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +14,20 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
   npm ci --no-audit --no-fund --prefer-offline
 fi
 
-npm test
-npm run test:vm
+declare -A status
+rc=0
+stage() {
+  local name=$1
+  shift
+  local t=$SECONDS
+  if "$@"; then status[$name]="passed ($((SECONDS - t)) s)"; else status[$name]="FAILED ($((SECONDS - t)) s)"; rc=1; fi
+}
+stage "build, lint, unit, integration" npm test
+stage "netkit VM lane" npm run test:vm
+stage "containerd e2e lanes" bash scripts/e2e/run-all.sh
+
+echo
+for name in "build, lint, unit, integration" "netkit VM lane" "containerd e2e lanes"; do
+  echo "[test] $name: ${status[$name]}"
+done
+exit $rc
