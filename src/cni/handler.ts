@@ -16,11 +16,13 @@
 //
 // One interface per container: a second ADD for the same container with another CNI_IFNAME or
 // network is refused (105); the same ADD repeated is answered with the same result.
+
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { formatIp, parseIp } from "../ipam/cidr.js";
 import { type Ipam, IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
+import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { Attachment, AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
 import type { CniRequest } from "./protocol.js";
@@ -98,24 +100,12 @@ export async function probeEndpointLinks(ep: WiredEndpoint): Promise<string | un
 }
 
 export class NkitCniHandler implements CniHandler {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
 
   constructor(private readonly o: NkitCniHandlerOptions) {}
 
-  /** Serializes the commands of one container; different containers proceed concurrently. */
-  private async exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(id, settled);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === settled) this.locks.delete(id);
-    }
+  private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
   }
 
   add(req: CniRequest): Promise<CniResult> {

@@ -5,6 +5,7 @@
 // written before the first object exists, so a crash mid-way is repaired at the next start.
 // Links and maps are pinned, so a restarted process adopts running endpoints by swapping the
 // programs under the pinned links (BPF_LINK_UPDATE): traffic never stops.
+
 import { isIPv4, isIPv6 } from "node:net";
 import type { AttachPoint } from "../bpf/constants.js";
 import { BpfLink, queryAttached } from "../bpf/link.js";
@@ -22,6 +23,7 @@ import {
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { type Link, netnsInode, Rtnl, sysctlWrite } from "../netlink/index.js";
+import { KeyedMutex } from "../util/keyed-mutex.js";
 import { hostIfName } from "./naming.js";
 import { DatapathPrograms } from "./programs.js";
 import { ALL_REASON_CODES, reasonName } from "./reasons.js";
@@ -123,7 +125,7 @@ export class EndpointManager {
   readonly mode: DatapathMode;
   private readonly store: EndpointStore;
   private readonly pins: PinDir;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedMutex();
   private mtu = 1500;
   private closed = false;
 
@@ -166,7 +168,7 @@ export class EndpointManager {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.allSettled([...this.locks.values()]);
+    await this.locks.idle();
     await this.host.close();
     this.progs.close();
   }
@@ -202,20 +204,8 @@ export class EndpointManager {
     return out;
   }
 
-  /** Serializes operations per endpoint id; different endpoints proceed concurrently. */
-  private async exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.locks.set(id, settled);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === settled) this.locks.delete(id);
-    }
+  private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
   }
 
   wire(req: WireRequest): Promise<WiredEndpoint> {

@@ -1,7 +1,8 @@
 // The nkitd API and every nkit CLI command against a live nkitd from dist/ (temp config, unique
 // bpffs/state/run dirs): socket permissions, --json contents, a real drop event through the
 // nk_events ring buffer, the metrics endpoint, doctor verdicts and exit codes.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,47 +12,13 @@ import type * as T from "../../src/api/types.js";
 import { PinDir } from "../../src/bpf/pins.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
+import { type Exit, spawnNode, waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns, run } from "../helpers/sys.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const NKIT = join(ROOT, "dist", "cli", "main.js");
 const NKITD = join(ROOT, "dist", "daemon", "main.js");
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function spawnNode(args: string[]): {
-  child: ChildProcess;
-  done: Promise<Exit>;
-  out: () => string;
-  err: () => string;
-} {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const done = new Promise<Exit>((resolve) =>
-    child.once("exit", (code) => resolve({ code, stdout, stderr })),
-  );
-  return { child, done, out: () => stdout, err: () => stderr };
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const scope = new Scope();
 let socket = "";

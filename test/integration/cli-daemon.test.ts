@@ -1,7 +1,7 @@
 // The two binaries as users run them: `nkit probe`, and nkitd starting on a config, refusing a
 // second instance on the same state dir, rejecting bad config with exit code 2, and stopping on
 // SIGTERM while the datapath stays pinned.
-import { type ChildProcess, spawn } from "node:child_process";
+
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PinDir } from "../../src/bpf/pins.js";
 import { sdNotifyAddon } from "../../src/native/sdnotify.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
+import { spawnNode, waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
@@ -22,39 +23,6 @@ beforeEach(() => {
   scope = new Scope();
 });
 afterEach(() => scope.close());
-
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function spawnNode(
-  args: string[],
-  env: NodeJS.ProcessEnv = process.env,
-): { child: ChildProcess; done: Promise<Exit>; output: () => string } {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const done = new Promise<Exit>((resolve) =>
-    child.once("exit", (code) => resolve({ code, stdout, stderr })),
-  );
-  return { child, done, output: () => stdout };
-}
-
-async function waitFor(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function tempConfig(extra: string[] = []): { file: string; stateDir: string; bpffsDir: string } {
   const dir = mkdtempSync(join(tmpdir(), "nkitd-test-"));
@@ -110,9 +78,9 @@ describe("nkitd", () => {
     const { file, stateDir, bpffsDir } = tempConfig([`uplinks: [${uplink}]`]);
     const d = spawnNode([NKITD, "--config", file]);
     scope.defer(() => d.child.kill("SIGKILL"));
-    await waitFor(() => d.output().includes("nkitd running"), "nkitd to start");
+    await waitFor(() => d.out().includes("nkitd running"), "nkitd to start");
     const ready = d
-      .output()
+      .out()
       .split("\n")
       .filter(Boolean)
       .map((l) => JSON.parse(l) as { msg: string; mode?: string; uplinks?: string[] })
