@@ -32,26 +32,22 @@ export const CRI_OWNER = IpamOwner.CRI;
 const RESERVATION_GRACE_MS = 120_000;
 
 export class PodLifecycle {
-  private readonly reservedAt = new Map<string, number>();
-
   constructor(
     private readonly endpoints: EndpointManager,
     private readonly ipam: Ipam,
     private readonly log?: Logger,
+    private readonly reservationGraceMs = RESERVATION_GRACE_MS,
   ) {}
 
   /** CNI ADD in ipam mode: the pod's addresses, allocated once per sandbox id. */
   reserve(sandboxId: string, request: { ipv4?: string; ipv6?: string } = {}): Allocation {
-    const a = this.ipam.allocate(sandboxId, { ...request, owner: CRI_OWNER });
-    if (!this.reservedAt.has(sandboxId)) this.reservedAt.set(sandboxId, Date.now());
-    return a;
+    return this.ipam.allocate(sandboxId, { ...request, owner: CRI_OWNER });
   }
 
   /** CNI DEL in ipam mode: idempotent. */
   async unreserve(sandboxId: string): Promise<void> {
     await this.endpoints.unwire(sandboxId);
     this.ipam.release(sandboxId);
-    this.reservedAt.delete(sandboxId);
   }
 
   /**
@@ -107,8 +103,10 @@ export class PodLifecycle {
     const stale = new Set<string>();
     for (const a of this.ipam.list()) {
       if (a.owner !== CRI_OWNER) continue;
-      const at = this.reservedAt.get(a.id);
-      if (!known.has(a.id) && (at === undefined || now - at > RESERVATION_GRACE_MS)) stale.add(a.id);
+      // The reservation's age comes from IPAM itself, so it counts whoever made it (nkit-cni's
+      // ADD, typically) and survives an nkitd restart.
+      const at = a.createdAt;
+      if (!known.has(a.id) && (at === undefined || now - at > this.reservationGraceMs)) stale.add(a.id);
     }
     for (const id of stale) {
       try {

@@ -29,6 +29,8 @@ export interface Allocation {
   ipv4?: string;
   ipv6?: string;
   owner?: string;
+  /** When it was made (epoch ms): reconcilers spare recent ones whose pod may still be starting. */
+  createdAt?: number;
 }
 
 export interface PoolUsage {
@@ -202,7 +204,7 @@ export class Ipam {
         picked[f] = v;
       }
     }
-    const alloc: Allocation = { id };
+    const alloc: Allocation = { id, createdAt: Date.now() };
     if (req.owner !== undefined) alloc.owner = req.owner;
     if (picked[4] !== undefined) alloc.ipv4 = formatIp(4, picked[4]);
     if (picked[6] !== undefined) alloc.ipv6 = formatIp(6, picked[6]);

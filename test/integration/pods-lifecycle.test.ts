@@ -82,8 +82,8 @@ describe("CRI pod lifecycle", () => {
     const previous = new PodLifecycle(h.mgr, h.ipam);
     previous.reserve(goneId);
     await previous.run(sandbox(goneId, goneNs.path));
-    // A fresh lifecycle (new nkitd) knows neither reservation's age.
-    const fresh = new PodLifecycle(h.mgr, h.ipam);
+    // A new nkitd, once the reservations are older than the grace period.
+    const fresh = new PodLifecycle(h.mgr, h.ipam, undefined, 0);
     const r = await fresh.synchronize([sandbox(liveId, live.path)]);
     expect(r.wired).toEqual([liveId]);
     expect(r.collected).toEqual([goneId]);

@@ -21,7 +21,8 @@ describe("Ipam", () => {
   it("allocates one address per family, idempotently per endpoint id", () => {
     const ipam = open();
     const a = ipam.allocate("pod-a");
-    expect(a).toEqual({ id: "pod-a", ipv4: "10.47.0.1", ipv6: "fd47::1" });
+    expect(a).toMatchObject({ id: "pod-a", ipv4: "10.47.0.1", ipv6: "fd47::1" });
+    expect(a.createdAt).toBeGreaterThan(Date.now() - 60_000);
     expect(ipam.allocate("pod-a")).toEqual(a);
     const b = ipam.allocate("pod-b");
     expect(b.ipv4).toBe("10.47.0.2");
@@ -34,7 +35,9 @@ describe("Ipam", () => {
 
   it("runs v4-only when no v6 CIDR is configured", () => {
     const ipam = open(["10.47.0.0/24"]);
-    expect(ipam.allocate("x")).toEqual({ id: "x", ipv4: "10.47.0.1" });
+    const x = ipam.allocate("x");
+    expect(x.ipv4).toBe("10.47.0.1");
+    expect(x.ipv6).toBeUndefined();
   });
 
   it("honours an explicit request when free and refuses a taken or foreign one", () => {

@@ -1,0 +1,189 @@
+// The CRI benchmark's numbers: latency summaries, target verdicts (PASS/MISS, never asserted) and the
+// Markdown report.
+import { quantile, round } from "./stats.js";
+
+export interface LatencyMs {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  min: number;
+  max: number;
+  mean: number;
+}
+
+export function latency(samplesMs: readonly number[]): LatencyMs {
+  const n = samplesMs.length;
+  const mean = n === 0 ? Number.NaN : samplesMs.reduce((s, x) => s + x, 0) / n;
+  return {
+    n,
+    p50: round(quantile(samplesMs, 0.5), 3),
+    p90: round(quantile(samplesMs, 0.9), 3),
+    p99: round(quantile(samplesMs, 0.99), 3),
+    min: round(n ? Math.min(...samplesMs) : Number.NaN, 3),
+    max: round(n ? Math.max(...samplesMs) : Number.NaN, 3),
+    mean: round(mean, 3),
+  };
+}
+
+export type CniVariant = "nkit" | "bridge" | "noop";
+
+export const VARIANTS: Record<CniVariant, { label: string; detail: string }> = {
+  nkit: {
+    label: "nkit (ipam + NRI)",
+    detail:
+      "conflist [nkit-cni mode ipam, loopback] + nkitd's NRI plugin wiring the sandbox at RunPodSandbox (veth + tcx)",
+  },
+  bridge: {
+    label: "CNI bridge",
+    detail:
+      "containernetworking-plugins bridge + host-local on a private bridge and /24 (no gateway, no masquerade)",
+  },
+  noop: {
+    label: "no-op CNI",
+    detail:
+      "conflist [stub, loopback]: a /bin/sh stub that reports one IP for eth0 and creates nothing (no NRI plugin)",
+  },
+};
+
+export interface LaneResult {
+  lane: string;
+  containerdVersion: string;
+  /** CRI RunPodSandbox, end to end, per variant (ms). */
+  runPodSandbox: Record<CniVariant, LatencyMs>;
+  /** StopPodSandbox + RemovePodSandbox, per variant (ms). */
+  stopRemove: Record<CniVariant, LatencyMs>;
+  /** nkitd's NRI RunPodSandbox handler (wiring), per pod, from nkit_endpoint_wiring_duration_seconds_sum. */
+  nriRun: LatencyMs;
+  /** `nkit-cni` ADD / DEL (mode ipam) exec'd directly against the running nkitd (ms, spawn included). */
+  cniAdd: LatencyMs;
+  cniDel: LatencyMs;
+  errors: string[];
+}
+
+export interface Target {
+  lane: string;
+  name: string;
+  want: string;
+  got: string;
+  pass: boolean;
+}
+
+export function evaluate(r: LaneResult): Target[] {
+  const t: Target[] = [];
+  t.push({
+    lane: r.lane,
+    name: "NRI RUN handler p50",
+    want: "≤ 5 ms",
+    got: `${r.nriRun.p50} ms`,
+    pass: r.nriRun.p50 <= 5,
+  });
+  t.push({
+    lane: r.lane,
+    name: "NRI RUN handler p99",
+    want: "≤ 20 ms",
+    got: `${r.nriRun.p99} ms`,
+    pass: r.nriRun.p99 <= 20,
+  });
+  const nk = r.runPodSandbox.nkit;
+  const br = r.runPodSandbox.bridge;
+  t.push({
+    lane: r.lane,
+    name: "RunPodSandbox p50, nkit vs bridge",
+    want: "nkit ≤ bridge",
+    got: `${nk.p50} vs ${br.p50} ms`,
+    pass: nk.p50 <= br.p50,
+  });
+  t.push({
+    lane: r.lane,
+    name: "RunPodSandbox p99, nkit vs bridge",
+    want: "nkit ≤ bridge",
+    got: `${nk.p99} vs ${br.p99} ms`,
+    pass: nk.p99 <= br.p99,
+  });
+  return t;
+}
+
+export interface CriReport {
+  startedAt: string;
+  finishedAt: string;
+  host: { cpus: number; kernel: string; loadavgStart: number[]; loadavgEnd: number[] };
+  config: { pods: number; warmup: number; cniCalls: number; interleaved: true };
+  lanes: LaneResult[];
+  targets: Target[];
+}
+
+const row = (cells: (string | number)[]): string => `| ${cells.join(" | ")} |`;
+
+function latencyTable(title: string, rows: [string, LatencyMs][]): string[] {
+  return [
+    `**${title}** (ms)`,
+    "",
+    row(["", "n", "p50", "p90", "p99", "min", "max", "mean"]),
+    row(["---", "--:", "--:", "--:", "--:", "--:", "--:", "--:"]),
+    ...rows.map(([k, l]) => row([k, l.n, l.p50, l.p90, l.p99, l.min, l.max, l.mean])),
+    "",
+  ];
+}
+
+export function markdown(r: CriReport): string {
+  const out: string[] = [
+    "# CRI pod start benchmark (nkit vs bridge vs no-op CNI)",
+    "",
+    `Run ${r.startedAt} → ${r.finishedAt}; ${r.host.cpus} CPUs, kernel ${r.host.kernel}, load average ` +
+      `${r.host.loadavgStart.map((x) => x.toFixed(2)).join("/")} at start, ` +
+      `${r.host.loadavgEnd.map((x) => x.toFixed(2)).join("/")} at the end (shared host).`,
+    "",
+    `${r.config.pods} pods per variant (+${r.config.warmup} warm-up pods not counted), sequential, each pod ` +
+      "stopped and removed before the next; the variants are interleaved pod by pod, each on its own " +
+      `private containerd. ${r.config.cniCalls} direct \`nkit-cni\` ADD/DEL calls.`,
+    "",
+    "Variants:",
+    "",
+    ...Object.values(VARIANTS).map((v) => `- **${v.label}**: ${v.detail}`),
+    "",
+    "## Targets (reported, never asserted)",
+    "",
+    row(["lane", "target", "want", "got", "verdict"]),
+    row(["---", "---", "---", "---", "---"]),
+    ...r.targets.map((t) => row([t.lane, t.name, t.want, t.got, t.pass ? "PASS" : "MISS"])),
+    "",
+  ];
+  for (const l of r.lanes) {
+    out.push(`## containerd ${l.containerdVersion} (lane ${l.lane})`, "");
+    out.push(
+      ...latencyTable(
+        "CRI RunPodSandbox, end to end",
+        (Object.keys(VARIANTS) as CniVariant[]).map((k) => [VARIANTS[k].label, l.runPodSandbox[k]]),
+      ),
+    );
+    out.push(
+      ...latencyTable(
+        "StopPodSandbox + RemovePodSandbox",
+        (Object.keys(VARIANTS) as CniVariant[]).map((k) => [VARIANTS[k].label, l.stopRemove[k]]),
+      ),
+    );
+    out.push(
+      ...latencyTable("nkitd", [
+        ["NRI RunPodSandbox handler (wire)", l.nriRun],
+        ["nkit-cni ADD (ipam, exec'd)", l.cniAdd],
+        ["nkit-cni DEL (ipam, exec'd)", l.cniDel],
+      ]),
+    );
+    if (l.errors.length > 0) out.push("Errors:", "", ...l.errors.map((e) => `- ${e}`), "");
+  }
+  out.push(
+    "## Method",
+    "",
+    "- RunPodSandbox: wall time of the CRI call from the benchmark (gRPC over the private socket), i.e.",
+    "  netns, CNI ADD chain, sandbox task, NRI (nkit only: nkitd's RUN handler), start.",
+    "- NRI RUN handler: per pod, the increase of nkitd's `nkit_endpoint_wiring_duration_seconds_sum`",
+    '  `{op="wire",result="ok"}` (scraped from `metrics.listen` before and after each pod; the RUN',
+    "  handler is that timed wiring plus a counter increment).",
+    "- nkit-cni ADD/DEL: the C shim spawned with the CNI environment and the conflist's plugin config",
+    "  on stdin, against the same nkitd, for container ids that are not pods (ipam mode only reserves",
+    "  and releases addresses). Includes the process spawn.",
+    "",
+  );
+  return out.join("\n");
+}

@@ -1,0 +1,373 @@
+// The CRI benchmark run (`npm run bench:cri`): RunPodSandbox end to end on private containerds with
+// nkit (nkit-cni ipam + nkitd's NRI wiring), the stock bridge plugin and a no-op CNI, interleaved pod
+// by pod; nkitd's NRI RUN handler latency; nkit-cni ADD/DEL exec'd directly. Writes
+// bench/results/cri-<ts>.{json,md} and cri-latest.{json,md}. Uses the e2e harness (test/e2e/env).
+import { spawnSync } from "node:child_process";
+import { randomBytes, randomInt } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { PodSandboxConfig } from "../../test/e2e/env/cri.js";
+import { bridgeConflistFile, type ContainerdEnv, startContainerd } from "../../test/e2e/env/index.js";
+import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
+import {
+  NKIT_CNI_BIN,
+  NKIT_CNI_PLUGIN,
+  type Nkitd,
+  nkitConflist,
+  startNkitd,
+} from "../../test/e2e/env/nkit.js";
+import { Cleanup, cleanupOnSignals } from "./cleanup.js";
+import {
+  type CniVariant,
+  type CriReport,
+  evaluate,
+  type LaneResult,
+  latency,
+  markdown,
+  VARIANTS,
+} from "./cri-report.js";
+import { RESULTS_DIR } from "./paths.js";
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+const USAGE = `usage: npm run bench:cri -- [options]   (root; needs npm run build and scripts/e2e/setup.sh)
+
+  --pods N        pods per variant (sequential, removed one by one)   [30]  env BENCH_CRI_PODS
+  --warmup N      warm-up pods per variant, not counted                [2]
+  --cni-calls N   direct nkit-cni ADD+DEL calls                       [100]
+  --lanes L       containerd lanes, comma-separated: 1.7,2            [1.7,2 when lane 2 is built]
+  --out DIR       results directory                                   [bench/results]
+`;
+
+interface Config {
+  pods: number;
+  warmup: number;
+  cniCalls: number;
+  lanes: Lane[];
+  out: string;
+}
+
+function parseConfig(argv: string[]): Config | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      pods: { type: "string" },
+      warmup: { type: "string" },
+      "cni-calls": { type: "string" },
+      lanes: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) return undefined;
+  const int = (v: string | undefined, d: number, what: string): number => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${what}: expected a non-negative integer, got ${v}`);
+    return n;
+  };
+  let lanes: Lane[];
+  if (values.lanes) {
+    lanes = values.lanes.split(",").map((l) => {
+      const t = l.trim();
+      if (t !== "1.7" && t !== "2") throw new Error(`--lanes: unknown lane ${t}`);
+      return t;
+    });
+  } else {
+    lanes = ["1.7"];
+    try {
+      binariesFor("2");
+      lanes.push("2");
+    } catch {
+      log("containerd 2.x is not built (scripts/e2e/setup.sh --lane=2): lane 2 skipped");
+    }
+  }
+  return {
+    pods: int(values.pods ?? process.env.BENCH_CRI_PODS, 30, "--pods"),
+    warmup: int(values.warmup, 2, "--warmup"),
+    cniCalls: int(values["cni-calls"], 100, "--cni-calls"),
+    lanes,
+    out: values.out ?? RESULTS_DIR,
+  };
+}
+
+const STUB = `#!/bin/sh
+# no-op CNI for the benchmark: one IP for eth0 (no interface index: go-cni files it under eth0), nothing created
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0"]}' ;;
+ADD) cat >/dev/null; echo '{"cniVersion":"1.0.0","ips":[{"address":"169.254.77.1/32"}]}' ;;
+*) cat >/dev/null ;;
+esac
+`;
+
+function podConfig(env: ContainerdEnv, name: string): PodSandboxConfig {
+  const logDirectory = join(env.paths.podLogDir, name);
+  mkdirSync(logDirectory, { recursive: true });
+  return {
+    metadata: { name, uid: randomBytes(8).toString("hex"), namespace: "bench", attempt: 0 },
+    hostname: name,
+    logDirectory,
+    labels: { app: "bench" },
+    annotations: {},
+    linux: { securityContext: { namespaceOptions: { network: "POD", pid: "POD", ipc: "POD" } } },
+  };
+}
+
+const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+
+async function scrapeWireSum(address: string): Promise<number> {
+  const res = await fetch(`http://${address}/metrics`);
+  const text = await res.text();
+  const m = /^nkit_endpoint_wiring_duration_seconds_sum\{op="wire",result="ok"\} (\S+)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+interface Instance {
+  variant: CniVariant;
+  env: ContainerdEnv;
+  nkitd?: Nkitd;
+  metrics?: string;
+}
+
+async function startVariant(lane: Lane, variant: CniVariant, cleanup: Cleanup): Promise<Instance> {
+  const rnd = randomBytes(3).toString("hex");
+  const network = `nkb-${variant}-${rnd}`;
+  let env: ContainerdEnv;
+  if (variant === "nkit") {
+    env = await startContainerd({
+      lane,
+      name: `bench-${variant}`,
+      cni: { plugins: NKIT_CNI_PLUGIN, conflists: [nkitConflist(network)] },
+      logLevel: "warn",
+    });
+  } else if (variant === "bridge") {
+    env = await startContainerd({
+      lane,
+      name: `bench-${variant}`,
+      cni: {
+        conflists: [
+          bridgeConflistFile({
+            name: network,
+            bridge: `nkb${rnd}br`,
+            subnet: `10.${randomInt(200, 250)}.${randomInt(0, 256)}.0/24`,
+          }),
+        ],
+      },
+      logLevel: "warn",
+    });
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), "nkb-stub-"));
+    cleanup.defer(`rm ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+    const stub = join(dir, "nkb-noop");
+    writeFileSync(stub, STUB);
+    chmodSync(stub, 0o755);
+    env = await startContainerd({
+      lane,
+      name: `bench-${variant}`,
+      cni: {
+        plugins: { "nkb-noop": stub },
+        conflists: [
+          {
+            file: "10-noop.conflist",
+            config: {
+              cniVersion: "1.0.0",
+              name: network,
+              plugins: [{ type: "nkb-noop" }, { type: "loopback" }],
+            },
+          },
+        ],
+      },
+      logLevel: "warn",
+    });
+  }
+  const inst: Instance = { variant, env };
+  cleanup.defer(`containerd ${variant} (${env.paths.dir})`, () => env.stop());
+  if (variant === "nkit") {
+    const n = await startNkitd(env, { logLevel: "info", metricsListen: "127.0.0.1:0" });
+    const m = await n.waitLog((l) => l.msg === "metrics listening", 10_000);
+    await n.waitNri();
+    inst.nkitd = n;
+    inst.metrics = String(m.listen);
+  }
+  return inst;
+}
+
+/** One pod through one variant: RunPodSandbox timed; nkit: the RUN handler's wiring time. */
+async function onePod(
+  inst: Instance,
+  name: string,
+): Promise<{ runMs: number; stopRemoveMs: number; nriMs?: number }> {
+  const { env } = inst;
+  const config = podConfig(env, name);
+  const before = inst.metrics ? await scrapeWireSum(inst.metrics) : 0;
+  const t0 = process.hrtime.bigint();
+  const id = await env.cri.runPodSandbox(config, "");
+  const runMs = ms(t0);
+  const after = inst.metrics ? await scrapeWireSum(inst.metrics) : 0;
+  inst.nkitd?.track(id);
+  const t1 = process.hrtime.bigint();
+  await env.cri.stopPodSandbox(id);
+  await env.cri.removePodSandbox(id);
+  const stopRemoveMs = ms(t1);
+  return inst.metrics ? { runMs, stopRemoveMs, nriMs: (after - before) * 1000 } : { runMs, stopRemoveMs };
+}
+
+/** nkit-cni ADD then DEL, exec'd directly (as containerd's libcni does) against the running nkitd. */
+function cniCalls(n: Nkitd, calls: number, netnsPath: string): { add: number[]; del: number[] } {
+  const config = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: `nkb-direct-${randomBytes(3).toString("hex")}`,
+    type: "nkit-cni",
+    mode: "ipam",
+    socket: n.cniSocket,
+  });
+  const add: number[] = [];
+  const del: number[] = [];
+  const call = (command: string, id: string): number => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(NKIT_CNI_BIN, [], {
+      input: config,
+      env: {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: id,
+        CNI_NETNS: netnsPath,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: "/usr/lib/cni",
+      },
+      encoding: "utf8",
+    });
+    const took = ms(t0);
+    if (r.status !== 0)
+      throw new Error(`nkit-cni ${command} ${id}: exit ${r.status}: ${r.stdout}${r.stderr}`);
+    return took;
+  };
+  for (let i = 0; i < calls; i++) {
+    const id = `nkb-${randomBytes(8).toString("hex")}`;
+    add.push(call("ADD", id));
+    del.push(call("DEL", id));
+  }
+  return { add, del };
+}
+
+async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneResult> {
+  const errors: string[] = [];
+  const order: CniVariant[] = ["nkit", "bridge", "noop"];
+  log(`lane ${lane}: starting 3 private containerds (+ nkitd)`);
+  const insts: Instance[] = [];
+  for (const v of order) insts.push(await startVariant(lane, v, cleanup));
+  const run: Record<CniVariant, number[]> = { nkit: [], bridge: [], noop: [] };
+  const stopRemove: Record<CniVariant, number[]> = { nkit: [], bridge: [], noop: [] };
+  const nri: number[] = [];
+  for (let i = 0; i < cfg.warmup + cfg.pods; i++) {
+    // rotate the order so no variant always runs right after another
+    for (let k = 0; k < insts.length; k++) {
+      const inst = insts[(i + k) % insts.length]!;
+      try {
+        const r = await onePod(inst, `b${i}-${inst.variant}`);
+        if (i < cfg.warmup) continue;
+        run[inst.variant].push(r.runMs);
+        stopRemove[inst.variant].push(r.stopRemoveMs);
+        if (r.nriMs !== undefined) nri.push(r.nriMs);
+      } catch (e) {
+        errors.push(`${inst.variant} pod ${i}: ${(e as Error).message.split("\n")[0]}`);
+      }
+    }
+    if ((i + 1) % 10 === 0) log(`lane ${lane}: ${i + 1}/${cfg.warmup + cfg.pods} pods per variant`);
+  }
+  const nk = insts[0]!;
+  const netns = `nkb-${randomBytes(3).toString("hex")}`;
+  spawnSync("ip", ["netns", "add", netns]);
+  const delNetns = cleanup.defer(`netns ${netns}`, () => spawnSync("ip", ["netns", "del", netns]));
+  let cni = { add: [] as number[], del: [] as number[] };
+  try {
+    cni = cniCalls(nk.nkitd!, cfg.cniCalls, `/run/netns/${netns}`);
+  } catch (e) {
+    errors.push(`nkit-cni: ${(e as Error).message}`);
+  }
+  await delNetns();
+  const version = nk.env.version;
+  for (const inst of insts.reverse()) await inst.env.stop();
+  return {
+    lane,
+    containerdVersion: version,
+    runPodSandbox: { nkit: latency(run.nkit), bridge: latency(run.bridge), noop: latency(run.noop) },
+    stopRemove: {
+      nkit: latency(stopRemove.nkit),
+      bridge: latency(stopRemove.bridge),
+      noop: latency(stopRemove.noop),
+    },
+    nriRun: latency(nri),
+    cniAdd: latency(cni.add),
+    cniDel: latency(cni.del),
+    errors,
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let cfg: Config | undefined;
+  try {
+    cfg = parseConfig(argv);
+  } catch (e) {
+    log(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (!cfg) {
+    log(USAGE);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    log("bench:cri needs root (containerd, runc, netns, BPF)");
+    return 1;
+  }
+  if (!existsSync(NKIT_CNI_BIN)) {
+    log(`${NKIT_CNI_BIN} is missing: run npm run build`);
+    return 1;
+  }
+  const cleanup = new Cleanup();
+  cleanupOnSignals(cleanup, log);
+  const started = new Date();
+  const loadavgStart = loadavg();
+  const lanes: LaneResult[] = [];
+  let failure: string | undefined;
+  try {
+    for (const lane of cfg.lanes) lanes.push(await runLane(lane, cfg, cleanup));
+  } catch (e) {
+    failure = (e as Error).stack ?? String(e);
+    log(`bench:cri failed: ${failure}`);
+  } finally {
+    for (const err of await cleanup.run()) log(`cleanup: ${err}`);
+  }
+  if (lanes.length === 0) return 1;
+  const report: CriReport = {
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    host: { cpus: cpus().length, kernel: release(), loadavgStart, loadavgEnd: loadavg() },
+    config: { pods: cfg.pods, warmup: cfg.warmup, cniCalls: cfg.cniCalls, interleaved: true },
+    lanes,
+    targets: lanes.flatMap(evaluate),
+  };
+  mkdirSync(cfg.out, { recursive: true });
+  const base = `cri-${started
+    .toISOString()
+    .replace(/[:.]/g, "-")
+    .replace(/-\d{3}Z$/, "Z")}`;
+  writeFileSync(join(cfg.out, `${base}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(join(cfg.out, `${base}.md`), markdown(report));
+  if (!failure) {
+    copyFileSync(join(cfg.out, `${base}.json`), join(cfg.out, "cri-latest.json"));
+    copyFileSync(join(cfg.out, `${base}.md`), join(cfg.out, "cri-latest.md"));
+  }
+  for (const t of report.targets) {
+    log(`[${t.pass ? "PASS" : "MISS"}] lane ${t.lane}: ${t.name}: ${t.got} (want ${t.want})`);
+  }
+  for (const l of lanes) {
+    const v = (Object.keys(VARIANTS) as CniVariant[])
+      .map((k) => `${k} p50 ${l.runPodSandbox[k].p50} / p99 ${l.runPodSandbox[k].p99} ms`)
+      .join("; ");
+    log(`lane ${l.lane} RunPodSandbox: ${v}`);
+  }
+  log(`results: ${join(cfg.out, `${base}.{json,md}`)}${failure ? "" : " (+ cri-latest.{json,md})"}`);
+  return failure ? 1 : 0;
+}
