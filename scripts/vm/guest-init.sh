@@ -6,7 +6,8 @@
 #
 # Kernel command line variables arrive as environment variables:
 #   nkvm_job=DIR   the host's per-run folder (read-only here) holding job.env
-# It prints "nkvm: userspace up" (the host's boot watchdog waits for it), runs the job, prints
+# It prints "nkvm: userspace up" (the host's boot watchdog waits for it), runs the job (vitest, or
+# the job.env's NKIT_VM_COMMAND through bash when set, e.g. the VM benchmark), prints
 # "NKVM-RESULT rc=N" and leaves through isa-debug-exit so QEMU exits with 2N+1.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -44,7 +45,7 @@ if [[ -z $JOB || ! -r $JOB/job.env ]]; then
   finish 98
 fi
 # shellcheck source=/dev/null
-. "$JOB/job.env" # REPO, VM_KERNEL_DIR, VMEXIT, NKIT_VM_TESTS, NKIT_VM_VITEST_ARGS
+. "$JOB/job.env" # REPO, VM_KERNEL_DIR, VMEXIT, NKIT_VM_TESTS, NKIT_VM_VITEST_ARGS, NKIT_VM_COMMAND
 REPO=$(hostpath "$REPO")
 VM_KERNEL_DIR=$(hostpath "$VM_KERNEL_DIR")
 VMEXIT=$(hostpath "${VMEXIT:-}")
@@ -60,8 +61,16 @@ modprobe -d "$VM_KERNEL_DIR" -a veth dummy || echo "nkvm: warning: modprobe veth
 mkdir -p /run/home
 cd "$REPO" || finish 97
 export HOME=/run/home TMPDIR=/tmp NO_COLOR=1 FORCE_COLOR=0 CI=1 TERM=dumb NKIT_VM_LANE=1
-echo "nkvm: running vitest at $(up)s (node $(node --version), $(ip -V))"
 set -o pipefail
+# A non-vitest job (scripts/vm/bench.sh): run the command from the repo root, same environment.
+if [[ -n ${NKIT_VM_COMMAND:-} ]]; then
+  echo "nkvm: running command at $(up)s (node $(node --version)): $NKIT_VM_COMMAND"
+  bash -c "$NKIT_VM_COMMAND" 2>&1 | cat
+  rc=$?
+  echo "nkvm: command exited $rc at $(up)s"
+  finish "$rc"
+fi
+echo "nkvm: running vitest at $(up)s (node $(node --version), $(ip -V))"
 # --configLoader runner: vite's default loader writes a bundled config into node_modules (read-only
 # here); the piped stdout keeps vitest's reporter non-interactive on the serial console.
 # shellcheck disable=SC2086

@@ -13,6 +13,8 @@
 #   NKIT_VM_TESTS="a.test.ts b.test.ts"  run these files (paths or globs from the repo root) instead
 #                                        of the default list in test/vm/lane.ts
 #   NKIT_VM_VITEST_ARGS="-t name"        extra vitest arguments (e.g. a test name filter)
+#   NKIT_VM_COMMAND="node x.js"          run this bash command in the guest (repo root) instead of
+#                                        vitest, and exit with its status (scripts/vm/bench.sh)
 #   NKIT_VM_TIMEOUT=480                  seconds for the whole boot + test run (then killed)
 #   NKIT_VM_BOOT_TIMEOUT=60              seconds until the guest's userspace must be up; a boot that
 #                                        misses it is killed and retried NKIT_VM_BOOT_RETRIES (1) times
@@ -78,6 +80,7 @@ q() { printf '%q' "$1"; }
   echo "VMEXIT=$(q "$VM_BIN/vmexit")"
   echo "NKIT_VM_TESTS=$(q "${NKIT_VM_TESTS:-}")"
   echo "NKIT_VM_VITEST_ARGS=$(q "${NKIT_VM_VITEST_ARGS:-}")"
+  echo "NKIT_VM_COMMAND=$(q "${NKIT_VM_COMMAND:-}")"
 } >"$RUN/job.env"
 
 KVER=$(ls "$VM_KERNEL_DIR/lib/modules")
@@ -150,13 +153,15 @@ for ((attempt = 0; attempt <= RETRIES; attempt++)); do
 done
 T_VM=$(elapsed "$T_VM0")
 
+JOB_WHAT=vitest
+[[ -n ${NKIT_VM_COMMAND:-} ]] && JOB_WHAT="the job command"
 result=$(grep -ao 'NKVM-RESULT rc=[0-9]*' "$LOG" | tail -1 | sed 's/.*rc=//')
 if ((qrc == 124)); then
   rc=124 why="timed out after ${TIMEOUT}s (NKIT_VM_TIMEOUT)"
 elif ((qrc == 126)); then
   rc=125 why="the guest never reached userspace in $boots boots (boot watchdog ${BOOT_TIMEOUT}s)"
 elif [[ -n $result ]] && ((qrc % 2 == 1)) && (((qrc - 1) / 2 == result)); then
-  rc=$result why="vitest exited $result"
+  rc=$result why="$JOB_WHAT exited $result"
 elif [[ -n $result ]]; then
   rc=$result why="guest reported $result (QEMU exit $qrc: isa-debug-exit missed)"
   ((rc == 0)) && rc=125 why="guest reported 0 but QEMU exited $qrc; not trusting it"

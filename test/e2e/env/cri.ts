@@ -2,11 +2,24 @@
 // messages encoded by protobufjs from the hand-written subset in proto/cri/api.proto (loaded at runtime).
 // Field names are protobufjs' camelCase forms of the proto names. int64 fields arrive as decimal strings,
 // enums as their names, bytes as Buffers; absent sub-messages as null.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 
-export const CRI_PROTO_PATH = fileURLToPath(new URL("../../../proto/cri/api.proto", import.meta.url));
+/** proto/cri/api.proto, found upwards: this file also runs compiled (bench/dist, demo/dist). */
+export const CRI_PROTO_PATH = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, "proto", "cri", "api.proto");
+    if (existsSync(candidate)) return candidate;
+    const up = dirname(dir);
+    if (up === dir)
+      throw new Error("cannot find proto/cri/api.proto above " + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+})();
 
 export type NamespaceMode = "POD" | "CONTAINER" | "NODE" | "TARGET";
 export type PodSandboxState = "SANDBOX_READY" | "SANDBOX_NOTREADY";
