@@ -1,19 +1,29 @@
-// pino logger factory: JSON lines to stdout for journald, pretty output is left to the operator's
-// pipe (`| pino-pretty`) so the daemon has no worker-thread transport to babysit.
+// pino logger factory: JSON lines to stdout (journald keeps them as they are); on an interactive
+// terminal the same records go through pino-pretty, so an operator running nkitd by hand can read them.
 import { type LevelWithSilent, type Logger, pino } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger };
 
 export interface LogOptions {
   level?: LevelWithSilent;
   name?: string;
+  /** Default: pretty when stdout is a TTY and NO_COLOR/NKIT_LOG_JSON are unset. */
+  pretty?: boolean;
 }
 
 export function createLogger(opts: LogOptions = {}): Logger {
-  return pino({
+  const options = {
     name: opts.name ?? "nkit",
     level: opts.level ?? "info",
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  };
+  const wantPretty = opts.pretty ?? (process.stdout.isTTY === true && !process.env.NKIT_LOG_JSON);
+  if (!wantPretty) return pino(options);
+  // In-process stream (no worker thread): a daemon has no transport thread to babysit.
+  return pino(
+    options,
+    pretty({ colorize: !process.env.NO_COLOR, translateTime: "SYS:HH:MM:ss.l", sync: true }),
+  );
 }

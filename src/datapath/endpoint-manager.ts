@@ -244,30 +244,10 @@ export class EndpointManager {
     if (existing) await this.teardown(existing);
 
     const undo: Undo[] = [];
-    let ipamOwned = false;
-    let addresses: { ipv4?: string; ipv6?: string };
-    if (req.addresses && (req.addresses.ipv4 || req.addresses.ipv6)) {
-      addresses = validateAddresses(req.id, req.addresses);
-    } else if (this.opts.ipam) {
-      const a = this.opts.ipam.allocate(req.id);
-      ipamOwned = true;
-      undo.push(() => this.opts.ipam?.release(req.id));
-      addresses = {};
-      if (a.ipv4) addresses.ipv4 = a.ipv4;
-      if (a.ipv6) addresses.ipv6 = a.ipv6;
-    } else {
+    const ipamOwned = !(req.addresses && (req.addresses.ipv4 || req.addresses.ipv6));
+    if (ipamOwned && !this.opts.ipam) {
       throw new InvalidArgumentError(`wire ${req.id}: no addresses given and no IPAM configured`);
     }
-    // Refuse an address another endpoint holds before creating anything (the map insert would only
-    // say "key exists", after the device was made).
-    const clash = this.addressHolder(addresses);
-    if (clash) {
-      await rollback(undo, this.opts.log);
-      throw new AlreadyExistsError(
-        `wire ${req.id}: address ${clash.address} is already used by ${clash.holder ? `endpoint ${clash.holder}` : "another endpoint"}; unwire it first or pick another address`,
-      );
-    }
-
     const record: EndpointRecord = {
       version: 1,
       id: req.id,
@@ -278,13 +258,36 @@ export class EndpointManager {
       podIfName: ifName,
       hostIfName: hostName,
       hostIfindex: 0,
-      addresses,
+      addresses: ipamOwned ? {} : validateAddresses(req.id, req.addresses ?? {}),
       ipamOwned,
       labels: { ...(req.labels ?? {}) },
       createdAt: new Date().toISOString(),
     };
+    // The record precedes the IPAM allocation too: killed right after allocating, the next start
+    // finds the record (ipamOwned) and releases the addresses instead of leaking them.
     this.store.put(record);
     undo.push(() => this.store.delete(hostName));
+    const addresses = record.addresses;
+    if (ipamOwned) {
+      try {
+        const a = this.opts.ipam!.allocate(req.id);
+        undo.push(() => this.opts.ipam?.release(req.id));
+        if (a.ipv4) addresses.ipv4 = a.ipv4;
+        if (a.ipv6) addresses.ipv6 = a.ipv6;
+      } catch (e) {
+        await rollback(undo, this.opts.log);
+        throw e;
+      }
+    }
+    // Refuse an address another endpoint holds before creating anything (the map insert would only
+    // say "key exists", after the device was made).
+    const clash = this.addressHolder(addresses, hostName);
+    if (clash) {
+      await rollback(undo, this.opts.log);
+      throw new AlreadyExistsError(
+        `wire ${req.id}: address ${clash.address} is already used by ${clash.holder ? `endpoint ${clash.holder}` : "another endpoint"}; unwire it first or pick another address`,
+      );
+    }
     let pod: Rtnl | undefined;
     try {
       const hostLink = await this.createPair(hostName, ifName, req.netnsPath);
@@ -365,21 +368,24 @@ export class EndpointManager {
     this.store.delete(rec.hostIfName);
   }
 
-  /** The first of the addresses that is already in the endpoint map, with the recorded holder. */
-  private addressHolder(a: {
-    ipv4?: string;
-    ipv6?: string;
-  }): { address: string; holder?: string } | undefined {
+  /** The first of the addresses that is already in the endpoint map, with the recorded holder
+   * (other than the record of `self`, the host device being wired). */
+  private addressHolder(
+    a: { ipv4?: string; ipv6?: string },
+    self: string,
+  ): { address: string; holder?: string } | undefined {
     for (const address of [a.ipv4, a.ipv6]) {
       if (address === undefined) continue;
       const key = endpointKeyOf(address);
       if (!this.progs.endpoints.lookup(key)) continue;
       const holder = this.store
         .list()
-        .find((r) =>
-          [r.addresses.ipv4, r.addresses.ipv6].some(
-            (x) => x !== undefined && endpointKeyOf(x).addr.equals(key.addr),
-          ),
+        .find(
+          (r) =>
+            r.hostIfName !== self &&
+            [r.addresses.ipv4, r.addresses.ipv6].some(
+              (x) => x !== undefined && endpointKeyOf(x).addr.equals(key.addr),
+            ),
         );
       return holder ? { address, holder: holder.id } : { address };
     }

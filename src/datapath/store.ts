@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { StateCorruptError } from "../errors.js";
-import { readFileIfExists, writeFileAtomic } from "../state/atomic-file.js";
+import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "../state/atomic-file.js";
 
 export type DatapathMode = "netkit" | "veth";
 
@@ -32,6 +32,7 @@ export class EndpointStore {
   constructor(stateDir: string) {
     this.dir = join(stateDir, "endpoints");
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    removeStaleTemps(this.dir);
   }
 
   private path(hostIfName: string): string {

@@ -1,8 +1,9 @@
 // Node-local IPAM: one pod CIDR per family, allocations keyed by endpoint id (idempotent), state
 // persisted with an atomic replace before any caller sees an address, so a crash never hands the
 // same address out twice.
+import { dirname } from "node:path";
 import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorruptError } from "../errors.js";
-import { readFileIfExists, writeFileAtomic } from "../state/atomic-file.js";
+import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "../state/atomic-file.js";
 import { type Cidr, cidrContains, cidrSize, type Family, formatIp, parseCidr, parseIp } from "./cidr.js";
 
 /** Owner tags of the front doors: CRI pods (reserved by nkit-cni in ipam mode, wired at NRI RUN)
@@ -106,6 +107,7 @@ export class Ipam {
         "podCIDRs: at least one CIDR is required, e.g. [10.47.0.0/24, fd47::/64]",
       );
     }
+    removeStaleTemps(dirname(opts.statePath));
     const raw = readFileIfExists(opts.statePath);
     if (raw !== undefined) {
       let parsed: StateFile;

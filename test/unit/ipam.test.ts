@@ -137,3 +137,20 @@ describe("Ipam", () => {
     }
   });
 });
+
+describe("stale temp files", () => {
+  it("are removed at open when their writer is dead, and kept while it lives", async () => {
+    const { removeStaleTemps } = await import("../../src/state/atomic-file.js");
+    const d = mkdtempSync(join(tmpdir(), "nkit-tmp-"));
+    try {
+      writeFileSync(join(d, ".ipam.json.tmp-999999999-deadbeef"), "{");
+      writeFileSync(join(d, `.ipam.json.tmp-${process.pid}-cafe`), "{");
+      writeFileSync(join(d, "ipam.json"), JSON.stringify({ version: 1, allocations: [] }));
+      expect(removeStaleTemps(d)).toBe(1);
+      expect(existsSync(join(d, ".ipam.json.tmp-999999999-deadbeef"))).toBe(false);
+      expect(existsSync(join(d, `.ipam.json.tmp-${process.pid}-cafe`))).toBe(true);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});

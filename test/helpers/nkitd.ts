@@ -1,0 +1,256 @@
+// nkitd and nkit from dist/ as real processes, for the nkitd-* integration tests: a temp config with
+// unique state/run/bpffs dirs, unique pod CIDRs and a test uplink veth; nkitd's JSON log; the CLI
+// with --json. Everything is removed by the owning Scope, also when a test fails.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomInt } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BpfLink, type LinkInfo } from "../../src/bpf/link.js";
+import { PinDir } from "../../src/bpf/pins.js";
+import { uniqueBpffsDir, uniqueIfName } from "./names.js";
+import type { Scope } from "./scope.js";
+import { run } from "./sys.js";
+
+export const ROOT = join(import.meta.dirname, "..", "..");
+export const NKIT = join(ROOT, "dist", "cli", "main.js");
+export const NKITD = join(ROOT, "dist", "daemon", "main.js");
+
+/** The tests run the built binaries: dist/ must exist and not be older than the daemon's source. */
+export function requireDist(): void {
+  if (!existsSync(NKITD) || !existsSync(NKIT)) throw new Error("dist/ is missing: run `npm run build` first");
+  const src = join(ROOT, "src", "daemon", "main.ts");
+  if (statSync(NKITD).mtimeMs < statSync(src).mtimeMs) {
+    throw new Error("dist/daemon/main.js is older than src/daemon/main.ts: run `npm run build` first");
+  }
+}
+
+export interface ProcExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  done: Promise<ProcExit>;
+  out(): string;
+  err(): string;
+  running(): boolean;
+}
+
+/** Spawns a process; with a scope it is SIGKILLed (and reaped) at cleanup if still running. */
+export function spawnProc(cmd: string, args: readonly string[], scope?: Scope): Proc {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  let exited = false;
+  const done = new Promise<ProcExit>((resolve) => {
+    child.once("error", (e) => {
+      exited = true;
+      resolve({ code: null, signal: null, stdout, stderr: `${stderr}${e.message}` });
+    });
+    child.once("close", (code, signal) => {
+      exited = true;
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  const p: Proc = { child, done, out: () => stdout, err: () => stderr, running: () => !exited };
+  scope?.defer(async () => {
+    if (p.running()) child.kill("SIGKILL");
+    await done;
+  });
+  return p;
+}
+
+/** Resolves when pred holds; rejects after ms, or early when `alive` turns false. */
+export async function until(
+  pred: () => boolean,
+  what: string,
+  ms = 30_000,
+  alive: () => boolean = () => true,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (!alive()) throw new Error(`gave up waiting for ${what}: the process exited`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export interface NkitdDirs {
+  dir: string;
+  stateDir: string;
+  runDir: string;
+  bpffsDir: string;
+  socket: string;
+}
+
+/** A temp dir (state/, run/) and a private bpffs dir, removed at cleanup. */
+export function nkitdDirs(scope: Scope, label: string): NkitdDirs {
+  const dir = mkdtempSync(join(tmpdir(), `nkitd-${label}-`));
+  scope.defer(() => rmSync(dir, { recursive: true, force: true }));
+  const bpffsDir = uniqueBpffsDir(label);
+  // Removing the pins detaches the links and frees the maps once nothing else holds them.
+  scope.defer(() => new PinDir(bpffsDir).removeAll());
+  const runDir = join(dir, "run");
+  return { dir, stateDir: join(dir, "state"), runDir, bpffsDir, socket: join(runDir, "nkit.sock") };
+}
+
+export interface NkitdSetup extends NkitdDirs {
+  config: string;
+  uplink: string;
+  cidr4: string;
+  cidr6: string;
+}
+
+/**
+ * Dirs plus a config: unique pod CIDRs, a test veth (host netns, no traffic) as the only uplink,
+ * NRI off, metrics off.
+ */
+export async function nkitdSetup(scope: Scope, label: string, extra: string[] = []): Promise<NkitdSetup> {
+  const dirs = nkitdDirs(scope, label);
+  const uplink = uniqueIfName("u");
+  await run("ip", ["link", "add", uplink, "type", "veth", "peer", "name", `${uplink}p`]);
+  scope.defer(() => run("ip", ["link", "del", uplink]).catch(() => undefined));
+  const cidr4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}.0/24`;
+  const cidr6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}::/64`;
+  const config = join(dirs.dir, "nkitd.yaml");
+  writeFileSync(
+    config,
+    [
+      "datapath: auto",
+      `podCIDRs: [${cidr4}, "${cidr6}"]`,
+      `uplinks: [${uplink}]`,
+      `paths: {state: ${dirs.stateDir}, run: ${dirs.runDir}, bpffs: ${dirs.bpffsDir}}`,
+      "nri: {enabled: false}",
+      "log: {level: info}",
+      ...extra,
+    ].join("\n"),
+  );
+  return { ...dirs, config, uplink, cidr4, cidr6 };
+}
+
+export interface LogLine {
+  msg: string;
+  level: number;
+  [k: string]: unknown;
+}
+
+/** One nkitd process from dist/. */
+export class Nkitd {
+  private constructor(readonly proc: Proc) {}
+
+  /** Starts nkitd with args; with `netns`, inside that network namespace (nsenter --net). */
+  static spawn(scope: Scope, args: readonly string[], netns?: string): Nkitd {
+    const proc = netns
+      ? spawnProc("nsenter", [`--net=${netns}`, "--", process.execPath, NKITD, ...args], scope)
+      : spawnProc(process.execPath, [NKITD, ...args], scope);
+    return new Nkitd(proc);
+  }
+
+  /** Spawns and waits until it runs (fails with its output when it exits first). */
+  static async start(scope: Scope, args: readonly string[], netns?: string): Promise<Nkitd> {
+    const d = Nkitd.spawn(scope, args, netns);
+    await d.ready();
+    return d;
+  }
+
+  get pid(): number {
+    return this.proc.child.pid ?? 0;
+  }
+
+  logs(): LogLine[] {
+    const lines: LogLine[] = [];
+    for (const l of this.proc.out().split("\n")) {
+      if (!l.startsWith("{")) continue;
+      try {
+        lines.push(JSON.parse(l) as LogLine);
+      } catch {
+        // a line still being written
+      }
+    }
+    return lines;
+  }
+
+  log(msg: string): LogLine | undefined {
+    return this.logs().find((l) => l.msg === msg);
+  }
+
+  output(): string {
+    return `--- nkitd stdout ---\n${this.proc.out()}\n--- nkitd stderr ---\n${this.proc.err()}`;
+  }
+
+  async ready(ms = 30_000): Promise<void> {
+    try {
+      await until(() => this.log("nkitd running") !== undefined, "nkitd to start", ms, this.proc.running);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${this.output()}`);
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<ProcExit> {
+    if (this.proc.running()) this.proc.child.kill(signal);
+    return this.proc.done;
+  }
+}
+
+export function nkit(socket: string, ...args: string[]): Promise<ProcExit> {
+  return spawnProc(process.execPath, [NKIT, "--socket", socket, ...args]).done;
+}
+
+export async function nkitJson<T>(socket: string, ...args: string[]): Promise<T> {
+  const r = await nkit(socket, ...args, "--json");
+  if (r.code !== 0) throw new Error(`nkit ${args.join(" ")} exited ${String(r.code)}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** `nkit bpf map dump nk_endpoints --json` entries. */
+export interface EndpointMapEntry {
+  key: { family: number; addr: string };
+  value: { ifindex: number; ep_id: number; flags: string[] };
+}
+
+/** `nkit bpf map dump nk_devices --json` entries. */
+export interface DeviceMapEntry {
+  key: { ifindex: number };
+  value: { ep_id: number };
+}
+
+/** Deletes host devices by name if present (cleanup of endpoints a failed test left wired). */
+export async function deleteLinks(names: Iterable<string>): Promise<string[]> {
+  const deleted: string[] = [];
+  for (const n of names) {
+    try {
+      await run("ip", ["link", "del", n]);
+      deleted.push(n);
+    } catch {
+      // not there
+    }
+  }
+  return deleted;
+}
+
+/** Names of the host netns's links among `names`. */
+export async function presentLinks(names: Iterable<string>): Promise<Set<string>> {
+  const { stdout } = await run("ip", ["-j", "link", "show"]);
+  const all = new Set((JSON.parse(stdout) as { ifname: string }[]).map((l) => l.ifname));
+  return new Set([...names].filter((n) => all.has(n)));
+}
+
+/** Info of the BPF link pinned at path (id, program id, ifindex, attach point). */
+export function pinnedLink(path: string): LinkInfo {
+  const link = BpfLink.fromPin(path);
+  try {
+    return link.info();
+  } finally {
+    link.close();
+  }
+}
