@@ -51,6 +51,22 @@ export interface NkitCniHandlerOptions {
   notReady?: () => string | undefined;
   /** Checks the devices of a wired endpoint; returns the problem or undefined (default: netlink). */
   probeLinks?: (ep: WiredEndpoint) => Promise<string | undefined>;
+  /** ipam mode: the CRI pod lifecycle, which starts wiring at ADD and owns it until NRI RUN. */
+  pods?: CniPodHooks;
+}
+
+/** What the CNI door tells the CRI pod lifecycle (src/daemon/pods.ts). */
+export interface CniPodHooks {
+  /** After an ipam-mode ADD: begin wiring in the background (NRI RUN waits for it). */
+  prewire(req: {
+    id: string;
+    netnsPath: string;
+    ifName: string;
+    addresses: Addresses;
+    labels: Record<string, string>;
+  }): void;
+  /** Waits for background wiring of id, so a DEL never races it. */
+  settle(id: string): Promise<void>;
 }
 
 type Addresses = { ipv4?: string; ipv6?: string };
@@ -221,6 +237,15 @@ export class NkitCniHandler implements CniHandler {
       }
       throw e;
     }
+    if (conf.mode === "ipam" && !att) {
+      this.o.pods?.prewire({
+        id,
+        netnsPath: req.netns,
+        ifName: req.ifName,
+        addresses,
+        labels: { ...req.argLabels, ...conf.labels },
+      });
+    }
     const opts: BuildResultOptions = {
       cniVersion: conf.cniVersion,
       podInterface: { name: req.ifName, sandbox: req.netns },
@@ -250,6 +275,7 @@ export class NkitCniHandler implements CniHandler {
   private async remove(id: string, att: Attachment | undefined): Promise<void> {
     // unwire() also clears what a crashed wiring left (a device without a record): worth a netlink
     // round trip for wire-mode attachments; otherwise only a wired endpoint needs it.
+    await this.o.pods?.settle(id);
     if (att?.mode === "wire" || this.o.endpoints.get(id)) await this.o.endpoints.unwire(id);
     this.o.ipam.release(id);
     if (att) this.o.attachments.delete(id);

@@ -3,12 +3,12 @@
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { AttachmentStore } from "./attachments.js";
-import { type EndpointDatapath, NkitCniHandler } from "./handler.js";
+import { type CniPodHooks, type EndpointDatapath, NkitCniHandler } from "./handler.js";
 import { CniServer } from "./server.js";
 
 export { type Attachment, AttachmentStore } from "./attachments.js";
 export { CniCode, CniError, toCniError } from "./codes.js";
-export { type CniHandler, NkitCniHandler, probeEndpointLinks } from "./handler.js";
+export { type CniHandler, type CniPodHooks, NkitCniHandler, probeEndpointLinks } from "./handler.js";
 export * from "./protocol.js";
 export * from "./result.js";
 export { CniServer, type CniServerOptions } from "./server.js";
@@ -22,6 +22,7 @@ export interface CniEndpointOptions {
   ipam: Ipam;
   log?: Logger;
   notReady?: () => string | undefined;
+  pods?: CniPodHooks;
 }
 
 export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer> {
@@ -31,6 +32,7 @@ export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer
     attachments: AttachmentStore.open(o.statePath),
     ...(o.log ? { log: o.log } : {}),
     ...(o.notReady ? { notReady: o.notReady } : {}),
+    ...(o.pods ? { pods: o.pods } : {}),
   });
   return CniServer.start({ socketPath: o.socketPath, handler, ...(o.log ? { log: o.log } : {}) });
 }

@@ -52,6 +52,8 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
       "datapath ready",
     );
+    // The CRI pod lifecycle, shared by the CNI door (reserve, pre-wire) and the NRI door (wire, labels).
+    const pods = new PodLifecycle(endpoints, ipam, log);
     // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock; started last, stopped first.
     const cni = await startCniEndpoint({
       socketPath: join(config.paths.run, "cni.sock"),
@@ -59,6 +61,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       endpoints,
       ipam,
       log,
+      pods,
     }).catch(async (e: unknown) => {
       await endpoints.close();
       throw e;
@@ -74,7 +77,6 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     );
     // --- end host services
     // --- NRI plugin (src/nri): containerd's pod sandbox events wire and unwire CRI pods.
-    const pods = new PodLifecycle(endpoints, ipam, log);
     const nri = config.nri.enabled ? startNri(config, pods, log) : undefined;
     // --- end NRI plugin
     return {

@@ -32,6 +32,9 @@ export const CRI_OWNER = IpamOwner.CRI;
 const RESERVATION_GRACE_MS = 120_000;
 
 export class PodLifecycle {
+  /** Wirings started at CNI ADD, by sandbox id; RUN and DEL wait for them. */
+  private readonly prewires = new Map<string, Promise<void>>();
+
   constructor(
     private readonly endpoints: EndpointManager,
     private readonly ipam: Ipam,
@@ -44,8 +47,48 @@ export class PodLifecycle {
     return this.ipam.allocate(sandboxId, { ...request, owner: CRI_OWNER });
   }
 
+  /**
+   * CNI ADD in ipam mode: starts wiring right away. containerd creates the sandbox container
+   * between its CNI step and NRI RunPodSandbox, so the wiring overlaps that work instead of adding
+   * to it, and RUN (serialized node-wide by NRI) only waits for what is left and applies the pod's
+   * labels. A failure here is not final: RUN wires again and fails the pod if that fails too.
+   */
+  prewire(req: {
+    id: string;
+    netnsPath: string;
+    ifName: string;
+    addresses: { ipv4?: string; ipv6?: string };
+    labels: Record<string, string>;
+  }): void {
+    if (this.prewires.has(req.id) || this.endpoints.get(req.id)) return;
+    const p = this.endpoints
+      .wire({
+        id: req.id,
+        netnsPath: req.netnsPath,
+        ifName: req.ifName,
+        addresses: req.addresses,
+        labels: req.labels,
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          this.log?.warn({ err: e, pod: req.id }, "wiring at CNI ADD failed; NRI RUN will retry");
+        },
+      )
+      .finally(() => {
+        if (this.prewires.get(req.id) === p) this.prewires.delete(req.id);
+      });
+    this.prewires.set(req.id, p);
+  }
+
+  /** Resolves once a wiring started at CNI ADD for id has finished (successfully or not). */
+  async settle(id: string): Promise<void> {
+    await this.prewires.get(id);
+  }
+
   /** CNI DEL in ipam mode: idempotent. */
   async unreserve(sandboxId: string): Promise<void> {
+    await this.settle(sandboxId);
     await this.endpoints.unwire(sandboxId);
     this.ipam.release(sandboxId);
   }
@@ -65,15 +108,14 @@ export class PodLifecycle {
         `pod ${pod.namespace}/${pod.name} (${pod.id}) has no network namespace path`,
       );
     }
+    await this.settle(pod.id);
     const addresses: { ipv4?: string; ipv6?: string } = {};
     if (reservation.ipv4) addresses.ipv4 = reservation.ipv4;
     if (reservation.ipv6) addresses.ipv6 = reservation.ipv6;
-    return this.endpoints.wire({
-      id: pod.id,
-      netnsPath: pod.netnsPath,
-      addresses,
-      labels: podLabels(pod),
-    });
+    const labels = podLabels(pod);
+    // Idempotent: returns the wiring CNI ADD started when it is there, builds it otherwise.
+    const ep = await this.endpoints.wire({ id: pod.id, netnsPath: pod.netnsPath, addresses, labels });
+    return this.endpoints.setLabels(pod.id, labels) ?? ep;
   }
 
   /** NRI StopPodSandbox: the sandbox's network goes; the reservation stays until REMOVE. */

@@ -185,6 +185,15 @@ export class EndpointManager {
     return r && r.phase === "wired" && r.id === id ? toWired(r) : undefined;
   }
 
+  /** Replaces a wired endpoint's labels (its identity); returns the endpoint, or undefined if not wired. */
+  setLabels(id: string, labels: Record<string, string>): WiredEndpoint | undefined {
+    const r = this.store.get(hostIfName(id));
+    if (!r || r.id !== id || r.phase !== "wired") return undefined;
+    r.labels = { ...labels };
+    this.store.put(r);
+    return toWired(r);
+  }
+
   /** Per-reason packet and byte counters of one endpoint (summed over CPUs). */
   counters(id: string): EndpointCounters {
     const r = this.store.get(hostIfName(id));

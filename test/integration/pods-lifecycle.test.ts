@@ -109,4 +109,37 @@ describe("CRI pod lifecycle", () => {
     await h.mgr.unwire(cniId);
     h.ipam.release(cniId);
   });
+
+  it("pre-wires at CNI ADD; RUN then only waits and applies the pod's labels", async () => {
+    const ns = await createPod(scope, "pre");
+    const id = h.newId("pre");
+    const res = pods.reserve(id);
+    const addresses = { ipv4: res.ipv4!, ipv6: res.ipv6! };
+    pods.prewire({ id, netnsPath: ns.path, ifName: "eth0", addresses, labels: { "cni.arg": "x" } });
+    await pods.settle(id);
+    // Wired before RUN arrives, with the CNI-time labels.
+    expect(h.mgr.get(id)?.labels).toEqual({ "cni.arg": "x" });
+    const ep = await pods.run(sandbox(id, ns.path));
+    expect(ep?.addresses).toEqual(addresses);
+    expect(ep?.labels).toMatchObject({ app: "web", "nkit.io/pod-uid": `uid-${id}` });
+    expect(h.mgr.get(id)?.labels["nkit.io/pod-uid"]).toBe(`uid-${id}`);
+    expect(h.mgr.list().filter((e) => e.id === id)).toHaveLength(1);
+  });
+
+  it("a CNI DEL racing a pre-wiring waits for it and leaves nothing", async () => {
+    const ns = await createPod(scope, "race");
+    const id = h.newId("race");
+    const res = pods.reserve(id);
+    pods.prewire({
+      id,
+      netnsPath: ns.path,
+      ifName: "eth0",
+      addresses: { ipv4: res.ipv4!, ipv6: res.ipv6! },
+      labels: {},
+    });
+    await pods.unreserve(id);
+    expect(h.mgr.get(id)).toBeUndefined();
+    expect(h.ipam.get(id)).toBeUndefined();
+    expect(await hostDeviceExists(id)).toBe(false);
+  });
 });
