@@ -2,25 +2,21 @@
 // with pods in their own netns, exactly as nkitd wires them. Each instance has its own bpffs dir,
 // state dir and IPv4-only IPAM, all removed again by close() (registered with the cleanup first).
 import { randomInt } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PinDir } from "../../src/bpf/pins.js";
 import { EndpointManager, type WiredEndpoint } from "../../src/datapath/endpoint-manager.js";
 import { hostIfName } from "../../src/datapath/naming.js";
+import type { DatapathMode } from "../../src/datapath/store.js";
 import { Ipam } from "../../src/ipam/ipam.js";
 import { addNetns } from "./baselines.js";
 import type { Cleanup } from "./cleanup.js";
 import { DATAPATH_OBJ } from "./paths.js";
 import { sh } from "./proc.js";
 
-export interface NkitInstance {
-  mgr: EndpointManager;
+export interface NkitInstance extends BenchManager {
   cidr: string;
-  bpffsDir: string;
-  /** Endpoint ids this instance may have wired (for the fallback device sweep). */
-  ids: Set<string>;
-  close(): Promise<void>;
 }
 
 export interface NkitOptions {
@@ -32,10 +28,29 @@ export interface NkitOptions {
   v4Prefix?: number;
 }
 
-export async function startNkit(o: NkitOptions): Promise<NkitInstance> {
-  const len = o.v4Prefix ?? 24;
-  // 10.251/16 is outside the 10.100-249 range the integration tests draw from.
-  const cidr = `10.251.${len >= 24 ? randomInt(0, 256) : randomInt(0, 16) * 16}.0/${len}`;
+/** An EndpointManager with its own bpffs dir, state dir and IPAM, as the benchmarks run nkit. */
+export interface BenchManager {
+  mgr: EndpointManager;
+  bpffsDir: string;
+  /** Endpoint ids this manager may have wired (for the fallback device sweep). */
+  ids: Set<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an EndpointManager named `${prefix}-${label}` on the given IPv4 pod CIDR. Its close() is
+ * registered with the cleanup before anything exists: it unwires every endpoint, stops the manager,
+ * deletes whatever a crashed wiring left behind and removes the bpffs and state dirs.
+ */
+export async function startBenchManager(o: {
+  prefix: string;
+  label: string;
+  mode: DatapathMode;
+  cidr: string;
+  /** Unset: the EndpointManager's default (on). */
+  bigTcp?: boolean;
+  cleanup: Cleanup;
+}): Promise<BenchManager> {
   const stateDir = mkdtempSync(join(tmpdir(), `${o.prefix}-${o.label}-`));
   const bpffsDir = `/sys/fs/bpf/${o.prefix}-${o.label}`;
   const ids = new Set<string>();
@@ -48,30 +63,65 @@ export async function startNkit(o: NkitOptions): Promise<NkitInstance> {
       for (const ep of mgr.list()) await mgr.unwire(ep.id).catch(() => undefined);
       await mgr.close().catch(() => undefined);
     }
-    // Whatever a crashed wiring may have left behind.
-    for (const id of ids) await sh("ip", ["link", "del", hostIfName(id)]).catch(() => undefined);
+    // Whatever a crashed wiring may have left behind (only devices that exist: spawning is slow in the VM).
+    for (const id of ids) {
+      const dev = hostIfName(id);
+      if (existsSync(`/sys/class/net/${dev}`)) await sh("ip", ["link", "del", dev]).catch(() => undefined);
+    }
     new PinDir(bpffsDir).removeAll();
     rmSync(stateDir, { recursive: true, force: true });
   };
   o.cleanup.defer(`nkit ${o.label}`, close);
-  const ipam = Ipam.open({ podCIDRs: [cidr], statePath: join(stateDir, "ipam.json") });
+  const ipam = Ipam.open({ podCIDRs: [o.cidr], statePath: join(stateDir, "ipam.json") });
   mgr = await EndpointManager.start({
-    mode: "veth",
+    mode: o.mode,
     bpffsDir,
     stateDir,
     ipam,
-    bigTcp: o.bigTcp,
+    ...(o.bigTcp === undefined ? {} : { bigTcp: o.bigTcp }),
     objectPath: DATAPATH_OBJ,
   });
-  return { mgr, cidr, bpffsDir, ids, close };
+  return { mgr, bpffsDir, ids, close };
+}
+
+export async function startNkit(o: NkitOptions): Promise<NkitInstance> {
+  const len = o.v4Prefix ?? 24;
+  // 10.251/16 is outside the 10.100-249 range the integration tests draw from.
+  const cidr = `10.251.${len >= 24 ? randomInt(0, 256) : randomInt(0, 16) * 16}.0/${len}`;
+  const m = await startBenchManager({
+    prefix: o.prefix,
+    label: o.label,
+    mode: "veth",
+    cidr,
+    bigTcp: o.bigTcp,
+    cleanup: o.cleanup,
+  });
+  return { ...m, cidr };
+}
+
+/** Packets per reason over the given endpoints (which program path carried the traffic). */
+export function packetCounters(m: { mgr: EndpointManager }, ids: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const id of ids) {
+    for (const [k, v] of Object.entries(m.mgr.counters(id))) out[k] = (out[k] ?? 0) + Number(v.packets);
+  }
+  return out;
+}
+
+/** b - a per key, only the keys that changed. */
+export function diffCounters(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const d = (b[k] ?? 0) - (a[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
 }
 
 export interface NkitPair {
   nkit: NkitInstance;
   client: { netnsPath: string; ipv4: string; ep: WiredEndpoint };
   server: { netnsPath: string; ipv4: string; ep: WiredEndpoint };
-  /** Per-reason packet counters of both endpoints (which program path carried the traffic). */
-  counters(): Record<"client" | "server", Record<string, { packets: number; bytes: number }>>;
   teardown(): Promise<void>;
 }
 
@@ -87,18 +137,10 @@ export async function nkitPair(o: NkitOptions): Promise<NkitPair> {
   };
   const c = await wire("c");
   const s = await wire("s");
-  const counters = (id: string) => {
-    const out: Record<string, { packets: number; bytes: number }> = {};
-    for (const [k, v] of Object.entries(nkit.mgr.counters(id))) {
-      out[k] = { packets: Number(v.packets), bytes: Number(v.bytes) };
-    }
-    return out;
-  };
   return {
     nkit,
     client: { netnsPath: c.netnsPath, ipv4: c.ipv4, ep: c.ep },
     server: { netnsPath: s.netnsPath, ipv4: s.ipv4, ep: s.ep },
-    counters: () => ({ client: counters(c.ep.id), server: counters(s.ep.id) }),
     teardown: async () => {
       await nkit.close();
       await c.del();

@@ -1,8 +1,9 @@
 // Turns the raw runs into clean-run medians, ratios to loopback, target verdicts, and Markdown.
 import type { Noise } from "./cpu.js";
 import type { Sample, TestKind } from "./measure.js";
+import type { LatencyStats } from "./stats.js";
 import { median } from "./stats.js";
-import type { LatencyStats, WiringResult } from "./wiring.js";
+import type { WiringResult } from "./wiring.js";
 
 export interface PathInfo {
   key: string;
@@ -196,7 +197,7 @@ function ratioCell(s: PathSummary, k: MetricKey): string {
   return `${r.toFixed(2)}${flag}`;
 }
 
-const RATIO_COLS: MetricKey[] = [
+const RATIO_COLS: readonly MetricKey[] = [
   "rr_rate",
   "rr_p50",
   "rr_p99",
@@ -205,6 +206,9 @@ const RATIO_COLS: MetricKey[] = [
   "crr_p99",
   "stream_gbps",
 ];
+
+/** Columns of the absolute-value tables: the ratio columns plus retransmits. */
+export const VALUE_COLS: readonly MetricKey[] = [...RATIO_COLS, "stream_retrans"];
 
 export function ratioTable(summary: readonly PathSummary[]): string {
   const head = `| path | ${RATIO_COLS.map((k) => `${METRICS[k].label.replace(/ (trans|conn)\/s$/, " rate")} (${METRICS[k].better === "higher" ? "↑" : "↓"})`).join(" | ")} |`;
@@ -335,7 +339,7 @@ export function markdown(r: ReportInput): string {
     ratioTable(r.summary),
     "",
   );
-  const absCols: MetricKey[] = [...RATIO_COLS, "stream_retrans"];
+  const absCols = VALUE_COLS;
   md.push(
     "## Absolute values",
     "",

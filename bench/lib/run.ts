@@ -3,14 +3,13 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { bridgeTopology, routedTopology } from "./baselines.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
-import { noisePct, waitForIdle } from "./cpu.js";
+import { waitForIdle } from "./cpu.js";
 import { measure, type Side, TESTS, type TestKind } from "./measure.js";
-import { type NkitPair, nkitPair } from "./nkit.js";
+import { diffCounters, type NkitPair, nkitPair, packetCounters } from "./nkit.js";
 import { ADDON, DATAPATH_OBJ, README, RESULTS_DIR, ROOT, RR_BIN, TOOLS_DIR } from "./paths.js";
 import {
   evaluateTargets,
@@ -21,6 +20,15 @@ import {
   readmeBlock,
   summarize,
 } from "./report.js";
+import {
+  baseEnvironment,
+  interleaved,
+  loadavg1,
+  measureRun,
+  netnsLeftovers,
+  runCleanup,
+  tryCmd,
+} from "./runner.js";
 import { type WiringResult, wiringBench } from "./wiring.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -177,24 +185,12 @@ function preflight(): void {
   }
 }
 
-function tryCmd(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-  } catch {
-    return "?";
-  }
-}
-
 function environment(): Record<string, string | number> {
   const dirty = tryCmd("git", ["-C", ROOT, "status", "--porcelain"]);
   return {
-    kernel: tryCmd("uname", ["-r"]),
-    cpus: cpus().length,
-    cpu: cpus()[0]?.model ?? "?",
-    node: process.version,
-    iperf3: tryCmd("iperf3", ["--version"]).split("\n")[0]?.split(" ")[1] ?? "?",
+    ...baseEnvironment(),
     git: `${tryCmd("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"])}${dirty && dirty !== "?" ? "+dirty" : ""}`,
-    loadavg1: Number(loadavg()[0]?.toFixed(2)),
+    loadavg1: loadavg1(),
   };
 }
 
@@ -205,23 +201,9 @@ interface LivePath {
   nkit?: NkitPair;
 }
 
-function sumCounters(p: NkitPair): Record<string, number> {
-  const c = p.counters();
-  const out: Record<string, number> = {};
-  for (const side of [c.client, c.server]) {
-    for (const [k, v] of Object.entries(side)) out[k] = (out[k] ?? 0) + v.packets;
-  }
-  return out;
-}
-
-function diffCounters(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    const d = (b[k] ?? 0) - (a[k] ?? 0);
-    if (d !== 0) out[k] = d;
-  }
-  return out;
-}
+/** Packets per reason over both endpoints of the pair. */
+const sumCounters = (p: NkitPair): Record<string, number> =>
+  packetCounters(p.nkit, [p.client.ep.id, p.server.ep.id]);
 
 async function setupPaths(cfg: Config, prefix: string, cleanup: Cleanup): Promise<LivePath[]> {
   const live: LivePath[] = [];
@@ -285,48 +267,27 @@ async function trafficBench(cfg: Config, live: LivePath[], basePort: number): Pr
   // When the machine stays busy (e.g. someone's qemu), waiting does not help: after three waits in a
   // row that timed out, wait only briefly until one succeeds again.
   let missedIdle = 0;
-  for (let round = 1; round <= cfg.rounds; round++) {
-    const shift = (round - 1) % live.length;
-    const order = [...live.slice(shift), ...live.slice(0, shift)];
-    const tshift = (round - 1) % TESTS.length;
-    const tests = [...TESTS.slice(tshift), ...TESTS.slice(0, tshift)];
-    log(`round ${round}/${cfg.rounds}: ${order.map((p) => p.info.key).join(" → ")}`);
-    for (const p of order) {
-      for (const test of tests) {
-        i++;
-        for (let attempt = 1; ; attempt++) {
-          const maxWait = missedIdle >= 3 ? Math.min(500, cfg.idleWaitS * 1000) : cfg.idleWaitS * 1000;
-          const idleWait = await waitForIdle(cfg.cleanThresholdPct, maxWait);
-          missedIdle = idleWait.idle ? 0 : missedIdle + 1;
-          const before = p.nkit ? sumCounters(p.nkit) : undefined;
-          const rec: RunRecord = {
-            round,
-            path: p.info.key,
-            test,
-            attempt,
-            startedAt: new Date().toISOString(),
-            idleWait,
-            clean: false,
-          };
-          try {
-            const m = await measure(test, p.client, p.server, cfg.seconds, port++);
-            rec.sample = m.sample;
-            rec.noise = m.noise;
-            rec.clean = noisePct(m.noise) <= cfg.cleanThresholdPct;
-          } catch (e) {
-            rec.error = e instanceof Error ? e.message.split("\n")[0]!.slice(0, 300) : String(e);
-          }
-          if (p.nkit && before) rec.counters = diffCounters(before, sumCounters(p.nkit));
-          runs.push(rec);
-          log(
-            `  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}${attempt > 1 ? ` (retry ${attempt - 1})` : ""}: ${fmtSample(test, rec)}`,
-          );
-          const retry =
-            !rec.clean && !rec.error && attempt <= cfg.retries && retriesUsed < retryBudget && missedIdle < 3;
-          if (!retry) break;
-          retriesUsed++;
-        }
-      }
+  for (const { round, p, test } of interleaved(cfg.rounds, live, log)) {
+    i++;
+    for (let attempt = 1; ; attempt++) {
+      const maxWait = missedIdle >= 3 ? Math.min(500, cfg.idleWaitS * 1000) : cfg.idleWaitS * 1000;
+      const idleWait = await waitForIdle(cfg.cleanThresholdPct, maxWait);
+      missedIdle = idleWait.idle ? 0 : missedIdle + 1;
+      const before = p.nkit ? sumCounters(p.nkit) : undefined;
+      const rec = await measureRun({ round, path: p.info.key, test, attempt, idleWait }, p, {
+        seconds: cfg.seconds,
+        port: port++,
+        cleanThresholdPct: cfg.cleanThresholdPct,
+      });
+      if (p.nkit && before) rec.counters = diffCounters(before, sumCounters(p.nkit));
+      runs.push(rec);
+      log(
+        `  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}${attempt > 1 ? ` (retry ${attempt - 1})` : ""}: ${fmtSample(test, rec)}`,
+      );
+      const retry =
+        !rec.clean && !rec.error && attempt <= cfg.retries && retriesUsed < retryBudget && missedIdle < 3;
+      if (!retry) break;
+      retriesUsed++;
     }
   }
   return runs;
@@ -388,14 +349,9 @@ export async function main(argv: string[]): Promise<number> {
     notes.push(`The run failed and is incomplete: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
     log("cleaning up");
-    for (const e of await cleanup.run()) {
-      log(`cleanup: ${e}`);
-      notes.push(`cleanup error: ${e}`);
-    }
+    await runCleanup(cleanup, log, notes);
   }
-  const leftovers = tryCmd("ip", ["netns", "list"])
-    .split("\n")
-    .filter((l) => l.startsWith(prefix));
+  const leftovers = netnsLeftovers(prefix);
   if (leftovers.length) notes.push(`netns left behind (please report): ${leftovers.join(", ")}`);
 
   const finished = new Date();

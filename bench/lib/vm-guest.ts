@@ -3,18 +3,26 @@
 // netkit mode and (c) nkit in veth mode, interleaved over a few short rounds, then wire/unwire
 // latency per pod for both modes. It writes nothing to disk (the guest's root is read-only): the
 // result goes to stdout as an encoded block (vm-data.ts) that the host turns into bench/results/vm-*.
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { delNetns } from "./baselines.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
-import { noisePct, waitForIdle } from "./cpu.js";
+import { waitForIdle } from "./cpu.js";
 import { measure, type Side, TESTS, type TestKind } from "./measure.js";
+import { diffCounters, packetCounters } from "./nkit.js";
 import { ADDON, DATAPATH_OBJ, RR_BIN } from "./paths.js";
 import { sh } from "./proc.js";
 import type { PathInfo } from "./report.js";
+import {
+  baseEnvironment,
+  interleaved,
+  loadavg1,
+  measureRun,
+  netnsLeftovers,
+  runCleanup,
+  tryCmd,
+} from "./runner.js";
 import {
   CLOCK_LINE,
   encodeData,
@@ -25,7 +33,7 @@ import {
   type VmRunRecord,
   type VmWiringRaw,
 } from "./vm-data.js";
-import { diffCounters, type ModeManager, packetCounters, startManager, wirePod } from "./vm-endpoints.js";
+import { type ModeManager, startManager, wirePod } from "./vm-endpoints.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
@@ -94,14 +102,6 @@ function parseConfig(argv: string[]): VmGuestConfig {
   };
 }
 
-function tryCmd(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-  } catch {
-    return "?";
-  }
-}
-
 function preflight(): void {
   if (process.getuid?.() !== 0) throw new Error("needs root (netns, netkit, veth, BPF, SCHED_FIFO)");
   for (const f of [ADDON, DATAPATH_OBJ, RR_BIN]) {
@@ -133,42 +133,21 @@ async function traffic(cfg: VmGuestConfig, live: LivePath[], basePort: number): 
   let port = basePort;
   const total = cfg.rounds * live.length * TESTS.length;
   let i = 0;
-  for (let round = 1; round <= cfg.rounds; round++) {
-    // Rotate the path order and the test order every round (datapath-lab §5).
-    const shift = (round - 1) % live.length;
-    const order = [...live.slice(shift), ...live.slice(0, shift)];
-    const tshift = (round - 1) % TESTS.length;
-    const tests = [...TESTS.slice(tshift), ...TESTS.slice(0, tshift)];
-    log(`round ${round}/${cfg.rounds}: ${order.map((p) => p.info.key).join(" → ")}`);
-    for (const p of order) {
-      for (const test of tests) {
-        i++;
-        const idleWait = await waitForIdle(cfg.cleanThresholdPct, 1000);
-        clock();
-        const before = p.mgr && p.ids ? packetCounters(p.mgr, p.ids) : undefined;
-        const rec: VmRunRecord = {
-          round,
-          path: p.info.key,
-          test,
-          attempt: 1,
-          startedAt: new Date().toISOString(),
-          idleWait,
-          clean: false,
-        };
-        try {
-          const m = await measure(test, p.client, p.server, cfg.seconds, port++);
-          rec.sample = m.sample;
-          rec.noise = m.noise;
-          rec.clean = noisePct(m.noise) <= cfg.cleanThresholdPct;
-        } catch (e) {
-          rec.error = e instanceof Error ? e.message.split("\n")[0]!.slice(0, 300) : String(e);
-        }
-        rec.endedAt = new Date().toISOString();
-        if (p.mgr && p.ids && before) rec.counters = diffCounters(before, packetCounters(p.mgr, p.ids));
-        runs.push(rec);
-        log(`  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}: ${fmt(test, rec)}`);
-      }
-    }
+  // Every path x test once per round, the orders rotating every round (datapath-lab §5).
+  for (const { round, p, test } of interleaved(cfg.rounds, live, log)) {
+    i++;
+    const idleWait = await waitForIdle(cfg.cleanThresholdPct, 1000);
+    clock();
+    const before = p.mgr && p.ids ? packetCounters(p.mgr, p.ids) : undefined;
+    const rec: VmRunRecord = await measureRun({ round, path: p.info.key, test, attempt: 1, idleWait }, p, {
+      seconds: cfg.seconds,
+      port: port++,
+      cleanThresholdPct: cfg.cleanThresholdPct,
+    });
+    rec.endedAt = new Date().toISOString();
+    if (p.mgr && p.ids && before) rec.counters = diffCounters(before, packetCounters(p.mgr, p.ids));
+    runs.push(rec);
+    log(`  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}: ${fmt(test, rec)}`);
   }
   return runs;
 }
@@ -241,13 +220,9 @@ export async function guestMain(argv: string[]): Promise<number> {
   const cleanup = new Cleanup();
   cleanupOnSignals(cleanup, log);
   const env: Record<string, string | number> = {
-    kernel: tryCmd("uname", ["-r"]),
-    cpus: cpus().length,
-    cpu: cpus()[0]?.model ?? "?",
-    node: process.version,
-    iperf3: tryCmd("iperf3", ["--version"]).split("\n")[0]?.split(" ")[1] ?? "?",
+    ...baseEnvironment(),
     iproute2: tryCmd("ip", ["-V"]),
-    loadavg1: Number(loadavg()[0]?.toFixed(2)),
+    loadavg1: loadavg1(),
   };
   log(
     `nkit VM benchmark (guest ${env.kernel}, ${env.cpus} vCPUs): ${cfg.rounds} rounds × ${cfg.seconds} s, ` +
@@ -306,15 +281,10 @@ export async function guestMain(argv: string[]): Promise<number> {
   } finally {
     log("cleaning up");
     await phase("cleanup", async () => {
-      for (const e of await cleanup.run()) {
-        log(`cleanup: ${e}`);
-        notes.push(`cleanup error: ${e}`);
-      }
+      await runCleanup(cleanup, log, notes);
     });
   }
-  const leftovers = tryCmd("ip", ["netns", "list"])
-    .split("\n")
-    .filter((l) => l.startsWith(prefix));
+  const leftovers = netnsLeftovers(prefix);
   if (leftovers.length) notes.push(`netns left behind in the guest: ${leftovers.join(", ")}`);
   const finished = new Date();
   const data: VmBenchData = {

@@ -6,42 +6,11 @@ import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { RESULTS_DIR } from "./paths.js";
-import { METRICS, type MetricKey, type PathSummary, summarize } from "./report.js";
-import { median, quantile } from "./stats.js";
+import { METRICS, type MetricKey, type PathSummary, summarize, VALUE_COLS } from "./report.js";
+import { type LatencyStats, latencyStats } from "./stats.js";
 import { decodeData, type HostTrace, type VmBenchData, type VmMode, type VmRunRecord } from "./vm-data.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
-
-export interface VmLatency {
-  n: number;
-  p50_ms: number;
-  p99_ms: number;
-  mean_ms: number;
-  min_ms: number;
-  max_ms: number;
-}
-
-function latency(ms: readonly number[]): VmLatency {
-  return {
-    n: ms.length,
-    p50_ms: median(ms),
-    p99_ms: quantile(ms, 0.99),
-    mean_ms: ms.length ? ms.reduce((a, b) => a + b, 0) / ms.length : Number.NaN,
-    min_ms: ms.length ? Math.min(...ms) : Number.NaN,
-    max_ms: ms.length ? Math.max(...ms) : Number.NaN,
-  };
-}
-
-const METRIC_ROWS: MetricKey[] = [
-  "rr_rate",
-  "rr_p50",
-  "rr_p99",
-  "crr_rate",
-  "crr_p50",
-  "crr_p99",
-  "stream_gbps",
-  "stream_retrans",
-];
 
 export interface VmRatios {
   /** netkit median / veth median per metric. */
@@ -69,9 +38,9 @@ export interface VmReport {
   wiring?: {
     pods: number;
     order: string;
-    netnsAdd: VmLatency;
-    wire: Record<VmMode, VmLatency>;
-    unwire: Record<VmMode, VmLatency>;
+    netnsAdd: LatencyStats;
+    wire: Record<VmMode, LatencyStats>;
+    unwire: Record<VmMode, LatencyStats>;
     /** netkit / veth, p50 and p99. */
     ratios: { wire_p50: number; wire_p99: number; unwire_p50: number; unwire_p99: number };
   };
@@ -145,7 +114,7 @@ function ratiosBetween(
   y: PathSummary | undefined,
 ): Partial<Record<MetricKey, number>> {
   const out: Partial<Record<MetricKey, number>> = {};
-  for (const k of METRIC_ROWS) {
+  for (const k of VALUE_COLS) {
     const r = ratio(x?.metrics[k]?.median, y?.metrics[k]?.median);
     if (r !== undefined) out[k] = r;
   }
@@ -212,12 +181,12 @@ export function buildReport(
   };
   if (d.wiring) {
     const w = d.wiring;
-    const wire = { netkit: latency(w.wire.netkit), veth: latency(w.wire.veth) };
-    const unwire = { netkit: latency(w.unwire.netkit), veth: latency(w.unwire.veth) };
+    const wire = { netkit: latencyStats(w.wire.netkit), veth: latencyStats(w.wire.veth) };
+    const unwire = { netkit: latencyStats(w.unwire.netkit), veth: latencyStats(w.unwire.veth) };
     r.wiring = {
       pods: w.pods,
       order: w.order,
-      netnsAdd: latency(w.netnsAdd),
+      netnsAdd: latencyStats(w.netnsAdd),
       wire,
       unwire,
       ratios: {
@@ -270,7 +239,7 @@ export function ratioTable(r: VmReport): string {
   return [
     "| metric | (a) loopback | (b) netkit | (c) veth | **netkit / veth** | netkit / loopback | veth / loopback |",
     "|---|---|---|---|---|---|---|",
-    ...METRIC_ROWS.map(
+    ...VALUE_COLS.map(
       (k) =>
         `| ${metricLabel(k)} | ${valueCell(a, k)} | ${valueCell(b, k)} | ${valueCell(c, k)} | ` +
         `${ratioCell(r.ratios.netkit_vs_veth[k], k)} | ${ratioCell(r.ratios.netkit_vs_loopback[k], k)} | ` +
@@ -279,7 +248,7 @@ export function ratioTable(r: VmReport): string {
   ].join("\n");
 }
 
-function latRow(name: string, l: VmLatency): string {
+function latRow(name: string, l: LatencyStats): string {
   return `| ${name} | ${l.n} | ${fx(l.p50_ms, 1)} | ${fx(l.p99_ms, 1)} | ${fx(l.mean_ms, 1)} | ${fx(l.min_ms, 1)}–${fx(l.max_ms, 1)} |`;
 }
 

@@ -16,27 +16,7 @@ import { type Noise, noiseBetween, snapshot } from "./cpu.js";
 import { startNkit } from "./nkit.js";
 import { DATAPATH_OBJ } from "./paths.js";
 import { sh } from "./proc.js";
-import { median, quantile } from "./stats.js";
-
-export interface LatencyStats {
-  n: number;
-  p50_ms: number;
-  p99_ms: number;
-  mean_ms: number;
-  min_ms: number;
-  max_ms: number;
-}
-
-export function latencyStats(ms: readonly number[]): LatencyStats {
-  return {
-    n: ms.length,
-    p50_ms: median(ms),
-    p99_ms: quantile(ms, 0.99),
-    mean_ms: ms.length ? ms.reduce((a, b) => a + b, 0) / ms.length : Number.NaN,
-    min_ms: ms.length ? Math.min(...ms) : Number.NaN,
-    max_ms: ms.length ? Math.max(...ms) : Number.NaN,
-  };
-}
+import { type LatencyStats, latencyStats } from "./stats.js";
 
 export interface WiringResult {
   pods: number;

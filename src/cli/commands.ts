@@ -5,7 +5,7 @@ import { canonicalReason } from "../api/reason-names.js";
 import type * as T from "../api/types.js";
 import type { InvalidArgumentError } from "../errors.js";
 import { type Check, doctorFailed, runDoctor } from "./doctor.js";
-import { type InstallOptions, install, uninstall } from "./install.js";
+import { type FileReport, type InstallOptions, install, uninstall } from "./install.js";
 import { EXIT, num, printJson, table, usageError } from "./output.js";
 
 export interface GlobalOpts {
@@ -26,17 +26,29 @@ async function withClient<R>(g: GlobalOpts, fn: (c: NkitClient) => Promise<R>): 
 
 const addrs = (a: T.Addresses): string => [a.ipv4, a.ipv6].filter(Boolean).join(",");
 
+/** Only the address families that are set (the API sends "" for a missing one). */
+const addrsJson = (a: T.Addresses) => ({
+  ...(a.ipv4 ? { ipv4: a.ipv4 } : {}),
+  ...(a.ipv6 ? { ipv6: a.ipv6 } : {}),
+});
+
 export function endpointJson(e: T.Endpoint): Record<string, unknown> {
-  return {
-    ...e,
-    addresses: {
-      ...(e.addresses.ipv4 ? { ipv4: e.addresses.ipv4 } : {}),
-      ...(e.addresses.ipv6 ? { ipv6: e.addresses.ipv6 } : {}),
-    },
-  };
+  return { ...e, addresses: addrsJson(e.addresses) };
 }
 
 const poolJson = (p: T.Pool) => ({ ...p, size: num(p.size) });
+
+const poolTable = (pools: readonly T.Pool[]): string =>
+  table(
+    ["POOL", "FAMILY", "USED", "SIZE"],
+    pools.map((p) => [p.cidr, `v${p.family}`, String(p.used), p.size]),
+  );
+
+const filesTable = (files: readonly FileReport[]): string =>
+  table(
+    ["FILE", "ACTION"],
+    files.map((f) => [f.path, f.action]),
+  );
 
 export async function statusCmd(g: GlobalOpts): Promise<number> {
   const s = await withClient(g, (c) => c.status());
@@ -55,12 +67,7 @@ export async function statusCmd(g: GlobalOpts): Promise<number> {
     "",
   ];
   out(lines.join("\n"));
-  out(
-    table(
-      ["POOL", "FAMILY", "USED", "SIZE"],
-      s.pools.map((p) => [p.cidr, `v${p.family}`, String(p.used), p.size]),
-    ),
-  );
+  out(poolTable(s.pools));
   out("\n");
   out(
     table(
@@ -132,20 +139,11 @@ export async function ipamCmd(g: GlobalOpts): Promise<number> {
   if (g.json) {
     printJson({
       pools: r.pools.map(poolJson),
-      allocations: r.allocations.map((a) => ({
-        id: a.id,
-        ...(a.ipv4 ? { ipv4: a.ipv4 } : {}),
-        ...(a.ipv6 ? { ipv6: a.ipv6 } : {}),
-      })),
+      allocations: r.allocations.map((a) => ({ id: a.id, ...addrsJson(a) })),
     });
     return EXIT.OK;
   }
-  out(
-    table(
-      ["POOL", "FAMILY", "USED", "SIZE"],
-      r.pools.map((p) => [p.cidr, `v${p.family}`, String(p.used), p.size]),
-    ),
-  );
+  out(poolTable(r.pools));
   out("\n");
   out(
     table(
@@ -296,12 +294,7 @@ export function installCmd(g: GlobalOpts, o: InstallOptions): number {
     printJson(r);
     return EXIT.OK;
   }
-  out(
-    table(
-      ["FILE", "ACTION"],
-      r.files.map((f) => [f.path, f.action]),
-    ),
-  );
+  out(filesTable(r.files));
   const cd = r.containerd;
   out(
     `\ncontainerd ${cd.version || "(not found)"}: NRI ${cd.nriEnabled === null ? "state unknown" : cd.nriEnabled ? "enabled" : "DISABLED"} (${cd.detail})\n`,
@@ -317,12 +310,7 @@ export function uninstallCmd(g: GlobalOpts, o: InstallOptions): number {
     printJson(r);
     return EXIT.OK;
   }
-  out(
-    table(
-      ["FILE", "ACTION"],
-      r.files.map((f) => [f.path, f.action]),
-    ),
-  );
+  out(filesTable(r.files));
   for (const d of r.directories) out(`removed empty directory ${d}\n`);
   out(`${r.note}\n`);
   return EXIT.OK;

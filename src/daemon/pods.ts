@@ -109,6 +109,15 @@ export class PodLifecycle {
       );
     }
     await this.settle(pod.id);
+    // The sandbox was set up (sysctls and all) after CNI ADD pre-wired it: make sure nothing undid
+    // the wiring; if something did, build it again, so a pod that cannot have its network fails.
+    if (this.endpoints.get(pod.id)) {
+      const problem = await this.endpoints.verify(pod.id);
+      if (problem) {
+        this.log?.warn({ pod: pod.id, problem }, "pre-wired endpoint changed before RUN: wiring again");
+        await this.endpoints.unwire(pod.id);
+      }
+    }
     const addresses: { ipv4?: string; ipv6?: string } = {};
     if (reservation.ipv4) addresses.ipv4 = reservation.ipv4;
     if (reservation.ipv6) addresses.ipv6 = reservation.ipv6;

@@ -185,6 +185,35 @@ export class EndpointManager {
     return r && r.phase === "wired" && r.id === id ? toWired(r) : undefined;
   }
 
+  /**
+   * Checks that a wired endpoint's pod side is still what wiring made: the interface exists, is up
+   * and holds every address. Returns the problem, or undefined when intact. Something in the pod
+   * (its sysctls, a process with CAP_NET_ADMIN) can undo wiring after the fact.
+   */
+  async verify(id: string): Promise<string | undefined> {
+    const r = this.store.get(hostIfName(id));
+    if (!r || r.id !== id || r.phase !== "wired") return `endpoint ${id} is not wired`;
+    let pod: Rtnl;
+    try {
+      pod = await Rtnl.inNetns(r.netnsPath);
+    } catch (e) {
+      return `network namespace ${r.netnsPath}: ${(e as Error).message}`;
+    }
+    try {
+      const link = await pod.getLink(r.podIfName);
+      if (!link) return `${r.podIfName} is gone from ${r.netnsPath}`;
+      if (!link.up) return `${r.podIfName} in ${r.netnsPath} is down`;
+      const have = new Set((await pod.listAddresses({ link: link.index })).map((a) => a.address));
+      for (const want of [r.addresses.ipv4, r.addresses.ipv6]) {
+        if (want !== undefined && !have.has(want))
+          return `${r.podIfName} in ${r.netnsPath} lost address ${want}`;
+      }
+      return undefined;
+    } finally {
+      await pod.close();
+    }
+  }
+
   /** Replaces a wired endpoint's labels (its identity); returns the endpoint, or undefined if not wired. */
   setLabels(id: string, labels: Record<string, string>): WiredEndpoint | undefined {
     const r = this.store.get(hostIfName(id));

@@ -4,12 +4,10 @@
 //     a host server, both families; the endpoints' counters show REDIRECT_PEER;
 //   - stop + remove leave nothing (device, routes, neighbours, nk_endpoints, IPAM, pins, attachments);
 //   - a RUN that cannot be wired fails the pod with nkit's message and the rollback leaves nothing.
-import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostIfName } from "../../src/datapath/naming.js";
-import { RUN_ID } from "../helpers/names.js";
 import {
   type ContainerdEnv,
   IMAGES,
@@ -23,20 +21,19 @@ import {
   type CounterJson,
   type EndpointJson,
   leftovers,
-  NKIT_CNI_PLUGIN,
   type Nkitd,
-  nkitConflist,
+  nkitContainerdOptions,
   nkitdEmpty,
+  podRef,
+  podV4,
+  podV6,
   startNkitd,
+  uniqueNkitNetwork,
 } from "./env/nkit.js";
 
 const lane = laneFromEnv();
-const network = `nkit-e2e-${RUN_ID}-${randomInt(1 << 24).toString(16)}`;
+const network = uniqueNkitNetwork();
 const PORT = 8080;
-
-const v4Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.includes(".")) ?? "";
-const v6Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.includes(":")) ?? "";
-const refOf = (p: Pod) => ({ id: p.id, ips: [p.ip, ...p.additionalIps] });
 
 /** A TCP server on the host that answers "host-ok <peer address>" and records its peers. */
 async function hostServer(address: string): Promise<{ server: Server; peers: string[] }> {
@@ -60,12 +57,7 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
   const servers: Server[] = [];
 
   beforeAll(async () => {
-    env = await startContainerd({
-      lane,
-      name: "nkit-pods",
-      cni: { plugins: NKIT_CNI_PLUGIN, conflists: [nkitConflist(network)] },
-      nri: { enabled: true, requestTimeout: "2s" },
-    });
+    env = await startContainerd(nkitContainerdOptions(lane, "nkit-pods", network));
     nkitd = await startNkitd(env);
     await nkitd.waitNri();
   });
@@ -91,16 +83,16 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
     n.track(b.id);
     try {
       for (const p of [a, b]) {
-        expect(v4Of(p), `${p.name} v4`).toMatch(/^10\./);
-        expect(v6Of(p), `${p.name} v6`).toMatch(/^fd/);
+        expect(podV4(p), `${p.name} v4`).toMatch(/^10\./);
+        expect(podV6(p), `${p.name} v6`).toMatch(/^fd/);
         expect(existsSync(`/sys/class/net/${hostIfName(p.id)}`), `${p.name} host device`).toBe(true);
       }
-      expect(v4Of(a)).not.toBe(v4Of(b));
+      expect(podV4(a)).not.toBe(podV4(b));
       const eps = await n.cli<EndpointJson[]>(["endpoint", "list"]);
       for (const p of [a, b]) {
         const ep = eps.find((x) => x.id === p.id);
         expect(ep, `endpoint ${p.id}`).toBeDefined();
-        expect(ep?.addresses).toEqual({ ipv4: v4Of(p), ipv6: v6Of(p) });
+        expect(ep?.addresses).toEqual({ ipv4: podV4(p), ipv6: podV6(p) });
         expect(ep?.labels["nkit.io/pod-name"]).toBe(p.name);
       }
 
@@ -116,8 +108,8 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
       for (const [p, c] of [[a, client] as const]) {
         const addr = await e.execSync(c, ["ip", "-o", "addr", "show", "dev", "eth0"]);
         expect(addr.exitCode).toBe(0);
-        expect(addr.stdout).toContain(`inet ${v4Of(p)}/`);
-        expect(addr.stdout).toContain(`inet6 ${v6Of(p)}/`);
+        expect(addr.stdout).toContain(`inet ${podV4(p)}/`);
+        expect(addr.stdout).toContain(`inet6 ${podV6(p)}/`);
       }
 
       const tcp = async (target: string, expectText: string): Promise<string> =>
@@ -132,16 +124,16 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
           20_000,
           200,
         );
-      await tcp(v4Of(b), "nkit-b-ok");
-      await tcp(v6Of(b), "nkit-b-ok");
+      await tcp(podV4(b), "nkit-b-ok");
+      await tcp(podV6(b), "nkit-b-ok");
       // the server saw pod A's own addresses (no NAT on the way)
       const served = await e.containerLog(server);
-      expect(served).toContain(v4Of(a));
-      expect(served).toContain(v6Of(a));
-      expect(await tcp(n.hostV4, "host-ok")).toContain(v4Of(a));
-      expect(await tcp(n.hostV6, "host-ok")).toContain(v6Of(a));
-      expect(h4.peers).toContain(v4Of(a));
-      expect(h6.peers).toContain(v6Of(a));
+      expect(served).toContain(podV4(a));
+      expect(served).toContain(podV6(a));
+      expect(await tcp(n.hostV4, "host-ok")).toContain(podV4(a));
+      expect(await tcp(n.hostV6, "host-ok")).toContain(podV6(a));
+      expect(h4.peers).toContain(podV4(a));
+      expect(h6.peers).toContain(podV6(a));
 
       const redirected = async (p: Pod): Promise<number> => {
         const r = await n.cli<{ counters: CounterJson[] }>(["endpoint", "get", p.id]);
@@ -157,7 +149,7 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
       }
     }
     // stop + remove leave nothing in nkitd or on the host
-    expect(await leftovers(n, [refOf(a), refOf(b)])).toEqual([]);
+    expect(await leftovers(n, [podRef(a), podRef(b)])).toEqual([]);
     expect(await nkitdEmpty(n)).toEqual([]);
     expect(await e.cri.listPodSandbox()).toEqual([]);
     expect(mountsUnder(e.paths.state)).toEqual([]);
@@ -178,7 +170,7 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
     expect((await n.cli<EndpointJson[]>(["endpoint", "list"])).map((x) => x.id)).not.toContain(p.id);
 
     await e.removePod(p.id);
-    expect(await leftovers(n, [refOf(p)])).toEqual([]);
+    expect(await leftovers(n, [podRef(p)])).toEqual([]);
     expect(await nkitdEmpty(n)).toEqual([]);
   });
 

@@ -6,41 +6,33 @@
 //   - containerd restarted with pods running: the plugin reconnects and Synchronize reconciles (no
 //     endpoint lost); a pod removed after the restart gets no NRI STOP/REMOVE, but its CNI DEL still
 //     reaches nkitd, and nothing is left.
-import { randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostIfName } from "../../src/datapath/naming.js";
-import { RUN_ID } from "../helpers/names.js";
 import { type ContainerdEnv, IMAGES, laneFromEnv, type Pod, startContainerd } from "./env/index.js";
 import {
   type EndpointJson,
   leftovers,
-  NKIT_CNI_PLUGIN,
   type Nkitd,
-  nkitConflist,
+  nkitContainerdOptions,
   nkitdEmpty,
+  podRef,
+  podV4,
+  podV6,
   restartContainerd,
   startNkitd,
+  uniqueNkitNetwork,
 } from "./env/nkit.js";
 
 const lane = laneFromEnv();
-const network = `nkit-e2e-${RUN_ID}-${randomInt(1 << 24).toString(16)}`;
-
-const v4Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.includes(".")) ?? "";
-const v6Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.includes(":")) ?? "";
-const refOf = (p: Pod) => ({ id: p.id, ips: [p.ip, ...p.additionalIps] });
+const network = uniqueNkitNetwork();
 
 describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${lane}`, () => {
   let env: ContainerdEnv | undefined;
   let nkitd: Nkitd | undefined;
 
   beforeAll(async () => {
-    env = await startContainerd({
-      lane,
-      name: "nkit-restart",
-      cni: { plugins: NKIT_CNI_PLUGIN, conflists: [nkitConflist(network)] },
-      nri: { enabled: true, requestTimeout: "2s" },
-    });
+    env = await startContainerd(nkitContainerdOptions(lane, "nkit-restart", network));
     nkitd = await startNkitd(env);
     await nkitd.waitNri();
   });
@@ -67,14 +59,14 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
     const removed: Pod[] = [];
     try {
       const client = await e.createAndStartContainer(a, IMAGES.busybox, ["/bin/sleep", "3600"]);
-      await ping(e, client, v4Of(b));
+      await ping(e, client, podV4(b));
       const before = await n.cli<EndpointJson[]>(["endpoint", "list"]);
 
       await n.kill("SIGKILL");
       expect(n.running).toBe(false);
       // the datapath is pinned: traffic between running pods does not need nkitd
-      await ping(e, client, v4Of(b));
-      await ping(e, client, v6Of(b));
+      await ping(e, client, podV4(b));
+      await ping(e, client, podV6(b));
       // a pod goes away while nkitd is down: no NRI plugin is connected, and nkit-cni queues the DEL
       await e.stopPod(c.id);
       await e.removePod(c.id);
@@ -95,16 +87,16 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
         expect(now?.addresses).toEqual(was?.addresses);
       }
       expect(after.map((x) => x.id)).not.toContain(c.id);
-      expect(await leftovers(n, [refOf(c)])).toEqual([]);
-      await ping(e, client, v4Of(b));
-      await ping(e, client, v6Of(b));
+      expect(await leftovers(n, [podRef(c)])).toEqual([]);
+      await ping(e, client, podV4(b));
+      await ping(e, client, podV6(b));
     } finally {
       for (const p of [a, b, c].filter((x) => !removed.includes(x))) {
         await e.stopPod(p.id);
         await e.removePod(p.id);
       }
     }
-    expect(await leftovers(n, [refOf(a), refOf(b), refOf(c)])).toEqual([]);
+    expect(await leftovers(n, [podRef(a), podRef(b), podRef(c)])).toEqual([]);
     expect(await nkitdEmpty(n)).toEqual([]);
   });
 
@@ -118,7 +110,7 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
     const done: Pod[] = [];
     try {
       const client = await e.createAndStartContainer(a, IMAGES.busybox, ["/bin/sleep", "3600"]);
-      await ping(e, client, v4Of(b));
+      await ping(e, client, podV4(b));
       const from = n.lines.length;
       await restartContainerd(e);
       await n.waitLog((l) => l.msg === "NRI disconnected; reconnecting", 20_000, from);
@@ -128,8 +120,8 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
       expect(sync.collected).toBe(0);
       const status = await n.cli<{ endpointCount: number }>(["status"]);
       expect(status.endpointCount).toBe(2);
-      await ping(e, client, v4Of(b));
-      await ping(e, client, v6Of(b));
+      await ping(e, client, podV4(b));
+      await ping(e, client, podV6(b));
 
       // remove pod B through the restarted containerd
       const mark = n.lines.length;
@@ -146,7 +138,7 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
         `[nkit-restart] lane ${lane}: NRI events for a pod from before the restart: ${JSON.stringify(events)}`,
       );
       expect(existsSync(`/sys/class/net/${hostIfName(b.id)}`)).toBe(false);
-      expect(await leftovers(n, [refOf(b)])).toEqual([]);
+      expect(await leftovers(n, [podRef(b)])).toEqual([]);
       expect((await n.cli<EndpointJson[]>(["endpoint", "list"])).map((x) => x.id)).toEqual([a.id]);
     } finally {
       for (const p of [a, b].filter((x) => !done.includes(x))) {
@@ -154,7 +146,7 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
         await e.removePod(p.id);
       }
     }
-    expect(await leftovers(n, [refOf(a), refOf(b)])).toEqual([]);
+    expect(await leftovers(n, [podRef(a), podRef(b)])).toEqual([]);
     expect(await nkitdEmpty(n)).toEqual([]);
   });
 });

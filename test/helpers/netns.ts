@@ -1,6 +1,8 @@
-// Throwaway network namespaces for tests, removed by the owning Scope.
+// Throwaway network namespaces for tests, removed by the owning Scope, and the scoped handles on the
+// host's own netns (rtnetlink socket, interface names) the netlink tests share.
 
-import { uniqueNetnsName } from "./names.js";
+import { Rtnl } from "../../src/netlink/index.js";
+import { uniqueIfName, uniqueNetnsName } from "./names.js";
 import type { Scope } from "./scope.js";
 import { run } from "./sys.js";
 
@@ -15,4 +17,18 @@ export async function createNetns(scope: Scope, label?: string): Promise<TestNet
   scope.defer(() => run("ip", ["netns", "del", name]));
   await run("ip", ["-n", name, "link", "set", "lo", "up"]);
   return { name, path: `/run/netns/${name}` };
+}
+
+/** rtnetlink in our own (the host's) netns, closed by the scope. */
+export async function hostRtnl(scope: Scope): Promise<Rtnl> {
+  const host = await Rtnl.host();
+  scope.defer(() => host.close());
+  return host;
+}
+
+/** A unique interface name; the scope deletes the device by that name in our netns if it is there. */
+export function scopedIfName(scope: Scope, prefix: string): string {
+  const name = uniqueIfName(prefix);
+  scope.defer(() => run("ip", ["link", "del", name]).catch(() => undefined));
+  return name;
 }

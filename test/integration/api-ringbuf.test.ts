@@ -12,7 +12,7 @@ import { bpfAddon } from "../../src/native/bpf.js";
 import { ringbufAddon, splitRecords } from "../../src/native/ringbuf.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns } from "../helpers/sys.js";
-import { createHarness, createPod, type Harness } from "./datapath-fixture.js";
+import { addSpoofedAddress, createHarness, type Harness, wirePodPair } from "./datapath-fixture.js";
 
 let scope: Scope;
 let h: Harness;
@@ -27,12 +27,8 @@ const fds = () => readdirSync("/proc/self/fd").length;
 
 describe("BPF ring buffer consumer", () => {
   it("delivers drop events and survives open/close cycles while events flow", async () => {
-    const podA = await createPod(scope, "a");
-    const podB = await createPod(scope, "b");
-    const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: podA.path });
-    const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: podB.path });
-    const spoofed = a.addresses.ipv4!.replace(/\.\d+$/, ".251");
-    await inNetns(podA.path, "ip", ["addr", "add", `${spoofed}/32`, "dev", "eth0"]);
+    const { podA, a, b } = await wirePodPair(scope, h);
+    const spoofed = await addSpoofedAddress(podA, a, 251);
 
     const map = openPinned(join(h.bpffsDir, EVENTS_MAP), "map");
     scope.defer(() => bpfAddon().fdClose(map));

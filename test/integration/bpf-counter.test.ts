@@ -8,13 +8,18 @@ import {
   HookSlot,
   hookCounter,
   hookKey,
-  PinDir,
   queryAttached,
   sumCounters,
 } from "../../src/bpf/index.js";
-import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
-import { COUNTER_OBJ, createVethPair, PING_FRAME_BYTES, pingFromPod, requireBuilt } from "./bpf-fixture.js";
+import {
+  COUNTER_OBJ,
+  createVethPair,
+  PING_FRAME_BYTES,
+  pingFromPod,
+  requireBuilt,
+  scopedPinDir,
+} from "./bpf-fixture.js";
 
 let scope: Scope;
 
@@ -27,8 +32,7 @@ afterEach(async () => {
 describe("counter programs on tcx", () => {
   it("counts exactly the ping frames in both directions", async () => {
     scope = new Scope();
-    const pins = new PinDir(uniqueBpffsDir("counter"));
-    scope.defer(() => pins.removeAll());
+    const pins = scopedPinDir(scope, "counter");
     const pair = await createVethPair(scope);
 
     const obj = BpfObject.load(COUNTER_OBJ, { pinRoot: pins.root });
@@ -92,8 +96,7 @@ describe("counter programs on tcx", () => {
 
   it("reuses a pinned map when the object is loaded again", async () => {
     scope = new Scope();
-    const pins = new PinDir(uniqueBpffsDir("reuse"));
-    scope.defer(() => pins.removeAll());
+    const pins = scopedPinDir(scope, "reuse");
     const first = BpfObject.load(COUNTER_OBJ, { pinRoot: pins.root });
     scope.defer(() => first.close());
     const m1 = first.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter);

@@ -4,7 +4,8 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { uniqueIfName } from "../helpers/names.js";
+import { PinDir } from "../../src/bpf/pins.js";
+import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import type { Scope } from "../helpers/scope.js";
 import { inNetns, ipJson, run } from "../helpers/sys.js";
@@ -20,6 +21,13 @@ export function requireBuilt(): void {
   for (const p of [COUNTER_OBJ, MAPS_OBJ, BAD_VERIFIER_OBJ, ADDON]) {
     if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build:native && npm run build:bpf\``);
   }
+}
+
+/** A fresh pin directory in bpffs (not created yet), removed with everything in it by the scope. */
+export function scopedPinDir(scope: Scope, label: string): PinDir {
+  const pins = new PinDir(uniqueBpffsDir(label));
+  scope.defer(() => pins.removeAll());
+  return pins;
 }
 
 export interface VethPair {

@@ -11,12 +11,10 @@ import {
   hookCounter,
   hookKey,
   PerCpuMap,
-  PinDir,
   queryAttached,
   sumCounters,
 } from "../../src/bpf/index.js";
 import { BpfError } from "../../src/errors.js";
-import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 import {
@@ -27,6 +25,7 @@ import {
   PING_FRAME_BYTES,
   pingFromPod,
   requireBuilt,
+  scopedPinDir,
 } from "./bpf-fixture.js";
 
 let scope: Scope;
@@ -40,8 +39,7 @@ afterEach(async () => {
 describe("pinned tcx link across processes", () => {
   it("survives its creator, is updated to another program, detached and unpinned", async () => {
     scope = new Scope();
-    const pins = new PinDir(uniqueBpffsDir("pinlink")).ensure();
-    scope.defer(() => pins.removeAll());
+    const pins = scopedPinDir(scope, "pinlink").ensure();
     const pair = await createVethPair(scope);
     const linkPin = pins.path("link_ingress");
 

@@ -22,6 +22,7 @@ import {
   EndpointManager,
   type EndpointManagerOptions,
   endpointKeyOf,
+  type WiredEndpoint,
 } from "../../src/datapath/endpoint-manager.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { ALL_REASON_CODES, reasonName } from "../../src/datapath/reasons.js";
@@ -142,6 +143,32 @@ export async function assertNoEndpointDevices(ids: Iterable<string>): Promise<vo
 
 export async function createPod(scope: Scope, label = "pod"): Promise<TestNetns> {
   return createNetns(scope, label);
+}
+
+/** Pods "a" and "b", each in its own netns, wired by the harness's manager. */
+export async function wirePodPair(
+  scope: Scope,
+  h: Harness,
+): Promise<{ podA: TestNetns; podB: TestNetns; a: WiredEndpoint; b: WiredEndpoint }> {
+  const podA = await createPod(scope, "a");
+  const podB = await createPod(scope, "b");
+  const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: podA.path });
+  const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: podB.path });
+  return { podA, podB, a, b };
+}
+
+/**
+ * Adds to the pod's eth0 an IPv4 address its endpoint was never given (the endpoint's /24, last
+ * octet `lastOctet`) and returns it: packets sent from it are spoofed.
+ */
+export async function addSpoofedAddress(
+  pod: TestNetns,
+  ep: WiredEndpoint,
+  lastOctet: number,
+): Promise<string> {
+  const spoofed = ep.addresses.ipv4!.replace(/\.\d+$/, `.${lastOctet}`);
+  await inNetns(pod.path, "ip", ["addr", "add", `${spoofed}/32`, "dev", "eth0"]);
+  return spoofed;
 }
 
 export async function ping(ns: TestNetns, addr: string, count = 2): Promise<boolean> {

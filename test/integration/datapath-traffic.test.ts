@@ -6,6 +6,7 @@ import { sysctlRead, sysctlWrite } from "../../src/netlink/index.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns } from "../helpers/sys.js";
 import {
+  addSpoofedAddress,
   createHarness,
   createOutside,
   createPod,
@@ -13,6 +14,7 @@ import {
   ping,
   probeEcho,
   startEcho,
+  wirePodPair,
 } from "./datapath-fixture.js";
 
 let scope: Scope;
@@ -27,10 +29,7 @@ const packets = (c: Record<string, { packets: bigint }>, reason: string): bigint
 
 describe("endpoint datapath traffic (veth + tcx)", () => {
   it("carries ICMP, TCP and UDP between two local pods over IPv4 and IPv6 with redirect_peer", async () => {
-    const podA = await createPod(scope, "a");
-    const podB = await createPod(scope, "b");
-    const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: podA.path });
-    const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: podB.path });
+    const { podA, podB, a, b } = await wirePodPair(scope, h);
     expect(a.mode).toBe("veth");
     expect(a.hostIfName).toMatch(/^nk[0-9a-f]{11}$/);
     const [b4, b6] = [b.addresses.ipv4!, b.addresses.ipv6!];
@@ -85,13 +84,9 @@ describe("endpoint datapath traffic (veth + tcx)", () => {
   });
 
   it("drops and counts packets with a source address the endpoint does not own", async () => {
-    const podA = await createPod(scope, "a");
-    const podB = await createPod(scope, "b");
-    const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: podA.path });
-    const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: podB.path });
+    const { podA, a, b } = await wirePodPair(scope, h);
     // Steal B's neighbour's address space: an extra address A was never given.
-    const spoofed = a.addresses.ipv4!.replace(/\.\d+$/, ".250");
-    await inNetns(podA.path, "ip", ["addr", "add", `${spoofed}/32`, "dev", "eth0"]);
+    const spoofed = await addSpoofedAddress(podA, a, 250);
     const before = packets(h.mgr.counters(a.id), "DROP_SPOOFED_SOURCE");
     await expect(
       inNetns(podA.path, "ping", ["-c", "3", "-i", "0.2", "-W", "1", "-q", "-I", spoofed, b.addresses.ipv4!]),

@@ -12,18 +12,17 @@ import {
 import { netlinkAddon } from "../../src/native/netlink.js";
 import { encodeMessage } from "../../src/netlink/codec.js";
 import { Rtnl } from "../../src/netlink/index.js";
-import { uniqueIfName, uniqueNetnsName } from "../helpers/names.js";
-import { createNetns } from "../helpers/netns.js";
+import { uniqueNetnsName } from "../helpers/names.js";
+import { createNetns, hostRtnl, scopedIfName } from "../helpers/netns.js";
 import { Scope } from "../helpers/scope.js";
-import { ipJson, run } from "../helpers/sys.js";
+import { ipJson } from "../helpers/sys.js";
 
 let scope: Scope;
 let host: Rtnl;
 
 beforeEach(async () => {
   scope = new Scope();
-  host = await Rtnl.host();
-  scope.defer(() => host.close());
+  host = await hostRtnl(scope);
 });
 
 afterEach(async () => {
@@ -31,11 +30,7 @@ afterEach(async () => {
 });
 
 function names(...suffixes: string[]): string[] {
-  return suffixes.map((s) => {
-    const n = uniqueIfName(s);
-    scope.defer(() => run("ip", ["link", "del", n]).catch(() => undefined));
-    return n;
-  });
+  return suffixes.map((s) => scopedIfName(scope, s));
 }
 
 async function hostLinkNames(): Promise<string[]> {

@@ -2,9 +2,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Rtnl } from "../../src/netlink/index.js";
 import { uniqueIfName } from "../helpers/names.js";
-import { createNetns } from "../helpers/netns.js";
+import { createNetns, hostRtnl, scopedIfName } from "../helpers/netns.js";
 import { Scope } from "../helpers/scope.js";
-import { ipJson, run } from "../helpers/sys.js";
+import { ipJson } from "../helpers/sys.js";
 
 interface IpDetailedLink {
   ifname: string;
@@ -21,8 +21,7 @@ let host: Rtnl;
 
 beforeEach(async () => {
   scope = new Scope();
-  host = await Rtnl.host();
-  scope.defer(() => host.close());
+  host = await hostRtnl(scope);
 });
 
 afterEach(async () => {
@@ -30,10 +29,8 @@ afterEach(async () => {
 });
 
 function hostPair(): { a: string; b: string } {
-  const a = uniqueIfName("a");
-  const b = uniqueIfName("b");
-  scope.defer(() => run("ip", ["link", "del", a]).catch(() => undefined));
-  return { a, b };
+  // b is a's peer: deleting a deletes it
+  return { a: scopedIfName(scope, "a"), b: uniqueIfName("b") };
 }
 
 describe("moving links between namespaces", () => {

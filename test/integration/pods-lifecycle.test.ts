@@ -5,6 +5,7 @@ import { PodLifecycle, type PodSandbox } from "../../src/daemon/pods.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { Rtnl } from "../../src/netlink/index.js";
 import { Scope } from "../helpers/scope.js";
+import { inNetns } from "../helpers/sys.js";
 import { createHarness, createPod, type Harness, ping } from "./datapath-fixture.js";
 
 let scope: Scope;
@@ -141,5 +142,26 @@ describe("CRI pod lifecycle", () => {
     expect(h.mgr.get(id)).toBeUndefined();
     expect(h.ipam.get(id)).toBeUndefined();
     expect(await hostDeviceExists(id)).toBe(false);
+  });
+
+  it("RUN re-wires a pre-wired pod whose network was changed in between", async () => {
+    const ns = await createPod(scope, "chg");
+    const id = h.newId("chg");
+    const res = pods.reserve(id);
+    pods.prewire({
+      id,
+      netnsPath: ns.path,
+      ifName: "eth0",
+      addresses: { ipv4: res.ipv4!, ipv6: res.ipv6! },
+      labels: {},
+    });
+    await pods.settle(id);
+    const before = h.mgr.get(id)!;
+    // Something in the sandbox (its sysctls, say) drops an address after CNI ADD.
+    await inNetns(ns.path, "ip", ["addr", "del", `${res.ipv6}/128`, "dev", "eth0"]);
+    expect(await h.mgr.verify(id)).toMatch(/lost address/);
+    const ep = await pods.run(sandbox(id, ns.path));
+    expect(ep?.hostIfindex).not.toBe(before.hostIfindex);
+    expect(await h.mgr.verify(id)).toBeUndefined();
   });
 });

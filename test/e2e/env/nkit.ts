@@ -23,11 +23,13 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import type * as Api from "../../../src/api/types.js";
 import { hostIfName } from "../../../src/datapath/naming.js";
-import { uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
+import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
 import type { ConflistFile } from "./cni.js";
-import type { ContainerdEnv } from "./containerd.js";
+import type { ContainerdEnv, Pod, StartOptions } from "./containerd.js";
 import { killAndWait, processAlive, sh, sleep, unixSocketListening, waitFor } from "./host.js";
+import type { Lane } from "./lanes.js";
 
 /** The repository root, found upwards (this file also runs compiled, from bench/dist/). */
 function findRoot(): string {
@@ -66,6 +68,22 @@ export function nkitConflist(network: string, file = "10-nkit.conflist"): Confli
       name: network,
       plugins: [{ type: "nkit-cni", mode: "ipam", socket: nkitdCniSocket(p.dir) }, { type: "loopback" }],
     }),
+  };
+}
+
+/** A CNI network name unique to this suite (the conflist's and nkitd's). */
+export const uniqueNkitNetwork = (): string => `nkit-e2e-${RUN_ID}-${randomInt(1 << 24).toString(16)}`;
+
+/**
+ * startContainerd options for a suite that runs pods through nkit: the conflist chain
+ * [nkit-cni (mode ipam), loopback] on `network`, nkit-cni in the bin dir, NRI on (2 s request timeout).
+ */
+export function nkitContainerdOptions(lane: Lane, name: string, network: string): StartOptions {
+  return {
+    lane,
+    name,
+    cni: { plugins: NKIT_CNI_PLUGIN, conflists: [nkitConflist(network)] },
+    nri: { enabled: true, requestTimeout: "2s" },
   };
 }
 
@@ -361,28 +379,16 @@ export async function restartContainerd(env: ContainerdEnv): Promise<number> {
 
 // ------------------------------------------------------------------------------------ what is left
 
-export interface EndpointJson {
-  id: string;
-  epNum: number;
-  mode: string;
-  hostIfName: string;
-  hostIfindex: number;
-  podIfName: string;
-  netnsPath: string;
-  addresses: { ipv4?: string; ipv6?: string };
-  labels: Record<string, string>;
-}
+// `nkit ... --json` output: the API's messages (src/api/types.ts) as src/cli/commands.ts prints them,
+// with only the address families that are set and uint64 counters/sizes as numbers.
 
-export interface CounterJson {
-  reason: string;
-  drop: boolean;
-  packets: number;
-  bytes: number;
-}
+export type EndpointJson = Omit<Api.Endpoint, "addresses"> & { addresses: Partial<Api.Addresses> };
+
+export type CounterJson = Pick<Api.Counter, "reason" | "drop"> & { packets: number; bytes: number };
 
 export interface IpamJson {
-  pools: { cidr: string; family: number; used: number; size: number }[];
-  allocations: { id: string; ipv4?: string; ipv6?: string }[];
+  pools: (Omit<Api.Pool, "size"> & { size: number })[];
+  allocations: (Pick<Api.Allocation, "id"> & Partial<Api.Addresses>)[];
 }
 
 export interface MapDumpJson {
@@ -395,6 +401,13 @@ export interface PodRef {
   id: string;
   ips: string[];
 }
+
+const podIps = (p: Pod): string[] => [p.ip, ...p.additionalIps];
+/** The pod's IPv4 address as CRI reports it ("" if none). */
+export const podV4 = (p: Pod): string => podIps(p).find((ip) => ip.includes(".")) ?? "";
+/** The pod's IPv6 address as CRI reports it ("" if none). */
+export const podV6 = (p: Pod): string => podIps(p).find((ip) => ip.includes(":")) ?? "";
+export const podRef = (p: Pod): PodRef => ({ id: p.id, ips: podIps(p) });
 
 interface IpRoute {
   dst: string;
