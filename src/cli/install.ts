@@ -93,14 +93,16 @@ export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode">): stri
     {
       cniVersion: "1.1.0",
       name: "nkit",
+      // loopback first: nkit-cni's ADD starts wiring in the background, which holds the RTNL lock
+      // while tcx waits for an RCU grace period; a plugin after it would wait too.
       plugins: [
+        { type: "loopback" },
         {
           type: "nkit-cni",
           mode: o.cniMode,
           socket: o.cniSocket,
           capabilities: { portMappings: true, ips: true },
         },
-        { type: "loopback" },
       ],
     },
     null,

@@ -107,8 +107,8 @@ describe("nkit install / uninstall", () => {
       plugins: Record<string, unknown>[];
     };
     expect(conf.name).toBe("nkit");
-    expect(conf.plugins[0]).toMatchObject({ type: "nkit-cni", mode: "ipam", socket: "/run/nkit/cni.sock" });
-    expect(conf.plugins[1]).toEqual({ type: "loopback" });
+    expect(conf.plugins[0]).toEqual({ type: "loopback" });
+    expect(conf.plugins[1]).toMatchObject({ type: "nkit-cni", mode: "ipam", socket: "/run/nkit/cni.sock" });
     // no containerd config: nothing patched, nothing created there
     expect(rep1.containerd.patched).toBe(false);
     expect(existsSync(join(dir, "etc/containerd"))).toBe(false);

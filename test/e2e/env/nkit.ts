@@ -57,8 +57,10 @@ export const nkitdDir = (instanceDir: string): string => join(instanceDir, "nkit
 export const nkitdCniSocket = (instanceDir: string): string => join(nkitdDir(instanceDir), "run", "cni.sock");
 
 /**
- * [nkit-cni (mode ipam, socket = this instance's nkitd), loopback]. cniVersion 1.0.0 so containerd
- * never calls STATUS (1.1) before nkitd is up: NetworkReady only needs the conflist.
+ * [loopback, nkit-cni (mode ipam, socket = this instance's nkitd)]. loopback goes first: nkit-cni's
+ * ADD starts wiring in the background, and the RTNL lock that wiring holds (tcx attach waits for an
+ * RCU grace period under it) would otherwise delay the loopback plugin's netlink calls.
+ * cniVersion 1.0.0 so containerd never calls STATUS (1.1) before nkitd is up.
  */
 export function nkitConflist(network: string, file = "10-nkit.conflist"): ConflistFile {
   return {
@@ -66,7 +68,7 @@ export function nkitConflist(network: string, file = "10-nkit.conflist"): Confli
     config: (p) => ({
       cniVersion: "1.0.0",
       name: network,
-      plugins: [{ type: "nkit-cni", mode: "ipam", socket: nkitdCniSocket(p.dir) }, { type: "loopback" }],
+      plugins: [{ type: "loopback" }, { type: "nkit-cni", mode: "ipam", socket: nkitdCniSocket(p.dir) }],
     }),
   };
 }
