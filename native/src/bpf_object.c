@@ -426,38 +426,41 @@ static napi_value dup_handle(napi_env env, int fd, enum nk_fd_kind kind, const c
   return nk_fd_wrap(env, d, kind);
 }
 
-static napi_value obj_program(napi_env env, napi_callback_info info) {
+static int program_fd_by_name(struct bpf_object *obj, const char *name) {
+  struct bpf_program *p = bpf_object__find_program_by_name(obj, name);
+  return p ? bpf_program__fd(p) : -ENOENT;
+}
+
+static int map_fd_by_name(struct bpf_object *obj, const char *name) {
+  struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
+  return m ? bpf_map__fd(m) : -ENOENT;
+}
+
+/* (objHandle, name) -> a duplicated fd handle of the named program or map. */
+static napi_value obj_named(napi_env env, napi_callback_info info, int (*lookup)(struct bpf_object *, const char *),
+                            enum nk_fd_kind kind, const char *op) {
   napi_value argv[2];
   if (!nk_args(env, info, 2, argv)) return NULL;
   nk_obj *o = obj_arg(env, argv[0]);
   if (!o) return NULL;
   char *name;
   if (!nk_get_string(env, argv[1], "name", &name)) return NULL;
-  struct bpf_program *p = bpf_object__find_program_by_name(o->obj, name);
+  int fd = lookup(o->obj, name);
   napi_value r = NULL;
-  if (!p)
-    nk_throw_errno(env, ENOENT, "bpf_object__find_program_by_name", name);
+  if (fd == -ENOENT)
+    nk_throw_errno(env, ENOENT, op, name);
   else
-    r = dup_handle(env, bpf_program__fd(p), NK_FD_PROG, "bpf_program__fd", name);
+    r = dup_handle(env, fd, kind, op, name);
   free(name);
   return r;
 }
 
+static napi_value obj_program(napi_env env, napi_callback_info info) {
+  return obj_named(env, info, program_fd_by_name, NK_FD_PROG, "bpf_object__find_program_by_name");
+}
+
 static napi_value obj_map(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!nk_args(env, info, 2, argv)) return NULL;
-  nk_obj *o = obj_arg(env, argv[0]);
-  if (!o) return NULL;
-  char *name;
-  if (!nk_get_string(env, argv[1], "name", &name)) return NULL;
-  struct bpf_map *m = bpf_object__find_map_by_name(o->obj, name);
-  napi_value r = NULL;
-  if (!m)
-    nk_throw_errno(env, ENOENT, "bpf_object__find_map_by_name", name);
-  else
-    r = dup_handle(env, bpf_map__fd(m), NK_FD_MAP, "bpf_map__fd", name);
-  free(name);
-  return r;
+  return obj_named(env, info, map_fd_by_name, NK_FD_MAP, "bpf_object__find_map_by_name");
 }
 
 /* ---- BTF ---------------------------------------------------------------------------------- */
