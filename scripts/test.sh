@@ -16,11 +16,17 @@ fi
 
 declare -A status
 rc=0
+log=$(mktemp /tmp/nkit-test-XXXXXX.log)
+trap 'rm -f "$log"' EXIT
 stage() {
   local name=$1
   shift
   local t=$SECONDS
-  if "$@"; then status[$name]="passed ($((SECONDS - t)) s)"; else status[$name]="FAILED ($((SECONDS - t)) s)"; rc=1; fi
+  set +e
+  "$@" 2>&1 | tee -a "$log"
+  local code=${PIPESTATUS[0]}
+  set -e
+  if ((code == 0)); then status[$name]="passed ($((SECONDS - t)) s)"; else status[$name]="FAILED ($((SECONDS - t)) s)"; rc=1; fi
 }
 stage "build, lint, unit, integration" npm test
 stage "netkit VM lane" npm run test:vm
@@ -30,4 +36,14 @@ echo
 for name in "build, lint, unit, integration" "netkit VM lane" "containerd e2e lanes"; do
   echo "[test] $name: ${status[$name]}"
 done
+# One plain total over every vitest run above (host projects, the VM guest, both e2e lanes).
+sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '
+  /^ +Tests +[0-9]/ {
+    for (i = 1; i <= NF; i++) {
+      if ($(i + 1) == "passed") p += $i
+      if ($(i + 1) == "failed") f += $i
+      if ($(i + 1) == "skipped") s += $i
+    }
+  }
+  END { printf "%d passed, %d failed, %d skipped\n", p, f, s }'
 exit $rc
