@@ -26,13 +26,31 @@ export interface EndpointRecord {
   createdAt: string;
 }
 
+/**
+ * Records live in memory and on disk: every change is written through (atomically) before it is
+ * kept, and the disk is read once, at construction. nkitd is the only writer of its state dir
+ * (instance lock), so reads on the wiring path never touch the disk.
+ */
 export class EndpointStore {
   private readonly dir: string;
+  private readonly records = new Map<string, EndpointRecord>();
 
   constructor(stateDir: string) {
     this.dir = join(stateDir, "endpoints");
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     removeStaleTemps(this.dir);
+    for (const f of readdirSync(this.dir)) {
+      if (!f.endsWith(".json") || f.startsWith(".")) continue;
+      const p = join(this.dir, f);
+      const raw = readFileIfExists(p);
+      if (raw === undefined) continue;
+      try {
+        const rec = JSON.parse(raw) as EndpointRecord;
+        this.records.set(rec.hostIfName, rec);
+      } catch (e) {
+        throw new StateCorruptError(p, "invalid JSON", { cause: e });
+      }
+    }
   }
 
   private path(hostIfName: string): string {
@@ -41,27 +59,21 @@ export class EndpointStore {
 
   put(rec: EndpointRecord): void {
     writeFileAtomic(this.path(rec.hostIfName), `${JSON.stringify(rec)}\n`);
+    this.records.set(rec.hostIfName, structuredClone(rec));
   }
 
+  /** A copy: callers change it and put() it back. */
   get(hostIfName: string): EndpointRecord | undefined {
-    const p = this.path(hostIfName);
-    const raw = readFileIfExists(p);
-    if (raw === undefined) return undefined;
-    try {
-      return JSON.parse(raw) as EndpointRecord;
-    } catch (e) {
-      throw new StateCorruptError(p, "invalid JSON", { cause: e });
-    }
+    const r = this.records.get(hostIfName);
+    return r ? structuredClone(r) : undefined;
   }
 
   delete(hostIfName: string): void {
     rmSync(this.path(hostIfName), { force: true });
+    this.records.delete(hostIfName);
   }
 
   list(): EndpointRecord[] {
-    return readdirSync(this.dir)
-      .filter((f) => f.endsWith(".json") && !f.startsWith("."))
-      .map((f) => this.get(f.slice(0, -".json".length)))
-      .filter((r): r is EndpointRecord => r !== undefined);
+    return [...this.records.values()].map((r) => structuredClone(r));
   }
 }
