@@ -171,19 +171,27 @@ napi_value nk_fd_wrap(napi_env env, int fd, enum nk_fd_kind kind) {
   return ext;
 }
 
-nk_fd *nk_fd_arg(napi_env env, napi_value v, const char *name, enum nk_fd_kind want) {
+/* The pointer inside an external created by this addon with `tag`; throws a TypeError naming
+ * `what` (and returns false) for anything else. *out may be NULL for a finalized value. */
+static bool tagged_external(napi_env env, napi_value v, const napi_type_tag *tag, const char *what, void **out) {
   bool ok = false;
   napi_valuetype t;
   napi_typeof(env, v, &t);
-  if (t == napi_external) napi_check_object_type_tag(env, v, &NK_FD_TAG, &ok);
-  char msg[128];
+  if (t == napi_external) napi_check_object_type_tag(env, v, tag, &ok);
   if (!ok) {
-    snprintf(msg, sizeof msg, "%s must be a BPF fd handle", name);
-    nk_throw_type(env, msg);
-    return NULL;
+    nk_throw_type(env, what);
+    return false;
   }
-  nk_fd *h = NULL;
-  napi_get_value_external(env, v, (void **)&h);
+  *out = NULL;
+  napi_get_value_external(env, v, out);
+  return true;
+}
+
+nk_fd *nk_fd_arg(napi_env env, napi_value v, const char *name, enum nk_fd_kind want) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "%s must be a BPF fd handle", name);
+  nk_fd *h;
+  if (!tagged_external(env, v, &NK_FD_TAG, msg, (void **)&h)) return NULL;
   if (!h || h->fd < 0) {
     snprintf(msg, sizeof msg, "%s was already closed", name);
     nk_throw_errno(env, EBADF, "handle", msg);
@@ -202,16 +210,8 @@ nk_fd *nk_fd_arg(napi_env env, napi_value v, const char *name, enum nk_fd_kind w
 static napi_value fd_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!nk_args(env, info, 1, argv)) return NULL;
-  bool ok = false;
-  napi_valuetype t;
-  napi_typeof(env, argv[0], &t);
-  if (t == napi_external) napi_check_object_type_tag(env, argv[0], &NK_FD_TAG, &ok);
-  if (!ok) {
-    nk_throw_type(env, "handle must be a BPF fd handle");
-    return NULL;
-  }
-  nk_fd *h = NULL;
-  napi_get_value_external(env, argv[0], (void **)&h);
+  nk_fd *h;
+  if (!tagged_external(env, argv[0], &NK_FD_TAG, "handle must be a BPF fd handle", (void **)&h)) return NULL;
   if (h && h->fd >= 0) {
     close(h->fd);
     h->fd = -1;
@@ -247,16 +247,8 @@ static void obj_finalize(napi_env env, void *data, void *hint) {
 }
 
 static nk_obj *obj_arg(napi_env env, napi_value v) {
-  bool ok = false;
-  napi_valuetype t;
-  napi_typeof(env, v, &t);
-  if (t == napi_external) napi_check_object_type_tag(env, v, &NK_OBJ_TAG, &ok);
-  if (!ok) {
-    nk_throw_type(env, "object must be a BPF object handle");
-    return NULL;
-  }
-  nk_obj *o = NULL;
-  napi_get_value_external(env, v, (void **)&o);
+  nk_obj *o;
+  if (!tagged_external(env, v, &NK_OBJ_TAG, "object must be a BPF object handle", (void **)&o)) return NULL;
   if (!o || !o->obj) {
     nk_throw_errno(env, EBADF, "bpf_object", "the BPF object was already closed");
     return NULL;
@@ -341,16 +333,8 @@ static napi_value obj_load(napi_env env, napi_callback_info info) {
 static napi_value obj_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!nk_args(env, info, 1, argv)) return NULL;
-  bool ok = false;
-  napi_valuetype t;
-  napi_typeof(env, argv[0], &t);
-  if (t == napi_external) napi_check_object_type_tag(env, argv[0], &NK_OBJ_TAG, &ok);
-  if (!ok) {
-    nk_throw_type(env, "object must be a BPF object handle");
-    return NULL;
-  }
-  nk_obj *o = NULL;
-  napi_get_value_external(env, argv[0], (void **)&o);
+  nk_obj *o;
+  if (!tagged_external(env, argv[0], &NK_OBJ_TAG, "object must be a BPF object handle", (void **)&o)) return NULL;
   if (o && o->obj) {
     bpf_object__close(o->obj);
     o->obj = NULL;
