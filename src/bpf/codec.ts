@@ -1,8 +1,8 @@
 // Byte codecs for map keys and values. Integers use the host's byte order (BPF maps hold native
 // endian values); addresses are kept in network order, as the programs read them from packets.
-import { isIPv4, isIPv6 } from "node:net";
 import { endianness } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
+import { formatIp, parseIp } from "../util/ip.js";
 
 export interface Codec<T> {
   /** Encoded size in bytes. */
@@ -107,78 +107,24 @@ export function bytes(size: number): Codec<Buffer> {
   );
 }
 
+function ipCodec(family: 4 | 6): Codec<string> {
+  const size = family === 4 ? 4 : 16;
+  return codec(
+    size,
+    (v, b, o) => {
+      const ip = parseIp(v);
+      if (ip.family !== family) throw new InvalidArgumentError(`not an IPv${family} address: ${v}`);
+      ip.bytes.copy(b, o);
+    },
+    (b, o) => formatIp(b.subarray(o, o + size)),
+  );
+}
+
 /** Dotted-quad IPv4 address, 4 bytes in network order. */
-export const ipv4: Codec<string> = codec(
-  4,
-  (v, b, o) => {
-    if (!isIPv4(v)) throw new InvalidArgumentError(`not an IPv4 address: ${v}`);
-    v.split(".").forEach((p, i) => {
-      b[o + i] = Number(p);
-    });
-  },
-  (b, o) => `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`,
-);
-
-function parseIPv6(v: string): number[] {
-  if (!isIPv6(v)) throw new InvalidArgumentError(`not an IPv6 address: ${v}`);
-  let s = v.split("%")[0] ?? v;
-  const tail: number[] = [];
-  // an embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4?.[1]) {
-    const p = v4[1].split(".").map(Number);
-    tail.push((((p[0] ?? 0) << 8) | (p[1] ?? 0)) >>> 0, (((p[2] ?? 0) << 8) | (p[3] ?? 0)) >>> 0);
-    s = s.slice(0, -v4[1].length);
-    if (s.endsWith(":") && !s.endsWith("::")) s = s.slice(0, -1);
-  }
-  const groups = (part: string): number[] =>
-    part === "" ? [] : part.split(":").map((g) => Number.parseInt(g, 16));
-  let head: number[];
-  let rest: number[] = [];
-  const dbl = s.indexOf("::");
-  if (dbl >= 0) {
-    head = groups(s.slice(0, dbl));
-    rest = groups(s.slice(dbl + 2));
-    const fill = 8 - head.length - rest.length - tail.length;
-    head = [...head, ...new Array<number>(fill).fill(0)];
-  } else {
-    head = groups(s);
-  }
-  return [...head, ...rest, ...tail];
-}
-
-function formatIPv6(g: number[]): string {
-  // RFC 5952: compress the longest run (>= 2) of zero groups, first one on ties
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(":");
-  if (best < 0) return hex(g);
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
-}
+export const ipv4: Codec<string> = ipCodec(4);
 
 /** IPv6 address, 16 bytes in network order; decodes to the RFC 5952 text form. */
-export const ipv6: Codec<string> = codec(
-  16,
-  (v, b, o) => {
-    parseIPv6(v).forEach((g, i) => {
-      b.writeUInt16BE(g, o + 2 * i);
-    });
-  },
-  (b, o) => formatIPv6(Array.from({ length: 8 }, (_, i) => b.readUInt16BE(o + 2 * i))),
-);
+export const ipv6: Codec<string> = ipCodec(6);
 
 export interface FieldSpec<V> {
   offset: number;

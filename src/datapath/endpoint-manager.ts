@@ -23,6 +23,7 @@ import {
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { type Link, netnsInode, Rtnl, sysctlWrite } from "../netlink/index.js";
+import { parseIp, parseMac } from "../util/ip.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import { hostIfName } from "./naming.js";
 import { DatapathPrograms } from "./programs.js";
@@ -102,23 +103,14 @@ function toWired(r: EndpointRecord): WiredEndpoint {
 }
 
 function macBytes(mac: string | undefined): Buffer {
-  if (!mac) return Buffer.alloc(6);
-  return Buffer.from(mac.split(":").map((h) => Number.parseInt(h, 16)));
+  return mac ? parseMac(mac) : Buffer.alloc(6);
 }
 
 export function endpointKeyOf(address: string): EndpointKey {
+  const { family, bytes } = parseIp(address);
   const addr = Buffer.alloc(16);
-  if (isIPv4(address)) {
-    Buffer.from(address.split(".").map(Number)).copy(addr);
-    return { family: 4, addr };
-  }
-  if (!isIPv6(address)) throw new InvalidArgumentError(`"${address}" is not an IP address`);
-  const [head = "", tail] = address.split("::", 2) as [string, string | undefined];
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill("0"), ...t];
-  for (const [i, g] of groups.entries()) addr.writeUInt16BE(Number.parseInt(g, 16), i * 2);
-  return { family: 6, addr };
+  bytes.copy(addr);
+  return { family, addr };
 }
 
 export class EndpointManager {

@@ -1,7 +1,7 @@
 // IPv4/IPv6 prefixes as bigint ranges. Pure logic, shared by IPAM, routes and (later) the
 // service and masquerade configuration.
-import { isIPv4, isIPv6 } from "node:net";
 import { InvalidArgumentError } from "../errors.js";
+import { formatIp as formatIpBytes, parseIp as parseIpBytes } from "../util/ip.js";
 
 export type Family = 4 | 6;
 
@@ -16,59 +16,15 @@ export interface Cidr {
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
+/** Text to (family, integer value); the bytes come from the shared parser in src/util/ip.ts. */
 export function parseIp(text: string): { family: Family; value: bigint } {
-  if (isIPv4(text)) {
-    const value = text.split(".").reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
-    return { family: 4, value };
-  }
-  if (isIPv6(text)) return { family: 6, value: parseIpv6(text) };
-  throw new InvalidArgumentError(`"${text}" is not an IPv4 or IPv6 address`);
-}
-
-function parseIpv6(text: string): bigint {
-  let s = text;
-  // An embedded dotted quad ("::ffff:1.2.3.4") becomes two hextets.
-  const lastColon = s.lastIndexOf(":");
-  const tail = s.slice(lastColon + 1);
-  if (tail.includes(".")) {
-    const v4 = parseIp(tail).value;
-    s = `${s.slice(0, lastColon + 1)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
-  }
-  const [head = "", rest] = s.split("::", 2) as [string, string | undefined];
-  const headParts = head ? head.split(":") : [];
-  const restParts = rest ? rest.split(":") : [];
-  const fill = rest === undefined ? 0 : 8 - headParts.length - restParts.length;
-  const parts = [...headParts, ...Array<string>(fill).fill("0"), ...restParts];
-  return parts.reduce((acc, p) => (acc << 16n) | BigInt(Number.parseInt(p, 16)), 0n);
+  const { family, bytes } = parseIpBytes(text);
+  return { family, value: BigInt(`0x${bytes.toString("hex")}`) };
 }
 
 export function formatIp(family: Family, value: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => ((value >> s) & 0xffn).toString()).join(".");
-  }
-  const hextets: number[] = [];
-  for (let i = 7; i >= 0; i--) hextets.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (length >= 2) of zero hextets, the first one on ties.
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (hextets[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && hextets[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = hextets.map((h) => h.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  const left = hex.slice(0, bestStart).join(":");
-  const right = hex.slice(bestStart + bestLen).join(":");
-  return `${left}::${right}`;
+  const hex = value.toString(16).padStart(family === 4 ? 8 : 32, "0");
+  return formatIpBytes(Buffer.from(hex, "hex"));
 }
 
 export function parseCidr(text: string): Cidr {
