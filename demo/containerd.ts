@@ -3,6 +3,7 @@
 // saw. It reuses the e2e harness (test/e2e/env), so the demo is exactly what the tests run, and it
 // removes everything it created (pods, containerd, nkitd, devices, pins) when it ends.
 import { randomInt } from "node:crypto";
+import { table } from "../src/cli/output.js";
 import { IMAGES, type Pod, startContainerd, waitFor } from "../test/e2e/env/index.js";
 import {
   type CounterJson,
@@ -18,17 +19,6 @@ const out = (s = ""): void => {
 };
 const v4Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.includes(".")) ?? "-";
 const v6Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.includes(":")) ?? "-";
-
-function table(rows: string[][]): void {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  for (const r of rows)
-    out(
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    );
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the demo runs containerd and wires pods: run it as root");
@@ -56,10 +46,12 @@ async function main(): Promise<void> {
     nkitd.track(client.id);
     const t2 = performance.now();
     out(`CRI RunPodSandbox: web ${(t1 - t0).toFixed(0)} ms, client ${(t2 - t1).toFixed(0)} ms`);
-    table([
-      ["pod", "sandbox id", "IPv4 (from CRI)", "IPv6 (from CRI)"],
-      ...[web, client].map((p) => [p.name, p.id.slice(0, 12), v4Of(p), v6Of(p)]),
-    ]);
+    out(
+      table(
+        ["pod", "sandbox id", "IPv4 (from CRI)", "IPv6 (from CRI)"],
+        [web, client].map((p) => [p.name, p.id.slice(0, 12), v4Of(p), v6Of(p)]),
+      ).trimEnd(),
+    );
     out();
 
     const server = await env.createAndStartContainer(web, IMAGES.busybox, [
@@ -98,23 +90,27 @@ async function main(): Promise<void> {
 
     out("nkit endpoint list:");
     const eps = await nkitd.cli<EndpointJson[]>(["endpoint", "list"]);
-    table([
-      ["pod", "host device", "mode", "IPv4", "IPv6"],
-      ...eps.map((e) => [
-        e.labels["nkit.io/pod-name"] ?? e.id,
-        e.hostIfName,
-        e.mode,
-        e.addresses.ipv4 ?? "-",
-        e.addresses.ipv6 ?? "-",
-      ]),
-    ]);
+    out(
+      table(
+        ["pod", "host device", "mode", "IPv4", "IPv6"],
+        eps.map((e) => [
+          e.labels["nkit.io/pod-name"] ?? e.id,
+          e.hostIfName,
+          e.mode,
+          e.addresses.ipv4 ?? "-",
+          e.addresses.ipv6 ?? "-",
+        ]),
+      ).trimEnd(),
+    );
     out();
     out("BPF counters of pod web (REDIRECT_PEER: delivered by bpf_redirect_peer, no host stack):");
     const got = await nkitd.cli<{ counters: CounterJson[] }>(["endpoint", "get", web.id]);
-    table([
-      ["reason", "packets", "bytes"],
-      ...got.counters.map((c) => [c.reason, String(c.packets), String(c.bytes)]),
-    ]);
+    out(
+      table(
+        ["reason", "packets", "bytes"],
+        got.counters.map((c) => [c.reason, String(c.packets), String(c.bytes)]),
+      ).trimEnd(),
+    );
     out();
 
     for (const p of [client, web]) {

@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import { PinDir } from "../bpf/pins.js";
 import { EndpointManager, type WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
+import { table } from "./output.js";
 
 const execFileP = promisify(execFile);
 
@@ -47,16 +48,6 @@ async function tcpTransfer(fromNs: string, toNs: string, addr: string, port: num
   }
 }
 
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) =>
-    r
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join("  ")
-      .trimEnd(),
-  );
-}
-
 export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error("nkit demo creates network namespaces and BPF links: run it as root");
@@ -85,17 +76,18 @@ export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<
       out(`wired ${ns} in ${ms.toFixed(1)} ms`);
     }
     out("");
-    for (const line of table([
-      ["pod netns", "host device", "ifindex", "IPv4", "IPv6"],
-      ...eps.map((e, i) => [
-        pods[i]!,
-        e.hostIfName,
-        String(e.hostIfindex),
-        e.addresses.ipv4 ?? "-",
-        e.addresses.ipv6 ?? "-",
-      ]),
-    ]))
-      out(line);
+    out(
+      table(
+        ["pod netns", "host device", "ifindex", "IPv4", "IPv6"],
+        eps.map((e, i) => [
+          pods[i]!,
+          e.hostIfName,
+          String(e.hostIfindex),
+          e.addresses.ipv4 ?? "-",
+          e.addresses.ipv6 ?? "-",
+        ]),
+      ).trimEnd(),
+    );
     const [a, b] = eps as [WiredEndpoint, WiredEndpoint];
     out("");
     for (const addr of [b.addresses.ipv4, b.addresses.ipv6]) {
@@ -115,13 +107,13 @@ export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<
     out(
       "BPF counters (per endpoint and reason; pod b's REDIRECT_PEER is traffic delivered to it by bpf_redirect_peer):",
     );
-    const rows = [["pod", "reason", "packets", "bytes"]];
+    const rows: string[][] = [];
     for (const [i, ep] of [a, b].entries()) {
       for (const [reason, c] of Object.entries(mgr.counters(ep.id))) {
         rows.push([pods[i]!, reason, String(c.packets), String(c.bytes)]);
       }
     }
-    for (const line of table(rows)) out(line);
+    out(table(["pod", "reason", "packets", "bytes"], rows).trimEnd());
     if (opts.keep) {
       out("");
       out(`--keep: left pods ${pods.join(", ")}, bpffs ${bpffs.root}, state ${stateDir} in place`);

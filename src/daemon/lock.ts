@@ -1,19 +1,12 @@
 // One nkitd per state dir: two writers of the same maps and records would undo each other.
+
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { NkitError } from "../errors.js";
+import { pidAlive } from "../util/pid.js";
 
 export interface InstanceLock {
   release(): void;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 export function acquireInstanceLock(stateDir: string): InstanceLock {
@@ -35,7 +28,7 @@ export function acquireInstanceLock(stateDir: string): InstanceLock {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const holder = Number(readFileSync(path, "utf8").trim());
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
         throw new NkitError(
           "NKIT_ALREADY_EXISTS",
           `another nkitd (pid ${holder}) owns state dir ${stateDir}; stop it or give this instance its own --state-dir`,

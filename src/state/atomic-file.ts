@@ -14,6 +14,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { pidAlive } from "../util/pid.js";
 
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
   const dir = dirname(path);
@@ -56,15 +57,6 @@ export function readFileIfExists(path: string): string | undefined {
 }
 
 const TEMP_RE = /^\..+\.tmp-(\d+)-[0-9a-f]+$/;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Removes temp files that a writer killed mid-write left in dir; returns how many. */
 export function removeStaleTemps(dir: string): number {
