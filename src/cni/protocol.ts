@@ -51,6 +51,11 @@ const COMMANDS: readonly string[] = ["ADD", "DEL", "CHECK", "STATUS", "GC"];
 /** ipam: allocate and report addresses (the NRI hook wires later); wire: full wiring at ADD. */
 export type CniMode = "ipam" | "wire";
 
+/**
+ * One host port of the portMappings capability. hostIP absent = every host address of both
+ * families; "0.0.0.0" / "::" = every host address of that family; 127.0.0.1 / ::1 = loopback only;
+ * any other address = only that address.
+ */
 export interface PortMapping {
   hostPort: number;
   containerPort: number;
@@ -200,32 +205,64 @@ function pickIps(sources: { name: string; ips: string[] }[]): { ipv4?: string; i
   return out;
 }
 
+/**
+ * A key of a runtime-built object, looked up the way Go's encoding/json decodes into a struct: the
+ * exact spelling first, then any spelling that differs only in case. containerd's go-cni (used by
+ * containerd's CRI, nerdctl and Nomad) marshals its PortMapping struct, which has no JSON tags, so
+ * the wire carries "HostPort", "ContainerPort", "Protocol", "HostIP"; the CNI conventions document
+ * "hostPort", "containerPort", "protocol", "hostIP". Both must work, as they do for Go plugins.
+ */
+function foldedField(m: Obj, key: string, where: string): unknown {
+  const lower = key.toLowerCase();
+  const spellings = Object.keys(m).filter((k) => k.toLowerCase() === lower);
+  if (spellings.length === 0) return undefined;
+  const values = new Set(spellings.map((k) => show(m[k])));
+  if (values.size > 1) {
+    throw configError(
+      `${where} has conflicting ${spellings.map((k) => `"${k}"`).join(" and ")}`,
+      `values ${[...values].join(", ")}; send one of them`,
+    );
+  }
+  return m[spellings.includes(key) ? key : (spellings[0] as string)];
+}
+
 function portMappings(v: unknown): PortMapping[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw configError(`runtimeConfig.portMappings must be a list, got ${show(v)}`);
   return v.map((m, i) => {
     const where = `runtimeConfig.portMappings[${i}]`;
     if (!isObj(m)) throw configError(`${where} must be an object, got ${show(m)}`);
-    const port = (x: unknown, k: string): number => {
+    const field = (k: string): unknown => foldedField(m, k, where);
+    const port = (k: string): number => {
+      const x = field(k);
       if (typeof x !== "number" || !Number.isInteger(x) || x < 1 || x > 65535) {
-        throw configError(`${where}.${k} must be a port number 1..65535, got ${show(x)}`);
+        throw configError(
+          `${where}.${k} must be a port number 1..65535, got ${show(x)}`,
+          `the mapping was ${show(m)}`,
+        );
       }
       return x;
     };
-    const protocol = String(m.protocol ?? "tcp").toLowerCase();
+    const rawProto = field("protocol");
+    // go-cni and Nomad always name it; "" or absent means TCP, as in the portmap plugin.
+    const protocol = (rawProto === undefined || rawProto === "" ? "tcp" : String(rawProto)).toLowerCase();
     if (protocol !== "tcp" && protocol !== "udp" && protocol !== "sctp") {
-      throw configError(`${where}.protocol must be tcp, udp or sctp, got ${show(m.protocol)}`);
+      throw configError(`${where}.protocol must be tcp, udp or sctp, got ${show(rawProto)}`);
     }
     const out: PortMapping = {
-      hostPort: port(m.hostPort, "hostPort"),
-      containerPort: port(m.containerPort, "containerPort"),
+      hostPort: port("hostPort"),
+      containerPort: port("containerPort"),
       protocol,
     };
-    if (typeof m.hostIP === "string" && m.hostIP !== "") {
-      if (!isIPv4(m.hostIP) && !isIPv6(m.hostIP)) {
-        throw configError(`${where}.hostIP "${m.hostIP}" is not an IP address`);
+    const hostIP = field("hostIP");
+    if (hostIP !== undefined && hostIP !== null && typeof hostIP !== "string") {
+      throw configError(`${where}.hostIP must be a string, got ${show(hostIP)}`);
+    }
+    if (typeof hostIP === "string" && hostIP !== "") {
+      if (!isIPv4(hostIP) && !isIPv6(hostIP)) {
+        throw configError(`${where}.hostIP "${hostIP}" is not an IP address`);
       }
-      out.hostIP = m.hostIP;
+      out.hostIP = hostIP;
     }
     return out;
   });

@@ -1,4 +1,6 @@
 // Request validation of nkitd's CNI endpoint: what nkit-cni forwards, and the CNI codes of mistakes.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CniCode, CniError, toCniError } from "../../src/cni/codes.js";
 import { parseCniArgs, parseNetConf, parseRequest } from "../../src/cni/protocol.js";
@@ -162,6 +164,53 @@ describe("requested addresses", () => {
         ),
       ),
     ).toBe(CniCode.INVALID_CONFIG);
+  });
+});
+
+// Captured from the real runtimes by test/e2e/cni-portmappings.test.ts (a CRI pod asking for host
+// ports 12000/tcp, 12053/udp on 127.0.0.1, 12080/tcp on ::1).
+const FIXTURE_DIR = join(import.meta.dirname, "..", "fixtures", "cni");
+const captured = readdirSync(FIXTURE_DIR).filter((f) => f.endsWith("-add.json"));
+
+describe("portMappings as the runtimes send them", () => {
+  it("has captured payloads of containerd 1.7 and 2.x", () => {
+    expect(captured).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^containerd-1\.7\./),
+        expect.stringMatching(/^containerd-2\./),
+      ]),
+    );
+  });
+
+  it.each(captured)("%s parses in both modes", (file) => {
+    const stdin = JSON.parse(readFileSync(join(FIXTURE_DIR, file), "utf8")) as Record<string, unknown>;
+    for (const mode of ["ipam", "wire"]) {
+      const r = parseRequest(line({}, { ...stdin, type: "nkit-cni", mode }));
+      expect(r.config.mode).toBe(mode);
+      expect(r.config.portMappings).toEqual([
+        { hostPort: 12000, containerPort: 80, protocol: "tcp" },
+        { hostPort: 12053, containerPort: 53, protocol: "udp", hostIP: "127.0.0.1" },
+        { hostPort: 12080, containerPort: 8080, protocol: "tcp", hostIP: "::1" },
+      ]);
+    }
+  });
+
+  it("decodes keys the way Go plugins do: exact spelling, else any case; conflicts refused", () => {
+    const pm = (m: Record<string, unknown>) =>
+      parseNetConf(conf({ runtimeConfig: { portMappings: [m] } }), "ADD").portMappings;
+    expect(pm({ hostport: 1, CONTAINERPORT: 2, PROTOCOL: "UDP", hostip: "::" })).toEqual([
+      { hostPort: 1, containerPort: 2, protocol: "udp", hostIP: "::" },
+    ]);
+    expect(pm({ HostPort: 5, hostPort: 5, ContainerPort: 6, Protocol: "" })).toEqual([
+      { hostPort: 5, containerPort: 6, protocol: "tcp" },
+    ]);
+    expect(() => pm({ HostPort: 5, hostPort: 6, ContainerPort: 6 })).toThrow(
+      /conflicting "HostPort" and "hostPort"/,
+    );
+    expect(() => pm({ HostPort: 5, ContainerPort: 6, HostIP: 7 })).toThrow(/hostIP must be a string/);
+    expect(() => pm({ ContainerPort: 6 })).toThrow(
+      /hostPort must be a port number 1\.\.65535, got undefined/,
+    );
   });
 });
 

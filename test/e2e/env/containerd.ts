@@ -95,6 +95,7 @@ export interface RunPodOptions {
   runtimeHandler?: string;
   /** Extra fields merged into linux.securityContext.namespaceOptions, etc. can be set here. */
   linux?: PodSandboxConfig["linux"];
+  portMappings?: PodSandboxConfig["portMappings"];
 }
 
 export interface Pod {
@@ -313,6 +314,7 @@ export class ContainerdEnv {
       logDirectory,
       labels: o.labels ?? {},
       annotations: o.annotations ?? {},
+      ...(o.portMappings ? { portMappings: o.portMappings } : {}),
       linux: {
         ...o.linux,
         securityContext: {

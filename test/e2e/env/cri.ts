@@ -45,12 +45,21 @@ export interface PodSandboxMetadata {
   attempt?: number;
 }
 
+export interface CriPortMapping {
+  protocol?: "TCP" | "UDP" | "SCTP";
+  containerPort: number;
+  hostPort: number;
+  hostIp?: string;
+}
+
 export interface PodSandboxConfig {
   metadata: PodSandboxMetadata;
   hostname?: string;
   /** Absolute path; container log paths are relative to it. */
   logDirectory?: string;
   dnsConfig?: { servers?: string[]; searches?: string[]; options?: string[] };
+  /** Host ports (what crictl's pod config "port_mappings" and kubelet's hostPort send). */
+  portMappings?: CriPortMapping[];
   labels?: StringMap;
   annotations?: StringMap;
   linux?: {
