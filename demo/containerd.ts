@@ -5,13 +5,7 @@
 import { randomInt } from "node:crypto";
 import { table } from "../src/cli/output.js";
 import { IMAGES, type Pod, startContainerd, waitFor } from "../test/e2e/env/index.js";
-import {
-  type CounterJson,
-  type EndpointJson,
-  NKIT_CNI_PLUGIN,
-  nkitConflist,
-  startNkitd,
-} from "../test/e2e/env/nkit.js";
+import { type CounterJson, type EndpointJson, nkitCni, startNkitd } from "../test/e2e/env/nkit.js";
 
 const PORT = 8080;
 const out = (s = ""): void => {
@@ -22,14 +16,14 @@ const v6Of = (p: Pod): string => [p.ip, ...p.additionalIps].find((ip) => ip.incl
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the demo runs containerd and wires pods: run it as root");
-  out("starting a private containerd 1.7.24 with NRI, CNI = [nkit-cni (ipam), loopback] ...");
+  out(
+    "starting a private containerd 1.7.24 with NRI, CNI = [loopback, nkit-cni (ipam)] from `nkit install` ...",
+  );
   const env = await startContainerd({
     lane: "1.7",
     name: "nkit-demo",
-    cni: {
-      plugins: NKIT_CNI_PLUGIN,
-      conflists: [nkitConflist(`nkit-demo-${randomInt(1 << 24).toString(16)}`)],
-    },
+    // conflist, nkit-cni, unit and tmpfiles exactly as `nkit install` writes them
+    cni: nkitCni(`nkit-demo-${randomInt(1 << 24).toString(16)}`),
     nri: { enabled: true, requestTimeout: "2s" },
   });
   try {

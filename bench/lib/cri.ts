@@ -11,13 +11,7 @@ import { parseArgs } from "node:util";
 import type { PodSandboxConfig } from "../../test/e2e/env/cri.js";
 import { bridgeConflistFile, type ContainerdEnv, startContainerd } from "../../test/e2e/env/index.js";
 import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
-import {
-  NKIT_CNI_BIN,
-  NKIT_CNI_PLUGIN,
-  type Nkitd,
-  nkitConflist,
-  startNkitd,
-} from "../../test/e2e/env/nkit.js";
+import { NKIT_CNI_BIN, type Nkitd, nkitCni, startNkitd } from "../../test/e2e/env/nkit.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
 import {
   type CniVariant,
@@ -139,7 +133,7 @@ async function startVariant(lane: Lane, variant: CniVariant, cleanup: Cleanup): 
     env = await startContainerd({
       lane,
       name: `bench-${variant}`,
-      cni: { plugins: NKIT_CNI_PLUGIN, conflists: [nkitConflist(network)] },
+      cni: nkitCni(network),
       logLevel: "warn",
     });
   } else if (variant === "bridge") {

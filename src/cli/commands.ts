@@ -4,7 +4,7 @@ import { NkitClient } from "../api/client.js";
 import { canonicalReason } from "../api/reason-names.js";
 import type * as T from "../api/types.js";
 import type { InvalidArgumentError } from "../errors.js";
-import { type Check, doctorFailed, runDoctor } from "./doctor.js";
+import { type Check, type DoctorOptions, doctorFailed, runDoctor } from "./doctor.js";
 import { type FileReport, type InstallOptions, install, uninstall } from "./install.js";
 import { EXIT, num, printJson, table, usageError } from "./output.js";
 
@@ -266,10 +266,7 @@ export async function monitorCmd(
   return EXIT.OK;
 }
 
-export async function doctorCmd(
-  g: GlobalOpts,
-  o: { cniConfDir: string; cniBinDir: string; containerdConfig: string },
-): Promise<number> {
+export async function doctorCmd(g: GlobalOpts, o: Omit<DoctorOptions, "socket">): Promise<number> {
   const checks: Check[] = await runDoctor({ socket: g.socket, ...o });
   const failed = doctorFailed(checks);
   if (g.json) {

@@ -12,10 +12,10 @@ export interface ContainerdVersion {
   minor: number;
 }
 
-export function containerdVersion(): ContainerdVersion | undefined {
+export function containerdVersion(bin = "containerd"): ContainerdVersion | undefined {
   let out: string;
   try {
-    out = execFileSync("containerd", ["--version"], {
+    out = execFileSync(bin, ["--version"], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "ignore"],
     });

@@ -2,12 +2,14 @@
 // points, BPF helpers, bpffs, nkitd reachable) make `doctor` exit 4 when they fail; the others are
 // warnings (features nkit degrades without, or integrations not every host uses).
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { NkitClient } from "../api/client.js";
 import { type ProbeResult, probeAll } from "../bpf/probe.js";
 import { BIG_TCP_SIZE } from "../datapath/endpoint-manager.js";
-import { containerdVersion, NRI_SECTION, nriState } from "./containerd.js";
+import { cniConfFiles, conflistCompat, findNkitConflist } from "./cni-compat.js";
+import { type ContainerdVersion, containerdVersion, NRI_SECTION, nriState } from "./containerd.js";
+import { CONFLIST_CNI_VERSION } from "./install.js";
 
 export type Verdict = "pass" | "warn" | "fail";
 
@@ -24,6 +26,8 @@ export interface DoctorOptions {
   cniConfDir: string;
   cniBinDir: string;
   containerdConfig: string;
+  /** The containerd binary whose version is checked (default: containerd in PATH). */
+  containerd: string;
 }
 
 function safeProbes(): Record<string, ProbeResult> | Error {
@@ -101,34 +105,51 @@ function cniConfigCheck(dir: string): Check {
       fix: `run \`nkit install --cni-conf-dir ${dir}\``,
     };
   }
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith(".conflist") || f.endsWith(".conf"))
-    .sort();
-  for (const f of files) {
-    try {
-      const doc = JSON.parse(readFileSync(join(dir, f), "utf8")) as {
-        type?: string;
-        plugins?: { type?: string }[];
-      };
-      const types = [doc.type, ...(doc.plugins ?? []).map((p) => p.type)];
-      if (types.includes("nkit-cni")) {
-        const first = files[0] === f;
-        return {
-          ...base,
-          status: first ? "pass" : "warn",
-          detail: `${join(dir, f)} uses nkit-cni${first ? "" : ` but ${files[0]} sorts first and wins for containerd`}`,
-          fix: first ? "" : `rename it so it sorts first (e.g. 10-nkit.conflist) or remove ${files[0]}`,
-        };
-      }
-    } catch {
-      // not JSON: not ours
-    }
+  const files = cniConfFiles(dir);
+  const conf = findNkitConflist(dir);
+  if (!conf) {
+    return {
+      ...base,
+      status: "warn",
+      detail: `no conflist with type nkit-cni in ${dir}${files.length ? ` (found ${files.join(", ")})` : ""}`,
+      fix: `run \`nkit install --cni-conf-dir ${dir}\``,
+    };
   }
+  const first = join(dir, files[0] ?? "") === conf.path;
   return {
     ...base,
-    status: "warn",
-    detail: `no conflist with type nkit-cni in ${dir}${files.length ? ` (found ${files.join(", ")})` : ""}`,
-    fix: `run \`nkit install --cni-conf-dir ${dir}\``,
+    status: first ? "pass" : "warn",
+    detail: `${conf.path} uses nkit-cni${first ? "" : ` but ${files[0]} sorts first and wins for containerd`}`,
+    fix: first ? "" : `rename it so it sorts first (e.g. 10-nkit.conflist) or remove ${files[0]}`,
+  };
+}
+
+/** The installed nkit conflist against the installed containerd and the plugins it chains. */
+function cniCompatCheck(o: DoctorOptions, containerd: ContainerdVersion | undefined): Check {
+  const base = { name: "CNI compatibility" };
+  const conf = findNkitConflist(o.cniConfDir);
+  if (!conf) {
+    return {
+      ...base,
+      status: "warn",
+      required: false,
+      detail: `no nkit conflist in ${o.cniConfDir} to check`,
+      fix: `run \`nkit install --cni-conf-dir ${o.cniConfDir}\``,
+    };
+  }
+  const v = conflistCompat(conf, o.cniBinDir, containerd);
+  const who = containerd ? "" : " (containerd not found: its side is unchecked)";
+  return {
+    ...base,
+    status: v.ok ? "pass" : "fail",
+    // an incompatible conflist fails every pod: as fatal as a missing datapath
+    required: true,
+    detail: v.ok
+      ? `${conf.path} declares cniVersion ${conf.cniVersion}: ${v.parts.join(", ")}${who}`
+      : `${conf.path} declares cniVersion ${conf.cniVersion}, every pod will fail: ${v.problems.join("; ")}`,
+    fix: v.ok
+      ? ""
+      : `rewrite it with \`nkit install\` (cniVersion ${CONFLIST_CNI_VERSION}, read by containerd 1.7 and 2.x and Debian 12's plugins), and put the plugins it chains in ${o.cniBinDir}`,
   };
 }
 
@@ -236,7 +257,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
       : "mount cgroup2 (systemd.unified_cgroup_hierarchy=1): socket-level load balancing needs it",
   });
   checks.push(bigTcpCheck());
-  const version = containerdVersion();
+  const version = containerdVersion(o.containerd);
   checks.push(
     version
       ? { name: "containerd", status: "pass", required: false, detail: `containerd ${version.text}`, fix: "" }
@@ -244,7 +265,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
           name: "containerd",
           status: "warn",
           required: false,
-          detail: "containerd not found in PATH",
+          detail: `${o.containerd} not found`,
           fix: "install containerd >= 1.7 for CRI pods and nerdctl (Nomad-only hosts can ignore this)",
         },
   );
@@ -259,6 +280,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
       : `set disable = false in ${NRI_SECTION} of ${o.containerdConfig} (or run \`nkit install --patch-containerd\`), then restart containerd`,
   });
   checks.push(cniConfigCheck(o.cniConfDir));
+  checks.push(cniCompatCheck(o, version));
   const plugin = join(o.cniBinDir, "nkit-cni");
   checks.push({
     name: "CNI plugin",

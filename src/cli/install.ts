@@ -33,6 +33,10 @@ export interface InstallOptions {
   cniMode: "ipam" | "wire";
   /** ExecStart command of the unit (default: this node + this package's dist/daemon/main.js). */
   nkitd: string;
+  /** nkitd's config file, passed as --config in the unit's ExecStart. */
+  config: string;
+  /** The CNI network name in the conflist (runtimes key their result caches on it). */
+  cniNetwork: string;
 }
 
 export type FileAction = "created" | "updated" | "unchanged" | "removed" | "kept-modified" | "absent";
@@ -66,6 +70,13 @@ interface Manifest {
 }
 
 export const CONFLIST_NAME = "10-nkit.conflist";
+/**
+ * The conflist's cniVersion: the newest spec every runtime in the support matrix reads. containerd
+ * 1.7 (libcni 1.1) and Debian 12's CNI plugins 1.1.1 stop at 1.0.0 ("unsupported CNI result
+ * version 1.1.0"); containerd 2.x, nerdctl 2 and Nomad read 1.0.0 too. nkit-cni answers in the
+ * version the conflist declares, and 1.0.0 has no STATUS call to fail while nkitd starts.
+ */
+export const CONFLIST_CNI_VERSION = "1.0.0";
 const UNIT_NAME = "nkitd.service";
 const TMPFILES_NAME = "nkit.conf";
 
@@ -88,11 +99,11 @@ export function defaultCniPlugin(): string {
 
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
 
-export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode">): string {
+export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode" | "cniNetwork">): string {
   return `${JSON.stringify(
     {
-      cniVersion: "1.1.0",
-      name: "nkit",
+      cniVersion: CONFLIST_CNI_VERSION,
+      name: o.cniNetwork,
       // loopback first: nkit-cni's ADD starts wiring in the background, which holds the RTNL lock
       // while tcx waits for an RCU grace period; a plugin after it would wait too.
       plugins: [
@@ -110,9 +121,9 @@ export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode">): stri
   )}\n`;
 }
 
-export function unitText(nkitd: string): string {
+export function unitText(o: Pick<InstallOptions, "nkitd" | "config">): string {
   const src = readFileSync(join(packageRoot(), "systemd", UNIT_NAME), "utf8");
-  return src.replace(/^ExecStart=.*$/m, `ExecStart=${nkitd}`);
+  return src.replace(/^ExecStart=.*$/m, `ExecStart=${o.nkitd} --config ${o.config}`);
 }
 
 interface Planned {
@@ -129,7 +140,7 @@ function plan(o: InstallOptions): Planned[] {
     );
   }
   return [
-    { path: join(o.systemdDir, UNIT_NAME), content: Buffer.from(unitText(o.nkitd)), mode: 0o644 },
+    { path: join(o.systemdDir, UNIT_NAME), content: Buffer.from(unitText(o)), mode: 0o644 },
     {
       path: join(o.tmpfilesDir, TMPFILES_NAME),
       content: readFileSync(join(packageRoot(), "systemd", "nkit.tmpfiles.conf")),
@@ -240,7 +251,7 @@ export function uninstall(o: InstallOptions): UninstallReport {
   } else {
     // No manifest: remove only files whose content is exactly what install writes today.
     entries = [
-      { path: join(o.systemdDir, UNIT_NAME), sha256: sha(unitText(o.nkitd)) },
+      { path: join(o.systemdDir, UNIT_NAME), sha256: sha(unitText(o)) },
       {
         path: join(o.tmpfilesDir, TMPFILES_NAME),
         sha256: sha(readFileSync(join(packageRoot(), "systemd", "nkit.tmpfiles.conf"))),

@@ -134,8 +134,11 @@ program
   .option("--cni-conf-dir <dir>", "CNI config dir", "/etc/cni/net.d")
   .option("--cni-bin-dir <dir>", "CNI plugin dir", "/opt/cni/bin")
   .option("--containerd-config <file>", "containerd config", "/etc/containerd/config.toml")
+  .option("--containerd <binary>", "containerd binary whose version is checked", "containerd")
   .action(
-    act((g, o: { cniConfDir: string; cniBinDir: string; containerdConfig: string }) => doctorCmd(g, o)),
+    act((g, o: { cniConfDir: string; cniBinDir: string; containerdConfig: string; containerd: string }) =>
+      doctorCmd(g, o),
+    ),
   );
 
 function installOptions(cmd: Command): Command {
@@ -150,6 +153,8 @@ function installOptions(cmd: Command): Command {
       "the nkit-cni binary to install (default: this package's native/cni/build/nkit-cni)",
     )
     .option("--cni-socket <path>", "nkitd's CNI endpoint written into the conflist", "/run/nkit/cni.sock")
+    .option("--cni-network <name>", "CNI network name in the conflist", "nkit")
+    .option("--config <file>", "nkitd's config file, passed to it by the unit", "/etc/nkit/nkitd.yaml")
     .addOption(new Option("--cni-mode <mode>", "conflist mode").choices(["ipam", "wire"]).default("ipam"))
     .option("--nkitd <command>", "ExecStart command of the unit (default: this node + this package's nkitd)")
     .option(
@@ -170,7 +175,7 @@ function resolveInstall(o: RawInstall): InstallOptions {
     ...o,
     patchContainerd: Boolean(o.patchContainerd),
     cniPlugin: o.cniPlugin ?? defaultCniPlugin(),
-    nkitd: `${o.nkitd ?? defaultNkitdCommand()} --config /etc/nkit/nkitd.yaml`,
+    nkitd: o.nkitd ?? defaultNkitdCommand(),
   };
 }
 

@@ -4,8 +4,10 @@
 //     a host server, both families; the endpoints' counters show REDIRECT_PEER;
 //   - stop + remove leave nothing (device, routes, neighbours, nk_endpoints, IPAM, pins, attachments);
 //   - a RUN that cannot be wired fails the pod with nkit's message and the rollback leaves nothing.
-import { existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostIfName } from "../../src/datapath/naming.js";
 import {
@@ -21,6 +23,7 @@ import {
   type CounterJson,
   type EndpointJson,
   leftovers,
+  NKIT_CLI,
   type Nkitd,
   nkitContainerdOptions,
   nkitdEmpty,
@@ -68,6 +71,50 @@ describe(`nkit CRI pods (nkit-cni ipam + NRI), containerd lane ${lane}`, () => {
     await env?.stop();
     if (dir && process.env.NKIT_E2E_KEEP !== "1") expect(existsSync(dir)).toBe(false);
     if (nkitd) expect(existsSync(`/sys/class/net/${nkitd.uplink}`)).toBe(false);
+  });
+
+  it("runs on what `nkit install` wrote; `nkit doctor` passes it against this containerd and its plugins", async () => {
+    const e = env!;
+    const n = nkitd!;
+    const conf = JSON.parse(readFileSync(join(e.paths.cniConfDir, "10-nkit.conflist"), "utf8")) as {
+      cniVersion: string;
+      name: string;
+      plugins: { type: string; socket?: string }[];
+    };
+    expect(conf).toMatchObject({ cniVersion: "1.0.0", name: network });
+    expect(conf.plugins.map((p) => p.type)).toEqual(["loopback", "nkit-cni"]);
+    expect(conf.plugins[1]?.socket).toBe(n.cniSocket);
+    expect(readFileSync(n.unitFile, "utf8")).toMatch(
+      new RegExp(`^ExecStart=.* --config ${n.configFile}$`, "m"),
+    );
+    const doctor = async (confDir: string) => {
+      const r = spawnSync(
+        process.execPath,
+        [NKIT_CLI, "--socket", n.apiSocket, "--json", "doctor", "--cni-conf-dir", confDir]
+          .concat(["--cni-bin-dir", e.paths.cniBinDir, "--containerd", e.binaries.containerd])
+          .concat(["--containerd-config", e.paths.config]),
+        { encoding: "utf8" },
+      );
+      const d = JSON.parse(r.stdout) as { checks: { name: string; status: string; detail: string }[] };
+      return { code: r.status, check: d.checks.find((c) => c.name === "CNI compatibility") };
+    };
+    const ok = await doctor(e.paths.cniConfDir);
+    expect(ok.check?.status, ok.check?.detail).toBe("pass");
+    expect(ok.check?.detail).toMatch(
+      lane === "2" ? /containerd 2\.\d+\.\d+ \(up to 1\.1\.0\)/ : /containerd 1\.7\.24 \(up to 1\.0\.0\)/,
+    );
+    expect(ok.check?.detail).toMatch(/loopback ok, nkit-cni ok/);
+    expect(ok.code).toBe(0);
+    // the conflist as 1.1.0 (what install used to write), in a scratch dir containerd does not watch
+    const scratch = mkdtempSync(join(e.paths.dir, "cni-1.1-"));
+    writeFileSync(join(scratch, "10-nkit.conflist"), JSON.stringify({ ...conf, cniVersion: "1.1.0" }));
+    const bad = await doctor(scratch);
+    expect(bad.check?.status).toBe("fail");
+    expect(bad.check?.detail).toMatch(/loopback supports .*1\.0\.0, not 1\.1\.0/);
+    if (lane === "1.7")
+      expect(bad.check?.detail).toMatch(/containerd 1\.7\.24 reads CNI results up to 1\.0\.0/);
+    else expect(bad.check?.detail).not.toMatch(/containerd/);
+    expect(bad.code).toBe(4);
   });
 
   it("wires two pods with the CRI-reported addresses; pod->pod and pod->host TCP over v4 and v6", async () => {

@@ -103,9 +103,12 @@ describe("nkit install / uninstall", () => {
     expect(readFileSync(shim, "utf8")).toBe(readFileSync(plugin, "utf8"));
     expect(statSync(shim).mode & 0o777).toBe(0o755);
     const conf = JSON.parse(readFileSync(join(dir, "etc/cni/net.d/10-nkit.conflist"), "utf8")) as {
+      cniVersion: string;
       name: string;
       plugins: Record<string, unknown>[];
     };
+    // containerd 1.7 and Debian 12's plugins refuse 1.1.0
+    expect(conf.cniVersion).toBe("1.0.0");
     expect(conf.name).toBe("nkit");
     expect(conf.plugins[0]).toEqual({ type: "loopback" });
     expect(conf.plugins[1]).toMatchObject({ type: "nkit-cni", mode: "ipam", socket: "/run/nkit/cni.sock" });
@@ -136,6 +139,17 @@ describe("nkit install / uninstall", () => {
     const u2 = await nkit(["uninstall", "--json", ...args]);
     expect(u2.code, u2.stderr).toBe(0);
     expect(tree(dir)).toEqual(before);
+  });
+
+  it("--cni-network and --config reach the conflist and the unit", async () => {
+    const r = await nkit(["install", ...args, "--cni-network", "edge", "--config", "/srv/nkit/nkitd.yaml"]);
+    expect(r.code, r.stderr).toBe(0);
+    const conf = JSON.parse(readFileSync(join(dir, "etc/cni/net.d/10-nkit.conflist"), "utf8")) as {
+      name: string;
+    };
+    expect(conf.name).toBe("edge");
+    const unit = readFileSync(join(dir, "etc/systemd/system/nkitd.service"), "utf8");
+    expect(unit).toMatch(/^ExecStart=\S+ \S+\/dist\/daemon\/main\.js --config \/srv\/nkit\/nkitd\.yaml$/m);
   });
 
   it("uninstall keeps files changed since install and never touches files it did not write", async () => {

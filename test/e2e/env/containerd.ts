@@ -51,6 +51,11 @@ export interface StartOptions {
   cni?: {
     /** Conflists written into the conf dir before containerd starts. */
     conflists?: ConflistFile[];
+    /**
+     * Runs after the private bin and conf dirs exist and before containerd starts, to install into
+     * them what a user's installer would (e.g. `nkit install --cni-bin-dir ... --cni-conf-dir ...`).
+     */
+    install?: (paths: InstancePaths) => Promise<void> | void;
     /** Use this conf dir instead of a private one (the test owns its content). */
     confDir?: string;
     /** Use this bin dir instead of a private one (the test owns its content; must hold `loopback`). */
@@ -578,6 +583,7 @@ export async function startContainerd(o: StartOptions = {}): Promise<ContainerdE
     }
     mkdirSync(paths.cniConfDir, { recursive: true });
     for (const c of o.cni?.conflists ?? []) env.writeConflist(c);
+    await o.cni?.install?.(paths);
     writeFileSync(
       paths.config,
       renderConfig({

@@ -5,8 +5,12 @@
 // sits in a netns the helper creates (never the host's real uplink). The uplink carries host addresses
 // (v4 /32, v6 /128) that tests bind host-side TCP servers to.
 //
-//   const NKIT_NET = nkitConflist(name)             // conflist for startContainerd({cni: {...}})
-//   const env = await startContainerd({ cni: { plugins: NKIT_CNI_PLUGIN, conflists: [NKIT_NET] }, ... })
+// What a user installs comes from `nkit install` itself, run with dir overrides into the instance: the
+// conflist and nkit-cni into containerd's private CNI dirs, the unit and tmpfiles entry into a private
+// root (<instance>/nkitd/root). nkitd's dirs are made by applying that tmpfiles entry to the root, and
+// nkitd runs as the unit's ExecStart says.
+//
+//   const env = await startContainerd({ cni: nkitCni(network), ... })  // runs `nkit install`
 //   const nkitd = await startNkitd(env)             // registers env.defer(() => nkitd.cleanup())
 //   await nkitd.waitLog((l) => l.msg === "NRI connected")
 //   const eps = await nkitd.cli<EndpointJson[]>(["endpoint", "list"])
@@ -26,7 +30,7 @@ import { dirname, join } from "node:path";
 import type * as Api from "../../../src/api/types.js";
 import { hostIfName } from "../../../src/datapath/naming.js";
 import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
-import type { ConflistFile } from "./cni.js";
+import type { InstancePaths } from "./config.js";
 import type { ContainerdEnv, Pod, StartOptions } from "./containerd.js";
 import { killAndWait, processAlive, sh, sleep, unixSocketListening, waitFor } from "./host.js";
 import type { Lane } from "./lanes.js";
@@ -49,44 +53,83 @@ export const REPO_ROOT = findRoot();
 export const NKITD_MAIN = join(REPO_ROOT, "dist", "daemon", "main.js");
 export const NKIT_CLI = join(REPO_ROOT, "dist", "cli", "main.js");
 export const NKIT_CNI_BIN = join(REPO_ROOT, "native", "cni", "build", "nkit-cni");
-/** For startContainerd({cni: {plugins}}). */
-export const NKIT_CNI_PLUGIN: Record<string, string> = { "nkit-cni": NKIT_CNI_BIN };
 
-/** nkitd's dir inside a containerd instance dir (state, run, config, log). */
+/** nkitd's dir inside a containerd instance dir (install root, log). */
 export const nkitdDir = (instanceDir: string): string => join(instanceDir, "nkitd");
-export const nkitdCniSocket = (instanceDir: string): string => join(nkitdDir(instanceDir), "run", "cni.sock");
-
-/**
- * [loopback, nkit-cni (mode ipam, socket = this instance's nkitd)]. loopback goes first: nkit-cni's
- * ADD starts wiring in the background, and the RTNL lock that wiring holds (tcx attach waits for an
- * RCU grace period under it) would otherwise delay the loopback plugin's netlink calls.
- * cniVersion 1.0.0 so containerd never calls STATUS (1.1) before nkitd is up.
- */
-export function nkitConflist(network: string, file = "10-nkit.conflist"): ConflistFile {
+/** The root `nkit install` writes into and the tmpfiles entry is applied to. */
+export const nkitRoot = (instanceDir: string): string => join(nkitdDir(instanceDir), "root");
+/** nkitd's paths under the root, as the tmpfiles entry and the unit name them. */
+export function nkitRootPaths(instanceDir: string): {
+  unit: string;
+  tmpfiles: string;
+  config: string;
+  manifest: string;
+  state: string;
+  run: string;
+} {
+  const r = nkitRoot(instanceDir);
   return {
-    file,
-    config: (p) => ({
-      cniVersion: "1.0.0",
-      name: network,
-      plugins: [{ type: "loopback" }, { type: "nkit-cni", mode: "ipam", socket: nkitdCniSocket(p.dir) }],
-    }),
+    unit: join(r, "etc/systemd/system/nkitd.service"),
+    tmpfiles: join(r, "etc/tmpfiles.d/nkit.conf"),
+    config: join(r, "etc/nkit/nkitd.yaml"),
+    manifest: join(r, "var/lib/nkit/install-manifest.json"),
+    state: join(r, "var/lib/nkit"),
+    run: join(r, "run/nkit"),
   };
+}
+export const nkitdCniSocket = (instanceDir: string): string =>
+  join(nkitRootPaths(instanceDir).run, "cni.sock");
+
+/** The `nkit install` arguments that point every path it writes into the instance. */
+export function nkitInstallArgs(p: InstancePaths, network: string): string[] {
+  const rp = nkitRootPaths(p.dir);
+  return [
+    "--systemd-dir",
+    dirname(rp.unit),
+    "--tmpfiles-dir",
+    dirname(rp.tmpfiles),
+    "--config",
+    rp.config,
+    "--manifest",
+    rp.manifest,
+    "--cni-bin-dir",
+    p.cniBinDir,
+    "--cni-conf-dir",
+    p.cniConfDir,
+    "--containerd-config",
+    p.config,
+    "--cni-socket",
+    nkitdCniSocket(p.dir),
+    "--cni-network",
+    network,
+  ];
+}
+
+/** Runs `nkit install` into the instance (conflist, nkit-cni, unit, tmpfiles). */
+export async function nkitInstall(p: InstancePaths, network: string): Promise<void> {
+  assertNkitBuilt();
+  await sh(process.execPath, [NKIT_CLI, "--json", "install", ...nkitInstallArgs(p, network)]);
 }
 
 /** A CNI network name unique to this suite (the conflist's and nkitd's). */
 export const uniqueNkitNetwork = (): string => `nkit-e2e-${RUN_ID}-${randomInt(1 << 24).toString(16)}`;
 
-/**
- * startContainerd options for a suite that runs pods through nkit: the conflist chain
- * [nkit-cni (mode ipam), loopback] on `network`, nkit-cni in the bin dir, NRI on (2 s request timeout).
- */
+/** startContainerd's cni options for pods through nkit: loopback linked, the rest by `nkit install`. */
+export function nkitCni(network: string): NonNullable<StartOptions["cni"]> {
+  return { systemPlugins: ["loopback"], install: (p) => nkitInstall(p, network) };
+}
+
+/** startContainerd options for a suite that runs pods through nkit, NRI on (2 s request timeout). */
 export function nkitContainerdOptions(lane: Lane, name: string, network: string): StartOptions {
-  return {
-    lane,
-    name,
-    cni: { plugins: NKIT_CNI_PLUGIN, conflists: [nkitConflist(network)] },
-    nri: { enabled: true, requestTimeout: "2s" },
-  };
+  return { lane, name, cni: nkitCni(network), nri: { enabled: true, requestTimeout: "2s" } };
+}
+
+/** The unit's ExecStart as argv (the unit nkit install writes quotes nothing). */
+export function unitExecStart(unitFile: string): string[] {
+  const line = /^ExecStart=(.*)$/m.exec(readFileSync(unitFile, "utf8"))?.[1];
+  if (!line) throw new Error(`${unitFile} has no ExecStart`);
+  if (/["'\\$%]/.test(line)) throw new Error(`${unitFile}: ExecStart needs systemd quoting rules: ${line}`);
+  return line.trim().split(/\s+/);
 }
 
 export function assertNkitBuilt(): void {
@@ -132,6 +175,9 @@ export class Nkitd {
   readonly runDir: string;
   readonly bpffsDir: string = uniqueBpffsDir("e2e");
   readonly configFile: string;
+  /** The unit and tmpfiles entry `nkit install` wrote for this instance. */
+  readonly unitFile: string;
+  readonly tmpfilesFile: string;
   readonly logFile: string;
   readonly apiSocket: string;
   readonly cniSocket: string;
@@ -154,9 +200,12 @@ export class Nkitd {
     private readonly o: NkitdOptions = {},
   ) {
     this.dir = nkitdDir(env.paths.dir);
-    this.stateDir = join(this.dir, "state");
-    this.runDir = join(this.dir, "run");
-    this.configFile = join(this.dir, "nkitd.yaml");
+    const rp = nkitRootPaths(env.paths.dir);
+    this.unitFile = rp.unit;
+    this.tmpfilesFile = rp.tmpfiles;
+    this.stateDir = rp.state;
+    this.runDir = rp.run;
+    this.configFile = rp.config;
     this.logFile = join(this.dir, "nkitd.log");
     this.apiSocket = join(this.runDir, "nkit.sock");
     this.cniSocket = nkitdCniSocket(env.paths.dir);
@@ -174,9 +223,13 @@ export class Nkitd {
     return this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Creates the uplink and writes the config (once). */
+  /** Applies the installed tmpfiles entry, creates the uplink and writes the config (once). */
   async prepare(): Promise<void> {
+    for (const f of [this.unitFile, this.tmpfilesFile]) {
+      if (!existsSync(f)) throw new Error(`${f} is missing: start containerd with cni: nkitCni(network)`);
+    }
     mkdirSync(this.dir, { recursive: true });
+    await sh("systemd-tmpfiles", ["--create", `--root=${nkitRoot(this.env.paths.dir)}`, this.tmpfilesFile]);
     await sh("ip", ["netns", "add", this.uplinkNetns]);
     await sh("ip", ["link", "add", this.uplink, "type", "veth", "peer", "name", this.uplinkPeer]);
     await sh("ip", ["link", "set", this.uplinkPeer, "netns", this.uplinkNetns]);
@@ -203,9 +256,9 @@ export class Nkitd {
     const out = openSync(this.logFile, "a");
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [NKITD_MAIN, "--config", this.configFile], {
-        stdio: ["ignore", "pipe", out],
-      });
+      const [cmd, ...args] = unitExecStart(this.unitFile);
+      if (!cmd) throw new Error(`${this.unitFile}: empty ExecStart`);
+      child = spawn(cmd, args, { stdio: ["ignore", "pipe", out] });
     } finally {
       closeSync(out);
     }
