@@ -1,6 +1,8 @@
 // The NRI plugin: connects to the runtime's NRI socket (or uses the fd a runtime hands a pre-launched
 // plugin), registers, answers Configure/Synchronize and delivers pod-sandbox events to typed handlers.
-// Modelled on containerd/nri pkg/stub. Protocol: shared/reference/nri-protocol.md.
+// Modelled on containerd/nri pkg/stub. As there, the subscription mask
+// is built from the handlers the plugin implements, so no handler exists without its event and no
+// event is subscribed that nothing handles.
 //
 //   const p = new NriPlugin({ handlers: { runPodSandbox: async (pod) => wire(pod) } });
 //   p.on("synchronized", ...); p.start(); … await p.stop();
@@ -33,12 +35,12 @@ import {
   encodeConfigureResponse,
   encodeRegister,
   encodeSynchronizeResponse,
+  eventMask,
   type NriConfigureInfo,
   type NriContainer,
   NriEvent,
   type NriPodSandbox,
   PLUGIN_SERVICE,
-  POD_SANDBOX_EVENTS,
   RUNTIME_SERVICE,
   VALID_EVENTS_V06,
 } from "./types.js";
@@ -73,7 +75,10 @@ export interface NriPluginOptions {
   name?: string;
   /** Two-digit plugin index (default "10"). */
   index?: string;
-  /** Event subscription mask (default 0x7: RUN, STOP, REMOVE_POD_SANDBOX); must fit in 0x7ff. */
+  /**
+   * Narrows the event subscription (default: every pod event a handler exists for); must be a
+   * non-zero subset of 0x7ff and of the handled events.
+   */
   events?: number;
   handlers: NriHandlers;
   log?: Logger;
@@ -118,6 +123,50 @@ const NAME_RE = /^[A-Za-z0-9_.+-]+$/;
 const INDEX_RE = /^[0-9]{2}$/;
 
 type PodEventKind = "runPodSandbox" | "stopPodSandbox" | "removePodSandbox";
+
+/** Each pod handler and the event that delivers it: the one table the mask and the dispatch use. */
+const POD_EVENTS: Record<PodEventKind, number> = {
+  runPodSandbox: NriEvent.RUN_POD_SANDBOX,
+  stopPodSandbox: NriEvent.STOP_POD_SANDBOX,
+  removePodSandbox: NriEvent.REMOVE_POD_SANDBOX,
+};
+const POD_EVENT_KINDS = Object.keys(POD_EVENTS) as PodEventKind[];
+
+/** The subscription mask of the events `handlers` implements. */
+export function handledEvents(handlers: NriHandlers): number {
+  return eventMask(...POD_EVENT_KINDS.filter((k) => handlers[k] !== undefined).map((k) => POD_EVENTS[k]));
+}
+
+/** The mask to subscribe: `requested` when given (checked against `handled`), else `handled`. */
+function subscription(handled: number, requested: number | undefined): number {
+  const hex = (m: number) => `0x${m.toString(16)}`;
+  if (
+    requested !== undefined &&
+    (!Number.isInteger(requested) || requested <= 0 || (requested & ~VALID_EVENTS_V06) !== 0)
+  ) {
+    throw new InvalidArgumentError(
+      `NRI event mask ${hex(requested)} must be a non-zero subset of 0x7ff (events 1-11)`,
+    );
+  }
+  if (handled === 0) {
+    throw new InvalidArgumentError(
+      "the NRI plugin implements no event handler (runPodSandbox, stopPodSandbox or removePodSandbox)",
+    );
+  }
+  const mask = requested ?? handled;
+  const unhandled = mask & ~handled;
+  if (unhandled !== 0) {
+    throw new InvalidArgumentError(
+      `NRI event mask ${hex(mask)} subscribes to events no handler implements (${hex(unhandled)}); ` +
+        `the handlers implement ${hex(handled)}`,
+    );
+  }
+  return mask;
+}
+
+function podKindOf(event: number): PodEventKind | undefined {
+  return POD_EVENT_KINDS.find((k) => POD_EVENTS[k] === event);
+}
 
 interface Session {
   mux: Multiplexer;
@@ -170,12 +219,7 @@ export class NriPlugin extends EventEmitter<NriPluginEvents> {
     if (!INDEX_RE.test(this.index)) {
       throw new InvalidArgumentError(`NRI plugin index "${this.index}" must be exactly two digits`);
     }
-    this.events = opts.events ?? POD_SANDBOX_EVENTS;
-    if (!Number.isInteger(this.events) || this.events <= 0 || (this.events & ~VALID_EVENTS_V06) !== 0) {
-      throw new InvalidArgumentError(
-        `NRI event mask 0x${this.events.toString(16)} must be a non-zero subset of 0x7ff (events 1-11)`,
-      );
-    }
+    this.events = subscription(handledEvents(opts.handlers), opts.events);
     this.socketPath = opts.socketPath ?? DEFAULT_NRI_SOCKET;
     this.handlers = opts.handlers;
     this.dial = opts.dial;
@@ -416,19 +460,9 @@ export class NriPlugin extends EventEmitter<NriPluginEvents> {
       },
       StateChange: async (payload, call) => {
         const ev = decodeStateChange(payload);
-        switch (ev.event) {
-          case NriEvent.RUN_POD_SANDBOX:
-            await this.dispatchPod("runPodSandbox", ev.pod, call);
-            break;
-          case NriEvent.STOP_POD_SANDBOX:
-            await this.dispatchPod("stopPodSandbox", ev.pod, call);
-            break;
-          case NriEvent.REMOVE_POD_SANDBOX:
-            await this.dispatchPod("removePodSandbox", ev.pod, call);
-            break;
-          default:
-            this.log.debug({ event: ev.event }, "NRI event not handled");
-        }
+        const kind = podKindOf(ev.event);
+        if (kind) await this.dispatchPod(kind, ev.pod, call);
+        else this.log.debug({ event: ev.event }, "NRI event not handled");
         return EMPTY;
       },
       RunPodSandbox: podEvent("runPodSandbox"),

@@ -112,6 +112,13 @@ const POD: PodSandboxMessage = {
   pid: 2561,
 };
 
+/** A plugin that implements every pod event but does nothing with it (for connection tests). */
+const IGNORE_PODS: NriHandlers = {
+  runPodSandbox: () => {},
+  stopPodSandbox: () => {},
+  removePodSandbox: () => {},
+};
+
 let dir: string;
 let runtime: FakeRuntime;
 const plugins: NriPlugin[] = [];
@@ -215,7 +222,7 @@ describe("NriPlugin", () => {
 
   it("accumulates chunked Synchronize (more=true) and reconciles once", async () => {
     const batches: string[][] = [];
-    const p = plugin({ synchronize: (pods) => void batches.push(pods.map((x) => x.name)) });
+    const p = plugin({ ...IGNORE_PODS, synchronize: (pods) => void batches.push(pods.map((x) => x.name)) });
     const conn = runtime.next();
     p.start();
     const c = await conn;
@@ -299,7 +306,7 @@ describe("NriPlugin", () => {
 
   it("reconnects with backoff after the runtime drops the connection, and resynchronizes", async () => {
     let syncs = 0;
-    const p = plugin({ synchronize: () => void syncs++ });
+    const p = plugin({ ...IGNORE_PODS, synchronize: () => void syncs++ });
     const disconnected = new Promise<Error | undefined>((r) => p.once("disconnected", r));
     let conn = runtime.next();
     p.start();
@@ -318,7 +325,7 @@ describe("NriPlugin", () => {
     const late = join(dir, "late.sock");
     const p = new NriPlugin({
       socketPath: late,
-      handlers: {},
+      handlers: IGNORE_PODS,
       env: {},
       backoff: { initialMs: 10, maxMs: 40 },
     });
@@ -337,7 +344,7 @@ describe("NriPlugin", () => {
   });
 
   it("reconnects when no Synchronize follows registration (nri v0.6.1 silent failure)", async () => {
-    const p = plugin({}, { synchronizeTimeoutMs: 150 });
+    const p = plugin(IGNORE_PODS, { synchronizeTimeoutMs: 150 });
     let conn = runtime.next();
     p.start();
     const c1 = await conn;
@@ -350,7 +357,7 @@ describe("NriPlugin", () => {
 
   it("reconnects after a failed registration", async () => {
     runtime.failRegistrations = 2;
-    const p = plugin({});
+    const p = plugin(IGNORE_PODS);
     p.start();
     while (runtime.conns.length < 3) await runtime.next();
     const c2 = runtime.conns[2]!;
@@ -359,7 +366,7 @@ describe("NriPlugin", () => {
   });
 
   it("stop() closes the connection and ends the loop", async () => {
-    const p = plugin({});
+    const p = plugin(IGNORE_PODS);
     const conn = runtime.next();
     p.start();
     const c = await conn;
@@ -378,12 +385,12 @@ describe("NriPlugin", () => {
     expect(() => new NriPlugin({ handlers: {}, env: {}, events: 0x800 })).toThrow(/0x7ff/);
     expect(() => new NriPlugin({ handlers: {}, env: { NRI_PLUGIN_SOCKET: "x" } })).toThrow(/file descriptor/);
     const p = new NriPlugin({
-      handlers: {},
+      handlers: IGNORE_PODS,
       env: { NRI_PLUGIN_SOCKET: "3", NRI_PLUGIN_NAME: "nkit", NRI_PLUGIN_IDX: "05" },
       name: "ignored",
     });
     expect([p.preLaunched, p.name, p.index]).toEqual([true, "nkit", "05"]);
-    const q = new NriPlugin({ handlers: {}, env: {}, name: "ebpfnet", index: "42" });
+    const q = new NriPlugin({ handlers: IGNORE_PODS, env: {}, name: "ebpfnet", index: "42" });
     expect([q.preLaunched, q.name, q.index, q.events, q.socketPath]).toEqual([
       false,
       "ebpfnet",
@@ -391,5 +398,32 @@ describe("NriPlugin", () => {
       7,
       "/var/run/nri/nri.sock",
     ]);
+  });
+
+  it("subscribes to exactly the pod events it has handlers for", async () => {
+    const mask = (handlers: NriHandlers, events?: number) =>
+      new NriPlugin({ handlers, env: {}, ...(events === undefined ? {} : { events }) }).events;
+    expect(mask({ runPodSandbox: () => {} })).toBe(0x1);
+    expect(mask({ stopPodSandbox: () => {}, removePodSandbox: () => {} })).toBe(0x6);
+    expect(mask(IGNORE_PODS)).toBe(0x7);
+    expect(mask(IGNORE_PODS, 0x2)).toBe(0x2);
+    expect(() => mask({ synchronize: () => {} })).toThrow(/implements no event handler/);
+    expect(() => mask({ runPodSandbox: () => {} }, 0x3)).toThrow(/no handler implements \(0x2\)/);
+    expect(() => mask(IGNORE_PODS, 0x10)).toThrow(InvalidArgumentError);
+
+    // Configure answers with that mask, and a StateChange reaches only the handler that exists.
+    const seen: string[] = [];
+    const p = plugin({ removePodSandbox: (pod) => void seen.push(`remove ${pod.name}`) });
+    const conn = runtime.next();
+    p.start();
+    const c = await conn;
+    const { events } = await handshake(c, [POD]);
+    expect(events).toBe(0x4);
+    for (const ev of [NriEvent.RUN_POD_SANDBOX, NriEvent.REMOVE_POD_SANDBOX]) {
+      await c.plugin.call(PLUGIN_SERVICE, "StateChange", runtimeSide.encodeStateChange(ev, POD), {
+        timeoutMs: 2000,
+      });
+    }
+    expect(seen).toEqual(["remove web"]);
   });
 });
