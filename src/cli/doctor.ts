@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { NkitClient } from "../api/client.js";
 import { type ProbeResult, probeAll } from "../bpf/probe.js";
-import { BIG_TCP_SIZE } from "../datapath/endpoint-manager.js";
+import { BIG_TCP_SIZE } from "../datapath/devices.js";
 import { cniConfFiles, conflistCompat, findNkitConflist } from "./cni-compat.js";
 import { type ContainerdVersion, containerdVersion, NRI_SECTION, nriState } from "./containerd.js";
 import { CONFLIST_CNI_VERSION } from "./install.js";

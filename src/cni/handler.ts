@@ -17,6 +17,7 @@
 // One interface per container: a second ADD for the same container with another CNI_IFNAME or
 // network is refused (105); the same ADD repeated is answered with the same result.
 
+import { GATEWAY_V4, GATEWAY_V6 } from "../datapath/devices.js";
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { formatIp, parseIp } from "../ipam/cidr.js";
 import { type Ipam, IpamOwner } from "../ipam/ipam.js";
@@ -39,8 +40,8 @@ export interface CniHandler {
 /** The part of the EndpointManager the handler uses. */
 export type EndpointDatapath = Pick<EndpointManager, "mode" | "wire" | "unwire" | "get">;
 
-/** The pod's gateways in veth mode (see EndpointManager: fixed link-local, static neighbour). */
-const VETH_GATEWAYS = { ipv4: "169.254.1.1", ipv6: "fe80::1" } as const;
+/** The pod's gateways in veth mode (fixed link-local, answered by a static neighbour). */
+const VETH_GATEWAYS = { ipv4: GATEWAY_V4, ipv6: GATEWAY_V6 } as const;
 
 export interface NkitCniHandlerOptions {
   endpoints: EndpointDatapath;

@@ -3,7 +3,7 @@
 // both sides, the host routes and the per-device sysctls the datapath relies on.
 import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BIG_TCP_SIZE, GATEWAY_V4, GATEWAY_V6 } from "../../src/datapath/endpoint-manager.js";
+import { BIG_TCP_SIZE, GATEWAY_V4, GATEWAY_V6 } from "../../src/datapath/devices.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns, ipJson } from "../helpers/sys.js";
 import { addrKey, createHarness, createPod, ping } from "./datapath-fixture.js";

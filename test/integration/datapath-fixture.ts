@@ -21,9 +21,9 @@ import {
 import {
   EndpointManager,
   type EndpointManagerOptions,
-  endpointKeyOf,
   type WiredEndpoint,
 } from "../../src/datapath/endpoint-manager.js";
+import { endpointKeyOf } from "../../src/datapath/endpoint-maps.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { ALL_REASON_CODES, reasonName } from "../../src/datapath/reasons.js";
 import { Ipam } from "../../src/ipam/ipam.js";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type * as T from "../../src/api/types.js";
-import { endpointKeyOf } from "../../src/datapath/endpoint-manager.js";
+import { endpointKeyOf } from "../../src/datapath/endpoint-maps.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { RUN_ID } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";

@@ -1,0 +1,106 @@
+// The endpoint's entries in the datapath maps: keys by pod address, the one endpoint value (written
+// at wiring and restored at adoption), the device -> endpoint number entry and the per-CPU counters.
+import { EndpointFlags, type EndpointKey, type EndpointValue, sumCounters } from "../bpf/shared.js";
+import { parseIp, parseMac } from "../util/ip.js";
+import type { DatapathPrograms } from "./programs.js";
+import { ALL_REASON_CODES, reasonName } from "./reasons.js";
+import type { DatapathMode, EndpointRecord } from "./store.js";
+
+export type Addresses = { ipv4?: string; ipv6?: string };
+
+export interface EndpointCounters {
+  [reason: string]: { packets: bigint; bytes: bigint };
+}
+
+export function endpointKeyOf(address: string): EndpointKey {
+  const { family, bytes } = parseIp(address);
+  const addr = Buffer.alloc(16);
+  bytes.copy(addr);
+  return { family, addr };
+}
+
+export function endpointKeys(a: Addresses): EndpointKey[] {
+  return [a.ipv4, a.ipv6].filter((x): x is string => x !== undefined).map(endpointKeyOf);
+}
+
+function macBytes(mac: string | undefined): Buffer {
+  return mac ? parseMac(mac) : Buffer.alloc(6);
+}
+
+/** The nk_endpoints value of an endpoint; a MAC that cannot be read is all zeroes. */
+export function endpointValueOf(ep: {
+  mode: DatapathMode;
+  hostIfindex: number;
+  epNum: number;
+  podMac: string | undefined;
+  hostMac: string | undefined;
+}): EndpointValue {
+  return {
+    ifindex: ep.hostIfindex,
+    ep_id: ep.epNum,
+    flags: ep.mode === "netkit" ? EndpointFlags.NETKIT : EndpointFlags.L2,
+    mac: macBytes(ep.podMac),
+    host_mac: macBytes(ep.hostMac),
+  };
+}
+
+/** Per-reason packet and byte counters of one endpoint number (summed over CPUs). */
+export function readEndpointCounters(progs: DatapathPrograms, epNum: number): EndpointCounters {
+  const out: EndpointCounters = {};
+  for (const reason of ALL_REASON_CODES) {
+    const perCpu = progs.counters.lookup({ ep_id: epNum, reason });
+    if (perCpu) out[reasonName(reason)] = sumCounters(perCpu);
+  }
+  return out;
+}
+
+export function clearEndpointCounters(progs: DatapathPrograms, epNum: number): void {
+  for (const reason of ALL_REASON_CODES) progs.counters.delete({ ep_id: epNum, reason });
+}
+
+/** Removes the map entries that still belong to this record (another endpoint may hold the key
+ * or the ifindex by now); safe on partial wirings and repeats. */
+export function removeEndpointEntries(progs: DatapathPrograms, rec: EndpointRecord): void {
+  for (const k of endpointKeys(rec.addresses)) {
+    const cur = progs.endpoints.lookup(k);
+    if (cur && cur.ifindex === rec.hostIfindex) progs.endpoints.delete(k);
+  }
+  if (rec.hostIfindex && progs.devices.lookup(rec.hostIfindex) === rec.epNum) {
+    progs.devices.delete(rec.hostIfindex);
+  }
+  clearEndpointCounters(progs, rec.epNum);
+}
+
+/**
+ * The first of the addresses already in the endpoint map, with the recorded holder (a record
+ * other than `self`, the host device being wired).
+ */
+export function addressHolder(
+  progs: DatapathPrograms,
+  records: readonly EndpointRecord[],
+  a: Addresses,
+  self: string,
+): { address: string; holder?: string } | undefined {
+  for (const address of [a.ipv4, a.ipv6]) {
+    if (address === undefined) continue;
+    const key = endpointKeyOf(address);
+    if (!progs.endpoints.lookup(key)) continue;
+    const holder = records.find(
+      (r) =>
+        r.hostIfName !== self &&
+        [r.addresses.ipv4, r.addresses.ipv6].some(
+          (x) => x !== undefined && endpointKeyOf(x).addr.equals(key.addr),
+        ),
+    );
+    return holder ? { address, holder: holder.id } : { address };
+  }
+  return undefined;
+}
+
+/** The smallest endpoint number no record uses. */
+export function nextEpNum(records: readonly EndpointRecord[]): number {
+  const used = new Set(records.map((r) => r.epNum));
+  let n = 1;
+  while (used.has(n)) n++;
+  return n;
+}

@@ -1,0 +1,155 @@
+// What callers of the EndpointManager pass in and get back, and the checks on a wire request that
+// run before anything is created.
+import { isIPv4, isIPv6 } from "node:net";
+import { InvalidArgumentError, NkitError } from "../errors.js";
+import type { Ipam } from "../ipam/ipam.js";
+import type { Logger } from "../log.js";
+import { netnsInode } from "../netlink/index.js";
+import type { Addresses } from "./endpoint-maps.js";
+import type { DatapathModeSetting } from "./mode.js";
+import type { DatapathMode, EndpointRecord } from "./store.js";
+
+export interface WireRequest {
+  /** Endpoint id, e.g. the pod sandbox id; the host device name derives from it. */
+  id: string;
+  netnsPath: string;
+  /** Interface name inside the netns; default eth0. */
+  ifName?: string;
+  /** Addresses to use; when absent, IPAM allocates one per configured family. */
+  addresses?: Addresses;
+  labels?: Record<string, string>;
+}
+
+export interface WiredEndpoint {
+  id: string;
+  epNum: number;
+  mode: DatapathMode;
+  hostIfName: string;
+  hostIfindex: number;
+  podIfName: string;
+  netnsPath: string;
+  addresses: Addresses;
+  labels: Record<string, string>;
+}
+
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export function toWired(r: EndpointRecord): WiredEndpoint {
+  return {
+    id: r.id,
+    epNum: r.epNum,
+    mode: r.mode,
+    hostIfName: r.hostIfName,
+    hostIfindex: r.hostIfindex,
+    podIfName: r.podIfName,
+    netnsPath: r.netnsPath,
+    addresses: { ...r.addresses },
+    labels: { ...r.labels },
+  };
+}
+
+/** The pod interface name of a request (default eth0), refused unless the kernel accepts it. */
+export function podIfNameOf(req: WireRequest): string {
+  const ifName = req.ifName ?? "eth0";
+  if (!IFNAME_RE.test(ifName)) {
+    throw new InvalidArgumentError(
+      `wire ${req.id}: interface name "${ifName}" is invalid (1-15 of [A-Za-z0-9_.-])`,
+    );
+  }
+  return ifName;
+}
+
+export function validateAddresses(id: string, a: Addresses): Addresses {
+  const out: Addresses = {};
+  if (a.ipv4 !== undefined) {
+    if (!isIPv4(a.ipv4))
+      throw new InvalidArgumentError(`wire ${id}: ipv4 "${a.ipv4}" is not an IPv4 address`);
+    out.ipv4 = a.ipv4;
+  }
+  if (a.ipv6 !== undefined) {
+    if (!isIPv6(a.ipv6))
+      throw new InvalidArgumentError(`wire ${id}: ipv6 "${a.ipv6}" is not an IPv6 address`);
+    out.ipv6 = a.ipv6;
+  }
+  return out;
+}
+
+/** Adds context while keeping the typed error (and its code) callers match on. */
+export function withContext(e: unknown, context: string): Error {
+  if (e instanceof NkitError) {
+    e.message = `${context}: ${e.message}`;
+    return e;
+  }
+  return new NkitError("NKIT_INTERNAL", `${context}: ${e instanceof Error ? e.message : String(e)}`, {
+    cause: e,
+  });
+}
+
+export interface EndpointManagerOptions {
+  mode?: DatapathModeSetting;
+  /** bpffs dir owned by this instance: maps by name, endpoints/<dev>/ and uplinks/<dev>/ links. */
+  bpffsDir: string;
+  /** State dir: endpoints/<dev>.json records. */
+  stateDir: string;
+  /** Allocates addresses when a wire request brings none. */
+  ipam?: Ipam;
+  /** Device MTU; 0 or absent = the first uplink's MTU, else 1500. */
+  mtu?: number;
+  bigTcp?: boolean;
+  /** Devices facing the outside: traffic for local pods arriving there is redirected straight in. */
+  uplinks?: readonly string[];
+  /** Path of datapath.bpf.o (default: the package's bpf/build). */
+  objectPath?: string;
+  log?: Logger;
+}
+
+/** A new record in phase "wiring" for a request; IPAM-owned addresses are filled in later. */
+export function newRecord(
+  req: WireRequest,
+  ep: Pick<EndpointRecord, "epNum" | "mode" | "podIfName" | "hostIfName" | "ipamOwned">,
+): EndpointRecord {
+  return {
+    version: 1,
+    id: req.id,
+    epNum: ep.epNum,
+    phase: "wiring",
+    mode: ep.mode,
+    netnsPath: req.netnsPath,
+    podIfName: ep.podIfName,
+    hostIfName: ep.hostIfName,
+    hostIfindex: 0,
+    addresses: ep.ipamOwned ? {} : validateAddresses(req.id, req.addresses ?? {}),
+    ipamOwned: ep.ipamOwned,
+    labels: { ...(req.labels ?? {}) },
+    createdAt: new Date().toISOString(),
+  };
+}
+
+export function sameInode(path: string, inode: number): boolean {
+  try {
+    return netnsInode(path) === inode;
+  } catch {
+    return false;
+  }
+}
+
+/** The undo steps of one wiring, run newest first; a failing step is logged and the rest still run. */
+export class UndoStack {
+  private readonly steps: (() => unknown)[] = [];
+
+  constructor(private readonly log?: Logger) {}
+
+  push(step: () => unknown): void {
+    this.steps.push(step);
+  }
+
+  async rollback(): Promise<void> {
+    for (const step of this.steps.splice(0).reverse()) {
+      try {
+        await step();
+      } catch (e) {
+        this.log?.error({ err: e }, "rollback step failed");
+      }
+    }
+  }
+}

@@ -1,0 +1,26 @@
+// Uplinks: devices facing the outside, where nk_from_uplink (tcx ingress, first) sends traffic for
+// local pods straight to them. The link is pinned under uplinks/<dev>/ and adopted on restart.
+import { BpfLink } from "../bpf/link.js";
+import type { DatapathContext } from "./context.js";
+import { adoptPinnedLink } from "./links.js";
+
+export async function attachUplink(dp: DatapathContext, ifName: string): Promise<void> {
+  const link = await dp.host.requireLink(ifName);
+  const dir = dp.pins.sub("uplinks").sub(ifName).ensure();
+  const pin = dir.path("from-uplink");
+  if (adoptPinnedLink(pin, dp.progs.fromUplink, link.index)) return;
+  const l = BpfLink.attachTcx(dp.progs.fromUplink, {
+    ifindex: link.index,
+    direction: "ingress",
+    anchor: "first",
+  });
+  try {
+    l.pin(pin);
+  } finally {
+    l.close();
+  }
+}
+
+export function detachUplink(dp: DatapathContext, ifName: string): boolean {
+  return dp.pins.sub("uplinks").remove(ifName);
+}
