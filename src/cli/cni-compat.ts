@@ -5,22 +5,13 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { compareVersions } from "../cni/protocol.js";
 import type { ContainerdVersion } from "./containerd.js";
 
 /** Newest CNI spec version whose results containerd's vendored libcni reads. */
 export function containerdMaxCniVersion(v: ContainerdVersion): string {
   // containerd 1.7 vendors libcni 1.1 (spec up to 1.0.0); 2.0 and later vendor libcni >= 1.2 (1.1.0).
   return v.major >= 2 ? "1.1.0" : "1.0.0";
-}
-
-export function compareCniVersions(a: string, b: string): number {
-  const pa = a.split(".").map(Number);
-  const pb = b.split(".").map(Number);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
 }
 
 export interface NkitConflist {
@@ -93,7 +84,7 @@ export function conflistCompat(
   const problems: string[] = [];
   if (containerd) {
     const max = containerdMaxCniVersion(containerd);
-    if (compareCniVersions(conf.cniVersion, max) > 0) {
+    if (compareVersions(conf.cniVersion, max) > 0) {
       problems.push(`containerd ${containerd.text} reads CNI results up to ${max}`);
     } else parts.push(`containerd ${containerd.text} (up to ${max})`);
   }
