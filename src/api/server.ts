@@ -11,8 +11,10 @@ import {
   ServerCredentials,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import type { MapCatalog } from "../bpf/map-views.js";
 import { probeAll } from "../bpf/probe.js";
 import type { EndpointManager, WiredEndpoint, WireRequest } from "../datapath/endpoint-manager.js";
+import type { DatapathEvents } from "../datapath/events.js";
 import { isDrop, Reason } from "../datapath/reasons.js";
 import { InvalidArgumentError, NkitError, NotFoundError } from "../errors.js";
 import type { Ipam } from "../ipam/ipam.js";
@@ -20,8 +22,7 @@ import type { Logger } from "../log.js";
 import { timeWiring } from "../metrics/index.js";
 import { VERSION } from "../version.js";
 import { toServiceError } from "./errors.js";
-import type { EventHub } from "./events.js";
-import { dumpMap, listMaps } from "./maps.js";
+import { toApiEvent } from "./events.js";
 import { apiServices } from "./proto.js";
 import { reasonCodeOf } from "./reason-names.js";
 import type * as T from "./types.js";
@@ -35,7 +36,9 @@ export interface ApiContext {
   metricsListen: string;
   startedAt: Date;
   renderMetrics(): string;
-  events: EventHub;
+  /** The pinned maps `nkit bpf map list|dump` shows (every owner's views). */
+  maps: MapCatalog;
+  events: DatapathEvents;
   log: Logger;
 }
 
@@ -150,11 +153,11 @@ function implementation(ctx: ApiContext): Implementation {
   }));
 
   const listMapsRpc = unary<T.Empty, T.ListMapsResponse>(log, "ListMaps", () => ({
-    maps: listMaps(ctx.bpffsDir),
+    maps: ctx.maps.list(),
   }));
 
   const dumpMapRpc = unary<T.DumpMapRequest, T.DumpMapResponse>(log, "DumpMap", (req) => {
-    const d = dumpMap(ctx.bpffsDir, req.name);
+    const d = ctx.maps.dump(req.name);
     return {
       map: d.map,
       entries: d.entries.map(([k, v]) => ({ keyJson: JSON.stringify(k), valueJson: JSON.stringify(v) })),
@@ -169,8 +172,9 @@ function implementation(ctx: ApiContext): Implementation {
       const filter: { epNum?: number; reasons?: Set<number> } = {};
       if (call.request.endpointId) filter.epNum = getEndpoint(call.request.endpointId).epNum;
       if (call.request.reasons.length > 0) filter.reasons = new Set(call.request.reasons.map(reasonCodeOf));
-      unsubscribe = ctx.events.subscribe(filter, (e) => {
-        call.write(e);
+      const endpointOf = (n: number) => ctx.endpoints.list().find((e) => e.epNum === n)?.id;
+      unsubscribe = ctx.events.subscribe(filter, (e, lostBefore) => {
+        call.write(toApiEvent(e, endpointOf, lostBefore));
       });
     } catch (e) {
       call.emit("error", toServiceError(e));

@@ -1,5 +1,6 @@
 // TS shapes of proto/nkit/v1/nkit.proto messages as protobufjs reflection produces them
 // (camelCase fields, uint64 as decimal strings, every field present after decoding).
+import type { PinnedMap } from "../bpf/map-views.js";
 
 export type Empty = Record<string, never>;
 
@@ -82,16 +83,8 @@ export interface IpamResponse {
   allocations: Allocation[];
 }
 
-export interface MapInfo {
-  name: string;
-  type: string;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  entries: number;
-  dumpable: boolean;
-  pinPath: string;
-}
+/** message MapInfo: the catalog's view of a pinned map, sent as is. */
+export type MapInfo = PinnedMap;
 
 export interface ListMapsResponse {
   maps: MapInfo[];

@@ -19,6 +19,16 @@ export interface BatchOptions {
   batchSize?: number;
 }
 
+/** Type, sizes and limits of the map pinned at path (opened and closed again). */
+export function pinnedMapInfo(path: string): MapInfo {
+  const fd = new OwnedFd(openPinned(path, "map"), `BPF map ${path}`);
+  try {
+    return nativeCall(`reading info of BPF map ${path}`, () => bpfAddon().mapInfo(fd.handle));
+  } finally {
+    fd.close();
+  }
+}
+
 abstract class MapBase<K, V> {
   readonly name: string;
   readonly info: MapInfo;

@@ -2,13 +2,13 @@
 // endpoint, the gRPC API) attach to this object.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { startHostServices } from "../api/host-services.js";
 import { startCniEndpoint } from "../cni/index.js";
 import { EndpointManager } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
 import type { NkitdConfig } from "./config.js";
+import { startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { startNri } from "./nri.js";
 import { PodLifecycle } from "./pods.js";

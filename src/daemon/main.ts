@@ -4,10 +4,10 @@
 import { Command } from "commander";
 import { ConfigError, NkitError } from "../errors.js";
 import { createLogger } from "../log.js";
+import { SdNotifier } from "../systemd/notify.js";
 import { VERSION } from "../version.js";
 import { loadConfig, type NkitdConfig } from "./config.js";
 import { startDaemon } from "./daemon.js";
-import { SdNotifier } from "./sd-notify.js";
 
 interface Flags {
   config?: string;

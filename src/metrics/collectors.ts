@@ -1,6 +1,6 @@
 // Scrape-time metrics of a running nkitd: BPF datapath counters per endpoint and reason, endpoint
 // and IPAM gauges. Registered by the host services at start, removed at stop.
-import { readCounters } from "../api/maps.js";
+import { readCounters } from "../datapath/map-views.js";
 import { reasonName } from "../datapath/reasons.js";
 import { VERSION } from "../version.js";
 import type { MetricFamily, Registry } from "./registry.js";

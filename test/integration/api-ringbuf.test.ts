@@ -6,13 +6,20 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openPinned } from "../../src/bpf/handle.js";
+import { RingBuffer } from "../../src/bpf/ringbuf.js";
 import { datapathEvent, EVENTS_MAP } from "../../src/bpf/shared.js";
 import { Reason } from "../../src/datapath/reasons.js";
 import { bpfAddon } from "../../src/native/bpf.js";
 import { ringbufAddon, splitRecords } from "../../src/native/ringbuf.js";
+import { waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
-import { inNetns } from "../helpers/sys.js";
-import { addSpoofedAddress, createHarness, type Harness, wirePodPair } from "./datapath-fixture.js";
+import {
+  addSpoofedAddress,
+  createHarness,
+  type Harness,
+  pingSpoofed,
+  wirePodPair,
+} from "./datapath-fixture.js";
 
 let scope: Scope;
 let h: Harness;
@@ -40,18 +47,7 @@ describe("BPF ring buffer consumer", () => {
     const rb = ringbufAddon().ringbufOpen(map, (batch) => {
       for (const r of splitRecords(batch)) got.push(datapathEvent.decode(r));
     });
-    await inNetns(podA.path, "ping", [
-      "-c",
-      "2",
-      "-i",
-      "0.2",
-      "-W",
-      "1",
-      "-q",
-      "-I",
-      spoofed,
-      b.addresses.ipv4!,
-    ]).catch(() => undefined);
+    await pingSpoofed(podA, spoofed, b.addresses.ipv4!);
     const end = Date.now() + 5000;
     while (got.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     ringbufAddon().ringbufClose(rb);
@@ -98,5 +94,28 @@ describe("BPF ring buffer consumer", () => {
     } finally {
       bpfAddon().fdClose(m);
     }
+  });
+
+  it("RingBuffer: records split and decoded through the typed wrapper; refuses a non-ring map", async () => {
+    const { podA, a, b } = await wirePodPair(scope, h);
+    const spoofed = await addSpoofedAddress(podA, a, 252);
+    const got: ReturnType<typeof datapathEvent.decode>[] = [];
+    const ring = RingBuffer.fromPin(join(h.bpffsDir, EVENTS_MAP), (records) => {
+      for (const r of records) got.push(datapathEvent.decode(r));
+    });
+    scope.defer(() => ring.close());
+    await pingSpoofed(podA, spoofed, b.addresses.ipv4!);
+    const mine = () => got.filter((e) => e.ep_id === a.epNum && e.reason === Reason.DROP_SPOOFED_SOURCE);
+    await waitFor(() => mine().length >= 2, "two drop events through RingBuffer");
+    ring.close();
+    ring.close(); // idempotent
+    expect(ring.closed).toBe(true);
+    expect(mine().length).toBeGreaterThanOrEqual(2);
+
+    const before = fds();
+    expect(() => RingBuffer.fromPin(join(h.bpffsDir, "nk_devices"), () => undefined)).toThrow(
+      /not a BPF_MAP_TYPE_RINGBUF/,
+    );
+    expect(fds()).toBe(before); // the map fd opened for it is closed again
   });
 });

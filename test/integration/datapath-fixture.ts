@@ -171,6 +171,12 @@ export async function addSpoofedAddress(
   return spoofed;
 }
 
+/** Pings dst from a spoofed source; the datapath drops every packet, so no reply is awaited. */
+export async function pingSpoofed(ns: TestNetns, spoofed: string, dst: string, count = 2): Promise<void> {
+  const args = ["-c", String(count), "-i", "0.2", "-W", "1", "-q", "-I", spoofed, dst];
+  await inNetns(ns.path, "ping", args).catch(() => undefined);
+}
+
 export async function ping(ns: TestNetns, addr: string, count = 2): Promise<boolean> {
   try {
     await inNetns(ns.path, "ping", ["-c", String(count), "-i", "0.2", "-W", "2", "-q", addr]);

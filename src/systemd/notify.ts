@@ -1,6 +1,7 @@
 // systemd notify protocol (Type=notify): READY once the datapath is adopted and serving, STOPPING
 // on shutdown, WATCHDOG keep-alives at half the interval systemd asked for. Without NOTIFY_SOCKET
-// (not under systemd) every call is a no-op.
+// (not under systemd) every call is a no-op. A layer of its own: the systemd-facing transport (a
+// datagram on NOTIFY_SOCKET, sent by the addon) that the daemon only drives.
 import type { Logger } from "../log.js";
 import { sdNotifyAddon } from "../native/sdnotify.js";
 

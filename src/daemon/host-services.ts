@@ -1,17 +1,20 @@
 // The host services nkitd runs next to its core: the gRPC API on <paths.run>/nkit.sock and, when
 // metrics.listen is set, the Prometheus endpoint. Started after the datapath is ready, stopped
-// before it is closed (src/daemon/daemon.ts).
+// before it is closed (src/daemon/daemon.ts). Each map owner contributes the views of its maps to
+// the API's map catalog.
 import { join } from "node:path";
-import type { NkitdConfig } from "../daemon/config.js";
+import { API_SOCKET_NAME } from "../api/proto.js";
+import { startApiServer } from "../api/server.js";
+import { MapCatalog } from "../bpf/map-views.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
+import { DatapathEvents } from "../datapath/events.js";
+import { DATAPATH_MAP_VIEWS } from "../datapath/map-views.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { registerDatapathCollector } from "../metrics/collectors.js";
 import { startMetricsServer } from "../metrics/http.js";
-import { registry } from "../metrics/index.js";
-import { EventHub } from "./events.js";
-import { API_SOCKET_NAME } from "./proto.js";
-import { startApiServer } from "./server.js";
+import { countLostEvents, registry } from "../metrics/index.js";
+import type { NkitdConfig } from "./config.js";
 
 export interface HostServicesCore {
   config: NkitdConfig;
@@ -37,11 +40,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
     ipamUsage: () => ipam.usage(),
     startedAt,
   });
-  const events = new EventHub(
-    config.paths.bpffs,
-    (n) => endpoints.list().find((e) => e.epNum === n)?.id,
-    log,
-  );
+  const events = new DatapathEvents(config.paths.bpffs, { log, onLost: countLostEvents });
   const cleanup: (() => unknown)[] = [removeCollector, () => events.close()];
   const stopAll = async () => {
     for (const c of cleanup.reverse()) {
@@ -70,6 +69,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         metricsListen: metricsAddress,
         startedAt,
         renderMetrics: () => registry.render(),
+        maps: new MapCatalog(config.paths.bpffs, DATAPATH_MAP_VIEWS),
         events,
         log,
       },

@@ -1,0 +1,92 @@
+// The datapath's maps as readers see them: decoded entries for `nkit bpf map list|dump` and the
+// summed counters for the metrics, read from the pins (so they work in any process, not only in
+// the one that loaded the programs).
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { u32 } from "../bpf/codec.js";
+import { PerCpuMap } from "../bpf/map.js";
+import { hashView, type JsonObject, type MapView, perCpuView, undumpableView } from "../bpf/map-views.js";
+import {
+  type CounterKey,
+  counterKey,
+  counterValue,
+  EndpointFlags,
+  type EndpointKey,
+  type EndpointValue,
+  EVENTS_MAP,
+  endpointKey,
+  endpointValue,
+  type HookCounter,
+  sumCounters,
+} from "../bpf/shared.js";
+import { formatIp, formatMac } from "../util/ip.js";
+import { isDrop, reasonName } from "./reasons.js";
+
+/** A family-tagged 16-byte map address as text (IPv4 uses the first 4 bytes). */
+export function formatAddr(family: number, addr: Buffer): string {
+  if (family === 4) return formatIp(addr.subarray(0, 4));
+  if (family === 6) return formatIp(addr.subarray(0, 16));
+  return addr.toString("hex");
+}
+
+function flagNames(flags: number): string[] {
+  return Object.entries(EndpointFlags)
+    .filter(([, v]) => (flags & v) !== 0)
+    .map(([k]) => k);
+}
+
+export function decodeEndpointKey(k: EndpointKey): JsonObject {
+  return { family: k.family, addr: formatAddr(k.family, k.addr) };
+}
+
+export function decodeEndpointValue(v: EndpointValue): JsonObject {
+  return {
+    ifindex: v.ifindex,
+    ep_id: v.ep_id,
+    flags: flagNames(v.flags),
+    mac: formatMac(v.mac),
+    host_mac: formatMac(v.host_mac),
+  };
+}
+
+export function decodeCounterKey(k: CounterKey): JsonObject {
+  return { ep_id: k.ep_id, reason: reasonName(k.reason), reason_code: k.reason, drop: isDrop(k.reason) };
+}
+
+export function decodeCounterValue(perCpu: readonly HookCounter[]): JsonObject {
+  const s = sumCounters(perCpu);
+  return { packets: Number(s.packets), bytes: Number(s.bytes) };
+}
+
+/** The datapath maps in the order `nkit bpf map list` shows them. */
+export const DATAPATH_MAP_VIEWS: readonly MapView[] = [
+  hashView("nk_endpoints", endpointKey, endpointValue, (k, v) => [
+    decodeEndpointKey(k),
+    decodeEndpointValue(v),
+  ]),
+  hashView("nk_devices", u32, u32, (k, v) => [{ ifindex: k }, { ep_id: v }]),
+  perCpuView("nk_counters", counterKey, counterValue, (k, v) => [decodeCounterKey(k), decodeCounterValue(v)]),
+  undumpableView(EVENTS_MAP, "is a ring buffer: it has no entries to dump; stream it with `nkit monitor`"),
+];
+
+export interface CounterRow {
+  epId: number;
+  reason: number;
+  packets: bigint;
+  bytes: bigint;
+}
+
+/** Summed counters per (endpoint number, reason); none when the datapath never ran here. */
+export function readCounters(bpffsDir: string): CounterRow[] {
+  const pin = join(bpffsDir, "nk_counters");
+  if (!existsSync(pin)) return [];
+  const m = PerCpuMap.fromPin(pin, counterKey, counterValue);
+  try {
+    return m.lookupBatch().map(([k, v]) => {
+      const s = sumCounters(v);
+      return { epId: k.ep_id, reason: k.reason, packets: s.packets, bytes: s.bytes };
+    });
+  } finally {
+    m.close();
+  }
+}
