@@ -20,7 +20,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "nkit_shared.h"
+#include "nkit_datapath.h"
 
 #ifndef AF_INET
 #define AF_INET 2

@@ -1,110 +1,16 @@
-/* Structs shared by the BPF programs and the agent (TS codecs in src/bpf/shared.ts). Layout is ABI:
- * fixed-width fields, natural alignment, padding spelled out as named fields that are always zero,
- * sizes and offsets checked against the BTF of the built objects by the test suite. Add fields
- * only in place of padding or at the end, never reorder. */
+/* What every nkit BPF object shares (the endpoint datapath in nkit_datapath.h, the service load
+ * balancer, ...), and the ABI rules of every nkit header: structs shared by the BPF programs and the
+ * agent have one TS codec each (bpf/include/nkit_X.h <-> src/bpf/X.ts), fixed-width fields, natural
+ * alignment, padding spelled out as named fields that are always zero; sizes and offsets are checked
+ * against the BTF of the built objects by the test suite. Add fields only in place of padding or at
+ * the end, never reorder. */
 #ifndef NKIT_SHARED_H
 #define NKIT_SHARED_H
 
 #include <linux/types.h>
 
-enum nk_direction {
-  NK_DIR_INGRESS = 0,
-  NK_DIR_EGRESS = 1,
-};
-
-/* Which program produced a counter entry; lets a link update be observed from the counters. */
-enum nk_hook_slot {
-  NK_SLOT_PRIMARY = 0,
-  NK_SLOT_ALTERNATE = 1,
-};
-
-struct nk_hook_key {
-  __u32 ifindex;   /* skb->ifindex: the device the program is attached to */
-  __u8 direction;  /* enum nk_direction */
-  __u8 slot;       /* enum nk_hook_slot */
-  __u16 pad;       /* zero */
-};
-
-/* Per-CPU value: userspace sums the CPUs. */
-struct nk_hook_counter {
-  __u64 packets;
-  __u64 bytes; /* skb->len at the hook: L2 frame length on a veth, no FCS */
-};
-
-#define NK_HOOK_COUNTERS_MAX 4096
-
-/* ---- endpoint datapath (bpf/datapath.bpf.c) ---- */
+/* Address family tag of every map key or value that holds a 16-byte address (IPv4 in [0..3]). */
 #define NK_FAMILY_V4 4
 #define NK_FAMILY_V6 6
-
-/* Key of nk_endpoints: one entry per pod address. IPv4 uses addr[0..3]; the rest stays zero. */
-struct nk_endpoint_key {
-  __u8 family;
-  __u8 pad[3];
-  __u8 addr[16];
-};
-
-/* The endpoint flags. */
-#define NK_EP_F_L2 0x1     /* device has Ethernet addresses (veth): rewrite MACs on redirect */
-#define NK_EP_F_NETKIT 0x2 /* device is a netkit primary */
-
-struct nk_endpoint {
-  __u32 ifindex;  /* host-side device (veth host end or netkit primary), host netns */
-  __u32 ep_id;    /* numeric endpoint id, the key of the counters */
-  __u32 flags;    /* NK_EP_F_* */
-  __u8 mac[6];    /* pod-side MAC (veth only) */
-  __u8 host_mac[6]; /* host-side MAC (veth only) */
-};
-
-/* Why a packet went where it went. Values below 64 are forwarding outcomes, 64 and up are drops.
- * src/datapath/reasons.ts holds the same list with names. */
-enum nk_reason {
-  NK_FWD_REDIRECT_PEER = 1,   /* pod -> local pod, bpf_redirect_peer */
-  NK_FWD_REDIRECT_NEIGH = 2,  /* pod -> off-host, bpf_fib_lookup + bpf_redirect_neigh */
-  NK_FWD_TO_STACK = 3,        /* pod -> host stack (local destination or no BPF route) */
-  NK_FWD_TO_CONTAINER = 4,    /* host stack -> pod */
-  NK_FWD_FROM_UPLINK = 5,     /* uplink ingress -> local pod, bpf_redirect_peer */
-  NK_FWD_NON_IP = 6,          /* ARP and other control traffic handed to the stack */
-  NK_FWD_REDIRECT_LOCAL = 7,  /* netkit pod -> local pod via the destination primary, bpf_redirect */
-  NK_DROP_SPOOFED_SOURCE = 64, /* source address not owned by the sending endpoint */
-  NK_DROP_UNKNOWN_SOURCE = 65, /* packet from a device that is no endpoint */
-  NK_DROP_MALFORMED = 66,     /* truncated or invalid header */
-  NK_DROP_UNSUPPORTED_L3 = 67, /* neither IPv4, IPv6 nor ARP */
-  NK_DROP_NO_ROUTE = 68,      /* FIB says blackhole/unreachable/prohibit */
-};
-
-struct nk_counter_key {
-  __u32 ep_id;
-  __u32 reason;
-};
-
-struct nk_counter {
-  __u64 packets;
-  __u64 bytes;
-};
-
-/* ---- datapath events (ring buffer nk_events, consumed by `nkit monitor`) ---- */
-#define NK_EVENTS_RING_BYTES (256 * 1024)
-
-enum nk_event_type {
-  NK_EVENT_DROP = 1,
-};
-
-/* One ring-buffer record per dropped packet. Best effort: when the ring is full the event is lost
- * but the drop is still counted in nk_counters. Addresses are in network order (IPv4 in
- * src[0..3]/dst[0..3]); family 0 means the packet was not parsed as IP. */
-struct nk_event {
-  __u64 ts_ns;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-  __u32 type;     /* enum nk_event_type */
-  __u32 reason;   /* enum nk_reason */
-  __u32 ep_id;    /* endpoint the drop is counted against (0 = none) */
-  __u32 ifindex;  /* skb->ifindex at the hook */
-  __u32 len;      /* skb->len */
-  __u8 family;    /* NK_FAMILY_V4, NK_FAMILY_V6 or 0 */
-  __u8 protocol;  /* IPv4 protocol / IPv6 next header (0 when unknown) */
-  __u16 pad;      /* zero */
-  __u8 src[16];
-  __u8 dst[16];
-};
 
 #endif

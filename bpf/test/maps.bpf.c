@@ -3,7 +3,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "nkit_shared.h"
+#include "nkit_test.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -1,6 +1,6 @@
 // Datapath events as the API streams them to `nkit monitor`: the datapath's raw records
 // (src/datapath/events.ts) with wall-clock time, reason names and endpoint ids.
-import { type DatapathEvent, EventType } from "../bpf/shared.js";
+import { type DatapathEvent, EventType } from "../bpf/datapath.js";
 import { formatAddr } from "../datapath/map-views.js";
 import { reasonName } from "../datapath/reasons.js";
 import type * as T from "./types.js";

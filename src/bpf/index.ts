@@ -28,7 +28,26 @@ export {
   queryAttached,
   type TcxAttachOptions,
 } from "./link.js";
-export { type BatchOptions, BpfMap, type MapInfo, PerCpuMap, type UpdateMode } from "./map.js";
+export {
+  type BatchOptions,
+  BpfMap,
+  type MapInfo,
+  type MapLayout,
+  PerCpuMap,
+  pinnedMapInfo,
+  type UpdateMode,
+} from "./map.js";
+export {
+  hashView,
+  type Json,
+  type JsonObject,
+  MapCatalog,
+  type MapDump,
+  type MapView,
+  type PinnedMap,
+  perCpuView,
+  undumpableView,
+} from "./map-views.js";
 export {
   BpfObject,
   type BpfObjectOptions,
@@ -52,14 +71,5 @@ export {
   resetProbeCache,
 } from "./probe.js";
 export { BpfProgram, type ProgramInfo } from "./program.js";
-export {
-  Direction,
-  HOOK_COUNTERS_MAP,
-  type HookCounter,
-  type HookKey,
-  HookSlot,
-  hookCounter,
-  hookKey,
-  SHARED_STRUCTS,
-  sumCounters,
-} from "./shared.js";
+export { RingBuffer, type RingRecords } from "./ringbuf.js";
+export { Family, type PacketCounter, packetCounter, sumCounters } from "./shared.js";

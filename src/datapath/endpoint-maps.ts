@@ -1,6 +1,7 @@
 // The endpoint's entries in the datapath maps: keys by pod address, the one endpoint value (written
 // at wiring and restored at adoption), the device -> endpoint number entry and the per-CPU counters.
-import { EndpointFlags, type EndpointKey, type EndpointValue, sumCounters } from "../bpf/shared.js";
+import { EndpointFlags, type EndpointKey, type EndpointValue } from "../bpf/datapath.js";
+import { sumCounters } from "../bpf/shared.js";
 import { parseIp, parseMac } from "../util/ip.js";
 import type { DatapathPrograms } from "./programs.js";
 import { ALL_REASON_CODES, reasonName } from "./reasons.js";

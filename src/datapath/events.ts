@@ -2,8 +2,8 @@
 // subscriber listens; events older than a subscriber's start are skipped, so a ring that filled up
 // while nobody listened does not replay stale drops.
 import { join } from "node:path";
+import { type DatapathEvent, DatapathMap, datapathEvent } from "../bpf/datapath.js";
 import { RingBuffer } from "../bpf/ringbuf.js";
-import { type DatapathEvent, datapathEvent, EVENTS_MAP } from "../bpf/shared.js";
 import type { Logger } from "../log.js";
 
 export interface EventFilter {
@@ -67,7 +67,7 @@ export class DatapathEvents {
 
   private start(): void {
     if (this.ring) return;
-    this.ring = RingBuffer.fromPin(join(this.bpffsDir, EVENTS_MAP), (records, lost) =>
+    this.ring = RingBuffer.fromPin(join(this.bpffsDir, DatapathMap.events), (records, lost) =>
       this.onRecords(records, lost),
     );
     this.opts.log?.debug("monitor: consuming datapath events");

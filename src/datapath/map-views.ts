@@ -4,21 +4,20 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { u32 } from "../bpf/codec.js";
-import { PerCpuMap } from "../bpf/map.js";
-import { hashView, type JsonObject, type MapView, perCpuView, undumpableView } from "../bpf/map-views.js";
 import {
   type CounterKey,
   counterKey,
   counterValue,
+  DatapathMap,
   EndpointFlags,
   type EndpointKey,
   type EndpointValue,
-  EVENTS_MAP,
   endpointKey,
   endpointValue,
-  type HookCounter,
-  sumCounters,
-} from "../bpf/shared.js";
+} from "../bpf/datapath.js";
+import { PerCpuMap } from "../bpf/map.js";
+import { hashView, type JsonObject, type MapView, perCpuView, undumpableView } from "../bpf/map-views.js";
+import { type PacketCounter, sumCounters } from "../bpf/shared.js";
 import { formatIp, formatMac } from "../util/ip.js";
 import { isDrop, reasonName } from "./reasons.js";
 
@@ -53,20 +52,26 @@ export function decodeCounterKey(k: CounterKey): JsonObject {
   return { ep_id: k.ep_id, reason: reasonName(k.reason), reason_code: k.reason, drop: isDrop(k.reason) };
 }
 
-export function decodeCounterValue(perCpu: readonly HookCounter[]): JsonObject {
+export function decodeCounterValue(perCpu: readonly PacketCounter[]): JsonObject {
   const s = sumCounters(perCpu);
   return { packets: Number(s.packets), bytes: Number(s.bytes) };
 }
 
 /** The datapath maps in the order `nkit bpf map list` shows them. */
 export const DATAPATH_MAP_VIEWS: readonly MapView[] = [
-  hashView("nk_endpoints", endpointKey, endpointValue, (k, v) => [
+  hashView(DatapathMap.endpoints, endpointKey, endpointValue, (k, v) => [
     decodeEndpointKey(k),
     decodeEndpointValue(v),
   ]),
-  hashView("nk_devices", u32, u32, (k, v) => [{ ifindex: k }, { ep_id: v }]),
-  perCpuView("nk_counters", counterKey, counterValue, (k, v) => [decodeCounterKey(k), decodeCounterValue(v)]),
-  undumpableView(EVENTS_MAP, "is a ring buffer: it has no entries to dump; stream it with `nkit monitor`"),
+  hashView(DatapathMap.devices, u32, u32, (k, v) => [{ ifindex: k }, { ep_id: v }]),
+  perCpuView(DatapathMap.counters, counterKey, counterValue, (k, v) => [
+    decodeCounterKey(k),
+    decodeCounterValue(v),
+  ]),
+  undumpableView(
+    DatapathMap.events,
+    "is a ring buffer: it has no entries to dump; stream it with `nkit monitor`",
+  ),
 ];
 
 export interface CounterRow {
@@ -78,7 +83,7 @@ export interface CounterRow {
 
 /** Summed counters per (endpoint number, reason); none when the datapath never ran here. */
 export function readCounters(bpffsDir: string): CounterRow[] {
-  const pin = join(bpffsDir, "nk_counters");
+  const pin = join(bpffsDir, DatapathMap.counters);
   if (!existsSync(pin)) return [];
   const m = PerCpuMap.fromPin(pin, counterKey, counterValue);
   try {

@@ -4,19 +4,20 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { u32 } from "../bpf/codec.js";
-import type { BpfMap, PerCpuMap } from "../bpf/map.js";
-import { BpfObject } from "../bpf/object.js";
-import type { BpfProgram } from "../bpf/program.js";
 import {
   type CounterKey,
   counterKey,
   counterValue,
+  DatapathMap,
   type EndpointKey,
   type EndpointValue,
   endpointKey,
   endpointValue,
-  type HookCounter,
-} from "../bpf/shared.js";
+} from "../bpf/datapath.js";
+import type { BpfMap, PerCpuMap } from "../bpf/map.js";
+import { BpfObject } from "../bpf/object.js";
+import type { BpfProgram } from "../bpf/program.js";
+import type { PacketCounter } from "../bpf/shared.js";
 import { NotFoundError } from "../errors.js";
 
 export const PROGRAM = {
@@ -41,15 +42,15 @@ export class DatapathPrograms {
   readonly fromUplink: BpfProgram;
   readonly endpoints: BpfMap<EndpointKey, EndpointValue>;
   readonly devices: BpfMap<number, number>;
-  readonly counters: PerCpuMap<CounterKey, HookCounter>;
+  readonly counters: PerCpuMap<CounterKey, PacketCounter>;
 
   private constructor(private readonly obj: BpfObject) {
     this.fromContainer = obj.program(PROGRAM.fromContainer);
     this.toContainer = obj.program(PROGRAM.toContainer);
     this.fromUplink = obj.program(PROGRAM.fromUplink);
-    this.endpoints = obj.map("nk_endpoints", endpointKey, endpointValue);
-    this.devices = obj.map("nk_devices", u32, u32);
-    this.counters = obj.perCpuMap("nk_counters", counterKey, counterValue);
+    this.endpoints = obj.map(DatapathMap.endpoints, endpointKey, endpointValue);
+    this.devices = obj.map(DatapathMap.devices, u32, u32);
+    this.counters = obj.perCpuMap(DatapathMap.counters, counterKey, counterValue);
   }
 
   /** Loads the programs; maps come from (or are pinned to) pinRoot. */

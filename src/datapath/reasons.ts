@@ -1,4 +1,4 @@
-// Mirror of enum nk_reason in bpf/include/nkit_shared.h (checked by test/unit/datapath-abi.test.ts).
+// Mirror of enum nk_reason in bpf/include/nkit_datapath.h (checked by test/unit/datapath-reasons.test.ts).
 export const Reason = {
   REDIRECT_PEER: 1,
   REDIRECT_NEIGH: 2,

@@ -5,9 +5,9 @@ import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { DatapathMap, datapathEvent } from "../../src/bpf/datapath.js";
 import { openPinned } from "../../src/bpf/handle.js";
 import { RingBuffer } from "../../src/bpf/ringbuf.js";
-import { datapathEvent, EVENTS_MAP } from "../../src/bpf/shared.js";
 import { Reason } from "../../src/datapath/reasons.js";
 import { bpfAddon } from "../../src/native/bpf.js";
 import { ringbufAddon, splitRecords } from "../../src/native/ringbuf.js";
@@ -37,7 +37,7 @@ describe("BPF ring buffer consumer", () => {
     const { podA, a, b } = await wirePodPair(scope, h);
     const spoofed = await addSpoofedAddress(podA, a, 251);
 
-    const map = openPinned(join(h.bpffsDir, EVENTS_MAP), "map");
+    const map = openPinned(join(h.bpffsDir, DatapathMap.events), "map");
     scope.defer(() => bpfAddon().fdClose(map));
     const baseThreads = threads();
     const baseFds = fds();
@@ -100,7 +100,7 @@ describe("BPF ring buffer consumer", () => {
     const { podA, a, b } = await wirePodPair(scope, h);
     const spoofed = await addSpoofedAddress(podA, a, 252);
     const got: ReturnType<typeof datapathEvent.decode>[] = [];
-    const ring = RingBuffer.fromPin(join(h.bpffsDir, EVENTS_MAP), (records) => {
+    const ring = RingBuffer.fromPin(join(h.bpffsDir, DatapathMap.events), (records) => {
       for (const r of records) got.push(datapathEvent.decode(r));
     });
     scope.defer(() => ring.close());

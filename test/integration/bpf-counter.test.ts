@@ -1,16 +1,7 @@
 // Counter programs on a real veth: exact packet and byte counts for a known amount of traffic.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  BpfLink,
-  BpfObject,
-  Direction,
-  HOOK_COUNTERS_MAP,
-  HookSlot,
-  hookCounter,
-  hookKey,
-  queryAttached,
-  sumCounters,
-} from "../../src/bpf/index.js";
+import { BpfLink, BpfObject, queryAttached, sumCounters } from "../../src/bpf/index.js";
+import { Direction, HOOK_COUNTERS_MAP, HookSlot, hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
 import { Scope } from "../helpers/scope.js";
 import {
   COUNTER_OBJ,

@@ -9,9 +9,6 @@ import {
   BpfMap,
   BpfObject,
   BpfProgram,
-  HOOK_COUNTERS_MAP,
-  hookCounter,
-  hookKey,
   PinDir,
   probeBtf,
   probeHelper,
@@ -23,6 +20,7 @@ import {
   u64,
 } from "../../src/bpf/index.js";
 import { BpfLoadError, InvalidArgumentError, NotFoundError, NotSupportedError } from "../../src/errors.js";
+import { HOOK_COUNTERS_MAP, hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
 import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { BAD_VERIFIER_OBJ, COUNTER_OBJ, createDevice, requireBuilt } from "./bpf-fixture.js";

@@ -11,7 +11,7 @@ import type { Scope } from "../helpers/scope.js";
 import { inNetns, ipJson, run } from "../helpers/sys.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const COUNTER_OBJ = join(ROOT, "bpf", "build", "counter.bpf.o");
+export const COUNTER_OBJ = join(ROOT, "bpf", "build", "test", "counter.bpf.o");
 export const MAPS_OBJ = join(ROOT, "bpf", "build", "test", "maps.bpf.o");
 export const BAD_VERIFIER_OBJ = join(ROOT, "bpf", "build", "test", "bad_verifier.bpf.o");
 export const ADDON = join(ROOT, "native", "build", "nkit.node");

@@ -5,8 +5,6 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   BpfMap,
   BpfObject,
-  hookCounter,
-  hookKey,
   ipv4,
   ipv6,
   PerCpuMap,
@@ -16,6 +14,7 @@ import {
   u64,
 } from "../../src/bpf/index.js";
 import { AlreadyExistsError, BpfError, InvalidArgumentError, NotFoundError } from "../../src/errors.js";
+import { hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
 import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { MAPS_OBJ, requireBuilt } from "./bpf-fixture.js";

@@ -2,19 +2,9 @@
 // pin, swaps its program with BPF_LINK_UPDATE, detaches it and removes the pin.
 import { existsSync } from "node:fs";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  BpfLink,
-  BpfObject,
-  Direction,
-  HOOK_COUNTERS_MAP,
-  HookSlot,
-  hookCounter,
-  hookKey,
-  PerCpuMap,
-  queryAttached,
-  sumCounters,
-} from "../../src/bpf/index.js";
+import { BpfLink, BpfObject, PerCpuMap, queryAttached, sumCounters } from "../../src/bpf/index.js";
 import { BpfError } from "../../src/errors.js";
+import { Direction, HOOK_COUNTERS_MAP, HookSlot, hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 import {

@@ -7,8 +7,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { u32 } from "../../src/bpf/codec.js";
-import { BpfMap, PerCpuMap } from "../../src/bpf/map.js";
-import { PinDir } from "../../src/bpf/pins.js";
 import {
   type CounterKey,
   counterKey,
@@ -17,7 +15,9 @@ import {
   type EndpointValue,
   endpointKey,
   endpointValue,
-} from "../../src/bpf/shared.js";
+} from "../../src/bpf/datapath.js";
+import { BpfMap, PerCpuMap } from "../../src/bpf/map.js";
+import { PinDir } from "../../src/bpf/pins.js";
 import {
   EndpointManager,
   type EndpointManagerOptions,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { bytes, ipv4, ipv6, struct, u8, u16, u32, u64 } from "../../src/bpf/codec.js";
-import { hookCounter, hookKey } from "../../src/bpf/shared.js";
 import { InvalidArgumentError } from "../../src/errors.js";
+import { hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
 
 describe("integer codecs", () => {
   it("round-trip in host byte order and check ranges", () => {

@@ -1,45 +1,104 @@
-// The TS codecs of bpf/include/nkit_shared.h must match the C layout exactly: checked against the
-// BTF the compiler recorded in the built objects (no kernel access needed, only the ELF files).
+// The TS codecs of the nkit headers (bpf/include/nkit_*.h, bpf/test/nkit_test.h) must match the C
+// layout exactly, and the maps the TS side opens must exist in the objects with the type and sizes
+// it expects: checked against the BTF and the map definitions the compiler recorded in the built
+// objects (no kernel access needed, only the ELF files). One row per object; a new header or object
+// adds a row.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { StructCodec } from "../../src/bpf/codec.js";
 import { BPF } from "../../src/bpf/constants.js";
-import { btfStructLayout } from "../../src/bpf/object.js";
-import { SHARED_STRUCTS } from "../../src/bpf/shared.js";
+import { DATAPATH_MAP_LAYOUTS, DATAPATH_STRUCTS } from "../../src/bpf/datapath.js";
+import type { MapLayout } from "../../src/bpf/map.js";
+import { BpfObject, btfStructLayout } from "../../src/bpf/object.js";
+import { PROGRAM } from "../../src/datapath/programs.js";
 import { bpfAddon } from "../../src/native/bpf.js";
+import { COUNTER_MAP_LAYOUTS, TEST_STRUCTS } from "../helpers/bpf-test-structs.js";
 
-const ROOT = join(import.meta.dirname, "..", "..");
-const OBJECTS = [
-  join(ROOT, "bpf", "build", "counter.bpf.o"),
-  join(ROOT, "bpf", "build", "datapath.bpf.o"),
-  join(ROOT, "bpf", "build", "test", "maps.bpf.o"),
+const BUILD = join(import.meta.dirname, "..", "..", "bpf", "build");
+
+interface ObjectAbi {
+  /** Path under bpf/build. */
+  object: string;
+  /** Structs the object must record in its BTF exactly as the codecs lay them out. */
+  structs: readonly StructCodec<unknown>[];
+  /** Maps the TS side opens by name from the object or its pins (every one pinned by name). */
+  maps: readonly MapLayout[];
+  /** Programs the TS side gets by name. */
+  programs: readonly string[];
+}
+
+const OBJECTS: readonly ObjectAbi[] = [
+  {
+    object: "datapath.bpf.o",
+    structs: DATAPATH_STRUCTS,
+    maps: DATAPATH_MAP_LAYOUTS,
+    programs: Object.values(PROGRAM),
+  },
+  {
+    object: "test/counter.bpf.o",
+    structs: TEST_STRUCTS,
+    maps: COUNTER_MAP_LAYOUTS,
+    programs: ["nk_count_ingress", "nk_count_egress", "nk_count_ingress_alt", "nk_count_egress_alt"],
+  },
+  // maps.bpf.o has no pinned maps; its nk_hook_* structs must agree with the counter fixture's.
+  { object: "test/maps.bpf.o", structs: TEST_STRUCTS, maps: [], programs: [] },
 ];
+
+const pathOf = (o: ObjectAbi): string => join(BUILD, o.object);
+
+function expectLayout(obj: string, codec: StructCodec<unknown>): void {
+  const btf = btfStructLayout(obj, codec.name);
+  expect(btf, `${obj} records no struct ${codec.name}`).not.toBeNull();
+  if (!btf) return;
+  expect(btf.size, `${codec.name} size in ${obj}`).toBe(codec.size);
+  expect(btf.members.every((m) => m.bitSize === 0)).toBe(true);
+  expect(btf.members.map((m) => ({ name: m.name, offset: m.offset, size: m.size }))).toEqual(
+    codec.layout.map((m) => ({ name: m.name, offset: m.offset, size: m.size })),
+  );
+}
 
 describe("shared struct ABI", () => {
   it("objects are built", () => {
-    for (const o of OBJECTS) expect(existsSync(o), `${o} missing: run npm run build:bpf`).toBe(true);
+    for (const o of OBJECTS)
+      expect(existsSync(pathOf(o)), `${pathOf(o)} missing: run npm run build:bpf`).toBe(true);
   });
 
-  for (const codec of SHARED_STRUCTS) {
-    it(`struct ${codec.name}: size and member offsets match BTF`, () => {
-      let seen = 0;
-      for (const obj of OBJECTS) {
-        const btf = btfStructLayout(obj, codec.name);
-        if (!btf) continue;
-        seen++;
-        expect(btf.size, `${codec.name} size in ${obj}`).toBe(codec.size);
-        expect(btf.members.every((m) => m.bitSize === 0)).toBe(true);
-        expect(btf.members.map((m) => ({ name: m.name, offset: m.offset, size: m.size }))).toEqual(
-          codec.layout.map((m) => ({ name: m.name, offset: m.offset, size: m.size })),
-        );
-      }
-      expect(seen, `no built object records struct ${codec.name}`).toBeGreaterThan(0);
-    });
+  for (const o of OBJECTS) {
+    for (const codec of o.structs) {
+      it(`${o.object}: struct ${codec.name} size and member offsets match BTF`, () => {
+        expectLayout(pathOf(o), codec);
+      });
+    }
   }
 
   it("unknown structs are reported as absent", () => {
-    expect(btfStructLayout(OBJECTS[0] ?? "", "no_such_struct")).toBeNull();
+    expect(btfStructLayout(pathOf(OBJECTS[0]!), "no_such_struct")).toBeNull();
   });
+});
+
+describe("maps and programs the TS side opens", () => {
+  for (const o of OBJECTS.filter((x) => x.maps.length > 0 || x.programs.length > 0)) {
+    it(`${o.object}: ${[...o.maps.map((m) => m.name), ...o.programs].join(", ")}`, () => {
+      const obj = BpfObject.open(pathOf(o));
+      try {
+        const maps = obj.maps();
+        for (const want of o.maps) {
+          const got = maps.find((m) => m.name === want.name);
+          expect(got, `map ${want.name} is not defined in ${o.object}`).toBeDefined();
+          expect(
+            got && { name: got.name, type: got.typeName, keySize: got.keySize, valueSize: got.valueSize },
+            `map ${want.name} in ${o.object}`,
+          ).toEqual(want);
+          expect(got?.pinPath, `map ${want.name} must be LIBBPF_PIN_BY_NAME`).not.toBeNull();
+        }
+        const programs = obj.programs().map((p) => p.name);
+        for (const p of o.programs) expect(programs, `program ${p} in ${o.object}`).toContain(p);
+      } finally {
+        obj.close();
+      }
+    });
+  }
 });
 
 describe("uapi constants", () => {

@@ -4,8 +4,8 @@ import { hostIfName, isHostIfName } from "../../src/datapath/naming.js";
 import { isDrop, Reason, reasonName } from "../../src/datapath/reasons.js";
 
 describe("datapath reasons", () => {
-  it("mirror enum nk_reason of the shared header exactly", () => {
-    const header = readFileSync(new URL("../../bpf/include/nkit_shared.h", import.meta.url), "utf8");
+  it("mirror enum nk_reason of the datapath header exactly", () => {
+    const header = readFileSync(new URL("../../bpf/include/nkit_datapath.h", import.meta.url), "utf8");
     const enumBody = /enum nk_reason \{([\s\S]*?)\};/.exec(header)?.[1] ?? "";
     const fromC = Object.fromEntries(
       [...enumBody.matchAll(/NK_(?:FWD_)?(\w+) = (\d+)/g)].map((m) => [m[1], Number(m[2])]),

@@ -7,6 +7,12 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   BpfLink,
   BpfObject,
+  type PerCpuMap,
+  PinDir,
+  queryAttached,
+  sumCounters,
+} from "../../src/bpf/index.js";
+import {
   Direction,
   HOOK_COUNTERS_MAP,
   type HookCounter,
@@ -14,11 +20,7 @@ import {
   HookSlot,
   hookCounter,
   hookKey,
-  type PerCpuMap,
-  PinDir,
-  queryAttached,
-  sumCounters,
-} from "../../src/bpf/index.js";
+} from "../helpers/bpf-test-structs.js";
 import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import {

@@ -14,7 +14,7 @@ import type { Scope } from "../helpers/scope.js";
 import { inNetns, ipJson, run } from "../helpers/sys.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const COUNTER_OBJ = join(ROOT, "bpf", "build", "counter.bpf.o");
+export const COUNTER_OBJ = join(ROOT, "bpf", "build", "test", "counter.bpf.o");
 
 /** Fails (never skips) when the kernel has no netkit: the VM lane exists to run these for real. */
 export function requireNetkitKernel(): void {

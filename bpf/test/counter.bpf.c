@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Per-CPU packet/byte counters for tcx hooks, keyed by device, direction and program slot.
+/* Test fixture: per-CPU packet/byte counters for tcx hooks, keyed by device, direction and program slot.
  * Every program returns TCX_NEXT so it never changes the fate of a packet and later tcx
  * programs or legacy tc still run (TCX_PASS would end the chain). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-#include "nkit_shared.h"
+#include "nkit_test.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
