@@ -1,6 +1,6 @@
 // CNI error codes nkit uses, and the mapping from nkitd's typed errors. Codes 1-11 and 50-51 are the
 // CNI spec's well-known codes; 100 and above are nkit's own. These numbers are a stable interface:
-// runtimes, operators and tests match on them. native/cni/nkit-cni.c emits 1, 4, 5, 6, 7, 11, 50
+// runtimes, operators and tests match on them. native/cni (cni.h, NK_CNI_CODES) emits 1, 4, 5, 6, 7, 11, 50
 // and 106 itself (before or instead of reaching nkitd).
 //
 // | code | meaning                                                                                  |

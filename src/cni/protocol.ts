@@ -1,4 +1,4 @@
-// The socket protocol between nkit-cni (native/cni/nkit-cni.c) and nkitd's CNI endpoint, and the
+// The socket protocol between nkit-cni (native/cni/) and nkitd's CNI endpoint, and the
 // typed validation of what arrives over it. The C side mirrors this file; change both together.
 //
 // Transport: a unix stream socket, by default /run/nkit/cni.sock (nkitd: <paths.run>/cni.sock;
@@ -41,7 +41,7 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 1 << 20;
 export const DEFAULT_SOCKET = "/run/nkit/cni.sock";
 export const DEL_QUEUE_DIR = "cni-del-queue";
-/** CNI spec versions nkit-cni speaks (kept equal to SUPPORTED in nkit-cni.c). */
+/** CNI spec versions nkit-cni speaks (kept equal to cni_supported_versions in native/cni/cni.c; test/integration/cni-shim-input.test.ts compares them). */
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
 
