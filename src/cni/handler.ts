@@ -2,12 +2,16 @@
 // CniHandler supplies the behaviour. NkitCniHandler implements both conflist modes on top of the
 // EndpointManager and the IPAM:
 //
-//   ipam  ADD   reserve the addresses (IPAM keyed by container id = CRI sandbox id) and report them;
-//               the NRI RunPodSandbox hook wires the sandbox later with exactly these addresses.
+//   ipam  ADD   reserve the addresses (keyed by container id = CRI sandbox id), report them and
+//               start pre-wiring; the NRI RunPodSandbox hook completes the wiring with exactly these
+//               addresses.
 //   wire  ADD   reserve, then EndpointManager.wire() the netns (nerdctl, Nomad: no NRI).
-//   both  DEL   unwire whatever endpoint carries the container id (in ipam mode the one the NRI hook
-//               made: its addresses are about to be handed out again), release, forget. Idempotent;
-//               a DEL for an interface or network nkit did not attach is a no-op.
+//   both  DEL   release (unwire whatever endpoint carries the container id, in ipam mode the one the
+//               NRI hook made, and free its addresses), forget. Idempotent; a DEL for an interface or
+//               network nkit did not attach is a no-op.
+//
+// Reservations belong to the PodLifecycle (src/pods), which the NRI door shares: this handler never
+// allocates or frees addresses itself.
 //         CHECK the attachment, the reservation and prevResult agree; in wire mode also the endpoint
 //               is wired into this netns and both devices are up.
 //         STATUS ok while the datapath is ready.
@@ -20,9 +24,10 @@
 import { GATEWAY_V4, GATEWAY_V6 } from "../datapath/devices.js";
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { formatIp, parseIp } from "../ipam/cidr.js";
-import { type Ipam, IpamOwner } from "../ipam/ipam.js";
+import { IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
+import type { PodLifecycle } from "../pods/lifecycle.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { Attachment, AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
@@ -45,30 +50,18 @@ const VETH_GATEWAYS = { ipv4: GATEWAY_V4, ipv6: GATEWAY_V6 } as const;
 
 export interface NkitCniHandlerOptions {
   endpoints: EndpointDatapath;
-  ipam: Ipam;
+  /** The reservations and the CRI pod flow (shared with the NRI door). */
+  pods: CniPodLifecycle;
   attachments: AttachmentStore;
   log?: Logger;
   /** Why nkitd cannot serve ADD right now, or undefined when it can (STATUS). */
   notReady?: () => string | undefined;
   /** Checks the devices of a wired endpoint; returns the problem or undefined (default: netlink). */
   probeLinks?: (ep: WiredEndpoint) => Promise<string | undefined>;
-  /** ipam mode: the CRI pod lifecycle, which starts wiring at ADD and owns it until NRI RUN. */
-  pods?: CniPodHooks;
 }
 
-/** What the CNI door tells the CRI pod lifecycle (src/daemon/pods.ts). */
-export interface CniPodHooks {
-  /** After an ipam-mode ADD: begin wiring in the background (NRI RUN waits for it). */
-  prewire(req: {
-    id: string;
-    netnsPath: string;
-    ifName: string;
-    addresses: Addresses;
-    labels: Record<string, string>;
-  }): void;
-  /** Waits for background wiring of id, so a DEL never races it. */
-  settle(id: string): Promise<void>;
-}
+/** What the CNI door asks of the pod lifecycle. */
+export type CniPodLifecycle = Pick<PodLifecycle, "reserve" | "reservation" | "prewire" | "release">;
 
 type Addresses = { ipv4?: string; ipv6?: string };
 
@@ -194,13 +187,14 @@ export class NkitCniHandler implements CniHandler {
         );
       }
     }
-    const hadReservation = this.o.ipam.get(id) !== undefined;
+    const hadReservation = this.o.pods.reservation(id) !== undefined;
     // ipam mode serves CRI pods (wired later at NRI RUN, collected by NRI Synchronize); wire mode
     // serves runtimes without NRI, whose endpoints no NRI Synchronize may touch.
-    const alloc = this.o.ipam.allocate(id, {
-      ...conf.requestedIps,
-      owner: conf.mode === "wire" ? IpamOwner.CNI : IpamOwner.CRI,
-    });
+    const alloc = this.o.pods.reserve(
+      id,
+      conf.requestedIps,
+      conf.mode === "wire" ? IpamOwner.CNI : IpamOwner.CRI,
+    );
     const addresses: Addresses = {};
     if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
     if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
@@ -230,16 +224,14 @@ export class NkitCniHandler implements CniHandler {
     } catch (e) {
       if (!att) {
         // Leave nothing of a failed first ADD behind (a repeated ADD keeps what the first made).
-        if (ep)
-          await this.o.endpoints
-            .unwire(id)
-            .catch((u: unknown) => this.o.log?.error({ err: u, id }, "undo wire"));
-        if (!hadReservation) this.o.ipam.release(id);
+        // A reservation made before this ADD (and whatever NRI wired with it) is not ours to undo.
+        const undo = !hadReservation ? this.o.pods.release(id) : ep ? this.o.endpoints.unwire(id) : undefined;
+        await undo?.catch((u: unknown) => this.o.log?.error({ err: u, id }, "undo CNI ADD"));
       }
       throw e;
     }
     if (conf.mode === "ipam" && !att) {
-      this.o.pods?.prewire({
+      this.o.pods.prewire({
         id,
         netnsPath: req.netns,
         ifName: req.ifName,
@@ -272,13 +264,9 @@ export class NkitCniHandler implements CniHandler {
     await this.remove(id, att);
   }
 
-  /** Unwires (a no-op when nothing is wired), releases and forgets; safe to repeat. */
+  /** Releases (unwires, frees the addresses) and forgets; safe to repeat. */
   private async remove(id: string, att: Attachment | undefined): Promise<void> {
-    // unwire() also clears what a crashed wiring left (a device without a record): worth a netlink
-    // round trip for wire-mode attachments; otherwise only a wired endpoint needs it.
-    await this.o.pods?.settle(id);
-    if (att?.mode === "wire" || this.o.endpoints.get(id)) await this.o.endpoints.unwire(id);
-    this.o.ipam.release(id);
+    await this.o.pods.release(id);
     if (att) this.o.attachments.delete(id);
     this.o.log?.debug({ id }, "CNI attachment removed");
   }
@@ -296,7 +284,7 @@ export class NkitCniHandler implements CniHandler {
     }
     const mismatch = (msg: string, details = "") =>
       new CniError(CniCode.CHECK_MISMATCH, `CHECK ${id}/${req.ifName}: ${msg}`, details);
-    const alloc = this.o.ipam.get(id);
+    const alloc = this.o.pods.reservation(id);
     if (!alloc) throw mismatch("nkitd holds no address reservation for it");
     const reported = new Set(
       resultAddresses(conf.prevResult ?? { cniVersion: conf.cniVersion }).map(canonicalIp),

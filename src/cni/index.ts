@@ -1,14 +1,13 @@
 // nkitd's CNI endpoint for nkit-cni: protocol, handler, server. startCniEndpoint wires them to the
-// daemon's EndpointManager and IPAM.
-import type { Ipam } from "../ipam/ipam.js";
+// daemon's EndpointManager and pod lifecycle.
 import type { Logger } from "../log.js";
 import { AttachmentStore } from "./attachments.js";
-import { type CniPodHooks, type EndpointDatapath, NkitCniHandler } from "./handler.js";
+import { type CniPodLifecycle, type EndpointDatapath, NkitCniHandler } from "./handler.js";
 import { CniServer } from "./server.js";
 
 export { type Attachment, AttachmentStore } from "./attachments.js";
 export { CniCode, CniError, toCniError } from "./codes.js";
-export { type CniHandler, type CniPodHooks, NkitCniHandler, probeEndpointLinks } from "./handler.js";
+export { type CniHandler, type CniPodLifecycle, NkitCniHandler, probeEndpointLinks } from "./handler.js";
 export * from "./protocol.js";
 export * from "./result.js";
 export { CniServer, type CniServerOptions } from "./server.js";
@@ -19,20 +18,18 @@ export interface CniEndpointOptions {
   /** Attachment records (<paths.state>/cni-attachments.json in nkitd). */
   statePath: string;
   endpoints: EndpointDatapath;
-  ipam: Ipam;
+  pods: CniPodLifecycle;
   log?: Logger;
   notReady?: () => string | undefined;
-  pods?: CniPodHooks;
 }
 
 export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer> {
   const handler = new NkitCniHandler({
     endpoints: o.endpoints,
-    ipam: o.ipam,
+    pods: o.pods,
     attachments: AttachmentStore.open(o.statePath),
     ...(o.log ? { log: o.log } : {}),
     ...(o.notReady ? { notReady: o.notReady } : {}),
-    ...(o.pods ? { pods: o.pods } : {}),
   });
   return CniServer.start({ socketPath: o.socketPath, handler, ...(o.log ? { log: o.log } : {}) });
 }

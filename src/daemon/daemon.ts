@@ -7,11 +7,11 @@ import { EndpointManager } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
+import { PodLifecycle } from "../pods/lifecycle.js";
 import type { NkitdConfig } from "./config.js";
 import { startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { startNri } from "./nri.js";
-import { PodLifecycle } from "./pods.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
 export interface Daemon {
@@ -52,16 +52,16 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
       "datapath ready",
     );
-    // The CRI pod lifecycle, shared by the CNI door (reserve, pre-wire) and the NRI door (wire, labels).
+    // The reservations and the CRI pod flow, one owner shared by the CNI door (reserve, pre-wire,
+    // release) and the NRI door (wire, labels, release).
     const pods = new PodLifecycle(endpoints, ipam, log);
     // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock; started last, stopped first.
     const cni = await startCniEndpoint({
       socketPath: join(config.paths.run, "cni.sock"),
       statePath: join(config.paths.state, "cni-attachments.json"),
       endpoints,
-      ipam,
-      log,
       pods,
+      log,
     }).catch(async (e: unknown) => {
       await endpoints.close();
       throw e;

@@ -2,8 +2,8 @@
 import type { Logger } from "../log.js";
 import { nriMetrics, timeWiring } from "../metrics/index.js";
 import { NriPlugin, type NriPodSandbox } from "../nri/index.js";
+import type { PodLifecycle, PodSandbox } from "../pods/lifecycle.js";
 import type { NkitdConfig } from "./config.js";
-import type { PodLifecycle, PodSandbox } from "./pods.js";
 
 function toPod(p: NriPodSandbox): PodSandbox {
   return {

@@ -17,6 +17,7 @@ import { startDaemon } from "../../src/daemon/daemon.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { Ipam } from "../../src/ipam/ipam.js";
 import { createLogger } from "../../src/log.js";
+import { PodLifecycle } from "../../src/pods/lifecycle.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { ipJson, run } from "../helpers/sys.js";
@@ -86,9 +87,11 @@ let dir: string;
 let socket: string;
 let attachments: AttachmentStore;
 let server: CniServer | undefined;
+let pods: PodLifecycle;
 
 async function startServer(): Promise<CniServer> {
-  const handler = new NkitCniHandler({ endpoints: h.mgr, ipam: h.ipam, attachments });
+  pods = new PodLifecycle(h.mgr, h.ipam);
+  const handler = new NkitCniHandler({ endpoints: h.mgr, pods, attachments });
   server = await CniServer.start({ socketPath: socket, handler });
   return server;
 }
@@ -188,7 +191,7 @@ describe("nkit-cni against a live endpoint", () => {
     expect(attachments.list()).toEqual([]);
   });
 
-  it("only reserves addresses in ipam mode (no devices), CHECKs them, DEL releases", async () => {
+  it("reserves addresses in ipam mode and pre-wires them for NRI RUN, CHECKs them, DEL releases everything", async () => {
     const pod = await createPod(scope, "p");
     const id = h.newId("i");
     const conf = { mode: "ipam", cniVersion: "1.0.0" };
@@ -199,12 +202,12 @@ describe("nkit-cni against a live endpoint", () => {
     expect(res.interfaces).toEqual([{ name: "eth0", sandbox: pod.path }]);
     const alloc = h.ipam.get(id);
     expect(addrs(r)).toEqual([`${alloc?.ipv4}/32`, `${alloc?.ipv6}/128`]);
-    // No device on either side.
+    // The result names no host device (NRI RUN owns the wiring), but the pre-wiring has begun with
+    // the reported addresses.
+    await pods.settle(id);
+    expect(h.mgr.get(id)?.addresses).toEqual({ ipv4: alloc?.ipv4, ipv6: alloc?.ipv6 });
     const links = await ipJson<{ ifname: string }[]>(["link", "show"], pod.name);
-    expect(links.map((l) => l.ifname)).toEqual(["lo"]);
-    expect(
-      (await ipJson<{ ifname: string }[]>(["link", "show"])).some((l) => l.ifname === hostIfName(id)),
-    ).toBe(false);
+    expect(links.map((l) => l.ifname).sort()).toEqual(["eth0", "lo"]);
 
     const check = await shim("CHECK", {
       containerId: id,
@@ -230,6 +233,10 @@ describe("nkit-cni against a live endpoint", () => {
 
     expect(await shim("DEL", { containerId: id, conf })).toMatchObject({ code: 0, stdout: "" });
     expect(h.ipam.get(id)).toBeUndefined();
+    expect(h.mgr.get(id)).toBeUndefined();
+    expect(
+      (await ipJson<{ ifname: string }[]>(["link", "show"])).some((l) => l.ifname === hostIfName(id)),
+    ).toBe(false);
     expect(await shim("DEL", { containerId: id, conf })).toMatchObject({ code: 0, stdout: "" });
   });
 
@@ -508,7 +515,10 @@ describe("cost per call", () => {
       handler: timed(
         new NkitCniHandler({
           endpoints: h.mgr,
-          ipam: Ipam.open({ podCIDRs: h.podCIDRs, statePath: join(shm, "ipam.json") }),
+          pods: new PodLifecycle(
+            h.mgr,
+            Ipam.open({ podCIDRs: h.podCIDRs, statePath: join(shm, "ipam.json") }),
+          ),
           attachments: AttachmentStore.open(join(shm, "att.json")),
         }),
         spentShm,
@@ -519,7 +529,10 @@ describe("cost per call", () => {
     await server?.close();
     server = await CniServer.start({
       socketPath: socket,
-      handler: timed(new NkitCniHandler({ endpoints: h.mgr, ipam: h.ipam, attachments }), spentDisk),
+      handler: timed(
+        new NkitCniHandler({ endpoints: h.mgr, pods: new PodLifecycle(h.mgr, h.ipam), attachments }),
+        spentDisk,
+      ),
     });
 
     const base = await loop(n, `echo '{}' | /bin/true`);

@@ -1,9 +1,9 @@
 // The CRI pod flow on the real datapath: reserve (CNI ADD) -> run (NRI RUN) -> stop -> remove,
 // plus Synchronize wiring reserved-but-unwired pods and collecting pods that no longer exist.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { PodLifecycle, type PodSandbox } from "../../src/daemon/pods.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { Rtnl } from "../../src/netlink/index.js";
+import { PodLifecycle, type PodSandbox } from "../../src/pods/lifecycle.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns } from "../helpers/sys.js";
 import { createHarness, createPod, type Harness, ping } from "./datapath-fixture.js";
@@ -138,7 +138,7 @@ describe("CRI pod lifecycle", () => {
       addresses: { ipv4: res.ipv4!, ipv6: res.ipv6! },
       labels: {},
     });
-    await pods.unreserve(id);
+    await pods.release(id);
     expect(h.mgr.get(id)).toBeUndefined();
     expect(h.ipam.get(id)).toBeUndefined();
     expect(await hostDeviceExists(id)).toBe(false);

@@ -1,4 +1,4 @@
-// NkitCniHandler over a fake datapath and a real IPAM: conflicts, rollback, DEL scoping, STATUS.
+// NkitCniHandler over a fake datapath and a real IPAM and pod lifecycle: conflicts, rollback, DEL scoping, STATUS.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { type CniRequest, parseRequest } from "../../src/cni/protocol.js";
 import type { WiredEndpoint, WireRequest } from "../../src/datapath/endpoint-manager.js";
 import { NetlinkError } from "../../src/errors.js";
 import { Ipam } from "../../src/ipam/ipam.js";
+import { PodLifecycle } from "../../src/pods/lifecycle.js";
 
 class FakeDatapath implements EndpointDatapath {
   readonly mode = "veth" as const;
@@ -40,6 +41,14 @@ class FakeDatapath implements EndpointDatapath {
   get(id: string): WiredEndpoint | undefined {
     return this.wired.get(id);
   }
+  async verify(id: string): Promise<string | undefined> {
+    return this.wired.has(id) ? undefined : `endpoint ${id} is not wired`;
+  }
+  setLabels(id: string, labels: Record<string, string>): WiredEndpoint | undefined {
+    const ep = this.wired.get(id);
+    if (ep) ep.labels = { ...labels };
+    return ep;
+  }
 }
 
 let dir: string;
@@ -57,7 +66,7 @@ beforeEach(() => {
   notReady = undefined;
   handler = new NkitCniHandler({
     endpoints: dp,
-    ipam,
+    pods: new PodLifecycle(dp, ipam),
     attachments: store,
     notReady: () => notReady,
     probeLinks: async () => undefined,

@@ -29,8 +29,9 @@ export const LAYERS: readonly Layer[] = [
   // Owners of host state and kernel objects.
   { folder: "ipam", mayImport: ["state", "util"] },
   { folder: "datapath", mayImport: ["bpf", "netlink", "ipam", "state", "util"] },
+  { folder: "pods", mayImport: ["datapath", "ipam"] },
   // Front doors and consumers of the owners.
-  { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "state", "util"] },
+  { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
   { folder: "api", mayImport: ["bpf", "datapath", "ipam", "metrics"] },
   // Composition roots.
@@ -45,6 +46,7 @@ export const LAYERS: readonly Layer[] = [
       "nri",
       "ipam",
       "datapath",
+      "pods",
       "cni",
       "metrics",
       "api",

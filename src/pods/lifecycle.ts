@@ -1,11 +1,20 @@
-// The CRI pod flow, shared by nkitd's two front doors: containerd's CNI step reserves addresses
-// (nkit-cni in "ipam" mode), the NRI RunPodSandbox hook wires the sandbox with them, StopPodSandbox
-// unwires, RemovePodSandbox releases. Synchronize (every NRI (re)connect) wires running pods that
-// lack wiring and collects everything of pods that no longer exist.
+// The one owner of a container's address reservation and of the CRI pod flow, called by both of
+// nkitd's front doors. The CNI door (src/cni) reserves at ADD (owner "cri" for CRI sandboxes in
+// "ipam" mode, "cni" for containers it wires itself), pre-wires CRI sandboxes, and releases at DEL
+// and on a failed first ADD. The NRI door (src/daemon/nri.ts) wires the sandbox at RunPodSandbox
+// with the reserved addresses, unwires at StopPodSandbox and releases at RemovePodSandbox;
+// Synchronize (every NRI (re)connect) wires running pods that lack wiring and collects everything
+// of CRI pods that no longer exist.
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { InvalidArgumentError } from "../errors.js";
-import { type Allocation, type Ipam, IpamOwner } from "../ipam/ipam.js";
+import { type AddressRequest, type Allocation, type Ipam, IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
+
+/** The part of the EndpointManager the pod flow uses. */
+export type PodDatapath = Pick<EndpointManager, "wire" | "unwire" | "get" | "verify" | "setLabels">;
+
+/** What a reservation is for: a CRI sandbox (wired at NRI RUN) or a container nkit-cni wires. */
+export type ReservationOwner = (typeof IpamOwner)[keyof typeof IpamOwner];
 
 export interface PodSandbox {
   id: string;
@@ -36,15 +45,27 @@ export class PodLifecycle {
   private readonly prewires = new Map<string, Promise<void>>();
 
   constructor(
-    private readonly endpoints: EndpointManager,
+    private readonly endpoints: PodDatapath,
     private readonly ipam: Ipam,
     private readonly log?: Logger,
     private readonly reservationGraceMs = RESERVATION_GRACE_MS,
   ) {}
 
-  /** CNI ADD in ipam mode: the pod's addresses, allocated once per sandbox id. */
-  reserve(sandboxId: string, request: { ipv4?: string; ipv6?: string } = {}): Allocation {
-    return this.ipam.allocate(sandboxId, { ...request, owner: CRI_OWNER });
+  /**
+   * CNI ADD: the container's addresses, allocated once per id (a repeated ADD gets the same ones;
+   * a request contradicting them is refused). CRI sandboxes by default.
+   */
+  reserve(
+    id: string,
+    request: Omit<AddressRequest, "owner"> = {},
+    owner: ReservationOwner = CRI_OWNER,
+  ): Allocation {
+    return this.ipam.allocate(id, { ...request, owner });
+  }
+
+  /** The container's reservation, if it holds one. */
+  reservation(id: string): Allocation | undefined {
+    return this.ipam.get(id);
   }
 
   /**
@@ -86,11 +107,15 @@ export class PodLifecycle {
     await this.prewires.get(id);
   }
 
-  /** CNI DEL in ipam mode: idempotent. */
-  async unreserve(sandboxId: string): Promise<void> {
-    await this.settle(sandboxId);
-    await this.endpoints.unwire(sandboxId);
-    this.ipam.release(sandboxId);
+  /**
+   * CNI DEL, NRI RemovePodSandbox, a failed first CNI ADD, Synchronize's collection: waits for a
+   * pre-wiring, unwires (which also clears what a crashed wiring left: a device without a record)
+   * and frees the addresses. Idempotent.
+   */
+  async release(id: string): Promise<void> {
+    await this.settle(id);
+    await this.endpoints.unwire(id);
+    this.ipam.release(id);
   }
 
   /**
@@ -134,7 +159,7 @@ export class PodLifecycle {
 
   /** NRI RemovePodSandbox. */
   async remove(pod: Pick<PodSandbox, "id">): Promise<void> {
-    await this.unreserve(pod.id);
+    await this.release(pod.id);
   }
 
   /** NRI Synchronize: `pods` is every sandbox the runtime knows. */
@@ -161,7 +186,7 @@ export class PodLifecycle {
     }
     for (const id of stale) {
       try {
-        await this.unreserve(id);
+        await this.release(id);
         result.collected.push(id);
       } catch (e) {
         result.failed.push({ id, error: (e as Error).message });
