@@ -23,11 +23,11 @@
 
 import { GATEWAY_V4, GATEWAY_V6 } from "../datapath/devices.js";
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
-import { formatIp, parseIp } from "../ipam/cidr.js";
 import { IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
 import type { PodLifecycle } from "../pods/lifecycle.js";
+import { canonicalIp as canonicalIpStrict } from "../util/ip.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { Attachment, AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
@@ -65,10 +65,10 @@ export type CniPodLifecycle = Pick<PodLifecycle, "reserve" | "reservation" | "pr
 
 type Addresses = { ipv4?: string; ipv6?: string };
 
+/** prevResult may carry anything: text that is no address compares as itself. */
 function canonicalIp(text: string): string {
   try {
-    const { family, value } = parseIp(text);
-    return formatIp(family, value);
+    return canonicalIpStrict(text);
   } catch {
     return text;
   }

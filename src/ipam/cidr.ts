@@ -1,9 +1,9 @@
 // IPv4/IPv6 prefixes as bigint ranges. Pure logic, shared by IPAM, routes and (later) the
 // service and masquerade configuration.
 import { InvalidArgumentError } from "../errors.js";
-import { formatIp as formatIpBytes, parseIp as parseIpBytes } from "../util/ip.js";
+import { formatIp, type IpFamily, parseIp } from "../util/ip.js";
 
-export type Family = 4 | 6;
+export type Family = IpFamily;
 
 export interface Cidr {
   readonly family: Family;
@@ -16,21 +16,22 @@ export interface Cidr {
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
-/** Text to (family, integer value); the bytes come from the shared parser in src/util/ip.ts. */
-export function parseIp(text: string): { family: Family; value: bigint } {
-  const { family, bytes } = parseIpBytes(text);
+/** Address text to (family, integer value), for prefix arithmetic; text parsing is src/util/ip.ts's. */
+export function ipValue(text: string): { family: Family; value: bigint } {
+  const { family, bytes } = parseIp(text);
   return { family, value: BigInt(`0x${bytes.toString("hex")}`) };
 }
 
-export function formatIp(family: Family, value: bigint): string {
+/** The canonical text of an integer address value. */
+export function ipValueText(family: Family, value: bigint): string {
   const hex = value.toString(16).padStart(family === 4 ? 8 : 32, "0");
-  return formatIpBytes(Buffer.from(hex, "hex"));
+  return formatIp(Buffer.from(hex, "hex"));
 }
 
 export function parseCidr(text: string): Cidr {
   const slash = text.indexOf("/");
   if (slash < 0) throw new InvalidArgumentError(`"${text}" is not a CIDR: expected address/prefix-length`);
-  const { family, value } = parseIp(text.slice(0, slash));
+  const { family, value } = ipValue(text.slice(0, slash));
   const lenText = text.slice(slash + 1);
   const prefixLen = Number(lenText);
   if (!/^\d+$/.test(lenText) || prefixLen > BITS[family]) {
@@ -40,10 +41,10 @@ export function parseCidr(text: string): Cidr {
   const network = (value >> hostBits) << hostBits;
   if (network !== value) {
     throw new InvalidArgumentError(
-      `"${text}" has host bits set: did you mean ${formatIp(family, network)}/${prefixLen}?`,
+      `"${text}" has host bits set: did you mean ${ipValueText(family, network)}/${prefixLen}?`,
     );
   }
-  return { family, network, prefixLen, text: `${formatIp(family, network)}/${prefixLen}` };
+  return { family, network, prefixLen, text: `${ipValueText(family, network)}/${prefixLen}` };
 }
 
 /** Number of addresses in the prefix. */

@@ -4,7 +4,8 @@
 import { dirname } from "node:path";
 import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorruptError } from "../errors.js";
 import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "../state/atomic-file.js";
-import { type Cidr, cidrContains, cidrSize, type Family, formatIp, parseCidr, parseIp } from "./cidr.js";
+import { canonicalIp } from "../util/ip.js";
+import { type Cidr, cidrContains, cidrSize, type Family, ipValue, ipValueText, parseCidr } from "./cidr.js";
 
 /** Owner tags of the front doors: CRI pods (reserved by nkit-cni in ipam mode, wired at NRI RUN)
  * and CNI-wired containers (nerdctl, Nomad). NRI Synchronize only ever collects CRI ones. */
@@ -128,7 +129,7 @@ export class Ipam {
     this.byId.set(a.id, { ...a });
     for (const addr of [a.ipv4, a.ipv6]) {
       if (addr === undefined) continue;
-      const { family, value } = parseIp(addr);
+      const { family, value } = ipValue(addr);
       this.pools[family]?.used.add(value);
     }
   }
@@ -147,7 +148,7 @@ export class Ipam {
     return this.list().filter((a) =>
       [a.ipv4, a.ipv6].some((addr) => {
         if (addr === undefined) return false;
-        const { family, value } = parseIp(addr);
+        const { family, value } = ipValue(addr);
         const pool = this.pools[family];
         return !pool || !cidrContains(pool.cidr, family, value);
       }),
@@ -172,7 +173,7 @@ export class Ipam {
       for (const f of [4, 6] as const) {
         const want = f === 4 ? req.ipv4 : req.ipv6;
         const have = f === 4 ? existing.ipv4 : existing.ipv6;
-        if (want !== undefined && canonical(want) !== have) {
+        if (want !== undefined && canonicalIp(want) !== have) {
           throw new IpamConflictError(
             `endpoint ${id} already holds ${have ?? `no IPv${f} address`}, not ${want}; release it first`,
           );
@@ -185,7 +186,7 @@ export class Ipam {
       const pool = this.pools[f];
       const want = f === 4 ? req.ipv4 : req.ipv6;
       if (want !== undefined) {
-        const { family, value } = parseIp(want);
+        const { family, value } = ipValue(want);
         if (family !== f)
           throw new InvalidArgumentError(`requested ipv${f} "${want}" is an IPv${family} address`);
         if (!pool || !cidrContains(pool.cidr, family, value) || !pool.usable(value)) {
@@ -194,7 +195,7 @@ export class Ipam {
           );
         }
         if (pool.used.has(value)) {
-          const owner = [...this.byId.values()].find((a) => a.ipv4 === want || a.ipv6 === canonical(want));
+          const owner = [...this.byId.values()].find((a) => a.ipv4 === want || a.ipv6 === canonicalIp(want));
           throw new IpamConflictError(
             `requested ${want} is already assigned to endpoint ${owner?.id ?? "?"}`,
           );
@@ -208,8 +209,8 @@ export class Ipam {
     }
     const alloc: Allocation = { id, createdAt: Date.now() };
     if (req.owner !== undefined) alloc.owner = req.owner;
-    if (picked[4] !== undefined) alloc.ipv4 = formatIp(4, picked[4]);
-    if (picked[6] !== undefined) alloc.ipv6 = formatIp(6, picked[6]);
+    if (picked[4] !== undefined) alloc.ipv4 = ipValueText(4, picked[4]);
+    if (picked[6] !== undefined) alloc.ipv6 = ipValueText(6, picked[6]);
     this.byId.set(id, alloc);
     try {
       this.persist();
@@ -235,7 +236,7 @@ export class Ipam {
     }
     for (const addr of [a.ipv4, a.ipv6]) {
       if (addr === undefined) continue;
-      const { family, value } = parseIp(addr);
+      const { family, value } = ipValue(addr);
       this.pools[family]?.used.delete(value);
     }
     return { ...a };
@@ -245,9 +246,4 @@ export class Ipam {
     const state: StateFile = { version: 1, allocations: [...this.byId.values()] };
     writeFileAtomic(this.statePath, `${JSON.stringify(state, null, 1)}\n`);
   }
-}
-
-function canonical(addr: string): string {
-  const { family, value } = parseIp(addr);
-  return formatIp(family, value);
 }

@@ -87,6 +87,11 @@ export function formatIp(b: Uint8Array): string {
   return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
 }
 
+/** The address in its one canonical text form (IPv4 dotted quad, IPv6 RFC 5952). */
+export function canonicalIp(s: string, what = "address"): string {
+  return formatIp(parseIp(s, what).bytes);
+}
+
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 export function parseMac(s: string, what = "MAC address"): Buffer {
