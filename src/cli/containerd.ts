@@ -1,6 +1,6 @@
 // containerd facts for `nkit doctor` and `nkit install`: version, and whether NRI is enabled by its
 // config file. NRI lives in [plugins."io.containerd.nri.v1.nri"]; `disable` defaults to true on
-// containerd 1.7 and to false from 2.0 (see DESIGN.md reference/nri-protocol.md).
+// containerd 1.7 and to false from 2.0.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 

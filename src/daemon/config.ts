@@ -1,4 +1,4 @@
-// nkitd configuration: the YAML contract of DESIGN.md ("User-facing interface"). Every key is
+// nkitd configuration: the YAML keys README.md ("Running nkitd") lists, a user contract. Every key is
 // optional; a missing file means built-in defaults. Errors name the key, the bad value and the fix.
 import { readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";

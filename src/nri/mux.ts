@@ -1,8 +1,8 @@
 // containerd/nri `pkg/net/multiplex`: one socket (the trunk) carries several logical byte streams.
 // Frame = u32 BE conn_id, u32 BE length, payload. conn_id 0 is reserved; frames for ids nobody
-// opened are dropped. See shared/reference/nri-protocol.md §2.
+// opened are dropped.
 //
-// Writing follows the Go-identical rule of §2.2: each write() on a logical connection must be one
+// Writing follows the rule of the Go implementation: each write() on a logical connection must be one
 // whole ttrpc message; it goes out as one frame when it is at most 4096 bytes, otherwise as a
 // 4096-byte frame followed by one frame with the rest. (Larger first frames break the runtime's
 // bufio reader, which refuses frames bigger than its free buffer.) Each frame is a single

@@ -1,7 +1,7 @@
 // A private containerd 1.7 with NRI enabled, for the NRI integration tests: its own root, state,
 // sockets and runc root under a unique /tmp directory, a stub CNI plugin that reports one IP for eth0
 // and creates nothing, and a locally built pause image (no registry). Plus a minimal CRI client
-// (grpc-js + a small protobufjs-parsed subset of runtime.v1). Facts: shared/reference/containerd-testenv.md.
+// (grpc-js + a small protobufjs-parsed subset of runtime.v1).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
