@@ -18,7 +18,8 @@ export type NkitErrorCode =
   | "NKIT_CONFIG"
   | "NKIT_TTRPC"
   | "NKIT_PROTOCOL"
-  | "NKIT_NRI";
+  | "NKIT_NRI"
+  | "NKIT_CLOSED";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;
@@ -195,5 +196,15 @@ export class ProtocolError extends NkitError {
 export class NriError extends NkitError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("NKIT_NRI", message, options);
+  }
+}
+
+/** An object was used after it was closed (or while it closes): a socket, a stream, a manager. */
+export class ClosedError extends NkitError {
+  readonly what: string;
+  constructor(what: string, options?: { cause?: unknown }) {
+    const why = options?.cause instanceof Error ? `: ${options.cause.message}` : "";
+    super("NKIT_CLOSED", `${what} is closed${why}`, options);
+    this.what = what;
   }
 }

@@ -24,6 +24,7 @@ const GRPC_OF: Record<NkitErrorCode, status> = {
   NKIT_TTRPC: status.UNAVAILABLE,
   NKIT_PROTOCOL: status.INTERNAL,
   NKIT_NRI: status.UNAVAILABLE,
+  NKIT_CLOSED: status.UNAVAILABLE,
 };
 
 export function grpcStatusOf(code: NkitErrorCode): status {

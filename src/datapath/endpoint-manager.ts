@@ -9,7 +9,7 @@
 // (endpoint-maps.ts), program links (links.ts), uplinks (uplinks.ts), mode probing (mode.ts).
 
 import { PinDir } from "../bpf/pins.js";
-import { AlreadyExistsError, InvalidArgumentError, NkitError, NotFoundError } from "../errors.js";
+import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { DatapathContext } from "./context.js";
@@ -151,8 +151,7 @@ export class EndpointManager {
   }
 
   wire(req: WireRequest): Promise<WiredEndpoint> {
-    if (this.closed)
-      return Promise.reject(new NkitError("NKIT_INVALID_ARGUMENT", "EndpointManager is closed"));
+    if (this.closed) return Promise.reject(new ClosedError("EndpointManager"));
     if (!req.id) return Promise.reject(new InvalidArgumentError("wire: endpoint id must not be empty"));
     return this.locks.run(req.id, () => this.wireLocked(req));
   }

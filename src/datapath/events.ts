@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { type DatapathEvent, DatapathMap, datapathEvent } from "../bpf/datapath.js";
 import { RingBuffer } from "../bpf/ringbuf.js";
+import { ClosedError } from "../errors.js";
 import type { Logger } from "../log.js";
 
 export interface EventFilter {
@@ -46,7 +47,7 @@ export class DatapathEvents {
 
   /** Starts delivering matching events; returns the unsubscribe function. */
   subscribe(filter: EventFilter, deliver: EventSink): () => void {
-    if (this.closed) throw new Error("event hub is closed");
+    if (this.closed) throw new ClosedError("event hub");
     const sub: Subscriber = { since: process.hrtime.bigint(), filter, deliver };
     this.subs.add(sub);
     try {

@@ -6,7 +6,9 @@
 //
 // Deep imports on purpose: the package index also loads node-netlink's own native socket binding,
 // which we never use.
+
 import nlStructs from "netlink/dist/structs.js";
+import { ProtocolError } from "../errors.js";
 import {
   NLA_F_NESTED,
   NLM_F_ACK_TLVS,
@@ -318,7 +320,10 @@ export function decodeNdMsg(b: Buffer): NdMsg {
 /** Splits a reply payload into its fixed header and attributes; too-short payloads are an error. */
 export function splitPayload(payload: Buffer, headerLength: number, what: string): [Buffer, AttrMap] {
   if (payload.length < headerLength) {
-    throw new Error(`truncated ${what} message (${payload.length} < ${headerLength} bytes)`);
+    throw new ProtocolError(
+      "rtnetlink",
+      `truncated ${what} message (${payload.length} < ${headerLength} bytes)`,
+    );
   }
   return [payload.subarray(0, headerLength), decodeAttrs(payload.subarray(align4(headerLength)))];
 }

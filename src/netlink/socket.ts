@@ -1,6 +1,6 @@
 // An rtnetlink socket over the addon's transport: sequence numbers, one transaction at a time, acks,
 // dumps and NLMSG_ERROR decoding (including the kernel's extended-ack text).
-import { NkitError } from "../errors.js";
+import { ClosedError } from "../errors.js";
 import { netlinkAddon } from "../native/netlink.js";
 import { decodeAttrs, decodeError, decodeMessages, encodeMessage, type NlMessage } from "./codec.js";
 import {
@@ -83,7 +83,7 @@ export class RtnlSocket {
   }
 
   private async transact(requests: readonly NlRequest[], flagsOf: (r: NlRequest) => number) {
-    if (this.fd < 0) throw new NkitError("NKIT_NETLINK", "rtnetlink socket is closed");
+    if (this.fd < 0) throw new ClosedError("rtnetlink socket");
     const seqs = requests.map(() => this.nextSeq());
     const wire = Buffer.concat(
       requests.map((r, i) => encodeMessage(r.type, NLM_F_REQUEST | flagsOf(r), seqs[i]!, r.body)),

@@ -11,7 +11,7 @@ import { EventEmitter } from "node:events";
 import { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { ProtocolError } from "../errors.js";
+import { AlreadyExistsError, ClosedError, ProtocolError } from "../errors.js";
 import { LengthPrefixedDecoder } from "../ttrpc/framing.js";
 
 export const MUX_HEADER_SIZE = 8;
@@ -134,7 +134,7 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
     if (!Number.isInteger(connId) || connId <= 0 || connId > 0xffffffff) {
       throw new RangeError(`mux conn id must be 1..2^32-1, got ${connId}`);
     }
-    if (this.conns.has(connId)) throw new Error(`mux conn ${connId} is already open`);
+    if (this.conns.has(connId)) throw new AlreadyExistsError(`nri mux connection ${connId} is already open`);
     const c = new MuxConn(this, connId);
     this.conns.set(connId, c);
     if (this.closedWith) c.destroy();
@@ -144,7 +144,7 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
   /** @internal writes one message for `connId`. */
   send(connId: number, message: Buffer, cb: (err?: Error | null) => void): void {
     if (this.closedWith) {
-      cb(new Error(`nri mux closed: ${this.closedWith.message}`));
+      cb(new ClosedError("nri mux", { cause: this.closedWith }));
       return;
     }
     const frames = frameMessage(connId, message);
@@ -164,7 +164,7 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
   /** Closes every logical connection and destroys the trunk. */
   close(err?: Error): void {
     if (this.closedWith) return;
-    this.closedWith = err ?? new Error("trunk closed");
+    this.closedWith = err ?? new ClosedError("nri mux trunk");
     this.trunk.off("data", this.onData);
     if (err) this.log.warn({ err: err.message }, "nri mux: trunk closed with error");
     for (const c of [...this.conns.values()]) {

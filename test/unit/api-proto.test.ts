@@ -10,7 +10,7 @@ import { apiServices, messageCodec } from "../../src/api/proto.js";
 import { canonicalReason, reasonCodeOf } from "../../src/api/reason-names.js";
 import type * as T from "../../src/api/types.js";
 import { enableNri, nriState } from "../../src/cli/containerd.js";
-import { NotFoundError } from "../../src/errors.js";
+import { ClosedError, NotFoundError } from "../../src/errors.js";
 import { splitRecords } from "../../src/native/ringbuf.js";
 
 describe("nkit.v1 proto", () => {
@@ -66,6 +66,11 @@ describe("nkit.v1 proto", () => {
     });
     expect(fromServiceError(down, "/run/nkit/nkit.sock")).toMatchObject({ unreachable: true });
     expect(toServiceError(new Error("boom")).code).toBe(status.INTERNAL);
+    // Every "used after close" is one error: NKIT_CLOSED, UNAVAILABLE to API clients, with its cause.
+    const closed = new ClosedError("event hub", { cause: new Error("ring buffer freed") });
+    expect(closed).toMatchObject({ code: "NKIT_CLOSED", what: "event hub" });
+    expect(closed.message).toBe("event hub is closed: ring buffer freed");
+    expect(toServiceError(closed).code).toBe(status.UNAVAILABLE);
   });
 
   it("accepts reason names in several spellings", () => {
