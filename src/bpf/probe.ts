@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { constants } from "node:os";
 import { BpfError, NotSupportedError } from "../errors.js";
 import { bpfAddon } from "../native/bpf.js";
+import { errnoName } from "../util/errno.js";
 import { BPF } from "./constants.js";
 import { nativeCall } from "./errors.js";
 
@@ -20,12 +21,7 @@ interface Feature {
 
 const cache = new Map<string, ProbeResult>();
 
-const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v, k]));
 const ENODEV = constants.errno.ENODEV;
-
-function errnoName(n: number): string {
-  return errnoNames.get(n) ?? (n === 524 ? "ENOTSUPP" : `errno ${n}`);
-}
 
 function linkCreateProbe(attachType: number, label: string, need: string): ProbeResult {
   const err = nativeCall(`probing ${label}`, () => bpfAddon().probeLinkCreate(attachType));

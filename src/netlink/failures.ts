@@ -1,18 +1,6 @@
 // Turns kernel and addon failures into nkit's error classes with messages that say what to do.
-import { getSystemErrorName } from "node:util";
 import { AlreadyExistsError, isNativeErrnoError, NetlinkError, NetnsError } from "../errors.js";
-
-/** "EEXIST" for 17; a numeric fallback for values libuv does not know. */
-export function errnoName(errno: number): string {
-  // libuv names 95 ENOTSUP; the kernel, iproute2 and our addon call it EOPNOTSUPP.
-  if (Math.abs(errno) === 95) return "EOPNOTSUPP";
-  try {
-    const name = getSystemErrorName(-Math.abs(errno));
-    return name.startsWith("Unknown") ? `errno ${errno}` : name;
-  } catch {
-    return `errno ${errno}`;
-  }
-}
+import { errnoName } from "../util/errno.js";
 
 export function netlinkError(operation: string, errno: number, extack: string | undefined): NetlinkError {
   return new NetlinkError(operation, errno, errnoName(errno), extack);
