@@ -6,7 +6,6 @@
 // NKIT_UPDATE_FIXTURES=1 to write the fixture from the captured payload instead).
 import { randomInt } from "node:crypto";
 import {
-  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -21,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseNetConf } from "../../src/cni/protocol.js";
 import { RUN_ID } from "../helpers/names.js";
+import { writeScript } from "../helpers/sys.js";
 import { type ContainerdEnv, laneFromEnv, startContainerd } from "./env/index.js";
 
 const lane = laneFromEnv();
@@ -42,7 +42,7 @@ describe(`CNI portMappings as containerd lane ${lane} sends them`, () => {
     const plugin = join(dir, "nkit-capture");
     // Each call saves stdin as <command>-<pid>.json; ADD answers a result with an eth0 address,
     // which is all containerd needs to report the pod IP.
-    writeFileSync(
+    writeScript(
       plugin,
       `#!/bin/sh
 cat > "${out}/$CNI_COMMAND-$$.json"
@@ -52,7 +52,6 @@ VERSION) printf '{"cniVersion":"1.0.0","supportedVersions":["0.3.0","0.3.1","0.4
 esac
 `,
     );
-    chmodSync(plugin, 0o755);
     env = await startContainerd({
       lane,
       name: "portmap-capture",

@@ -1,6 +1,7 @@
 // Small wrappers around iproute2 and friends, used by tests to set up and independently check
 // kernel state. Production code never shells out; tests use these tools as a second opinion.
 import { execFile } from "node:child_process";
+import { chmodSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 
 const execFileP = promisify(execFile);
@@ -29,4 +30,10 @@ export async function ipJson<T>(args: readonly string[], netnsName?: string): Pr
   const full = netnsName ? ["-n", netnsName, "-j", ...args] : ["-j", ...args];
   const { stdout } = await run("ip", full);
   return (stdout.trim() ? JSON.parse(stdout) : []) as T;
+}
+
+/** Writes an executable script (a stand-in plugin or tool a test puts on a runtime's path). */
+export function writeScript(path: string, text: string): void {
+  writeFileSync(path, text, { mode: 0o755 });
+  chmodSync(path, 0o755); // the mode of writeFileSync is filtered by the umask
 }

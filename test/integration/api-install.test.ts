@@ -3,7 +3,6 @@
 // backup, and a clear error when the nkit-cni shim is not built.
 import { spawn } from "node:child_process";
 import {
-  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -16,6 +15,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { writeScript } from "../helpers/sys.js";
 
 const NKIT = join(import.meta.dirname, "..", "..", "dist", "cli", "main.js");
 
@@ -44,8 +44,7 @@ let plugin: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "nkit-install-"));
   plugin = join(dir, "src-nkit-cni");
-  writeFileSync(plugin, "#!/bin/sh\necho fake nkit-cni\n");
-  chmodSync(plugin, 0o755);
+  writeScript(plugin, "#!/bin/sh\necho fake nkit-cni\n");
   args = [
     "--systemd-dir",
     join(dir, "etc/systemd/system"),
