@@ -19,7 +19,9 @@ export type NkitErrorCode =
   | "NKIT_TTRPC"
   | "NKIT_PROTOCOL"
   | "NKIT_NRI"
-  | "NKIT_CLOSED";
+  | "NKIT_CLOSED"
+  | "NKIT_API"
+  | "NKIT_CLI";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;

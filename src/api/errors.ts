@@ -25,6 +25,9 @@ const GRPC_OF: Record<NkitErrorCode, status> = {
   NKIT_PROTOCOL: status.INTERNAL,
   NKIT_NRI: status.UNAVAILABLE,
   NKIT_CLOSED: status.UNAVAILABLE,
+  // Client-side failures; a server never sends them, but every code has a status.
+  NKIT_API: status.UNKNOWN,
+  NKIT_CLI: status.INVALID_ARGUMENT,
 };
 
 export function grpcStatusOf(code: NkitErrorCode): status {
@@ -41,13 +44,13 @@ export function toServiceError(e: unknown): { code: status; details: string; met
 }
 
 /** Client side: a failed API call. `unreachable` when no nkitd answered on the socket. */
-export class ApiError extends Error {
+export class ApiError extends NkitError {
   readonly grpcCode: status;
+  /** The code nkitd sent (NKIT_UNREACHABLE when none answered). */
   readonly nkitCode: string;
   readonly unreachable: boolean;
   constructor(grpcCode: status, nkitCode: string, message: string, unreachable: boolean) {
-    super(message);
-    this.name = "ApiError";
+    super("NKIT_API", message);
     this.grpcCode = grpcCode;
     this.nkitCode = nkitCode;
     this.unreachable = unreachable;

@@ -5,14 +5,13 @@ import { NkitError } from "../errors.js";
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, UNREACHABLE: 3, DOCTOR_FAILED: 4 } as const;
 
-/** An error with a chosen exit code. */
-export class CliError extends Error {
+/** An error with a chosen exit code; its message is all the user sees. */
+export class CliError extends NkitError {
   constructor(
     message: string,
     readonly exitCode: number,
   ) {
-    super(message);
-    this.name = "CliError";
+    super("NKIT_CLI", message);
   }
 }
 
@@ -28,6 +27,7 @@ export function exitCodeOf(e: unknown): number {
 
 export function errorText(e: unknown): string {
   if (e instanceof ApiError) return e.unreachable ? e.message : `${e.message} [${e.nkitCode}]`;
+  if (e instanceof CliError) return e.message;
   if (e instanceof NkitError) return `${e.message} [${e.code}]`;
   return e instanceof Error ? e.message : String(e);
 }

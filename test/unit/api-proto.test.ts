@@ -10,7 +10,8 @@ import { apiServices, messageCodec } from "../../src/api/proto.js";
 import { canonicalReason, reasonCodeOf } from "../../src/api/reason-names.js";
 import type * as T from "../../src/api/types.js";
 import { enableNri, nriState } from "../../src/cli/containerd.js";
-import { ClosedError, NotFoundError } from "../../src/errors.js";
+import { errorText, exitCodeOf, usageError } from "../../src/cli/output.js";
+import { ClosedError, NkitError, NotFoundError } from "../../src/errors.js";
 import { splitRecords } from "../../src/native/ringbuf.js";
 
 describe("nkit.v1 proto", () => {
@@ -71,6 +72,16 @@ describe("nkit.v1 proto", () => {
     expect(closed).toMatchObject({ code: "NKIT_CLOSED", what: "event hub" });
     expect(closed.message).toBe("event hub is closed: ring buffer freed");
     expect(toServiceError(closed).code).toBe(status.UNAVAILABLE);
+    // The client's and the CLI's errors are NkitErrors too; what the user reads stays as it was.
+    const api = fromServiceError(err, "/s");
+    expect(api).toBeInstanceOf(NkitError);
+    expect(api.code).toBe("NKIT_API");
+    expect(errorText(api)).toBe("endpoint x is not wired [NKIT_NOT_FOUND]");
+    const usage = usageError("unknown command frob");
+    expect(usage).toBeInstanceOf(NkitError);
+    expect(usage).toMatchObject({ code: "NKIT_CLI", name: "CliError" });
+    expect(errorText(usage)).toBe("unknown command frob");
+    expect(exitCodeOf(usage)).toBe(2);
   });
 
   it("accepts reason names in several spellings", () => {
