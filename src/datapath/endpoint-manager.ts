@@ -173,6 +173,11 @@ export class EndpointManager {
     const ifName = podIfNameOf(req);
     // Throws NetnsError for a missing or non-netns path before anything is created.
     const podNsInode = netnsInode(req.netnsPath);
+    if (podNsInode === netnsInode("/proc/self/ns/net")) {
+      throw new InvalidArgumentError(
+        `wire ${req.id}: ${req.netnsPath} is the host's own network namespace; a pod needs its own`,
+      );
+    }
     const hostName = hostIfName(req.id);
     const existing = this.store.get(hostName);
     if (existing?.phase === "wired") {

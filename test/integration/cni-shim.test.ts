@@ -490,7 +490,7 @@ describe("cost per call", () => {
     };
   }
 
-  it("VERSION and ADD/DEL round trips cost about a millisecond each", async () => {
+  it("reports what VERSION and ADD/DEL round trips cost, and 200 of them leave nothing behind", async () => {
     const n = 200;
     const id = `nkt-cost-${process.pid}`;
     const addDel = (sock: string) => {
@@ -550,10 +550,7 @@ describe("cost per call", () => {
       shimCpuPerCallMs: r3((tmpfs.cpu - 2 * base.cpu) / 2),
     };
     console.log(`nkit-cni cost per call (${n} iterations, bash loop): ${JSON.stringify(report)}`);
-    // Generous bounds: this host may be loaded; the numbers above are the measurement.
-    expect(version.wall - base.wall).toBeLessThan(10);
-    expect(tmpfs.wall - 2 * base.wall).toBeLessThan(40);
-    expect(report.shimCpuPerCallMs).toBeLessThan(5);
+    // A report, not a verdict: speed is judged by the benchmarks, never by a test's clock.
     expect(h.ipam.list()).toEqual([]);
     expect(attachments.list()).toEqual([]);
   });

@@ -83,6 +83,12 @@ describe("failed wirings leave nothing behind", () => {
     expect(err2.message).toContain(file);
     expect(err2.message).toMatch(/not a network namespace/);
     await expectNothingLeft(h, id, [], before);
+
+    // The host's own namespace (a CNI caller passing it by mistake) is never a pod's.
+    const err3 = await failure(h.mgr.wire({ id, netnsPath: "/proc/self/ns/net" }));
+    expect(err3).toBeInstanceOf(InvalidArgumentError);
+    expect(err3.message).toMatch(/\/proc\/self\/ns\/net is the host's own network namespace/);
+    await expectNothingLeft(h, id, [], before);
   });
 
   it("refuses a pod interface name that is taken in the pod netns, leaving that interface alone", async () => {
