@@ -9,14 +9,14 @@
 //   both  DEL   release (unwire whatever endpoint carries the container id, in ipam mode the one the
 //               NRI hook made, and free its addresses), forget. Idempotent; a DEL for an interface or
 //               network nkit did not attach is a no-op.
-//
-// Reservations belong to the PodLifecycle (src/pods), which the NRI door shares: this handler never
-// allocates or frees addresses itself.
 //         CHECK the attachment, the reservation and prevResult agree; in wire mode also the endpoint
 //               is wired into this netns and both devices are up.
 //         STATUS ok while the datapath is ready.
 //         GC    remove every attachment of this network not in cni.dev/valid-attachments. Only what
 //               nkit-cni attached is considered: endpoints of the NRI hook or the API are never touched.
+//
+// Reservations belong to the PodLifecycle (src/pods), which the NRI door shares: this handler never
+// allocates or frees addresses itself.
 //
 // One interface per container: a second ADD for the same container with another CNI_IFNAME or
 // network is refused (105); the same ADD repeated is answered with the same result.
@@ -225,7 +225,7 @@ export class NkitCniHandler implements CniHandler {
       if (!att) {
         // Leave nothing of a failed first ADD behind (a repeated ADD keeps what the first made).
         // A reservation made before this ADD (and whatever NRI wired with it) is not ours to undo.
-        const undo = !hadReservation ? this.o.pods.release(id) : ep ? this.o.endpoints.unwire(id) : undefined;
+        const undo = hadReservation ? ep && this.o.endpoints.unwire(id) : this.o.pods.release(id);
         await undo?.catch((u: unknown) => this.o.log?.error({ err: u, id }, "undo CNI ADD"));
       }
       throw e;

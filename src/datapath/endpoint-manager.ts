@@ -61,6 +61,7 @@ export class EndpointManager {
   private readonly devices: DeviceOptions;
   private readonly locks = new KeyedMutex();
   private closed = false;
+  private readonly hostNsInode = netnsInode("/proc/self/ns/net"); // the host devices' netns: no pod's
 
   private constructor(
     private readonly opts: EndpointManagerOptions,
@@ -173,7 +174,7 @@ export class EndpointManager {
     const ifName = podIfNameOf(req);
     // Throws NetnsError for a missing or non-netns path before anything is created.
     const podNsInode = netnsInode(req.netnsPath);
-    if (podNsInode === netnsInode("/proc/self/ns/net")) {
+    if (podNsInode === this.hostNsInode) {
       throw new InvalidArgumentError(
         `wire ${req.id}: ${req.netnsPath} is the host's own network namespace; a pod needs its own`,
       );
