@@ -71,7 +71,10 @@ if ((${#missing[@]} > 0)); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get -o DPkg::Lock::Timeout=600 update -qq || log "warning: apt-get update reported errors; continuing with the lists it got"
   libc_before=$(dpkg-query -W -f='${Version}' libc6)
-  if apt-get -s -o DPkg::Lock::Timeout=600 install --no-install-recommends "${targets[@]}" | grep -q '^Inst libc6 '; then
+  # The plan is captured first: piped into grep -q, apt-get could die of SIGPIPE at the match and
+  # pipefail would read "would upgrade libc6" as "would not".
+  plan=$(apt-get -s -o DPkg::Lock::Timeout=600 install --no-install-recommends "${targets[@]}")
+  if grep -q '^Inst libc6 ' <<<"$plan"; then
     die "installing ${targets[*]} would upgrade libc6; refusing"
   fi
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${targets[@]}" >/dev/null

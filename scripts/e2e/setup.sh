@@ -54,7 +54,11 @@ packages() {
     /usr/lib/cni/loopback /usr/lib/cni/bridge /usr/lib/cni/host-local /bin/busybox; do
     [[ -x $f ]] || die "missing after install: $f"
   done
-  /bin/busybox --list | grep -qx nc || die "busybox-static has no nc applet"
+  # Not `busybox --list | grep -q`: grep quits at the match, busybox may die of SIGPIPE, and
+  # pipefail turns the found applet into a failure.
+  local applets
+  applets=$(/bin/busybox --list)
+  grep -qx nc <<<"$applets" || die "busybox-static has no nc applet"
   log "packages ok ($((SECONDS - t0)) s)"
 }
 
