@@ -16,6 +16,8 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type DocumentFormat, readDocument, writeDocument } from "../state/json-store.js";
+import { arrayOf, object, string } from "../state/shape.js";
 import { containerdVersion, enableNri, nriState } from "./containerd.js";
 import { CliError, EXIT } from "./output.js";
 
@@ -64,10 +66,19 @@ export interface InstallReport {
 }
 
 interface Manifest {
-  version: 1;
   files: { path: string; sha256: string }[];
   directories: string[];
 }
+
+/** What install wrote, so uninstall removes exactly that (and upgrades know what they replace). */
+const MANIFEST: DocumentFormat<Manifest> = {
+  version: 1,
+  shape: object<Manifest>({
+    files: arrayOf(object<Manifest["files"][number]>({ path: string, sha256: string })),
+    directories: arrayOf(string),
+  }),
+  indent: 2,
+};
 
 export const CONFLIST_NAME = "10-nkit.conflist";
 /**
@@ -151,15 +162,6 @@ function plan(o: InstallOptions): Planned[] {
   ];
 }
 
-function readManifest(path: string): Manifest | undefined {
-  if (!existsSync(path)) return undefined;
-  const m = JSON.parse(readFileSync(path, "utf8")) as Manifest;
-  if (m.version !== 1 || !Array.isArray(m.files)) {
-    throw new CliError(`${path} is not an nkit install manifest`, EXIT.FAILURE);
-  }
-  return m;
-}
-
 /** Creates dir and its missing parents; returns the ones it created, outermost first. */
 function mkdirs(dir: string): string[] {
   const missing: string[] = [];
@@ -196,7 +198,7 @@ function containerdReport(o: InstallOptions): ContainerdReport {
 
 export function install(o: InstallOptions): InstallReport {
   const planned = plan(o);
-  const old = readManifest(o.manifest);
+  const old = readDocument(o.manifest, MANIFEST);
   const directories = new Set(old?.directories ?? []);
   const files: FileReport[] = [];
   for (const p of planned) {
@@ -220,11 +222,10 @@ export function install(o: InstallOptions): InstallReport {
   const containerd = containerdReport(o);
   for (const d of mkdirs(dirname(o.manifest))) directories.add(d);
   const manifest: Manifest = {
-    version: 1,
     files: planned.map((p) => ({ path: p.path, sha256: sha(p.content) })),
     directories: [...directories],
   };
-  writeFileSync(o.manifest, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o644 });
+  writeDocument(o.manifest, manifest, MANIFEST, 0o644);
   const next = [
     "systemctl daemon-reload",
     "systemd-tmpfiles --create nkit.conf",
@@ -244,7 +245,7 @@ export interface UninstallReport {
 }
 
 export function uninstall(o: InstallOptions): UninstallReport {
-  const m = readManifest(o.manifest);
+  const m = readDocument(o.manifest, MANIFEST);
   let entries: { path: string; sha256: string }[];
   if (m) {
     entries = m.files;

@@ -1,8 +1,8 @@
 // What nkit-cni attached, by container id: which network, interface, netns and mode. GC and CHECK
 // need it (IPAM and endpoint records do not say which CNI network made them, and endpoints wired by
 // the NRI hook or the API must never be collected by a CNI GC). Persisted atomically on every change.
-import { StateCorruptError } from "../errors.js";
-import { readFileIfExists, writeFileAtomic } from "../state/atomic-file.js";
+import { RecordStore } from "../state/json-store.js";
+import { arrayOf, count, ipAddress, object, oneOf, optional, string } from "../state/shape.js";
 import type { CniMode, PortMapping } from "./protocol.js";
 
 export interface Attachment {
@@ -18,70 +18,33 @@ export interface Attachment {
   createdAt: string;
 }
 
-interface StateFile {
-  version: 1;
-  attachments: Attachment[];
-}
+const portMappingShape = object<PortMapping>({
+  hostPort: count,
+  containerPort: count,
+  protocol: oneOf("tcp", "udp", "sctp"),
+  hostIP: optional(string),
+});
 
-export class AttachmentStore {
-  private readonly byId = new Map<string, Attachment>();
+const attachmentShape = object<Attachment>({
+  containerId: string,
+  ifName: string,
+  network: string,
+  mode: oneOf("ipam", "wire"),
+  netns: string,
+  addresses: object<Attachment["addresses"]>({ ipv4: optional(ipAddress(4)), ipv6: optional(ipAddress(6)) }),
+  portMappings: arrayOf(portMappingShape),
+  createdAt: string,
+});
 
-  private constructor(private readonly path: string) {}
+/** The attachments file (`cni-attachments.json` in the state dir), read once and written through. */
+export type AttachmentStore = RecordStore<Attachment>;
 
-  static open(path: string): AttachmentStore {
-    const store = new AttachmentStore(path);
-    const raw = readFileIfExists(path);
-    if (raw !== undefined) {
-      let parsed: StateFile;
-      try {
-        parsed = JSON.parse(raw) as StateFile;
-      } catch (e) {
-        throw new StateCorruptError(path, "invalid JSON", { cause: e });
-      }
-      if (parsed.version !== 1 || !Array.isArray(parsed.attachments)) {
-        throw new StateCorruptError(path, `unknown layout (version ${String(parsed.version)})`);
-      }
-      for (const a of parsed.attachments) store.byId.set(a.containerId, a);
-    }
-    return store;
-  }
-
-  get(containerId: string): Attachment | undefined {
-    const a = this.byId.get(containerId);
-    return a ? structuredClone(a) : undefined;
-  }
-
-  list(): Attachment[] {
-    return [...this.byId.values()].map((a) => structuredClone(a));
-  }
-
-  put(a: Attachment): void {
-    const before = this.byId.get(a.containerId);
-    this.byId.set(a.containerId, structuredClone(a));
-    try {
-      this.persist();
-    } catch (e) {
-      if (before) this.byId.set(a.containerId, before);
-      else this.byId.delete(a.containerId);
-      throw e;
-    }
-  }
-
-  delete(containerId: string): boolean {
-    const before = this.byId.get(containerId);
-    if (!before) return false;
-    this.byId.delete(containerId);
-    try {
-      this.persist();
-    } catch (e) {
-      this.byId.set(containerId, before);
-      throw e;
-    }
-    return true;
-  }
-
-  private persist(): void {
-    const state: StateFile = { version: 1, attachments: [...this.byId.values()] };
-    writeFileAtomic(this.path, `${JSON.stringify(state, null, 1)}\n`);
-  }
+export function openAttachmentStore(path: string): AttachmentStore {
+  return RecordStore.inFile({
+    path,
+    field: "attachments",
+    version: 1,
+    record: attachmentShape,
+    key: (a) => a.containerId,
+  });
 }

@@ -1,11 +1,11 @@
 // nkitd's CNI endpoint for nkit-cni: protocol, handler, server. startCniEndpoint wires them to the
 // daemon's EndpointManager and pod lifecycle.
 import type { Logger } from "../log.js";
-import { AttachmentStore } from "./attachments.js";
+import { openAttachmentStore } from "./attachments.js";
 import { type CniPodLifecycle, type EndpointDatapath, NkitCniHandler } from "./handler.js";
 import { CniServer } from "./server.js";
 
-export { type Attachment, AttachmentStore } from "./attachments.js";
+export { type Attachment, type AttachmentStore, openAttachmentStore } from "./attachments.js";
 export { CniCode, CniError, toCniError } from "./codes.js";
 export { type CniHandler, type CniPodLifecycle, NkitCniHandler, probeEndpointLinks } from "./handler.js";
 export * from "./protocol.js";
@@ -27,7 +27,7 @@ export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer
   const handler = new NkitCniHandler({
     endpoints: o.endpoints,
     pods: o.pods,
-    attachments: AttachmentStore.open(o.statePath),
+    attachments: openAttachmentStore(o.statePath),
     ...(o.log ? { log: o.log } : {}),
     ...(o.notReady ? { notReady: o.notReady } : {}),
   });

@@ -47,7 +47,7 @@ import { resolveMode } from "./mode.js";
 import { hostIfName } from "./naming.js";
 import { DatapathPrograms } from "./programs.js";
 import { reconcile } from "./reconcile.js";
-import { type DatapathMode, type EndpointRecord, EndpointStore } from "./store.js";
+import { type DatapathMode, type EndpointRecord, type EndpointStore, openEndpointStore } from "./store.js";
 import { attachUplink, detachUplink } from "./uplinks.js";
 
 export type { EndpointManagerOptions, WiredEndpoint, WireRequest } from "./endpoint.js";
@@ -71,7 +71,7 @@ export class EndpointManager {
     mtu: number,
   ) {
     this.mode = mode;
-    this.store = new EndpointStore(opts.stateDir);
+    this.store = openEndpointStore(opts.stateDir);
     this.dp = { mode, host, progs, pins: new PinDir(opts.bpffsDir), log: opts.log };
     this.devices = { mode, mtu, bigTcp: opts.bigTcp, log: opts.log };
   }

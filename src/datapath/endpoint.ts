@@ -109,7 +109,6 @@ export function newRecord(
   ep: Pick<EndpointRecord, "epNum" | "mode" | "podIfName" | "hostIfName" | "ipamOwned">,
 ): EndpointRecord {
   return {
-    version: 1,
     id: req.id,
     epNum: ep.epNum,
     phase: "wiring",

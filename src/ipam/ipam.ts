@@ -1,9 +1,9 @@
 // Node-local IPAM: one pod CIDR per family, allocations keyed by endpoint id (idempotent), state
 // persisted with an atomic replace before any caller sees an address, so a crash never hands the
 // same address out twice.
-import { dirname } from "node:path";
 import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorruptError } from "../errors.js";
-import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "../state/atomic-file.js";
+import { RecordStore } from "../state/json-store.js";
+import { count, ipAddress, object, optional, string } from "../state/shape.js";
 import { canonicalIp } from "../util/ip.js";
 import { type Cidr, cidrContains, cidrSize, type Family, ipValue, ipValueText, parseCidr } from "./cidr.js";
 
@@ -42,10 +42,13 @@ export interface PoolUsage {
   used: number;
 }
 
-interface StateFile {
-  version: 1;
-  allocations: Allocation[];
-}
+const allocationShape = object<Allocation>({
+  id: string,
+  ipv4: optional(ipAddress(4)),
+  ipv6: optional(ipAddress(6)),
+  owner: optional(string),
+  createdAt: optional(count),
+});
 
 class Pool {
   readonly used = new Set<bigint>();
@@ -86,61 +89,61 @@ class Pool {
 }
 
 export class Ipam {
-  private readonly pools: Partial<Record<Family, Pool>> = {};
-  private readonly byId = new Map<string, Allocation>();
+  private readonly byId: RecordStore<Allocation>;
 
-  private constructor(private readonly statePath: string) {}
+  private constructor(
+    private readonly pools: Partial<Record<Family, Pool>>,
+    private readonly statePath: string,
+  ) {
+    this.byId = RecordStore.inFile({
+      path: statePath,
+      field: "allocations",
+      version: 1,
+      record: allocationShape,
+      key: (a) => a.id,
+    });
+  }
 
   /** Loads persisted allocations; allocations outside the configured CIDRs are kept (so nothing live is reused) and reported by `foreign()`. */
   static open(opts: IpamOptions): Ipam {
-    const ipam = new Ipam(opts.statePath);
+    const pools: Partial<Record<Family, Pool>> = {};
     for (const text of opts.podCIDRs) {
       const cidr = parseCidr(text);
-      if (ipam.pools[cidr.family]) {
+      if (pools[cidr.family]) {
         throw new InvalidArgumentError(
           `podCIDRs: more than one IPv${cidr.family} CIDR (${text}); give one per family`,
         );
       }
-      ipam.pools[cidr.family] = new Pool(cidr);
+      pools[cidr.family] = new Pool(cidr);
     }
-    if (!ipam.pools[4] && !ipam.pools[6]) {
+    if (!pools[4] && !pools[6]) {
       throw new InvalidArgumentError(
         "podCIDRs: at least one CIDR is required, e.g. [10.47.0.0/24, fd47::/64]",
       );
     }
-    removeStaleTemps(dirname(opts.statePath));
-    const raw = readFileIfExists(opts.statePath);
-    if (raw !== undefined) {
-      let parsed: StateFile;
-      try {
-        parsed = JSON.parse(raw) as StateFile;
-      } catch (e) {
-        throw new StateCorruptError(opts.statePath, "invalid JSON", { cause: e });
-      }
-      if (parsed.version !== 1 || !Array.isArray(parsed.allocations)) {
-        throw new StateCorruptError(opts.statePath, `unknown layout (version ${String(parsed.version)})`);
-      }
-      for (const a of parsed.allocations) ipam.adopt(a);
-    }
+    const ipam = new Ipam(pools, opts.statePath);
+    for (const a of ipam.byId.list()) ipam.adopt(a);
     return ipam;
   }
 
   private adopt(a: Allocation): void {
-    this.byId.set(a.id, { ...a });
     for (const addr of [a.ipv4, a.ipv6]) {
       if (addr === undefined) continue;
       const { family, value } = ipValue(addr);
-      this.pools[family]?.used.add(value);
+      const pool = this.pools[family];
+      if (pool?.used.has(value)) {
+        throw new StateCorruptError(this.statePath, `${addr} is held by two allocations`);
+      }
+      pool?.used.add(value);
     }
   }
 
   get(id: string): Allocation | undefined {
-    const a = this.byId.get(id);
-    return a ? { ...a } : undefined;
+    return this.byId.get(id);
   }
 
   list(): Allocation[] {
-    return [...this.byId.values()].map((a) => ({ ...a }));
+    return this.byId.list();
   }
 
   /** Allocations whose addresses lie outside today's pools (the CIDR changed under them). */
@@ -179,7 +182,7 @@ export class Ipam {
           );
         }
       }
-      return { ...existing };
+      return existing;
     }
     const picked: Partial<Record<Family, bigint>> = {};
     for (const f of [4, 6] as const) {
@@ -195,7 +198,7 @@ export class Ipam {
           );
         }
         if (pool.used.has(value)) {
-          const owner = [...this.byId.values()].find((a) => a.ipv4 === want || a.ipv6 === canonicalIp(want));
+          const owner = this.byId.list().find((a) => a.ipv4 === want || a.ipv6 === canonicalIp(want));
           throw new IpamConflictError(
             `requested ${want} is already assigned to endpoint ${owner?.id ?? "?"}`,
           );
@@ -211,13 +214,7 @@ export class Ipam {
     if (req.owner !== undefined) alloc.owner = req.owner;
     if (picked[4] !== undefined) alloc.ipv4 = ipValueText(4, picked[4]);
     if (picked[6] !== undefined) alloc.ipv6 = ipValueText(6, picked[6]);
-    this.byId.set(id, alloc);
-    try {
-      this.persist();
-    } catch (e) {
-      this.byId.delete(id);
-      throw e;
-    }
+    this.byId.put(alloc);
     if (picked[4] !== undefined) this.pools[4]?.used.add(picked[4]);
     if (picked[6] !== undefined) this.pools[6]?.used.add(picked[6]);
     return { ...alloc };
@@ -225,25 +222,13 @@ export class Ipam {
 
   /** Frees the endpoint's addresses; returns what was released, or undefined when it held none. */
   release(id: string): Allocation | undefined {
-    const a = this.byId.get(id);
+    const a = this.byId.delete(id);
     if (!a) return undefined;
-    this.byId.delete(id);
-    try {
-      this.persist();
-    } catch (e) {
-      this.byId.set(id, a);
-      throw e;
-    }
     for (const addr of [a.ipv4, a.ipv6]) {
       if (addr === undefined) continue;
       const { family, value } = ipValue(addr);
       this.pools[family]?.used.delete(value);
     }
     return { ...a };
-  }
-
-  private persist(): void {
-    const state: StateFile = { version: 1, allocations: [...this.byId.values()] };
-    writeFileAtomic(this.statePath, `${JSON.stringify(state, null, 1)}\n`);
   }
 }

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { PinDir } from "../../src/bpf/pins.js";
-import { AttachmentStore } from "../../src/cni/attachments.js";
+import { type AttachmentStore, openAttachmentStore } from "../../src/cni/attachments.js";
 import { type CniHandler, NkitCniHandler } from "../../src/cni/handler.js";
 import type { CniRequest } from "../../src/cni/protocol.js";
 import type { CniResult } from "../../src/cni/result.js";
@@ -106,7 +106,7 @@ async function setup(opts: { v4Prefix?: number } = {}) {
   dir = mkdtempSync(join(tmpdir(), "nkit-cni-"));
   scope.defer(() => rmSync(dir, { recursive: true, force: true }));
   socket = join(dir, "cni.sock");
-  attachments = AttachmentStore.open(join(dir, "cni-attachments.json"));
+  attachments = openAttachmentStore(join(dir, "cni-attachments.json"));
   await startServer();
   scope.defer(() => server?.close());
 }
@@ -519,7 +519,7 @@ describe("cost per call", () => {
             h.mgr,
             Ipam.open({ podCIDRs: h.podCIDRs, statePath: join(shm, "ipam.json") }),
           ),
-          attachments: AttachmentStore.open(join(shm, "att.json")),
+          attachments: openAttachmentStore(join(shm, "att.json")),
         }),
         spentShm,
       ),

@@ -283,7 +283,6 @@ describe("repair on start", () => {
     const link = await host.requireLink(dev).finally(() => host.close());
     const epNum = 7;
     const rec: EndpointRecord = {
-      version: 1,
       id,
       epNum,
       phase: "wiring",
@@ -298,7 +297,10 @@ describe("repair on start", () => {
       createdAt: new Date().toISOString(),
     };
     mkdirSync(join(h.stateDir, "endpoints"), { recursive: true });
-    writeFileAtomic(join(h.stateDir, "endpoints", `${dev}.json`), `${JSON.stringify(rec)}\n`);
+    writeFileAtomic(
+      join(h.stateDir, "endpoints", `${dev}.json`),
+      `${JSON.stringify({ version: 1, ...rec })}\n`,
+    );
     const progs = DatapathPrograms.load(h.bpffsDir);
     try {
       progs.devices.update(link.index, epNum);

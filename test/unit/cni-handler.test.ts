@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AttachmentStore } from "../../src/cni/attachments.js";
+import { type AttachmentStore, openAttachmentStore } from "../../src/cni/attachments.js";
 import { CniCode, toCniError } from "../../src/cni/codes.js";
 import { type EndpointDatapath, NkitCniHandler } from "../../src/cni/handler.js";
 import { type CniRequest, parseRequest } from "../../src/cni/protocol.js";
@@ -62,7 +62,7 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "nkit-cni-unit-"));
   dp = new FakeDatapath();
   ipam = Ipam.open({ podCIDRs: ["10.77.0.0/24", "fd77::/64"], statePath: join(dir, "ipam.json") });
-  store = AttachmentStore.open(join(dir, "att.json"));
+  store = openAttachmentStore(join(dir, "att.json"));
   notReady = undefined;
   handler = new NkitCniHandler({
     endpoints: dp,

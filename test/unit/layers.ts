@@ -52,7 +52,7 @@ export const LAYERS: readonly Layer[] = [
       "api",
     ],
   },
-  { folder: "cli", mayImport: ["util", "bpf", "ipam", "datapath", "cni", "api"] },
+  { folder: "cli", mayImport: ["util", "state", "bpf", "ipam", "datapath", "cni", "api"] },
 ];
 
 /** npm packages that only one folder may import: everything else goes through that folder. */

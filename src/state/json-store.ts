@@ -1,0 +1,236 @@
+// nkitd's state on disk: versioned JSON documents and keyed record collections built on them. Every
+// owner of host state (IPAM, endpoints, CNI attachments, services, NAT) keeps its records here, so
+// one piece of code decides how a file is read back (JSON, layout version, shape: a bad file is a
+// StateCorruptError naming it and the field) and how a change is made durable (written through,
+// atomically, before memory changes; memory restored if the write fails).
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { StateCorruptError } from "../errors.js";
+import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "./atomic-file.js";
+import { type Shape, ShapeMismatch } from "./shape.js";
+
+export interface DocumentFormat<T> {
+  /** The layout version written into every file as `"version"`; bump it when the shape changes. */
+  version: number;
+  /** The document without its `version` key. */
+  shape: Shape<T>;
+  /**
+   * Upgrades a document of an older layout, one step (`from` → `from + 1`); without it an older
+   * layout is refused like a corrupt file.
+   */
+  upgrade?: (from: number, document: Record<string, unknown>) => Record<string, unknown>;
+  /** JSON indentation on disk (0 = one line). */
+  indent?: number;
+}
+
+/** Parses and checks one versioned document; `path` only names the file in errors. */
+export function decodeDocument<T>(path: string, text: string, format: DocumentFormat<T>): T {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new StateCorruptError(path, "invalid JSON", { cause: e });
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new StateCorruptError(path, "not a JSON object");
+  }
+  let doc = parsed as Record<string, unknown>;
+  let version = doc.version;
+  if (typeof version !== "number" || !Number.isInteger(version) || version < 1) {
+    throw new StateCorruptError(path, `no layout version (got ${JSON.stringify(version) ?? "none"})`);
+  }
+  if (version > format.version) {
+    throw new StateCorruptError(
+      path,
+      `layout version ${version} was written by a newer nkit; this one reads up to ${format.version}`,
+    );
+  }
+  while (version < format.version) {
+    if (!format.upgrade) {
+      throw new StateCorruptError(
+        path,
+        `layout version ${version} is no longer read (current ${format.version})`,
+      );
+    }
+    doc = format.upgrade(version, doc);
+    version++;
+  }
+  const { version: _version, ...body } = doc;
+  try {
+    return format.shape(body, "");
+  } catch (e) {
+    if (e instanceof ShapeMismatch) throw new StateCorruptError(path, e.message, { cause: e });
+    throw e;
+  }
+}
+
+export function encodeDocument<T extends object>(value: T, format: DocumentFormat<T>): string {
+  return `${JSON.stringify({ version: format.version, ...value }, null, format.indent ?? 0)}\n`;
+}
+
+/** The document at path, or undefined when the file does not exist. */
+export function readDocument<T>(path: string, format: DocumentFormat<T>): T | undefined {
+  const text = readFileIfExists(path);
+  return text === undefined ? undefined : decodeDocument(path, text, format);
+}
+
+export function writeDocument<T extends object>(
+  path: string,
+  value: T,
+  format: DocumentFormat<T>,
+  mode?: number,
+): void {
+  writeFileAtomic(path, encodeDocument(value, format), mode);
+}
+
+/** How a RecordStore keeps its records on disk. */
+interface Backing<T> {
+  load(): Map<string, T>;
+  /** Makes the change to `key` durable (`rec` undefined = removed); `all` is the state after it. */
+  save(key: string, rec: T | undefined, all: ReadonlyMap<string, T>): void;
+}
+
+export interface FileStoreOptions<T> {
+  /** One file holding every record: `{"version": N, "<field>": [record, ...]}`. */
+  path: string;
+  field: string;
+  version: number;
+  record: Shape<T>;
+  key: (rec: T) => string;
+  upgrade?: DocumentFormat<unknown>["upgrade"];
+}
+
+export interface DirectoryStoreOptions<T> {
+  /** One file per record, `<key>.json` holding `{"version": N, ...record}`. */
+  dir: string;
+  version: number;
+  record: Shape<T & object>;
+  /** Must be usable as a file name (no "/", not starting with "."). */
+  key: (rec: T) => string;
+  upgrade?: DocumentFormat<unknown>["upgrade"];
+}
+
+/**
+ * Records by key, in memory and on disk. Reads never touch the disk (nkitd is the only writer of
+ * its state dir: instance lock); every change is written through before it is kept, so a caller
+ * that sees put() return knows a crash cannot lose it, and one that sees it throw knows nothing
+ * changed. get() and list() hand out copies.
+ */
+export class RecordStore<T> {
+  private readonly records: Map<string, T>;
+
+  private constructor(
+    private readonly backing: Backing<T>,
+    private readonly keyOf: (rec: T) => string,
+  ) {
+    this.records = backing.load();
+  }
+
+  static inFile<T>(o: FileStoreOptions<T>): RecordStore<T> {
+    const listShape = (v: unknown): T[] => {
+      const body = v as Record<string, unknown>;
+      const list = body[o.field];
+      if (!Array.isArray(list)) throw new ShapeMismatch(o.field, "an array of records");
+      return list.map((item, i) => o.record(item, `${o.field}[${i}]`));
+    };
+    const format: DocumentFormat<T[]> = { version: o.version, shape: listShape, indent: 1 };
+    if (o.upgrade) format.upgrade = o.upgrade;
+    const backing: Backing<T> = {
+      load: () => {
+        removeStaleTemps(dirname(o.path));
+        const text = readFileIfExists(o.path);
+        const records = new Map<string, T>();
+        if (text === undefined) return records;
+        for (const rec of decodeDocument(o.path, text, format)) {
+          const key = o.key(rec);
+          if (records.has(key)) throw new StateCorruptError(o.path, `two records for ${key}`);
+          records.set(key, rec);
+        }
+        return records;
+      },
+      save: (_key, _rec, all) => {
+        const doc = { version: o.version, [o.field]: [...all.values()] };
+        writeFileAtomic(o.path, `${JSON.stringify(doc, null, 1)}\n`);
+      },
+    };
+    return new RecordStore(backing, o.key);
+  }
+
+  static inDirectory<T extends object>(o: DirectoryStoreOptions<T>): RecordStore<T> {
+    const format: DocumentFormat<T> = { version: o.version, shape: o.record };
+    if (o.upgrade) format.upgrade = o.upgrade;
+    const fileOf = (key: string): string => {
+      if (!key || key.includes("/") || key.startsWith(".")) {
+        throw new StateCorruptError(o.dir, `record key ${JSON.stringify(key)} cannot name a file`);
+      }
+      return join(o.dir, `${key}.json`);
+    };
+    const backing: Backing<T> = {
+      load: () => {
+        mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+        removeStaleTemps(o.dir);
+        const records = new Map<string, T>();
+        for (const name of readdirSync(o.dir).sort()) {
+          if (!name.endsWith(".json") || name.startsWith(".")) continue;
+          const path = join(o.dir, name);
+          const text = readFileIfExists(path);
+          if (text === undefined) continue;
+          const rec = decodeDocument(path, text, format);
+          const key = o.key(rec);
+          if (`${key}.json` !== name) throw new StateCorruptError(path, `holds the record of ${key}`);
+          records.set(key, rec);
+        }
+        return records;
+      },
+      save: (key, rec) => {
+        if (rec === undefined) rmSync(fileOf(key), { force: true });
+        else writeDocument(fileOf(key), rec, format);
+      },
+    };
+    return new RecordStore(backing, o.key);
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  has(key: string): boolean {
+    return this.records.has(key);
+  }
+
+  get(key: string): T | undefined {
+    const rec = this.records.get(key);
+    return rec === undefined ? undefined : structuredClone(rec);
+  }
+
+  list(): T[] {
+    return [...this.records.values()].map((r) => structuredClone(r));
+  }
+
+  /** Inserts or replaces the record under its key. */
+  put(rec: T): void {
+    const key = this.keyOf(rec);
+    const before = this.records.get(key);
+    this.records.set(key, structuredClone(rec));
+    this.commit(key, before);
+  }
+
+  /** Removes the record; returns it, or undefined when there was none. */
+  delete(key: string): T | undefined {
+    const before = this.records.get(key);
+    if (before === undefined) return undefined;
+    this.records.delete(key);
+    this.commit(key, before);
+    return before;
+  }
+
+  private commit(key: string, before: T | undefined): void {
+    try {
+      this.backing.save(key, this.records.get(key), this.records);
+    } catch (e) {
+      if (before === undefined) this.records.delete(key);
+      else this.records.set(key, before);
+      throw e;
+    }
+  }
+}
