@@ -21,7 +21,8 @@ export type NkitErrorCode =
   | "NKIT_NRI"
   | "NKIT_CLOSED"
   | "NKIT_API"
-  | "NKIT_CLI";
+  | "NKIT_CLI"
+  | "NKIT_CNI";
 
 export class NkitError extends Error {
   readonly code: NkitErrorCode;

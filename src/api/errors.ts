@@ -28,6 +28,8 @@ const GRPC_OF: Record<NkitErrorCode, status> = {
   // Client-side failures; a server never sends them, but every code has a status.
   NKIT_API: status.UNKNOWN,
   NKIT_CLI: status.INVALID_ARGUMENT,
+  // Raised and answered on the CNI endpoint only, as CNI error JSON.
+  NKIT_CNI: status.FAILED_PRECONDITION,
 };
 
 export function grpcStatusOf(code: NkitErrorCode): status {

@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { PinDir } from "../bpf/pins.js";
 import { EndpointManager, type WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
-import { table } from "./output.js";
+import { CliError, EXIT, table } from "./output.js";
 
 const execFileP = promisify(execFile);
 
@@ -50,7 +50,7 @@ async function tcpTransfer(fromNs: string, toNs: string, addr: string, port: num
 
 export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<void> {
   if (process.getuid?.() !== 0)
-    throw new Error("nkit demo creates network namespaces and BPF links: run it as root");
+    throw new CliError("nkit demo creates network namespaces and BPF links: run it as root", EXIT.FAILURE);
   const tag = `${process.pid.toString(36)}${randomInt(36 ** 3).toString(36)}`;
   const stateDir = mkdtempSync(join(tmpdir(), "nkit-demo-"));
   const bpffs = new PinDir(`/sys/fs/bpf/nkit-demo-${tag}`);

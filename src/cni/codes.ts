@@ -59,13 +59,13 @@ export interface CniErrorJson {
 }
 
 /** An error with its CNI code; `msg` is the one-line summary, `details` says more or what to do. */
-export class CniError extends Error {
-  readonly code: CniCodeValue;
+export class CniError extends NkitError {
+  /** The CNI error code the shim prints (the `code` of the CNI error object). */
+  readonly cniCode: CniCodeValue;
   readonly details: string;
-  constructor(code: CniCodeValue, msg: string, details = "", options?: { cause?: unknown }) {
-    super(msg, options);
-    this.name = "CniError";
-    this.code = code;
+  constructor(cniCode: CniCodeValue, msg: string, details = "", options?: { cause?: unknown }) {
+    super("NKIT_CNI", msg, options);
+    this.cniCode = cniCode;
     this.details = details;
   }
 }
@@ -95,5 +95,5 @@ export function toCniError(e: unknown): CniError {
 }
 
 export function errorJson(e: CniError, cniVersion: string): CniErrorJson {
-  return { cniVersion, code: e.code, msg: e.message, details: e.details };
+  return { cniVersion, code: e.cniCode, msg: e.message, details: e.details };
 }

@@ -190,12 +190,12 @@ export class CniServer {
       return result ? { ok: true, result } : { ok: true };
     } catch (e) {
       const err = toCniError(e);
-      this.o.log?.[err.code === CniCode.INTERNAL ? "error" : "warn"](
+      this.o.log?.[err.cniCode === CniCode.INTERNAL ? "error" : "warn"](
         {
           command: req?.command,
           containerId: req?.containerId,
-          code: err.code,
-          err: err.code === CniCode.INTERNAL ? e : undefined,
+          code: err.cniCode,
+          err: err.cniCode === CniCode.INTERNAL ? e : undefined,
         },
         `CNI request failed: ${err.message}`,
       );

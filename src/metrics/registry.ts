@@ -2,6 +2,7 @@
 // labels, plus collectors that produce samples at scrape time (BPF counters, IPAM usage). One
 // default registry per process, so any module (NRI plugin, CNI endpoint, API) can record without
 // being handed an object: see src/metrics/index.ts for the instruments nkit defines.
+import { InvalidArgumentError } from "../errors.js";
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -58,7 +59,8 @@ abstract class Instrument {
     readonly name: string,
     readonly help: string,
   ) {
-    if (!NAME_RE.test(name)) throw new Error(`invalid metric name ${name}`);
+    if (!NAME_RE.test(name))
+      throw new InvalidArgumentError(`invalid metric name ${name}: use [a-zA-Z_:][a-zA-Z0-9_:]*`);
   }
   abstract collect(): MetricFamily;
 }
@@ -66,7 +68,8 @@ abstract class Instrument {
 export class Counter extends Instrument {
   private readonly values = new Map<string, { labels: Labels; value: number }>();
   inc(labels: Labels = {}, by = 1): void {
-    if (by < 0) throw new Error(`counter ${this.name} cannot decrease`);
+    if (by < 0)
+      throw new InvalidArgumentError(`counter ${this.name} cannot decrease (got ${by}); use a gauge`);
     const k = key(labels);
     const cur = this.values.get(k);
     if (cur) cur.value += by;
@@ -152,7 +155,8 @@ export class Registry {
   private add<I extends Instrument>(i: I): I {
     const existing = this.instruments.get(i.name);
     if (existing) {
-      if (existing.constructor !== i.constructor) throw new Error(`metric ${i.name} registered twice`);
+      if (existing.constructor !== i.constructor)
+        throw new InvalidArgumentError(`metric ${i.name} registered twice with different types`);
       return existing as I;
     }
     this.instruments.set(i.name, i);

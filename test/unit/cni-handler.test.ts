@@ -93,7 +93,7 @@ async function codeOf(p: Promise<unknown>): Promise<number | undefined> {
   try {
     await p;
   } catch (e) {
-    return toCniError(e).code; // what the server answers
+    return toCniError(e).cniCode; // what the server answers
   }
   return undefined;
 }

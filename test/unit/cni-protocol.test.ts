@@ -4,7 +4,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CniCode, CniError, toCniError } from "../../src/cni/codes.js";
 import { parseCniArgs, parseNetConf, parseRequest } from "../../src/cni/protocol.js";
-import { IpamConflictError, IpamExhaustedError, NetlinkError, NetnsError } from "../../src/errors.js";
+import {
+  IpamConflictError,
+  IpamExhaustedError,
+  NetlinkError,
+  NetnsError,
+  NkitError,
+} from "../../src/errors.js";
 
 const conf = (extra: Record<string, unknown> = {}) => ({
   cniVersion: "1.1.0",
@@ -31,7 +37,7 @@ function codeOf(fn: () => unknown): number | undefined {
   try {
     fn();
   } catch (e) {
-    if (e instanceof CniError) return e.code;
+    if (e instanceof CniError) return e.cniCode;
     throw e;
   }
   return undefined;
@@ -58,7 +64,7 @@ describe("parseRequest", () => {
     } catch (e) {
       err = e as CniError;
     }
-    expect(err?.code).toBe(CniCode.INVALID_CONFIG);
+    expect(err?.cniCode).toBe(CniCode.INVALID_CONFIG);
     expect(err?.message).toMatch(/unknown mode "bridge"/);
     expect(err?.details).toMatch(/ipam.*wire/);
   });
@@ -227,15 +233,21 @@ describe("parseCniArgs", () => {
 
 describe("error mapping", () => {
   it("maps nkitd's typed errors to stable CNI codes", () => {
-    expect(toCniError(new IpamExhaustedError("10.0.0.0/30", 2)).code).toBe(CniCode.IPAM_EXHAUSTED);
-    expect(toCniError(new IpamConflictError("taken")).code).toBe(CniCode.IPAM_CONFLICT);
-    expect(toCniError(new NetlinkError("RTM_NEWLINK", 17, "EEXIST", undefined)).code).toBe(CniCode.DATAPATH);
-    expect(toCniError(new NetnsError("/x", "gone")).code).toBe(CniCode.NETNS);
+    expect(toCniError(new IpamExhaustedError("10.0.0.0/30", 2)).cniCode).toBe(CniCode.IPAM_EXHAUSTED);
+    expect(toCniError(new IpamConflictError("taken")).cniCode).toBe(CniCode.IPAM_CONFLICT);
+    expect(toCniError(new NetlinkError("RTM_NEWLINK", 17, "EEXIST", undefined)).cniCode).toBe(
+      CniCode.DATAPATH,
+    );
+    expect(toCniError(new NetnsError("/x", "gone")).cniCode).toBe(CniCode.NETNS);
     const internal = toCniError(new Error("boom"));
-    expect(internal.code).toBe(CniCode.INTERNAL);
+    expect(internal.cniCode).toBe(CniCode.INTERNAL);
     expect(internal.message).toMatch(/boom/);
     const e = toCniError(new IpamExhaustedError("10.0.0.0/30", 2));
     expect(e.details).toBe("NKIT_IPAM_EXHAUSTED");
+    // A CNI error is an NkitError like every other: one string code, the CNI number beside it.
+    expect(e).toBeInstanceOf(NkitError);
+    expect(e).toMatchObject({ code: "NKIT_CNI", cniCode: CniCode.IPAM_EXHAUSTED, name: "CniError" });
+    expect(toCniError(e)).toBe(e);
   });
 
   it("parseNetConf needs an object", () => {
