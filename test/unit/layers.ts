@@ -30,6 +30,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "ipam", mayImport: ["state", "util"] },
   { folder: "datapath", mayImport: ["bpf", "netlink", "ipam", "state", "util"] },
   { folder: "pods", mayImport: ["datapath", "ipam"] },
+  { folder: "services", mayImport: ["bpf", "state", "util"] },
   // Front doors and consumers of the owners.
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },

@@ -1,0 +1,218 @@
+// Service definitions (every source's one parser) and the service manager's bookkeeping: conflicts,
+// sources, selectors, persistence of API services, and what it asks the datapath to hold. The
+// datapath here is a recording table (pure logic); the kernel side has its own integration tests.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { AlreadyExistsError, NotFoundError, StateCorruptError } from "../../src/errors.js";
+import { type LbTable, ServiceManager } from "../../src/services/manager.js";
+import {
+  frontendId,
+  type LbEntry,
+  lbEntries,
+  parseServiceSpec,
+  ServiceSpecError,
+} from "../../src/services/spec.js";
+
+const web = {
+  name: "web",
+  vip: "10.96.0.10",
+  ports: [{ port: 80, protocol: "tcp", targetPort: 8080 }],
+  backends: ["10.47.0.5", "10.47.0.6"],
+};
+
+function specError(raw: unknown): ServiceSpecError {
+  try {
+    parseServiceSpec(raw, "services[0]");
+  } catch (e) {
+    expect(e).toBeInstanceOf(ServiceSpecError);
+    return e as ServiceSpecError;
+  }
+  throw new Error("expected a ServiceSpecError");
+}
+
+describe("parseServiceSpec", () => {
+  it("normalizes the YAML form: defaults, bare and ported backends, IPv6", () => {
+    const s = parseServiceSpec(web, "services[0]");
+    expect(s).toEqual({
+      name: "web",
+      vip: "10.96.0.10",
+      family: 4,
+      ports: [{ port: 80, protocol: "tcp", targetPort: 8080 }],
+      backends: [{ address: "10.47.0.5" }, { address: "10.47.0.6" }],
+      affinity: "none",
+      affinityTimeoutSeconds: 10800,
+    });
+    expect(lbEntries(s)[0]?.backends).toEqual([
+      { address: "10.47.0.5", port: 8080 },
+      { address: "10.47.0.6", port: 8080 },
+    ]);
+    const v6 = parseServiceSpec(
+      {
+        name: "dns",
+        vip: "fd96::a",
+        ports: [{ port: 53, protocol: "udp" }],
+        backends: ["[fd47::5]:5353"],
+        affinity: "client-ip",
+      },
+      "k",
+    );
+    expect(lbEntries(v6)).toEqual([
+      {
+        service: "dns",
+        vip: "fd96::a",
+        port: 53,
+        protocol: "udp",
+        backends: [{ address: "fd47::5", port: 5353 }],
+        affinity: "client-ip",
+        affinityTimeoutSeconds: 10800,
+      },
+    ]);
+    expect(frontendId({ vip: "fd96:0::a", port: 53, protocol: "udp" })).toBe("[fd96::a]:53/udp");
+  });
+
+  it("names the bad key, the value and the fix", () => {
+    expect(specError({ ...web, name: "Web!" }).key).toBe("services[0].name");
+    expect(specError({ ...web, vip: "10.96.0" }).message).toMatch(
+      /services\[0\]\.vip: "10\.96\.0" is not an IP address/,
+    );
+    expect(specError({ ...web, ports: [{ port: 0 }] }).key).toBe("services[0].ports[0].port");
+    expect(specError({ ...web, ports: [{ port: 80, protocol: "sctp" }] }).message).toMatch(/use tcp or udp/);
+    expect(specError({ ...web, ports: [{ port: 80 }, { port: 80, protocol: "tcp" }] }).message).toMatch(
+      /80\/tcp is listed twice/,
+    );
+    expect(specError({ ...web, backends: ["fd47::5"] }).message).toMatch(
+      /IPv6 but the VIP 10\.96\.0\.10 is IPv4/,
+    );
+    expect(specError({ ...web, backends: ["10.47.0.5:1", "10.47.0.5:1"] }).key).toBe(
+      "services[0].backends[1]",
+    );
+    expect(
+      specError({ ...web, ports: [{ port: 80 }, { port: 81 }], backends: ["10.47.0.5:1"] }).message,
+    ).toMatch(/bare addresses/);
+    expect(specError({ ...web, selector: { app: "web" } }).message).toMatch(/both backends and selector/);
+    expect(specError({ ...web, affinity: "sticky" }).key).toBe("services[0].affinity");
+    expect(specError({ ...web, colour: "red" }).key).toBe("services[0].colour");
+  });
+});
+
+class RecordingTable implements LbTable {
+  readonly entries = new Map<string, LbEntry>();
+  calls: string[] = [];
+  failNext = false;
+  set(e: LbEntry): void {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error("map full");
+    }
+    this.calls.push(`set ${frontendId(e)}`);
+    this.entries.set(frontendId(e), structuredClone(e));
+  }
+  remove(e: Pick<LbEntry, "vip" | "port" | "protocol">): void {
+    this.calls.push(`remove ${frontendId(e)}`);
+    this.entries.delete(frontendId(e));
+  }
+}
+
+describe("ServiceManager", () => {
+  let dir: string;
+  let table: RecordingTable;
+  const open = () => new ServiceManager({ table, statePath: join(dir, "services.json") });
+  const spec = (raw: Record<string, unknown>) => parseServiceSpec({ ...web, ...raw }, "t");
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "nkit-svc-"));
+    table = new RecordingTable();
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("programs a service's frontends, replaces only what changed, removes on delete", () => {
+    const m = open();
+    m.upsert(spec({ ports: [{ port: 80 }, { port: 443 }] }), "api");
+    expect([...table.entries.keys()].sort()).toEqual(["10.96.0.10:443/tcp", "10.96.0.10:80/tcp"]);
+    table.calls = [];
+    m.upsert(spec({ ports: [{ port: 80 }, { port: 443, targetPort: 8443 }] }), "api");
+    expect(table.calls).toEqual(["set 10.96.0.10:443/tcp"]);
+    table.calls = [];
+    m.upsert(spec({ ports: [{ port: 80 }] }), "api");
+    expect(table.calls).toEqual(["remove 10.96.0.10:443/tcp"]);
+    m.delete("web");
+    expect(table.entries.size).toBe(0);
+    expect(() => m.delete("web")).toThrow(NotFoundError);
+  });
+
+  it("refuses a frontend or name another service holds, naming it", () => {
+    const m = open();
+    m.upsert(spec({}), "config");
+    expect(() => m.upsert(spec({ name: "other" }), "api")).toThrow(AlreadyExistsError);
+    expect(() => m.upsert(spec({ name: "other" }), "api")).toThrow(
+      /10\.96\.0\.10:80\/tcp is already the frontend of service web/,
+    );
+    expect(() => m.upsert(spec({ vip: "10.96.0.11" }), "api")).toThrow(
+      /service web already exists from config/,
+    );
+    expect(m.list().map((s) => s.spec.name)).toEqual(["web"]);
+  });
+
+  it("replaces one source's services, skipping the conflicting ones and keeping the rest", () => {
+    const m = open();
+    m.upsert(spec({}), "api");
+    const failed = m.replaceSource(
+      "file",
+      [
+        spec({ name: "a", vip: "10.96.0.20" }),
+        spec({ name: "clash" }),
+        spec({ name: "b", vip: "10.96.0.21" }),
+      ],
+      "/etc/nkit/services.d/x.yaml",
+    );
+    expect(failed.map((f) => f.name)).toEqual(["clash"]);
+    expect(m.list().map((s) => `${s.spec.name}:${s.source}`)).toEqual(["a:file", "b:file", "web:api"]);
+    m.replaceSource("file", [spec({ name: "b", vip: "10.96.0.21" })], "/etc/nkit/services.d/x.yaml");
+    expect(m.list().map((s) => s.spec.name)).toEqual(["b", "web"]);
+    expect(table.entries.has("10.96.0.20:80/tcp")).toBe(false);
+  });
+
+  it("resolves selectors from endpoint labels, per family, as endpoints come and go", () => {
+    const m = open();
+    m.upsert(
+      parseServiceSpec(
+        { name: "sel", vip: "10.96.0.30", ports: [{ port: 80, targetPort: 8080 }], selector: { app: "web" } },
+        "t",
+      ),
+      "config",
+    );
+    expect(table.entries.get("10.96.0.30:80/tcp")?.backends).toEqual([]);
+    m.setEndpoints([
+      { labels: { app: "web" }, addresses: ["10.47.0.5", "fd47::5"] },
+      { labels: { app: "db" }, addresses: ["10.47.0.6"] },
+    ]);
+    expect(table.entries.get("10.96.0.30:80/tcp")?.backends).toEqual([{ address: "10.47.0.5", port: 8080 }]);
+    m.setEndpoints([]);
+    expect(table.entries.get("10.96.0.30:80/tcp")?.backends).toEqual([]);
+  });
+
+  it("keeps API services across a restart (and only those), and rolls back when the datapath refuses", () => {
+    const m = open();
+    m.upsert(spec({}), "api");
+    m.upsert(spec({ name: "cfg", vip: "10.96.0.40" }), "config");
+    table = new RecordingTable();
+    const again = open();
+    expect(again.list().map((s) => `${s.spec.name}:${s.source}`)).toEqual(["web:api"]);
+    expect([...table.entries.keys()]).toEqual(["10.96.0.10:80/tcp"]);
+    table.failNext = true;
+    expect(() => again.upsert(spec({ vip: "10.96.0.50" }), "api")).toThrow(/map full/);
+    expect(again.get("web")?.spec.vip).toBe("10.96.0.10");
+    expect([...table.entries.keys()]).toEqual(["10.96.0.10:80/tcp"]);
+    table = new RecordingTable();
+    expect(open().get("web")?.spec.vip).toBe("10.96.0.10");
+  });
+
+  it("refuses a corrupt services file", () => {
+    writeFileSync(
+      join(dir, "services.json"),
+      JSON.stringify({ version: 1, services: [{ spec: {}, source: "api", origin: "" }] }),
+    );
+    expect(open).toThrow(StateCorruptError);
+  });
+});
