@@ -154,16 +154,16 @@ describe("layering rule", () => {
     const v = violations([
       { path: "src/api/maps.ts", imports: ["../native/bpf.js", "../datapath/reasons.js", "node:fs"] },
       { path: "src/metrics/collectors.ts", imports: ["../api/maps.js"] },
-      { path: "src/services/manager.ts", imports: ["../bpf/map.js"] },
-      { path: "src/datapath/x.ts", imports: ["../services/manager.js"] },
+      { path: "src/frobs/frob.ts", imports: ["../bpf/map.js"] },
+      { path: "src/datapath/x.ts", imports: ["../frobs/frob.js"] },
       { path: "src/errors.ts", imports: ["./util/ip.js"] },
       { path: "src/cli/x.ts", imports: ["netlink/dist/structs.js", "../../bpf/build/x.js"] },
     ]);
     expect(v).toEqual([
       'src/api/maps.ts imports "../native/bpf.js" (src/native/): src/api/ may import only src/bpf/, src/datapath/, src/ipam/, src/metrics/ (test/unit/layers.ts)',
       'src/metrics/collectors.ts imports "../api/maps.js" (src/api/): src/metrics/ may import only src/datapath/ (test/unit/layers.ts)',
-      `src/services/manager.ts: folder src/services/ is not in the layering rule: ${addRow("services")}`,
-      `src/datapath/x.ts imports "../services/manager.js": folder src/services/ is not in the layering rule: ${addRow("services")}`,
+      `src/frobs/frob.ts: folder src/frobs/ is not in the layering rule: ${addRow("frobs")}`,
+      `src/datapath/x.ts imports "../frobs/frob.js": folder src/frobs/ is not in the layering rule: ${addRow("frobs")}`,
       'src/errors.ts imports "./util/ip.js": root modules (errors.ts, log.ts, version.ts) import only each other',
       'src/cli/x.ts imports "netlink/dist/structs.js": only src/netlink/ may use netlink; go through src/netlink/',
       'src/cli/x.ts imports "../../bpf/build/x.js": src/ must not import from outside src/ (bpf/build/x.ts)',
