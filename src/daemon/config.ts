@@ -4,7 +4,14 @@ import { readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { parse } from "yaml";
 import { ConfigError } from "../errors.js";
-import { parseCidr } from "../ipam/cidr.js";
+import { cidrContains, cidrsOverlap, ipValue, parseCidr } from "../ipam/cidr.js";
+import {
+  frontendId,
+  lbEntries,
+  parseServiceSpec,
+  type ServiceSpec,
+  ServiceSpecError,
+} from "../services/spec.js";
 
 export type DatapathSetting = "auto" | "netkit" | "veth";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -15,7 +22,18 @@ export interface NkitdConfig {
   uplinks: string[];
   mtu: number;
   bigTcp: boolean;
-  paths: { state: string; run: string; bpffs: string };
+  paths: {
+    state: string;
+    run: string;
+    bpffs: string;
+    /** Watched directory of service files (one YAML service per file). */
+    services: string;
+    /** cgroup v2 directory the socket load-balancer attaches to; "" = the host's cgroup2 mount. */
+    cgroup: string;
+  };
+  /** Where services without a VIP of their own get one (Nomad). */
+  serviceCIDRs: string[];
+  services: ServiceSpec[];
   nri: { enabled: boolean; socket: string; index: string };
   log: { level: LogLevel };
   metrics: { listen: string };
@@ -30,7 +48,15 @@ export function defaultConfig(): NkitdConfig {
     uplinks: [],
     mtu: 0,
     bigTcp: true,
-    paths: { state: "/var/lib/nkit", run: "/run/nkit", bpffs: "/sys/fs/bpf/nkit" },
+    paths: {
+      state: "/var/lib/nkit",
+      run: "/run/nkit",
+      bpffs: "/sys/fs/bpf/nkit",
+      services: "/etc/nkit/services.d",
+      cgroup: "",
+    },
+    serviceCIDRs: ["10.96.0.0/16", "fd96::/112"],
+    services: [],
     nri: { enabled: true, socket: "/var/run/nri/nri.sock", index: "10" },
     log: { level: "info" },
     metrics: { listen: "" },
@@ -73,49 +99,135 @@ function absPath(v: unknown, key: string, fallback: string): string {
   return p;
 }
 
+/** An absolute path, or "" for "find it on the host". */
+function optionalAbsPath(v: unknown, key: string): string {
+  const p = str(v, key, "");
+  return p === "" ? "" : absPath(p, key, "");
+}
+
+/** A list of at most one CIDR per family (podCIDRs, serviceCIDRs). */
+function cidrList(v: unknown, key: string, fallback: string[], example: string): string[] {
+  if (v === undefined) return fallback;
+  if (!Array.isArray(v) || v.length === 0 || v.length > 2) {
+    throw new ConfigError(key, `expected a list of one or two CIDRs, got ${show(v)}`, example);
+  }
+  const seen = new Set<number>();
+  return v.map((c, i) => {
+    if (typeof c !== "string")
+      throw new ConfigError(`${key}[${i}]`, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
+    let family: number;
+    try {
+      family = parseCidr(c).family;
+    } catch (e) {
+      throw new ConfigError(`${key}[${i}]`, (e as Error).message, "give an address/prefix-length");
+    }
+    if (seen.has(family)) {
+      throw new ConfigError(
+        `${key}[${i}]`,
+        `a second IPv${family} CIDR (${c})`,
+        "give at most one CIDR per family",
+      );
+    }
+    seen.add(family);
+    return c;
+  });
+}
+
+/** The static services; a VIP inside a pod CIDR would shadow a pod, so it is refused. */
+function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    throw new ConfigError(
+      "services",
+      `expected a list, got ${show(v)}`,
+      "write one `- name: ...` entry per service",
+    );
+  }
+  const names = new Set<string>();
+  const frontends = new Map<string, string>();
+  return v.map((item, i) => {
+    let spec: ServiceSpec;
+    try {
+      spec = parseServiceSpec(item, `services[${i}]`);
+    } catch (e) {
+      if (e instanceof ServiceSpecError) throw new ConfigError(e.key, e.problem, e.fix);
+      throw e;
+    }
+    if (names.has(spec.name)) {
+      throw new ConfigError(
+        `services[${i}].name`,
+        `${spec.name} is used twice`,
+        "give each service its own name",
+      );
+    }
+    names.add(spec.name);
+    for (const e of lbEntries(spec)) {
+      const owner = frontends.get(frontendId(e));
+      if (owner !== undefined) {
+        throw new ConfigError(
+          `services[${i}]`,
+          `${frontendId(e)} is already the frontend of ${owner}`,
+          "use another VIP or port",
+        );
+      }
+      frontends.set(frontendId(e), spec.name);
+    }
+    const { family, value } = ipValue(spec.vip);
+    const pod = podCIDRs.map(parseCidr).find((c) => cidrContains(c, family, value));
+    if (pod) {
+      throw new ConfigError(
+        `services[${i}].vip`,
+        `${spec.vip} lies in the pod CIDR ${pod.text}`,
+        "take VIPs from serviceCIDRs",
+      );
+    }
+    return spec;
+  });
+}
+
 /** Validates a parsed config object (from YAML or tests) against the contract. */
 export function validateConfig(raw: unknown): NkitdConfig {
   const d = defaultConfig();
   if (raw === undefined || raw === null) return d;
   if (!isObj(raw))
     throw new ConfigError("(root)", `expected a mapping, got ${show(raw)}`, "write key: value lines");
-  checkKeys(raw, "", ["datapath", "podCIDRs", "uplinks", "mtu", "bigTcp", "paths", "nri", "log", "metrics"]);
+  checkKeys(raw, "", [
+    "datapath",
+    "podCIDRs",
+    "uplinks",
+    "mtu",
+    "bigTcp",
+    "paths",
+    "serviceCIDRs",
+    "services",
+    "nri",
+    "log",
+    "metrics",
+  ]);
 
   const datapath = raw.datapath ?? d.datapath;
   if (datapath !== "auto" && datapath !== "netkit" && datapath !== "veth") {
     throw new ConfigError("datapath", `${show(datapath)} is not a datapath mode`, "use auto, netkit or veth");
   }
 
-  let podCIDRs = d.podCIDRs;
-  if (raw.podCIDRs !== undefined) {
-    if (!Array.isArray(raw.podCIDRs) || raw.podCIDRs.length === 0 || raw.podCIDRs.length > 2) {
+  const podCIDRs = cidrList(raw.podCIDRs, "podCIDRs", d.podCIDRs, 'e.g. [10.47.0.0/24, "fd47::/64"]');
+  const serviceCIDRs = cidrList(
+    raw.serviceCIDRs,
+    "serviceCIDRs",
+    d.serviceCIDRs,
+    'e.g. [10.96.0.0/16, "fd96::/112"]',
+  );
+  for (const [i, svc] of serviceCIDRs.entries()) {
+    const pod = podCIDRs.find((p) => cidrsOverlap(parseCidr(p), parseCidr(svc)));
+    if (pod) {
       throw new ConfigError(
-        "podCIDRs",
-        `expected a list of one or two CIDRs, got ${show(raw.podCIDRs)}`,
-        'e.g. [10.47.0.0/24, "fd47::/64"]',
+        `serviceCIDRs[${i}]`,
+        `${svc} overlaps the pod CIDR ${pod}`,
+        "give VIPs a range of their own",
       );
     }
-    const seen = new Set<number>();
-    podCIDRs = raw.podCIDRs.map((c, i) => {
-      if (typeof c !== "string")
-        throw new ConfigError(`podCIDRs[${i}]`, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
-      let family: number;
-      try {
-        family = parseCidr(c).family;
-      } catch (e) {
-        throw new ConfigError(`podCIDRs[${i}]`, (e as Error).message, "give an address/prefix-length");
-      }
-      if (seen.has(family)) {
-        throw new ConfigError(
-          `podCIDRs[${i}]`,
-          `a second IPv${family} CIDR (${c})`,
-          "give at most one CIDR per family",
-        );
-      }
-      seen.add(family);
-      return c;
-    });
   }
+  const services = serviceList(raw.services, podCIDRs);
 
   let uplinks = d.uplinks;
   if (raw.uplinks !== undefined && raw.uplinks !== null) {
@@ -144,7 +256,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
   if (typeof bigTcp !== "boolean")
     throw new ConfigError("bigTcp", `expected true or false, got ${show(bigTcp)}`, "use true or false");
 
-  const paths = section(raw, "paths", ["state", "run", "bpffs"]);
+  const paths = section(raw, "paths", ["state", "run", "bpffs", "services", "cgroup"]);
   const nri = section(raw, "nri", ["enabled", "socket", "index"]);
   const log = section(raw, "log", ["level"]);
   const metrics = section(raw, "metrics", ["listen"]);
@@ -183,7 +295,11 @@ export function validateConfig(raw: unknown): NkitdConfig {
       state: absPath(paths.state, "paths.state", d.paths.state),
       run: absPath(paths.run, "paths.run", d.paths.run),
       bpffs: absPath(paths.bpffs, "paths.bpffs", d.paths.bpffs),
+      services: absPath(paths.services, "paths.services", d.paths.services),
+      cgroup: optionalAbsPath(paths.cgroup, "paths.cgroup"),
     },
+    serviceCIDRs,
+    services,
     nri: { enabled: nriEnabled, socket: absPath(nri.socket, "nri.socket", d.nri.socket), index: nriIndex },
     log: { level: level as LogLevel },
     metrics: { listen },

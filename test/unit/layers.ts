@@ -48,6 +48,7 @@ export const LAYERS: readonly Layer[] = [
       "ipam",
       "datapath",
       "pods",
+      "services",
       "cni",
       "metrics",
       "api",
