@@ -1,11 +1,12 @@
 // Service definitions (every source's one parser) and the service manager's bookkeeping: conflicts,
 // sources, selectors, persistence of API services, and what it asks the datapath to hold. The
 // datapath here is a recording table (pure logic); the kernel side has its own integration tests.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AlreadyExistsError, NotFoundError, StateCorruptError } from "../../src/errors.js";
+import { ServiceFiles } from "../../src/services/files.js";
 import { type LbTable, ServiceManager } from "../../src/services/manager.js";
 import {
   frontendId,
@@ -216,3 +217,73 @@ describe("ServiceManager", () => {
     expect(open).toThrow(StateCorruptError);
   });
 });
+
+describe("ServiceFiles", () => {
+  let dir: string;
+  let table: RecordingTable;
+  let manager: ServiceManager;
+  let files: ServiceFiles | undefined;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "nkit-svcfiles-"));
+    mkdirSync(join(dir, "services.d"));
+    table = new RecordingTable();
+    manager = new ServiceManager({ table, statePath: join(dir, "services.json") });
+  });
+  afterEach(() => {
+    files?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const file = (name: string) => join(dir, "services.d", name);
+  const yaml = (name: string, vip: string) =>
+    [`name: ${name}`, `vip: ${vip}`, "ports: [{port: 80, targetPort: 8080}]", "backends: [10.47.0.5]"].join(
+      "\n",
+    );
+
+  it("applies each file, logs a bad one with its key and keeps the rest, follows edits and removals", async () => {
+    writeFileSync(file("a.yaml"), yaml("a", "10.96.0.1"));
+    writeFileSync(file("b.yaml"), yaml("b", "10.96.0.2").replace("port: 80,", "port: 0,"));
+    writeFileSync(file("c.yml"), "name: [unclosed");
+    writeFileSync(file(".hidden.yaml"), yaml("h", "10.96.0.9"));
+    files = new ServiceFiles({ dir: join(dir, "services.d"), manager, settleMs: 20 });
+    files.start();
+    expect(manager.list().map((s) => `${s.spec.name}:${s.source}:${s.origin}`)).toEqual([
+      `a:file:${file("a.yaml")}`,
+    ]);
+    expect(files.failures().map((f) => [f.file, f.key])).toEqual([
+      [file("b.yaml"), "ports[0].port"],
+      [file("c.yml"), ""],
+    ]);
+
+    // Fixed and broken again: the last good version stays.
+    writeFileSync(file("b.yaml"), yaml("b", "10.96.0.2"));
+    await until(() => manager.get("b") !== undefined);
+    writeFileSync(file("b.yaml"), "vip: 10.96.0.3\n");
+    await until(() => files?.failures().some((f) => f.file === file("b.yaml")) === true);
+    expect(manager.get("b")?.spec.vip).toBe("10.96.0.2");
+
+    rmSync(file("a.yaml"));
+    await until(() => manager.get("a") === undefined);
+    expect(table.entries.has("10.96.0.1:80/tcp")).toBe(false);
+    expect(table.entries.has("10.96.0.2:80/tcp")).toBe(true);
+  });
+
+  it("waits for a directory that does not exist yet", () => {
+    rmSync(join(dir, "services.d"), { recursive: true });
+    files = new ServiceFiles({ dir: join(dir, "services.d"), manager });
+    files.start();
+    expect(manager.list()).toEqual([]);
+    mkdirSync(join(dir, "services.d"));
+    writeFileSync(file("a.yaml"), yaml("a", "10.96.0.1"));
+    files.scan();
+    expect(manager.get("a")?.source).toBe("file");
+  });
+});
+
+/** Polls a condition (file watching is asynchronous); fails the test after 10 s. */
+async function until(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error("condition not met within 10 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
