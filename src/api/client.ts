@@ -69,6 +69,19 @@ export class NkitClient {
   metrics(): Promise<T.MetricsResponse> {
     return this.unary(apiServices().nkit.Metrics, {});
   }
+  listServices(): Promise<T.ListServicesResponse> {
+    return this.unary(apiServices().nkit.ListServices, {});
+  }
+  getService(name: string): Promise<T.Service> {
+    return this.unary(apiServices().nkit.GetService, { name });
+  }
+  /** Adds or replaces an API service; nkitd validates it like a service file. */
+  addService(service: T.AddServiceRequest["service"]): Promise<T.Service> {
+    return this.unary(apiServices().nkit.AddService, { service });
+  }
+  deleteService(name: string): Promise<T.Service> {
+    return this.unary(apiServices().nkit.DeleteService, { name });
+  }
   /** ADMIN: wires a netns onto the datapath (tests and tooling). */
   wireEndpoint(req: Partial<T.WireEndpointRequest> & { id: string; netnsPath: string }): Promise<T.Endpoint> {
     return this.unary(apiServices().admin.WireEndpoint, {

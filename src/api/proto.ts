@@ -87,6 +87,10 @@ export interface NkitService {
   DumpMap: MethodDefinition<T.DumpMapRequest, T.DumpMapResponse>;
   Metrics: MethodDefinition<T.Empty, T.MetricsResponse>;
   Monitor: MethodDefinition<T.MonitorRequest, T.Event>;
+  ListServices: MethodDefinition<T.Empty, T.ListServicesResponse>;
+  GetService: MethodDefinition<T.GetServiceRequest, T.Service>;
+  AddService: MethodDefinition<T.AddServiceRequest, T.Service>;
+  DeleteService: MethodDefinition<T.DeleteServiceRequest, T.Service>;
 }
 
 export interface NkitAdminService {
@@ -107,6 +111,10 @@ export function apiServices(): { nkit: NkitService; admin: NkitAdminService } {
     DumpMap: method("Nkit", "DumpMap", "DumpMapRequest", "DumpMapResponse"),
     Metrics: method("Nkit", "Metrics", "MetricsRequest", "MetricsResponse"),
     Monitor: method("Nkit", "Monitor", "MonitorRequest", "Event", true),
+    ListServices: method("Nkit", "ListServices", "ListServicesRequest", "ListServicesResponse"),
+    GetService: method("Nkit", "GetService", "GetServiceRequest", "Service"),
+    AddService: method("Nkit", "AddService", "AddServiceRequest", "Service"),
+    DeleteService: method("Nkit", "DeleteService", "DeleteServiceRequest", "Service"),
   };
   const admin: NkitAdminService = {
     WireEndpoint: method("NkitAdmin", "WireEndpoint", "WireEndpointRequest", "Endpoint"),

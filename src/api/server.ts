@@ -16,10 +16,12 @@ import { probeAll } from "../bpf/probe.js";
 import type { EndpointManager, WiredEndpoint, WireRequest } from "../datapath/endpoint-manager.js";
 import type { DatapathEvents } from "../datapath/events.js";
 import { isDrop, Reason } from "../datapath/reasons.js";
-import { InvalidArgumentError, NkitError, NotFoundError } from "../errors.js";
+import { InvalidArgumentError, NkitError, NotFoundError, NotSupportedError } from "../errors.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { timeWiring } from "../metrics/index.js";
+import type { ServiceManager, ServiceView } from "../services/manager.js";
+import { parseServiceSpec } from "../services/spec.js";
 import { VERSION } from "../version.js";
 import { toServiceError } from "./errors.js";
 import { toApiEvent } from "./events.js";
@@ -39,6 +41,8 @@ export interface ApiContext {
   /** The pinned maps `nkit bpf map list|dump` shows (every owner's views). */
   maps: MapCatalog;
   events: DatapathEvents;
+  /** Absent when this nkitd runs without the service load-balancer (e.g. no cgroup v2 mount). */
+  services?: ServiceManager;
   log: Logger;
 }
 
@@ -63,6 +67,49 @@ export function toApiEndpoint(e: WiredEndpoint): T.Endpoint {
 
 function pools(ipam: Ipam): T.Pool[] {
   return ipam.usage().map((u) => ({ cidr: u.cidr, family: u.family, size: u.size.toString(), used: u.used }));
+}
+
+export function toApiService(v: ServiceView): T.Service {
+  const s = v.spec;
+  return {
+    name: s.name,
+    vip: s.vip,
+    ports: s.ports.map((p) => ({ ...p })),
+    backends: s.backends.map((b) => ({ address: b.address, port: b.port ?? 0 })),
+    selector: { ...(s.selector ?? {}) },
+    affinity: s.affinity,
+    affinityTimeoutSeconds: s.affinityTimeoutSeconds,
+    source: v.source,
+    origin: v.origin,
+    frontends: v.entries.map((e) => ({
+      vip: e.vip,
+      port: e.port,
+      protocol: e.protocol,
+      backends: e.backends.map((b) => ({ ...b })),
+    })),
+  };
+}
+
+/** The API's service message in the shape service files are written in, for the one parser. */
+function serviceDefinition(s: T.Service): Record<string, unknown> {
+  const def: Record<string, unknown> = {
+    name: s.name,
+    vip: s.vip,
+    ports: s.ports.map((p) => ({
+      port: p.port,
+      protocol: p.protocol || "tcp",
+      ...(p.targetPort ? { targetPort: p.targetPort } : {}),
+    })),
+  };
+  if (Object.keys(s.selector).length > 0) def.selector = { ...s.selector };
+  else
+    def.backends = s.backends.map((b) => {
+      const host = b.address.includes(":") ? `[${b.address}]` : b.address;
+      return b.port ? `${host}:${b.port}` : b.address;
+    });
+  if (s.affinity) def.affinity = s.affinity;
+  if (s.affinityTimeoutSeconds) def.affinityTimeoutSeconds = s.affinityTimeoutSeconds;
+  return def;
 }
 
 const REASON_CODES = new Map<string, number>(Object.entries(Reason));
@@ -197,6 +244,40 @@ function implementation(ctx: ApiContext): Implementation {
     call.sendMetadata(new Metadata());
   };
 
+  const serviceManager = (): ServiceManager => {
+    if (!ctx.services) {
+      throw new NotSupportedError(
+        "services",
+        "the service load-balancer, which did not start: see nkitd's log",
+      );
+    }
+    return ctx.services;
+  };
+  const getService = (name: string) => {
+    if (!name) throw new InvalidArgumentError("service name must not be empty");
+    const v = serviceManager().get(name);
+    if (!v) throw new NotFoundError(`service ${name} does not exist (see \`nkit service list\`)`);
+    return v;
+  };
+  const listServices = unary<T.Empty, T.ListServicesResponse>(log, "ListServices", () => ({
+    services: ctx.services?.list().map(toApiService) ?? [],
+  }));
+  const getServiceRpc = unary<T.GetServiceRequest, T.Service>(log, "GetService", (req) =>
+    toApiService(getService(req.name)),
+  );
+  const addService = unary<T.AddServiceRequest, T.Service>(log, "AddService", (req) => {
+    const spec = parseServiceSpec(serviceDefinition(req.service), "service");
+    const v = serviceManager().upsert(spec, "api");
+    log.info({ service: spec.name, vip: spec.vip, via: "api" }, "service added");
+    return toApiService(v);
+  });
+  const deleteService = unary<T.DeleteServiceRequest, T.Service>(log, "DeleteService", (req) => {
+    getService(req.name);
+    const v = serviceManager().delete(req.name);
+    log.info({ service: req.name, source: v.source, via: "api" }, "service deleted");
+    return toApiService(v);
+  });
+
   const wire = unary<T.WireEndpointRequest, T.Endpoint>(log, "WireEndpoint", async (req) => {
     if (!req.netnsPath) throw new InvalidArgumentError("WireEndpoint: netns_path is required");
     const r: WireRequest = { id: req.id, netnsPath: req.netnsPath, labels: { ...req.labels } };
@@ -231,6 +312,10 @@ function implementation(ctx: ApiContext): Implementation {
       DumpMap: dumpMapRpc,
       Metrics: metrics,
       Monitor: monitor,
+      ListServices: listServices,
+      GetService: getServiceRpc,
+      AddService: addService,
+      DeleteService: deleteService,
     },
     admin: { WireEndpoint: wire, UnwireEndpoint: unwire },
     endStreams: () => {

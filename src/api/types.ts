@@ -145,3 +145,50 @@ export interface UnwireEndpointRequest {
 export interface UnwireEndpointResponse {
   removed: boolean;
 }
+
+export interface ServicePort {
+  port: number;
+  protocol: string;
+  targetPort: number;
+}
+
+export interface Backend {
+  address: string;
+  port: number;
+}
+
+export interface Frontend {
+  vip: string;
+  port: number;
+  protocol: string;
+  backends: Backend[];
+}
+
+export interface Service {
+  name: string;
+  vip: string;
+  ports: ServicePort[];
+  backends: Backend[];
+  selector: Record<string, string>;
+  affinity: string;
+  affinityTimeoutSeconds: number;
+  source: string;
+  origin: string;
+  frontends: Frontend[];
+}
+
+export interface ListServicesResponse {
+  services: Service[];
+}
+
+export interface GetServiceRequest {
+  name: string;
+}
+
+export interface AddServiceRequest {
+  service: Service;
+}
+
+export interface DeleteServiceRequest {
+  name: string;
+}

@@ -15,7 +15,7 @@ export interface GlobalOpts {
 
 const out = (s: string) => process.stdout.write(s);
 
-async function withClient<R>(g: GlobalOpts, fn: (c: NkitClient) => Promise<R>): Promise<R> {
+export async function withClient<R>(g: GlobalOpts, fn: (c: NkitClient) => Promise<R>): Promise<R> {
   const c = new NkitClient(g.socket);
   try {
     return await fn(c);

@@ -17,11 +17,19 @@ import {
   monitorCmd,
   statusCmd,
   uninstallCmd,
+  withClient,
 } from "./commands.js";
 import { runDemo } from "./demo.js";
 import type { InstallOptions } from "./install.js";
 import { defaultCniPlugin, defaultNkitdCommand } from "./install.js";
 import { EXIT, errorText, exitCodeOf } from "./output.js";
+import {
+  type ServiceAddOptions,
+  serviceAddCmd,
+  serviceDeleteCmd,
+  serviceGetCmd,
+  serviceListCmd,
+} from "./services.js";
 
 const program = new Command()
   .name("nkit")
@@ -97,6 +105,39 @@ endpoint
   .argument("<id>", "endpoint id (e.g. the pod sandbox id)")
   .action(act((g, id: string) => endpointGetCmd(g, id)));
 
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+const service = program.command("service").description("services load-balanced by nkitd (socket LB)");
+service
+  .command("list")
+  .description("every service with its frontends, backends and source")
+  .action(act((g) => withClient(g, (c) => serviceListCmd(c, g.json))));
+service
+  .command("get")
+  .description("one service")
+  .argument("<name>")
+  .action(act((g, name: string) => withClient(g, (c) => serviceGetCmd(c, g.json, name))));
+service
+  .command("add")
+  .description("add or replace a service (kept across nkitd restarts)")
+  .argument("<name>", "service name (a-z 0-9 . _ -)")
+  .requiredOption(
+    "--vip <addr:port/proto>",
+    "frontend, e.g. 10.96.0.10:80/tcp (repeat for more ports)",
+    collect,
+  )
+  .option("--backend <addr:port>", "a backend, e.g. 10.47.0.5:8080 (repeat)", collect)
+  .option("--selector <label=value>", "pick backends by endpoint labels instead (repeat)", collect)
+  .option("--affinity <mode>", "none or client-ip")
+  .option("--affinity-timeout <seconds>", "client-ip affinity lifetime (default 10800)")
+  .action(
+    act((g, name: string, o: ServiceAddOptions) => withClient(g, (c) => serviceAddCmd(c, g.json, name, o))),
+  );
+service
+  .command("delete")
+  .description("remove a service")
+  .argument("<name>")
+  .action(act((g, name: string) => withClient(g, (c) => serviceDeleteCmd(c, g.json, name))));
+
 program
   .command("ipam")
   .description("pod CIDR pools and address allocations")
@@ -113,8 +154,6 @@ map
   .description("decoded entries of one map (nk_endpoints, nk_devices, nk_counters)")
   .argument("<name>", "map name")
   .action(act((g, name: string) => mapDumpCmd(g, name)));
-
-const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 program
   .command("monitor")

@@ -34,7 +34,7 @@ export const LAYERS: readonly Layer[] = [
   // Front doors and consumers of the owners.
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
-  { folder: "api", mayImport: ["bpf", "datapath", "ipam", "metrics"] },
+  { folder: "api", mayImport: ["bpf", "datapath", "ipam", "metrics", "services"] },
   // Composition roots.
   {
     folder: "daemon",
@@ -54,7 +54,7 @@ export const LAYERS: readonly Layer[] = [
       "api",
     ],
   },
-  { folder: "cli", mayImport: ["util", "state", "bpf", "ipam", "datapath", "cni", "api"] },
+  { folder: "cli", mayImport: ["util", "state", "bpf", "ipam", "datapath", "services", "cni", "api"] },
 ];
 
 /** npm packages that only one folder may import: everything else goes through that folder. */

@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { parseVipFlag, serviceFromFlags } from "../../src/cli/services.js";
 import { AlreadyExistsError, NotFoundError, StateCorruptError } from "../../src/errors.js";
 import { ServiceFiles } from "../../src/services/files.js";
 import { type LbTable, ServiceManager } from "../../src/services/manager.js";
@@ -287,3 +288,42 @@ async function until(cond: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe("nkit service add flags", () => {
+  it("reads --vip in both families, with protocol and target port", () => {
+    expect(parseVipFlag("10.96.0.10:80/tcp")).toEqual({
+      vip: "10.96.0.10",
+      port: { port: 80, protocol: "tcp", targetPort: 0 },
+    });
+    expect(parseVipFlag("[fd96::a]:53/udp->5353")).toEqual({
+      vip: "fd96::a",
+      port: { port: 53, protocol: "udp", targetPort: 5353 },
+    });
+    expect(parseVipFlag("10.96.0.10:443")).toMatchObject({ port: { protocol: "tcp" } });
+    expect(() => parseVipFlag("10.96.0.10")).toThrow(/give ADDR:PORT/);
+    expect(() => parseVipFlag("web:80")).toThrow(/not an IP address/);
+  });
+
+  it("builds the definition nkitd parses like a service file", () => {
+    const s = serviceFromFlags("web", {
+      vip: ["10.96.0.10:80/tcp", "10.96.0.10:443/tcp"],
+      backend: ["10.47.0.5", "10.47.0.6"],
+      affinity: "client-ip",
+    });
+    expect(s).toMatchObject({
+      name: "web",
+      vip: "10.96.0.10",
+      affinity: "client-ip",
+      backends: [
+        { address: "10.47.0.5", port: 0 },
+        { address: "10.47.0.6", port: 0 },
+      ],
+    });
+    expect(() => serviceFromFlags("web", { vip: ["10.96.0.10:80", "10.96.0.11:81"] })).toThrow(
+      /same address/,
+    );
+    expect(() => serviceFromFlags("web", { vip: ["10.96.0.10:80"], selector: ["app"] })).toThrow(
+      /LABEL=VALUE/,
+    );
+  });
+});
