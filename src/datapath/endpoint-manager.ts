@@ -55,7 +55,6 @@ export type { EndpointCounters } from "./endpoint-maps.js";
 export type { DatapathModeSetting } from "./mode.js";
 
 export class EndpointManager {
-  readonly mode: DatapathMode;
   private readonly store: EndpointStore;
   private readonly dp: DatapathContext;
   private readonly devices: DeviceOptions;
@@ -65,12 +64,11 @@ export class EndpointManager {
 
   private constructor(
     private readonly opts: EndpointManagerOptions,
-    mode: DatapathMode,
+    readonly mode: DatapathMode,
     private readonly progs: DatapathPrograms,
     private readonly host: Rtnl,
     mtu: number,
   ) {
-    this.mode = mode;
     this.store = openEndpointStore(opts.stateDir);
     this.dp = { mode, host, progs, pins: new PinDir(opts.bpffsDir), log: opts.log };
     this.devices = { mode, mtu, bigTcp: opts.bigTcp, log: opts.log };
@@ -126,10 +124,7 @@ export class EndpointManager {
     return r && r.phase === "wired" && r.id === id ? r : undefined;
   }
 
-  /**
-   * Checks that a wired endpoint's pod side is still what wiring made (devices.ts verifyPodSide).
-   * Something in the pod (its sysctls, a process with CAP_NET_ADMIN) can undo wiring after the fact.
-   */
+  /** Checks the pod side is still what wiring made: the pod (sysctls, CAP_NET_ADMIN) can undo it. */
   async verify(id: string): Promise<string | undefined> {
     const r = this.wiredRecord(id);
     return r ? verifyPodSide(r) : `endpoint ${id} is not wired`;
@@ -142,6 +137,11 @@ export class EndpointManager {
     r.labels = { ...labels };
     this.store.put(r);
     return toWired(r);
+  }
+
+  /** Calls listener after every committed change of an endpoint (wiring, wired, labels, removed). */
+  onChange(listener: () => void): () => void {
+    return this.store.subscribe(listener);
   }
 
   /** Per-reason packet and byte counters of one endpoint (summed over CPUs). */

@@ -118,6 +118,7 @@ export interface DirectoryStoreOptions<T> {
  */
 export class RecordStore<T> {
   private readonly records: Map<string, T>;
+  private readonly listeners = new Set<(key: string) => void>();
 
   private constructor(
     private readonly backing: Backing<T>,
@@ -190,6 +191,12 @@ export class RecordStore<T> {
     return new RecordStore(backing, o.key);
   }
 
+  /** Calls listener with the key after every committed change; returns the unsubscribe function. */
+  subscribe(listener: (key: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   get size(): number {
     return this.records.size;
   }
@@ -232,5 +239,6 @@ export class RecordStore<T> {
       else this.records.set(key, before);
       throw e;
     }
+    for (const l of this.listeners) l(key);
   }
 }

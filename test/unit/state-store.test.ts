@@ -206,6 +206,22 @@ describe("RecordStore", () => {
     expect(ok.get("tom")).toEqual({ name: "tom", legs: 4, kind: "cat" });
   });
 
+  it("tells subscribers about committed changes only", () => {
+    const s = inFile();
+    const seen: string[] = [];
+    const off = s.subscribe((k) => seen.push(k));
+    s.put({ name: "tom", legs: 4, kind: "cat" });
+    s.delete("tom");
+    s.delete("tom");
+    rmSync(join(dir, "pets.json"), { force: true });
+    mkdirSync(join(dir, "pets.json"));
+    expect(() => s.put({ name: "rex", legs: 4, kind: "dog" })).toThrow();
+    off();
+    rmSync(join(dir, "pets.json"), { recursive: true });
+    s.put({ name: "max", legs: 4, kind: "dog" });
+    expect(seen).toEqual(["tom", "tom"]);
+  });
+
   it("refuses a file holding two records under one key", () => {
     const path = join(dir, "pets.json");
     const pet = { name: "tom", legs: 4, kind: "cat" };
