@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseVipFlag, serviceFromFlags } from "../../src/cli/services.js";
 import { AlreadyExistsError, NotFoundError, StateCorruptError } from "../../src/errors.js";
 import { ServiceFiles } from "../../src/services/files.js";
+import { HostPorts } from "../../src/services/host-ports.js";
 import { type LbTable, ServiceManager } from "../../src/services/manager.js";
 import {
   frontendId,
@@ -325,5 +326,89 @@ describe("nkit service add flags", () => {
     expect(() => serviceFromFlags("web", { vip: ["10.96.0.10:80"], selector: ["app"] })).toThrow(
       /LABEL=VALUE/,
     );
+  });
+});
+
+describe("HostPorts", () => {
+  let dir: string;
+  let table: RecordingTable;
+  let manager: ServiceManager;
+  let hostPorts: HostPorts;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "nkit-hostports-"));
+    table = new RecordingTable();
+    manager = new ServiceManager({ table, statePath: join(dir, "services.json") });
+    hostPorts = new HostPorts({ manager, hostAddresses: () => ["192.0.2.10", "2001:db8::10"] });
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  const pod = { ipv4: "10.47.0.5", ipv6: "fd47::5" };
+
+  it("maps a host port on every host address and loopback, per family, to the pod", () => {
+    hostPorts.claim("c1", [{ hostPort: 12000, containerPort: 80, protocol: "tcp", hostIP: "" }], pod);
+    expect([...table.entries.keys()].sort()).toEqual([
+      "127.0.0.1:12000/tcp",
+      "192.0.2.10:12000/tcp",
+      "[2001:db8::10]:12000/tcp",
+      "[::1]:12000/tcp",
+    ]);
+    expect(table.entries.get("127.0.0.1:12000/tcp")?.backends).toEqual([{ address: "10.47.0.5", port: 80 }]);
+    expect(table.entries.get("[::1]:12000/tcp")?.backends).toEqual([{ address: "fd47::5", port: 80 }]);
+    expect(hostPorts.holders()).toEqual(["c1"]);
+    hostPorts.release("c1");
+    expect(table.entries.size).toBe(0);
+  });
+
+  it("honours hostIP and the pod's families; UDP apart from TCP", () => {
+    hostPorts.claim(
+      "c1",
+      [
+        { hostPort: 53, containerPort: 5353, protocol: "UDP", hostIP: "127.0.0.1" },
+        { hostPort: 53, containerPort: 5353, protocol: "tcp" },
+      ],
+      { ipv4: "10.47.0.5" },
+    );
+    expect([...table.entries.keys()].sort()).toEqual([
+      "127.0.0.1:53/tcp",
+      "127.0.0.1:53/udp",
+      "192.0.2.10:53/tcp",
+    ]);
+    expect(() =>
+      hostPorts.claim("c2", [{ hostPort: 1, containerPort: 1, protocol: "tcp", hostIP: "::1" }], {
+        ipv4: "10.47.0.6",
+      }),
+    ).toThrow(/pod has no IPv6 address/);
+    expect(() => hostPorts.claim("c2", [{ hostPort: 1, containerPort: 1, protocol: "sctp" }], pod)).toThrow(
+      /sctp is not supported/,
+    );
+  });
+
+  it("refuses a host port another container holds, naming it, and changes nothing", () => {
+    hostPorts.claim("c1", [{ hostPort: 12000, containerPort: 80, protocol: "tcp" }], pod);
+    const before = [...table.entries.keys()].sort();
+    expect(() =>
+      hostPorts.claim(
+        "c2",
+        [
+          { hostPort: 12001, containerPort: 80, protocol: "tcp" },
+          { hostPort: 12000, containerPort: 80, protocol: "tcp" },
+        ],
+        { ipv4: "10.47.0.6" },
+      ),
+    ).toThrow(/host port 12000\/tcp on 192\.0\.2\.10 is already mapped by container c1/);
+    expect([...table.entries.keys()].sort()).toEqual(before);
+    // The same container asking again (a repeated ADD) is fine.
+    hostPorts.claim("c1", [{ hostPort: 12000, containerPort: 80, protocol: "tcp" }], pod);
+    // A host port on an address a service already uses as its VIP is refused too.
+    manager.upsert(
+      parseServiceSpec(
+        { name: "dns", vip: "192.0.2.10", ports: [{ port: 53, protocol: "udp" }], backends: ["10.47.0.9"] },
+        "t",
+      ),
+      "api",
+    );
+    expect(() =>
+      hostPorts.claim("c3", [{ hostPort: 53, containerPort: 53, protocol: "udp" }], { ipv4: "10.47.0.7" }),
+    ).toThrow(/already the frontend of service dns/);
+    expect(hostPorts.holders()).toEqual(["c1"]);
   });
 });

@@ -1,0 +1,123 @@
+// Host ports from CNI portMappings (`-p 8080:80`, CRI hostPort): each mapping becomes frontends on
+// the host's addresses (hostIP, or every host address plus loopback when hostIP is empty) whose one
+// backend is the pod's address and container port. They are services of source "host-port" owned
+// by their container, so they go away with it, and a host port another container holds is refused
+// with that container named: a second ADD fails instead of silently stealing the port.
+import { AlreadyExistsError, InvalidArgumentError } from "../errors.js";
+import { canonicalIp, type IpFamily, parseIp } from "../util/ip.js";
+import type { ServiceManager } from "./manager.js";
+import { DEFAULT_AFFINITY_TIMEOUT_SECONDS, type ServiceSpec } from "./spec.js";
+
+export interface HostPortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: string;
+  /** "" or absent: every host address and loopback. */
+  hostIP?: string;
+}
+
+export interface HostPortsOptions {
+  manager: ServiceManager;
+  /** The host's own addresses now (both families), without loopback. */
+  hostAddresses: () => readonly string[];
+}
+
+const LOOPBACK: Record<IpFamily, string> = { 4: "127.0.0.1", 6: "::1" };
+
+/** Service names allow a-z 0-9 . _ -: a frontend's address with ":" spelled "-". */
+const nameOf = (protocol: string, hostPort: number, address: string): string =>
+  `hostport.${protocol}.${hostPort}.${canonicalIp(address).replaceAll(":", "-")}`;
+
+export class HostPorts {
+  constructor(private readonly o: HostPortsOptions) {}
+
+  /** The services a container's mappings make, one per frontend address. */
+  specs(mappings: readonly HostPortMapping[], pod: { ipv4?: string; ipv6?: string }): ServiceSpec[] {
+    const specs: ServiceSpec[] = [];
+    const hostAddresses = this.o.hostAddresses();
+    for (const [i, m] of mappings.entries()) {
+      const protocol = m.protocol.toLowerCase();
+      if (protocol !== "tcp" && protocol !== "udp") {
+        throw new InvalidArgumentError(
+          `portMappings[${i}]: protocol ${m.protocol} is not supported; use tcp or udp`,
+        );
+      }
+      let frontends: string[];
+      if (m.hostIP) {
+        const family = parseIp(m.hostIP).family;
+        if (!(family === 4 ? pod.ipv4 : pod.ipv6)) {
+          throw new InvalidArgumentError(
+            `portMappings[${i}]: hostIP ${m.hostIP} is IPv${family} but the pod has no IPv${family} address`,
+          );
+        }
+        frontends = [m.hostIP];
+      } else {
+        frontends = [...hostAddresses, LOOPBACK[4], LOOPBACK[6]].filter((a) => {
+          const f = parseIp(a).family;
+          return f === 4 ? pod.ipv4 !== undefined : pod.ipv6 !== undefined;
+        });
+      }
+      for (const vip of frontends) {
+        const family = parseIp(vip).family;
+        const backend = (family === 4 ? pod.ipv4 : pod.ipv6) ?? "";
+        specs.push({
+          name: nameOf(protocol, m.hostPort, vip),
+          vip: canonicalIp(vip),
+          family,
+          ports: [{ port: m.hostPort, protocol, targetPort: m.containerPort }],
+          backends: [{ address: backend }],
+          affinity: "none",
+          affinityTimeoutSeconds: DEFAULT_AFFINITY_TIMEOUT_SECONDS,
+        });
+      }
+    }
+    return specs;
+  }
+
+  /**
+   * Programs a container's host ports, all or none: a port another container (or a service) holds
+   * fails the whole claim, naming the holder, and leaves what was there.
+   */
+  claim(
+    containerId: string,
+    mappings: readonly HostPortMapping[],
+    pod: { ipv4?: string; ipv6?: string },
+  ): void {
+    const specs = this.specs(mappings, pod);
+    for (const s of specs) {
+      const held = this.o.manager.get(s.name);
+      if (held && held.origin !== containerId) {
+        const p = s.ports[0];
+        throw new AlreadyExistsError(
+          `host port ${p?.port}/${p?.protocol} on ${s.vip} is already mapped by container ${held.origin}; pick another host port`,
+        );
+      }
+    }
+    const before = this.o.manager.list().filter((v) => v.source === "host-port" && v.origin === containerId);
+    const failed = this.o.manager.replaceSource("host-port", specs, containerId);
+    if (failed.length > 0) {
+      this.o.manager.replaceSource(
+        "host-port",
+        before.map((v) => v.spec),
+        containerId,
+      );
+      throw failed[0]?.error ?? new AlreadyExistsError("host port already taken");
+    }
+  }
+
+  release(containerId: string): void {
+    this.o.manager.replaceSource("host-port", [], containerId);
+  }
+
+  /** Containers holding host ports now. */
+  holders(): string[] {
+    return [
+      ...new Set(
+        this.o.manager
+          .list()
+          .filter((v) => v.source === "host-port")
+          .map((v) => v.origin),
+      ),
+    ];
+  }
+}
