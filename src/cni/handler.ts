@@ -31,7 +31,7 @@ import { canonicalIp as canonicalIpStrict } from "../util/ip.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { Attachment, AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
-import type { CniRequest } from "./protocol.js";
+import type { CniRequest, PortMapping } from "./protocol.js";
 import { type BuildResultOptions, buildResult, type CniResult, resultAddresses } from "./result.js";
 
 export interface CniHandler {
@@ -48,8 +48,16 @@ export type EndpointDatapath = Pick<EndpointManager, "mode" | "wire" | "unwire" 
 /** The pod's gateways in veth mode (fixed link-local, answered by a static neighbour). */
 const VETH_GATEWAYS = { ipv4: GATEWAY_V4, ipv6: GATEWAY_V6 } as const;
 
+/** Where portMappings go (the service manager's host ports); claim is all-or-nothing. */
+export interface HostPortClaims {
+  claim(containerId: string, mappings: readonly PortMapping[], pod: Addresses): void;
+  release(containerId: string): void;
+}
+
 export interface NkitCniHandlerOptions {
   endpoints: EndpointDatapath;
+  /** Absent: portMappings are recorded but not programmed (no service load-balancer). */
+  hostPorts?: HostPortClaims;
   /** The reservations and the CRI pod flow (shared with the NRI door). */
   pods: CniPodLifecycle;
   attachments: AttachmentStore;
@@ -209,6 +217,7 @@ export class NkitCniHandler implements CniHandler {
           labels: { ...req.argLabels, ...conf.labels },
         });
       }
+      if (!att && conf.portMappings.length > 0) this.o.hostPorts?.claim(id, conf.portMappings, addresses);
       if (!att) {
         this.o.attachments.put({
           containerId: id,
@@ -224,6 +233,7 @@ export class NkitCniHandler implements CniHandler {
     } catch (e) {
       if (!att) {
         // Leave nothing of a failed first ADD behind (a repeated ADD keeps what the first made).
+        this.o.hostPorts?.release(id);
         // A reservation made before this ADD (and whatever NRI wired with it) is not ours to undo.
         const undo = hadReservation ? ep && this.o.endpoints.unwire(id) : this.o.pods.release(id);
         await undo?.catch((u: unknown) => this.o.log?.error({ err: u, id }, "undo CNI ADD"));
@@ -266,6 +276,7 @@ export class NkitCniHandler implements CniHandler {
 
   /** Releases (unwires, frees the addresses) and forgets; safe to repeat. */
   private async remove(id: string, att: Attachment | undefined): Promise<void> {
+    this.o.hostPorts?.release(id);
     await this.o.pods.release(id);
     if (att) this.o.attachments.delete(id);
     this.o.log?.debug({ id }, "CNI attachment removed");

@@ -2,12 +2,23 @@
 // daemon's EndpointManager and pod lifecycle.
 import type { Logger } from "../log.js";
 import { openAttachmentStore } from "./attachments.js";
-import { type CniPodLifecycle, type EndpointDatapath, NkitCniHandler } from "./handler.js";
+import {
+  type CniPodLifecycle,
+  type EndpointDatapath,
+  type HostPortClaims,
+  NkitCniHandler,
+} from "./handler.js";
 import { CniServer } from "./server.js";
 
 export { type Attachment, type AttachmentStore, openAttachmentStore } from "./attachments.js";
 export { CniCode, CniError, toCniError } from "./codes.js";
-export { type CniHandler, type CniPodLifecycle, NkitCniHandler, probeEndpointLinks } from "./handler.js";
+export {
+  type CniHandler,
+  type CniPodLifecycle,
+  type HostPortClaims,
+  NkitCniHandler,
+  probeEndpointLinks,
+} from "./handler.js";
 export * from "./protocol.js";
 export * from "./result.js";
 export { CniServer, type CniServerOptions } from "./server.js";
@@ -19,6 +30,8 @@ export interface CniEndpointOptions {
   statePath: string;
   endpoints: EndpointDatapath;
   pods: CniPodLifecycle;
+  /** Where portMappings are programmed (absent: recorded only). */
+  hostPorts?: HostPortClaims;
   log?: Logger;
   notReady?: () => string | undefined;
 }
@@ -30,6 +43,7 @@ export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer
     attachments: openAttachmentStore(o.statePath),
     ...(o.log ? { log: o.log } : {}),
     ...(o.notReady ? { notReady: o.notReady } : {}),
+    ...(o.hostPorts ? { hostPorts: o.hostPorts } : {}),
   });
   return CniServer.start({ socketPath: o.socketPath, handler, ...(o.log ? { log: o.log } : {}) });
 }

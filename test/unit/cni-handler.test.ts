@@ -8,7 +8,7 @@ import { CniCode, toCniError } from "../../src/cni/codes.js";
 import { type EndpointDatapath, NkitCniHandler } from "../../src/cni/handler.js";
 import { type CniRequest, parseRequest } from "../../src/cni/protocol.js";
 import type { WiredEndpoint, WireRequest } from "../../src/datapath/endpoint-manager.js";
-import { NetlinkError } from "../../src/errors.js";
+import { AlreadyExistsError, NetlinkError } from "../../src/errors.js";
 import { Ipam } from "../../src/ipam/ipam.js";
 import { PodLifecycle } from "../../src/pods/lifecycle.js";
 
@@ -153,5 +153,46 @@ describe("NkitCniHandler", () => {
     await handler.status(req({ command: "STATUS" }));
     notReady = "restoring endpoints";
     expect(await codeOf(handler.status(req({ command: "STATUS" })))).toBe(CniCode.STATUS_UNAVAILABLE);
+  });
+});
+
+describe("NkitCniHandler host ports", () => {
+  class Claims {
+    readonly held = new Map<string, string>(); // "port/proto" -> container
+    claim(id: string, mappings: readonly { hostPort: number; protocol: string }[]): void {
+      for (const m of mappings) {
+        const owner = this.held.get(`${m.hostPort}/${m.protocol}`);
+        if (owner !== undefined && owner !== id)
+          throw new AlreadyExistsError(`host port ${m.hostPort} is mapped by ${owner}`);
+      }
+      for (const m of mappings) this.held.set(`${m.hostPort}/${m.protocol}`, id);
+    }
+    release(id: string): void {
+      for (const [k, v] of this.held) if (v === id) this.held.delete(k);
+    }
+  }
+  const mapping = { portMappings: [{ hostPort: 12000, containerPort: 80, protocol: "tcp" }] };
+  const withPorts = (o: Record<string, unknown>) => req(o, { runtimeConfig: mapping });
+
+  it("claims on the first ADD, refuses a taken port leaving nothing of the second container, releases on DEL", async () => {
+    const claims = new Claims();
+    const h = new NkitCniHandler({
+      endpoints: dp,
+      pods: new PodLifecycle(dp, ipam),
+      attachments: store,
+      hostPorts: claims,
+    });
+    await h.add(withPorts({}));
+    expect([...claims.held]).toEqual([["12000/tcp", "c1"]]);
+    expect(await codeOf(h.add(withPorts({ containerId: "c2", netns: "/run/netns/p2" })))).toBe(
+      CniCode.ATTACHMENT_CONFLICT,
+    );
+    expect(ipam.get("c2")).toBeUndefined();
+    expect(dp.get("c2")).toBeUndefined();
+    expect(store.get("c2")).toBeUndefined();
+    await h.del(withPorts({ command: "DEL" }));
+    expect(claims.held.size).toBe(0);
+    await h.add(withPorts({ containerId: "c2", netns: "/run/netns/p2" }));
+    expect([...claims.held]).toEqual([["12000/tcp", "c2"]]);
   });
 });
