@@ -13,6 +13,8 @@ import { frontendId, type LbEntry, lbEntries, type ServiceSource, type ServiceSp
 export interface LbTable {
   set(entry: LbEntry): void;
   remove(entry: Pick<LbEntry, "vip" | "port" | "protocol">): void;
+  /** What the maps hold already (pinned by an earlier nkitd), so stale frontends can be removed. */
+  list?(): LbEntry[];
 }
 
 /** An endpoint as selectors see it. */
@@ -37,6 +39,11 @@ export interface ServiceManagerOptions {
   /** Where API-added services are kept (`<paths.state>/services.json`). */
   statePath: string;
   log?: Logger;
+  /**
+   * Keep the datapath as it is until ready(): a restarting nkitd loads every source first, so a
+   * frontend is never removed and re-added (breaking new connections) while sources are read.
+   */
+  holdUntilReady?: boolean;
 }
 
 const specShape = object<ServiceSpec>({
@@ -71,6 +78,7 @@ export class ServiceManager {
   private readonly programmed = new Map<string, LbEntry>();
   private readonly persisted: RecordStore<ServiceRecord>;
   private endpoints: readonly SelectableEndpoint[] = [];
+  private held: boolean;
 
   constructor(private readonly o: ServiceManagerOptions) {
     this.persisted = RecordStore.inFile({
@@ -81,6 +89,14 @@ export class ServiceManager {
       key: (r) => r.spec.name,
     });
     for (const r of this.persisted.list()) this.services.set(r.spec.name, r);
+    for (const e of o.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
+    this.held = o.holdUntilReady === true;
+    this.sync();
+  }
+
+  /** Ends holdUntilReady: the datapath gets every source's frontends, stale ones are removed. */
+  ready(): void {
+    this.held = false;
     this.sync();
   }
 
@@ -198,6 +214,7 @@ export class ServiceManager {
 
   /** Brings the datapath to the wanted entries: sets changed frontends, then removes stale ones. */
   private sync(): void {
+    if (this.held) return;
     const want = new Map<string, LbEntry>();
     for (const r of this.services.values()) for (const e of this.entriesOf(r)) want.set(frontendId(e), e);
     for (const [id, e] of want) {

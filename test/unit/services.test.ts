@@ -412,3 +412,30 @@ describe("HostPorts", () => {
     expect(hostPorts.holders()).toEqual(["c1"]);
   });
 });
+
+describe("ServiceManager restart", () => {
+  it("holds the datapath until every source is read, then removes only what no source wants", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nkit-svc-restart-"));
+    try {
+      const table = new RecordingTable();
+      const spec = (name: string, vip: string) =>
+        parseServiceSpec({ name, vip, ports: [{ port: 80 }], backends: ["10.47.0.5"] }, "t");
+      const first = new ServiceManager({ table, statePath: join(dir, "services.json") });
+      first.replaceSource("config", [spec("kept", "10.96.0.1"), spec("dropped", "10.96.0.2")]);
+      // A new nkitd over the same (pinned) maps: nothing changes until ready().
+      const adopting = Object.assign(table, { list: () => [...table.entries.values()] });
+      adopting.calls = [];
+      const second = new ServiceManager({
+        table: adopting,
+        statePath: join(dir, "services.json"),
+        holdUntilReady: true,
+      });
+      second.replaceSource("config", [spec("kept", "10.96.0.1")]);
+      expect(adopting.calls).toEqual([]);
+      second.ready();
+      expect(adopting.calls).toEqual(["remove 10.96.0.2:80/tcp"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
