@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BpfLink, type LinkInfo } from "../../src/bpf/link.js";
 import { PinDir } from "../../src/bpf/pins.js";
+import { createTestCgroup } from "./cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "./names.js";
 import type { Scope } from "./scope.js";
 import { run } from "./sys.js";
@@ -109,6 +110,10 @@ export interface NkitdSetup extends NkitdDirs {
   uplink: string;
   cidr4: string;
   cidr6: string;
+  /** The test's own cgroup v2 dir the socket load-balancer attaches to (never the host's root). */
+  cgroup: string;
+  /** The watched service files directory. */
+  servicesDir: string;
 }
 
 /**
@@ -123,19 +128,21 @@ export async function nkitdSetup(scope: Scope, label: string, extra: string[] = 
   const cidr4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}.0/24`;
   const cidr6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}::/64`;
   const config = join(dirs.dir, "nkitd.yaml");
+  const cgroup = createTestCgroup(scope, label);
+  const servicesDir = join(dirs.dir, "services.d");
   writeFileSync(
     config,
     [
       "datapath: auto",
       `podCIDRs: [${cidr4}, "${cidr6}"]`,
       `uplinks: [${uplink}]`,
-      `paths: {state: ${dirs.stateDir}, run: ${dirs.runDir}, bpffs: ${dirs.bpffsDir}}`,
+      `paths: {state: ${dirs.stateDir}, run: ${dirs.runDir}, bpffs: ${dirs.bpffsDir}, services: ${servicesDir}, cgroup: ${cgroup}}`,
       "nri: {enabled: false}",
       "log: {level: info}",
       ...extra,
     ].join("\n"),
   );
-  return { ...dirs, config, uplink, cidr4, cidr6 };
+  return { ...dirs, config, uplink, cidr4, cidr6, cgroup, servicesDir };
 }
 
 export interface LogLine {
