@@ -14,6 +14,8 @@ interface Flags {
   stateDir?: string;
   runDir?: string;
   bpffsDir?: string;
+  servicesDir?: string;
+  cgroup?: string;
   logLevel?: string;
 }
 
@@ -26,6 +28,8 @@ async function main(): Promise<number> {
     .option("--state-dir <dir>", "overrides paths.state")
     .option("--run-dir <dir>", "overrides paths.run")
     .option("--bpffs-dir <dir>", "overrides paths.bpffs")
+    .option("--services-dir <dir>", "overrides paths.services")
+    .option("--cgroup <dir>", "overrides paths.cgroup (the socket load-balancer's cgroup v2 dir)")
     .option("--log-level <level>", "overrides log.level");
   program.parse();
   const flags = program.opts<Flags>();
@@ -36,6 +40,8 @@ async function main(): Promise<number> {
     if (flags.stateDir) config.paths.state = flags.stateDir;
     if (flags.runDir) config.paths.run = flags.runDir;
     if (flags.bpffsDir) config.paths.bpffs = flags.bpffsDir;
+    if (flags.servicesDir) config.paths.services = flags.servicesDir;
+    if (flags.cgroup) config.paths.cgroup = flags.cgroup;
     if (flags.logLevel) config.log.level = flags.logLevel as NkitdConfig["log"]["level"];
   } catch (e) {
     process.stderr.write(`nkitd: ${(e as Error).message}\n`);

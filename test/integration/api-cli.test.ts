@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type * as T from "../../src/api/types.js";
 import { PinDir } from "../../src/bpf/pins.js";
+import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import { type Exit, spawnNode, waitFor } from "../helpers/process.js";
@@ -63,7 +64,7 @@ beforeAll(async () => {
       "datapath: auto",
       `podCIDRs: [${cidr4}, "fd33:${(process.pid % 0xfff).toString(16)}::/64"]`,
       `uplinks: [${uplink}]`,
-      `paths: {state: ${join(dir, "state")}, run: ${runDir}, bpffs: ${bpffsDir}}`,
+      `paths: {state: ${join(dir, "state")}, run: ${runDir}, bpffs: ${bpffsDir}, cgroup: ${createTestCgroup(scope, "api")}}`,
       "nri: {enabled: false}",
       'metrics: {listen: "127.0.0.1:0"}',
       "log: {level: info}",

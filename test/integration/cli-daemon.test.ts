@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PinDir } from "../../src/bpf/pins.js";
 import { sdNotifyAddon } from "../../src/native/sdnotify.js";
+import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { spawnNode, waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
@@ -36,7 +37,7 @@ function tempConfig(extra: string[] = []): { file: string; stateDir: string; bpf
     [
       "datapath: auto",
       'podCIDRs: [10.231.0.0/24, "fd31::/64"]',
-      `paths: {state: ${stateDir}, run: ${join(dir, "run")}, bpffs: ${bpffsDir}}`,
+      `paths: {state: ${stateDir}, run: ${join(dir, "run")}, bpffs: ${bpffsDir}, cgroup: ${createTestCgroup(scope, "cli")}}`,
       "log: {level: info}",
       // never register with a containerd that may run on the test host
       `nri: {enabled: true, socket: ${join(dir, "no-nri.sock")}}`,

@@ -18,6 +18,7 @@ import { hostIfName } from "../../src/datapath/naming.js";
 import { Ipam } from "../../src/ipam/ipam.js";
 import { createLogger } from "../../src/log.js";
 import { PodLifecycle } from "../../src/pods/lifecycle.js";
+import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { ipJson, run } from "../helpers/sys.js";
@@ -423,7 +424,12 @@ describe("nkitd", () => {
       datapath: "veth",
       podCIDRs: [cidr4],
       uplinks: [uplink],
-      paths: { state: join(base, "state"), run: join(base, "run"), bpffs },
+      paths: {
+        state: join(base, "state"),
+        run: join(base, "run"),
+        bpffs,
+        cgroup: createTestCgroup(scope, "cnid"),
+      },
       nri: { enabled: false },
     });
     const daemon = await startDaemon(config, createLogger({ level: "silent" }));

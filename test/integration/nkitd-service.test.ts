@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type * as T from "../../src/api/types.js";
 import { DEFAULT_CONFIG_PATH, defaultConfig } from "../../src/daemon/config.js";
+import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueIfName } from "../helpers/names.js";
 import { createNetns } from "../helpers/netns.js";
 import { Nkitd, nkitdDirs, nkitJson, pinnedLink, requireDist } from "../helpers/nkitd.js";
@@ -54,7 +55,18 @@ describe("nkitd without a config file", () => {
     const dirs = nkitdDirs(scope, "nocfg");
     const d = await Nkitd.start(
       scope,
-      ["--state-dir", dirs.stateDir, "--run-dir", dirs.runDir, "--bpffs-dir", dirs.bpffsDir],
+      [
+        "--state-dir",
+        dirs.stateDir,
+        "--run-dir",
+        dirs.runDir,
+        "--bpffs-dir",
+        dirs.bpffsDir,
+        "--services-dir",
+        join(dirs.dir, "services.d"),
+        "--cgroup",
+        createTestCgroup(scope, "nocfg"),
+      ],
       ns.path,
     );
     const ready = d.log("datapath ready");
@@ -105,7 +117,8 @@ describe("nkitd with a bad config", () => {
     {
       name: "an unknown nested key",
       yaml: ["paths: {stat: /var/lib/nkit}"],
-      message: /config key "paths\.stat": unknown key; remove it; known keys here: state, run, bpffs/,
+      message:
+        /config key "paths\.stat": unknown key; remove it; known keys here: state, run, bpffs, services, cgroup/,
     },
     {
       name: "a wrong type",
