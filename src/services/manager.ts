@@ -74,6 +74,14 @@ function matches(
 
 export class ServiceManager {
   private readonly services = new Map<string, ServiceRecord>();
+  /** frontend id → the service that holds it (from the specs, whatever their backends). */
+  private readonly owners = new Map<string, string>();
+  /** `source\0origin` → names, so replacing one file's services does not scan all of them. */
+  private readonly bySource = new Map<string, Set<string>>();
+  /** Services whose backends come from a selector, re-resolved when endpoints change. */
+  private readonly selecting = new Set<string>();
+  /** name → its resolved entries: what the datapath should hold for it. */
+  private readonly wanted = new Map<string, LbEntry[]>();
   /** What the datapath holds: frontend id → entry. */
   private readonly programmed = new Map<string, LbEntry>();
   private readonly persisted: RecordStore<ServiceRecord>;
@@ -88,16 +96,16 @@ export class ServiceManager {
       record: recordShape,
       key: (r) => r.spec.name,
     });
-    for (const r of this.persisted.list()) this.services.set(r.spec.name, r);
     for (const e of o.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
     this.held = o.holdUntilReady === true;
-    this.sync();
+    for (const r of this.persisted.list()) this.put(r);
+    if (!this.held) this.reconcile();
   }
 
   /** Ends holdUntilReady: the datapath gets every source's frontends, stale ones are removed. */
   ready(): void {
     this.held = false;
-    this.sync();
+    this.reconcile();
   }
 
   get(name: string): ServiceView | undefined {
@@ -114,21 +122,19 @@ export class ServiceManager {
   /** Adds or replaces one service of a source; a name or frontend another service holds is refused. */
   upsert(spec: ServiceSpec, source: ServiceSource, origin = ""): ServiceView {
     const record: ServiceRecord = { spec: structuredClone(spec), source, origin };
-    this.check([record]);
+    this.check(record);
     const before = this.services.get(spec.name);
     if (source === "api") this.persisted.put(record);
-    this.services.set(spec.name, record);
     try {
-      this.sync();
+      this.put(record);
     } catch (e) {
       // The datapath refused (a full map): put back what was there, so state and maps agree.
-      if (before) this.services.set(spec.name, before);
-      else this.services.delete(spec.name);
+      this.drop(spec.name);
+      if (before) this.put(before);
       if (source === "api") {
         if (before?.source === "api") this.persisted.put(before);
         else this.persisted.delete(spec.name);
       }
-      this.sync();
       throw e;
     }
     return this.view(record);
@@ -139,9 +145,9 @@ export class ServiceManager {
     const r = this.services.get(name);
     if (!r) throw new NotFoundError(`service ${name} does not exist; see nkit service list`);
     if (r.source === "api") this.persisted.delete(name);
-    this.services.delete(name);
-    this.sync();
-    return this.view(r);
+    const view = this.view(r);
+    this.drop(name);
+    return view;
   }
 
   /**
@@ -154,26 +160,31 @@ export class ServiceManager {
     specs: readonly ServiceSpec[],
     origin?: string,
   ): { name: string; error: Error }[] {
-    const mine = (r: ServiceRecord) => r.source === source && (origin === undefined || r.origin === origin);
-    for (const [name, r] of this.services) if (mine(r)) this.services.delete(name);
+    const keep = new Set(specs.map((s) => s.name));
+    for (const [key, names] of [...this.bySource]) {
+      const [src, org] = key.split("\0");
+      if (src !== source || (origin !== undefined && org !== origin)) continue;
+      for (const name of [...names]) if (!keep.has(name)) this.drop(name);
+    }
     const failed: { name: string; error: Error }[] = [];
     for (const spec of specs) {
       const record: ServiceRecord = { spec: structuredClone(spec), source, origin: origin ?? "" };
       try {
-        this.check([record]);
-        this.services.set(spec.name, record);
+        this.check(record);
+        this.put(record);
       } catch (e) {
+        const current = this.services.get(spec.name);
+        if (current && current.source === source && current.origin === record.origin) this.drop(spec.name);
         failed.push({ name: spec.name, error: e as Error });
       }
     }
-    this.sync();
     return failed;
   }
 
   /** New endpoint set for label selectors; selector services are re-resolved. */
   setEndpoints(endpoints: readonly SelectableEndpoint[]): void {
     this.endpoints = endpoints.map((e) => ({ labels: { ...e.labels }, addresses: [...e.addresses] }));
-    this.sync();
+    for (const name of this.selecting) this.resolve(name);
   }
 
   private entriesOf(r: ServiceRecord): LbEntry[] {
@@ -185,48 +196,100 @@ export class ServiceManager {
   }
 
   private view(r: ServiceRecord): ServiceView {
-    return { ...structuredClone(r), entries: this.entriesOf(r) };
+    return { ...structuredClone(r), entries: this.wanted.get(r.spec.name) ?? this.entriesOf(r) };
   }
 
-  private check(records: readonly ServiceRecord[]): void {
-    for (const r of records) {
-      const other = this.services.get(r.spec.name);
-      if (other && other.source !== r.source) {
+  private check(r: ServiceRecord): void {
+    const other = this.services.get(r.spec.name);
+    if (other && (other.source !== r.source || (r.source === "host-port" && other.origin !== r.origin))) {
+      throw new AlreadyExistsError(
+        `service ${r.spec.name} already exists from ${other.source}${other.origin ? ` (${other.origin})` : ""}; pick another name or remove it there`,
+      );
+    }
+    for (const e of lbEntries(r.spec)) {
+      const owner = this.owners.get(frontendId(e));
+      if (owner !== undefined && owner !== r.spec.name) {
         throw new AlreadyExistsError(
-          `service ${r.spec.name} already exists from ${other.source}${other.origin ? ` (${other.origin})` : ""}; pick another name or remove it there`,
+          `${frontendId(e)} is already the frontend of service ${owner}; use another VIP or port`,
         );
       }
-      const taken = new Map<string, string>();
-      for (const s of this.services.values()) {
-        if (s.spec.name === r.spec.name) continue;
-        for (const e of lbEntries(s.spec)) taken.set(frontendId(e), s.spec.name);
-      }
-      for (const e of lbEntries(r.spec)) {
-        const owner = taken.get(frontendId(e));
-        if (owner !== undefined) {
-          throw new AlreadyExistsError(
-            `${frontendId(e)} is already the frontend of service ${owner}; use another VIP or port`,
-          );
-        }
-      }
     }
   }
 
-  /** Brings the datapath to the wanted entries: sets changed frontends, then removes stale ones. */
-  private sync(): void {
+  /** Records a checked service and programs it. */
+  private put(r: ServiceRecord): void {
+    const name = r.spec.name;
+    const before = this.services.get(name);
+    if (before) this.unindex(before);
+    this.services.set(name, r);
+    for (const e of lbEntries(r.spec)) this.owners.set(frontendId(e), name);
+    const key = `${r.source}\0${r.origin}`;
+    let names = this.bySource.get(key);
+    if (!names) this.bySource.set(key, (names = new Set()));
+    names.add(name);
+    if (r.spec.selector) this.selecting.add(name);
+    this.resolve(name);
+  }
+
+  private drop(name: string): void {
+    const r = this.services.get(name);
+    if (!r) return;
+    this.unindex(r);
+    this.services.delete(name);
+    this.resolve(name);
+  }
+
+  private unindex(r: ServiceRecord): void {
+    const name = r.spec.name;
+    for (const e of lbEntries(r.spec))
+      if (this.owners.get(frontendId(e)) === name) this.owners.delete(frontendId(e));
+    const key = `${r.source}\0${r.origin}`;
+    const names = this.bySource.get(key);
+    names?.delete(name);
+    if (names?.size === 0) this.bySource.delete(key);
+    this.selecting.delete(name);
+  }
+
+  /** Recomputes one service's entries and brings the datapath to them (unless held). */
+  private resolve(name: string): void {
+    const r = this.services.get(name);
+    const old = this.wanted.get(name) ?? [];
+    const now = r ? this.entriesOf(r) : [];
+    if (r) this.wanted.set(name, now);
+    else this.wanted.delete(name);
     if (this.held) return;
-    const want = new Map<string, LbEntry>();
-    for (const r of this.services.values()) for (const e of this.entriesOf(r)) want.set(frontendId(e), e);
-    for (const [id, e] of want) {
-      const have = this.programmed.get(id);
-      if (have && JSON.stringify(have) === JSON.stringify(e)) continue;
-      this.o.table.set(e);
-      this.programmed.set(id, e);
+    const ids = new Set(now.map((e) => frontendId(e)));
+    for (const e of now) this.program(e);
+    for (const e of old) {
+      const id = frontendId(e);
+      if (!ids.has(id) && this.owners.get(id) === undefined) this.unprogram(id);
     }
-    for (const [id, e] of this.programmed) {
-      if (want.has(id)) continue;
-      this.o.table.remove(e);
-      this.programmed.delete(id);
+  }
+
+  /** Full pass: every wanted entry set, everything else the datapath holds removed. */
+  private reconcile(): void {
+    const ids = new Set<string>();
+    for (const entries of this.wanted.values()) {
+      for (const e of entries) {
+        ids.add(frontendId(e));
+        this.program(e);
+      }
     }
+    for (const id of [...this.programmed.keys()]) if (!ids.has(id)) this.unprogram(id);
+  }
+
+  private program(e: LbEntry): void {
+    const id = frontendId(e);
+    const have = this.programmed.get(id);
+    if (have && JSON.stringify(have) === JSON.stringify(e)) return;
+    this.o.table.set(e);
+    this.programmed.set(id, e);
+  }
+
+  private unprogram(id: string): void {
+    const e = this.programmed.get(id);
+    if (!e) return;
+    this.o.table.remove(e);
+    this.programmed.delete(id);
   }
 }

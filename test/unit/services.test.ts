@@ -439,3 +439,47 @@ describe("ServiceManager restart", () => {
     }
   });
 });
+
+describe("ServiceManager at scale", () => {
+  it("holds 10,000 services from one source and resolves a sample of 500 to the right backends", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nkit-svc-scale-"));
+    try {
+      const table = new RecordingTable();
+      const m = new ServiceManager({ table, statePath: join(dir, "services.json") });
+      const vip = (i: number) => `10.96.${i >> 8}.${i & 0xff}`;
+      const be = (i: number) => `10.47.${(i >> 8) & 0xff}.${i & 0xff}`;
+      const specs = Array.from({ length: 10_000 }, (_, i) =>
+        parseServiceSpec(
+          { name: `s${i}`, vip: vip(i), ports: [{ port: 80, targetPort: 8080 }], backends: [be(i)] },
+          "t",
+        ),
+      );
+      expect(m.replaceSource("file", specs, "/big.yaml")).toEqual([]);
+      expect(table.entries.size).toBe(10_000);
+      for (let k = 0; k < 500; k++) {
+        const i = (k * 7919) % 10_000;
+        expect(table.entries.get(`${vip(i)}:80/tcp`)?.backends).toEqual([{ address: be(i), port: 8080 }]);
+      }
+      // One more service, and one conflicting with the 10,000: only the bookkeeping of the one.
+      table.calls = [];
+      m.upsert(
+        parseServiceSpec(
+          { name: "extra", vip: "10.97.0.1", ports: [{ port: 80 }], backends: ["10.47.0.1"] },
+          "t",
+        ),
+        "api",
+      );
+      expect(() => m.upsert(spec5000(), "api")).toThrow(/already the frontend of service s5000/);
+      expect(table.calls).toEqual(["set 10.97.0.1:80/tcp"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+function spec5000() {
+  return parseServiceSpec(
+    { name: "clash", vip: "10.96.19.136", ports: [{ port: 80 }], backends: ["10.47.0.1"] },
+    "t",
+  );
+}
