@@ -8,6 +8,7 @@ import { SdNotifier } from "../systemd/notify.js";
 import { VERSION } from "../version.js";
 import { loadConfig, type NkitdConfig } from "./config.js";
 import { startDaemon } from "./daemon.js";
+import { preflight } from "./preflight.js";
 
 interface Flags {
   config?: string;
@@ -43,8 +44,10 @@ async function main(): Promise<number> {
     if (flags.servicesDir) config.paths.services = flags.servicesDir;
     if (flags.cgroup) config.paths.cgroup = flags.cgroup;
     if (flags.logLevel) config.log.level = flags.logLevel as NkitdConfig["log"]["level"];
+    await preflight(config);
   } catch (e) {
-    process.stderr.write(`nkitd: ${(e as Error).message}\n`);
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`nkitd: ${e.message}\n`);
     return 2;
   }
   const log = createLogger({ name: "nkitd", level: config.log.level });

@@ -141,12 +141,89 @@ describe("nkitd with a bad config", () => {
     const dirs = nkitdDirs(scope, "badcfg");
     const file = join(dirs.dir, yaml.length ? "nkitd.yaml" : "absent.yaml");
     if (yaml.length) writeFileSync(file, `${yaml.join("\n")}\n`);
-    const d = Nkitd.spawn(scope, ["--config", file, "--state-dir", dirs.stateDir, "--run-dir", dirs.runDir]);
+    const d = Nkitd.spawn(scope, [
+      "--config",
+      file,
+      "--state-dir",
+      dirs.stateDir,
+      "--run-dir",
+      dirs.runDir,
+      "--bpffs-dir",
+      dirs.bpffsDir,
+    ]);
     const exit = await d.proc.done;
     expect(exit.code, d.output()).toBe(2);
     expect(exit.stderr).toMatch(message);
     // Nothing was started: no state dir, no socket.
     expect(existsSync(dirs.stateDir)).toBe(false);
     expect(existsSync(dirs.runDir)).toBe(false);
+  });
+});
+
+describe("nkitd with paths, devices or addresses it cannot use", () => {
+  // Found by mutating configs: each once crashed with a stack trace (exit 1) or hung.
+  const cases: { name: string; flags: (d: { dir: string; file: string }) => string[]; message: RegExp }[] = [
+    {
+      name: "paths.run too long for a unix socket",
+      flags: (d) => ["--run-dir", join(d.dir, "r".repeat(100))],
+      message: /config key "paths\.run": .* is too long for unix sockets/,
+    },
+    {
+      name: "paths.state is a file",
+      flags: (d) => ["--state-dir", d.file],
+      message: /config key "paths\.state": .* exists and is not a directory/,
+    },
+    {
+      name: "paths.state is /dev/null",
+      flags: () => ["--state-dir", "/dev/null"],
+      message: /config key "paths\.state": \/dev\/null exists and is not a directory/,
+    },
+    {
+      name: "paths.run under /proc (once a hang)",
+      flags: () => ["--run-dir", "/proc/nope"],
+      message: /config key "paths\.run": \/proc\/nope lies in \/proc/,
+    },
+    {
+      name: "paths.bpffs with a name longer than 255 bytes",
+      flags: () => ["--bpffs-dir", `/sys/fs/bpf/${"b".repeat(300)}`],
+      message: /config key "paths\.bpffs": a component of .* is longer than 255 bytes/,
+    },
+    {
+      name: "an uplink the host does not have",
+      flags: (d) => ["--config", join(d.dir, "uplink.yaml")],
+      message: /config key "uplinks\[0\]": this host has no network device nktnosuchdev0/,
+    },
+    {
+      name: "metrics.listen on an address the host does not have",
+      flags: (d) => ["--config", join(d.dir, "metrics.yaml")],
+      message: /config key "metrics\.listen": cannot listen on 192\.0\.2\.123:9965: EADDRNOTAVAIL/,
+    },
+  ];
+  it.each(cases)("$name: exit 2 naming the key, nothing left behind", async ({ flags, message }) => {
+    const dirs = nkitdDirs(scope, "badpath");
+    const file = join(dirs.dir, "a-file");
+    writeFileSync(file, "");
+    writeFileSync(join(dirs.dir, "uplink.yaml"), "uplinks: [nktnosuchdev0]\n");
+    writeFileSync(join(dirs.dir, "metrics.yaml"), 'metrics: {listen: "192.0.2.123:9965"}\n');
+    const args = [
+      "--state-dir",
+      dirs.stateDir,
+      "--run-dir",
+      dirs.runDir,
+      "--bpffs-dir",
+      dirs.bpffsDir,
+      "--services-dir",
+      join(dirs.dir, "services.d"),
+    ];
+    const own = flags({ dir: dirs.dir, file });
+    const config = own.includes("--config") ? [] : ["--config", join(dirs.dir, "empty.yaml")];
+    writeFileSync(join(dirs.dir, "empty.yaml"), "{}\n");
+    const d = Nkitd.spawn(scope, [...config, ...args, ...own]);
+    const exit = await d.proc.done;
+    expect(exit.code, d.output()).toBe(2);
+    expect(exit.stderr).toMatch(message);
+    expect(existsSync(dirs.stateDir)).toBe(false);
+    expect(existsSync(dirs.runDir)).toBe(false);
+    expect(existsSync(dirs.bpffsDir)).toBe(false);
   });
 });
