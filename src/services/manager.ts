@@ -225,7 +225,10 @@ export class ServiceManager {
     for (const e of lbEntries(r.spec)) this.owners.set(frontendId(e), name);
     const key = `${r.source}\0${r.origin}`;
     let names = this.bySource.get(key);
-    if (!names) this.bySource.set(key, (names = new Set()));
+    if (!names) {
+      names = new Set();
+      this.bySource.set(key, names);
+    }
     names.add(name);
     if (r.spec.selector) this.selecting.add(name);
     this.resolve(name);
