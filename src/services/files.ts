@@ -35,18 +35,19 @@ export class ServiceFiles {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private settle: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly o: ServiceFilesOptions) {}
 
   /** Reads the directory now, then follows it. */
   start(): void {
-    this.scan();
+    this.scan(); // also starts following the directory when it exists
     this.timer = setInterval(() => this.scan(), this.o.rescanMs ?? 10_000);
     this.timer.unref();
-    this.follow();
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     if (this.settle) clearTimeout(this.settle);
     this.watcher?.close();
@@ -78,7 +79,7 @@ export class ServiceFiles {
       this.o.log?.info({ file }, "service file removed");
     }
     for (const file of present) this.read(file);
-    if (!this.watcher) this.follow();
+    if (!this.watcher && !this.closed) this.follow();
     return this.failures();
   }
 

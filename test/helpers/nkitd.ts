@@ -203,9 +203,19 @@ export class Nkitd {
     }
   }
 
-  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<ProcExit> {
+  /** Signals nkitd and waits for it; one that has not exited after ms is killed and reported. */
+  async stop(signal: NodeJS.Signals = "SIGTERM", ms = 15_000): Promise<ProcExit> {
     if (this.proc.running()) this.proc.child.kill(signal);
-    return this.proc.done;
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<"hung">((resolve) => {
+      timer = setTimeout(() => resolve("hung"), ms);
+    });
+    const r = await Promise.race([this.proc.done, hung]);
+    clearTimeout(timer);
+    if (r !== "hung") return r;
+    this.proc.child.kill("SIGKILL");
+    await this.proc.done;
+    throw new Error(`nkitd did not exit within ${ms} ms of ${signal}\n${this.output()}`);
   }
 }
 
