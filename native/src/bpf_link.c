@@ -1,4 +1,4 @@
-/* Pins, program info, tcx/netkit links (create, update, detach, info) and attachment queries. */
+/* Pins, program info, tcx/netkit and cgroup links (create, update, detach, info) and attachment queries. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -263,7 +263,7 @@ static napi_value link_detach(napi_env env, napi_callback_info info) {
   return nk_undefined(env);
 }
 
-/* linkInfo(link) -> { id, type, typeName, progId, ifindex?, attachType?, attachTypeName? } */
+/* linkInfo(link) -> { id, type, typeName, progId, ifindex?, cgroupId?, attachType?, attachTypeName? } */
 static napi_value link_info(napi_env env, napi_callback_info info) {
   napi_value argv[1], o;
   if (!nk_args(env, info, 1, argv)) return NULL;
@@ -292,6 +292,10 @@ static napi_value link_info(napi_env env, napi_callback_info info) {
     ifindex = li.netkit.ifindex;
     at = li.netkit.attach_type;
     has = true;
+  } else if (li.type == BPF_LINK_TYPE_CGROUP) {
+    nk_set(env, o, "cgroupId", nk_bigint_u64(env, li.cgroup.cgroup_id));
+    nk_set(env, o, "attachType", nk_u32(env, li.cgroup.attach_type));
+    nk_set(env, o, "attachTypeName", nk_str(env, nk_or_unknown(libbpf_bpf_attach_type_str(li.cgroup.attach_type))));
   }
   if (has) {
     /* ifindex 0 means the device went away while the link (e.g. through a pin) lives on */
@@ -302,14 +306,10 @@ static napi_value link_info(napi_env env, napi_callback_info info) {
   return o;
 }
 
-/* progQuery(ifindex, attachType) -> { revision: bigint, programs: [{ progId, linkId }] } in
- * execution order; linkId 0 marks a non-link (BPF_PROG_ATTACH) attachment. */
-static napi_value prog_query(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!nk_args(env, info, 2, argv)) return NULL;
-  uint32_t ifindex, attach_type;
-  if (!nk_get_u32(env, argv[0], "ifindex", &ifindex) || !nk_get_u32(env, argv[1], "attachType", &attach_type))
-    return NULL;
+/* The attachments of one hook (a device's tcx/netkit hook, or a cgroup's): { revision: bigint,
+ * programs: [{ progId, linkId }] } in execution order; linkId 0 marks a non-link attachment.
+ * `what` names the target in errors. */
+static napi_value query_attached(napi_env env, int target, uint32_t attach_type, const char *what) {
   uint32_t cap = 64;
   napi_value result = NULL;
   uint32_t *progs = NULL, *links = NULL;
@@ -323,15 +323,14 @@ static napi_value prog_query(napi_env env, napi_callback_info info) {
       goto out;
     }
     LIBBPF_OPTS(bpf_prog_query_opts, q, .prog_ids = progs, .link_ids = links, .count = cap);
-    int err = bpf_prog_query_opts((int)ifindex, attach_type, &q);
+    int err = bpf_prog_query_opts(target, attach_type, &q);
     if (err == -ENOSPC && q.count > cap) {
       cap = q.count;
       continue;
     }
     if (err) {
-      char detail[96];
-      snprintf(detail, sizeof detail, "%s on ifindex %u", nk_or_unknown(libbpf_bpf_attach_type_str(attach_type)),
-               ifindex);
+      char detail[320];
+      snprintf(detail, sizeof detail, "%s on %s", nk_or_unknown(libbpf_bpf_attach_type_str(attach_type)), what);
       nk_throw_errno(env, -err, "bpf_prog_query", detail);
       goto out;
     }
@@ -361,11 +360,100 @@ out:
   return result;
 }
 
+/* progQuery(ifindex, attachType) -> the attachments of a device hook (see query_attached). */
+static napi_value prog_query(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!nk_args(env, info, 2, argv)) return NULL;
+  uint32_t ifindex, attach_type;
+  if (!nk_get_u32(env, argv[0], "ifindex", &ifindex) || !nk_get_u32(env, argv[1], "attachType", &attach_type))
+    return NULL;
+  char what[32];
+  snprintf(what, sizeof what, "ifindex %u", ifindex);
+  return query_attached(env, (int)ifindex, attach_type, what);
+}
+
+static bool is_cgroup_attach_type(uint32_t t) {
+  switch (t) {
+  case BPF_CGROUP_INET4_CONNECT:
+  case BPF_CGROUP_INET6_CONNECT:
+  case BPF_CGROUP_UDP4_SENDMSG:
+  case BPF_CGROUP_UDP6_SENDMSG:
+  case BPF_CGROUP_UDP4_RECVMSG:
+  case BPF_CGROUP_UDP6_RECVMSG:
+  case BPF_CGROUP_INET4_GETPEERNAME:
+  case BPF_CGROUP_INET6_GETPEERNAME:
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Opens a cgroup v2 directory; throws naming it when that fails. */
+static int open_cgroup(napi_env env, const char *path, const char *op) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) nk_throw_errno(env, errno, op, path);
+  return fd;
+}
+
+/* cgroupLinkCreate(program, cgroupPath, attachType) -> link handle: a socket-address hook of a
+ * cgroup v2 directory (connect, sendmsg, recvmsg, getpeername), as a bpf_link so it can be pinned
+ * and outlive nkitd. Only the hooks the socket load-balancer uses are accepted. */
+static napi_value cgroup_link_create(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!nk_args(env, info, 3, argv)) return NULL;
+  nk_fd *prog = nk_fd_arg(env, argv[0], "program", NK_FD_PROG);
+  if (!prog) return NULL;
+  uint32_t attach_type;
+  char *path;
+  if (!nk_get_u32(env, argv[2], "attachType", &attach_type)) return NULL;
+  if (!is_cgroup_attach_type(attach_type)) {
+    nk_throw_errno(env, EINVAL, "bpf_link_create", "attach type must be a cgroup connect/sendmsg/recvmsg/getpeername hook");
+    return NULL;
+  }
+  if (!nk_get_string(env, argv[1], "cgroupPath", &path)) return NULL;
+  napi_value result = NULL;
+  int cg = open_cgroup(env, path, "open cgroup");
+  if (cg >= 0) {
+    int fd = bpf_link_create(prog->fd, cg, attach_type, NULL);
+    if (fd < 0) {
+      char detail[320];
+      snprintf(detail, sizeof detail, "attach %s to cgroup %s", nk_or_unknown(libbpf_bpf_attach_type_str(attach_type)),
+               path);
+      nk_throw_errno(env, -fd, "bpf_link_create", detail);
+    } else {
+      result = nk_fd_wrap(env, fd, NK_FD_LINK);
+    }
+    close(cg);
+  }
+  free(path);
+  return result;
+}
+
+/* cgroupProgQuery(cgroupPath, attachType) -> the programs attached to that cgroup hook itself
+ * (not inherited ones), see query_attached. */
+static napi_value cgroup_prog_query(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!nk_args(env, info, 2, argv)) return NULL;
+  uint32_t attach_type;
+  char *path;
+  if (!nk_get_u32(env, argv[1], "attachType", &attach_type)) return NULL;
+  if (!nk_get_string(env, argv[0], "cgroupPath", &path)) return NULL;
+  napi_value result = NULL;
+  int cg = open_cgroup(env, path, "open cgroup");
+  if (cg >= 0) {
+    result = query_attached(env, cg, attach_type, path);
+    close(cg);
+  }
+  free(path);
+  return result;
+}
+
 bool nk_register_bpf_link(napi_env env, napi_value exports) {
   static const nk_fn fns[] = {
       {"objPin", obj_pin},           {"objGet", obj_get},         {"progInfo", prog_info},
       {"linkCreate", link_create}, {"linkCreateAsync", link_create_async},   {"linkUpdate", link_update}, {"linkDetach", link_detach},
       {"linkInfo", link_info},       {"progQuery", prog_query},
+      {"cgroupLinkCreate", cgroup_link_create}, {"cgroupProgQuery", cgroup_prog_query},
   };
   return nk_export(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

@@ -5,6 +5,15 @@ export const BPF = {
   TCX_EGRESS: 47,
   NETKIT_PRIMARY: 54,
   NETKIT_PEER: 55,
+  CGROUP_INET4_CONNECT: 10,
+  CGROUP_INET6_CONNECT: 11,
+  CGROUP_UDP4_SENDMSG: 14,
+  CGROUP_UDP6_SENDMSG: 15,
+  CGROUP_UDP4_RECVMSG: 19,
+  CGROUP_UDP6_RECVMSG: 20,
+  CGROUP_INET4_GETPEERNAME: 29,
+  CGROUP_INET6_GETPEERNAME: 30,
+  LINK_TYPE_CGROUP: 3,
   LINK_TYPE_TCX: 11,
   LINK_TYPE_NETKIT: 13,
   PROG_TYPE_SCHED_CLS: 3,
@@ -36,6 +45,28 @@ export function attachPointOf(attachType: number): AttachPoint | undefined {
   for (const [k, v] of Object.entries(ATTACH_TYPE)) if (v === attachType) return k as AttachPoint;
   return undefined;
 }
+
+/** The cgroup socket-address hooks the socket load-balancer attaches to. */
+export type CgroupHook =
+  | "connect4"
+  | "connect6"
+  | "sendmsg4"
+  | "sendmsg6"
+  | "recvmsg4"
+  | "recvmsg6"
+  | "getpeername4"
+  | "getpeername6";
+
+export const CGROUP_ATTACH_TYPE: Readonly<Record<CgroupHook, number>> = {
+  connect4: BPF.CGROUP_INET4_CONNECT,
+  connect6: BPF.CGROUP_INET6_CONNECT,
+  sendmsg4: BPF.CGROUP_UDP4_SENDMSG,
+  sendmsg6: BPF.CGROUP_UDP6_SENDMSG,
+  recvmsg4: BPF.CGROUP_UDP4_RECVMSG,
+  recvmsg6: BPF.CGROUP_UDP6_RECVMSG,
+  getpeername4: BPF.CGROUP_INET4_GETPEERNAME,
+  getpeername6: BPF.CGROUP_INET6_GETPEERNAME,
+};
 
 /** Linux /sys/fs/bpf filesystem magic (statfs f_type). */
 export const BPF_FS_MAGIC = 0xcafe4a11;

@@ -1,14 +1,22 @@
-// tcx and netkit BPF links: attach with mprog ordering, pin, reopen from a pin, swap the program
-// (BPF_LINK_UPDATE), detach, and query what is attached where.
+// BPF links: tcx and netkit (attach with mprog ordering) and cgroup socket-address hooks; pin,
+// reopen from a pin, swap the program (BPF_LINK_UPDATE), detach, and query what is attached where.
 import {
   AlreadyExistsError,
   BpfError,
+  InvalidArgumentError,
   isNativeErrnoError,
   NotFoundError,
   NotSupportedError,
 } from "../errors.js";
 import { bpfAddon, type FdHandle, type NativeLinkCreateOptions } from "../native/bpf.js";
-import { ATTACH_TYPE, type AttachPoint, attachPointOf, BPF } from "./constants.js";
+import {
+  ATTACH_TYPE,
+  type AttachPoint,
+  attachPointOf,
+  BPF,
+  CGROUP_ATTACH_TYPE,
+  type CgroupHook,
+} from "./constants.js";
 import { nativeCall, toBpfError } from "./errors.js";
 import { OwnedFd, openPinned } from "./handle.js";
 import { removePin } from "./pins.js";
@@ -46,6 +54,9 @@ export interface LinkInfo {
   /** 0 once detached or when the device is gone. */
   ifindex?: number;
   attachPoint?: AttachPoint;
+  /** cgroup links: the cgroup's id (0 once detached or the cgroup is gone) and the hook. */
+  cgroupId?: bigint;
+  cgroupHook?: CgroupHook;
   /** False after detach() or once the device was deleted (the link lives on while pinned). */
   attached: boolean;
 }
@@ -82,6 +93,32 @@ function describeAnchor(anchor: Anchor | undefined): string {
 }
 
 const UNSUPPORTED_CODES = new Set(["EINVAL", "EOPNOTSUPP", "ENOTSUPP", "ENOSYS"]);
+
+function cgroupHookOf(attachType: number): CgroupHook | undefined {
+  for (const [k, v] of Object.entries(CGROUP_ATTACH_TYPE)) if (v === attachType) return k as CgroupHook;
+  return undefined;
+}
+
+/** A cgroup attach/query failure as the error that says what to fix. */
+function cgroupError(e: unknown, path: string, what: string): Error {
+  if (isNativeErrnoError(e)) {
+    if (e.code === "ENOENT") return new NotFoundError(`${what}: no cgroup directory ${path}`, { cause: e });
+    if (e.code === "ENOTDIR" || e.code === "EBADF") {
+      return new InvalidArgumentError(
+        `${what}: ${path} is not a cgroup v2 directory (find the cgroup2 mount in /proc/mounts)`,
+        { cause: e },
+      );
+    }
+    if (UNSUPPORTED_CODES.has(e.code)) {
+      return new NotSupportedError(
+        "cgroup socket-address BPF hooks",
+        `a kernel with CONFIG_CGROUP_BPF and bpf_link support for cgroups (5.7+) (${e.message})`,
+        { cause: e },
+      );
+    }
+  }
+  return toBpfError(e, what);
+}
 
 /** Turns an attach/query failure into the most useful error: missing kernel feature, device, anchor… */
 function attachError(e: unknown, point: AttachPoint, ifindex: number, what: string, anchor?: Anchor): Error {
@@ -206,6 +243,21 @@ export class BpfLink {
     return new BpfLink(h, `${program.name}@${point}:${ifindex}`);
   }
 
+  /**
+   * Attaches program at a socket-address hook of a cgroup v2 directory: it then runs for every
+   * socket of every process in that cgroup and its descendants.
+   */
+  static attachCgroup(program: BpfProgram, cgroupPath: string, hook: CgroupHook): BpfLink {
+    const what = `attaching BPF program ${program.name} at cgroup ${hook} of ${cgroupPath}`;
+    let h: FdHandle;
+    try {
+      h = bpfAddon().cgroupLinkCreate(program.handle, cgroupPath, CGROUP_ATTACH_TYPE[hook]);
+    } catch (e) {
+      throw cgroupError(e, cgroupPath, what);
+    }
+    return new BpfLink(h, `${program.name}@cgroup-${hook}:${cgroupPath}`);
+  }
+
   /** Reopens a pinned link (e.g. one created by a previous nkitd). */
   static fromPin(path: string): BpfLink {
     return new BpfLink(openPinned(path, "link"), path, path);
@@ -227,14 +279,20 @@ export class BpfLink {
   info(): LinkInfo {
     const i = nativeCall("reading BPF link info", () => bpfAddon().linkInfo(this.handle));
     const point = i.attachType === undefined ? undefined : attachPointOf(i.attachType);
+    const hook =
+      i.cgroupId === undefined || i.attachType === undefined ? undefined : cgroupHookOf(i.attachType);
+    const attached =
+      i.ifindex !== undefined ? i.ifindex !== 0 : i.cgroupId !== undefined ? i.cgroupId !== 0n : true;
     return {
       id: i.id,
       type: i.type,
       typeName: i.typeName,
       programId: i.progId,
       ...(i.ifindex === undefined ? {} : { ifindex: i.ifindex }),
-      ...(point === undefined ? {} : { attachPoint: point }),
-      attached: i.ifindex === undefined ? true : i.ifindex !== 0,
+      ...(point === undefined || i.cgroupId !== undefined ? {} : { attachPoint: point }),
+      ...(i.cgroupId === undefined ? {} : { cgroupId: i.cgroupId }),
+      ...(hook === undefined ? {} : { cgroupHook: hook }),
+      attached,
     };
   }
 
@@ -293,5 +351,18 @@ export function queryAttached(ifindex: number, point: AttachPoint): AttachedProg
     };
   } catch (e) {
     throw attachError(e, point, ifindex, `querying ${point} of ifindex ${ifindex}`);
+  }
+}
+
+/** Programs attached directly at a cgroup hook (not those inherited from its ancestors). */
+export function queryCgroupAttached(cgroupPath: string, hook: CgroupHook): AttachedPrograms {
+  try {
+    const q = bpfAddon().cgroupProgQuery(cgroupPath, CGROUP_ATTACH_TYPE[hook]);
+    return {
+      revision: q.revision,
+      programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
+    };
+  } catch (e) {
+    throw cgroupError(e, cgroupPath, `querying cgroup ${hook} of ${cgroupPath}`);
   }
 }

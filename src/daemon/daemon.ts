@@ -8,10 +8,12 @@ import { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
 import { PodLifecycle } from "../pods/lifecycle.js";
+import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
 import type { NkitdConfig } from "./config.js";
 import { startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { startNri } from "./nri.js";
+import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
 export interface Daemon {
@@ -52,6 +54,22 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
       "datapath ready",
     );
+    // --- services (src/services): the socket load-balancer on paths.cgroup and every service source.
+    let services: Services | undefined;
+    try {
+      const cgroup = config.paths.cgroup || hostCgroup2();
+      const lb = SocketLb.open({ bpffsDir: config.paths.bpffs, cgroup, log });
+      services = await startServices(config, endpoints, lb, log);
+    } catch (e) {
+      // An explicit cgroup that cannot be used is a configuration error; a host without cgroup v2
+      // still gets pod networking, loudly without services.
+      if (config.paths.cgroup) {
+        await endpoints.close();
+        throw e;
+      }
+      log.error({ err: e }, "services are off: the socket load-balancer could not start");
+    }
+    // --- end services
     // The reservations and the CRI pod flow, one owner shared by the CNI door (reserve, pre-wire,
     // release) and the NRI door (wire, labels, release).
     const pods = new PodLifecycle(endpoints, ipam, log);
@@ -61,20 +79,24 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       statePath: join(config.paths.state, "cni-attachments.json"),
       endpoints,
       pods,
+      ...(services ? { hostPorts: services.hostPorts } : {}),
       log,
     }).catch(async (e: unknown) => {
+      await services?.stop();
       await endpoints.close();
       throw e;
     });
     // --- end CNI endpoint
     // --- host services (src/api): gRPC API on <paths.run>/nkit.sock, metrics on metrics.listen.
-    const services = await startHostServices({ config, endpoints, ipam, uplinks }, log).catch(
-      async (e: unknown) => {
-        await cni.close();
-        await endpoints.close();
-        throw e;
-      },
-    );
+    const host = await startHostServices(
+      { config, endpoints, ipam, uplinks, ...(services ? { services: services.manager } : {}) },
+      log,
+    ).catch(async (e: unknown) => {
+      await cni.close();
+      await services?.stop();
+      await endpoints.close();
+      throw e;
+    });
     // --- end host services
     // --- NRI plugin (src/nri): containerd's pod sandbox events wire and unwire CRI pods.
     const nri = config.nri.enabled ? startNri(config, pods, log) : undefined;
@@ -86,8 +108,9 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       uplinks,
       stop: async () => {
         await nri?.stop(); // NRI plugin
-        await services.stop(); // host services
+        await host.stop(); // host services
         await cni.close(); // CNI endpoint
+        await services?.stop(); // services
         await endpoints.close();
         lock.release();
       },

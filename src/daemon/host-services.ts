@@ -14,6 +14,7 @@ import type { Logger } from "../log.js";
 import { registerDatapathCollector } from "../metrics/collectors.js";
 import { startMetricsServer } from "../metrics/http.js";
 import { countLostEvents, registry } from "../metrics/index.js";
+import type { ServiceManager } from "../services/manager.js";
 import type { NkitdConfig } from "./config.js";
 
 export interface HostServicesCore {
@@ -21,6 +22,8 @@ export interface HostServicesCore {
   endpoints: EndpointManager;
   ipam: Ipam;
   uplinks: readonly string[];
+  /** Absent when the service load-balancer did not start. */
+  services?: ServiceManager;
 }
 
 export interface HostServices {
@@ -71,6 +74,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         renderMetrics: () => registry.render(),
         maps: new MapCatalog(config.paths.bpffs, DATAPATH_MAP_VIEWS),
         events,
+        ...(core.services ? { services: core.services } : {}),
         log,
       },
       join(config.paths.run, API_SOCKET_NAME),

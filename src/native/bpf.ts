@@ -75,6 +75,7 @@ export interface NativeLinkInfo {
   typeName: string;
   progId: number;
   ifindex?: number;
+  cgroupId?: bigint;
   attachType?: number;
   attachTypeName?: string;
 }
@@ -154,6 +155,8 @@ export interface BpfAddon {
   linkDetach(link: FdHandle): void;
   linkInfo(link: FdHandle): NativeLinkInfo;
   progQuery(ifindex: number, attachType: number): NativeQuery;
+  cgroupLinkCreate(prog: FdHandle, cgroupPath: string, attachType: number): FdHandle;
+  cgroupProgQuery(cgroupPath: string, attachType: number): NativeQuery;
 
   /** errno of BPF_LINK_CREATE on ifindex 0xffffffff (ENODEV = attach type implemented). */
   probeLinkCreate(attachType: number): number;

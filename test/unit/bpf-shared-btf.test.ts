@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import type { StructCodec } from "../../src/bpf/codec.js";
 import { BPF } from "../../src/bpf/constants.js";
 import { DATAPATH_MAP_LAYOUTS, DATAPATH_STRUCTS } from "../../src/bpf/datapath.js";
+import { LB_MAP_LAYOUTS, LB_PROGRAM, LB_STRUCTS } from "../../src/bpf/lb.js";
 import type { MapLayout } from "../../src/bpf/map.js";
 import { BpfObject, btfStructLayout } from "../../src/bpf/object.js";
 import { PROGRAM } from "../../src/datapath/programs.js";
@@ -34,6 +35,12 @@ const OBJECTS: readonly ObjectAbi[] = [
     structs: DATAPATH_STRUCTS,
     maps: DATAPATH_MAP_LAYOUTS,
     programs: Object.values(PROGRAM),
+  },
+  {
+    object: "sock_lb.bpf.o",
+    structs: LB_STRUCTS,
+    maps: LB_MAP_LAYOUTS,
+    programs: Object.values(LB_PROGRAM),
   },
   {
     object: "test/counter.bpf.o",
@@ -109,6 +116,15 @@ describe("uapi constants", () => {
       BPF_TCX_EGRESS: BPF.TCX_EGRESS,
       BPF_NETKIT_PRIMARY: BPF.NETKIT_PRIMARY,
       BPF_NETKIT_PEER: BPF.NETKIT_PEER,
+      BPF_CGROUP_INET4_CONNECT: BPF.CGROUP_INET4_CONNECT,
+      BPF_CGROUP_INET6_CONNECT: BPF.CGROUP_INET6_CONNECT,
+      BPF_CGROUP_UDP4_SENDMSG: BPF.CGROUP_UDP4_SENDMSG,
+      BPF_CGROUP_UDP6_SENDMSG: BPF.CGROUP_UDP6_SENDMSG,
+      BPF_CGROUP_UDP4_RECVMSG: BPF.CGROUP_UDP4_RECVMSG,
+      BPF_CGROUP_UDP6_RECVMSG: BPF.CGROUP_UDP6_RECVMSG,
+      BPF_CGROUP_INET4_GETPEERNAME: BPF.CGROUP_INET4_GETPEERNAME,
+      BPF_CGROUP_INET6_GETPEERNAME: BPF.CGROUP_INET6_GETPEERNAME,
+      BPF_LINK_TYPE_CGROUP: BPF.LINK_TYPE_CGROUP,
       BPF_LINK_TYPE_TCX: BPF.LINK_TYPE_TCX,
       BPF_LINK_TYPE_NETKIT: BPF.LINK_TYPE_NETKIT,
       BPF_PROG_TYPE_SCHED_CLS: BPF.PROG_TYPE_SCHED_CLS,

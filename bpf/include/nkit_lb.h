@@ -1,0 +1,88 @@
+/* The service load-balancer (bpf/sock_lb.bpf.c): frontends, backends, the per-socket reverse
+ * translations and client affinity. TS codecs in src/bpf/lb.ts; ABI rules in nkit_shared.h.
+ * Addresses are 16 bytes with a family tag (IPv4 in addr[0..3], the rest zero), ports in network
+ * order, as the socket hooks see them. */
+#ifndef NKIT_LB_H
+#define NKIT_LB_H
+
+#include <linux/types.h>
+
+#include "nkit_shared.h"
+
+/* Key of nk_lb_services: one entry per frontend {VIP, port, protocol}. */
+struct nk_lb_key {
+  __u8 family;   /* NK_FAMILY_V4 or NK_FAMILY_V6 */
+  __u8 proto;    /* IPPROTO_TCP or IPPROTO_UDP */
+  __be16 port;
+  __u8 addr[16];
+};
+
+#define NK_LB_F_AFFINITY 0x1 /* client-ip affinity: one client netns sticks to one backend */
+
+struct nk_lb_service {
+  __u32 id;               /* the frontend's number: key of its backend slots and affinity */
+  __u16 count;            /* backends in slots 0..count-1; 0 = refuse connections */
+  __u16 flags;            /* NK_LB_F_* */
+  __u32 affinity_timeout; /* seconds an affinity entry lives after its last use */
+};
+
+/* Key of nk_lb_backends: slot k of frontend id. The agent writes slots first and the count last,
+ * so a reader never sees a count that points past the slots written. */
+struct nk_lb_backend_key {
+  __u32 id;
+  __u32 slot;
+};
+
+/* A backend, and the VIP a reverse translation restores. */
+struct nk_lb_addr {
+  __u8 family;
+  __u8 pad;
+  __be16 port;
+  __u8 addr[16];
+};
+
+/* Key of nk_lb_sock_rev: a socket and the backend it was sent to, for recvmsg/getpeername. */
+struct nk_lb_sock_key {
+  __u64 cookie; /* bpf_get_socket_cookie */
+  __u8 family;
+  __u8 pad;
+  __be16 port;
+  __u8 addr[16];
+  __u32 pad2;
+};
+
+struct nk_lb_sock_value {
+  __u8 family;
+  __u8 pad;
+  __be16 port;
+  __u8 addr[16]; /* the VIP */
+  __u32 id;      /* the frontend, so a stale entry of a re-used id is recognised */
+};
+
+/* Key of nk_lb_affinity: a client (its network namespace cookie) of one frontend. */
+struct nk_lb_affinity_key {
+  __u64 client;
+  __u32 id;
+  __u32 pad;
+};
+
+struct nk_lb_affinity {
+  __u64 last_used_ns; /* bpf_ktime_get_ns */
+  __u32 slot;         /* the slot chosen; used only while it still holds the same backend */
+  __u8 family;
+  __u8 pad;
+  __be16 port;
+  __u8 addr[16];
+};
+
+/* Per-CPU counters of nk_lb_counters (an array indexed by these). src/bpf/lb.ts names them. */
+enum nk_lb_reason {
+  NK_LB_TRANSLATED = 0,      /* a connect/sendmsg to a VIP went to a backend */
+  NK_LB_REVERSED = 1,        /* a recvmsg/getpeername showed the VIP again */
+  NK_LB_NO_BACKEND = 2,      /* refused: the service has no backend */
+  NK_LB_BACKEND_MISSING = 3, /* refused: a slot below the count was not there (agent mid-update) */
+  NK_LB_AFFINITY_HIT = 4,    /* the client's remembered backend was used */
+  NK_LB_REASONS = 5,
+};
+
+#endif

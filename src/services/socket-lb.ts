@@ -1,0 +1,248 @@
+// The socket-level load-balancer's kernel objects (bpf/sock_lb.bpf.c): its maps, pinned by name
+// under nkitd's bpffs dir, and its eight cgroup links, pinned under <bpffs>/lb/<hook>. This is the
+// LbTable the service manager writes: one frontend at a time, in an order a reader on another CPU
+// never sees half of (backend slots first, the count last; on removal the frontend first).
+// A restarted nkitd adopts the pinned links and swaps their programs in place (BPF_LINK_UPDATE), so
+// connects keep being translated while it restarts.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { u32, u64 } from "../bpf/codec.js";
+import type { CgroupHook } from "../bpf/constants.js";
+import {
+  LB_PROGRAM,
+  LB_REASONS,
+  type LbAddress,
+  type LbBackendKey,
+  LbFlags,
+  type LbKey,
+  LbMap,
+  type LbReason,
+  type LbService,
+  lbAddr,
+  lbBackendKey,
+  lbKey,
+  lbService,
+} from "../bpf/lb.js";
+import { BpfLink } from "../bpf/link.js";
+import type { BpfMap, PerCpuMap } from "../bpf/map.js";
+import { BpfObject } from "../bpf/object.js";
+import { PinDir } from "../bpf/pins.js";
+import { Family } from "../bpf/shared.js";
+import { NotFoundError, NotSupportedError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { formatIp, parseIp } from "../util/ip.js";
+import type { LbTable } from "./manager.js";
+import type { LbEntry, Protocol } from "./spec.js";
+
+const PROTO = { tcp: 6, udp: 17 } as const;
+const PROTO_NAME: Record<number, Protocol> = { 6: "tcp", 17: "udp" };
+const AFFINITY = LbFlags.AFFINITY;
+/** Slot counts are u16 in the map. */
+const MAX_BACKENDS = 0xffff;
+
+export interface SocketLbOptions {
+  /** nkitd's bpffs dir: maps by name, links under lb/. */
+  bpffsDir: string;
+  /** The cgroup v2 directory whose processes (and their descendants) get the load-balancer. */
+  cgroup: string;
+  objectPath?: string;
+  log?: Logger;
+}
+
+export function defaultSockLbObject(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, "bpf", "build", "sock_lb.bpf.o");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new NotFoundError("bpf/build/sock_lb.bpf.o is missing: run `npm run build:bpf`");
+}
+
+/** The host's cgroup v2 mount: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts. */
+export function hostCgroup2(mounts = "/proc/mounts"): string {
+  for (const line of readFileSync(mounts, "utf8").split("\n")) {
+    const [, mountPoint, fsType] = line.split(" ");
+    if (fsType === "cgroup2" && mountPoint) return mountPoint;
+  }
+  throw new NotSupportedError("the socket load-balancer", "a cgroup v2 mount (cgroup2 in /proc/mounts)");
+}
+
+function keyOf(e: Pick<LbEntry, "vip" | "port" | "protocol">): LbKey {
+  const ip = parseIp(e.vip);
+  const addr = Buffer.alloc(16);
+  ip.bytes.copy(addr);
+  return { family: ip.family === 4 ? Family.V4 : Family.V6, proto: PROTO[e.protocol], port: e.port, addr };
+}
+
+function addressOf(address: string, port: number): LbAddress {
+  const ip = parseIp(address);
+  const addr = Buffer.alloc(16);
+  ip.bytes.copy(addr);
+  return { family: ip.family === 4 ? Family.V4 : Family.V6, port, addr };
+}
+
+const textOf = (a: { family: number; addr: Buffer }): string =>
+  formatIp(a.family === Family.V4 ? a.addr.subarray(0, 4) : a.addr);
+
+const HOOKS = Object.keys(LB_PROGRAM) as CgroupHook[];
+
+export class SocketLb implements LbTable {
+  private readonly services: BpfMap<LbKey, LbService>;
+  private readonly backends: BpfMap<LbBackendKey, LbAddress>;
+  private readonly counterMap: PerCpuMap<number, bigint>;
+  /** frontend key (hex) → its id and slot count, mirrored from nk_lb_services. */
+  private readonly held = new Map<string, LbService>();
+  private readonly usedIds = new Set<number>();
+  private nextId = 1;
+
+  private constructor(
+    private readonly obj: BpfObject,
+    private readonly links: BpfLink[],
+    private readonly pins: PinDir,
+  ) {
+    this.services = obj.map(LbMap.services, lbKey, lbService);
+    this.backends = obj.map(LbMap.backends, lbBackendKey, lbAddr);
+    this.counterMap = obj.perCpuMap(LbMap.counters, u32, u64);
+    for (const [k, v] of this.services.entries()) {
+      this.held.set(lbKey.encode(k).toString("hex"), v);
+      this.usedIds.add(v.id);
+    }
+  }
+
+  /**
+   * Loads the programs (reusing pinned maps) and attaches them to the cgroup, adopting links a
+   * previous nkitd pinned: a link still attached to the same cgroup gets the new program in place.
+   */
+  static open(o: SocketLbOptions): SocketLb {
+    const st = statSync(o.cgroup, { throwIfNoEntry: false });
+    if (!st?.isDirectory()) throw new NotFoundError(`cgroup directory ${o.cgroup} does not exist`);
+    const pins = new PinDir(o.bpffsDir).ensure();
+    const obj = BpfObject.load(o.objectPath ?? defaultSockLbObject(), {
+      pinRoot: o.bpffsDir,
+      name: "nkit_sock_lb",
+    });
+    const links: BpfLink[] = [];
+    try {
+      const dir = pins.sub("lb").ensure();
+      for (const hook of HOOKS) {
+        const program = obj.program(LB_PROGRAM[hook]);
+        const pin = dir.path(hook);
+        if (existsSync(pin)) {
+          const old = BpfLink.fromPin(pin);
+          const info = old.info();
+          // A cgroup's id is its kernfs inode number.
+          if (info.attached && info.cgroupId === BigInt(st.ino)) {
+            old.update(program);
+            links.push(old);
+            continue;
+          }
+          old.unpin();
+          old.close();
+        }
+        const link = BpfLink.attachCgroup(program, o.cgroup, hook);
+        link.pin(pin);
+        links.push(link);
+      }
+      o.log?.info({ cgroup: o.cgroup }, "socket load-balancer attached");
+      return new SocketLb(obj, links, pins);
+    } catch (e) {
+      for (const l of links) l.close();
+      obj.close();
+      throw e;
+    }
+  }
+
+  set(e: LbEntry): void {
+    if (e.backends.length > MAX_BACKENDS) {
+      throw new NotSupportedError(
+        `${e.backends.length} backends for one frontend`,
+        `at most ${MAX_BACKENDS}`,
+      );
+    }
+    const key = keyOf(e);
+    const hex = lbKey.encode(key).toString("hex");
+    const before = this.held.get(hex);
+    const id = before?.id ?? this.allocateId();
+    for (const [slot, b] of e.backends.entries()) {
+      this.backends.update({ id, slot }, addressOf(b.address, b.port));
+    }
+    const value: LbService = {
+      id,
+      count: e.backends.length,
+      flags: e.affinity === "client-ip" ? AFFINITY : 0,
+      affinity_timeout: e.affinityTimeoutSeconds,
+    };
+    this.services.update(key, value);
+    this.held.set(hex, value);
+    for (let slot = e.backends.length; slot < (before?.count ?? 0); slot++)
+      this.backends.delete({ id, slot });
+  }
+
+  remove(e: Pick<LbEntry, "vip" | "port" | "protocol">): void {
+    const key = keyOf(e);
+    const hex = lbKey.encode(key).toString("hex");
+    const before = this.held.get(hex);
+    if (!before) return;
+    this.services.delete(key);
+    for (let slot = 0; slot < before.count; slot++) this.backends.delete({ id: before.id, slot });
+    this.held.delete(hex);
+    this.usedIds.delete(before.id);
+  }
+
+  /** The frontends the maps hold, read back from the kernel. */
+  list(): LbEntry[] {
+    const out: LbEntry[] = [];
+    for (const [k, v] of this.services.entries()) {
+      const backends: { address: string; port: number }[] = [];
+      for (let slot = 0; slot < v.count; slot++) {
+        const b = this.backends.lookup({ id: v.id, slot });
+        if (b) backends.push({ address: textOf(b), port: b.port });
+      }
+      out.push({
+        service: "",
+        vip: textOf(k),
+        port: k.port,
+        protocol: PROTO_NAME[k.proto] ?? "tcp",
+        backends,
+        affinity: v.flags & AFFINITY ? "client-ip" : "none",
+        affinityTimeoutSeconds: v.affinity_timeout,
+      });
+    }
+    return out;
+  }
+
+  /** Per-reason counters, summed over CPUs. */
+  counters(): Record<LbReason, bigint> {
+    const out = {} as Record<LbReason, bigint>;
+    LB_REASONS.forEach((name, i) => {
+      out[name] = (this.counterMap.lookup(i) ?? []).reduce((a, b) => a + b, 0n);
+    });
+    return out;
+  }
+
+  /** Releases this process's handles; the pinned links keep translating. */
+  close(): void {
+    for (const l of this.links) l.close();
+    this.obj.close();
+  }
+
+  /** Detaches from the cgroup and removes every pin of the load-balancer (uninstall, tests). */
+  destroy(): void {
+    for (const l of this.links) {
+      l.unpin();
+      l.close();
+    }
+    this.pins.remove("lb");
+    for (const name of Object.values(LbMap)) this.pins.remove(name);
+    this.obj.close();
+  }
+
+  private allocateId(): number {
+    while (this.usedIds.has(this.nextId)) this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1;
+    const id = this.nextId;
+    this.usedIds.add(id);
+    return id;
+  }
+}

@@ -1,0 +1,219 @@
+// Services through a live nkitd, as users get them: a static service in nkitd.yaml selecting pods by
+// label, a service file in paths.services, `nkit service add|list|get|delete`, and a client pod in
+// the socket load-balancer's cgroup reaching backends in three pods through the VIPs (TCP, UDP,
+// IPv4, IPv6; a service without backends refuses at once). Every VIP range is blackholed in the
+// client pod, so a connection the load-balancer failed to translate dies there instead of leaving
+// the host.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NkitClient } from "../../src/api/client.js";
+import type * as T from "../../src/api/types.js";
+import { queryCgroupAttached } from "../../src/bpf/link.js";
+import { PinDir } from "../../src/bpf/pins.js";
+import { inCgroup } from "../helpers/cgroup.js";
+import { createNetns, type TestNetns } from "../helpers/netns.js";
+import {
+  Nkitd,
+  type NkitdSetup,
+  nkit,
+  nkitdSetup,
+  nkitJson,
+  requireDist,
+  spawnProc,
+  until,
+} from "../helpers/nkitd.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
+const BACKEND = join(FIXTURES, "lb-backend.mjs");
+const CLIENT = join(FIXTURES, "lb-client.mjs");
+const VIP4 = "10.96.71.10";
+const VIP6 = "fd96::71:10";
+
+const scope = new Scope();
+let setup: NkitdSetup;
+let daemon: Nkitd;
+let api: NkitClient;
+let client: TestNetns;
+const backends: { name: string; ep: T.Endpoint }[] = [];
+
+interface TcpResult {
+  answers: Record<string, number>;
+  errors: Record<string, number>;
+  peers: string[];
+}
+
+async function clientRun<R>(...args: string[]): Promise<R> {
+  const r = await inCgroup(setup.cgroup, client.path, process.execPath, [CLIENT, ...args], 60_000);
+  return JSON.parse(r.stdout.trim()) as R;
+}
+
+beforeAll(async () => {
+  requireDist();
+  setup = await nkitdSetup(scope, "svc", [
+    "services:",
+    "  - name: web",
+    `    vip: ${VIP4}`,
+    "    ports: [{port: 80, protocol: tcp, targetPort: 8080}, {port: 53, protocol: udp, targetPort: 8080}]",
+    "    selector: {app: web}",
+  ]);
+  mkdirSync(setup.servicesDir, { recursive: true });
+  daemon = await Nkitd.start(scope, ["--config", setup.config]);
+  api = new NkitClient(setup.socket);
+  scope.defer(() => api.close());
+  for (const name of ["b1", "b2", "b3"]) {
+    const ns = await createNetns(scope, name);
+    const ep = await api.wireEndpoint({
+      id: `svc-${name}-${process.pid}`,
+      netnsPath: ns.path,
+      labels: { app: "web" },
+    });
+    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+    const proc = spawnProc(
+      "nsenter",
+      [`--net=${ns.path}`, "--", process.execPath, BACKEND, name, "8080"],
+      scope,
+    );
+    await until(() => proc.out().includes("ready"), `backend ${name}`, 10_000, proc.running);
+    backends.push({ name, ep });
+  }
+  client = await createNetns(scope, "cl");
+  const ep = await api.wireEndpoint({ id: `svc-client-${process.pid}`, netnsPath: client.path });
+  scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+  for (const cidr of ["10.96.0.0/16", "fd96::/64"]) {
+    await run("ip", ["-n", client.name, "route", "add", "blackhole", cidr]);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await scope.close();
+});
+
+describe("services through nkitd", () => {
+  it("lists the static selector service with the three labelled pods as backends", async () => {
+    const list = await nkitJson<Record<string, unknown>[]>(setup.socket, "service", "list");
+    const web = list.find((s) => s.name === "web") as {
+      source: string;
+      frontends: { frontend: string; backends: string[] }[];
+    };
+    expect(web.source).toBe("config");
+    const tcp = web.frontends.find((f) => f.frontend === `${VIP4}:80/tcp`);
+    expect(tcp?.backends.sort()).toEqual(backends.map((b) => `${b.ep.addresses.ipv4}:8080`).sort());
+  });
+
+  it("spreads 3,000 TCP connections over the three backends (chi-square, p > 0.001) and shows the VIP as peer", async () => {
+    const r = await clientRun<TcpResult>("tcp", VIP4, "80", "3000");
+    expect(r.errors).toEqual({});
+    const counts = backends.map((b) => r.answers[b.name] ?? 0);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(3000);
+    const chi2 = counts.reduce((s, c) => s + (c - 1000) ** 2 / 1000, 0);
+    expect(chi2, `counts ${counts.join(", ")}`).toBeLessThan(13.82); // df 2, p = 0.001
+    expect(r.peers).toEqual([VIP4]); // getpeername shows the VIP, not the backend
+  });
+
+  it("answers UDP through the VIP with the VIP as the reply's source", async () => {
+    const r = await clientRun<{ reply: string; from: string; fromPort: number }>("udp", VIP4, "53");
+    expect(r.reply).toMatch(/^b[123]:ping$/);
+    expect(r.from).toBe(VIP4);
+    expect(r.fromPort).toBe(53);
+  });
+
+  it("adds, shows and deletes an API service; IPv6; a service without backends refuses at once", async () => {
+    const b1 = backends[0]?.ep.addresses.ipv6 ?? "";
+    const added = await nkit(
+      setup.socket,
+      "service",
+      "add",
+      "v6",
+      "--vip",
+      `[${VIP6}]:80/tcp`,
+      "--backend",
+      `[${b1}]:8080`,
+    );
+    expect(added.code, added.stderr).toBe(0);
+    const r = await clientRun<TcpResult>("tcp", VIP6, "80", "20");
+    expect(r.answers).toEqual({ b1: 20 });
+    const got = await nkitJson<{ source: string }>(setup.socket, "service", "get", "v6");
+    expect(got.source).toBe("api");
+
+    expect((await nkit(setup.socket, "service", "add", "empty", "--vip", "10.96.71.20:80")).code).toBe(0);
+    const refused = await clientRun<TcpResult>("tcp", "10.96.71.20", "80", "3");
+    expect(refused.errors).toEqual({ ECONNREFUSED: 3 });
+
+    const taken = await nkit(
+      setup.socket,
+      "service",
+      "add",
+      "dup",
+      "--vip",
+      `${VIP4}:80/tcp`,
+      "--backend",
+      "10.0.0.1:1",
+    );
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toMatch(/already the frontend of service web/);
+
+    for (const name of ["v6", "empty"])
+      expect((await nkit(setup.socket, "service", "delete", name)).code).toBe(0);
+    const names = (await nkitJson<{ name: string }[]>(setup.socket, "service", "list")).map((s) => s.name);
+    expect(names).toEqual(["web"]);
+  });
+
+  it("applies a service file, logs a bad one with its key and keeps the rest working", async () => {
+    const b2 = backends[1]?.ep.addresses.ipv4 ?? "";
+    writeFileSync(
+      join(setup.servicesDir, "files.yaml"),
+      [
+        "name: files",
+        "vip: 10.96.71.30",
+        "ports: [{port: 8000, targetPort: 8080}]",
+        `backends: [${b2}]`,
+      ].join("\n"),
+    );
+    writeFileSync(
+      join(setup.servicesDir, "broken.yaml"),
+      "name: broken\nvip: 10.96.71.31\nports: [{port: 0}]\n",
+    );
+    await until(
+      () => daemon.logs().some((l) => l.msg === "service file applied" && l.service === "files"),
+      "the service file to be applied",
+      15_000,
+    );
+    await until(
+      () => daemon.logs().some((l) => l.msg.startsWith("service file refused") && l.key === "ports[0].port"),
+      "the bad service file to be logged",
+      15_000,
+    );
+    const r = await clientRun<TcpResult>("tcp", "10.96.71.30", "8000", "10");
+    expect(r.answers).toEqual({ b2: 10 });
+    const web = await clientRun<TcpResult>("tcp", VIP4, "80", "30");
+    expect(web.errors).toEqual({});
+  });
+
+  it("keeps translating while nkitd is down and after a restart; removing the pins leaves no attachment", async () => {
+    expect((await daemon.stop()).code).toBe(0);
+    const down = await clientRun<TcpResult>("tcp", VIP4, "80", "30");
+    expect(down.errors).toEqual({});
+    daemon = await Nkitd.start(scope, ["--config", setup.config]);
+    // The links were adopted and their programs swapped, not attached twice.
+    expect(queryCgroupAttached(setup.cgroup, "connect4").programs).toHaveLength(1);
+    const again = await clientRun<TcpResult>("tcp", VIP4, "80", "30");
+    expect(again.errors).toEqual({});
+    await daemon.stop();
+    new PinDir(setup.bpffsDir).remove("lb");
+    for (const hook of [
+      "connect4",
+      "connect6",
+      "sendmsg4",
+      "sendmsg6",
+      "recvmsg4",
+      "recvmsg6",
+      "getpeername4",
+      "getpeername6",
+    ] as const) {
+      expect(queryCgroupAttached(setup.cgroup, hook).programs, hook).toEqual([]);
+    }
+  });
+});
