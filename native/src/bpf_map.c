@@ -271,6 +271,50 @@ static napi_value map_delete_batch(napi_env env, napi_callback_info info) {
   return nk_u32(env, cnt);
 }
 
+/* mapCreate(type, keySize, valueSize, maxEntries, name) -> handle: a map of this process, not
+ * pinned (the inner maps of map-in-map tables, held by the outer map once inserted). */
+static napi_value map_create(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!nk_args(env, info, 5, argv)) return NULL;
+  uint32_t type, ksz, vsz, max;
+  char *name = NULL;
+  if (!nk_get_u32(env, argv[0], "type", &type) || !nk_get_u32(env, argv[1], "keySize", &ksz) ||
+      !nk_get_u32(env, argv[2], "valueSize", &vsz) || !nk_get_u32(env, argv[3], "maxEntries", &max) ||
+      !nk_get_string(env, argv[4], "name", &name))
+    return NULL;
+  int fd = bpf_map_create((enum bpf_map_type)type, name, ksz, vsz, max, NULL);
+  if (fd < 0) {
+    nk_throw_errno(env, -fd, "bpf_map_create", name);
+    free(name);
+    return NULL;
+  }
+  free(name);
+  return nk_fd_wrap(env, fd, NK_FD_MAP);
+}
+
+/* mapUpdateInner(outer, key, inner, flags): sets a map-in-map element to the map `inner`. */
+static napi_value map_update_inner(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (!nk_args(env, info, 4, argv)) return NULL;
+  nk_fd *outer = nk_fd_arg(env, argv[0], "outer", NK_FD_MAP);
+  if (!outer) return NULL;
+  nk_fd *inner = nk_fd_arg(env, argv[2], "inner", NK_FD_MAP);
+  if (!inner) return NULL;
+  void *key;
+  size_t klen;
+  uint64_t flags;
+  if (!nk_get_bytes(env, argv[1], "key", &key, &klen) || !opt_u64(env, argv[3], "flags", &flags, BPF_ANY))
+    return NULL;
+  if (!check_len(env, "key", klen, outer->map.key_size, outer)) return NULL;
+  uint32_t value = (uint32_t)inner->fd;
+  int err = bpf_map_update_elem(outer->fd, key, &value, flags);
+  if (err) {
+    nk_throw_errno(env, -err, "bpf_map_update_elem", outer->map.name);
+    return NULL;
+  }
+  return nk_undefined(env);
+}
+
 bool nk_register_bpf_map(napi_env env, napi_value exports) {
   static const nk_fn fns[] = {
       {"mapInfo", map_info},
@@ -281,6 +325,8 @@ bool nk_register_bpf_map(napi_env env, napi_value exports) {
       {"mapLookupBatch", map_lookup_batch},
       {"mapUpdateBatch", map_update_batch},
       {"mapDeleteBatch", map_delete_batch},
+      {"mapCreate", map_create},
+      {"mapUpdateInner", map_update_inner},
   };
   return nk_export(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

@@ -532,7 +532,7 @@ static napi_value bpf_constants(napi_env env, napi_callback_info info) {
   C(BPF_ANY); C(BPF_NOEXIST); C(BPF_EXIST); C(BPF_F_LOCK);
   C(BPF_MAP_TYPE_HASH); C(BPF_MAP_TYPE_ARRAY); C(BPF_MAP_TYPE_PERCPU_HASH);
   C(BPF_MAP_TYPE_PERCPU_ARRAY); C(BPF_MAP_TYPE_LRU_HASH); C(BPF_MAP_TYPE_LRU_PERCPU_HASH);
-  C(BPF_MAP_TYPE_LPM_TRIE);
+  C(BPF_MAP_TYPE_LPM_TRIE); C(BPF_MAP_TYPE_HASH_OF_MAPS);
   C(BPF_FUNC_fib_lookup); C(BPF_FUNC_redirect_neigh); C(BPF_FUNC_redirect_peer);
 #undef C
   return o;

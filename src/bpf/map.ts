@@ -2,7 +2,7 @@
 // value per possible CPU (PerCpuMap). Handles are owned fds, independent of the loading object.
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { bpfAddon, type FdHandle, type NativeBatch, type NativeMapInfo } from "../native/bpf.js";
-import type { Codec } from "./codec.js";
+import { type Codec, u32 } from "./codec.js";
 import { BPF } from "./constants.js";
 import { nativeCall, toBpfError } from "./errors.js";
 import { OwnedFd, openPinned } from "./handle.js";
@@ -38,7 +38,7 @@ export function pinnedMapInfo(path: string): MapInfo {
   }
 }
 
-abstract class MapBase<K, V> {
+export abstract class MapBase<K, V> {
   readonly name: string;
   readonly info: MapInfo;
   protected readonly keyCodec: Codec<K>;
@@ -239,6 +239,14 @@ export class BpfMap<K, V> extends MapBase<K, V> {
     return new BpfMap(openPinned(path, "map"), keyCodec, valueCodec, path);
   }
 
+  /** A new array map of this process, not pinned: the inner maps of a MapOfMaps. */
+  static createArray<V>(name: string, valueCodec: Codec<V>, maxEntries: number): BpfMap<number, V> {
+    const handle = nativeCall(`creating BPF array map ${name}`, () =>
+      bpfAddon().mapCreate(BPF.MAP_TYPE_ARRAY, 4, valueCodec.size, maxEntries, name),
+    );
+    return new BpfMap(handle, u32, valueCodec, name);
+  }
+
   protected encodeValue(value: V): Buffer {
     return this.valueCodec.encode(value);
   }
@@ -299,6 +307,23 @@ export class PerCpuMap<K, V> extends MapBase<K, V[]> {
   protected decodeValue(raw: Buffer, offset: number): V[] {
     return Array.from({ length: this.cpus }, (_, i) =>
       this.valueCodec.decode(raw, offset + i * this.#stride),
+    );
+  }
+}
+
+/**
+ * A map of maps (hash or array of maps). Lookups give the inner map's id; set() puts a map in, and
+ * the kernel holds the inner map from then on, so the caller may close its handle.
+ */
+export class MapOfMaps<K> extends BpfMap<K, number> {
+  static open<K>(path: string, keyCodec: Codec<K>): MapOfMaps<K> {
+    return new MapOfMaps(openPinned(path, "map"), keyCodec, u32, path);
+  }
+
+  set(key: K, inner: MapBase<number, unknown>, mode: UpdateMode = "any"): void {
+    const k = this.keyCodec.encode(key);
+    nativeCall(`putting map ${inner.name} into BPF map ${this.name}`, () =>
+      bpfAddon().mapUpdateInner(this.handle, k, inner.handle, UPDATE_FLAGS[mode]),
     );
   }
 }

@@ -134,6 +134,9 @@ export interface BpfAddon {
   mapLookupBatch(map: FdHandle, token: Buffer | null, count: number, del: boolean): NativeBatch;
   mapUpdateBatch(map: FdHandle, keys: Uint8Array, values: Uint8Array, elemFlags: number): number;
   mapDeleteBatch(map: FdHandle, keys: Uint8Array): number;
+  mapCreate(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): FdHandle;
+  /** Sets a map-in-map element to the map `inner` (the kernel keeps its own reference). */
+  mapUpdateInner(outer: FdHandle, key: Uint8Array, inner: FdHandle, flags: number): void;
 
   objPin(h: FdHandle, path: string): void;
   objGet(path: string): FdHandle;
