@@ -5,6 +5,9 @@
  *   nk_from_container  veth: tcx ingress of the host end | netkit: peer (runs as the pod transmits)
  *   nk_to_container    veth: tcx egress of the host end  | netkit: primary
  *   nk_from_uplink     tcx ingress of uplink devices
+ * Per-packet load-balancing for connections from other hosts to host ports: nk_from_uplink
+ * translates the destination to a backend pod (Maglev choice, conntrack in nk_lb_ct),
+ * nk_from_container restores the frontend as the source of the backend's replies.
  * In all three ctx->ifindex is a host-netns device: for netkit the skb already points at the
  * primary when peer programs run, which is why one endpoint map serves both modes.
  *
@@ -16,11 +19,15 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <stddef.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "nkit_datapath.h"
+#include "nkit_lb.h"
+#include "nkit_lb_maps.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -65,6 +72,31 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nk_events SEC(".maps");
 
+/* Frontend id -> its Maglev table (NK_LB_MAGLEV_M backend slots). The agent builds a new table and
+ * swaps it in with one update, so a reader never sees a half-written one. */
+struct nk_lb_maglev_inner {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, NK_LB_MAGLEV_M);
+  __type(key, __u32);
+  __type(value, __u32);
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+  __uint(max_entries, 8192);
+  __type(key, __u32);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+  __array(values, struct nk_lb_maglev_inner);
+} nk_lb_maglev SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 262144);
+  __type(key, struct nk_lb_ct_key);
+  __type(value, struct nk_lb_ct);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_lb_ct SEC(".maps");
+
 static __always_inline void count(__u32 ep_id, __u32 reason, __u64 bytes) {
   struct nk_counter_key key = {.ep_id = ep_id, .reason = reason};
   struct nk_counter *c = bpf_map_lookup_elem(&nk_counters, &key);
@@ -87,7 +119,8 @@ struct pkt {
   __u8 family;
   __u8 hop_limit;
   __u16 l3_off;
-  __u8 protocol; /* for drop events only */
+  __u8 protocol; /* IPv4 protocol / IPv6 next header */
+  __u8 pad[3];   /* keeps the addresses 4-byte aligned: the verifier refuses misaligned stack words */
   struct nk_endpoint_key src;
   struct nk_endpoint_key dst;
 };
@@ -246,6 +279,196 @@ static __always_inline int fib_forward(struct __sk_buff *skb, const struct pkt *
   return TC_ACT_OK;
 }
 
+/* ---- per-packet load-balancing ---- */
+
+struct l4 {
+  __u32 off;  /* transport header offset */
+  __u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 syn;   /* TCP SYN without ACK: a new connection */
+  __be16 sport;
+  __be16 dport;
+};
+
+/* TCP or UDP ports of an unfragmented packet whose headers are in the linear area. Returns 0 when
+ * the packet is translatable. IPv6 extension headers are not walked: such packets are not ours. */
+static __always_inline int parse_l4(struct __sk_buff *skb, const struct pkt *p, struct l4 *l) {
+  if (p->protocol != IPPROTO_TCP && p->protocol != IPPROTO_UDP) return -1;
+  void *data = (void *)(long)skb->data;
+  void *end = (void *)(long)skb->data_end;
+  __u32 off;
+  if (p->family == NK_FAMILY_V4) {
+    struct iphdr *ip = data + sizeof(struct ethhdr);
+    if ((void *)(ip + 1) > end) return -1;
+    if (ip->frag_off & bpf_htons(0x3fff)) return -1; /* MF or a fragment offset: no ports here */
+    off = sizeof(struct ethhdr) + ip->ihl * 4;
+  } else {
+    off = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+  }
+  if (off > sizeof(struct ethhdr) + 60) return -1;
+  __u8 *h = data + off;
+  if (p->protocol == IPPROTO_TCP) {
+    struct tcphdr *t = (struct tcphdr *)h;
+    if ((void *)(t + 1) > end) return -1;
+    l->syn = t->syn && !t->ack;
+    l->sport = t->source;
+    l->dport = t->dest;
+  } else {
+    struct udphdr *u = (struct udphdr *)h;
+    if ((void *)(u + 1) > end) return -1;
+    l->syn = 0;
+    l->sport = u->source;
+    l->dport = u->dest;
+  }
+  l->off = off;
+  l->proto = p->protocol;
+  return 0;
+}
+
+static __always_inline __u32 mix32(__u32 h, __u32 k) {
+  k *= 0xcc9e2d51;
+  k = (k << 15) | (k >> 17);
+  k *= 0x1b873593;
+  h ^= k;
+  h = (h << 13) | (h >> 19);
+  return h * 5 + 0xe6546b64;
+}
+
+/* The Maglev key of a flow: the client's address, both ports and the protocol. Deterministic (no
+ * per-boot seed), so every host running the same tables picks the same backend for a flow. */
+static __always_inline __u32 flow_hash(const struct pkt *p, const struct l4 *l) {
+  const __u32 *s = (const __u32 *)p->src.addr;
+  __u32 h = mix32(l->proto, s[0]);
+  h = mix32(h, s[1]);
+  h = mix32(h, s[2]);
+  h = mix32(h, s[3]);
+  h = mix32(h, ((__u32)l->sport << 16) | l->dport);
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  return h ^ (h >> 16);
+}
+
+static __always_inline __u64 ct_timeout(__u8 proto) {
+  return proto == IPPROTO_TCP ? NK_LB_CT_TCP_TIMEOUT_NS : NK_LB_CT_UDP_TIMEOUT_NS;
+}
+
+/* Rewrites the destination (dst != 0) or the source address and port, fixing the IPv4 header
+ * checksum and the TCP/UDP checksum (pseudo header included). */
+static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct pkt *p, const struct l4 *l, int dst,
+                                       const __u8 addr[16], __be16 port) {
+  __u32 csum_off = l->off + (l->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) : offsetof(struct udphdr, check));
+  __u64 mangled = l->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+  __be16 old_port = dst ? l->dport : l->sport;
+  __u8 new_addr[16];
+  __builtin_memcpy(new_addr, addr, 16);
+  if (p->family == NK_FAMILY_V4) {
+    __be32 from, to;
+    __builtin_memcpy(&from, dst ? p->dst.addr : p->src.addr, 4);
+    __builtin_memcpy(&to, new_addr, 4);
+    __u32 at = p->l3_off + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+    if (bpf_l4_csum_replace(skb, csum_off, from, to, BPF_F_PSEUDO_HDR | mangled | 4) < 0) return -1;
+    if (bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check), from, to, 4) < 0) return -1;
+    if (bpf_skb_store_bytes(skb, at, &to, 4, 0) < 0) return -1;
+  } else {
+    __u8 old_addr[16];
+    __builtin_memcpy(old_addr, dst ? p->dst.addr : p->src.addr, 16);
+    __s64 diff = bpf_csum_diff((__be32 *)old_addr, 16, (__be32 *)new_addr, 16, 0);
+    __u32 at = p->l3_off + (dst ? offsetof(struct ipv6hdr, daddr) : offsetof(struct ipv6hdr, saddr));
+    if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled) < 0) return -1;
+    if (bpf_skb_store_bytes(skb, at, new_addr, 16, 0) < 0) return -1;
+  }
+  if (old_port != port) {
+    if (bpf_l4_csum_replace(skb, csum_off, old_port, port, mangled | 2) < 0) return -1;
+    if (bpf_skb_store_bytes(skb, l->off + (dst ? 2 : 0), &port, 2, 0) < 0) return -1;
+  }
+  return 0;
+}
+
+/* Picks the backend of a new flow to an external frontend from its Maglev table and records both
+ * directions (the reverse entry first, so a reply can never beat it). */
+static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, const struct nk_lb_service *svc,
+                                   const struct nk_lb_ct_key *fwd, __u64 now, struct nk_lb_addr *be) {
+  if (svc->count == 0) return -1;
+  __u32 id = svc->id;
+  void *table = bpf_map_lookup_elem(&nk_lb_maglev, &id);
+  if (!table) return -1;
+  __u32 idx = flow_hash(p, l) % NK_LB_MAGLEV_M;
+  __u32 *slot = bpf_map_lookup_elem(table, &idx);
+  if (!slot || *slot >= svc->count) return -1;
+  struct nk_lb_backend_key bk = {.id = id, .slot = *slot};
+  struct nk_lb_addr *b = bpf_map_lookup_elem(&nk_lb_backends, &bk);
+  if (!b || b->family != p->family) return -1;
+  *be = *b;
+  struct nk_lb_ct_key rk = {.family = p->family, .proto = l->proto, .dir = NK_LB_CT_REVERSE, .sport = be->port,
+                            .dport = l->sport};
+  __builtin_memcpy(rk.saddr, be->addr, 16);
+  __builtin_memcpy(rk.daddr, p->src.addr, 16);
+  struct nk_lb_ct rv = {.last_seen_ns = now, .family = p->family, .port = l->dport, .id = id};
+  __builtin_memcpy(rv.addr, p->dst.addr, 16);
+  if (bpf_map_update_elem(&nk_lb_ct, &rk, &rv, BPF_ANY) < 0) return -1;
+  struct nk_lb_ct fv = {.last_seen_ns = now, .family = be->family, .port = be->port, .id = id};
+  __builtin_memcpy(fv.addr, be->addr, 16);
+  if (bpf_map_update_elem(&nk_lb_ct, fwd, &fv, BPF_ANY) < 0) return -1;
+  return 0;
+}
+
+/* Uplink ingress to an external frontend (a host port): translate to a backend and deliver it.
+ * Returns -1 when the packet is not for a frontend, else the tc verdict. An established flow keeps
+ * its backend even after the backend left the service; a SYN always chooses afresh. */
+static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p) {
+  struct l4 l = {};
+  if (parse_l4(skb, p, &l)) return -1;
+  struct nk_lb_key fk = {.family = p->family, .proto = l.proto, .port = l.dport};
+  __builtin_memcpy(fk.addr, p->dst.addr, 16);
+  struct nk_lb_service *svc = bpf_map_lookup_elem(&nk_lb_services, &fk);
+  if (!svc || !(svc->flags & NK_LB_F_EXTERNAL)) return -1;
+  struct nk_lb_ct_key ck = {.family = p->family, .proto = l.proto, .dir = NK_LB_CT_FORWARD, .sport = l.sport,
+                            .dport = l.dport};
+  __builtin_memcpy(ck.saddr, p->src.addr, 16);
+  __builtin_memcpy(ck.daddr, p->dst.addr, 16);
+  __u64 now = bpf_ktime_get_ns();
+  struct nk_lb_addr be = {};
+  struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &ck);
+  if (ct && !l.syn && ct->id == svc->id && now - ct->last_seen_ns < ct_timeout(l.proto)) {
+    ct->last_seen_ns = now;
+    be.family = ct->family;
+    be.port = ct->port;
+    __builtin_memcpy(be.addr, ct->addr, 16);
+  } else if (lb_pick(p, &l, svc, &ck, now, &be) < 0) {
+    return drop(skb, 0, NK_DROP_LB_NO_BACKEND, p);
+  }
+  if (nat_rewrite(skb, p, &l, 1, be.addr, be.port) < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
+  __builtin_memcpy(p->dst.addr, be.addr, 16);
+  struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p->dst);
+  if (!dst) return TC_ACT_OK; /* a backend off this host: the stack routes it */
+  int r = to_local_pod(skb, p, dst, NK_FWD_LB_DNAT, 1);
+  return r >= 0 ? r : TC_ACT_OK;
+}
+
+/* A backend's reply to a flow lb_from_uplink translated: restore the frontend as its source.
+ * Returns 1 when rewritten, 0 when the packet is not such a reply, -1 on a rewrite failure. */
+static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, __u32 src_ep) {
+  struct l4 l = {};
+  if (parse_l4(skb, p, &l)) return 0;
+  struct nk_lb_ct_key rk = {.family = p->family, .proto = l.proto, .dir = NK_LB_CT_REVERSE, .sport = l.sport,
+                            .dport = l.dport};
+  __builtin_memcpy(rk.saddr, p->src.addr, 16);
+  __builtin_memcpy(rk.daddr, p->dst.addr, 16);
+  struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &rk);
+  if (!ct) return 0;
+  __u64 now = bpf_ktime_get_ns();
+  if (now - ct->last_seen_ns >= ct_timeout(l.proto)) return 0;
+  ct->last_seen_ns = now;
+  __u8 addr[16];
+  __builtin_memcpy(addr, ct->addr, 16);
+  __be16 port = ct->port;
+  if (nat_rewrite(skb, p, &l, 0, addr, port) < 0) return -1;
+  __builtin_memcpy(p->src.addr, addr, 16);
+  count(src_ep, NK_FWD_LB_RNAT, skb->len);
+  return 1;
+}
+
 SEC("tc")
 int nk_from_container(struct __sk_buff *skb) {
   __u32 ifindex = skb->ifindex;
@@ -265,6 +488,7 @@ int nk_from_container(struct __sk_buff *skb) {
   }
   struct nk_endpoint *src = bpf_map_lookup_elem(&nk_endpoints, &p.src);
   if (!src || src->ifindex != ifindex) return drop(skb, src_ep, NK_DROP_SPOOFED_SOURCE, &p);
+  if (lb_reverse(skb, &p, src_ep) < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, &p);
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (dst) {
     /* veth: we run at tcx ingress of the host end; netkit: in the pod's xmit path. */
@@ -288,6 +512,8 @@ SEC("tc")
 int nk_from_uplink(struct __sk_buff *skb) {
   struct pkt p = {};
   if (parse(skb, &p)) return TCX_NEXT;
+  int lb = lb_from_uplink(skb, &p);
+  if (lb >= 0) return lb;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (!dst) return TCX_NEXT;
   int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK, 1);

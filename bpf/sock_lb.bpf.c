@@ -10,26 +10,11 @@
 #include <bpf/bpf_helpers.h>
 
 #include "nkit_lb.h"
+#include "nkit_lb_maps.h"
 
 /* errno values the refusals report (no libc headers in BPF programs). */
 #define NK_ECONNREFUSED 111
 #define NK_EHOSTUNREACH 113
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 65536);
-  __type(key, struct nk_lb_key);
-  __type(value, struct nk_lb_service);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} nk_lb_services SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 262144);
-  __type(key, struct nk_lb_backend_key);
-  __type(value, struct nk_lb_addr);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} nk_lb_backends SEC(".maps");
 
 /* LRU: there is no hook at socket release, so old sockets' entries age out. */
 struct {

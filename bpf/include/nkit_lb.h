@@ -18,6 +18,7 @@ struct nk_lb_key {
 };
 
 #define NK_LB_F_AFFINITY 0x1 /* client-ip affinity: one client netns sticks to one backend */
+#define NK_LB_F_EXTERNAL 0x2 /* reachable per packet from the uplinks (host ports): has a Maglev table */
 
 struct nk_lb_service {
   __u32 id;               /* the frontend's number: key of its backend slots and affinity */
@@ -73,6 +74,45 @@ struct nk_lb_affinity {
   __u8 pad;
   __be16 port;
   __u8 addr[16];
+};
+
+/* ---- per-packet load-balancing at tc (bpf/datapath.bpf.c) for traffic the socket hooks never see:
+ * connections from other hosts to host ports. ---- */
+
+/* Entries of a frontend's Maglev lookup table (an array in nk_lb_maglev, keyed by frontend id, whose
+ * values are backend slots). A prime from the usual Maglev set; the agent computes the table. */
+#define NK_LB_MAGLEV_M 16381
+
+/* Connection tracking of per-packet translated flows (nk_lb_ct), one entry per direction:
+ * NK_LB_CT_FORWARD keyed by the client's tuple to the frontend (value: the backend it was sent to,
+ * so a flow keeps its backend while backends change), NK_LB_CT_REVERSE keyed by the backend's reply
+ * tuple to the client (value: the frontend to restore as the reply's source). */
+#define NK_LB_CT_FORWARD 0
+#define NK_LB_CT_REVERSE 1
+
+/* An entry unused this long is ignored (and, LRU, eventually evicted): a TCP flow quiet for six
+ * hours or a UDP flow quiet for five minutes starts over with a fresh backend choice. */
+#define NK_LB_CT_TCP_TIMEOUT_NS (21600ULL * 1000000000ULL)
+#define NK_LB_CT_UDP_TIMEOUT_NS (300ULL * 1000000000ULL)
+
+struct nk_lb_ct_key {
+  __u8 family;
+  __u8 proto;
+  __u8 dir;   /* NK_LB_CT_* */
+  __u8 pad;
+  __be16 sport;
+  __be16 dport;
+  __u8 saddr[16];
+  __u8 daddr[16];
+};
+
+struct nk_lb_ct {
+  __u64 last_seen_ns; /* bpf_ktime_get_ns of the last packet */
+  __u8 family;
+  __u8 pad;
+  __be16 port;
+  __u8 addr[16];      /* forward: the backend; reverse: the frontend */
+  __u32 id;           /* the frontend's id */
 };
 
 /* Per-CPU counters of nk_lb_counters (an array indexed by these). src/bpf/lb.ts names them. */

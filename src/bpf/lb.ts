@@ -12,6 +12,9 @@ export const LbMap = {
   sockRev: "nk_lb_sock_rev",
   affinity: "nk_lb_affinity",
   counters: "nk_lb_counters",
+  /** Per-packet path, created by the datapath object (bpf/datapath.bpf.c). */
+  maglev: "nk_lb_maglev",
+  ct: "nk_lb_ct",
 } as const;
 
 /** The programs of bpf/sock_lb.bpf.c, by the cgroup hook each one runs at. */
@@ -26,7 +29,7 @@ export const LB_PROGRAM = {
   getpeername6: "nk_sock_getpeername6",
 } as const;
 
-export const LbFlags = { AFFINITY: 0x1 } as const;
+export const LbFlags = { AFFINITY: 0x1, EXTERNAL: 0x2 } as const;
 
 /** enum nk_lb_reason: the index of each counter in nk_lb_counters. */
 export const LB_REASONS = [
@@ -85,6 +88,26 @@ export interface LbAffinity extends LbAddress {
   last_used_ns: bigint;
   slot: number;
 }
+
+/** struct nk_lb_ct_key */
+export interface LbCtKey {
+  family: number;
+  proto: number;
+  dir: number;
+  sport: number;
+  dport: number;
+  saddr: Buffer;
+  daddr: Buffer;
+}
+
+/** struct nk_lb_ct */
+export interface LbCt extends LbAddress {
+  last_seen_ns: bigint;
+  id: number;
+}
+
+/** NK_LB_CT_*: the direction of a conntrack entry. */
+export const LbCtDir = { FORWARD: 0, REVERSE: 1 } as const;
 
 /** The {family, pad, port, addr[16]} run every address struct of nkit_lb.h has, at `at`. */
 const addressFields = (at: number) => ({
@@ -153,6 +176,42 @@ export const lbAffinity: StructCodec<LbAffinity> = struct<LbAffinity>({
   fields: { last_used_ns: { offset: 0, codec: u64 }, slot: { offset: 8, codec: u32 }, ...addressFields(12) },
   padding: [{ name: "pad", offset: 13, size: 1 }],
 });
+
+export const lbCtKey: StructCodec<LbCtKey> = struct<LbCtKey>({
+  name: "nk_lb_ct_key",
+  size: 40,
+  fields: {
+    family: { offset: 0, codec: u8 },
+    proto: { offset: 1, codec: u8 },
+    dir: { offset: 2, codec: u8 },
+    sport: { offset: 4, codec: be16 },
+    dport: { offset: 6, codec: be16 },
+    saddr: { offset: 8, codec: bytes(16) },
+    daddr: { offset: 24, codec: bytes(16) },
+  },
+  padding: [{ name: "pad", offset: 3, size: 1 }],
+});
+
+export const lbCt: StructCodec<LbCt> = struct<LbCt>({
+  name: "nk_lb_ct",
+  size: 32,
+  fields: { last_seen_ns: { offset: 0, codec: u64 }, ...addressFields(8), id: { offset: 28, codec: u32 } },
+  padding: [{ name: "pad", offset: 9, size: 1 }],
+});
+
+/** The structs of nkit_lb.h the per-packet path (bpf/datapath.bpf.c) records. */
+export const LB_PACKET_STRUCTS: readonly StructCodec<unknown>[] = [
+  lbCtKey as StructCodec<unknown>,
+  lbCt as StructCodec<unknown>,
+];
+
+/** The load-balancer maps the datapath object holds, as the TS side opens them. */
+export const LB_PACKET_MAP_LAYOUTS: readonly MapLayout[] = [
+  { name: LbMap.services, type: "hash", keySize: lbKey.size, valueSize: lbService.size },
+  { name: LbMap.backends, type: "hash", keySize: lbBackendKey.size, valueSize: lbAddr.size },
+  { name: LbMap.maglev, type: "hash_of_maps", keySize: u32.size, valueSize: u32.size },
+  { name: LbMap.ct, type: "lru_hash", keySize: lbCtKey.size, valueSize: lbCt.size },
+];
 
 /** Every struct codec mirrored from nkit_lb.h, for the BTF layout test. */
 export const LB_STRUCTS: readonly StructCodec<unknown>[] = [

@@ -7,11 +7,14 @@ export const Reason = {
   FROM_UPLINK: 5,
   NON_IP: 6,
   REDIRECT_LOCAL: 7,
+  LB_DNAT: 8,
+  LB_RNAT: 9,
   DROP_SPOOFED_SOURCE: 64,
   DROP_UNKNOWN_SOURCE: 65,
   DROP_MALFORMED: 66,
   DROP_UNSUPPORTED_L3: 67,
   DROP_NO_ROUTE: 68,
+  DROP_LB_NO_BACKEND: 69,
 } as const;
 
 export type ReasonName = keyof typeof Reason;

@@ -9,7 +9,13 @@ import { describe, expect, it } from "vitest";
 import type { StructCodec } from "../../src/bpf/codec.js";
 import { BPF } from "../../src/bpf/constants.js";
 import { DATAPATH_MAP_LAYOUTS, DATAPATH_STRUCTS } from "../../src/bpf/datapath.js";
-import { LB_MAP_LAYOUTS, LB_PROGRAM, LB_STRUCTS } from "../../src/bpf/lb.js";
+import {
+  LB_MAP_LAYOUTS,
+  LB_PACKET_MAP_LAYOUTS,
+  LB_PACKET_STRUCTS,
+  LB_PROGRAM,
+  LB_STRUCTS,
+} from "../../src/bpf/lb.js";
 import type { MapLayout } from "../../src/bpf/map.js";
 import { BpfObject, btfStructLayout } from "../../src/bpf/object.js";
 import { PROGRAM } from "../../src/datapath/programs.js";
@@ -32,8 +38,8 @@ interface ObjectAbi {
 const OBJECTS: readonly ObjectAbi[] = [
   {
     object: "datapath.bpf.o",
-    structs: DATAPATH_STRUCTS,
-    maps: DATAPATH_MAP_LAYOUTS,
+    structs: [...DATAPATH_STRUCTS, ...LB_PACKET_STRUCTS],
+    maps: [...DATAPATH_MAP_LAYOUTS, ...LB_PACKET_MAP_LAYOUTS],
     programs: Object.values(PROGRAM),
   },
   {
