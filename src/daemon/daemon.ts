@@ -8,6 +8,7 @@ import { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
 import { PodLifecycle } from "../pods/lifecycle.js";
+import { MaglevTables } from "../services/maglev-tables.js";
 import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
 import type { NkitdConfig } from "./config.js";
 import { startHostServices } from "./host-services.js";
@@ -15,6 +16,19 @@ import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { startNri } from "./nri.js";
 import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
+
+/** The per-packet load-balancer's tables, which the datapath object created; absent = socket LB only. */
+function openMaglevTables(bpffs: string, log: Logger): MaglevTables | undefined {
+  try {
+    return MaglevTables.open(bpffs);
+  } catch (e) {
+    log.error(
+      { err: e },
+      "host ports are not reachable from other hosts: the per-packet load-balancer maps are missing",
+    );
+    return undefined;
+  }
+}
 
 export interface Daemon {
   readonly config: NkitdConfig;
@@ -58,7 +72,8 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     let services: Services | undefined;
     try {
       const cgroup = config.paths.cgroup || hostCgroup2();
-      const lb = SocketLb.open({ bpffsDir: config.paths.bpffs, cgroup, log });
+      const maglev = openMaglevTables(config.paths.bpffs, log);
+      const lb = SocketLb.open({ bpffsDir: config.paths.bpffs, cgroup, log, ...(maglev ? { maglev } : {}) });
       services = await startServices(config, endpoints, lb, log);
     } catch (e) {
       // An explicit cgroup that cannot be used is a configuration error; a host without cgroup v2

@@ -95,6 +95,9 @@ export async function configureHost(
     await sysctlWrite(`net/ipv4/conf/${dev}/forwarding`, 1);
     await sysctlWrite(`net/ipv4/conf/${dev}/rp_filter`, 0);
   }
+  // IPv6 checks forwarding per ingress device too (pod replies to host ports reached from another
+  // host, and pod -> off-host); the host device faces only its pod, so routing there is all it does.
+  if (a.ipv6) await sysctlWrite(`net/ipv6/conf/${dev}/forwarding`, 1);
   await host.setLinkUp(hostLink.index);
   if (a.ipv4) {
     await host.addRoute({ dst: `${a.ipv4}/32`, dev: hostLink.index, scope: "link" });

@@ -68,6 +68,8 @@ export class HostPorts {
           backends: [{ address: backend }],
           affinity: "none",
           affinityTimeoutSeconds: DEFAULT_AFFINITY_TIMEOUT_SECONDS,
+          // Loopback is reached only from this host, always through the socket hooks.
+          ...(canonicalIp(vip) === LOOPBACK[family] ? {} : { external: true }),
         });
       }
     }

@@ -6,7 +6,7 @@
 import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RecordStore } from "../state/json-store.js";
-import { arrayOf, count, object, oneOf, optional, recordOf, string } from "../state/shape.js";
+import { arrayOf, boolean, count, object, oneOf, optional, recordOf, string } from "../state/shape.js";
 import { frontendId, type LbEntry, lbEntries, type ServiceSource, type ServiceSpec } from "./spec.js";
 
 /** What the manager needs from the datapath: set or remove one frontend, each call complete. */
@@ -57,6 +57,7 @@ const specShape = object<ServiceSpec>({
   selector: optional(recordOf(string)),
   affinity: oneOf("none", "client-ip"),
   affinityTimeoutSeconds: count,
+  external: optional(boolean),
 });
 
 const recordShape = object<ServiceRecord>({

@@ -32,12 +32,14 @@ import { Family } from "../bpf/shared.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { formatIp, parseIp } from "../util/ip.js";
+import type { MaglevTables } from "./maglev-tables.js";
 import type { LbTable } from "./manager.js";
-import type { LbEntry, Protocol } from "./spec.js";
+import { frontendId, type LbEntry, type Protocol } from "./spec.js";
 
 const PROTO = { tcp: 6, udp: 17 } as const;
 const PROTO_NAME: Record<number, Protocol> = { 6: "tcp", 17: "udp" };
 const AFFINITY = LbFlags.AFFINITY;
+const EXTERNAL = LbFlags.EXTERNAL;
 /** Slot counts are u16 in the map. */
 const MAX_BACKENDS = 0xffff;
 
@@ -47,6 +49,11 @@ export interface SocketLbOptions {
   /** The cgroup v2 directory whose processes (and their descendants) get the load-balancer. */
   cgroup: string;
   objectPath?: string;
+  /**
+   * The per-packet path's Maglev tables (nk_lb_maglev of the datapath object). Without them
+   * external frontends (host ports) work through the socket hooks only: not from other hosts.
+   */
+  maglev?: MaglevTables;
   log?: Logger;
 }
 
@@ -101,6 +108,7 @@ export class SocketLb implements LbTable {
     private readonly obj: BpfObject,
     private readonly links: BpfLink[],
     private readonly pins: PinDir,
+    private readonly maglev: MaglevTables | undefined,
   ) {
     this.services = obj.map(LbMap.services, lbKey, lbService);
     this.backends = obj.map(LbMap.backends, lbBackendKey, lbAddr);
@@ -146,7 +154,7 @@ export class SocketLb implements LbTable {
         links.push(link);
       }
       o.log?.info({ cgroup: o.cgroup }, "socket load-balancer attached");
-      return new SocketLb(obj, links, pins);
+      return new SocketLb(obj, links, pins, o.maglev);
     } catch (e) {
       for (const l of links) l.close();
       obj.close();
@@ -168,13 +176,21 @@ export class SocketLb implements LbTable {
     for (const [slot, b] of e.backends.entries()) {
       this.backends.update({ id, slot }, addressOf(b.address, b.port));
     }
+    // Per packet the frontend is served only once its Maglev table is in (written before the flag).
+    const external = e.external === true && this.maglev !== undefined && e.backends.length > 0;
+    if (external)
+      this.maglev?.set(
+        id,
+        e.backends.map((b) => frontendId({ ...b, vip: b.address, protocol: e.protocol })),
+      );
     const value: LbService = {
       id,
       count: e.backends.length,
-      flags: e.affinity === "client-ip" ? AFFINITY : 0,
+      flags: (e.affinity === "client-ip" ? AFFINITY : 0) | (external ? EXTERNAL : 0),
       affinity_timeout: e.affinityTimeoutSeconds,
     };
     this.services.update(key, value);
+    if (!external && before && before.flags & EXTERNAL) this.maglev?.remove(id);
     this.held.set(hex, value);
     for (let slot = e.backends.length; slot < (before?.count ?? 0); slot++)
       this.backends.delete({ id, slot });
@@ -186,6 +202,7 @@ export class SocketLb implements LbTable {
     const before = this.held.get(hex);
     if (!before) return;
     this.services.delete(key);
+    if (before.flags & EXTERNAL) this.maglev?.remove(before.id);
     for (let slot = 0; slot < before.count; slot++) this.backends.delete({ id: before.id, slot });
     this.held.delete(hex);
     this.usedIds.delete(before.id);
@@ -208,6 +225,7 @@ export class SocketLb implements LbTable {
         backends,
         affinity: v.flags & AFFINITY ? "client-ip" : "none",
         affinityTimeoutSeconds: v.affinity_timeout,
+        ...(v.flags & EXTERNAL ? { external: true } : {}),
       });
     }
     return out;
@@ -225,6 +243,7 @@ export class SocketLb implements LbTable {
   /** Releases this process's handles; the pinned links keep translating. */
   close(): void {
     for (const l of this.links) l.close();
+    this.maglev?.close();
     this.obj.close();
   }
 
@@ -235,7 +254,11 @@ export class SocketLb implements LbTable {
       l.close();
     }
     this.pins.remove("lb");
-    for (const name of Object.values(LbMap)) this.pins.remove(name);
+    this.maglev?.close();
+    // The per-packet maps belong to the datapath object, which removes its own pins.
+    for (const name of Object.values(LbMap)) {
+      if (name !== LbMap.maglev && name !== LbMap.ct) this.pins.remove(name);
+    }
     this.obj.close();
   }
 

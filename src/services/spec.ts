@@ -34,6 +34,11 @@ export interface ServiceSpec {
   affinity: Affinity;
   /** Client-ip affinity lifetime, refreshed on every use (Cilium's default: 3 h). */
   affinityTimeoutSeconds: number;
+  /**
+   * Reachable per packet from the uplinks as well as through the socket hooks (host ports on the
+   * host's own addresses): gets a Maglev table and conntrack at tc. Set by nkit, not by users.
+   */
+  external?: boolean;
 }
 
 /** One load-balancer frontend and where it sends connections. */
@@ -45,6 +50,7 @@ export interface LbEntry {
   backends: { address: string; port: number }[];
   affinity: Affinity;
   affinityTimeoutSeconds: number;
+  external?: boolean;
 }
 
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 3 * 3600;
@@ -273,6 +279,7 @@ export function lbEntries(spec: ServiceSpec, selected: readonly string[] = []): 
     backends: pool.map((b) => ({ address: b.address, port: b.port ?? p.targetPort })),
     affinity: spec.affinity,
     affinityTimeoutSeconds: spec.affinityTimeoutSeconds,
+    ...(spec.external ? { external: true } : {}),
   }));
 }
 

@@ -1,6 +1,6 @@
 // The real nkit-cni binary against a real CNI endpoint backed by a real EndpointManager and IPAM:
 // CNI env vars + a network configuration on stdin, exactly as containerd, nerdctl and Nomad run it.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -19,6 +19,7 @@ import { Ipam } from "../../src/ipam/ipam.js";
 import { createLogger } from "../../src/log.js";
 import { PodLifecycle } from "../../src/pods/lifecycle.js";
 import { createTestCgroup } from "../helpers/cgroup.js";
+import { type CallOptions, runShim, SHIM, type ShimRun } from "../helpers/cni.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import { ipJson, run } from "../helpers/sys.js";
@@ -30,57 +31,6 @@ import {
   ping,
   podCidrs,
 } from "./datapath-fixture.js";
-
-const ROOT = join(import.meta.dirname, "..", "..");
-const SHIM = join(ROOT, "native", "cni", "build", "nkit-cni");
-
-interface ShimRun {
-  code: number;
-  stdout: string;
-  json: Record<string, unknown> | undefined;
-}
-
-interface CallOptions {
-  containerId?: string;
-  netns?: string;
-  ifName?: string;
-  args?: string;
-  conf?: Record<string, unknown>;
-  stdin?: string;
-}
-
-/** Runs nkit-cni with only the CNI environment (nothing inherited from the test process). */
-function runShim(command: string | undefined, o: CallOptions & { socket: string }): Promise<ShimRun> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
-  if (command !== undefined) env.CNI_COMMAND = command;
-  if (o.containerId !== undefined) env.CNI_CONTAINERID = o.containerId;
-  if (o.netns !== undefined) env.CNI_NETNS = o.netns;
-  env.CNI_IFNAME = o.ifName ?? "eth0";
-  env.CNI_ARGS = o.args ?? "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web";
-  env.CNI_PATH = "/opt/cni/bin";
-  const stdin =
-    o.stdin ??
-    JSON.stringify({ cniVersion: "1.1.0", name: "nkt-net", type: "nkit-cni", socket: o.socket, ...o.conf });
-  return new Promise((resolve, reject) => {
-    const child = spawn(SHIM, [], { env, stdio: ["pipe", "pipe", "inherit"] });
-    let stdout = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.once("error", reject);
-    child.once("close", (code) => {
-      let json: Record<string, unknown> | undefined;
-      try {
-        json = stdout.trim() ? (JSON.parse(stdout) as Record<string, unknown>) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolve({ code: code ?? -1, stdout, json });
-    });
-    child.stdin.on("error", () => undefined); // without CNI_COMMAND the shim never reads stdin
-    child.stdin.end(stdin);
-  });
-}
 
 let scope: Scope;
 let h: Harness;
@@ -98,7 +48,7 @@ async function startServer(): Promise<CniServer> {
 }
 
 beforeAll(() => {
-  execFileSync("make", ["-s", "-C", join(ROOT, "native", "cni")]);
+  execFileSync("make", ["-s", "-C", join(import.meta.dirname, "..", "..", "native", "cni")]);
 });
 
 async function setup(opts: { v4Prefix?: number } = {}) {

@@ -1,0 +1,190 @@
+// Host ports (CNI portMappings) through a live nkitd, reached the five ways users reach them: from
+// another host (a netns behind the uplink: per-packet DNAT at tc, Maglev choice, reverse NAT on
+// the pod's replies), from another pod, from the pod itself (hairpin), and from the host via its own
+// address and via 127.0.0.1 / ::1 (socket hooks); TCP and UDP, IPv4 and IPv6. The mapping is sent
+// the way containerd's go-cni sends it (Go field names), through the real nkit-cni binary.
+import { randomInt } from "node:crypto";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inCgroup } from "../helpers/cgroup.js";
+import { runShim } from "../helpers/cni.js";
+import { createNetns, type TestNetns } from "../helpers/netns.js";
+import {
+  Nkitd,
+  type NkitdSetup,
+  nkitdSetup,
+  nkitJson,
+  requireDist,
+  spawnProc,
+  until,
+} from "../helpers/nkitd.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
+const BACKEND = join(FIXTURES, "lb-backend.mjs");
+const CLIENT = join(FIXTURES, "lb-client.mjs");
+const HOST_PORT = randomInt(20000, 30000);
+const CONTAINER_PORT = 8080;
+
+const scope = new Scope();
+let setup: NkitdSetup;
+let daemon: Nkitd;
+let outside: TestNetns;
+let podA: TestNetns;
+let podB: TestNetns;
+let socket: string;
+const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
+const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:1`;
+const HOST4 = `${net4}.1`;
+const HOST6 = `${net6}::1`;
+const idA = `hp-a-${process.pid}`;
+const idB = `hp-b-${process.pid}`;
+
+interface TcpResult {
+  answers: Record<string, number>;
+  errors: Record<string, number>;
+  peers: string[];
+}
+
+const portMappings = (hostPort: number) => [
+  { HostPort: hostPort, ContainerPort: CONTAINER_PORT, Protocol: "tcp", HostIP: "" },
+  { HostPort: hostPort, ContainerPort: CONTAINER_PORT, Protocol: "udp", HostIP: "" },
+];
+
+const cni = (command: string, id: string, netns: string | undefined, hostPort = HOST_PORT) =>
+  runShim(command, {
+    socket,
+    containerId: id,
+    ...(netns ? { netns } : {}),
+    args: "IgnoreUnknown=1",
+    conf: {
+      cniVersion: "1.0.0",
+      name: "nkit",
+      mode: "wire",
+      capabilities: { portMappings: true },
+      runtimeConfig: { portMappings: portMappings(hostPort) },
+    },
+  });
+
+async function fromOutside<R>(...args: string[]): Promise<R> {
+  const r = await run("nsenter", [`--net=${outside.path}`, "--", process.execPath, CLIENT, ...args], 60_000);
+  return JSON.parse(r.stdout.trim()) as R;
+}
+
+async function inHostCgroup<R>(netns: string | undefined, ...args: string[]): Promise<R> {
+  const r = await inCgroup(setup.cgroup, netns, process.execPath, [CLIENT, ...args], 60_000);
+  return JSON.parse(r.stdout.trim()) as R;
+}
+
+beforeAll(async () => {
+  requireDist();
+  setup = await nkitdSetup(scope, "hp");
+  socket = join(setup.runDir, "cni.sock");
+  // The uplink's far end is "another host": a netns of its own on the uplink's subnet.
+  outside = await createNetns(scope, "out");
+  await run("ip", ["link", "set", `${setup.uplink}p`, "netns", outside.name]);
+  await run("ip", ["addr", "add", `${HOST4}/24`, "dev", setup.uplink]);
+  await run("ip", ["addr", "add", `${HOST6}/64`, "dev", setup.uplink, "nodad"]);
+  await run("ip", ["link", "set", setup.uplink, "up"]);
+  await run("ip", ["-n", outside.name, "addr", "add", `${net4}.2/24`, "dev", `${setup.uplink}p`]);
+  await run("ip", ["-n", outside.name, "addr", "add", `${net6}::2/64`, "dev", `${setup.uplink}p`, "nodad"]);
+  await run("ip", ["-n", outside.name, "link", "set", `${setup.uplink}p`, "up"]);
+  daemon = await Nkitd.start(scope, ["--config", setup.config]);
+  podA = await createNetns(scope, "hpa");
+  podB = await createNetns(scope, "hpb");
+  const add = await cni("ADD", idA, podA.path);
+  expect(add.code, add.stdout).toBe(0);
+  scope.defer(() => cni("DEL", idA, podA.path));
+  const addB = await runShim("ADD", {
+    socket,
+    containerId: idB,
+    netns: podB.path,
+    args: "IgnoreUnknown=1",
+    conf: { cniVersion: "1.0.0", name: "nkit", mode: "wire" },
+  });
+  expect(addB.code, addB.stdout).toBe(0);
+  scope.defer(() => runShim("DEL", { socket, containerId: idB, netns: podB.path, args: "IgnoreUnknown=1" }));
+  const proc = spawnProc(
+    "nsenter",
+    [`--net=${podA.path}`, "--", process.execPath, BACKEND, "pa", String(CONTAINER_PORT)],
+    scope,
+  );
+  await until(() => proc.out().includes("ready"), "the backend in pod A", 10_000, proc.running);
+}, 120_000);
+
+afterAll(async () => {
+  await scope.close();
+});
+
+describe("host ports through nkitd", () => {
+  it("lists the container's host ports as services on the host's addresses and loopback", async () => {
+    const list = await nkitJson<{ name: string; source: string; frontends: { frontend: string }[] }[]>(
+      setup.socket,
+      "service",
+      "list",
+    );
+    const frontends = list
+      .filter((s) => s.source === "host-port")
+      .flatMap((s) => s.frontends.map((f) => f.frontend));
+    for (const f of [
+      `${HOST4}:${HOST_PORT}/tcp`,
+      `[${HOST6}]:${HOST_PORT}/tcp`,
+      `127.0.0.1:${HOST_PORT}/tcp`,
+      `[::1]:${HOST_PORT}/udp`,
+    ]) {
+      expect(frontends).toContain(f);
+    }
+  });
+
+  it("is reachable from another host over TCP and UDP, v4 and v6, answered from the host's address", async () => {
+    for (const host of [HOST4, HOST6]) {
+      const tcp = await fromOutside<TcpResult>("tcp", host, String(HOST_PORT), "20");
+      expect(tcp.errors, host).toEqual({});
+      expect(tcp.answers, host).toEqual({ pa: 20 });
+      expect(tcp.peers, host).toEqual([host]);
+      const udp = await fromOutside<{ reply: string; from: string; fromPort: number }>(
+        "udp",
+        host,
+        String(HOST_PORT),
+      );
+      expect(udp.reply, host).toBe("pa:ping");
+      expect(udp.from, host).toBe(host);
+      expect(udp.fromPort, host).toBe(HOST_PORT);
+    }
+  });
+
+  it("is reachable from the host via its own address, 127.0.0.1 and ::1, from another pod and from the pod itself", async () => {
+    const ways: [string, string | undefined, string][] = [
+      ["host via its address", undefined, HOST4],
+      ["host via 127.0.0.1", undefined, "127.0.0.1"],
+      ["host via ::1", undefined, "::1"],
+      ["another pod", podB.path, HOST6],
+      ["the pod itself (hairpin)", podA.path, HOST4],
+    ];
+    for (const [what, netns, host] of ways) {
+      const r = await inHostCgroup<TcpResult>(netns, "tcp", host, String(HOST_PORT), "5");
+      expect(r.errors, what).toEqual({});
+      expect(r.answers, what).toEqual({ pa: 5 });
+    }
+  });
+
+  it("refuses the same host port for a second container, naming the holder", async () => {
+    const c = await createNetns(scope, "hpc");
+    const id = `hp-c-${process.pid}`;
+    const r = await cni("ADD", id, c.path);
+    expect(r.code).not.toBe(0);
+    expect(JSON.stringify(r.json)).toContain(idA);
+    await cni("DEL", id, c.path);
+  });
+
+  it("goes away on CNI DEL: no host-port service left, the port is closed from outside", async () => {
+    const del = await cni("DEL", idA, podA.path);
+    expect(del.code, del.stdout).toBe(0);
+    const list = await nkitJson<{ source: string }[]>(setup.socket, "service", "list");
+    expect(list.filter((s) => s.source === "host-port")).toEqual([]);
+    const tcp = await fromOutside<TcpResult>("tcp", HOST4, String(HOST_PORT), "1");
+    expect(tcp.errors).toEqual({ ECONNREFUSED: 1 });
+    expect(daemon.logs().filter((l) => l.level >= 50)).toEqual([]);
+  });
+});
