@@ -400,6 +400,7 @@ static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, cons
   struct nk_lb_addr *b = bpf_map_lookup_elem(&nk_lb_backends, &bk);
   if (!b || b->family != p->family) return -1;
   *be = *b;
+  nk_lb_count_conn(&bk);
   struct nk_lb_ct_key rk = {.family = p->family, .proto = l->proto, .dir = NK_LB_CT_REVERSE, .sport = be->port,
                             .dport = l->sport};
   __builtin_memcpy(rk.saddr, be->addr, 16);

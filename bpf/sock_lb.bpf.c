@@ -58,7 +58,7 @@ enum lb_verdict { LB_PASS, LB_TRANSLATED, LB_REFUSED };
  * goes to one backend, as a reply must come from where the request went); TCP picks at random per
  * connection. With affinity the client's netns keeps its backend while that slot still holds it. */
 static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const struct nk_lb_key *key,
-                                            struct nk_lb_addr *out, __u32 *id) {
+                                            struct nk_lb_addr *out, __u32 *id, int conn) {
   struct nk_lb_service *svc = bpf_map_lookup_elem(&nk_lb_services, key);
   if (!svc) return LB_PASS;
   __u16 n = svc->count;
@@ -84,6 +84,7 @@ static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const str
         a->last_used_ns = now;
         *out = *be;
         count(NK_LB_AFFINITY_HIT);
+        if (conn) nk_lb_count_conn(&bk);
         return LB_TRANSLATED;
       }
     }
@@ -97,6 +98,7 @@ static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const str
     return LB_REFUSED;
   }
   *out = *be;
+  if (conn) nk_lb_count_conn(&bk);
   if (svc->flags & NK_LB_F_AFFINITY) {
     struct nk_lb_affinity a = {.last_used_ns = now, .slot = bk.slot, .family = be->family, .port = be->port};
     __builtin_memcpy(a.addr, be->addr, 16);
@@ -131,24 +133,24 @@ static __always_inline int is_v4_mapped(const __u32 a[4]) {
   return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
-/* connect4/sendmsg4: rewrite VIP:port to a backend. */
-static __always_inline int forward4(struct bpf_sock_addr *ctx, int keep) {
+/* connect4/sendmsg4: rewrite VIP:port to a backend; conn = a connect (counted per backend). */
+static __always_inline int forward4(struct bpf_sock_addr *ctx, int conn) {
   struct nk_lb_key key = {.family = NK_FAMILY_V4, .proto = (__u8)ctx->protocol, .port = (__be16)ctx->user_port};
   *(__u32 *)key.addr = ctx->user_ip4;
   struct nk_lb_addr be;
   __u32 id = 0;
-  enum lb_verdict v = pick(ctx, &key, &be, &id);
+  enum lb_verdict v = pick(ctx, &key, &be, &id, conn);
   if (v == LB_PASS) return 1;
   if (v == LB_REFUSED) return 0;
   ctx->user_ip4 = *(__u32 *)be.addr;
   ctx->user_port = be.port;
-  if (keep) remember(ctx, &key, &be, id);
+  remember(ctx, &key, &be, id);
   count(NK_LB_TRANSLATED);
   return 1;
 }
 
 /* connect6/sendmsg6: the same for IPv6, and for IPv4 through a dual-stack socket (::ffff:a.b.c.d). */
-static __always_inline int forward6(struct bpf_sock_addr *ctx, int keep) {
+static __always_inline int forward6(struct bpf_sock_addr *ctx, int conn) {
   __u32 ip[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
   int mapped = is_v4_mapped(ip);
   struct nk_lb_key key = {.family = mapped ? NK_FAMILY_V4 : NK_FAMILY_V6,
@@ -165,7 +167,7 @@ static __always_inline int forward6(struct bpf_sock_addr *ctx, int keep) {
   }
   struct nk_lb_addr be;
   __u32 id = 0;
-  enum lb_verdict v = pick(ctx, &key, &be, &id);
+  enum lb_verdict v = pick(ctx, &key, &be, &id, conn);
   if (v == LB_PASS) return 1;
   if (v == LB_REFUSED) return 0;
   const __u32 *b = (const __u32 *)be.addr;
@@ -178,7 +180,7 @@ static __always_inline int forward6(struct bpf_sock_addr *ctx, int keep) {
     ctx->user_ip6[3] = b[3];
   }
   ctx->user_port = be.port;
-  if (keep) remember(ctx, &key, &be, id);
+  remember(ctx, &key, &be, id);
   count(NK_LB_TRANSLATED);
   return 1;
 }
@@ -221,10 +223,10 @@ SEC("cgroup/connect6")
 int nk_sock_connect6(struct bpf_sock_addr *ctx) { return forward6(ctx, 1); }
 
 SEC("cgroup/sendmsg4")
-int nk_sock_sendmsg4(struct bpf_sock_addr *ctx) { return forward4(ctx, 1); }
+int nk_sock_sendmsg4(struct bpf_sock_addr *ctx) { return forward4(ctx, 0); }
 
 SEC("cgroup/sendmsg6")
-int nk_sock_sendmsg6(struct bpf_sock_addr *ctx) { return forward6(ctx, 1); }
+int nk_sock_sendmsg6(struct bpf_sock_addr *ctx) { return forward6(ctx, 0); }
 
 SEC("cgroup/recvmsg4")
 int nk_sock_recvmsg4(struct bpf_sock_addr *ctx) { return reverse4(ctx); }

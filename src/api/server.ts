@@ -21,7 +21,7 @@ import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { timeWiring } from "../metrics/index.js";
 import type { ServiceManager, ServiceView } from "../services/manager.js";
-import { parseServiceSpec } from "../services/spec.js";
+import { type LbEntry, parseServiceSpec } from "../services/spec.js";
 import { VERSION } from "../version.js";
 import { toServiceError } from "./errors.js";
 import { toApiEvent } from "./events.js";
@@ -69,7 +69,10 @@ function pools(ipam: Ipam): T.Pool[] {
   return ipam.usage().map((u) => ({ cidr: u.cidr, family: u.family, size: u.size.toString(), used: u.used }));
 }
 
-export function toApiService(v: ServiceView): T.Service {
+/** Connections per backend of a frontend, in backend order. */
+type ConnectionCounts = (e: LbEntry) => bigint[];
+
+export function toApiService(v: ServiceView, connections: ConnectionCounts = () => []): T.Service {
   const s = v.spec;
   return {
     name: s.name,
@@ -81,12 +84,16 @@ export function toApiService(v: ServiceView): T.Service {
     affinityTimeoutSeconds: s.affinityTimeoutSeconds,
     source: v.source,
     origin: v.origin,
-    frontends: v.entries.map((e) => ({
-      vip: e.vip,
-      port: e.port,
-      protocol: e.protocol,
-      backends: e.backends.map((b) => ({ ...b })),
-    })),
+    frontends: v.entries.map((e) => {
+      const counts = connections(e);
+      return {
+        vip: e.vip,
+        port: e.port,
+        protocol: e.protocol,
+        backends: e.backends.map((b, i) => ({ ...b, connections: (counts[i] ?? 0n).toString() })),
+        external: e.external === true,
+      };
+    }),
   };
 }
 
@@ -253,6 +260,7 @@ function implementation(ctx: ApiContext): Implementation {
     }
     return ctx.services;
   };
+  const counts = (e: LbEntry) => ctx.services?.connections(e) ?? [];
   const getService = (name: string) => {
     if (!name) throw new InvalidArgumentError("service name must not be empty");
     const v = serviceManager().get(name);
@@ -260,10 +268,10 @@ function implementation(ctx: ApiContext): Implementation {
     return v;
   };
   const listServices = unary<T.Empty, T.ListServicesResponse>(log, "ListServices", () => ({
-    services: ctx.services?.list().map(toApiService) ?? [],
+    services: ctx.services?.list().map((v) => toApiService(v, counts)) ?? [],
   }));
   const getServiceRpc = unary<T.GetServiceRequest, T.Service>(log, "GetService", (req) =>
-    toApiService(getService(req.name)),
+    toApiService(getService(req.name), counts),
   );
   const addService = unary<T.AddServiceRequest, T.Service>(log, "AddService", (req) => {
     const spec = parseServiceSpec(serviceDefinition(req.service), "service");

@@ -157,11 +157,17 @@ export interface Backend {
   port: number;
 }
 
+export interface FrontendBackend extends Backend {
+  /** uint64 as a decimal string. */
+  connections: string;
+}
+
 export interface Frontend {
   vip: string;
   port: number;
   protocol: string;
-  backends: Backend[];
+  backends: FrontendBackend[];
+  external: boolean;
 }
 
 export interface Service {

@@ -12,6 +12,8 @@ export const LbMap = {
   sockRev: "nk_lb_sock_rev",
   affinity: "nk_lb_affinity",
   counters: "nk_lb_counters",
+  /** Per-CPU connections sent to each backend slot (both objects). */
+  backendConns: "nk_lb_backend_conns",
   /** Per-packet path, created by the datapath object (bpf/datapath.bpf.c). */
   maglev: "nk_lb_maglev",
   ct: "nk_lb_ct",
@@ -211,6 +213,7 @@ export const LB_PACKET_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: LbMap.backends, type: "hash", keySize: lbBackendKey.size, valueSize: lbAddr.size },
   { name: LbMap.maglev, type: "hash_of_maps", keySize: u32.size, valueSize: u32.size },
   { name: LbMap.ct, type: "lru_hash", keySize: lbCtKey.size, valueSize: lbCt.size },
+  { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
 ];
 
 /** Every struct codec mirrored from nkit_lb.h, for the BTF layout test. */
@@ -232,4 +235,5 @@ export const LB_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: LbMap.sockRev, type: "lru_hash", keySize: lbSockKey.size, valueSize: lbSockValue.size },
   { name: LbMap.affinity, type: "lru_hash", keySize: lbAffinityKey.size, valueSize: lbAffinity.size },
   { name: LbMap.counters, type: "percpu_array", keySize: u32.size, valueSize: u64.size },
+  { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
 ];

@@ -4,6 +4,7 @@
 import type { NkitClient } from "../api/client.js";
 import type * as T from "../api/types.js";
 import { parseBackend } from "../services/spec.js";
+import { formatHostPort } from "../util/ip.js";
 import { EXIT, printJson, table, usageError } from "./output.js";
 
 export interface ServiceAddOptions {
@@ -14,8 +15,7 @@ export interface ServiceAddOptions {
   affinityTimeout?: string;
 }
 
-const hostPort = (address: string, port: number): string =>
-  `${address.includes(":") ? `[${address}]` : address}:${port}`;
+const hostPort = formatHostPort;
 
 /** "10.96.0.10:80/tcp", "[fd96::a]:53/udp", "10.96.0.10:80" (tcp), with an optional "->8080" target port. */
 export function parseVipFlag(text: string): { vip: string; port: T.ServicePort } {
@@ -83,6 +83,11 @@ export function serviceJson(s: T.Service): Record<string, unknown> {
     frontends: s.frontends.map((f) => ({
       frontend: `${hostPort(f.vip, f.port)}/${f.protocol}`,
       backends: f.backends.map((b) => hostPort(b.address, b.port)),
+      /** Connections sent to each backend since it took its slot. */
+      connections: Object.fromEntries(
+        f.backends.map((b) => [hostPort(b.address, b.port), Number(b.connections)]),
+      ),
+      external: f.external,
     })),
   };
 }
@@ -92,14 +97,15 @@ function serviceRows(services: readonly T.Service[]): string[][] {
     s.frontends.map((f) => [
       s.name,
       `${hostPort(f.vip, f.port)}/${f.protocol}`,
-      f.backends.map((b) => hostPort(b.address, b.port)).join(",") || "(none: refused)",
+      f.backends.map((b) => `${hostPort(b.address, b.port)} (${b.connections})`).join(", ") ||
+        "(none: refused)",
       s.affinity,
       s.source,
     ]),
   );
 }
 
-const HEADERS = ["NAME", "FRONTEND", "BACKENDS", "AFFINITY", "SOURCE"];
+const HEADERS = ["NAME", "FRONTEND", "BACKENDS (CONNECTIONS)", "AFFINITY", "SOURCE"];
 const out = (s: string) => process.stdout.write(s);
 
 export async function serviceListCmd(c: NkitClient, json: boolean): Promise<number> {

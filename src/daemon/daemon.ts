@@ -104,7 +104,13 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     // --- end CNI endpoint
     // --- host services (src/api): gRPC API on <paths.run>/nkit.sock, metrics on metrics.listen.
     const host = await startHostServices(
-      { config, endpoints, ipam, uplinks, ...(services ? { services: services.manager } : {}) },
+      {
+        config,
+        endpoints,
+        ipam,
+        uplinks,
+        ...(services ? { services: services.manager, lbCounters: services.counters } : {}),
+      },
       log,
     ).catch(async (e: unknown) => {
       await cni.close();

@@ -11,10 +11,12 @@ import { DatapathEvents } from "../datapath/events.js";
 import { DATAPATH_MAP_VIEWS } from "../datapath/map-views.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
-import { registerDatapathCollector } from "../metrics/collectors.js";
+import { registerDatapathCollector, registerServiceCollector } from "../metrics/collectors.js";
 import { startMetricsServer } from "../metrics/http.js";
 import { countLostEvents, registry } from "../metrics/index.js";
 import type { ServiceManager } from "../services/manager.js";
+import { frontendId } from "../services/spec.js";
+import { formatHostPort } from "../util/ip.js";
 import type { NkitdConfig } from "./config.js";
 
 export interface HostServicesCore {
@@ -24,6 +26,8 @@ export interface HostServicesCore {
   uplinks: readonly string[];
   /** Absent when the service load-balancer did not start. */
   services?: ServiceManager;
+  /** The load-balancer's per-reason counters. */
+  lbCounters?: () => Record<string, bigint>;
 }
 
 export interface HostServices {
@@ -45,6 +49,29 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
   });
   const events = new DatapathEvents(config.paths.bpffs, { log, onLost: countLostEvents });
   const cleanup: (() => unknown)[] = [removeCollector, () => events.close()];
+  const services = core.services;
+  if (services) {
+    cleanup.push(
+      registerServiceCollector(registry, {
+        services: () =>
+          services.list().map((v) => ({
+            name: v.spec.name,
+            source: v.source,
+            frontends: v.entries.map((e) => {
+              const counts = services.connections(e);
+              return {
+                frontend: frontendId(e),
+                backends: e.backends.map((b, i) => ({
+                  backend: formatHostPort(b.address, b.port),
+                  connections: counts[i] ?? 0n,
+                })),
+              };
+            }),
+          })),
+        counters: core.lbCounters ?? (() => ({})),
+      }),
+    );
+  }
   const stopAll = async () => {
     for (const c of cleanup.reverse()) {
       try {

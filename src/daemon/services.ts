@@ -15,11 +15,15 @@ import type { NkitdConfig } from "./config.js";
 export interface ServiceDatapath extends LbTable {
   /** Releases this process's handles; pinned maps and links keep working. */
   close(): void;
+  /** The socket hooks' per-reason counters (translated, refused, ...). */
+  counters?(): Record<string, bigint>;
 }
 
 export interface Services {
   readonly manager: ServiceManager;
   readonly hostPorts: HostPorts;
+  /** The load-balancer's per-reason counters, for metrics. */
+  counters(): Record<string, bigint>;
   stop(): Promise<void>;
 }
 
@@ -91,6 +95,7 @@ export async function startServices(
   return {
     manager,
     hostPorts,
+    counters: () => datapath.counters?.() ?? {},
     stop: async () => {
       clearInterval(refresh);
       unsubscribe();

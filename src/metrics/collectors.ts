@@ -75,3 +75,63 @@ export function datapathFamilies(src: CollectorSource): MetricFamily[] {
 export function registerDatapathCollector(registry: Registry, src: CollectorSource): () => void {
   return registry.addCollector(() => datapathFamilies(src));
 }
+
+/** The service load-balancer as the metrics see it (no dependency on src/services). */
+export interface ServiceMetricsSource {
+  services(): {
+    name: string;
+    source: string;
+    frontends: { frontend: string; backends: { backend: string; connections: bigint }[] }[];
+  }[];
+  /** Socket-hook outcomes by reason (translated, reversed, no-backend, ...). */
+  counters(): Record<string, bigint>;
+}
+
+export function serviceFamilies(src: ServiceMetricsSource): MetricFamily[] {
+  const services = src.services();
+  const bySource = new Map<string, number>();
+  for (const s of services) bySource.set(s.source, (bySource.get(s.source) ?? 0) + 1);
+  const backends: MetricFamily = {
+    name: "nkit_service_backends",
+    help: "Backends of each service frontend (0 = connections are refused)",
+    type: "gauge",
+    samples: [],
+  };
+  const conns: MetricFamily = {
+    name: "nkit_service_backend_connections_total",
+    help: "Connections (socket hooks) and flows (per packet) sent to each backend since it took its slot",
+    type: "counter",
+    samples: [],
+  };
+  for (const s of services) {
+    for (const f of s.frontends) {
+      backends.samples.push({ labels: { service: s.name, frontend: f.frontend }, value: f.backends.length });
+      for (const b of f.backends) {
+        conns.samples.push({
+          labels: { service: s.name, frontend: f.frontend, backend: b.backend },
+          value: b.connections,
+        });
+      }
+    }
+  }
+  return [
+    {
+      name: "nkit_services",
+      help: "Services load-balanced on this host, by source",
+      type: "gauge",
+      samples: [...bySource].map(([source, n]) => ({ labels: { source }, value: n })),
+    },
+    backends,
+    conns,
+    {
+      name: "nkit_lb_socket_total",
+      help: "Socket load-balancer decisions by reason (per connect/sendmsg/recvmsg/getpeername)",
+      type: "counter",
+      samples: Object.entries(src.counters()).map(([reason, n]) => ({ labels: { reason }, value: n })),
+    },
+  ];
+}
+
+export function registerServiceCollector(registry: Registry, src: ServiceMetricsSource): () => void {
+  return registry.addCollector(() => serviceFamilies(src));
+}

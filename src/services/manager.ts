@@ -15,6 +15,8 @@ export interface LbTable {
   remove(entry: Pick<LbEntry, "vip" | "port" | "protocol">): void;
   /** What the maps hold already (pinned by an earlier nkitd), so stale frontends can be removed. */
   list?(): LbEntry[];
+  /** Connections sent to each backend of a frontend so far, in backend order. */
+  connections?(entry: Pick<LbEntry, "vip" | "port" | "protocol">): bigint[];
 }
 
 /** An endpoint as selectors see it. */
@@ -112,6 +114,11 @@ export class ServiceManager {
   get(name: string): ServiceView | undefined {
     const r = this.services.get(name);
     return r ? this.view(r) : undefined;
+  }
+
+  /** Connections sent to each backend of a frontend (backend order); [] when the table keeps none. */
+  connections(entry: Pick<LbEntry, "vip" | "port" | "protocol">): bigint[] {
+    return this.o.table.connections?.(entry) ?? [];
   }
 
   list(): ServiceView[] {

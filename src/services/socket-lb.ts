@@ -99,6 +99,7 @@ export class SocketLb implements LbTable {
   private readonly services: BpfMap<LbKey, LbService>;
   private readonly backends: BpfMap<LbBackendKey, LbAddress>;
   private readonly counterMap: PerCpuMap<number, bigint>;
+  private readonly conns: PerCpuMap<LbBackendKey, bigint>;
   /** frontend key (hex) → its id and slot count, mirrored from nk_lb_services. */
   private readonly held = new Map<string, LbService>();
   private readonly usedIds = new Set<number>();
@@ -113,6 +114,7 @@ export class SocketLb implements LbTable {
     this.services = obj.map(LbMap.services, lbKey, lbService);
     this.backends = obj.map(LbMap.backends, lbBackendKey, lbAddr);
     this.counterMap = obj.perCpuMap(LbMap.counters, u32, u64);
+    this.conns = obj.perCpuMap(LbMap.backendConns, lbBackendKey, u64);
     for (const [k, v] of this.services.entries()) {
       this.held.set(lbKey.encode(k).toString("hex"), v);
       this.usedIds.add(v.id);
@@ -174,7 +176,11 @@ export class SocketLb implements LbTable {
     const before = this.held.get(hex);
     const id = before?.id ?? this.allocateId();
     for (const [slot, b] of e.backends.entries()) {
-      this.backends.update({ id, slot }, addressOf(b.address, b.port));
+      const addr = addressOf(b.address, b.port);
+      const old = before ? this.backends.lookup({ id, slot }) : undefined;
+      // A slot that now holds another backend starts counting from zero.
+      if (!old || lbAddr.encode(old).compare(lbAddr.encode(addr)) !== 0) this.conns.delete({ id, slot });
+      this.backends.update({ id, slot }, addr);
     }
     // Per packet the frontend is served only once its Maglev table is in (written before the flag).
     const external = e.external === true && this.maglev !== undefined && e.backends.length > 0;
@@ -192,8 +198,10 @@ export class SocketLb implements LbTable {
     this.services.update(key, value);
     if (!external && before && before.flags & EXTERNAL) this.maglev?.remove(id);
     this.held.set(hex, value);
-    for (let slot = e.backends.length; slot < (before?.count ?? 0); slot++)
+    for (let slot = e.backends.length; slot < (before?.count ?? 0); slot++) {
       this.backends.delete({ id, slot });
+      this.conns.delete({ id, slot });
+    }
   }
 
   remove(e: Pick<LbEntry, "vip" | "port" | "protocol">): void {
@@ -203,7 +211,10 @@ export class SocketLb implements LbTable {
     if (!before) return;
     this.services.delete(key);
     if (before.flags & EXTERNAL) this.maglev?.remove(before.id);
-    for (let slot = 0; slot < before.count; slot++) this.backends.delete({ id: before.id, slot });
+    for (let slot = 0; slot < before.count; slot++) {
+      this.backends.delete({ id: before.id, slot });
+      this.conns.delete({ id: before.id, slot });
+    }
     this.held.delete(hex);
     this.usedIds.delete(before.id);
   }
@@ -229,6 +240,15 @@ export class SocketLb implements LbTable {
       });
     }
     return out;
+  }
+
+  /** Connections sent to each backend of a frontend (slot order), summed over CPUs. */
+  connections(e: Pick<LbEntry, "vip" | "port" | "protocol">): bigint[] {
+    const held = this.held.get(lbKey.encode(keyOf(e)).toString("hex"));
+    if (!held) return [];
+    return Array.from({ length: held.count }, (_, slot) =>
+      (this.conns.lookup({ id: held.id, slot }) ?? []).reduce((a, b) => a + b, 0n),
+    );
   }
 
   /** Per-reason counters, summed over CPUs. */

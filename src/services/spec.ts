@@ -3,7 +3,7 @@
 // becomes: one frontend {VIP, port, protocol} per port, each with its backend addresses. Every
 // source goes through parseServiceSpec, so a service means the same wherever it was written.
 import { InvalidArgumentError } from "../errors.js";
-import { canonicalIp, type IpFamily, parseIp } from "../util/ip.js";
+import { canonicalIp, formatHostPort, type IpFamily, parseIp } from "../util/ip.js";
 
 export type Protocol = "tcp" | "udp";
 export type Affinity = "none" | "client-ip";
@@ -285,6 +285,5 @@ export function lbEntries(spec: ServiceSpec, selected: readonly string[] = []): 
 
 /** The one text form of a frontend, for conflict messages and keys in TS. */
 export function frontendId(e: Pick<LbEntry, "vip" | "port" | "protocol">): string {
-  const vip = canonicalIp(e.vip);
-  return `${vip.includes(":") ? `[${vip}]` : vip}:${e.port}/${e.protocol}`;
+  return `${formatHostPort(canonicalIp(e.vip), e.port)}/${e.protocol}`;
 }

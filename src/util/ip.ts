@@ -103,3 +103,8 @@ export function parseMac(s: string, what = "MAC address"): Buffer {
 export function formatMac(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
+
+/** "10.0.0.5:8080" or "[fd00::5]:8080". */
+export function formatHostPort(address: string, port: number): string {
+  return `${address.includes(":") ? `[${address}]` : address}:${port}`;
+}

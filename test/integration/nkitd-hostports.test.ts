@@ -152,6 +152,18 @@ describe("host ports through nkitd", () => {
       expect(udp.from, host).toBe(host);
       expect(udp.fromPort, host).toBe(HOST_PORT);
     }
+    // Per-packet flows are counted against the backend; the loopback frontends stay socket-only.
+    const list = await nkitJson<
+      {
+        source: string;
+        frontends: { frontend: string; external: boolean; connections: Record<string, number> }[];
+      }[]
+    >(setup.socket, "service", "list");
+    const frontends = list.filter((s) => s.source === "host-port").flatMap((s) => s.frontends);
+    const v4 = frontends.find((f) => f.frontend === `${HOST4}:${HOST_PORT}/tcp`);
+    expect(v4?.external).toBe(true);
+    expect(Object.values(v4?.connections ?? {})[0]).toBeGreaterThanOrEqual(20);
+    expect(frontends.find((f) => f.frontend === `127.0.0.1:${HOST_PORT}/tcp`)?.external).toBe(false);
   });
 
   it("is reachable from the host via its own address, 127.0.0.1 and ::1, from another pod and from the pod itself", async () => {

@@ -4,6 +4,7 @@
 // IPv4, IPv6; a service without backends refuses at once). Every VIP range is blackholed in the
 // client pod, so a connection the load-balancer failed to translate dies there instead of leaving
 // the host.
+import { randomInt } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +32,7 @@ const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const CLIENT = join(FIXTURES, "lb-client.mjs");
 const VIP4 = "10.96.71.10";
 const VIP6 = "fd96::71:10";
+const METRICS_PORT = randomInt(40000, 50000);
 
 const scope = new Scope();
 let setup: NkitdSetup;
@@ -58,6 +60,7 @@ beforeAll(async () => {
     `    vip: ${VIP4}`,
     "    ports: [{port: 80, protocol: tcp, targetPort: 8080}, {port: 53, protocol: udp, targetPort: 8080}]",
     "    selector: {app: web}",
+    `metrics: {listen: "127.0.0.1:${METRICS_PORT}"}`,
   ]);
   mkdirSync(setup.servicesDir, { recursive: true });
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
@@ -111,6 +114,24 @@ describe("services through nkitd", () => {
     const chi2 = counts.reduce((s, c) => s + (c - 1000) ** 2 / 1000, 0);
     expect(chi2, `counts ${counts.join(", ")}`).toBeLessThan(13.82); // df 2, p = 0.001
     expect(r.peers).toEqual([VIP4]); // getpeername shows the VIP, not the backend
+    // Every connection was counted against the backend it went to.
+    const list = await nkitJson<
+      { name: string; frontends: { frontend: string; connections: Record<string, number> }[] }[]
+    >(setup.socket, "service", "list");
+    const conns = list
+      .find((s) => s.name === "web")
+      ?.frontends.find((f) => f.frontend === `${VIP4}:80/tcp`)?.connections;
+    expect(conns).toEqual(
+      Object.fromEntries(backends.map((b, i) => [`${b.ep.addresses.ipv4}:8080`, counts[i]])),
+    );
+    // ... and Prometheus sees the same numbers.
+    const metrics = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+    for (const [i, b] of backends.entries()) {
+      const sample = `nkit_service_backend_connections_total{service="web",frontend="${VIP4}:80/tcp",backend="${b.ep.addresses.ipv4}:8080"}`;
+      expect(metrics).toContain(`${sample} ${counts[i]}`);
+    }
+    expect(metrics).toMatch(/nkit_services\{source="config"\} 1/);
+    expect(metrics).toMatch(/nkit_lb_socket_total\{reason="translated"\} \d+/);
   });
 
   it("answers UDP through the VIP with the VIP as the reply's source", async () => {
