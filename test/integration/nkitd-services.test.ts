@@ -213,6 +213,77 @@ describe("services through nkitd", () => {
     expect(web.errors).toEqual({});
   });
 
+  it("client-ip affinity keeps one client on one backend", async () => {
+    const addrs = backends.map((b) => `--backend=${b.ep.addresses.ipv4}:8080`);
+    const add = await nkit(
+      setup.socket,
+      "service",
+      "add",
+      "aff",
+      "--vip=10.96.71.40:80/tcp",
+      ...addrs,
+      "--affinity=client-ip",
+    );
+    expect(add.code, add.stderr).toBe(0);
+    const r = await clientRun<TcpResult>("tcp", "10.96.71.40", "80", "100");
+    expect(r.errors).toEqual({});
+    expect(Object.values(r.answers)).toEqual([100]);
+    expect((await nkit(setup.socket, "service", "delete", "aff")).code).toBe(0);
+  });
+
+  it("a removed backend gets no new connections while 50 live ones to it and the others survive", async () => {
+    const file = join(setup.servicesDir, "churn.yaml");
+    const write = (n: number) =>
+      writeFileSync(
+        file,
+        [
+          "name: churn",
+          "vip: 10.96.71.50",
+          "ports: [{port: 80, targetPort: 8080}, {port: 81, targetPort: 8081}]",
+          `backends: [${backends
+            .slice(0, n)
+            .map((b) => b.ep.addresses.ipv4)
+            .join(", ")}]`,
+        ].join("\n"),
+      );
+    const applied = () =>
+      daemon.logs().filter((l) => l.msg === "service file applied" && l.service === "churn").length;
+    write(3);
+    await until(() => applied() === 1, "the churn service file to be applied", 15_000);
+    const live = spawnProc(
+      "sh",
+      [
+        "-c",
+        'echo $$ > "$0/cgroup.procs" && exec "$@"',
+        setup.cgroup,
+        "nsenter",
+        `--net=${client.path}`,
+        "--",
+        process.execPath,
+        CLIENT,
+        "live",
+        "10.96.71.50",
+        "81",
+        "50,3000",
+      ],
+      scope,
+    );
+    await until(() => live.out().includes("open"), "50 live connections", 15_000, live.running);
+    write(2); // b3 leaves the service
+    await until(() => applied() === 2, "the changed churn service file to be applied", 15_000);
+    const fresh = await clientRun<TcpResult>("tcp", "10.96.71.50", "80", "300");
+    expect(fresh.errors).toEqual({});
+    expect(Object.keys(fresh.answers).sort()).toEqual(["b1", "b2"]);
+    const done = await live.done;
+    const held = JSON.parse(done.stdout.split("\n")[1] ?? "{}") as {
+      answers: Record<string, number>;
+      errors: Record<string, number>;
+    };
+    expect(held.errors).toEqual({});
+    expect(Object.values(held.answers).reduce((a, b) => a + b, 0)).toBe(50);
+    expect(held.answers.b3 ?? 0, "live connections to the removed backend").toBeGreaterThan(0);
+  });
+
   it("keeps translating while nkitd is down and after a restart; removing the pins leaves no attachment", async () => {
     expect((await daemon.stop()).code).toBe(0);
     const down = await clientRun<TcpResult>("tcp", VIP4, "80", "30");
