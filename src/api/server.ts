@@ -69,6 +69,15 @@ function pools(ipam: Ipam): T.Pool[] {
   return ipam.usage().map((u) => ({ cidr: u.cidr, family: u.family, size: u.size.toString(), used: u.used }));
 }
 
+function serviceCounts(m: ServiceManager | undefined) {
+  const list = m?.list() ?? [];
+  return {
+    servicesEnabled: m !== undefined,
+    serviceCount: list.length,
+    frontendCount: list.reduce((n, v) => n + v.entries.length, 0),
+  };
+}
+
 /** Connections per backend of a frontend, in backend order. */
 type ConnectionCounts = (e: LbEntry) => bigint[];
 
@@ -161,6 +170,7 @@ function implementation(ctx: ApiContext): Implementation {
     datapathMode: ctx.endpoints.mode,
     uptimeSeconds: (Date.now() - ctx.startedAt.getTime()) / 1000,
     endpointCount: ctx.endpoints.list().length,
+    ...serviceCounts(ctx.services),
     pools: pools(ctx.ipam),
     probes: Object.entries(probeAll()).map(([name, r]) => ({
       name,

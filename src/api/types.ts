@@ -24,6 +24,9 @@ export interface StatusResponse {
   datapathMode: string;
   uptimeSeconds: number;
   endpointCount: number;
+  servicesEnabled: boolean;
+  serviceCount: number;
+  frontendCount: number;
   pools: Pool[];
   probes: Probe[];
   uplinks: string[];

@@ -60,6 +60,7 @@ export async function statusCmd(g: GlobalOpts): Promise<number> {
     `nkitd ${s.version} (pid ${s.pid}), up ${Math.round(s.uptimeSeconds)}s since ${s.startedAt}`,
     `datapath:   ${s.datapathMode}`,
     `endpoints:  ${s.endpointCount}`,
+    `services:   ${s.servicesEnabled ? `${s.serviceCount} (${s.frontendCount} frontends)` : "off (the load-balancer did not start: see nkitd's log)"}`,
     `uplinks:    ${s.uplinks.join(", ") || "(none)"}`,
     `metrics:    ${s.metricsListen || "off"}`,
     `bpffs:      ${s.bpffsDir}`,

@@ -137,8 +137,10 @@ describe("nkit CLI against a live nkitd", () => {
     expect(s.probes.find((p) => p.name === "netkit")?.supported).toBe(false);
     expect(s.probes.find((p) => p.name === "tcx")?.supported).toBe(true);
     expect(s.metricsListen).toBe(metricsAddr);
+    expect(s).toMatchObject({ servicesEnabled: true, serviceCount: 0, frontendCount: 0 });
     const text = await nkit("status");
     expect(text.stdout).toMatch(/datapath:\s+veth/);
+    expect(text.stdout).toMatch(/services:\s+0 \(0 frontends\)/);
   });
 
   it("endpoint list --json and endpoint get --json", async () => {
