@@ -104,6 +104,7 @@ export class SocketLb implements LbTable {
   private readonly held = new Map<string, LbService>();
   private readonly usedIds = new Set<number>();
   private nextId = 1;
+  private destroyed = false;
 
   private constructor(
     private readonly obj: BpfObject,
@@ -269,6 +270,8 @@ export class SocketLb implements LbTable {
 
   /** Detaches from the cgroup and removes every pin of the load-balancer (uninstall, tests). */
   destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
     for (const l of this.links) {
       l.unpin();
       l.close();
