@@ -8,6 +8,8 @@ import { type Placement, sh, startServer, stop } from "./proc.js";
 export interface Side {
   netnsPath?: string;
   ipv4: string;
+  /** The client joins this cgroup (socket load-balancer). */
+  cgroup?: string;
 }
 
 export type TestKind = "rr" | "crr" | "stream";
@@ -42,7 +44,11 @@ interface IperfOut {
 }
 
 function placement(side: Side, cpu: number): Placement {
-  return side.netnsPath ? { cpu, netnsPath: side.netnsPath } : { cpu };
+  return {
+    cpu,
+    ...(side.netnsPath ? { netnsPath: side.netnsPath } : {}),
+    ...(side.cgroup ? { cgroup: side.cgroup } : {}),
+  };
 }
 
 export async function measure(

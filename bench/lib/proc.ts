@@ -9,6 +9,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 export interface Placement {
   netnsPath?: string;
   cpu?: number;
+  /** A cgroup v2 dir the process joins first (the socket load-balancer's hooks see it). */
+  cgroup?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -40,6 +42,8 @@ function wrap(p: Placement, cmd: string, args: readonly string[]): [string, stri
   let argv = [cmd, ...args];
   if (p.cpu !== undefined) argv = ["taskset", "-c", String(p.cpu), "chrt", "-f", "10", ...argv];
   if (p.netnsPath) argv = ["nsenter", `--net=${p.netnsPath}`, "--", ...argv];
+  // The shell joins the cgroup, then becomes the command (same pid, still tracked).
+  if (p.cgroup) argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', p.cgroup, ...argv];
   return [argv[0]!, argv.slice(1)];
 }
 
