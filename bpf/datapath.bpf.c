@@ -28,6 +28,7 @@
 #include "nkit_datapath.h"
 #include "nkit_lb.h"
 #include "nkit_lb_maps.h"
+#include "nkit_nat.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -96,6 +97,31 @@ struct {
   __type(value, struct nk_lb_ct);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nk_lb_ct SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct nk_nat_config);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_nat_config SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 256);
+  __type(key, __u32);
+  __type(value, struct nk_nat_device);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_nat_devices SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, 1024);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct nk_nat_exclude_key);
+  __type(value, __u8);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_nat_exclude SEC(".maps");
 
 static __always_inline void count(__u32 ep_id, __u32 reason, __u64 bytes) {
   struct nk_counter_key key = {.ep_id = ep_id, .reason = reason};
@@ -233,50 +259,6 @@ static __always_inline int to_local_pod(struct __sk_buff *skb, const struct pkt 
   count(dst->ep_id, reason, skb->len);
   if (at_ingress) return bpf_redirect_peer(dst->ifindex, 0);
   return bpf_redirect(dst->ifindex, 0);
-}
-
-static __always_inline int fib_forward(struct __sk_buff *skb, const struct pkt *p, __u32 src_ep) {
-  struct bpf_fib_lookup fib = {};
-  fib.ifindex = skb->ifindex;
-  if (p->family == NK_FAMILY_V4) {
-    fib.family = AF_INET;
-    __builtin_memcpy(&fib.ipv4_src, p->src.addr, 4);
-    __builtin_memcpy(&fib.ipv4_dst, p->dst.addr, 4);
-  } else {
-    fib.family = AF_INET6;
-    __builtin_memcpy(fib.ipv6_src, p->src.addr, 16);
-    __builtin_memcpy(fib.ipv6_dst, p->dst.addr, 16);
-  }
-  /* tot_len stays 0: no MTU check here, GSO (and BIG TCP) skbs carry lengths the helper
-   * cannot judge; the egress device handles segmentation. */
-  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-  switch (rc) {
-  case BPF_FIB_LKUP_RET_SUCCESS:
-  case BPF_FIB_LKUP_RET_NO_NEIGH: {
-    if (fib.ifindex == skb->ifindex || p->hop_limit <= 1) break;
-    if (dec_hop_limit(skb, p) < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, p);
-    struct bpf_redir_neigh nh = {};
-    if (fib.family == AF_INET) {
-      nh.nh_family = AF_INET;
-      nh.ipv4_nh = fib.ipv4_dst;
-    } else {
-      nh.nh_family = AF_INET6;
-      __builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-    }
-    count(src_ep, NK_FWD_REDIRECT_NEIGH, skb->len);
-    return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-  }
-  case BPF_FIB_LKUP_RET_BLACKHOLE:
-  case BPF_FIB_LKUP_RET_UNREACHABLE:
-  case BPF_FIB_LKUP_RET_PROHIBIT:
-    return drop(skb, src_ep, NK_DROP_NO_ROUTE, p);
-  default:
-    /* Local destination (NOT_FWDED), forwarding off, fragmentation needed, ...: the stack knows
-     * how to answer these (deliver locally or send the ICMP error). */
-    break;
-  }
-  count(src_ep, NK_FWD_TO_STACK, skb->len);
-  return TC_ACT_OK;
 }
 
 /* ---- per-packet load-balancing ---- */
@@ -470,6 +452,162 @@ static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, __u3
   return 1;
 }
 
+/* ---- masquerade ---- */
+
+static __always_inline int same_addr16(const __u8 *a, const __u8 *b) {
+  __u32 x[4], y[4];
+  __builtin_memcpy(x, a, 16);
+  __builtin_memcpy(y, b, 16);
+  return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/* Masquerades a pod's flow leaving through uplink oif: the uplink's address, the pod's own port
+ * when it is free and in range, else a random one, then the next ones. Returns 1 when translated,
+ * 0 when the flow is not masqueraded, -1 when no port was free, -2 on a rewrite failure. */
+static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif, __u32 src_ep) {
+  struct nk_nat_device *dev = bpf_map_lookup_elem(&nk_nat_devices, &oif);
+  if (!dev) return 0;
+  __u32 zero = 0;
+  struct nk_nat_config *cfg = bpf_map_lookup_elem(&nk_nat_config, &zero);
+  if (!cfg) return 0;
+  int v4 = p->family == NK_FAMILY_V4;
+  __u32 fam = v4 ? NK_NAT_F_V4 : NK_NAT_F_V6;
+  if (!(cfg->flags & fam) || !(dev->flags & fam)) return 0;
+  struct nk_nat_exclude_key ek = {.prefixlen = 32 + (v4 ? 32 : 128), .family = p->family};
+  __builtin_memcpy(ek.addr, p->dst.addr, 16);
+  if (bpf_map_lookup_elem(&nk_nat_exclude, &ek)) return 0;
+  struct l4 l = {};
+  if (parse_l4(skb, p, &l)) return 0;
+  __u8 naddr[16] = {};
+  if (v4)
+    __builtin_memcpy(naddr, dev->addr4, 4);
+  else
+    __builtin_memcpy(naddr, dev->addr6, 16);
+  __u64 now = bpf_ktime_get_ns();
+  __u64 timeout = ct_timeout(l.proto);
+  struct nk_lb_ct_key ok = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_OUT, .sport = l.sport,
+                            .dport = l.dport};
+  __builtin_memcpy(ok.saddr, p->src.addr, 16);
+  __builtin_memcpy(ok.daddr, p->dst.addr, 16);
+  __be16 nport = 0;
+  struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ok);
+  if (e && now - e->last_seen_ns < timeout && same_addr16(e->addr, naddr)) {
+    e->last_seen_ns = now;
+    nport = e->port;
+  } else {
+    struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.dport};
+    __builtin_memcpy(ik.saddr, p->dst.addr, 16);
+    __builtin_memcpy(ik.daddr, naddr, 16);
+    struct nk_lb_ct iv = {.last_seen_ns = now, .family = p->family, .port = l.sport};
+    __builtin_memcpy(iv.addr, p->src.addr, 16);
+    __u32 lo = cfg->port_min, hi = cfg->port_max;
+    if (lo == 0 || hi < lo) return -1;
+    __u32 span = hi - lo + 1;
+    __u32 cand = bpf_ntohs(l.sport);
+    if (cand < lo || cand > hi) cand = lo + bpf_get_prandom_u32() % span;
+    int claimed = 0;
+    for (int i = 0; i < NK_NAT_TRIES; i++) {
+      ik.dport = bpf_htons((__u16)cand);
+      if (bpf_map_update_elem(&nk_lb_ct, &ik, &iv, BPF_NOEXIST) == 0) {
+        claimed = 1;
+        break;
+      }
+      /* A claim whose flow went quiet long ago may be taken over. */
+      struct nk_lb_ct *old = bpf_map_lookup_elem(&nk_lb_ct, &ik);
+      if (old && now - old->last_seen_ns >= timeout) {
+        bpf_map_update_elem(&nk_lb_ct, &ik, &iv, BPF_EXIST);
+        claimed = 1;
+        break;
+      }
+      cand = i == 0 ? lo + bpf_get_prandom_u32() % span : (cand >= hi ? lo : cand + 1);
+    }
+    if (!claimed) return -1;
+    nport = ik.dport;
+    struct nk_lb_ct ov = {.last_seen_ns = now, .family = p->family, .port = nport};
+    __builtin_memcpy(ov.addr, naddr, 16);
+    bpf_map_update_elem(&nk_lb_ct, &ok, &ov, BPF_ANY);
+  }
+  if (nat_rewrite(skb, p, &l, 0, naddr, nport) < 0) return -2;
+  __builtin_memcpy(p->src.addr, naddr, 16);
+  count(src_ep, NK_FWD_SNAT, skb->len);
+  return 1;
+}
+
+/* A reply on the uplink to a masqueraded flow: back to the pod's address and port, into the pod.
+ * Returns -1 when the packet is not such a reply, else the tc verdict. */
+static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p) {
+  struct l4 l = {};
+  if (parse_l4(skb, p, &l)) return -1;
+  struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.sport,
+                            .dport = l.dport};
+  __builtin_memcpy(ik.saddr, p->src.addr, 16);
+  __builtin_memcpy(ik.daddr, p->dst.addr, 16);
+  struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ik);
+  if (!e) return -1;
+  __u64 now = bpf_ktime_get_ns();
+  if (now - e->last_seen_ns >= ct_timeout(l.proto)) return -1;
+  e->last_seen_ns = now;
+  __u8 addr[16];
+  __builtin_memcpy(addr, e->addr, 16);
+  __be16 port = e->port;
+  if (nat_rewrite(skb, p, &l, 1, addr, port) < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
+  __builtin_memcpy(p->dst.addr, addr, 16);
+  struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p->dst);
+  if (!dst) return TC_ACT_OK;
+  int r = to_local_pod(skb, p, dst, NK_FWD_SNAT_REVERSE, 1);
+  return r >= 0 ? r : TC_ACT_OK;
+}
+
+/* masq: the packet still has its pod source (not a load-balancer reply), so it may be masqueraded. */
+static __always_inline int fib_forward(struct __sk_buff *skb, struct pkt *p, __u32 src_ep, int masq) {
+  struct bpf_fib_lookup fib = {};
+  fib.ifindex = skb->ifindex;
+  if (p->family == NK_FAMILY_V4) {
+    fib.family = AF_INET;
+    __builtin_memcpy(&fib.ipv4_src, p->src.addr, 4);
+    __builtin_memcpy(&fib.ipv4_dst, p->dst.addr, 4);
+  } else {
+    fib.family = AF_INET6;
+    __builtin_memcpy(fib.ipv6_src, p->src.addr, 16);
+    __builtin_memcpy(fib.ipv6_dst, p->dst.addr, 16);
+  }
+  /* tot_len stays 0: no MTU check here, GSO (and BIG TCP) skbs carry lengths the helper
+   * cannot judge; the egress device handles segmentation. */
+  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  switch (rc) {
+  case BPF_FIB_LKUP_RET_SUCCESS:
+  case BPF_FIB_LKUP_RET_NO_NEIGH: {
+    if (fib.ifindex == skb->ifindex || p->hop_limit <= 1) break;
+    if (masq) {
+      int n = snat(skb, p, fib.ifindex, src_ep);
+      if (n == -1) return drop(skb, src_ep, NK_DROP_NAT_NO_PORT, p);
+      if (n < -1) return drop(skb, src_ep, NK_DROP_MALFORMED, p);
+    }
+    if (dec_hop_limit(skb, p) < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, p);
+    struct bpf_redir_neigh nh = {};
+    if (fib.family == AF_INET) {
+      nh.nh_family = AF_INET;
+      nh.ipv4_nh = fib.ipv4_dst;
+    } else {
+      nh.nh_family = AF_INET6;
+      __builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+    }
+    count(src_ep, NK_FWD_REDIRECT_NEIGH, skb->len);
+    return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+  }
+  case BPF_FIB_LKUP_RET_BLACKHOLE:
+  case BPF_FIB_LKUP_RET_UNREACHABLE:
+  case BPF_FIB_LKUP_RET_PROHIBIT:
+    return drop(skb, src_ep, NK_DROP_NO_ROUTE, p);
+  default:
+    /* Local destination (NOT_FWDED), forwarding off, fragmentation needed, ...: the stack knows
+     * how to answer these (deliver locally or send the ICMP error). */
+    break;
+  }
+  count(src_ep, NK_FWD_TO_STACK, skb->len);
+  return TC_ACT_OK;
+}
+
 SEC("tc")
 int nk_from_container(struct __sk_buff *skb) {
   __u32 ifindex = skb->ifindex;
@@ -489,7 +627,8 @@ int nk_from_container(struct __sk_buff *skb) {
   }
   struct nk_endpoint *src = bpf_map_lookup_elem(&nk_endpoints, &p.src);
   if (!src || src->ifindex != ifindex) return drop(skb, src_ep, NK_DROP_SPOOFED_SOURCE, &p);
-  if (lb_reverse(skb, &p, src_ep) < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, &p);
+  int reversed = lb_reverse(skb, &p, src_ep);
+  if (reversed < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, &p);
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (dst) {
     /* veth: we run at tcx ingress of the host end; netkit: in the pod's xmit path. */
@@ -497,7 +636,7 @@ int nk_from_container(struct __sk_buff *skb) {
     r = to_local_pod(skb, &p, dst, at_ingress ? NK_FWD_REDIRECT_PEER : NK_FWD_REDIRECT_LOCAL, at_ingress);
     if (r >= 0) return r;
   }
-  return fib_forward(skb, &p, src_ep);
+  return fib_forward(skb, &p, src_ep, reversed == 0);
 }
 
 SEC("tc")
@@ -515,6 +654,8 @@ int nk_from_uplink(struct __sk_buff *skb) {
   if (parse(skb, &p)) return TCX_NEXT;
   int lb = lb_from_uplink(skb, &p);
   if (lb >= 0) return lb;
+  int nat = snat_reverse(skb, &p);
+  if (nat >= 0) return nat;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (!dst) return TCX_NEXT;
   int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK, 1);

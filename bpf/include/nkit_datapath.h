@@ -38,12 +38,15 @@ enum nk_reason {
   NK_FWD_REDIRECT_LOCAL = 7,  /* netkit pod -> local pod via the destination primary, bpf_redirect */
   NK_FWD_LB_DNAT = 8,         /* uplink -> a host port's backend pod, destination translated */
   NK_FWD_LB_RNAT = 9,         /* a backend's reply to an uplink client, source restored to the frontend */
+  NK_FWD_SNAT = 10,           /* pod -> off-host, masqueraded to the uplink's address */
+  NK_FWD_SNAT_REVERSE = 11,   /* uplink -> pod, a reply to a masqueraded flow */
   NK_DROP_SPOOFED_SOURCE = 64, /* source address not owned by the sending endpoint */
   NK_DROP_UNKNOWN_SOURCE = 65, /* packet from a device that is no endpoint */
   NK_DROP_MALFORMED = 66,     /* truncated or invalid header */
   NK_DROP_UNSUPPORTED_L3 = 67, /* neither IPv4, IPv6 nor ARP */
   NK_DROP_NO_ROUTE = 68,      /* FIB says blackhole/unreachable/prohibit */
   NK_DROP_LB_NO_BACKEND = 69, /* per-packet load-balancing: the frontend has no (usable) backend */
+  NK_DROP_NAT_NO_PORT = 70,   /* masquerade: every port tried for the flow was taken */
 };
 
 struct nk_counter_key {

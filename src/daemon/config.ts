@@ -34,9 +34,21 @@ export interface NkitdConfig {
   /** Where services without a VIP of their own get one (Nomad). */
   serviceCIDRs: string[];
   services: ServiceSpec[];
+  masquerade: MasqueradeConfig;
   nri: { enabled: boolean; socket: string; index: string };
   log: { level: LogLevel };
   metrics: { listen: string };
+}
+
+export interface MasqueradeConfig {
+  /** Masquerade IPv4 pod traffic leaving through an uplink. */
+  enabled: boolean;
+  /** IPv6 too (needs net.ipv6.conf.all.forwarding on the host; `nkit doctor` checks it). */
+  ipv6: boolean;
+  /** Destinations that keep the pod's address, besides the pod and service CIDRs. */
+  nonMasqueradeCIDRs: string[];
+  /** Source ports masqueraded flows get, inclusive. */
+  portRange: [number, number];
 }
 
 export const DEFAULT_CONFIG_PATH = "/etc/nkit/nkitd.yaml";
@@ -57,6 +69,7 @@ export function defaultConfig(): NkitdConfig {
     },
     serviceCIDRs: ["10.96.0.0/16", "fd96::/112"],
     services: [],
+    masquerade: { enabled: true, ipv6: false, nonMasqueradeCIDRs: [], portRange: [32768, 65535] },
     nri: { enabled: true, socket: "/var/run/nri/nri.sock", index: "10" },
     log: { level: "info" },
     metrics: { listen: "" },
@@ -133,6 +146,57 @@ function cidrList(v: unknown, key: string, fallback: string[], example: string):
   });
 }
 
+function flag(v: unknown, key: string, fallback: boolean): boolean {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== "boolean")
+    throw new ConfigError(key, `expected true or false, got ${show(v)}`, "use true or false");
+  return v;
+}
+
+function masqueradeSection(m: Obj, d: MasqueradeConfig): MasqueradeConfig {
+  let nonMasq = d.nonMasqueradeCIDRs;
+  if (m.nonMasqueradeCIDRs !== undefined && m.nonMasqueradeCIDRs !== null) {
+    if (!Array.isArray(m.nonMasqueradeCIDRs)) {
+      throw new ConfigError(
+        "masquerade.nonMasqueradeCIDRs",
+        `expected a list of CIDRs, got ${show(m.nonMasqueradeCIDRs)}`,
+        'e.g. [192.168.0.0/16, "fd00::/8"]',
+      );
+    }
+    nonMasq = m.nonMasqueradeCIDRs.map((c: unknown, i: number) => {
+      const key = `masquerade.nonMasqueradeCIDRs[${i}]`;
+      if (typeof c !== "string")
+        throw new ConfigError(key, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
+      try {
+        parseCidr(c);
+      } catch (e) {
+        throw new ConfigError(key, (e as Error).message, "give an address/prefix-length");
+      }
+      return c;
+    });
+  }
+  let portRange = d.portRange;
+  if (m.portRange !== undefined && m.portRange !== null) {
+    const match = typeof m.portRange === "string" ? /^(\d{1,5})-(\d{1,5})$/.exec(m.portRange) : null;
+    const lo = Number(match?.[1]);
+    const hi = Number(match?.[2]);
+    if (!match || lo < 1024 || hi > 65535 || lo > hi) {
+      throw new ConfigError(
+        "masquerade.portRange",
+        `${show(m.portRange)} is not a port range`,
+        'use "LOW-HIGH" within 1024-65535, e.g. "32768-65535"',
+      );
+    }
+    portRange = [lo, hi];
+  }
+  return {
+    enabled: flag(m.enabled, "masquerade.enabled", d.enabled),
+    ipv6: flag(m.ipv6, "masquerade.ipv6", d.ipv6),
+    nonMasqueradeCIDRs: nonMasq,
+    portRange,
+  };
+}
+
 /** The static services; a VIP inside a pod CIDR would shadow a pod, so it is refused. */
 function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
   if (v === undefined || v === null) return [];
@@ -200,6 +264,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
     "paths",
     "serviceCIDRs",
     "services",
+    "masquerade",
     "nri",
     "log",
     "metrics",
@@ -257,6 +322,10 @@ export function validateConfig(raw: unknown): NkitdConfig {
     throw new ConfigError("bigTcp", `expected true or false, got ${show(bigTcp)}`, "use true or false");
 
   const paths = section(raw, "paths", ["state", "run", "bpffs", "services", "cgroup"]);
+  const masquerade = masqueradeSection(
+    section(raw, "masquerade", ["enabled", "ipv6", "nonMasqueradeCIDRs", "portRange"]),
+    d.masquerade,
+  );
   const nri = section(raw, "nri", ["enabled", "socket", "index"]);
   const log = section(raw, "log", ["level"]);
   const metrics = section(raw, "metrics", ["listen"]);
@@ -300,6 +369,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
     },
     serviceCIDRs,
     services,
+    masquerade,
     nri: { enabled: nriEnabled, socket: absPath(nri.socket, "nri.socket", d.nri.socket), index: nriIndex },
     log: { level: level as LogLevel },
     metrics: { listen },

@@ -13,6 +13,7 @@ import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
 import type { NkitdConfig } from "./config.js";
 import { startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
+import { startMasquerade } from "./masquerade.js";
 import { startNri } from "./nri.js";
 import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
@@ -68,6 +69,12 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
       "datapath ready",
     );
+    // --- masquerade (src/masquerade): pod traffic leaving through an uplink gets its address.
+    const masq = await startMasquerade(config, uplinks, log).catch(async (e: unknown) => {
+      await endpoints.close();
+      throw e;
+    });
+    // --- end masquerade
     // --- services (src/services): the socket load-balancer on paths.cgroup and every service source.
     let services: Services | undefined;
     try {
@@ -79,6 +86,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       // An explicit cgroup that cannot be used is a configuration error; a host without cgroup v2
       // still gets pod networking, loudly without services.
       if (config.paths.cgroup) {
+        masq.stop();
         await endpoints.close();
         throw e;
       }
@@ -98,6 +106,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       log,
     }).catch(async (e: unknown) => {
       await services?.stop();
+      masq.stop();
       await endpoints.close();
       throw e;
     });
@@ -115,6 +124,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     ).catch(async (e: unknown) => {
       await cni.close();
       await services?.stop();
+      masq.stop();
       await endpoints.close();
       throw e;
     });
@@ -132,6 +142,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
         await host.stop(); // host services
         await cni.close(); // CNI endpoint
         await services?.stop(); // services
+        masq.stop(); // masquerade
         await endpoints.close();
         lock.release();
       },

@@ -9,12 +9,15 @@ export const Reason = {
   REDIRECT_LOCAL: 7,
   LB_DNAT: 8,
   LB_RNAT: 9,
+  SNAT: 10,
+  SNAT_REVERSE: 11,
   DROP_SPOOFED_SOURCE: 64,
   DROP_UNKNOWN_SOURCE: 65,
   DROP_MALFORMED: 66,
   DROP_UNSUPPORTED_L3: 67,
   DROP_NO_ROUTE: 68,
   DROP_LB_NO_BACKEND: 69,
+  DROP_NAT_NO_PORT: 70,
 } as const;
 
 export type ReasonName = keyof typeof Reason;

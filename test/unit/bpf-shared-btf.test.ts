@@ -17,6 +17,7 @@ import {
   LB_STRUCTS,
 } from "../../src/bpf/lb.js";
 import type { MapLayout } from "../../src/bpf/map.js";
+import { NAT_MAP_LAYOUTS, NAT_STRUCTS } from "../../src/bpf/nat.js";
 import { BpfObject, btfStructLayout } from "../../src/bpf/object.js";
 import { PROGRAM } from "../../src/datapath/programs.js";
 import { bpfAddon } from "../../src/native/bpf.js";
@@ -38,8 +39,8 @@ interface ObjectAbi {
 const OBJECTS: readonly ObjectAbi[] = [
   {
     object: "datapath.bpf.o",
-    structs: [...DATAPATH_STRUCTS, ...LB_PACKET_STRUCTS],
-    maps: [...DATAPATH_MAP_LAYOUTS, ...LB_PACKET_MAP_LAYOUTS],
+    structs: [...DATAPATH_STRUCTS, ...LB_PACKET_STRUCTS, ...NAT_STRUCTS],
+    maps: [...DATAPATH_MAP_LAYOUTS, ...LB_PACKET_MAP_LAYOUTS, ...NAT_MAP_LAYOUTS],
     programs: Object.values(PROGRAM),
   },
   {

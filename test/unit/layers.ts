@@ -31,6 +31,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "datapath", mayImport: ["bpf", "netlink", "ipam", "state", "util"] },
   { folder: "pods", mayImport: ["datapath", "ipam"] },
   { folder: "services", mayImport: ["bpf", "state", "util"] },
+  { folder: "masquerade", mayImport: ["bpf", "util"] },
   // Front doors and consumers of the owners.
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
@@ -49,6 +50,7 @@ export const LAYERS: readonly Layer[] = [
       "datapath",
       "pods",
       "services",
+      "masquerade",
       "cni",
       "metrics",
       "api",

@@ -1,0 +1,75 @@
+// Masquerade in nkitd: the `masquerade:` section and each uplink's addresses written into the
+// datapath's NAT maps at start and refreshed every 30 s (an uplink that gets a new address by DHCP or
+// SLAAC is followed). Pod CIDRs and service CIDRs are never masqueraded.
+import type { Logger } from "../log.js";
+import { Masquerade, type UplinkAddresses } from "../masquerade/masquerade.js";
+import { Rtnl } from "../netlink/index.js";
+import type { NkitdConfig } from "./config.js";
+
+const REFRESH_MS = 30_000;
+/** RT_SCOPE_UNIVERSE */
+const SCOPE_UNIVERSE = 0;
+
+async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddresses[]> {
+  const host = await Rtnl.host();
+  try {
+    const out: UplinkAddresses[] = [];
+    for (const name of uplinks) {
+      const addrs = (await host.listAddresses({ link: name }).catch(() => [])).filter(
+        (a) => a.scope === SCOPE_UNIVERSE,
+      );
+      const first = addrs[0];
+      if (!first) continue;
+      const u: UplinkAddresses = { ifindex: first.index };
+      const v4 = addrs.find((a) => a.family === 4);
+      const v6 = addrs.find((a) => a.family === 6);
+      if (v4) u.ipv4 = v4.address;
+      if (v6) u.ipv6 = v6.address;
+      out.push(u);
+    }
+    return out;
+  } finally {
+    await host.close();
+  }
+}
+
+export interface MasqueradeService {
+  stop(): void;
+}
+
+export async function startMasquerade(
+  config: NkitdConfig,
+  uplinks: readonly string[],
+  log: Logger,
+): Promise<MasqueradeService> {
+  const m = config.masquerade;
+  const nat = Masquerade.open(config.paths.bpffs);
+  const settings = {
+    ipv4: m.enabled,
+    ipv6: m.enabled && m.ipv6,
+    portRange: m.portRange,
+    exclude: [...config.podCIDRs, ...config.serviceCIDRs, ...m.nonMasqueradeCIDRs],
+  };
+  let last = "";
+  const apply = async () => {
+    const devices = await uplinkAddresses(uplinks);
+    nat.apply(settings, devices);
+    const now = JSON.stringify(devices);
+    if (now !== last)
+      log.info({ uplinks: devices, ipv4: settings.ipv4, ipv6: settings.ipv6 }, "masquerade applied");
+    last = now;
+  };
+  await apply();
+  const timer = setInterval(() => {
+    apply().catch((e: unknown) =>
+      log.error({ err: e }, "masquerade: refreshing the uplink addresses failed"),
+    );
+  }, REFRESH_MS);
+  timer.unref();
+  return {
+    stop: () => {
+      clearInterval(timer);
+      nat.close();
+    },
+  };
+}

@@ -1,0 +1,92 @@
+// The masquerade maps of the datapath (nk_nat_config, nk_nat_devices, nk_nat_exclude; the
+// translations themselves live in nk_lb_ct and are written by the programs). nkitd tells them which
+// families to translate, the port range, the destinations that keep the pod's address and, per
+// uplink, the address flows leaving through it get. apply() makes the maps say exactly that.
+import { join } from "node:path";
+import { u8, u32 } from "../bpf/codec.js";
+import { BpfMap } from "../bpf/map.js";
+import {
+  type NatConfig,
+  type NatDevice,
+  type NatExcludeKey,
+  NatFlags,
+  NatMap,
+  natConfig,
+  natDevice,
+  natExcludeKey,
+} from "../bpf/nat.js";
+import { Family } from "../bpf/shared.js";
+import { parseIp, parsePrefix } from "../util/ip.js";
+
+export interface MasqueradeSettings {
+  ipv4: boolean;
+  ipv6: boolean;
+  /** Inclusive source port range. */
+  portRange: readonly [number, number];
+  /** Destinations never masqueraded: pod CIDRs, service CIDRs, nonMasqueradeCIDRs. */
+  exclude: readonly string[];
+}
+
+export interface UplinkAddresses {
+  ifindex: number;
+  ipv4?: string;
+  ipv6?: string;
+}
+
+function excludeKey(cidr: string): NatExcludeKey {
+  const p = parsePrefix(cidr);
+  const addr = Buffer.alloc(16);
+  p.bytes.copy(addr);
+  return { prefixlen: 32 + p.prefixLength, family: p.family === 4 ? Family.V4 : Family.V6, addr };
+}
+
+const hex = (k: NatExcludeKey) => natExcludeKey.encode(k).toString("hex");
+
+export class Masquerade {
+  private constructor(
+    private readonly config: BpfMap<number, NatConfig>,
+    private readonly devices: BpfMap<number, NatDevice>,
+    private readonly exclude: BpfMap<NatExcludeKey, number>,
+  ) {}
+
+  /** Opens the maps the datapath object pinned under bpffsDir. */
+  static open(bpffsDir: string): Masquerade {
+    return new Masquerade(
+      BpfMap.fromPin(join(bpffsDir, NatMap.config), u32, natConfig),
+      BpfMap.fromPin(join(bpffsDir, NatMap.devices), u32, natDevice),
+      BpfMap.fromPin(join(bpffsDir, NatMap.exclude), natExcludeKey, u8),
+    );
+  }
+
+  apply(s: MasqueradeSettings, uplinks: readonly UplinkAddresses[]): void {
+    // Exclusions and devices first, the switch last: a flow is never translated by half a setting.
+    const want = new Map(s.exclude.map((c) => [hex(excludeKey(c)), excludeKey(c)]));
+    for (const k of [...this.exclude.keys()]) if (!want.has(hex(k))) this.exclude.delete(k);
+    for (const k of want.values()) this.exclude.update(k, 1);
+    const seen = new Set<number>();
+    for (const u of uplinks) {
+      const addr4 = Buffer.alloc(4);
+      const addr6 = Buffer.alloc(16);
+      let flags = 0;
+      if (u.ipv4) {
+        parseIp(u.ipv4).bytes.copy(addr4);
+        flags |= NatFlags.V4;
+      }
+      if (u.ipv6) {
+        parseIp(u.ipv6).bytes.copy(addr6);
+        flags |= NatFlags.V6;
+      }
+      this.devices.update(u.ifindex, { flags, addr4, addr6 });
+      seen.add(u.ifindex);
+    }
+    for (const k of [...this.devices.keys()]) if (!seen.has(k)) this.devices.delete(k);
+    const flags = (s.ipv4 ? NatFlags.V4 : 0) | (s.ipv6 ? NatFlags.V6 : 0);
+    this.config.update(0, { flags, port_min: s.portRange[0], port_max: s.portRange[1] });
+  }
+
+  close(): void {
+    this.config.close();
+    this.devices.close();
+    this.exclude.close();
+  }
+}

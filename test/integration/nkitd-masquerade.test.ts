@@ -1,0 +1,137 @@
+// Masquerade through a live nkitd: pods reach "the world" (a netns behind the uplink that has no
+// route to the pod CIDRs, so only a translated flow can get an answer) over TCP and UDP, v4 and v6,
+// seen there as the uplink's address; nonMasqueradeCIDRs keep the pod's address; two pods sending
+// from the same source port to the same remote get different translated ports and each gets its
+// own reply; traffic to the host's own address is not translated.
+import { randomInt } from "node:crypto";
+import { createServer, type Server } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NkitClient } from "../../src/api/client.js";
+import { createNetns, type TestNetns } from "../helpers/netns.js";
+import { Nkitd, type NkitdSetup, nkitdSetup, requireDist, spawnProc, until } from "../helpers/nkitd.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
+const CLIENT = join(FIXTURES, "lb-client.mjs");
+const UDP_FROM = join(FIXTURES, "udp-from-port.mjs");
+const PEER = join(FIXTURES, "peer-echo.mjs");
+const WORLD_PORT = 9000;
+
+const scope = new Scope();
+let setup: NkitdSetup;
+let world: TestNetns;
+let api: NkitClient;
+const pods: { ns: TestNetns; ipv4: string; ipv6: string }[] = [];
+const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
+const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:2`;
+/** A remote network behind the world netns, listed in nonMasqueradeCIDRs. */
+const kept4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
+const HOST4 = `${net4}.1`;
+const HOST6 = `${net6}::1`;
+const WORLD4 = `${net4}.2`;
+const WORLD6 = `${net6}::2`;
+
+interface TcpResult {
+  answers: Record<string, number>;
+  errors: Record<string, number>;
+}
+
+async function inPod<R>(pod: TestNetns, script: string, ...args: string[]): Promise<R> {
+  const r = await run("nsenter", [`--net=${pod.path}`, "--", process.execPath, script, ...args], 60_000);
+  return JSON.parse(r.stdout.trim()) as R;
+}
+
+beforeAll(async () => {
+  requireDist();
+  setup = await nkitdSetup(scope, "mq", [`masquerade: {ipv6: true, nonMasqueradeCIDRs: [${kept4}.0/24]}`]);
+  world = await createNetns(scope, "world");
+  const far = `${setup.uplink}p`;
+  await run("ip", ["link", "set", far, "netns", world.name]);
+  await run("ip", ["addr", "add", `${HOST4}/24`, "dev", setup.uplink]);
+  await run("ip", ["addr", "add", `${HOST6}/64`, "dev", setup.uplink, "nodad"]);
+  await run("ip", ["link", "set", setup.uplink, "up"]);
+  await run("ip", ["-n", world.name, "addr", "add", `${WORLD4}/24`, "dev", far]);
+  await run("ip", ["-n", world.name, "addr", "add", `${WORLD6}/64`, "dev", far, "nodad"]);
+  await run("ip", ["-n", world.name, "addr", "add", `${kept4}.2/32`, "dev", "lo"]);
+  await run("ip", ["-n", world.name, "link", "set", far, "up"]);
+  // Only the kept network may answer pods directly: the world routes the pod CIDR back for it.
+  await run("ip", ["-n", world.name, "route", "add", setup.cidr4, "via", HOST4]);
+  await run("ip", ["route", "add", `${kept4}.2/32`, "via", WORLD4, "dev", setup.uplink]);
+  const peer = spawnProc(
+    "nsenter",
+    [`--net=${world.path}`, "--", process.execPath, PEER, String(WORLD_PORT)],
+    scope,
+  );
+  await until(() => peer.out().includes("ready"), "the world's echo server", 10_000, peer.running);
+  await Nkitd.start(scope, ["--config", setup.config]);
+  api = new NkitClient(setup.socket);
+  scope.defer(() => api.close());
+  for (const name of ["pa", "pb"]) {
+    const ns = await createNetns(scope, name);
+    const ep = await api.wireEndpoint({ id: `mq-${name}-${process.pid}`, netnsPath: ns.path });
+    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+    pods.push({ ns, ipv4: ep.addresses.ipv4, ipv6: ep.addresses.ipv6 });
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await scope.close();
+});
+
+describe("masquerade through nkitd", () => {
+  it("pods reach the world over TCP, v4 and v6, seen there as the uplink's address", async () => {
+    const pod = pods[0]!.ns;
+    const v4 = await inPod<TcpResult>(pod, CLIENT, "tcp", WORLD4, String(WORLD_PORT), "20");
+    expect(v4.errors).toEqual({});
+    expect(v4.answers).toEqual({ [HOST4]: 20 });
+    const v6 = await inPod<TcpResult>(pod, CLIENT, "tcp", WORLD6, String(WORLD_PORT), "20");
+    expect(v6.errors).toEqual({});
+    expect(v6.answers).toEqual({ [HOST6]: 20 });
+  });
+
+  it("UDP replies come back; two pods on the same source port get different translated ports", async () => {
+    const [a, b] = pods;
+    const ra = await inPod<{ reply?: string; error?: string }>(
+      a!.ns,
+      UDP_FROM,
+      WORLD4,
+      String(WORLD_PORT),
+      "40000",
+    );
+    const rb = await inPod<{ reply?: string; error?: string }>(
+      b!.ns,
+      UDP_FROM,
+      WORLD4,
+      String(WORLD_PORT),
+      "40000",
+    );
+    const [addrA, portA] = (ra.reply ?? "").split(" ");
+    const [addrB, portB] = (rb.reply ?? "").split(" ");
+    expect([addrA, addrB]).toEqual([HOST4, HOST4]);
+    expect(portA).toBe("40000"); // the pod's own port when it is free
+    expect(portB).not.toBe(portA);
+    expect(Number(portB)).toBeGreaterThanOrEqual(32768);
+    const r6 = await inPod<{ reply?: string }>(a!.ns, UDP_FROM, WORLD6, String(WORLD_PORT), "40001");
+    expect(r6.reply?.split(" ")[0]).toBe(HOST6);
+  });
+
+  it("keeps the pod's address for nonMasqueradeCIDRs and for the host's own addresses", async () => {
+    const pod = pods[0]!;
+    const kept = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", `${kept4}.2`, String(WORLD_PORT), "5");
+    expect(kept.errors).toEqual({});
+    expect(kept.answers).toEqual({ [pod.ipv4]: 5 });
+    const seen: string[] = [];
+    const server: Server = createServer((s) => {
+      seen.push(s.remoteAddress ?? "");
+      s.end("host");
+    });
+    const port = randomInt(20000, 30000);
+    await new Promise<void>((r) => server.listen(port, HOST4, r));
+    scope.defer(() => new Promise((r) => server.close(r)));
+    const r = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", HOST4, String(port), "3");
+    expect(r.answers).toEqual({ host: 3 });
+    expect([...new Set(seen)]).toEqual([pod.ipv4]);
+  });
+});
