@@ -43,7 +43,7 @@ export interface NkitdConfig {
 export interface MasqueradeConfig {
   /** Masquerade IPv4 pod traffic leaving through an uplink. */
   enabled: boolean;
-  /** IPv6 too (needs net.ipv6.conf.all.forwarding on the host; `nkit doctor` checks it). */
+  /** IPv6 too (the pods' host devices forward IPv6, which is all bpf_fib_lookup asks for). */
   ipv6: boolean;
   /** Destinations that keep the pod's address, besides the pod and service CIDRs. */
   nonMasqueradeCIDRs: string[];
