@@ -251,7 +251,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         pass: median(addMs) <= 5,
       },
     ];
+    const directRr = SIZES.map((n) => med(rows, "direct", n, "rr", "p50_us"));
     notes.push(
+      `Run-to-run noise: the direct path (identical in every size) spans RR p50 ${round(Math.min(...directRr))}–${round(Math.max(...directRr))} µs across the sizes; the socket load-balancer translates once at connect(), so an RR difference smaller than that is noise, not a per-packet cost.`,
       "Service adds are timed in-process (ServiceManager.upsert over the real maps), without the gRPC round trip of `nkit service add`.",
       `Memory: the benchmark process grew by ${round(rssDeltaMb)} MB RSS holding 10,000 services (manager, indexes, map handles); nkitd's RSS with 10,000 services and 1,000 endpoints is not measured here.`,
       `The iptables chain (30,000 rules, kube-proxy layout, the measured VIP in the middle) took ${round(iptablesLoadMs)} ms to load with iptables-restore.`,

@@ -69,6 +69,10 @@ export class NkitClient {
   metrics(): Promise<T.MetricsResponse> {
     return this.unary(apiServices().nkit.Metrics, {});
   }
+  listNat(): Promise<T.ListNatResponse> {
+    return this.unary(apiServices().nkit.ListNat, {});
+  }
+
   listServices(): Promise<T.ListServicesResponse> {
     return this.unary(apiServices().nkit.ListServices, {});
   }

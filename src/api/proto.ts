@@ -91,6 +91,7 @@ export interface NkitService {
   GetService: MethodDefinition<T.GetServiceRequest, T.Service>;
   AddService: MethodDefinition<T.AddServiceRequest, T.Service>;
   DeleteService: MethodDefinition<T.DeleteServiceRequest, T.Service>;
+  ListNat: MethodDefinition<T.Empty, T.ListNatResponse>;
 }
 
 export interface NkitAdminService {
@@ -115,6 +116,7 @@ export function apiServices(): { nkit: NkitService; admin: NkitAdminService } {
     GetService: method("Nkit", "GetService", "GetServiceRequest", "Service"),
     AddService: method("Nkit", "AddService", "AddServiceRequest", "Service"),
     DeleteService: method("Nkit", "DeleteService", "DeleteServiceRequest", "Service"),
+    ListNat: method("Nkit", "ListNat", "ListNatRequest", "ListNatResponse"),
   };
   const admin: NkitAdminService = {
     WireEndpoint: method("NkitAdmin", "WireEndpoint", "WireEndpointRequest", "Endpoint"),

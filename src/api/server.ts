@@ -19,6 +19,7 @@ import { isDrop, Reason } from "../datapath/reasons.js";
 import { InvalidArgumentError, NkitError, NotFoundError, NotSupportedError } from "../errors.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
+import type { NatFlowView } from "../masquerade/masquerade.js";
 import { timeWiring } from "../metrics/index.js";
 import type { ServiceManager, ServiceView } from "../services/manager.js";
 import { type LbEntry, parseServiceSpec } from "../services/spec.js";
@@ -43,6 +44,8 @@ export interface ApiContext {
   events: DatapathEvents;
   /** Absent when this nkitd runs without the service load-balancer (e.g. no cgroup v2 mount). */
   services?: ServiceManager;
+  /** The masquerade's translated flows; absent when masquerade did not start. */
+  nat?: { flows(): NatFlowView[] };
   log: Logger;
 }
 
@@ -331,6 +334,10 @@ function implementation(ctx: ApiContext): Implementation {
       Metrics: metrics,
       Monitor: monitor,
       ListServices: listServices,
+      ListNat: unary<T.Empty, T.ListNatResponse>(log, "ListNat", () => ({
+        enabled: ctx.nat !== undefined,
+        flows: (ctx.nat?.flows() ?? []).map((f) => ({ ...f })),
+      })),
       GetService: getServiceRpc,
       AddService: addService,
       DeleteService: deleteService,

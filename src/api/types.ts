@@ -201,3 +201,16 @@ export interface AddServiceRequest {
 export interface DeleteServiceRequest {
   name: string;
 }
+
+export interface NatFlow {
+  protocol: string;
+  pod: string;
+  translated: string;
+  remote: string;
+  idleSeconds: number;
+}
+
+export interface ListNatResponse {
+  flows: NatFlow[];
+  enabled: boolean;
+}

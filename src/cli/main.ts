@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-// nkit: operator CLI. `nkit [--socket PATH] <command> [--json]`.
-// Exit codes: 0 ok, 1 failure, 2 usage error, 3 nkitd unreachable, 4 `doctor` found failures.
 import { Command, Option } from "commander";
 import { DEFAULT_API_SOCKET } from "../api/proto.js";
 import { probeAll } from "../bpf/probe.js";
@@ -22,6 +20,9 @@ import {
 import { runDemo } from "./demo.js";
 import type { InstallOptions } from "./install.js";
 import { defaultCniPlugin, defaultNkitdCommand } from "./install.js";
+// nkit: operator CLI. `nkit [--socket PATH] <command> [--json]`.
+// Exit codes: 0 ok, 1 failure, 2 usage error, 3 nkitd unreachable, 4 `doctor` found failures.
+import { natListCmd } from "./nat.js";
 import { EXIT, errorText, exitCodeOf } from "./output.js";
 import {
   type ServiceAddOptions,
@@ -104,6 +105,13 @@ endpoint
   .description("one endpoint with its per-reason packet and byte counters")
   .argument("<id>", "endpoint id (e.g. the pod sandbox id)")
   .action(act((g, id: string) => endpointGetCmd(g, id)));
+
+program
+  .command("nat")
+  .description("masquerade")
+  .command("list")
+  .description("the flows masquerade translated: pod, translated and remote address:port, idle time")
+  .action(act((g) => withClient(g, (c) => natListCmd(c, g.json))));
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const service = program.command("service").description("services load-balanced by nkitd (socket LB)");

@@ -118,6 +118,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
         endpoints,
         ipam,
         uplinks,
+        nat: masq,
         ...(services ? { services: services.manager, lbCounters: services.counters } : {}),
       },
       log,

@@ -11,6 +11,7 @@ import { DatapathEvents } from "../datapath/events.js";
 import { DATAPATH_MAP_VIEWS } from "../datapath/map-views.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
+import type { NatFlowView } from "../masquerade/masquerade.js";
 import { registerDatapathCollector, registerServiceCollector } from "../metrics/collectors.js";
 import { startMetricsServer } from "../metrics/http.js";
 import { countLostEvents, registry } from "../metrics/index.js";
@@ -28,6 +29,8 @@ export interface HostServicesCore {
   services?: ServiceManager;
   /** The load-balancer's per-reason counters. */
   lbCounters?: () => Record<string, bigint>;
+  /** Masquerade's translated flows. */
+  nat?: { flows(): NatFlowView[] };
 }
 
 export interface HostServices {
@@ -102,6 +105,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         maps: new MapCatalog(config.paths.bpffs, DATAPATH_MAP_VIEWS),
         events,
         ...(core.services ? { services: core.services } : {}),
+        ...(core.nat ? { nat: core.nat } : {}),
         log,
       },
       join(config.paths.run, API_SOCKET_NAME),

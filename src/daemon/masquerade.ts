@@ -2,7 +2,7 @@
 // datapath's NAT maps at start and refreshed every 30 s (an uplink that gets a new address by DHCP or
 // SLAAC is followed). Pod CIDRs and service CIDRs are never masqueraded.
 import type { Logger } from "../log.js";
-import { Masquerade, type UplinkAddresses } from "../masquerade/masquerade.js";
+import { Masquerade, type NatFlowView, type UplinkAddresses } from "../masquerade/masquerade.js";
 import { Rtnl } from "../netlink/index.js";
 import type { NkitdConfig } from "./config.js";
 
@@ -34,6 +34,7 @@ async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddres
 }
 
 export interface MasqueradeService {
+  flows(): NatFlowView[];
   stop(): void;
 }
 
@@ -67,6 +68,7 @@ export async function startMasquerade(
   }, REFRESH_MS);
   timer.unref();
   return {
+    flows: () => nat.flows(),
     stop: () => {
       clearInterval(timer);
       nat.close();

@@ -4,9 +4,11 @@
 // uplink, the address flows leaving through it get. apply() makes the maps say exactly that.
 import { join } from "node:path";
 import { u8, u32 } from "../bpf/codec.js";
+import { type LbCt, type LbCtKey, LbMap, lbCt, lbCtKey } from "../bpf/lb.js";
 import { BpfMap } from "../bpf/map.js";
 import {
   type NatConfig,
+  NatCtDir,
   type NatDevice,
   type NatExcludeKey,
   NatFlags,
@@ -16,7 +18,7 @@ import {
   natExcludeKey,
 } from "../bpf/nat.js";
 import { Family } from "../bpf/shared.js";
-import { parseIp, parsePrefix } from "../util/ip.js";
+import { formatHostPort, formatIp, parseIp, parsePrefix } from "../util/ip.js";
 
 export interface MasqueradeSettings {
   ipv4: boolean;
@@ -26,6 +28,18 @@ export interface MasqueradeSettings {
   /** Destinations never masqueraded: pod CIDRs, service CIDRs, nonMasqueradeCIDRs. */
   exclude: readonly string[];
 }
+
+/** One masqueraded flow as `nkit nat list` shows it. */
+export interface NatFlowView {
+  protocol: string;
+  pod: string;
+  translated: string;
+  remote: string;
+  idleSeconds: number;
+}
+
+const addrText = (family: number, addr: Buffer) =>
+  formatIp(family === Family.V4 ? addr.subarray(0, 4) : addr);
 
 export interface UplinkAddresses {
   ifindex: number;
@@ -47,6 +61,7 @@ export class Masquerade {
     private readonly config: BpfMap<number, NatConfig>,
     private readonly devices: BpfMap<number, NatDevice>,
     private readonly exclude: BpfMap<NatExcludeKey, number>,
+    private readonly ct: BpfMap<LbCtKey, LbCt>,
   ) {}
 
   /** Opens the maps the datapath object pinned under bpffsDir. */
@@ -55,6 +70,7 @@ export class Masquerade {
       BpfMap.fromPin(join(bpffsDir, NatMap.config), u32, natConfig),
       BpfMap.fromPin(join(bpffsDir, NatMap.devices), u32, natDevice),
       BpfMap.fromPin(join(bpffsDir, NatMap.exclude), natExcludeKey, u8),
+      BpfMap.fromPin(join(bpffsDir, LbMap.ct), lbCtKey, lbCt),
     );
   }
 
@@ -84,7 +100,26 @@ export class Masquerade {
     this.config.update(0, { flags, port_min: s.portRange[0], port_max: s.portRange[1] });
   }
 
+  /** The translated flows, most recently used first (idle = since the last packet from the pod). */
+  flows(): NatFlowView[] {
+    // bpf_ktime_get_ns and process.hrtime both read CLOCK_MONOTONIC.
+    const now = process.hrtime.bigint();
+    const out: NatFlowView[] = [];
+    for (const [k, v] of this.ct.entries()) {
+      if (k.dir !== NatCtDir.OUT) continue;
+      out.push({
+        protocol: k.proto === 6 ? "tcp" : k.proto === 17 ? "udp" : String(k.proto),
+        pod: formatHostPort(addrText(k.family, k.saddr), k.sport),
+        translated: formatHostPort(addrText(v.family, v.addr), v.port),
+        remote: formatHostPort(addrText(k.family, k.daddr), k.dport),
+        idleSeconds: Number(now - v.last_seen_ns) / 1e9,
+      });
+    }
+    return out.sort((a, b) => a.idleSeconds - b.idleSeconds);
+  }
+
   close(): void {
+    this.ct.close();
     this.config.close();
     this.devices.close();
     this.exclude.close();

@@ -9,7 +9,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
-import { Nkitd, type NkitdSetup, nkitdSetup, requireDist, spawnProc, until } from "../helpers/nkitd.js";
+import {
+  Nkitd,
+  type NkitdSetup,
+  nkitdSetup,
+  nkitJson,
+  requireDist,
+  spawnProc,
+  until,
+} from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
@@ -115,6 +123,15 @@ describe("masquerade through nkitd", () => {
     expect(Number(portB)).toBeGreaterThanOrEqual(32768);
     const r6 = await inPod<{ reply?: string }>(a!.ns, UDP_FROM, WORLD6, String(WORLD_PORT), "40001");
     expect(r6.reply?.split(" ")[0]).toBe(HOST6);
+    // `nkit nat list` shows both translations of port 40000.
+    const flows = await nkitJson<{ protocol: string; pod: string; translated: string; remote: string }[]>(
+      setup.socket,
+      "nat",
+      "list",
+    );
+    const udp = flows.filter((f) => f.protocol === "udp" && f.remote === `${WORLD4}:${WORLD_PORT}`);
+    expect(udp.map((f) => f.pod).sort()).toEqual([`${a!.ipv4}:40000`, `${b!.ipv4}:40000`].sort());
+    expect(udp.map((f) => f.translated).sort()).toEqual([`${HOST4}:${portA}`, `${HOST4}:${portB}`].sort());
   });
 
   it("keeps the pod's address for nonMasqueradeCIDRs and for the host's own addresses", async () => {

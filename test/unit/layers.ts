@@ -35,7 +35,7 @@ export const LAYERS: readonly Layer[] = [
   // Front doors and consumers of the owners.
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
-  { folder: "api", mayImport: ["bpf", "datapath", "ipam", "metrics", "services"] },
+  { folder: "api", mayImport: ["bpf", "datapath", "ipam", "masquerade", "metrics", "services"] },
   // Composition roots.
   {
     folder: "daemon",
