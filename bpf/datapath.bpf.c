@@ -265,16 +265,26 @@ static __always_inline int to_local_pod(struct __sk_buff *skb, const struct pkt 
 
 struct l4 {
   __u32 off;  /* transport header offset */
-  __u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+  __u8 proto; /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP or IPPROTO_ICMPV6 */
   __u8 syn;   /* TCP SYN without ACK: a new connection */
+  __u8 icmp;  /* an ICMP echo: its identifier is the request's sport and the reply's dport */
+  __u8 pad;
   __be16 sport;
   __be16 dport;
 };
 
-/* TCP or UDP ports of an unfragmented packet whose headers are in the linear area. Returns 0 when
- * the packet is translatable. IPv6 extension headers are not walked: such packets are not ours. */
+#define NK_ICMP_ECHO_REPLY 0
+#define NK_ICMP_ECHO_REQUEST 8
+#define NK_ICMP6_ECHO_REQUEST 128
+#define NK_ICMP6_ECHO_REPLY 129
+
+/* TCP or UDP ports, or an ICMP echo's identifier, of an unfragmented packet whose headers are in
+ * the linear area. Returns 0 when the packet is translatable. IPv6 extension headers are not
+ * walked: such packets are not ours. */
 static __always_inline int parse_l4(struct __sk_buff *skb, const struct pkt *p, struct l4 *l) {
-  if (p->protocol != IPPROTO_TCP && p->protocol != IPPROTO_UDP) return -1;
+  int is_icmp = (p->family == NK_FAMILY_V4 && p->protocol == IPPROTO_ICMP) ||
+                (p->family == NK_FAMILY_V6 && p->protocol == IPPROTO_ICMPV6);
+  if (p->protocol != IPPROTO_TCP && p->protocol != IPPROTO_UDP && !is_icmp) return -1;
   void *data = (void *)(long)skb->data;
   void *end = (void *)(long)skb->data_end;
   __u32 off;
@@ -288,7 +298,21 @@ static __always_inline int parse_l4(struct __sk_buff *skb, const struct pkt *p, 
   }
   if (off > sizeof(struct ethhdr) + 60) return -1;
   __u8 *h = data + off;
-  if (p->protocol == IPPROTO_TCP) {
+  l->icmp = 0;
+  if (is_icmp) {
+    /* type, code, checksum, identifier, sequence */
+    if ((void *)(h + 8) > end) return -1;
+    __u8 type = h[0];
+    __be16 id = *(__be16 *)(h + 4);
+    int request = type == NK_ICMP_ECHO_REQUEST || type == NK_ICMP6_ECHO_REQUEST;
+    int reply = type == NK_ICMP_ECHO_REPLY || type == NK_ICMP6_ECHO_REPLY;
+    if (!request && !reply) return -1;
+    if (p->family == NK_FAMILY_V4 ? type > NK_ICMP_ECHO_REQUEST : type < NK_ICMP6_ECHO_REQUEST) return -1;
+    l->icmp = 1;
+    l->syn = 0;
+    l->sport = request ? id : 0;
+    l->dport = request ? 0 : id;
+  } else if (p->protocol == IPPROTO_TCP) {
     struct tcphdr *t = (struct tcphdr *)h;
     if ((void *)(t + 1) > end) return -1;
     l->syn = t->syn && !t->ack;
@@ -339,8 +363,14 @@ static __always_inline __u64 ct_timeout(__u8 proto) {
  * checksum and the TCP/UDP checksum (pseudo header included). */
 static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct pkt *p, const struct l4 *l, int dst,
                                        const __u8 addr[16], __be16 port) {
-  __u32 csum_off = l->off + (l->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) : offsetof(struct udphdr, check));
+  /* ICMP: checksum at 2, the echo identifier (our "port") at 4; ICMPv4's checksum has no pseudo
+   * header, ICMPv6's has. */
+  __u32 csum_off = l->off + (l->icmp ? 2
+                             : l->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
+                                                       : offsetof(struct udphdr, check));
+  __u32 port_off = l->off + (l->icmp ? 4 : dst ? 2 : 0);
   __u64 mangled = l->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+  __u64 pseudo = l->icmp && p->family == NK_FAMILY_V4 ? 0 : BPF_F_PSEUDO_HDR;
   __be16 old_port = dst ? l->dport : l->sport;
   __u8 new_addr[16];
   __builtin_memcpy(new_addr, addr, 16);
@@ -349,7 +379,7 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct pkt *
     __builtin_memcpy(&from, dst ? p->dst.addr : p->src.addr, 4);
     __builtin_memcpy(&to, new_addr, 4);
     __u32 at = p->l3_off + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
-    if (bpf_l4_csum_replace(skb, csum_off, from, to, BPF_F_PSEUDO_HDR | mangled | 4) < 0) return -1;
+    if (pseudo && bpf_l4_csum_replace(skb, csum_off, from, to, pseudo | mangled | 4) < 0) return -1;
     if (bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check), from, to, 4) < 0) return -1;
     if (bpf_skb_store_bytes(skb, at, &to, 4, 0) < 0) return -1;
   } else {
@@ -357,12 +387,12 @@ static __always_inline int nat_rewrite(struct __sk_buff *skb, const struct pkt *
     __builtin_memcpy(old_addr, dst ? p->dst.addr : p->src.addr, 16);
     __s64 diff = bpf_csum_diff((__be32 *)old_addr, 16, (__be32 *)new_addr, 16, 0);
     __u32 at = p->l3_off + (dst ? offsetof(struct ipv6hdr, daddr) : offsetof(struct ipv6hdr, saddr));
-    if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled) < 0) return -1;
+    if (bpf_l4_csum_replace(skb, csum_off, 0, diff, pseudo | mangled) < 0) return -1;
     if (bpf_skb_store_bytes(skb, at, new_addr, 16, 0) < 0) return -1;
   }
   if (old_port != port) {
     if (bpf_l4_csum_replace(skb, csum_off, old_port, port, mangled | 2) < 0) return -1;
-    if (bpf_skb_store_bytes(skb, l->off + (dst ? 2 : 0), &port, 2, 0) < 0) return -1;
+    if (bpf_skb_store_bytes(skb, port_off, &port, 2, 0) < 0) return -1;
   }
   return 0;
 }
@@ -478,6 +508,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
   if (bpf_map_lookup_elem(&nk_nat_exclude, &ek)) return 0;
   struct l4 l = {};
   if (parse_l4(skb, p, &l)) return 0;
+  if (l.icmp && l.dport != 0) return 0; /* an echo reply answers a flow that came in untranslated */
   __u8 naddr[16] = {};
   if (v4)
     __builtin_memcpy(naddr, dev->addr4, 4);

@@ -38,6 +38,8 @@ export interface NatFlowView {
   idleSeconds: number;
 }
 
+const PROTOCOL_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
+
 const addrText = (family: number, addr: Buffer) =>
   formatIp(family === Family.V4 ? addr.subarray(0, 4) : addr);
 
@@ -108,7 +110,7 @@ export class Masquerade {
     for (const [k, v] of this.ct.entries()) {
       if (k.dir !== NatCtDir.OUT) continue;
       out.push({
-        protocol: k.proto === 6 ? "tcp" : k.proto === 17 ? "udp" : String(k.proto),
+        protocol: PROTOCOL_NAMES[k.proto] ?? String(k.proto),
         pod: formatHostPort(addrText(k.family, k.saddr), k.sport),
         translated: formatHostPort(addrText(v.family, v.addr), v.port),
         remote: formatHostPort(addrText(k.family, k.daddr), k.dport),

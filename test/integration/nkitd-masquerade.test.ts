@@ -134,6 +134,20 @@ describe("masquerade through nkitd", () => {
     expect(udp.map((f) => f.translated).sort()).toEqual([`${HOST4}:${portA}`, `${HOST4}:${portB}`].sort());
   });
 
+  it("translates ICMP echo: ping from a pod reaches the world over v4 and v6", async () => {
+    const pod = pods[0]!;
+    for (const target of [WORLD4, WORLD6]) {
+      await run("nsenter", [`--net=${pod.ns.path}`, "--", "ping", "-c", "2", "-W", "2", "-i", "0.2", target]);
+    }
+    const flows = await nkitJson<{ protocol: string; translated: string; remote: string }[]>(
+      setup.socket,
+      "nat",
+      "list",
+    );
+    expect(flows.some((f) => f.protocol === "icmp" && f.remote.startsWith(`${WORLD4}:`))).toBe(true);
+    expect(flows.some((f) => f.protocol === "icmpv6" && f.translated.startsWith(`[${HOST6}]:`))).toBe(true);
+  });
+
   it("keeps the pod's address for nonMasqueradeCIDRs and for the host's own addresses", async () => {
     const pod = pods[0]!;
     const kept = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", `${kept4}.2`, String(WORLD_PORT), "5");
