@@ -268,7 +268,7 @@ struct l4 {
   __u8 proto; /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP or IPPROTO_ICMPV6 */
   __u8 syn;   /* TCP SYN without ACK: a new connection */
   __u8 icmp;  /* an ICMP echo: its identifier is the request's sport and the reply's dport */
-  __u8 pad;
+  __u8 fin;   /* TCP FIN or RST: the flow is closing */
   __be16 sport;
   __be16 dport;
 };
@@ -316,6 +316,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, const struct pkt *p, 
     struct tcphdr *t = (struct tcphdr *)h;
     if ((void *)(t + 1) > end) return -1;
     l->syn = t->syn && !t->ack;
+    l->fin = t->fin || t->rst;
     l->sport = t->source;
     l->dport = t->dest;
   } else {
@@ -355,8 +356,10 @@ static __always_inline __u32 flow_hash(const struct pkt *p, const struct l4 *l) 
   return h ^ (h >> 16);
 }
 
-static __always_inline __u64 ct_timeout(__u8 proto) {
-  return proto == IPPROTO_TCP ? NK_LB_CT_TCP_TIMEOUT_NS : NK_LB_CT_UDP_TIMEOUT_NS;
+static __always_inline __u64 ct_timeout(__u8 proto, __u8 flags) {
+  if (proto != IPPROTO_TCP) return NK_LB_CT_UDP_TIMEOUT_NS;
+  if (flags & NK_CT_F_CLOSING) return NK_LB_CT_TCP_CLOSING_TIMEOUT_NS;
+  return flags & NK_CT_F_ESTABLISHED ? NK_LB_CT_TCP_TIMEOUT_NS : NK_LB_CT_TCP_OPENING_TIMEOUT_NS;
 }
 
 /* Rewrites the destination (dst != 0) or the source address and port, fixing the IPv4 header
@@ -417,10 +420,12 @@ static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, cons
                             .dport = l->sport};
   __builtin_memcpy(rk.saddr, be->addr, 16);
   __builtin_memcpy(rk.daddr, p->src.addr, 16);
-  struct nk_lb_ct rv = {.last_seen_ns = now, .family = p->family, .port = l->dport, .id = id};
+  struct nk_lb_ct rv = {
+      .last_seen_ns = now, .family = p->family, .flags = NK_CT_F_ESTABLISHED, .port = l->dport, .id = id};
   __builtin_memcpy(rv.addr, p->dst.addr, 16);
   if (bpf_map_update_elem(&nk_lb_ct, &rk, &rv, BPF_ANY) < 0) return -1;
-  struct nk_lb_ct fv = {.last_seen_ns = now, .family = be->family, .port = be->port, .id = id};
+  struct nk_lb_ct fv = {
+      .last_seen_ns = now, .family = be->family, .flags = NK_CT_F_ESTABLISHED, .port = be->port, .id = id};
   __builtin_memcpy(fv.addr, be->addr, 16);
   if (bpf_map_update_elem(&nk_lb_ct, fwd, &fv, BPF_ANY) < 0) return -1;
   return 0;
@@ -443,7 +448,7 @@ static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p) 
   __u64 now = bpf_ktime_get_ns();
   struct nk_lb_addr be = {};
   struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &ck);
-  if (ct && !l.syn && ct->id == svc->id && now - ct->last_seen_ns < ct_timeout(l.proto)) {
+  if (ct && !l.syn && ct->id == svc->id && now - ct->last_seen_ns < ct_timeout(l.proto, ct->flags)) {
     ct->last_seen_ns = now;
     be.family = ct->family;
     be.port = ct->port;
@@ -471,7 +476,7 @@ static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, __u3
   struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &rk);
   if (!ct) return 0;
   __u64 now = bpf_ktime_get_ns();
-  if (now - ct->last_seen_ns >= ct_timeout(l.proto)) return 0;
+  if (now - ct->last_seen_ns >= ct_timeout(l.proto, ct->flags)) return 0;
   ct->last_seen_ns = now;
   __u8 addr[16];
   __builtin_memcpy(addr, ct->addr, 16);
@@ -515,16 +520,24 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
   else
     __builtin_memcpy(naddr, dev->addr6, 16);
   __u64 now = bpf_ktime_get_ns();
-  __u64 timeout = ct_timeout(l.proto);
   struct nk_lb_ct_key ok = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_OUT, .sport = l.sport,
                             .dport = l.dport};
   __builtin_memcpy(ok.saddr, p->src.addr, 16);
   __builtin_memcpy(ok.daddr, p->dst.addr, 16);
   __be16 nport = 0;
   struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ok);
-  if (e && now - e->last_seen_ns < timeout && same_addr16(e->addr, naddr)) {
+  if (e && now - e->last_seen_ns < ct_timeout(l.proto, e->flags) && same_addr16(e->addr, naddr)) {
     e->last_seen_ns = now;
     nport = e->port;
+    if (l.fin && !(e->flags & NK_CT_F_CLOSING)) {
+      e->flags |= NK_CT_F_CLOSING;
+      struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.dport,
+                                .dport = nport};
+      __builtin_memcpy(ik.saddr, p->dst.addr, 16);
+      __builtin_memcpy(ik.daddr, naddr, 16);
+      struct nk_lb_ct *in = bpf_map_lookup_elem(&nk_lb_ct, &ik);
+      if (in) in->flags |= NK_CT_F_CLOSING;
+    }
   } else {
     struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.dport};
     __builtin_memcpy(ik.saddr, p->dst.addr, 16);
@@ -545,7 +558,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
       }
       /* A claim whose flow went quiet long ago may be taken over. */
       struct nk_lb_ct *old = bpf_map_lookup_elem(&nk_lb_ct, &ik);
-      if (old && now - old->last_seen_ns >= timeout) {
+      if (old && now - old->last_seen_ns >= ct_timeout(l.proto, old->flags)) {
         bpf_map_update_elem(&nk_lb_ct, &ik, &iv, BPF_EXIST);
         claimed = 1;
         break;
@@ -576,11 +589,24 @@ static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p) {
   struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ik);
   if (!e) return -1;
   __u64 now = bpf_ktime_get_ns();
-  if (now - e->last_seen_ns >= ct_timeout(l.proto)) return -1;
+  if (now - e->last_seen_ns >= ct_timeout(l.proto, e->flags)) return -1;
   e->last_seen_ns = now;
   __u8 addr[16];
   __builtin_memcpy(addr, e->addr, 16);
   __be16 port = e->port;
+  if (l.proto == IPPROTO_TCP) {
+    __u8 set = l.fin ? NK_CT_F_CLOSING : NK_CT_F_ESTABLISHED;
+    if ((e->flags & set) != set) {
+      /* The remote answered (or closed): both directions learn it. */
+      e->flags |= set;
+      struct nk_lb_ct_key ok = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_OUT, .sport = port,
+                                .dport = l.sport};
+      __builtin_memcpy(ok.saddr, addr, 16);
+      __builtin_memcpy(ok.daddr, p->src.addr, 16);
+      struct nk_lb_ct *out = bpf_map_lookup_elem(&nk_lb_ct, &ok);
+      if (out) out->flags |= set;
+    }
+  }
   if (nat_rewrite(skb, p, &l, 1, addr, port) < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
   __builtin_memcpy(p->dst.addr, addr, 16);
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p->dst);

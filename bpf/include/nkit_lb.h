@@ -90,10 +90,17 @@ struct nk_lb_affinity {
 #define NK_LB_CT_FORWARD 0
 #define NK_LB_CT_REVERSE 1
 
-/* An entry unused this long is ignored (and, LRU, eventually evicted): a TCP flow quiet for six
- * hours or a UDP flow quiet for five minutes starts over with a fresh backend choice. */
+/* An entry unused this long is ignored (its port may be taken over), and nkitd collects it: an
+ * established TCP flow after six hours, one still opening after a minute, one closing (FIN or RST
+ * seen) after ten seconds; UDP and ICMP after five minutes. Mirrored in src/bpf/lb.ts. */
 #define NK_LB_CT_TCP_TIMEOUT_NS (21600ULL * 1000000000ULL)
+#define NK_LB_CT_TCP_OPENING_TIMEOUT_NS (60ULL * 1000000000ULL)
+#define NK_LB_CT_TCP_CLOSING_TIMEOUT_NS (10ULL * 1000000000ULL)
 #define NK_LB_CT_UDP_TIMEOUT_NS (300ULL * 1000000000ULL)
+
+/* nk_lb_ct flags. Load-balancer entries start established; masquerade entries learn it. */
+#define NK_CT_F_ESTABLISHED 0x1 /* TCP: the remote answered */
+#define NK_CT_F_CLOSING 0x2     /* TCP: a FIN or RST went either way */
 
 struct nk_lb_ct_key {
   __u8 family;
@@ -109,7 +116,7 @@ struct nk_lb_ct_key {
 struct nk_lb_ct {
   __u64 last_seen_ns; /* bpf_ktime_get_ns of the last packet */
   __u8 family;
-  __u8 pad;
+  __u8 flags;         /* NK_CT_F_* */
   __be16 port;
   __u8 addr[16];      /* forward: the backend; reverse: the frontend */
   __u32 id;           /* the frontend's id */

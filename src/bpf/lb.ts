@@ -105,6 +105,7 @@ export interface LbCtKey {
 /** struct nk_lb_ct */
 export interface LbCt extends LbAddress {
   last_seen_ns: bigint;
+  flags: number;
   id: number;
 }
 
@@ -197,9 +198,31 @@ export const lbCtKey: StructCodec<LbCtKey> = struct<LbCtKey>({
 export const lbCt: StructCodec<LbCt> = struct<LbCt>({
   name: "nk_lb_ct",
   size: 32,
-  fields: { last_seen_ns: { offset: 0, codec: u64 }, ...addressFields(8), id: { offset: 28, codec: u32 } },
-  padding: [{ name: "pad", offset: 9, size: 1 }],
+  fields: {
+    last_seen_ns: { offset: 0, codec: u64 },
+    ...addressFields(8),
+    flags: { offset: 9, codec: u8 },
+    id: { offset: 28, codec: u32 },
+  },
 });
+
+/** NK_CT_F_* */
+export const CtFlags = { ESTABLISHED: 0x1, CLOSING: 0x2 } as const;
+
+/** The idle timeouts of nk_lb_ct entries (nkit_lb.h), in nanoseconds. */
+export const CT_TIMEOUT_NS = {
+  tcpEstablished: 21_600n * 1_000_000_000n,
+  tcpOpening: 60n * 1_000_000_000n,
+  tcpClosing: 10n * 1_000_000_000n,
+  other: 300n * 1_000_000_000n,
+} as const;
+
+/** How long an entry may stay idle, as the datapath judges it. */
+export function ctTimeoutNs(proto: number, flags: number): bigint {
+  if (proto !== 6) return CT_TIMEOUT_NS.other;
+  if (flags & CtFlags.CLOSING) return CT_TIMEOUT_NS.tcpClosing;
+  return flags & CtFlags.ESTABLISHED ? CT_TIMEOUT_NS.tcpEstablished : CT_TIMEOUT_NS.tcpOpening;
+}
 
 /** The structs of nkit_lb.h the per-packet path (bpf/datapath.bpf.c) records. */
 export const LB_PACKET_STRUCTS: readonly StructCodec<unknown>[] = [

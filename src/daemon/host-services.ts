@@ -52,6 +52,23 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
   });
   const events = new DatapathEvents(config.paths.bpffs, { log, onLost: countLostEvents });
   const cleanup: (() => unknown)[] = [removeCollector, () => events.close()];
+  const nat = core.nat;
+  if (nat) {
+    cleanup.push(
+      registry.addCollector(() => {
+        const byProto = new Map<string, number>();
+        for (const f of nat.flows()) byProto.set(f.protocol, (byProto.get(f.protocol) ?? 0) + 1);
+        return [
+          {
+            name: "nkit_nat_flows",
+            help: "Flows masquerade has translated and still tracks, by protocol",
+            type: "gauge",
+            samples: [...byProto].map(([protocol, n]) => ({ labels: { protocol }, value: n })),
+          },
+        ];
+      }),
+    );
+  }
   const services = core.services;
   if (services) {
     cleanup.push(

@@ -65,6 +65,12 @@ export async function startMasquerade(
     apply().catch((e: unknown) =>
       log.error({ err: e }, "masquerade: refreshing the uplink addresses failed"),
     );
+    try {
+      const n = nat.collect();
+      if (n > 0) log.debug({ entries: n }, "conntrack: idle entries collected");
+    } catch (e) {
+      log.error({ err: e }, "conntrack: collecting idle entries failed");
+    }
   }, REFRESH_MS);
   timer.unref();
   return {

@@ -4,7 +4,7 @@
 // uplink, the address flows leaving through it get. apply() makes the maps say exactly that.
 import { join } from "node:path";
 import { u8, u32 } from "../bpf/codec.js";
-import { type LbCt, type LbCtKey, LbMap, lbCt, lbCtKey } from "../bpf/lb.js";
+import { ctTimeoutNs, type LbCt, type LbCtKey, LbMap, lbCt, lbCtKey } from "../bpf/lb.js";
 import { BpfMap } from "../bpf/map.js";
 import {
   type NatConfig,
@@ -118,6 +118,22 @@ export class Masquerade {
       });
     }
     return out.sort((a, b) => a.idleSeconds - b.idleSeconds);
+  }
+
+  /**
+   * Deletes the conntrack entries (masquerade and load-balancer) idle past their timeout, so their
+   * ports and slots are free before the LRU would evict them. An entry the datapath used since it
+   * was read is kept. Returns how many went.
+   */
+  collect(now = process.hrtime.bigint()): number {
+    let n = 0;
+    for (const [k, v] of [...this.ct.entries()]) {
+      if (now - v.last_seen_ns < ctTimeoutNs(k.proto, v.flags)) continue;
+      const again = this.ct.lookup(k);
+      if (!again || now - again.last_seen_ns < ctTimeoutNs(k.proto, again.flags)) continue;
+      if (this.ct.delete(k)) n++;
+    }
+    return n;
   }
 
   close(): void {

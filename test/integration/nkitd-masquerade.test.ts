@@ -8,6 +8,7 @@ import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
+import { Masquerade } from "../../src/masquerade/masquerade.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   Nkitd,
@@ -164,5 +165,22 @@ describe("masquerade through nkitd", () => {
     const r = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", HOST4, String(port), "3");
     expect(r.answers).toEqual({ host: 3 });
     expect([...new Set(seen)]).toEqual([pod.ipv4]);
+  });
+
+  it("collects closed TCP flows after the closing timeout and keeps live UDP ones", async () => {
+    const tcpToWorld = (flows: { protocol: string; remote: string }[]) =>
+      flows.filter((f) => f.protocol === "tcp" && f.remote === `${WORLD4}:${WORLD_PORT}`);
+    const before = await nkitJson<{ protocol: string; remote: string }[]>(setup.socket, "nat", "list");
+    expect(tcpToWorld(before)).toHaveLength(20);
+    // The collector nkitd runs every 30 s, run now as if 11 s had passed (closing timeout: 10 s).
+    const nat = Masquerade.open(setup.bpffsDir);
+    try {
+      expect(nat.collect(process.hrtime.bigint() + 11_000_000_000n)).toBeGreaterThanOrEqual(40);
+    } finally {
+      nat.close();
+    }
+    const after = await nkitJson<{ protocol: string; remote: string }[]>(setup.socket, "nat", "list");
+    expect(tcpToWorld(after)).toEqual([]);
+    expect(after.filter((f) => f.protocol === "udp").length).toBeGreaterThanOrEqual(2);
   });
 });
