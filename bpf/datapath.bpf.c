@@ -579,6 +579,122 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
 
 /* A reply on the uplink to a masqueraded flow: back to the pod's address and port, into the pod.
  * Returns -1 when the packet is not such a reply, else the tc verdict. */
+/* An ICMP error on the uplink about a flow masquerade translated (destination unreachable incl.
+ * fragmentation needed / packet too big, time exceeded): the outer destination and the quoted
+ * packet's source address and port go back to the pod's, the outer and quoted IPv4 header
+ * checksums and the ICMP checksum are fixed (the quoted TCP/UDP checksum is left as it is: it may
+ * be truncated and receivers do not check it), and the error is delivered into the pod, so PMTU
+ * discovery and "connection refused" work through masquerade. Returns -1 when it is not such an
+ * error, else the tc verdict. Quoted IPv4 headers with options and IPv6 extension headers are not
+ * followed. */
+static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct pkt *p) {
+  int v4 = p->family == NK_FAMILY_V4;
+  if (p->protocol != (v4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) return -1;
+  void *data = (void *)(long)skb->data;
+  void *end = (void *)(long)skb->data_end;
+  __u32 off;
+  if (v4) {
+    struct iphdr *ip = data + sizeof(struct ethhdr);
+    if ((void *)(ip + 1) > end || (ip->frag_off & bpf_htons(0x3fff))) return -1;
+    off = sizeof(struct ethhdr) + ip->ihl * 4;
+  } else {
+    off = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+  }
+  if (off > sizeof(struct ethhdr) + 60) return -1;
+  __u8 *icmp = data + off;
+  if ((void *)(icmp + 8) > end) return -1;
+  __u8 type = icmp[0];
+  int error = v4 ? (type == 3 || type == 11) : (type == 1 || type == 2 || type == 3);
+  if (!error) return -1;
+  __u32 inner = off + 8;
+  __u32 inner_l4;
+  __u8 inner_proto;
+  __u8 inner_src[16] = {}, inner_dst[16] = {};
+  if (v4) {
+    struct iphdr *q = data + inner;
+    if ((void *)(q + 1) > end || q->version != 4 || q->ihl != 5) return -1;
+    inner_proto = q->protocol;
+    __builtin_memcpy(inner_src, &q->saddr, 4);
+    __builtin_memcpy(inner_dst, &q->daddr, 4);
+    inner_l4 = inner + sizeof(struct iphdr);
+  } else {
+    struct ipv6hdr *q = data + inner;
+    if ((void *)(q + 1) > end || q->version != 6) return -1;
+    inner_proto = q->nexthdr;
+    __builtin_memcpy(inner_src, &q->saddr, 16);
+    __builtin_memcpy(inner_dst, &q->daddr, 16);
+    inner_l4 = inner + sizeof(struct ipv6hdr);
+  }
+  __u8 *l4 = data + inner_l4;
+  if ((void *)(l4 + 8) > end) return -1;
+  __be16 qsport, qdport;
+  __u32 port_off; /* where the quoted packet's translated port (or echo identifier) sits */
+  if (inner_proto == IPPROTO_TCP || inner_proto == IPPROTO_UDP) {
+    qsport = *(__be16 *)l4;
+    qdport = *(__be16 *)(l4 + 2);
+    port_off = inner_l4;
+  } else if (inner_proto == (v4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) &&
+             l4[0] == (v4 ? NK_ICMP_ECHO_REQUEST : NK_ICMP6_ECHO_REQUEST)) {
+    qsport = *(__be16 *)(l4 + 4);
+    qdport = 0;
+    port_off = inner_l4 + 4;
+  } else {
+    return -1;
+  }
+  /* The quoted packet is one we sent: its reply tuple is the SNAT_IN key. */
+  struct nk_lb_ct_key ik = {.family = p->family, .proto = inner_proto, .dir = NK_CT_SNAT_IN, .sport = qdport,
+                            .dport = qsport};
+  __builtin_memcpy(ik.saddr, inner_dst, 16);
+  __builtin_memcpy(ik.daddr, inner_src, 16);
+  struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ik);
+  if (!e) return -1;
+  __u8 pod[16];
+  __builtin_memcpy(pod, e->addr, 16);
+  __be16 pod_port = e->port;
+  __u32 csum_off = off + 2;
+  if (v4) {
+    __be32 from, to;
+    __builtin_memcpy(&from, inner_src, 4);
+    __builtin_memcpy(&to, pod, 4);
+    /* outer destination: IPv4 header checksum only (ICMPv4 has no pseudo header) */
+    __be32 outer_from;
+    __builtin_memcpy(&outer_from, p->dst.addr, 4);
+    if (bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check), outer_from, to, 4) < 0 ||
+        bpf_skb_store_bytes(skb, p->l3_off + offsetof(struct iphdr, daddr), &to, 4, 0) < 0)
+      return drop(skb, 0, NK_DROP_MALFORMED, p);
+    /* quoted source and its header checksum, both inside the ICMP checksum */
+    __u16 old_check, new_check;
+    __u32 qcheck = inner + offsetof(struct iphdr, check);
+    if (bpf_skb_load_bytes(skb, qcheck, &old_check, 2) < 0 ||
+        bpf_l3_csum_replace(skb, qcheck, from, to, 4) < 0 ||
+        bpf_skb_load_bytes(skb, qcheck, &new_check, 2) < 0 ||
+        bpf_skb_store_bytes(skb, inner + offsetof(struct iphdr, saddr), &to, 4, 0) < 0 ||
+        bpf_l4_csum_replace(skb, csum_off, from, to, 4) < 0 ||
+        bpf_l4_csum_replace(skb, csum_off, old_check, new_check, 2) < 0)
+      return drop(skb, 0, NK_DROP_MALFORMED, p);
+  } else {
+    __u8 outer_old[16];
+    __builtin_memcpy(outer_old, p->dst.addr, 16);
+    __s64 d_outer = bpf_csum_diff((__be32 *)outer_old, 16, (__be32 *)pod, 16, 0);
+    __s64 d_inner = bpf_csum_diff((__be32 *)inner_src, 16, (__be32 *)pod, 16, 0);
+    if (bpf_l4_csum_replace(skb, csum_off, 0, d_outer, BPF_F_PSEUDO_HDR) < 0 ||
+        bpf_skb_store_bytes(skb, p->l3_off + offsetof(struct ipv6hdr, daddr), pod, 16, 0) < 0 ||
+        bpf_l4_csum_replace(skb, csum_off, 0, d_inner, 0) < 0 ||
+        bpf_skb_store_bytes(skb, inner + offsetof(struct ipv6hdr, saddr), pod, 16, 0) < 0)
+      return drop(skb, 0, NK_DROP_MALFORMED, p);
+  }
+  if (qsport != pod_port) {
+    if (bpf_l4_csum_replace(skb, csum_off, qsport, pod_port, 2) < 0 ||
+        bpf_skb_store_bytes(skb, port_off, &pod_port, 2, 0) < 0)
+      return drop(skb, 0, NK_DROP_MALFORMED, p);
+  }
+  __builtin_memcpy(p->dst.addr, pod, 16);
+  struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p->dst);
+  if (!dst) return TC_ACT_OK;
+  int r = to_local_pod(skb, p, dst, NK_FWD_SNAT_REVERSE, 1);
+  return r >= 0 ? r : TC_ACT_OK;
+}
+
 static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p) {
   struct l4 l = {};
   if (parse_l4(skb, p, &l)) return -1;
@@ -713,6 +829,8 @@ int nk_from_uplink(struct __sk_buff *skb) {
   if (lb >= 0) return lb;
   int nat = snat_reverse(skb, &p);
   if (nat >= 0) return nat;
+  int err = snat_icmp_error(skb, &p);
+  if (err >= 0) return err;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (!dst) return TCX_NEXT;
   int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK, 1);

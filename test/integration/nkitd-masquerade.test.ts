@@ -26,6 +26,7 @@ const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
 const CLIENT = join(FIXTURES, "lb-client.mjs");
 const UDP_FROM = join(FIXTURES, "udp-from-port.mjs");
 const PEER = join(FIXTURES, "peer-echo.mjs");
+const UDP_REFUSED = join(FIXTURES, "udp-refused.mjs");
 const WORLD_PORT = 9000;
 
 const scope = new Scope();
@@ -147,6 +148,14 @@ describe("masquerade through nkitd", () => {
     );
     expect(flows.some((f) => f.protocol === "icmp" && f.remote.startsWith(`${WORLD4}:`))).toBe(true);
     expect(flows.some((f) => f.protocol === "icmpv6" && f.translated.startsWith(`[${HOST6}]:`))).toBe(true);
+  });
+
+  it("delivers ICMP errors about translated flows to the pod: a closed port is refused, v4 and v6", async () => {
+    const pod = pods[0]!.ns;
+    for (const target of [WORLD4, WORLD6]) {
+      const r = await inPod<{ error?: string }>(pod, UDP_REFUSED, target, "9999");
+      expect(r, target).toEqual({ error: "ECONNREFUSED" });
+    }
   });
 
   it("keeps the pod's address for nonMasqueradeCIDRs and for the host's own addresses", async () => {
