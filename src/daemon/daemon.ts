@@ -36,9 +36,17 @@ export interface Daemon {
   readonly endpoints: EndpointManager;
   readonly ipam: Ipam;
   readonly uplinks: readonly string[];
+  /**
+   * Applies what can change while running (the `masquerade:` section) from a new config; returns
+   * the top-level keys that changed but need a restart.
+   */
+  reload(next: NkitdConfig): Promise<string[]>;
   /** Stops the control plane; pinned links and maps keep forwarding. */
   stop(): Promise<void>;
 }
+
+/** Keys reload() applies in place. */
+const RELOADABLE = new Set(["masquerade"]);
 
 export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Daemon> {
   mkdirSync(config.paths.state, { recursive: true, mode: 0o700 });
@@ -138,6 +146,14 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       endpoints,
       ipam,
       uplinks,
+      reload: async (next) => {
+        const cur = config as unknown as Record<string, unknown>;
+        const nxt = next as unknown as Record<string, unknown>;
+        const changed = Object.keys(nxt).filter((k) => JSON.stringify(cur[k]) !== JSON.stringify(nxt[k]));
+        await masq.reconfigure(next);
+        config.masquerade = next.masquerade;
+        return changed.filter((k) => !RELOADABLE.has(k));
+      },
       stop: async () => {
         await nri?.stop(); // NRI plugin
         await host.stop(); // host services

@@ -35,15 +35,19 @@ async function main(): Promise<number> {
   program.parse();
   const flags = program.opts<Flags>();
 
+  const load = (): NkitdConfig => {
+    const c = loadConfig(flags.config);
+    if (flags.stateDir) c.paths.state = flags.stateDir;
+    if (flags.runDir) c.paths.run = flags.runDir;
+    if (flags.bpffsDir) c.paths.bpffs = flags.bpffsDir;
+    if (flags.servicesDir) c.paths.services = flags.servicesDir;
+    if (flags.cgroup) c.paths.cgroup = flags.cgroup;
+    if (flags.logLevel) c.log.level = flags.logLevel as NkitdConfig["log"]["level"];
+    return c;
+  };
   let config: NkitdConfig;
   try {
-    config = loadConfig(flags.config);
-    if (flags.stateDir) config.paths.state = flags.stateDir;
-    if (flags.runDir) config.paths.run = flags.runDir;
-    if (flags.bpffsDir) config.paths.bpffs = flags.bpffsDir;
-    if (flags.servicesDir) config.paths.services = flags.servicesDir;
-    if (flags.cgroup) config.paths.cgroup = flags.cgroup;
-    if (flags.logLevel) config.log.level = flags.logLevel as NkitdConfig["log"]["level"];
+    config = load();
     await preflight(config);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
@@ -69,6 +73,25 @@ async function main(): Promise<number> {
       log.info({ signal }, "stopping control plane; the datapath keeps forwarding");
       resolve();
     };
+    // SIGHUP (systemctl reload): re-read the config; a bad one is refused and the running one kept.
+    process.on("SIGHUP", () => {
+      let next: NkitdConfig;
+      try {
+        next = load();
+      } catch (e) {
+        const key = e instanceof ConfigError ? e.key : undefined;
+        log.error({ err: e, key }, "reload refused: the config is not valid; keeping the running one");
+        return;
+      }
+      daemon.reload(next).then(
+        (restart) => {
+          log.info({ applied: ["masquerade"] }, "config reloaded");
+          if (restart.length > 0)
+            log.warn({ keys: restart }, "these changes take effect at the next restart");
+        },
+        (e: unknown) => log.error({ err: e }, "reload failed"),
+      );
+    });
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });

@@ -35,6 +35,8 @@ async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddres
 
 export interface MasqueradeService {
   flows(): NatFlowView[];
+  /** Applies a changed `masquerade:` section (SIGHUP); flows already translated keep their ports. */
+  reconfigure(config: NkitdConfig): Promise<void>;
   stop(): void;
 }
 
@@ -43,14 +45,14 @@ export async function startMasquerade(
   uplinks: readonly string[],
   log: Logger,
 ): Promise<MasqueradeService> {
-  const m = config.masquerade;
   const nat = Masquerade.open(config.paths.bpffs);
-  const settings = {
-    ipv4: m.enabled,
-    ipv6: m.enabled && m.ipv6,
-    portRange: m.portRange,
-    exclude: [...config.podCIDRs, ...config.serviceCIDRs, ...m.nonMasqueradeCIDRs],
-  };
+  const settingsOf = (c: NkitdConfig) => ({
+    ipv4: c.masquerade.enabled,
+    ipv6: c.masquerade.enabled && c.masquerade.ipv6,
+    portRange: c.masquerade.portRange,
+    exclude: [...c.podCIDRs, ...c.serviceCIDRs, ...c.masquerade.nonMasqueradeCIDRs],
+  });
+  let settings = settingsOf(config);
   let last = "";
   const apply = async () => {
     const devices = await uplinkAddresses(uplinks);
@@ -75,6 +77,11 @@ export async function startMasquerade(
   timer.unref();
   return {
     flows: () => nat.flows(),
+    reconfigure: async (c) => {
+      settings = settingsOf(c);
+      last = "";
+      await apply();
+    },
     stop: () => {
       clearInterval(timer);
       nat.close();

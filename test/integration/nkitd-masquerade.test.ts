@@ -4,6 +4,7 @@
 // from the same source port to the same remote get different translated ports and each gets its
 // own reply; traffic to the host's own address is not translated.
 import { randomInt } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,6 +34,7 @@ const scope = new Scope();
 let setup: NkitdSetup;
 let world: TestNetns;
 let api: NkitClient;
+let daemon: Nkitd;
 const pods: { ns: TestNetns; ipv4: string; ipv6: string }[] = [];
 const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
 const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:2`;
@@ -42,6 +44,9 @@ const HOST4 = `${net4}.1`;
 const HOST6 = `${net6}::1`;
 const WORLD4 = `${net4}.2`;
 const WORLD6 = `${net6}::2`;
+
+const masqueradeLine = (range: string) =>
+  `masquerade: {ipv6: true, nonMasqueradeCIDRs: [${kept4}.0/24], portRange: "${range}"}`;
 
 interface TcpResult {
   answers: Record<string, number>;
@@ -55,7 +60,7 @@ async function inPod<R>(pod: TestNetns, script: string, ...args: string[]): Prom
 
 beforeAll(async () => {
   requireDist();
-  setup = await nkitdSetup(scope, "mq", [`masquerade: {ipv6: true, nonMasqueradeCIDRs: [${kept4}.0/24]}`]);
+  setup = await nkitdSetup(scope, "mq", [masqueradeLine("32768-65535")]);
   world = await createNetns(scope, "world");
   const far = `${setup.uplink}p`;
   await run("ip", ["link", "set", far, "netns", world.name]);
@@ -75,7 +80,7 @@ beforeAll(async () => {
     scope,
   );
   await until(() => peer.out().includes("ready"), "the world's echo server", 10_000, peer.running);
-  await Nkitd.start(scope, ["--config", setup.config]);
+  daemon = await Nkitd.start(scope, ["--config", setup.config]);
   api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
   for (const name of ["pa", "pb"]) {
@@ -191,5 +196,43 @@ describe("masquerade through nkitd", () => {
     const after = await nkitJson<{ protocol: string; remote: string }[]>(setup.socket, "nat", "list");
     expect(tcpToWorld(after)).toEqual([]);
     expect(after.filter((f) => f.protocol === "udp").length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("reload (SIGHUP) applies a 2-port range; exhausting it drops with a counted reason, nothing crashes", async () => {
+    const text = readFileSync(setup.config, "utf8").replace(
+      masqueradeLine("32768-65535"),
+      masqueradeLine("40000-40001"),
+    );
+    writeFileSync(setup.config, text);
+    process.kill(daemon.pid, "SIGHUP");
+    await until(() => daemon.logs().some((l) => l.msg === "config reloaded"), "the reload", 10_000);
+    const pod = pods[0]!;
+    const results = [];
+    for (const local of ["41000", "41001", "41002"]) {
+      results.push(
+        await inPod<{ reply?: string; error?: string }>(pod.ns, UDP_FROM, WORLD4, String(WORLD_PORT), local),
+      );
+    }
+    const ports = results.filter((r) => r.reply).map((r) => r.reply?.split(" ")[1]);
+    for (const p of ports) expect(["40000", "40001"]).toContain(p);
+    expect(results.filter((r) => r.error === "TIMEOUT").length).toBeGreaterThan(0);
+    const ep = await nkitJson<{ counters: { reason: string; packets: number }[] }>(
+      setup.socket,
+      "endpoint",
+      "get",
+      `mq-pa-${process.pid}`,
+    );
+    expect(ep.counters.find((c) => c.reason === "DROP_NAT_NO_PORT")?.packets ?? 0).toBeGreaterThan(0);
+    // A bad config is refused and the running one kept.
+    writeFileSync(setup.config, text.replace('portRange: "40000-40001"', 'portRange: "1-2"'));
+    process.kill(daemon.pid, "SIGHUP");
+    await until(
+      () => daemon.logs().some((l) => l.msg.startsWith("reload refused")),
+      "the refused reload",
+      10_000,
+    );
+    expect(daemon.logs().find((l) => l.msg.startsWith("reload refused"))?.key).toBe("masquerade.portRange");
+    const still = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", `${kept4}.2`, String(WORLD_PORT), "1");
+    expect(still.errors).toEqual({});
   });
 });
