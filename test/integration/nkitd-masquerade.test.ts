@@ -28,6 +28,8 @@ const CLIENT = join(FIXTURES, "lb-client.mjs");
 const UDP_FROM = join(FIXTURES, "udp-from-port.mjs");
 const PEER = join(FIXTURES, "peer-echo.mjs");
 const UDP_REFUSED = join(FIXTURES, "udp-refused.mjs");
+const UDP_MANY = join(FIXTURES, "udp-many.mjs");
+const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const WORLD_PORT = 9000;
 
 const scope = new Scope();
@@ -197,6 +199,47 @@ describe("masquerade through nkitd", () => {
     expect(tcpToWorld(after)).toEqual([]);
     expect(after.filter((f) => f.protocol === "udp").length).toBeGreaterThanOrEqual(2);
   });
+
+  it("5,000 concurrent UDP flows from 5 pods to one remote get 5,000 distinct translated ports", async () => {
+    for (const name of ["pc", "pd", "pe"]) {
+      const ns = await createNetns(scope, name);
+      const ep = await api.wireEndpoint({ id: `mq-${name}-${process.pid}`, netnsPath: ns.path });
+      scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+      pods.push({ ns, ipv4: ep.addresses.ipv4, ipv6: ep.addresses.ipv6 });
+    }
+    const runs = await Promise.all(
+      pods
+        .slice(0, 5)
+        .map((p) =>
+          inPod<{ answered: number; seen: string[] }>(p.ns, UDP_MANY, WORLD4, String(WORLD_PORT), "1000"),
+        ),
+    );
+    expect(runs.map((r) => r.answered)).toEqual([1000, 1000, 1000, 1000, 1000]);
+    const seen = runs.flatMap((r) => r.seen);
+    expect(new Set(seen.map((x) => x.split(" ")[0]))).toEqual(new Set([HOST4]));
+    expect(new Set(seen).size).toBe(5000);
+  }, 120_000);
+
+  it("established translated flows survive an nkitd restart", async () => {
+    const backend = spawnProc(
+      "nsenter",
+      [`--net=${world.path}`, "--", process.execPath, BACKEND, "world", "8080"],
+      scope,
+    );
+    await until(() => backend.out().includes("ready"), "the world's live server", 10_000, backend.running);
+    const live = spawnProc(
+      "nsenter",
+      [`--net=${pods[0]!.ns.path}`, "--", process.execPath, CLIENT, "live", WORLD4, "8081", "20,4000"],
+      scope,
+    );
+    await until(() => live.out().includes("open"), "20 live connections", 15_000, live.running);
+    expect((await daemon.stop()).code).toBe(0);
+    daemon = await Nkitd.start(scope, ["--config", setup.config]);
+    const done = await live.done;
+    const held = JSON.parse(done.stdout.split("\n")[1] ?? "{}") as TcpResult;
+    expect(held.errors).toEqual({});
+    expect(held.answers).toEqual({ world: 20 });
+  }, 60_000);
 
   it("reload (SIGHUP) applies a 2-port range; exhausting it drops with a counted reason, nothing crashes", async () => {
     const text = readFileSync(setup.config, "utf8").replace(
