@@ -165,6 +165,19 @@ describe("masquerade through nkitd", () => {
     }
   });
 
+  it("a TTL that expires in the world comes back to the pod as time exceeded (traceroute works)", async () => {
+    const far = `10.${randomInt(100, 250)}.${randomInt(0, 255)}.77`;
+    await run("ip", ["route", "add", `${far}/32`, "via", WORLD4, "dev", setup.uplink]);
+    await run("ip", ["netns", "exec", world.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    await run("ip", ["-n", world.name, "route", "add", `${far}/32`, "via", HOST4]);
+    // TTL 2: nkit's hop takes one, the world would have to forward it with 0 left.
+    const r = await run("sh", [
+      "-c",
+      `nsenter --net=${pods[0]!.ns.path} -- ping -c 1 -t 2 -W 2 ${far}; true`,
+    ]);
+    expect(r.stdout).toMatch(new RegExp(`From ${WORLD4.replaceAll(".", "\\.")}.*Time to live exceeded`));
+  });
+
   it("keeps the pod's address for nonMasqueradeCIDRs and for the host's own addresses", async () => {
     const pod = pods[0]!;
     const kept = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", `${kept4}.2`, String(WORLD_PORT), "5");
