@@ -2,6 +2,8 @@
 // reused from) pinRoot, which is how state survives an nkitd restart. Programs and maps handed out
 // are dups of the object's fds, owned by the BpfObject until it is closed.
 import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { InvalidArgumentError, NotFoundError } from "../errors.js";
 import { bpfAddon, type NativeMapSpec, type NativeProgramSpec, type ObjHandle } from "../native/bpf.js";
 import type { Codec } from "./codec.js";
@@ -131,6 +133,20 @@ export class BpfObject {
 }
 
 /** Layout of a struct as recorded in an object's BTF (null if the object has no such struct). */
+/**
+ * The path of a BPF object `npm run build:bpf` built (bpf/build/<file>), found from this module's
+ * place in src/, dist/ or a compiled copy such as bench/dist/src.
+ */
+export function builtObjectPath(file: string): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, "bpf", "build", file);
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new NotFoundError(`bpf/build/${file} is missing: run \`npm run build:bpf\``);
+}
+
 export function btfStructLayout(path: string, structName: string) {
   return nativeCall(`reading BTF of ${path}`, () => bpfAddon().btfStruct(path, structName));
 }

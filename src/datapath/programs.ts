@@ -1,8 +1,5 @@
 // The datapath object (bpf/datapath.bpf.c), loaded once per process. Its maps are pinned by name
 // under the bpffs dir, so a new process picks up the same endpoint table and counters.
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { u32 } from "../bpf/codec.js";
 import {
   type CounterKey,
@@ -15,10 +12,9 @@ import {
   endpointValue,
 } from "../bpf/datapath.js";
 import type { BpfMap, PerCpuMap } from "../bpf/map.js";
-import { BpfObject } from "../bpf/object.js";
+import { BpfObject, builtObjectPath } from "../bpf/object.js";
 import type { BpfProgram } from "../bpf/program.js";
 import type { PacketCounter } from "../bpf/shared.js";
-import { NotFoundError } from "../errors.js";
 
 export const PROGRAM = {
   fromContainer: "nk_from_container",
@@ -26,15 +22,7 @@ export const PROGRAM = {
   fromUplink: "nk_from_uplink",
 } as const;
 
-export function defaultObjectPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, "bpf", "build", "datapath.bpf.o");
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new NotFoundError("bpf/build/datapath.bpf.o is missing: run `npm run build:bpf`");
-}
+export const defaultObjectPath = (): string => builtObjectPath("datapath.bpf.o");
 
 export class DatapathPrograms {
   readonly fromContainer: BpfProgram;

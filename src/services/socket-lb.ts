@@ -5,8 +5,6 @@
 // A restarted nkitd adopts the pinned links and swaps their programs in place (BPF_LINK_UPDATE), so
 // connects keep being translated while it restarts.
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { u32, u64 } from "../bpf/codec.js";
 import type { CgroupHook } from "../bpf/constants.js";
 import {
@@ -26,7 +24,7 @@ import {
 } from "../bpf/lb.js";
 import { BpfLink } from "../bpf/link.js";
 import type { BpfMap, PerCpuMap } from "../bpf/map.js";
-import { BpfObject } from "../bpf/object.js";
+import { BpfObject, builtObjectPath } from "../bpf/object.js";
 import { PinDir } from "../bpf/pins.js";
 import { Family } from "../bpf/shared.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
@@ -57,15 +55,7 @@ export interface SocketLbOptions {
   log?: Logger;
 }
 
-export function defaultSockLbObject(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, "bpf", "build", "sock_lb.bpf.o");
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new NotFoundError("bpf/build/sock_lb.bpf.o is missing: run `npm run build:bpf`");
-}
+export const defaultSockLbObject = (): string => builtObjectPath("sock_lb.bpf.o");
 
 /** The host's cgroup v2 mount: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts. */
 export function hostCgroup2(mounts = "/proc/mounts"): string {

@@ -10,6 +10,7 @@ import { BpfLink, type LinkInfo } from "../../src/bpf/link.js";
 import { PinDir } from "../../src/bpf/pins.js";
 import { createTestCgroup } from "./cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "./names.js";
+import { createNetns } from "./netns.js";
 import type { Scope } from "./scope.js";
 import { run } from "./sys.js";
 
@@ -143,6 +144,44 @@ export async function nkitdSetup(scope: Scope, label: string, extra: string[] = 
     ].join("\n"),
   );
   return { ...dirs, config, uplink, cidr4, cidr6, cgroup, servicesDir };
+}
+
+/** "Another host": a netns on the uplink's far end, both ends addressed on a subnet of their own. */
+export interface OutsideNetns {
+  netns: { name: string; path: string };
+  /** The far end's device, inside netns. */
+  dev: string;
+  host4: string;
+  host6: string;
+  far4: string;
+  far6: string;
+}
+
+/** Moves the veth peer of setup's uplink into a new netns and addresses both ends (v4 /24, v6 /64). */
+export async function outsideBehindUplink(
+  scope: Scope,
+  setup: NkitdSetup,
+  label: string,
+): Promise<OutsideNetns> {
+  const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
+  const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:1`;
+  const o: OutsideNetns = {
+    netns: await createNetns(scope, label),
+    dev: `${setup.uplink}p`,
+    host4: `${net4}.1`,
+    host6: `${net6}::1`,
+    far4: `${net4}.2`,
+    far6: `${net6}::2`,
+  };
+  const ns = o.netns.name;
+  await run("ip", ["link", "set", o.dev, "netns", ns]);
+  await run("ip", ["addr", "add", `${o.host4}/24`, "dev", setup.uplink]);
+  await run("ip", ["addr", "add", `${o.host6}/64`, "dev", setup.uplink, "nodad"]);
+  await run("ip", ["link", "set", setup.uplink, "up"]);
+  await run("ip", ["-n", ns, "addr", "add", `${o.far4}/24`, "dev", o.dev]);
+  await run("ip", ["-n", ns, "addr", "add", `${o.far6}/64`, "dev", o.dev, "nodad"]);
+  await run("ip", ["-n", ns, "link", "set", o.dev, "up"]);
+  return o;
 }
 
 export interface LogLine {

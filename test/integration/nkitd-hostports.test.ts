@@ -14,6 +14,7 @@ import {
   type NkitdSetup,
   nkitdSetup,
   nkitJson,
+  outsideBehindUplink,
   requireDist,
   spawnProc,
   until,
@@ -34,10 +35,8 @@ let outside: TestNetns;
 let podA: TestNetns;
 let podB: TestNetns;
 let socket: string;
-const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
-const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:1`;
-const HOST4 = `${net4}.1`;
-const HOST6 = `${net6}::1`;
+let HOST4: string;
+let HOST6: string;
 const idA = `hp-a-${process.pid}`;
 const idB = `hp-b-${process.pid}`;
 
@@ -81,15 +80,11 @@ beforeAll(async () => {
   requireDist();
   setup = await nkitdSetup(scope, "hp");
   socket = join(setup.runDir, "cni.sock");
-  // The uplink's far end is "another host": a netns of its own on the uplink's subnet.
-  outside = await createNetns(scope, "out");
-  await run("ip", ["link", "set", `${setup.uplink}p`, "netns", outside.name]);
-  await run("ip", ["addr", "add", `${HOST4}/24`, "dev", setup.uplink]);
-  await run("ip", ["addr", "add", `${HOST6}/64`, "dev", setup.uplink, "nodad"]);
-  await run("ip", ["link", "set", setup.uplink, "up"]);
-  await run("ip", ["-n", outside.name, "addr", "add", `${net4}.2/24`, "dev", `${setup.uplink}p`]);
-  await run("ip", ["-n", outside.name, "addr", "add", `${net6}::2/64`, "dev", `${setup.uplink}p`, "nodad"]);
-  await run("ip", ["-n", outside.name, "link", "set", `${setup.uplink}p`, "up"]);
+  // The uplink's far end is "another host".
+  const o = await outsideBehindUplink(scope, setup, "out");
+  outside = o.netns;
+  HOST4 = o.host4;
+  HOST6 = o.host6;
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
   podA = await createNetns(scope, "hpa");
   podB = await createNetns(scope, "hpb");

@@ -16,6 +16,7 @@ import {
   type NkitdSetup,
   nkitdSetup,
   nkitJson,
+  outsideBehindUplink,
   requireDist,
   spawnProc,
   until,
@@ -34,18 +35,16 @@ const WORLD_PORT = 9000;
 
 const scope = new Scope();
 let setup: NkitdSetup;
-let world: TestNetns;
+let world: { name: string; path: string };
 let api: NkitClient;
 let daemon: Nkitd;
 const pods: { ns: TestNetns; ipv4: string; ipv6: string }[] = [];
-const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
-const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:2`;
 /** A remote network behind the world netns, listed in nonMasqueradeCIDRs. */
 const kept4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
-const HOST4 = `${net4}.1`;
-const HOST6 = `${net6}::1`;
-const WORLD4 = `${net4}.2`;
-const WORLD6 = `${net6}::2`;
+let HOST4: string;
+let HOST6: string;
+let WORLD4: string;
+let WORLD6: string;
 
 const masqueradeLine = (range: string) =>
   `masquerade: {ipv6: true, nonMasqueradeCIDRs: [${kept4}.0/24], portRange: "${range}"}`;
@@ -63,16 +62,13 @@ async function inPod<R>(pod: TestNetns, script: string, ...args: string[]): Prom
 beforeAll(async () => {
   requireDist();
   setup = await nkitdSetup(scope, "mq", [masqueradeLine("32768-65535")]);
-  world = await createNetns(scope, "world");
-  const far = `${setup.uplink}p`;
-  await run("ip", ["link", "set", far, "netns", world.name]);
-  await run("ip", ["addr", "add", `${HOST4}/24`, "dev", setup.uplink]);
-  await run("ip", ["addr", "add", `${HOST6}/64`, "dev", setup.uplink, "nodad"]);
-  await run("ip", ["link", "set", setup.uplink, "up"]);
-  await run("ip", ["-n", world.name, "addr", "add", `${WORLD4}/24`, "dev", far]);
-  await run("ip", ["-n", world.name, "addr", "add", `${WORLD6}/64`, "dev", far, "nodad"]);
+  const o = await outsideBehindUplink(scope, setup, "world");
+  world = o.netns;
+  HOST4 = o.host4;
+  HOST6 = o.host6;
+  WORLD4 = o.far4;
+  WORLD6 = o.far6;
   await run("ip", ["-n", world.name, "addr", "add", `${kept4}.2/32`, "dev", "lo"]);
-  await run("ip", ["-n", world.name, "link", "set", far, "up"]);
   // Only the kept network may answer pods directly: the world routes the pod CIDR back for it.
   await run("ip", ["-n", world.name, "route", "add", setup.cidr4, "via", HOST4]);
   await run("ip", ["route", "add", `${kept4}.2/32`, "via", WORLD4, "dev", setup.uplink]);

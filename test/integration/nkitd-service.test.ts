@@ -17,6 +17,18 @@ import { Nkitd, nkitdDirs, nkitJson, pinnedLink, requireDist } from "../helpers/
 import { Scope } from "../helpers/scope.js";
 import { inNetns, ipJson } from "../helpers/sys.js";
 
+/** nkitd's path flags for a test's own dirs. */
+const dirFlags = (dirs: { dir: string; stateDir: string; runDir: string; bpffsDir: string }) => [
+  "--state-dir",
+  dirs.stateDir,
+  "--run-dir",
+  dirs.runDir,
+  "--bpffs-dir",
+  dirs.bpffsDir,
+  "--services-dir",
+  join(dirs.dir, "services.d"),
+];
+
 let scope: Scope;
 beforeAll(() => requireDist());
 beforeEach(() => {
@@ -55,18 +67,7 @@ describe("nkitd without a config file", () => {
     const dirs = nkitdDirs(scope, "nocfg");
     const d = await Nkitd.start(
       scope,
-      [
-        "--state-dir",
-        dirs.stateDir,
-        "--run-dir",
-        dirs.runDir,
-        "--bpffs-dir",
-        dirs.bpffsDir,
-        "--services-dir",
-        join(dirs.dir, "services.d"),
-        "--cgroup",
-        createTestCgroup(scope, "nocfg"),
-      ],
+      [...dirFlags(dirs), "--cgroup", createTestCgroup(scope, "nocfg")],
       ns.path,
     );
     const ready = d.log("datapath ready");
@@ -205,16 +206,7 @@ describe("nkitd with paths, devices or addresses it cannot use", () => {
     writeFileSync(file, "");
     writeFileSync(join(dirs.dir, "uplink.yaml"), "uplinks: [nktnosuchdev0]\n");
     writeFileSync(join(dirs.dir, "metrics.yaml"), 'metrics: {listen: "192.0.2.123:9965"}\n');
-    const args = [
-      "--state-dir",
-      dirs.stateDir,
-      "--run-dir",
-      dirs.runDir,
-      "--bpffs-dir",
-      dirs.bpffsDir,
-      "--services-dir",
-      join(dirs.dir, "services.d"),
-    ];
+    const args = dirFlags(dirs);
     const own = flags({ dir: dirs.dir, file });
     const config = own.includes("--config") ? [] : ["--config", join(dirs.dir, "empty.yaml")];
     writeFileSync(join(dirs.dir, "empty.yaml"), "{}\n");
