@@ -49,6 +49,8 @@ export async function startBenchManager(o: {
   cidr: string;
   /** Unset: the EndpointManager's default (on). */
   bigTcp?: boolean;
+  /** Devices nk_from_uplink is attached to. */
+  uplinks?: readonly string[];
   cleanup: Cleanup;
 }): Promise<BenchManager> {
   const stateDir = mkdtempSync(join(tmpdir(), `${o.prefix}-${o.label}-`));
@@ -79,6 +81,7 @@ export async function startBenchManager(o: {
     stateDir,
     ipam,
     ...(o.bigTcp === undefined ? {} : { bigTcp: o.bigTcp }),
+    ...(o.uplinks ? { uplinks: o.uplinks } : {}),
     objectPath: DATAPATH_OBJ,
   });
   return { mgr, bpffsDir, ids, close };

@@ -5,7 +5,7 @@
 // the way kube-proxy's iptables mode builds it. Writes bench/results/services-*.{json,md}; never
 // asserts (targets print PASS/MISS).
 import { randomBytes, randomInt } from "node:crypto";
-import { copyFileSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -16,8 +16,9 @@ import { addNetns } from "./baselines.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
 import { measure, type Sample, type Side, type TestKind } from "./measure.js";
 import { startBenchManager } from "./nkit.js";
-import { RESULTS_DIR, ROOT, SOCK_LB_OBJ } from "./paths.js";
+import { ROOT, SOCK_LB_OBJ } from "./paths.js";
 import { sh } from "./proc.js";
+import { parseRunArgs, writeResults } from "./results.js";
 import { baseEnvironment } from "./runner.js";
 import { median, round } from "./stats.js";
 
@@ -25,25 +26,6 @@ const SIZES = [1, 1000, 10_000] as const;
 const TESTS: readonly TestKind[] = ["rr", "crr"];
 const PORT = 5201;
 const ADDS = 200;
-
-interface Config {
-  rounds: number;
-  seconds: number;
-  quick: boolean;
-  out: string;
-}
-
-function parseArgs(argv: readonly string[]): Config {
-  const quick = argv.includes("--quick");
-  const cfg: Config = { rounds: quick ? 1 : 3, seconds: quick ? 2 : 4, quick, out: RESULTS_DIR };
-  for (let i = 0; i < argv.length; i++) {
-    const v = argv[i + 1];
-    if (argv[i] === "--rounds" && v) cfg.rounds = Number(v);
-    if (argv[i] === "--seconds" && v) cfg.seconds = Number(v);
-    if (argv[i] === "--out" && v) cfg.out = v;
-  }
-  return cfg;
-}
 
 const log = (m: string) => process.stderr.write(`[bench:services] ${m}\n`);
 const vipOf = (i: number) => `10.97.${i >> 8}.${i & 255}`;
@@ -91,7 +73,7 @@ function med(rows: readonly Row[], path: string, n: number, test: TestKind, key:
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  const cfg = parseArgs(argv);
+  const cfg = parseRunArgs(argv);
   const started = new Date();
   const prefix = `nkb-${randomBytes(2).toString("hex")}`;
   const cleanup = new Cleanup();
@@ -299,16 +281,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       ...notes.map((n) => `- ${n}`),
       "",
     ].join("\n");
-    mkdirSync(cfg.out, { recursive: true });
-    const base = `services-${started
-      .toISOString()
-      .replace(/\.\d+Z$/, "Z")
-      .replace(/:/g, "-")}${cfg.quick ? "-quick" : ""}`;
-    writeFileSync(join(cfg.out, `${base}.json`), `${JSON.stringify(result, null, 2)}\n`);
-    writeFileSync(join(cfg.out, `${base}.md`), md);
-    const latest = cfg.quick ? "services-quick-latest" : "services-latest";
-    copyFileSync(join(cfg.out, `${base}.json`), join(cfg.out, `${latest}.json`));
-    copyFileSync(join(cfg.out, `${base}.md`), join(cfg.out, `${latest}.md`));
+    writeResults(cfg, "services", started, result, md);
     process.stdout.write(`${md}\n`);
     return 0;
   } finally {
