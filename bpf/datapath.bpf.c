@@ -281,10 +281,22 @@ struct l4 {
 /* TCP or UDP ports, or an ICMP echo's identifier, of an unfragmented packet whose headers are in
  * the linear area. Returns 0 when the packet is translatable. IPv6 extension headers are not
  * walked: such packets are not ours. */
+/* Makes the first `need` bytes (at most the packet) linear, so header reads see them: GRO on a
+ * receiving veth or a GSO skb may keep the transport header outside the linear area, and such a
+ * packet must still be translated (the stack would answer it with a RST). Invalidates packet
+ * pointers: callers read data/data_end afterwards. */
+static __always_inline int ensure_linear(struct __sk_buff *skb, __u32 need) {
+  if (need > skb->len) need = skb->len;
+  if ((void *)(long)skb->data + need <= (void *)(long)skb->data_end) return 0;
+  return bpf_skb_pull_data(skb, need) < 0 ? -1 : 0;
+}
+
 static __always_inline int parse_l4(struct __sk_buff *skb, const struct pkt *p, struct l4 *l) {
   int is_icmp = (p->family == NK_FAMILY_V4 && p->protocol == IPPROTO_ICMP) ||
                 (p->family == NK_FAMILY_V6 && p->protocol == IPPROTO_ICMPV6);
   if (p->protocol != IPPROTO_TCP && p->protocol != IPPROTO_UDP && !is_icmp) return -1;
+  /* the largest IPv4 header, then a TCP header without options */
+  if (ensure_linear(skb, sizeof(struct ethhdr) + 60 + sizeof(struct tcphdr)) < 0) return -1;
   void *data = (void *)(long)skb->data;
   void *end = (void *)(long)skb->data_end;
   __u32 off;
@@ -354,6 +366,13 @@ static __always_inline __u32 flow_hash(const struct pkt *p, const struct l4 *l) 
   h ^= h >> 13;
   h *= 0xc2b2ae35;
   return h ^ (h >> 16);
+}
+
+/* Whether an entry last used at `last` is idle past `timeout`. Another CPU may have stored a
+ * last-use time newer than this CPU's `now` (TCP sends from the ACK path too): that entry is
+ * fresh, not 2^64 ns old. */
+static __always_inline int ct_idle(__u64 now, __u64 last, __u64 timeout) {
+  return now > last && now - last >= timeout;
 }
 
 static __always_inline __u64 ct_timeout(__u8 proto, __u8 flags) {
@@ -448,7 +467,7 @@ static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p) 
   __u64 now = bpf_ktime_get_ns();
   struct nk_lb_addr be = {};
   struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &ck);
-  if (ct && !l.syn && ct->id == svc->id && now - ct->last_seen_ns < ct_timeout(l.proto, ct->flags)) {
+  if (ct && !l.syn && ct->id == svc->id && !ct_idle(now, ct->last_seen_ns, ct_timeout(l.proto, ct->flags))) {
     ct->last_seen_ns = now;
     be.family = ct->family;
     be.port = ct->port;
@@ -476,7 +495,7 @@ static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, __u3
   struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &rk);
   if (!ct) return 0;
   __u64 now = bpf_ktime_get_ns();
-  if (now - ct->last_seen_ns >= ct_timeout(l.proto, ct->flags)) return 0;
+  if (ct_idle(now, ct->last_seen_ns, ct_timeout(l.proto, ct->flags))) return 0;
   ct->last_seen_ns = now;
   __u8 addr[16];
   __builtin_memcpy(addr, ct->addr, 16);
@@ -526,7 +545,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
   __builtin_memcpy(ok.daddr, p->dst.addr, 16);
   __be16 nport = 0;
   struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ok);
-  if (e && now - e->last_seen_ns < ct_timeout(l.proto, e->flags) && same_addr16(e->addr, naddr)) {
+  if (e && !ct_idle(now, e->last_seen_ns, ct_timeout(l.proto, e->flags)) && same_addr16(e->addr, naddr)) {
     e->last_seen_ns = now;
     nport = e->port;
     if (l.fin && !(e->flags & NK_CT_F_CLOSING)) {
@@ -558,7 +577,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
       }
       /* A claim whose flow went quiet long ago may be taken over. */
       struct nk_lb_ct *old = bpf_map_lookup_elem(&nk_lb_ct, &ik);
-      if (old && now - old->last_seen_ns >= ct_timeout(l.proto, old->flags)) {
+      if (old && ct_idle(now, old->last_seen_ns, ct_timeout(l.proto, old->flags))) {
         bpf_map_update_elem(&nk_lb_ct, &ik, &iv, BPF_EXIST);
         claimed = 1;
         break;
@@ -590,6 +609,8 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
 static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct pkt *p) {
   int v4 = p->family == NK_FAMILY_V4;
   if (p->protocol != (v4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) return -1;
+  /* outer header, ICMP header, quoted IPv6 header, 8 quoted bytes */
+  if (ensure_linear(skb, sizeof(struct ethhdr) + 60 + 8 + sizeof(struct ipv6hdr) + 8) < 0) return -1;
   void *data = (void *)(long)skb->data;
   void *end = (void *)(long)skb->data_end;
   __u32 off;
@@ -705,7 +726,7 @@ static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p) {
   struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ik);
   if (!e) return -1;
   __u64 now = bpf_ktime_get_ns();
-  if (now - e->last_seen_ns >= ct_timeout(l.proto, e->flags)) return -1;
+  if (ct_idle(now, e->last_seen_ns, ct_timeout(l.proto, e->flags))) return -1;
   e->last_seen_ns = now;
   __u8 addr[16];
   __builtin_memcpy(addr, e->addr, 16);

@@ -77,7 +77,9 @@ static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const str
     ak.id = svc->id;
     now = bpf_ktime_get_ns();
     struct nk_lb_affinity *a = bpf_map_lookup_elem(&nk_lb_affinity, &ak);
-    if (a && now - a->last_used_ns < (__u64)svc->affinity_timeout * 1000000000ULL && a->slot < n) {
+    /* A use stored by another CPU may be newer than this CPU's now: that entry is fresh. */
+    if (a && (now <= a->last_used_ns || now - a->last_used_ns < (__u64)svc->affinity_timeout * 1000000000ULL) &&
+        a->slot < n) {
       bk.slot = a->slot;
       be = bpf_map_lookup_elem(&nk_lb_backends, &bk);
       if (be && same_backend(a, be)) {
