@@ -453,9 +453,8 @@ static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, cons
 /* Uplink ingress to an external frontend (a host port): translate to a backend and deliver it.
  * Returns -1 when the packet is not for a frontend, else the tc verdict. An established flow keeps
  * its backend even after the backend left the service; a SYN always chooses afresh. */
-static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p) {
-  struct l4 l = {};
-  if (parse_l4(skb, p, &l)) return -1;
+static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp) {
+  struct l4 l = *lp;
   struct nk_lb_key fk = {.family = p->family, .proto = l.proto, .port = l.dport};
   __builtin_memcpy(fk.addr, p->dst.addr, 16);
   struct nk_lb_service *svc = bpf_map_lookup_elem(&nk_lb_services, &fk);
@@ -485,9 +484,8 @@ static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p) 
 
 /* A backend's reply to a flow lb_from_uplink translated: restore the frontend as its source.
  * Returns 1 when rewritten, 0 when the packet is not such a reply, -1 on a rewrite failure. */
-static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, __u32 src_ep) {
-  struct l4 l = {};
-  if (parse_l4(skb, p, &l)) return 0;
+static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp, __u32 src_ep) {
+  struct l4 l = *lp;
   struct nk_lb_ct_key rk = {.family = p->family, .proto = l.proto, .dir = NK_LB_CT_REVERSE, .sport = l.sport,
                             .dport = l.dport};
   __builtin_memcpy(rk.saddr, p->src.addr, 16);
@@ -518,7 +516,8 @@ static __always_inline int same_addr16(const __u8 *a, const __u8 *b) {
 /* Masquerades a pod's flow leaving through uplink oif: the uplink's address, the pod's own port
  * when it is free and in range, else a random one, then the next ones. Returns 1 when translated,
  * 0 when the flow is not masqueraded, -1 when no port was free, -2 on a rewrite failure. */
-static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif, __u32 src_ep) {
+static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp, __u32 oif,
+                                 __u32 src_ep) {
   struct nk_nat_device *dev = bpf_map_lookup_elem(&nk_nat_devices, &oif);
   if (!dev) return 0;
   __u32 zero = 0;
@@ -530,8 +529,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, __u32 oif,
   struct nk_nat_exclude_key ek = {.prefixlen = 32 + (v4 ? 32 : 128), .family = p->family};
   __builtin_memcpy(ek.addr, p->dst.addr, 16);
   if (bpf_map_lookup_elem(&nk_nat_exclude, &ek)) return 0;
-  struct l4 l = {};
-  if (parse_l4(skb, p, &l)) return 0;
+  struct l4 l = *lp;
   if (l.icmp && l.dport != 0) return 0; /* an echo reply answers a flow that came in untranslated */
   __u8 naddr[16] = {};
   if (v4)
@@ -716,9 +714,8 @@ static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct pkt *p)
   return r >= 0 ? r : TC_ACT_OK;
 }
 
-static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p) {
-  struct l4 l = {};
-  if (parse_l4(skb, p, &l)) return -1;
+static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp) {
+  struct l4 l = *lp;
   struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.sport,
                             .dport = l.dport};
   __builtin_memcpy(ik.saddr, p->src.addr, 16);
@@ -752,8 +749,9 @@ static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p) {
   return r >= 0 ? r : TC_ACT_OK;
 }
 
-/* masq: the packet still has its pod source (not a load-balancer reply), so it may be masqueraded. */
-static __always_inline int fib_forward(struct __sk_buff *skb, struct pkt *p, __u32 src_ep, int masq) {
+/* masq: the packet's transport header when it still has its pod source (not a load-balancer
+ * reply), so it may be masqueraded; NULL otherwise. */
+static __always_inline int fib_forward(struct __sk_buff *skb, struct pkt *p, __u32 src_ep, const struct l4 *masq) {
   struct bpf_fib_lookup fib = {};
   fib.ifindex = skb->ifindex;
   if (p->family == NK_FAMILY_V4) {
@@ -773,7 +771,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, struct pkt *p, __u
   case BPF_FIB_LKUP_RET_NO_NEIGH: {
     if (fib.ifindex == skb->ifindex || p->hop_limit <= 1) break;
     if (masq) {
-      int n = snat(skb, p, fib.ifindex, src_ep);
+      int n = snat(skb, p, masq, fib.ifindex, src_ep);
       if (n == -1) return drop(skb, src_ep, NK_DROP_NAT_NO_PORT, p);
       if (n < -1) return drop(skb, src_ep, NK_DROP_MALFORMED, p);
     }
@@ -821,16 +819,21 @@ int nk_from_container(struct __sk_buff *skb) {
   }
   struct nk_endpoint *src = bpf_map_lookup_elem(&nk_endpoints, &p.src);
   if (!src || src->ifindex != ifindex) return drop(skb, src_ep, NK_DROP_SPOOFED_SOURCE, &p);
-  int reversed = lb_reverse(skb, &p, src_ep);
-  if (reversed < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, &p);
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
   if (dst) {
     /* veth: we run at tcx ingress of the host end; netkit: in the pod's xmit path. */
     int at_ingress = !(src->flags & NK_EP_F_NETKIT);
     r = to_local_pod(skb, &p, dst, at_ingress ? NK_FWD_REDIRECT_PEER : NK_FWD_REDIRECT_LOCAL, at_ingress);
     if (r >= 0) return r;
+    return fib_forward(skb, &p, src_ep, NULL);
   }
-  return fib_forward(skb, &p, src_ep, reversed == 0);
+  /* Off this pod's host: translated flows live only here (pod -> pod never looks at the L4 header).
+   * A host-port backend's reply gets its frontend back; anything else may be masqueraded. */
+  struct l4 l = {};
+  if (parse_l4(skb, &p, &l)) return fib_forward(skb, &p, src_ep, NULL);
+  int reversed = lb_reverse(skb, &p, &l, src_ep);
+  if (reversed < 0) return drop(skb, src_ep, NK_DROP_MALFORMED, &p);
+  return fib_forward(skb, &p, src_ep, reversed == 0 ? &l : NULL);
 }
 
 SEC("tc")
@@ -846,14 +849,21 @@ SEC("tc")
 int nk_from_uplink(struct __sk_buff *skb) {
   struct pkt p = {};
   if (parse(skb, &p)) return TCX_NEXT;
-  int lb = lb_from_uplink(skb, &p);
-  if (lb >= 0) return lb;
-  int nat = snat_reverse(skb, &p);
-  if (nat >= 0) return nat;
-  int err = snat_icmp_error(skb, &p);
-  if (err >= 0) return err;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
-  if (!dst) return TCX_NEXT;
-  int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK, 1);
-  return r >= 0 ? r : TCX_NEXT;
+  if (dst) {
+    int r = to_local_pod(skb, &p, dst, NK_FWD_FROM_UPLINK, 1);
+    return r >= 0 ? r : TCX_NEXT;
+  }
+  /* For one of this host's addresses: a host port, a reply to a masqueraded flow, or an ICMP error
+   * about one; everything else is the host stack's. */
+  struct l4 l = {};
+  if (parse_l4(skb, &p, &l) == 0) {
+    int lb = lb_from_uplink(skb, &p, &l);
+    if (lb >= 0) return lb;
+    int nat = snat_reverse(skb, &p, &l);
+    if (nat >= 0) return nat;
+    return TCX_NEXT;
+  }
+  int err = snat_icmp_error(skb, &p);
+  return err >= 0 ? err : TCX_NEXT;
 }
