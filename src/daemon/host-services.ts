@@ -12,7 +12,11 @@ import { DATAPATH_MAP_VIEWS } from "../datapath/map-views.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import type { NatFlowView } from "../masquerade/masquerade.js";
-import { registerDatapathCollector, registerServiceCollector } from "../metrics/collectors.js";
+import {
+  registerDatapathCollector,
+  registerNatCollector,
+  registerServiceCollector,
+} from "../metrics/collectors.js";
 import { startMetricsServer } from "../metrics/http.js";
 import { countLostEvents, registry } from "../metrics/index.js";
 import type { ServiceManager } from "../services/manager.js";
@@ -30,7 +34,7 @@ export interface HostServicesCore {
   /** The load-balancer's per-reason counters. */
   lbCounters?: () => Record<string, bigint>;
   /** Masquerade's translated flows. */
-  nat?: { flows(): NatFlowView[] };
+  nat?: { flows(): NatFlowView[]; flowCounts(): Record<string, number> };
 }
 
 export interface HostServices {
@@ -52,23 +56,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
   });
   const events = new DatapathEvents(config.paths.bpffs, { log, onLost: countLostEvents });
   const cleanup: (() => unknown)[] = [removeCollector, () => events.close()];
-  const nat = core.nat;
-  if (nat) {
-    cleanup.push(
-      registry.addCollector(() => {
-        const byProto = new Map<string, number>();
-        for (const f of nat.flows()) byProto.set(f.protocol, (byProto.get(f.protocol) ?? 0) + 1);
-        return [
-          {
-            name: "nkit_nat_flows",
-            help: "Flows masquerade has translated and still tracks, by protocol",
-            type: "gauge",
-            samples: [...byProto].map(([protocol, n]) => ({ labels: { protocol }, value: n })),
-          },
-        ];
-      }),
-    );
-  }
+  if (core.nat) cleanup.push(registerNatCollector(registry, core.nat));
   const services = core.services;
   if (services) {
     cleanup.push(

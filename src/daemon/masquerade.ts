@@ -5,19 +5,16 @@ import type { Logger } from "../log.js";
 import { Masquerade, type NatFlowView, type UplinkAddresses } from "../masquerade/masquerade.js";
 import { Rtnl } from "../netlink/index.js";
 import type { NkitdConfig } from "./config.js";
+import { globalAddresses } from "./uplinks.js";
 
 const REFRESH_MS = 30_000;
-/** RT_SCOPE_UNIVERSE */
-const SCOPE_UNIVERSE = 0;
 
 async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddresses[]> {
   const host = await Rtnl.host();
   try {
     const out: UplinkAddresses[] = [];
     for (const name of uplinks) {
-      const addrs = (await host.listAddresses({ link: name }).catch(() => [])).filter(
-        (a) => a.scope === SCOPE_UNIVERSE,
-      );
+      const addrs = await globalAddresses(host, { link: name }).catch(() => []);
       const first = addrs[0];
       if (!first) continue;
       const u: UplinkAddresses = { ifindex: first.index };
@@ -35,6 +32,7 @@ async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddres
 
 export interface MasqueradeService {
   flows(): NatFlowView[];
+  flowCounts(): Record<string, number>;
   /** Applies a changed `masquerade:` section (SIGHUP); flows already translated keep their ports. */
   reconfigure(config: NkitdConfig): Promise<void>;
   stop(): void;
@@ -77,6 +75,7 @@ export async function startMasquerade(
   timer.unref();
   return {
     flows: () => nat.flows(),
+    flowCounts: () => nat.flowCounts(),
     reconfigure: async (c) => {
       settings = settingsOf(c);
       last = "";

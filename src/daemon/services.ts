@@ -10,6 +10,7 @@ import { ServiceFiles } from "../services/files.js";
 import { HostPorts } from "../services/host-ports.js";
 import { type LbTable, type SelectableEndpoint, ServiceManager } from "../services/manager.js";
 import type { NkitdConfig } from "./config.js";
+import { globalAddresses } from "./uplinks.js";
 
 /** The load-balancer maps as the daemon holds them. */
 export interface ServiceDatapath extends LbTable {
@@ -28,15 +29,11 @@ export interface Services {
 }
 
 const HOST_ADDRESS_REFRESH_MS = 30_000;
-/** RT_SCOPE_UNIVERSE: the host's global addresses (not loopback, not link-local). */
-const SCOPE_UNIVERSE = 0;
 
 async function globalHostAddresses(podCIDRDevices: (index: number) => boolean): Promise<string[]> {
   const host = await Rtnl.host();
   try {
-    return (await host.listAddresses())
-      .filter((a) => a.scope === SCOPE_UNIVERSE && !podCIDRDevices(a.index))
-      .map((a) => a.address);
+    return (await globalAddresses(host)).filter((a) => !podCIDRDevices(a.index)).map((a) => a.address);
   } finally {
     await host.close();
   }

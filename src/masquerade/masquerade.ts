@@ -120,6 +120,17 @@ export class Masquerade {
     return out.sort((a, b) => a.idleSeconds - b.idleSeconds);
   }
 
+  /** Translated flows by protocol name, from the conntrack keys alone (what metrics need). */
+  flowCounts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const k of this.ct.keys()) {
+      if (k.dir !== NatCtDir.OUT) continue;
+      const name = PROTOCOL_NAMES[k.proto] ?? String(k.proto);
+      out[name] = (out[name] ?? 0) + 1;
+    }
+    return out;
+  }
+
   /**
    * Deletes the conntrack entries (masquerade and load-balancer) idle past their timeout, so their
    * ports and slots are free before the LRU would evict them. An entry the datapath used since it

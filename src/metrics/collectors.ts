@@ -135,3 +135,17 @@ export function serviceFamilies(src: ServiceMetricsSource): MetricFamily[] {
 export function registerServiceCollector(registry: Registry, src: ServiceMetricsSource): () => void {
   return registry.addCollector(() => serviceFamilies(src));
 }
+
+export function registerNatCollector(
+  registry: Registry,
+  src: { flowCounts(): Record<string, number> },
+): () => void {
+  return registry.addCollector(() => [
+    {
+      name: "nkit_nat_flows",
+      help: "Flows masquerade has translated and still tracks, by protocol",
+      type: "gauge",
+      samples: Object.entries(src.flowCounts()).map(([protocol, n]) => ({ labels: { protocol }, value: n })),
+    },
+  ]);
+}

@@ -29,10 +29,10 @@ import { PinDir } from "../bpf/pins.js";
 import { Family } from "../bpf/shared.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { formatIp, parseIp } from "../util/ip.js";
+import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
 import type { MaglevTables } from "./maglev-tables.js";
 import type { LbTable } from "./manager.js";
-import { frontendId, type LbEntry, type Protocol } from "./spec.js";
+import type { LbEntry, Protocol } from "./spec.js";
 
 const PROTO = { tcp: 6, udp: 17 } as const;
 const PROTO_NAME: Record<number, Protocol> = { 6: "tcp", 17: "udp" };
@@ -178,7 +178,7 @@ export class SocketLb implements LbTable {
     if (external)
       this.maglev?.set(
         id,
-        e.backends.map((b) => frontendId({ ...b, vip: b.address, protocol: e.protocol })),
+        e.backends.map((b) => formatHostPort(b.address, b.port)),
       );
     const value: LbService = {
       id,
