@@ -1,7 +1,7 @@
 // nkitd's CNI endpoint for nkit-cni: protocol, handler, server. startCniEndpoint wires them to the
 // daemon's EndpointManager and pod lifecycle.
 import type { Logger } from "../log.js";
-import { openAttachmentStore } from "./attachments.js";
+import type { AttachmentStore } from "./attachments.js";
 import {
   type CniPodLifecycle,
   type EndpointDatapath,
@@ -26,8 +26,8 @@ export { CniServer, type CniServerOptions } from "./server.js";
 export interface CniEndpointOptions {
   /** <paths.run>/cni.sock in nkitd. */
   socketPath: string;
-  /** Attachment records (<paths.state>/cni-attachments.json in nkitd). */
-  statePath: string;
+  /** Attachment records (<paths.state>/cni-attachments.json in nkitd, opened by the daemon). */
+  attachments: AttachmentStore;
   endpoints: EndpointDatapath;
   pods: CniPodLifecycle;
   /** Where portMappings are programmed (absent: recorded only). */
@@ -40,7 +40,7 @@ export async function startCniEndpoint(o: CniEndpointOptions): Promise<CniServer
   const handler = new NkitCniHandler({
     endpoints: o.endpoints,
     pods: o.pods,
-    attachments: openAttachmentStore(o.statePath),
+    attachments: o.attachments,
     ...(o.log ? { log: o.log } : {}),
     ...(o.notReady ? { notReady: o.notReady } : {}),
     ...(o.hostPorts ? { hostPorts: o.hostPorts } : {}),

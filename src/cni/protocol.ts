@@ -52,8 +52,9 @@ const COMMANDS: readonly string[] = ["ADD", "DEL", "CHECK", "STATUS", "GC"];
 export type CniMode = "ipam" | "wire";
 
 /**
- * One host port of the portMappings capability. hostIP absent = every host address of both
- * families; "0.0.0.0" / "::" = every host address of that family; 127.0.0.1 / ::1 = loopback only;
+ * One host port of the portMappings capability. hostIP absent, "0.0.0.0" or "::" = every host
+ * address of both families the pod has, loopback included (nerdctl sends `-p 8080:80` as
+ * "0.0.0.0", and Docker publishes such a port on IPv4 and IPv6); 127.0.0.1 / ::1 = loopback only;
  * any other address = only that address.
  */
 export interface PortMapping {

@@ -2,7 +2,7 @@
 // endpoint, the gRPC API) attach to this object.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { startCniEndpoint } from "../cni/index.js";
+import { openAttachmentStore, startCniEndpoint } from "../cni/index.js";
 import { EndpointManager } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
@@ -83,13 +83,24 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       throw e;
     });
     // --- end masquerade
+    // The reservations and the CRI pod flow, one owner shared by the CNI door (reserve, pre-wire,
+    // release) and the NRI door (wire, labels, release).
+    const pods = new PodLifecycle(endpoints, ipam, log);
+    // What nkit-cni attached (with the port mappings), read before services start so a restart
+    // re-claims every host port before stale frontends are dropped.
+    const attachments = openAttachmentStore(join(config.paths.state, "cni-attachments.json"));
     // --- services (src/services): the socket load-balancer on paths.cgroup and every service source.
     let services: Services | undefined;
     try {
       const cgroup = config.paths.cgroup || hostCgroup2();
       const maglev = openMaglevTables(config.paths.bpffs, log);
-      const lb = SocketLb.open({ bpffsDir: config.paths.bpffs, cgroup, log, ...(maglev ? { maglev } : {}) });
-      services = await startServices(config, endpoints, lb, log);
+      const lb = SocketLb.open({
+        bpffsDir: config.paths.bpffs,
+        cgroup,
+        log,
+        ...(maglev ? { maglev } : {}),
+      });
+      services = await startServices(config, endpoints, lb, log, { attachments, pods });
     } catch (e) {
       // An explicit cgroup that cannot be used is a configuration error; a host without cgroup v2
       // still gets pod networking, loudly without services.
@@ -101,13 +112,16 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       log.error({ err: e }, "services are off: the socket load-balancer could not start");
     }
     // --- end services
-    // The reservations and the CRI pod flow, one owner shared by the CNI door (reserve, pre-wire,
-    // release) and the NRI door (wire, labels, release).
-    const pods = new PodLifecycle(endpoints, ipam, log);
+    // Whoever releases a container (CNI DEL or GC, NRI REMOVE, Synchronize collecting a pod whose
+    // DEL never came), its host ports and its attachment go with its addresses.
+    pods.onReleased((id) => {
+      services?.hostPorts.release(id);
+      attachments.delete(id);
+    });
     // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock; started last, stopped first.
     const cni = await startCniEndpoint({
       socketPath: join(config.paths.run, "cni.sock"),
-      statePath: join(config.paths.state, "cni-attachments.json"),
+      attachments,
       endpoints,
       pods,
       ...(services ? { hostPorts: services.hostPorts } : {}),

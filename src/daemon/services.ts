@@ -3,9 +3,11 @@
 // endpoints, CNI host ports). Started after the datapath (selectors need the endpoints), stopped
 // before it; the maps and cgroup links stay pinned, so services keep resolving while nkitd is down.
 import { join } from "node:path";
+import type { AttachmentStore } from "../cni/attachments.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
+import type { PodLifecycle } from "../pods/lifecycle.js";
 import { ServiceFiles } from "../services/files.js";
 import { HostPorts } from "../services/host-ports.js";
 import { type LbTable, type SelectableEndpoint, ServiceManager } from "../services/manager.js";
@@ -46,11 +48,55 @@ function selectable(endpoints: EndpointManager): SelectableEndpoint[] {
   }));
 }
 
+/**
+ * Host ports of containers wired before this start: the CNI attachments nkitd stored. Re-claimed
+ * before the service manager drops what it does not know, so a restart never closes them.
+ */
+export interface StoredHostPorts {
+  attachments: AttachmentStore;
+  pods: Pick<PodLifecycle, "reservation" | "release">;
+}
+
+/**
+ * Claims the stored attachments' host ports again. A container that went away while nkitd was
+ * down (its reservation is gone, or nkit-cni wired it and the kernel removed its devices with its
+ * netns) is released instead: addresses, attachment and ports.
+ */
+async function reclaimHostPorts(
+  stored: StoredHostPorts,
+  endpoints: EndpointManager,
+  hostPorts: HostPorts,
+  log: Logger,
+): Promise<void> {
+  let claimed = 0;
+  for (const att of stored.attachments.list()) {
+    const id = att.containerId;
+    const vanished =
+      stored.pods.reservation(id) === undefined || (att.mode === "wire" && endpoints.get(id) === undefined);
+    if (vanished) {
+      log.info({ id, mode: att.mode }, "container went away while nkitd was down: releasing it");
+      hostPorts.release(id);
+      await stored.pods.release(id);
+      stored.attachments.delete(id);
+      continue;
+    }
+    if (att.portMappings.length === 0) continue;
+    try {
+      hostPorts.claim(id, att.portMappings, att.addresses);
+      claimed++;
+    } catch (e) {
+      log.error({ err: e, id }, `host ports of container ${id} cannot be restored: ${(e as Error).message}`);
+    }
+  }
+  if (claimed > 0) log.info({ containers: claimed }, "host ports restored");
+}
+
 export async function startServices(
   config: NkitdConfig,
   endpoints: EndpointManager,
   datapath: ServiceDatapath,
   log: Logger,
+  stored?: StoredHostPorts,
 ): Promise<Services> {
   const podDevice = (index: number) => endpoints.list().some((e) => e.hostIfindex === index);
   let hostAddresses = await globalHostAddresses(podDevice);
@@ -76,6 +122,8 @@ export async function startServices(
   }
   const files = new ServiceFiles({ dir: config.paths.services, manager, log });
   files.start();
+  const hostPorts = new HostPorts({ manager, hostAddresses: () => hostAddresses });
+  if (stored) await reclaimHostPorts(stored, endpoints, hostPorts, log);
   manager.ready();
   // Coalesce a burst of endpoint changes (a pod storm) into one selector pass.
   let queued = false;
@@ -87,7 +135,6 @@ export async function startServices(
       manager.setEndpoints(selectable(endpoints));
     });
   });
-  const hostPorts = new HostPorts({ manager, hostAddresses: () => hostAddresses });
   log.info({ services: manager.list().length, dir: config.paths.services }, "services ready");
   return {
     manager,

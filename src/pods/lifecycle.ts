@@ -43,6 +43,8 @@ const RESERVATION_GRACE_MS = 120_000;
 export class PodLifecycle {
   /** Wirings started at CNI ADD, by sandbox id; RUN and DEL wait for them. */
   private readonly prewires = new Map<string, Promise<void>>();
+  /** Told after a container's reservation is gone, whoever released it (DEL, REMOVE, Synchronize). */
+  private readonly releasedListeners = new Set<(id: string) => void>();
 
   constructor(
     private readonly endpoints: PodDatapath,
@@ -116,6 +118,23 @@ export class PodLifecycle {
     await this.settle(id);
     await this.endpoints.unwire(id);
     this.ipam.release(id);
+    for (const l of this.releasedListeners) {
+      try {
+        l(id);
+      } catch (e) {
+        this.log?.error({ err: e, id }, "releasing what the container held");
+      }
+    }
+  }
+
+  /**
+   * Calls `listener` after every release, so what else a container holds (host ports, its CNI
+   * attachment) goes with its addresses, also when Synchronize collects a pod whose DEL never came.
+   * Returns the unsubscribe function.
+   */
+  onReleased(listener: (id: string) => void): () => void {
+    this.releasedListeners.add(listener);
+    return () => this.releasedListeners.delete(listener);
   }
 
   /**

@@ -12,9 +12,13 @@ export interface HostPortMapping {
   hostPort: number;
   containerPort: number;
   protocol: string;
-  /** "" or absent: every host address and loopback. */
+  /** "", absent, "0.0.0.0" or "::": every host address and loopback, both families. */
   hostIP?: string;
 }
+
+/** A hostIP that names no one address: the mapping is published on every host address. */
+const everyAddress = (hostIP: string | undefined): boolean =>
+  !hostIP || parseIp(hostIP).bytes.every((b) => b === 0);
 
 export interface HostPortsOptions {
   manager: ServiceManager;
@@ -33,7 +37,7 @@ export class HostPorts {
 
   /** The services a container's mappings make, one per frontend address. */
   specs(mappings: readonly HostPortMapping[], pod: { ipv4?: string; ipv6?: string }): ServiceSpec[] {
-    const specs: ServiceSpec[] = [];
+    const specs = new Map<string, ServiceSpec>();
     const hostAddresses = this.o.hostAddresses();
     for (const [i, m] of mappings.entries()) {
       const protocol = m.protocol.toLowerCase();
@@ -43,7 +47,7 @@ export class HostPorts {
         );
       }
       let frontends: string[];
-      if (m.hostIP) {
+      if (m.hostIP && !everyAddress(m.hostIP)) {
         const family = parseIp(m.hostIP).family;
         if (!(family === 4 ? pod.ipv4 : pod.ipv6)) {
           throw new InvalidArgumentError(
@@ -60,8 +64,17 @@ export class HostPorts {
       for (const vip of frontends) {
         const family = parseIp(vip).family;
         const backend = (family === 4 ? pod.ipv4 : pod.ipv6) ?? "";
-        specs.push({
-          name: nameOf(protocol, m.hostPort, vip),
+        const name = nameOf(protocol, m.hostPort, vip);
+        // "0.0.0.0" and "::" of one port (Docker-style dual publishing) name the same frontends.
+        const seen = specs.get(name);
+        if (seen) {
+          if (seen.ports[0]?.targetPort === m.containerPort) continue;
+          throw new InvalidArgumentError(
+            `portMappings[${i}]: host port ${m.hostPort}/${protocol} on ${canonicalIp(vip)} is mapped twice, to container ports ${seen.ports[0]?.targetPort} and ${m.containerPort}`,
+          );
+        }
+        specs.set(name, {
+          name,
           vip: canonicalIp(vip),
           family,
           ports: [{ port: m.hostPort, protocol, targetPort: m.containerPort }],
@@ -73,7 +86,7 @@ export class HostPorts {
         });
       }
     }
-    return specs;
+    return [...specs.values()];
   }
 
   /**

@@ -4,10 +4,12 @@
 // address and via 127.0.0.1 / ::1 (socket hooks); TCP and UDP, IPv4 and IPv6. The mapping is sent
 // the way containerd's go-cni sends it (Go field names), through the real nkit-cni binary.
 import { randomInt } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inCgroup } from "../helpers/cgroup.js";
 import { runShim } from "../helpers/cni.js";
+import { uniqueNetnsName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   Nkitd,
@@ -46,8 +48,10 @@ interface TcpResult {
   peers: string[];
 }
 
+// TCP as nerdctl sends `-p H:C` (HostIP "0.0.0.0": every address, both families), UDP as
+// containerd's CRI sends a hostPort (HostIP ""): both must reach every host address and loopback.
 const portMappings = (hostPort: number) => [
-  { HostPort: hostPort, ContainerPort: CONTAINER_PORT, Protocol: "tcp", HostIP: "" },
+  { HostPort: hostPort, ContainerPort: CONTAINER_PORT, Protocol: "tcp", HostIP: "0.0.0.0" },
   { HostPort: hostPort, ContainerPort: CONTAINER_PORT, Protocol: "udp", HostIP: "" },
 ];
 
@@ -183,6 +187,64 @@ describe("host ports through nkitd", () => {
     expect(r.code).not.toBe(0);
     expect(JSON.stringify(r.json)).toContain(idA);
     await cni("DEL", id, c.path);
+  });
+
+  it("survives an nkitd restart: answered while nkitd is down and after it is back, every way", async () => {
+    await daemon.stop();
+    const down = await inHostCgroup<TcpResult>(undefined, "tcp", "127.0.0.1", String(HOST_PORT), "3");
+    expect(down.errors, "while nkitd is down").toEqual({});
+    daemon = await Nkitd.start(scope, ["--config", setup.config]);
+    expect(daemon.log("host ports restored")).toMatchObject({ containers: 1 });
+    for (const [netns, host] of [
+      [undefined, "127.0.0.1"],
+      [undefined, "::1"],
+      [undefined, HOST4],
+      [podB.path, HOST6],
+    ] as const) {
+      const r = await inHostCgroup<TcpResult>(netns, "tcp", host, String(HOST_PORT), "3");
+      expect(r.errors, `${host} after the restart`).toEqual({});
+      expect(r.answers, host).toEqual({ pa: 3 });
+    }
+    for (const host of [HOST4, HOST6]) {
+      const tcp = await fromOutside<TcpResult>("tcp", host, String(HOST_PORT), "3");
+      expect(tcp.errors, `${host} from outside after the restart`).toEqual({});
+      const udp = await fromOutside<{ reply: string }>("udp", host, String(HOST_PORT));
+      expect(udp.reply, host).toBe("pa:ping");
+    }
+    expect(daemon.logs().filter((l) => l.level >= 50)).toEqual([]);
+  });
+
+  it("releases the host ports, addresses and attachment of a container that went away while nkitd was down", async () => {
+    const id = `hp-gone-${process.pid}`;
+    const port = HOST_PORT + 1;
+    const name = uniqueNetnsName("hpg");
+    await run("ip", ["netns", "add", name]);
+    scope.defer(() => run("ip", ["netns", "del", name]).catch(() => undefined));
+    const add = await cni("ADD", id, `/run/netns/${name}`, port);
+    expect(add.code, add.stdout).toBe(0);
+    const before = (await nkitJson<{ name: string }[]>(setup.socket, "service", "list")).map((s) => s.name);
+    expect(before.filter((n) => n.startsWith(`hostport.tcp.${port}.`)).length).toBeGreaterThan(0);
+
+    await daemon.stop();
+    // The container's netns goes (the kernel removes its device pair with it) and its DEL never comes.
+    await run("ip", ["netns", "del", name]);
+    daemon = await Nkitd.start(scope, ["--config", setup.config]);
+
+    const after = (await nkitJson<{ name: string }[]>(setup.socket, "service", "list")).map((s) => s.name);
+    expect(after.filter((n) => n.startsWith(`hostport.tcp.${port}.`))).toEqual([]);
+    // pod A's ports were restored next to it (other tests' uplink addresses come and go meanwhile)
+    for (const proto of ["tcp", "udp"])
+      for (const a of [HOST4, HOST6, "127.0.0.1", "::1"])
+        expect(after).toContain(`hostport.${proto}.${HOST_PORT}.${a.replaceAll(":", "-")}`);
+    const attachments = JSON.parse(readFileSync(join(setup.stateDir, "cni-attachments.json"), "utf8")) as {
+      attachments: { containerId: string }[];
+    };
+    expect(attachments.attachments.map((a) => a.containerId)).toEqual([idA, idB].sort());
+    const ipam = JSON.parse(readFileSync(join(setup.stateDir, "ipam.json"), "utf8")) as unknown;
+    expect(JSON.stringify(ipam)).not.toContain(id);
+    const r = await inHostCgroup<TcpResult>(undefined, "tcp", "127.0.0.1", String(port), "1");
+    expect(r.errors).toEqual({ ECONNREFUSED: 1 });
+    expect(daemon.logs().filter((l) => l.level >= 50)).toEqual([]);
   });
 
   it("goes away on CNI DEL: no host-port service left, the port is closed from outside", async () => {

@@ -358,6 +358,41 @@ describe("HostPorts", () => {
     expect(table.entries.size).toBe(0);
   });
 
+  it("publishes hostIP 0.0.0.0 and :: (nerdctl's -p H:C) on every host address and loopback of both families", () => {
+    const every = [
+      "127.0.0.1:18080/tcp",
+      "192.0.2.10:18080/tcp",
+      "[2001:db8::10]:18080/tcp",
+      "[::1]:18080/tcp",
+    ];
+    for (const hostIP of ["0.0.0.0", "::"]) {
+      hostPorts.claim("c1", [{ hostPort: 18080, containerPort: 8080, protocol: "tcp", hostIP }], pod);
+      expect([...table.entries.keys()].sort(), hostIP).toEqual(every);
+      expect(table.entries.get("[::1]:18080/tcp")?.backends).toEqual([{ address: "fd47::5", port: 8080 }]);
+      hostPorts.release("c1");
+    }
+    // Both at once (Docker-style dual publishing) is one set of frontends.
+    hostPorts.claim(
+      "c1",
+      [
+        { hostPort: 18080, containerPort: 8080, protocol: "tcp", hostIP: "0.0.0.0" },
+        { hostPort: 18080, containerPort: 8080, protocol: "tcp", hostIP: "::" },
+      ],
+      pod,
+    );
+    expect([...table.entries.keys()].sort()).toEqual(every);
+    expect(() =>
+      hostPorts.claim(
+        "c2",
+        [
+          { hostPort: 18081, containerPort: 80, protocol: "tcp", hostIP: "0.0.0.0" },
+          { hostPort: 18081, containerPort: 81, protocol: "tcp", hostIP: "::" },
+        ],
+        pod,
+      ),
+    ).toThrow(/host port 18081\/tcp on .* is mapped twice, to container ports 80 and 81/);
+  });
+
   it("honours hostIP and the pod's families; UDP apart from TCP", () => {
     hostPorts.claim(
       "c1",
