@@ -118,7 +118,7 @@ struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
   __uint(max_entries, 1024);
   __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, struct nk_nat_exclude_key);
+  __type(key, struct nk_prefix_key); /* destinations never masqueraded: pod, service, nonMasquerade CIDRs */
   __type(value, __u8);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nk_nat_exclude SEC(".maps");
@@ -526,7 +526,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const stru
   int v4 = p->family == NK_FAMILY_V4;
   __u32 fam = v4 ? NK_NAT_F_V4 : NK_NAT_F_V6;
   if (!(cfg->flags & fam) || !(dev->flags & fam)) return 0;
-  struct nk_nat_exclude_key ek = {.prefixlen = 32 + (v4 ? 32 : 128), .family = p->family};
+  struct nk_prefix_key ek = {.prefixlen = 32 + (v4 ? 32 : 128), .family = p->family};
   __builtin_memcpy(ek.addr, p->dst.addr, 16);
   if (bpf_map_lookup_elem(&nk_nat_exclude, &ek)) return 0;
   struct l4 l = *lp;

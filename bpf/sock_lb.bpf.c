@@ -41,6 +41,17 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nk_lb_counters SEC(".maps");
 
+/* The service CIDRs (nkitd's serviceCIDRs): a connect to an address in them that no service holds
+ * is refused at once instead of leaving the client to time out on a SYN nobody answers. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, 64);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct nk_prefix_key);
+  __type(value, __u8);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_lb_service_cidrs SEC(".maps");
+
 static __always_inline void count(__u32 reason) {
   __u64 *c = bpf_map_lookup_elem(&nk_lb_counters, &reason);
   if (c) *c += 1;
@@ -54,13 +65,24 @@ static __always_inline int same_backend(const struct nk_lb_affinity *a, const st
 
 enum lb_verdict { LB_PASS, LB_TRANSLATED, LB_REFUSED };
 
+static __always_inline int in_service_cidrs(const struct nk_lb_key *key) {
+  struct nk_prefix_key k = {.prefixlen = 32 + (key->family == NK_FAMILY_V4 ? 32 : 128), .family = key->family};
+  __builtin_memcpy(k.addr, key->addr, 16);
+  return bpf_map_lookup_elem(&nk_lb_service_cidrs, &k) != NULL;
+}
+
 /* Picks a backend for a frontend key. UDP keys on the socket cookie (every datagram of a socket
  * goes to one backend, as a reply must come from where the request went); TCP picks at random per
  * connection. With affinity the client's netns keeps its backend while that slot still holds it. */
 static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const struct nk_lb_key *key,
                                             struct nk_lb_addr *out, __u32 *id, int conn) {
   struct nk_lb_service *svc = bpf_map_lookup_elem(&nk_lb_services, key);
-  if (!svc) return LB_PASS;
+  if (!svc) {
+    if (!in_service_cidrs(key)) return LB_PASS;
+    count(NK_LB_NO_SERVICE);
+    bpf_set_retval(-NK_ECONNREFUSED);
+    return LB_REFUSED;
+  }
   __u16 n = svc->count;
   *id = svc->id;
   if (n == 0) {

@@ -129,7 +129,8 @@ enum nk_lb_reason {
   NK_LB_NO_BACKEND = 2,      /* refused: the service has no backend */
   NK_LB_BACKEND_MISSING = 3, /* refused: a slot below the count was not there (agent mid-update) */
   NK_LB_AFFINITY_HIT = 4,    /* the client's remembered backend was used */
-  NK_LB_REASONS = 5,
+  NK_LB_NO_SERVICE = 5,      /* refused: a VIP in the service CIDRs that no service holds */
+  NK_LB_REASONS = 6,
 };
 
 #endif

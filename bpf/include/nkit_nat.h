@@ -36,13 +36,4 @@ struct nk_nat_device {
   __u8 addr6[16];
 };
 
-/* nk_nat_exclude (LPM trie): destinations never masqueraded (pod CIDRs, service CIDRs,
- * nonMasqueradeCIDRs). prefixlen counts the family byte and its padding (32 bits) first. */
-struct nk_nat_exclude_key {
-  __u32 prefixlen;
-  __u8 family;
-  __u8 pad[3];
-  __u8 addr[16];
-};
-
 #endif

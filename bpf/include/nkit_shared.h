@@ -13,4 +13,13 @@
 #define NK_FAMILY_V4 4
 #define NK_FAMILY_V6 6
 
+/* Key of every LPM trie over addresses (CIDR sets): prefixlen counts the family byte and its padding
+ * (32 bits) first, so one trie holds both families. */
+struct nk_prefix_key {
+  __u32 prefixlen;
+  __u8 family;
+  __u8 pad[3];
+  __u8 addr[16];
+};
+
 #endif

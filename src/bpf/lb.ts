@@ -4,6 +4,7 @@
 // (be16), addresses 16 bytes with IPv4 in the first 4.
 import { be16, bytes, type StructCodec, struct, u8, u16, u32, u64 } from "./codec.js";
 import type { MapLayout } from "./map.js";
+import { prefixKey } from "./shared.js";
 
 /** The maps of bpf/sock_lb.bpf.c, pinned by name under nkitd's bpffs dir. */
 export const LbMap = {
@@ -14,6 +15,8 @@ export const LbMap = {
   counters: "nk_lb_counters",
   /** Per-CPU connections sent to each backend slot (both objects). */
   backendConns: "nk_lb_backend_conns",
+  /** LPM trie of nkitd's serviceCIDRs: a VIP there without a service is refused. */
+  serviceCidrs: "nk_lb_service_cidrs",
   /** Per-packet path, created by the datapath object (bpf/datapath.bpf.c). */
   maglev: "nk_lb_maglev",
   ct: "nk_lb_ct",
@@ -40,6 +43,7 @@ export const LB_REASONS = [
   "no-backend",
   "backend-missing",
   "affinity-hit",
+  "no-service",
 ] as const;
 export type LbReason = (typeof LB_REASONS)[number];
 
@@ -249,6 +253,7 @@ export const LB_STRUCTS: readonly StructCodec<unknown>[] = [
   lbSockValue as StructCodec<unknown>,
   lbAffinityKey as StructCodec<unknown>,
   lbAffinity as StructCodec<unknown>,
+  prefixKey as StructCodec<unknown>,
 ];
 
 /** The maps as the TS side opens them, for the map test against the built object. */
@@ -259,4 +264,5 @@ export const LB_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: LbMap.affinity, type: "lru_hash", keySize: lbAffinityKey.size, valueSize: lbAffinity.size },
   { name: LbMap.counters, type: "percpu_array", keySize: u32.size, valueSize: u64.size },
   { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
+  { name: LbMap.serviceCidrs, type: "lpm_trie", keySize: prefixKey.size, valueSize: u8.size },
 ];

@@ -2,6 +2,7 @@
 // offsets are checked against the BTF of bpf/build/datapath.bpf.o (test/unit/bpf-shared-btf.test.ts).
 import { bytes, type StructCodec, struct, u8, u16, u32 } from "./codec.js";
 import type { MapLayout } from "./map.js";
+import { prefixKey } from "./shared.js";
 
 export const NatMap = {
   config: "nk_nat_config",
@@ -28,13 +29,6 @@ export interface NatDevice {
   addr6: Buffer;
 }
 
-/** struct nk_nat_exclude_key: prefixlen includes the 32 bits of family and padding. */
-export interface NatExcludeKey {
-  prefixlen: number;
-  family: number;
-  addr: Buffer;
-}
-
 export const natConfig: StructCodec<NatConfig> = struct<NatConfig>({
   name: "nk_nat_config",
   size: 8,
@@ -55,25 +49,14 @@ export const natDevice: StructCodec<NatDevice> = struct<NatDevice>({
   },
 });
 
-export const natExcludeKey: StructCodec<NatExcludeKey> = struct<NatExcludeKey>({
-  name: "nk_nat_exclude_key",
-  size: 24,
-  fields: {
-    prefixlen: { offset: 0, codec: u32 },
-    family: { offset: 4, codec: u8 },
-    addr: { offset: 8, codec: bytes(16) },
-  },
-  padding: [{ name: "pad", offset: 5, size: 3 }],
-});
-
 export const NAT_STRUCTS: readonly StructCodec<unknown>[] = [
   natConfig as StructCodec<unknown>,
   natDevice as StructCodec<unknown>,
-  natExcludeKey as StructCodec<unknown>,
+  prefixKey as StructCodec<unknown>,
 ];
 
 export const NAT_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: NatMap.config, type: "array", keySize: u32.size, valueSize: natConfig.size },
   { name: NatMap.devices, type: "hash", keySize: u32.size, valueSize: natDevice.size },
-  { name: NatMap.exclude, type: "lpm_trie", keySize: natExcludeKey.size, valueSize: u8.size },
+  { name: NatMap.exclude, type: "lpm_trie", keySize: prefixKey.size, valueSize: u8.size },
 ];

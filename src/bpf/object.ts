@@ -1,14 +1,14 @@
 // A BPF object file loaded through libbpf. Maps marked LIBBPF_PIN_BY_NAME are pinned under (and
 // reused from) pinRoot, which is how state survives an nkitd restart. Programs and maps handed out
 // are dups of the object's fds, owned by the BpfObject until it is closed.
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { InvalidArgumentError, NotFoundError } from "../errors.js";
+import { BpfLoadError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { bpfAddon, type NativeMapSpec, type NativeProgramSpec, type ObjHandle } from "../native/bpf.js";
 import type { Codec } from "./codec.js";
 import { nativeCall, toLoadError } from "./errors.js";
-import { BpfMap, PerCpuMap } from "./map.js";
+import { BpfMap, PerCpuMap, pinnedMapInfo } from "./map.js";
 import { ensureBpffsDir } from "./pins.js";
 import { BpfProgram } from "./program.js";
 
@@ -20,6 +20,12 @@ export interface BpfObjectOptions {
   pinRoot?: string;
   /** Object name reported by libbpf (defaults to the file name). */
   name?: string;
+  /**
+   * Pinned maps (by name) whose contents can be rebuilt, such as counters: a pin an older build left
+   * with another type, size or capacity is removed and the map created anew. Any other pinned map
+   * that no longer fits fails the load with an error naming it (libbpf would only say "mismatch").
+   */
+  recreatable?: readonly string[];
 }
 
 interface Closable {
@@ -58,6 +64,7 @@ export class BpfObject {
   static load(path: string, opts: BpfObjectOptions = {}): BpfObject {
     const o = BpfObject.open(path, opts);
     try {
+      o.checkPins(opts.recreatable ?? []);
       o.load();
     } catch (e) {
       o.close();
@@ -73,6 +80,33 @@ export class BpfObject {
 
   get loaded(): boolean {
     return this.#loaded;
+  }
+
+  /** Removes or refuses pinned maps this object cannot reuse (see BpfObjectOptions.recreatable). */
+  checkPins(recreatable: readonly string[]): void {
+    for (const spec of this.maps()) {
+      if (!spec.pinPath || spec.maxEntries === 0 || !existsSync(spec.pinPath)) continue;
+      const have = pinnedMapInfo(spec.pinPath);
+      const differs = (
+        [
+          ["type", have.typeName, spec.typeName],
+          ["key size", have.keySize, spec.keySize],
+          ["value size", have.valueSize, spec.valueSize],
+          ["max entries", have.maxEntries, spec.maxEntries],
+        ] as const
+      ).filter(([, a, b]) => a !== b);
+      if (differs.length === 0) continue;
+      if (recreatable.includes(spec.name)) {
+        rmSync(spec.pinPath);
+        continue;
+      }
+      const what = differs.map(([k, a, b]) => `${k} ${a} pinned, ${b} wanted`).join(", ");
+      throw new BpfLoadError(
+        this.path,
+        `the pinned map ${spec.pinPath} no longer fits (${what}): remove the pin (its contents are lost) or keep the configuration it was made with`,
+        "",
+      );
+    }
   }
 
   /** Creates (or reuses pinned) maps and loads the programs. */

@@ -97,6 +97,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       const lb = SocketLb.open({
         bpffsDir: config.paths.bpffs,
         cgroup,
+        serviceCIDRs: config.serviceCIDRs,
         log,
         ...(maglev ? { maglev } : {}),
       });

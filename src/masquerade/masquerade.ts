@@ -10,15 +10,13 @@ import {
   type NatConfig,
   NatCtDir,
   type NatDevice,
-  type NatExcludeKey,
   NatFlags,
   NatMap,
   natConfig,
   natDevice,
-  natExcludeKey,
 } from "../bpf/nat.js";
-import { Family } from "../bpf/shared.js";
-import { formatHostPort, formatIp, parseIp, parsePrefix } from "../util/ip.js";
+import { Family, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
+import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
 
 export interface MasqueradeSettings {
   ipv4: boolean;
@@ -49,20 +47,11 @@ export interface UplinkAddresses {
   ipv6?: string;
 }
 
-function excludeKey(cidr: string): NatExcludeKey {
-  const p = parsePrefix(cidr);
-  const addr = Buffer.alloc(16);
-  p.bytes.copy(addr);
-  return { prefixlen: 32 + p.prefixLength, family: p.family === 4 ? Family.V4 : Family.V6, addr };
-}
-
-const hex = (k: NatExcludeKey) => natExcludeKey.encode(k).toString("hex");
-
 export class Masquerade {
   private constructor(
     private readonly config: BpfMap<number, NatConfig>,
     private readonly devices: BpfMap<number, NatDevice>,
-    private readonly exclude: BpfMap<NatExcludeKey, number>,
+    private readonly exclude: BpfMap<PrefixKey, number>,
     private readonly ct: BpfMap<LbCtKey, LbCt>,
   ) {}
 
@@ -71,16 +60,14 @@ export class Masquerade {
     return new Masquerade(
       BpfMap.fromPin(join(bpffsDir, NatMap.config), u32, natConfig),
       BpfMap.fromPin(join(bpffsDir, NatMap.devices), u32, natDevice),
-      BpfMap.fromPin(join(bpffsDir, NatMap.exclude), natExcludeKey, u8),
+      BpfMap.fromPin(join(bpffsDir, NatMap.exclude), prefixKey, u8),
       BpfMap.fromPin(join(bpffsDir, LbMap.ct), lbCtKey, lbCt),
     );
   }
 
   apply(s: MasqueradeSettings, uplinks: readonly UplinkAddresses[]): void {
     // Exclusions and devices first, the switch last: a flow is never translated by half a setting.
-    const want = new Map(s.exclude.map((c) => [hex(excludeKey(c)), excludeKey(c)]));
-    for (const k of [...this.exclude.keys()]) if (!want.has(hex(k))) this.exclude.delete(k);
-    for (const k of want.values()) this.exclude.update(k, 1);
+    syncPrefixSet(this.exclude, s.exclude);
     const seen = new Set<number>();
     for (const u of uplinks) {
       const addr4 = Buffer.alloc(4);

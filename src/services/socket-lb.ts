@@ -5,7 +5,7 @@
 // A restarted nkitd adopts the pinned links and swaps their programs in place (BPF_LINK_UPDATE), so
 // connects keep being translated while it restarts.
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { u32, u64 } from "../bpf/codec.js";
+import { u8, u32, u64 } from "../bpf/codec.js";
 import type { CgroupHook } from "../bpf/constants.js";
 import {
   LB_PROGRAM,
@@ -26,7 +26,7 @@ import { BpfLink } from "../bpf/link.js";
 import type { BpfMap, PerCpuMap } from "../bpf/map.js";
 import { BpfObject, builtObjectPath } from "../bpf/object.js";
 import { PinDir } from "../bpf/pins.js";
-import { Family } from "../bpf/shared.js";
+import { Family, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
@@ -52,6 +52,8 @@ export interface SocketLbOptions {
    * external frontends (host ports) work through the socket hooks only: not from other hosts.
    */
   maglev?: MaglevTables;
+  /** nkitd's serviceCIDRs: a connect to an address there that no service holds is refused at once. */
+  serviceCIDRs?: readonly string[];
   log?: Logger;
 }
 
@@ -90,6 +92,7 @@ export class SocketLb implements LbTable {
   private readonly backends: BpfMap<LbBackendKey, LbAddress>;
   private readonly counterMap: PerCpuMap<number, bigint>;
   private readonly conns: PerCpuMap<LbBackendKey, bigint>;
+  private readonly serviceCidrs: BpfMap<PrefixKey, number>;
   /** frontend key (hex) → its id and slot count, mirrored from nk_lb_services. */
   private readonly held = new Map<string, LbService>();
   private readonly usedIds = new Set<number>();
@@ -106,6 +109,7 @@ export class SocketLb implements LbTable {
     this.backends = obj.map(LbMap.backends, lbBackendKey, lbAddr);
     this.counterMap = obj.perCpuMap(LbMap.counters, u32, u64);
     this.conns = obj.perCpuMap(LbMap.backendConns, lbBackendKey, u64);
+    this.serviceCidrs = obj.map(LbMap.serviceCidrs, prefixKey, u8);
     for (const [k, v] of this.services.entries()) {
       this.held.set(lbKey.encode(k).toString("hex"), v);
       this.usedIds.add(v.id);
@@ -123,6 +127,8 @@ export class SocketLb implements LbTable {
     const obj = BpfObject.load(o.objectPath ?? defaultSockLbObject(), {
       pinRoot: o.bpffsDir,
       name: "nkit_sock_lb",
+      // Only counts: an older build's counter array of fewer reasons is simply made anew.
+      recreatable: [LbMap.counters],
     });
     const links: BpfLink[] = [];
     try {
@@ -147,12 +153,19 @@ export class SocketLb implements LbTable {
         links.push(link);
       }
       o.log?.info({ cgroup: o.cgroup }, "socket load-balancer attached");
-      return new SocketLb(obj, links, pins, o.maglev);
+      const lb = new SocketLb(obj, links, pins, o.maglev);
+      lb.setServiceCidrs(o.serviceCIDRs ?? []);
+      return lb;
     } catch (e) {
       for (const l of links) l.close();
       obj.close();
       throw e;
     }
+  }
+
+  /** The CIDRs whose addresses without a service are refused (ECONNREFUSED) instead of routed. */
+  setServiceCidrs(cidrs: readonly string[]): void {
+    syncPrefixSet(this.serviceCidrs, cidrs);
   }
 
   set(e: LbEntry): void {

@@ -182,6 +182,53 @@ describe("services through nkitd", () => {
     expect(names).toEqual(["web"]);
   });
 
+  it("refuses a VIP in serviceCIDRs that has no service at once: TCP and UDP, v4 and v6, from a pod and a bare netns, also right after a delete", async () => {
+    const b1: { ipv4?: string; ipv6?: string } = backends[0]?.ep.addresses ?? {};
+    // A netns in the LB cgroup with no route at all: without the refusal a connect there fails
+    // with ENETUNREACH, in the client pod (VIP ranges blackholed) with EINVAL; nothing ever leaves.
+    const bare = await createNetns(scope, "bare");
+    const inBare = async <R>(...args: string[]): Promise<R> => {
+      const r = await inCgroup(setup.cgroup, bare.path, process.execPath, [CLIENT, ...args], 60_000);
+      return JSON.parse(r.stdout.trim()) as R;
+    };
+    const vips = [
+      ["10.96.71.30", b1.ipv4 ?? ""],
+      ["fd96::7130", b1.ipv6 ?? ""],
+    ] as const;
+    for (const [vip, backend] of vips) {
+      const front = vip.includes(":") ? `[${vip}]` : vip;
+      const back = backend.includes(":") ? `[${backend}]` : backend;
+      const add = await nkit(
+        setup.socket,
+        "service",
+        "add",
+        "brief",
+        "--vip",
+        `${front}:80/tcp`,
+        "--backend",
+        `${back}:8080`,
+      );
+      expect(add.code, add.stderr).toBe(0);
+      expect((await clientRun<TcpResult>("tcp", vip, "80", "2")).answers).toEqual({ b1: 2 });
+      expect((await nkit(setup.socket, "service", "delete", "brief")).code).toBe(0);
+      for (const [where, runIn] of [
+        ["client pod", clientRun],
+        ["bare netns", inBare],
+      ] as const) {
+        const tcp = await runIn<TcpResult>("tcp", vip, "80", "3");
+        expect(tcp.errors, `${where} TCP ${vip} after delete`).toEqual({ ECONNREFUSED: 3 });
+        // a port the VIP never had
+        const other = await runIn<TcpResult>("tcp", vip, "8443", "1");
+        expect(other.errors, `${where} TCP ${vip}:8443`).toEqual({ ECONNREFUSED: 1 });
+        const udp = await runIn<{ error?: string }>("udp", vip, "53"); // never a service
+        expect(udp.error, `${where} UDP ${vip}`).toBe("ECONNREFUSED");
+      }
+    }
+    const metrics = await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`).then((r) => r.text());
+    const refused = /nkit_lb_socket_total\{reason="no-service"\} (\d+)/.exec(metrics);
+    expect(Number(refused?.[1] ?? 0)).toBeGreaterThanOrEqual(16);
+  });
+
   it("applies a service file, logs a bad one with its key and keeps the rest working", async () => {
     const b2 = backends[1]?.ep.addresses.ipv4 ?? "";
     writeFileSync(
