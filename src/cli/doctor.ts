@@ -95,6 +95,50 @@ function bigTcpCheck(): Check {
   };
 }
 
+interface IpAddrInfo {
+  ifname: string;
+  addr_info?: { family: string; local: string; scope: string }[];
+}
+
+/**
+ * What pods' IPv6 to the outside (masquerade.ipv6, or routed pod addresses) needs of the host: an
+ * IPv6 default route through an uplink that holds a global IPv6 address. bpf_fib_lookup checks
+ * forwarding only on the device a packet arrives on, and nkit turns it on for each pod's host
+ * device, so no global sysctl (net.ipv6.conf.all.forwarding) is needed or checked.
+ */
+export function ipv6OutsideCheck(uplinks: readonly string[] | undefined): Check {
+  const base = { name: "IPv6 to the outside", required: false };
+  const routes = ipJson<{ dev?: string }[]>(["-6", "route", "show", "default"]) ?? [];
+  const routed = [...new Set(routes.map((r) => r.dev).filter((d): d is string => d !== undefined))];
+  const devs = uplinks && uplinks.length > 0 ? routed.filter((d) => uplinks.includes(d)) : routed;
+  if (devs.length === 0) {
+    return {
+      ...base,
+      status: "warn",
+      detail: `no IPv6 default route${uplinks?.length ? ` through nkit's uplinks (${uplinks.join(", ")})` : ""}: pods reach only this host and other pods over IPv6`,
+      fix: "add an IPv6 default route through the uplink (for masquerade.ipv6 or routed pod IPv6); no forwarding sysctl is needed",
+    };
+  }
+  const global = devs.flatMap((d) =>
+    (ipJson<IpAddrInfo[]>(["-6", "addr", "show", "dev", d]) ?? []).flatMap((l) =>
+      (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${d} ${a.local}`),
+    ),
+  );
+  return global.length > 0
+    ? {
+        ...base,
+        status: "pass",
+        detail: `IPv6 default route via ${devs.join(", ")}; masqueraded IPv6 leaves as ${global[0]?.split(" ")[1]} (nkit enables IPv6 forwarding on each pod's host device; no global sysctl)`,
+        fix: "",
+      }
+    : {
+        ...base,
+        status: "warn",
+        detail: `IPv6 default route via ${devs.join(", ")} but no global IPv6 address there: masquerade.ipv6 has no address to translate to`,
+        fix: `give ${devs[0]} a global IPv6 address (SLAAC or static)`,
+      };
+}
+
 function cniConfigCheck(dir: string): Check {
   const base = { name: "CNI config", required: false };
   if (!existsSync(dir)) {
@@ -153,7 +197,7 @@ function cniCompatCheck(o: DoctorOptions, containerd: ContainerdVersion | undefi
   };
 }
 
-async function nkitdCheck(socket: string): Promise<{ check: Check; mode?: string }> {
+async function nkitdCheck(socket: string): Promise<{ check: Check; mode?: string; uplinks?: string[] }> {
   const c = new NkitClient(socket, { timeoutMs: 3000 });
   try {
     const s = await c.status();
@@ -166,6 +210,7 @@ async function nkitdCheck(socket: string): Promise<{ check: Check; mode?: string
         fix: "",
       },
       mode: s.datapathMode,
+      uplinks: s.uplinks,
     };
   } catch (e) {
     return {
@@ -257,6 +302,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
       : "mount cgroup2 (systemd.unified_cgroup_hierarchy=1): socket-level load balancing needs it",
   });
   checks.push(bigTcpCheck());
+  checks.push(ipv6OutsideCheck(nkitd.uplinks));
   const version = containerdVersion(o.containerd);
   checks.push(
     version

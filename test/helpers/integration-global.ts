@@ -33,11 +33,7 @@ function rulesets(): string {
       return `${cmd} failed: ${(e as Error).message}`;
     }
   };
-  return [
-    out("nft", ["list", "ruleset"]),
-    out("iptables-save", []),
-    out("ip6tables-save", []),
-  ]
+  return [out("nft", ["list", "ruleset"]), out("iptables-save", []), out("ip6tables-save", [])]
     .join("\n")
     .split("\n")
     .filter((l) => !l.startsWith("#")) // iptables-save's dated header and footer

@@ -13,6 +13,7 @@ import { PinDir } from "../../src/bpf/pins.js";
 import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
+import { spawnProc } from "../helpers/nkitd.js";
 import { type Exit, spawnNode, waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns, run } from "../helpers/sys.js";
@@ -322,6 +323,42 @@ describe("nkit CLI against a live nkitd", () => {
     expect(byName.get("containerd NRI")?.fix).toMatch(/disable = false/);
     for (const n of ["BTF", "cgroup2", "BIG TCP", "containerd", "CNI plugin"])
       expect(byName.has(n), n).toBe(true);
+    // nkitd's only uplink is the test veth, which carries no IPv6 default route
+    expect(byName.get("IPv6 to the outside")).toMatchObject({ status: "warn", required: false });
+    expect(byName.get("IPv6 to the outside")?.detail).toMatch(/no IPv6 default route through nkit's uplinks/);
+    expect(byName.get("IPv6 to the outside")?.fix).toMatch(/no forwarding sysctl is needed/);
+  });
+
+  it("doctor's IPv6 check passes with an IPv6 default route and a global address, and names what is missing", async () => {
+    const ns = await createNetns(scope, "d6");
+    const dev = "nkd6";
+    await run("ip", ["-n", ns.name, "link", "add", dev, "type", "veth", "peer", "name", `${dev}p`]);
+    await run("ip", ["-n", ns.name, "link", "set", dev, "up"]);
+    await run("ip", ["-n", ns.name, "link", "set", `${dev}p`, "up"]);
+    await run("ip", ["-n", ns.name, "addr", "add", "fd6e::2/64", "dev", dev, "nodad"]);
+    await run("ip", ["-n", ns.name, "route", "add", "default", "via", "fd6e::1", "dev", dev]);
+    const doctor = async () => {
+      const r = await spawnProc("nsenter", [
+        `--net=${ns.path}`,
+        "--",
+        process.execPath,
+        NKIT,
+        "--socket",
+        join(runDir, "absent.sock"),
+        "doctor",
+        "--json",
+      ]).done;
+      const d = JSON.parse(r.stdout) as { checks: { name: string; status: string; detail: string }[] };
+      return d.checks.find((c) => c.name === "IPv6 to the outside");
+    };
+    const ok = await doctor();
+    expect(ok?.status).toBe("pass");
+    expect(ok?.detail).toMatch(/via nkd6; masqueraded IPv6 leaves as fd6e::2.*no global sysctl/);
+    await run("ip", ["-n", ns.name, "addr", "del", "fd6e::2/64", "dev", dev]);
+    await run("ip", ["-n", ns.name, "route", "add", "default", "dev", dev]).catch(() => undefined);
+    const noAddr = await doctor();
+    expect(noAddr?.status).toBe("warn");
+    expect(noAddr?.detail).toMatch(/no global IPv6 address/);
   });
 
   it("doctor exits 4 when a required check fails (nkitd unreachable)", async () => {

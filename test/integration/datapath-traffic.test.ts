@@ -67,10 +67,14 @@ describe("endpoint datapath traffic (veth + tcx)", () => {
   });
 
   it("routes a pod to an outside netns with redirect_neigh and back through the uplink program", async () => {
-    const v6fwd = await sysctlRead("net/ipv6/conf/all/forwarding");
-    // bpf_fib_lookup needs IPv6 forwarding on (the v4 switch is per device and set by wiring).
-    await sysctlWrite("net/ipv6/conf/all/forwarding", 1);
-    scope.defer(() => sysctlWrite("net/ipv6/conf/all/forwarding", v6fwd));
+    // No global forwarding switch, v4 or v6: bpf_fib_lookup checks only the pod's host device,
+    // which wiring turns on (what README and `nkit doctor` promise).
+    for (const key of ["net/ipv6/conf/all/forwarding", "net/ipv4/ip_forward"]) {
+      const was = (await sysctlRead(key)).trim();
+      if (was === "0") continue;
+      await sysctlWrite(key, 0);
+      scope.defer(() => sysctlWrite(key, was));
+    }
     const out = await createOutside(scope, h);
     const pod = await createPod(scope, "p");
     const ep = await h.mgr.wire({ id: h.newId("p"), netnsPath: pod.path });
