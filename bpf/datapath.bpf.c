@@ -450,6 +450,20 @@ static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, cons
   return 0;
 }
 
+static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp, __u32 oif,
+                                 __u32 src_ep, int forced);
+
+/* Sends a translated packet back out of the uplink it arrived on, to the next hop the routing table
+ * names for its new destination. bpf_redirect_neigh without parameters looks the route up for
+ * output, which (unlike bpf_fib_lookup from this ingress device) needs no forwarding switch on the
+ * uplink. Backends and clients of the load-balancer are reached through the uplink they use. */
+static __always_inline int back_out(struct __sk_buff *skb, struct pkt *p) {
+  if (p->hop_limit <= 1) return drop(skb, 0, NK_DROP_NO_ROUTE, p);
+  if (dec_hop_limit(skb, p) < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
+  count(0, NK_FWD_LB_REMOTE, skb->len);
+  return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+}
+
 /* Uplink ingress to an external frontend (a host port): translate to a backend and deliver it.
  * Returns -1 when the packet is not for a frontend, else the tc verdict. An established flow keeps
  * its backend even after the backend left the service; a SYN always chooses afresh. */
@@ -476,8 +490,17 @@ static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p, 
   }
   if (nat_rewrite(skb, p, &l, 1, be.addr, be.port) < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
   __builtin_memcpy(p->dst.addr, be.addr, 16);
+  l.dport = be.port;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p->dst);
-  if (!dst) return TC_ACT_OK; /* a backend off this host: the stack routes it */
+  if (!dst) {
+    /* A backend on another host: the flow leaves with this uplink's address and a port of its own,
+     * so the backend answers here, where both translations are undone (snat_reverse, lb_reverse). */
+    int n = snat(skb, p, &l, skb->ifindex, 0, 1);
+    if (n == -1) return drop(skb, 0, NK_DROP_NAT_NO_PORT, p);
+    if (n == 0) return drop(skb, 0, NK_DROP_NO_ROUTE, p); /* the uplink has no address of the family */
+    if (n < -1) return drop(skb, 0, NK_DROP_MALFORMED, p);
+    return back_out(skb, p);
+  }
   int r = to_local_pod(skb, p, dst, NK_FWD_LB_DNAT, 1);
   return r >= 0 ? r : TC_ACT_OK;
 }
@@ -515,9 +538,11 @@ static __always_inline int same_addr16(const __u8 *a, const __u8 *b) {
 
 /* Masquerades a pod's flow leaving through uplink oif: the uplink's address, the pod's own port
  * when it is free and in range, else a random one, then the next ones. Returns 1 when translated,
- * 0 when the flow is not masqueraded, -1 when no port was free, -2 on a rewrite failure. */
+ * 0 when the flow is not masqueraded, -1 when no port was free, -2 on a rewrite failure.
+ * forced: a load-balanced flow to a backend on another host, whose replies must come back through
+ * this host whatever the masquerade settings and exclusions say. */
 static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp, __u32 oif,
-                                 __u32 src_ep) {
+                                 __u32 src_ep, int forced) {
   struct nk_nat_device *dev = bpf_map_lookup_elem(&nk_nat_devices, &oif);
   if (!dev) return 0;
   __u32 zero = 0;
@@ -525,10 +550,10 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const stru
   if (!cfg) return 0;
   int v4 = p->family == NK_FAMILY_V4;
   __u32 fam = v4 ? NK_NAT_F_V4 : NK_NAT_F_V6;
-  if (!(cfg->flags & fam) || !(dev->flags & fam)) return 0;
+  if (!(dev->flags & fam) || (!forced && !(cfg->flags & fam))) return 0;
   struct nk_prefix_key ek = {.prefixlen = 32 + (v4 ? 32 : 128), .family = p->family};
   __builtin_memcpy(ek.addr, p->dst.addr, 16);
-  if (bpf_map_lookup_elem(&nk_nat_exclude, &ek)) return 0;
+  if (!forced && bpf_map_lookup_elem(&nk_nat_exclude, &ek)) return 0;
   struct l4 l = *lp;
   if (l.icmp && l.dport != 0) return 0; /* an echo reply answers a flow that came in untranslated */
   __u8 naddr[16] = {};
@@ -743,8 +768,14 @@ static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p, co
   }
   if (nat_rewrite(skb, p, &l, 1, addr, port) < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
   __builtin_memcpy(p->dst.addr, addr, 16);
+  l.dport = port;
   struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p->dst);
-  if (!dst) return TC_ACT_OK;
+  if (!dst) {
+    /* A remote backend's reply to an uplink client (lb_from_uplink): the frontend as its source. */
+    int rev = lb_reverse(skb, p, &l, 0);
+    if (rev < 0) return drop(skb, 0, NK_DROP_MALFORMED, p);
+    return rev ? back_out(skb, p) : TC_ACT_OK;
+  }
   int r = to_local_pod(skb, p, dst, NK_FWD_SNAT_REVERSE, 1);
   return r >= 0 ? r : TC_ACT_OK;
 }
@@ -771,7 +802,7 @@ static __always_inline int fib_forward(struct __sk_buff *skb, struct pkt *p, __u
   case BPF_FIB_LKUP_RET_NO_NEIGH: {
     if (fib.ifindex == skb->ifindex || p->hop_limit <= 1) break;
     if (masq) {
-      int n = snat(skb, p, masq, fib.ifindex, src_ep);
+      int n = snat(skb, p, masq, fib.ifindex, src_ep, 0);
       if (n == -1) return drop(skb, src_ep, NK_DROP_NAT_NO_PORT, p);
       if (n < -1) return drop(skb, src_ep, NK_DROP_MALFORMED, p);
     }

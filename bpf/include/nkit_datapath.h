@@ -40,6 +40,7 @@ enum nk_reason {
   NK_FWD_LB_RNAT = 9,         /* a backend's reply to an uplink client, source restored to the frontend */
   NK_FWD_SNAT = 10,           /* pod -> off-host, masqueraded to the uplink's address */
   NK_FWD_SNAT_REVERSE = 11,   /* uplink -> pod, a reply to a masqueraded flow */
+  NK_FWD_LB_REMOTE = 12,      /* uplink <-> a frontend's backend on another host: translated both ways, back out the uplink */
   NK_DROP_SPOOFED_SOURCE = 64, /* source address not owned by the sending endpoint */
   NK_DROP_UNKNOWN_SOURCE = 65, /* packet from a device that is no endpoint */
   NK_DROP_MALFORMED = 66,     /* truncated or invalid header */

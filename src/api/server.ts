@@ -96,6 +96,7 @@ export function toApiService(v: ServiceView, connections: ConnectionCounts = () 
     affinityTimeoutSeconds: s.affinityTimeoutSeconds,
     source: v.source,
     origin: v.origin,
+    external: s.external === true,
     frontends: v.entries.map((e) => {
       const counts = connections(e);
       return {
@@ -128,6 +129,7 @@ function serviceDefinition(s: T.Service): Record<string, unknown> {
     });
   if (s.affinity) def.affinity = s.affinity;
   if (s.affinityTimeoutSeconds) def.affinityTimeoutSeconds = s.affinityTimeoutSeconds;
+  if (s.external) def.external = true;
   return def;
 }
 

@@ -184,6 +184,8 @@ export interface Service {
   source: string;
   origin: string;
   frontends: Frontend[];
+  /** Reachable per packet from other hosts (uplink ingress), besides the socket hooks. */
+  external: boolean;
 }
 
 export interface ListServicesResponse {

@@ -137,6 +137,7 @@ service
   .option("--selector <label=value>", "pick backends by endpoint labels instead (repeat)", collect)
   .option("--affinity <mode>", "none or client-ip")
   .option("--affinity-timeout <seconds>", "client-ip affinity lifetime (default 10800)")
+  .option("--external", "also load-balance the VIP per packet for other hosts (uplink ingress)")
   .action(
     act((g, name: string, o: ServiceAddOptions) => withClient(g, (c) => serviceAddCmd(c, g.json, name, o))),
   );

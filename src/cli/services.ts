@@ -13,6 +13,7 @@ export interface ServiceAddOptions {
   selector?: string[];
   affinity?: string;
   affinityTimeout?: string;
+  external?: boolean;
 }
 
 const hostPort = formatHostPort;
@@ -64,6 +65,7 @@ export function serviceFromFlags(name: string, o: ServiceAddOptions): T.Service 
     source: "",
     origin: "",
     frontends: [],
+    external: o.external === true,
   };
 }
 
@@ -78,6 +80,7 @@ export function serviceJson(s: T.Service): Record<string, unknown> {
       : { backends: s.backends.map((b) => (b.port ? hostPort(b.address, b.port) : b.address)) }),
     affinity: s.affinity,
     affinityTimeoutSeconds: s.affinityTimeoutSeconds,
+    ...(s.external ? { external: true } : {}),
     source: s.source,
     origin: s.origin,
     frontends: s.frontends.map((f) => ({

@@ -35,8 +35,9 @@ export interface ServiceSpec {
   /** Client-ip affinity lifetime, refreshed on every use (Cilium's default: 3 h). */
   affinityTimeoutSeconds: number;
   /**
-   * Reachable per packet from the uplinks as well as through the socket hooks (host ports on the
-   * host's own addresses): gets a Maglev table and conntrack at tc. Set by nkit, not by users.
+   * Reachable per packet from the uplinks (other hosts) as well as through the socket hooks: gets a
+   * Maglev table and conntrack at tc. Host ports on the host's own addresses always are; a VIP is
+   * when its service says `external: true` (its table costs 64 KiB of kernel memory per port).
    */
   external?: boolean;
 }
@@ -133,7 +134,16 @@ export function parseServiceSpec(raw: unknown, key: string): ServiceSpec {
       `expected a mapping, got ${show(raw)}`,
       "write name, vip, ports and backends",
     );
-  keysOf(raw, key, ["name", "vip", "ports", "backends", "selector", "affinity", "affinityTimeoutSeconds"]);
+  keysOf(raw, key, [
+    "name",
+    "vip",
+    "ports",
+    "backends",
+    "selector",
+    "affinity",
+    "affinityTimeoutSeconds",
+    "external",
+  ]);
   const name = raw.name;
   if (typeof name !== "string" || !NAME_RE.test(name)) {
     throw new ServiceSpecError(
@@ -260,6 +270,16 @@ export function parseServiceSpec(raw: unknown, key: string): ServiceSpec {
     affinityTimeoutSeconds: timeout,
   };
   if (selector) spec.selector = selector;
+  if (raw.external !== undefined) {
+    if (typeof raw.external !== "boolean") {
+      throw new ServiceSpecError(
+        `${key}.external`,
+        `${show(raw.external)} is not true or false`,
+        "true: reachable per packet from other hosts (uplink ingress)",
+      );
+    }
+    if (raw.external) spec.external = true;
+  }
   return spec;
 }
 
