@@ -78,6 +78,8 @@ struct {
 struct nk_lb_maglev_inner {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, NK_LB_MAGLEV_M);
+  /* tables of any size (nk_lb_config.maglev_m) may be put in */
+  __uint(map_flags, BPF_F_INNER_MAP);
   __type(key, __u32);
   __type(value, __u32);
 };
@@ -89,6 +91,22 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
   __array(values, struct nk_lb_maglev_inner);
 } nk_lb_maglev SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct nk_lb_config);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_lb_config SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct nk_ct_config);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} nk_ct_config SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -376,9 +394,23 @@ static __always_inline int ct_idle(__u64 now, __u64 last, __u64 timeout) {
 }
 
 static __always_inline __u64 ct_timeout(__u8 proto, __u8 flags) {
-  if (proto != IPPROTO_TCP) return NK_LB_CT_UDP_TIMEOUT_NS;
-  if (flags & NK_CT_F_CLOSING) return NK_LB_CT_TCP_CLOSING_TIMEOUT_NS;
-  return flags & NK_CT_F_ESTABLISHED ? NK_LB_CT_TCP_TIMEOUT_NS : NK_LB_CT_TCP_OPENING_TIMEOUT_NS;
+  __u32 zero = 0;
+  const struct nk_ct_config *c = bpf_map_lookup_elem(&nk_ct_config, &zero);
+  __u64 t;
+  if (proto != IPPROTO_TCP) {
+    t = c ? c->other_ns : 0;
+    return t ? t : NK_LB_CT_UDP_TIMEOUT_NS;
+  }
+  if (flags & NK_CT_F_CLOSING) {
+    t = c ? c->tcp_closing_ns : 0;
+    return t ? t : NK_LB_CT_TCP_CLOSING_TIMEOUT_NS;
+  }
+  if (flags & NK_CT_F_ESTABLISHED) {
+    t = c ? c->tcp_established_ns : 0;
+    return t ? t : NK_LB_CT_TCP_TIMEOUT_NS;
+  }
+  t = c ? c->tcp_opening_ns : 0;
+  return t ? t : NK_LB_CT_TCP_OPENING_TIMEOUT_NS;
 }
 
 /* Rewrites the destination (dst != 0) or the source address and port, fixing the IPv4 header
@@ -427,7 +459,10 @@ static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, cons
   __u32 id = svc->id;
   void *table = bpf_map_lookup_elem(&nk_lb_maglev, &id);
   if (!table) return -1;
-  __u32 idx = flow_hash(p, l) % NK_LB_MAGLEV_M;
+  __u32 zero = 0;
+  const struct nk_lb_config *cfg = bpf_map_lookup_elem(&nk_lb_config, &zero);
+  __u32 m = cfg && cfg->maglev_m ? cfg->maglev_m : NK_LB_MAGLEV_M;
+  __u32 idx = flow_hash(p, l) % m;
   __u32 *slot = bpf_map_lookup_elem(table, &idx);
   if (!slot || *slot >= svc->count) return -1;
   struct nk_lb_backend_key bk = {.id = id, .slot = *slot};

@@ -80,8 +80,24 @@ struct nk_lb_affinity {
  * connections from other hosts to host ports. ---- */
 
 /* Entries of a frontend's Maglev lookup table (an array in nk_lb_maglev, keyed by frontend id, whose
- * values are backend slots). A prime from the usual Maglev set; the agent computes the table. */
+ * values are backend slots) unless nk_lb_config says otherwise (nkitd's limits.maglevTableSize, a
+ * prime from the usual Maglev set); the agent computes the tables. */
 #define NK_LB_MAGLEV_M 16381
+
+/* nk_lb_config[0]: the per-packet load-balancer's settings, written by nkitd (services). */
+struct nk_lb_config {
+  __u32 maglev_m; /* entries of every Maglev table; 0 = NK_LB_MAGLEV_M */
+  __u32 pad;
+};
+
+/* nk_ct_config[0]: how long an nk_lb_ct entry may stay idle, by state (nkitd's timeouts:);
+ * 0 = the NK_LB_CT_*_TIMEOUT_NS default. */
+struct nk_ct_config {
+  __u64 tcp_established_ns;
+  __u64 tcp_opening_ns;
+  __u64 tcp_closing_ns;
+  __u64 other_ns; /* UDP, ICMP */
+};
 
 /* Connection tracking of per-packet translated flows (nk_lb_ct), one entry per direction:
  * NK_LB_CT_FORWARD keyed by the client's tuple to the frontend (value: the backend it was sent to,

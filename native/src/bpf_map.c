@@ -271,18 +271,22 @@ static napi_value map_delete_batch(napi_env env, napi_callback_info info) {
   return nk_u32(env, cnt);
 }
 
-/* mapCreate(type, keySize, valueSize, maxEntries, name) -> handle: a map of this process, not
- * pinned (the inner maps of map-in-map tables, held by the outer map once inserted). */
+/* mapCreate(type, keySize, valueSize, maxEntries, name, flags?) -> handle: a map of this process,
+ * not pinned (the inner maps of map-in-map tables, held by the outer map once inserted). */
 static napi_value map_create(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (!nk_args(env, info, 5, argv)) return NULL;
-  uint32_t type, ksz, vsz, max;
+  napi_value argv[6];
+  if (!nk_args(env, info, 6, argv)) return NULL;
+  uint32_t type, ksz, vsz, max, flags = 0;
   char *name = NULL;
+  napi_valuetype ft;
+  if (napi_typeof(env, argv[5], &ft) != napi_ok) return NULL;
+  if (ft != napi_undefined && !nk_get_u32(env, argv[5], "flags", &flags)) return NULL;
   if (!nk_get_u32(env, argv[0], "type", &type) || !nk_get_u32(env, argv[1], "keySize", &ksz) ||
       !nk_get_u32(env, argv[2], "valueSize", &vsz) || !nk_get_u32(env, argv[3], "maxEntries", &max) ||
       !nk_get_string(env, argv[4], "name", &name))
     return NULL;
-  int fd = bpf_map_create((enum bpf_map_type)type, name, ksz, vsz, max, NULL);
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+  int fd = bpf_map_create((enum bpf_map_type)type, name, ksz, vsz, max, &opts);
   if (fd < 0) {
     nk_throw_errno(env, -fd, "bpf_map_create", name);
     free(name);

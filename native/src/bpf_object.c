@@ -447,6 +447,23 @@ static napi_value obj_map(napi_env env, napi_callback_info info) {
   return obj_named(env, info, map_fd_by_name, NK_FD_MAP, "bpf_object__find_map_by_name");
 }
 
+/* objSetMapSize(obj, name, maxEntries): a map's capacity before objLoad (sizes from nkitd's config). */
+static napi_value obj_set_map_size(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!nk_args(env, info, 3, argv)) return NULL;
+  nk_obj *o = obj_arg(env, argv[0]);
+  if (!o) return NULL;
+  uint32_t max;
+  if (!nk_get_u32(env, argv[2], "maxEntries", &max)) return NULL;
+  char *name;
+  if (!nk_get_string(env, argv[1], "name", &name)) return NULL;
+  struct bpf_map *m = bpf_object__find_map_by_name(o->obj, name);
+  int err = m ? bpf_map__set_max_entries(m, max) : -ENOENT;
+  if (err) nk_throw_errno(env, -err, "bpf_map__set_max_entries", name);
+  free(name);
+  return err ? NULL : nk_undefined(env);
+}
+
 /* ---- BTF ---------------------------------------------------------------------------------- */
 
 /* btfStruct(path, name) -> { name, size, members: [{ name, offset, bitOffset, bitSize, size }] }
@@ -529,7 +546,7 @@ static napi_value bpf_constants(napi_env env, napi_callback_info info) {
   C(BPF_CGROUP_UDP6_SENDMSG); C(BPF_CGROUP_UDP4_RECVMSG); C(BPF_CGROUP_UDP6_RECVMSG);
   C(BPF_CGROUP_INET4_GETPEERNAME); C(BPF_CGROUP_INET6_GETPEERNAME); C(BPF_LINK_TYPE_CGROUP);
   C(BPF_F_REPLACE); C(BPF_F_BEFORE); C(BPF_F_AFTER); C(BPF_F_ID); C(BPF_F_LINK);
-  C(BPF_ANY); C(BPF_NOEXIST); C(BPF_EXIST); C(BPF_F_LOCK);
+  C(BPF_ANY); C(BPF_NOEXIST); C(BPF_EXIST); C(BPF_F_LOCK); C(BPF_F_INNER_MAP);
   C(BPF_MAP_TYPE_HASH); C(BPF_MAP_TYPE_ARRAY); C(BPF_MAP_TYPE_PERCPU_HASH);
   C(BPF_MAP_TYPE_PERCPU_ARRAY); C(BPF_MAP_TYPE_LRU_HASH); C(BPF_MAP_TYPE_LRU_PERCPU_HASH);
   C(BPF_MAP_TYPE_LPM_TRIE); C(BPF_MAP_TYPE_HASH_OF_MAPS);
@@ -546,6 +563,7 @@ napi_value nk_register_bpf(napi_env env, napi_value exports) {
       {"objClose", obj_close},       {"objPrograms", obj_programs},
       {"objMaps", obj_maps},         {"objProgram", obj_program},
       {"objMap", obj_map},           {"btfStruct", btf_struct},
+      {"objSetMapSize", obj_set_map_size},
       {"numPossibleCpus", num_possible_cpus}, {"bpfConstants", bpf_constants},
   };
   if (!nk_export(env, exports, fns, sizeof fns / sizeof fns[0])) return NULL;

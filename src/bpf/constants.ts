@@ -26,6 +26,7 @@ export const BPF = {
   NOEXIST: 1,
   EXIST: 2,
   F_LOCK: 4,
+  F_INNER_MAP: 4096,
   MAP_TYPE_ARRAY: 2,
   MAP_TYPE_HASH_OF_MAPS: 13,
   FUNC_FIB_LOOKUP: 69,

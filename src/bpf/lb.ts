@@ -20,6 +20,10 @@ export const LbMap = {
   /** Per-packet path, created by the datapath object (bpf/datapath.bpf.c). */
   maglev: "nk_lb_maglev",
   ct: "nk_lb_ct",
+  /** Per-packet path: the Maglev table size (struct nk_lb_config). */
+  config: "nk_lb_config",
+  /** Per-packet path: conntrack idle timeouts by state (struct nk_ct_config). */
+  ctConfig: "nk_ct_config",
 } as const;
 
 /** The programs of bpf/sock_lb.bpf.c, by the cgroup hook each one runs at. */
@@ -210,28 +214,86 @@ export const lbCt: StructCodec<LbCt> = struct<LbCt>({
   },
 });
 
+/** struct nk_lb_config */
+export interface LbConfig {
+  maglev_m: number;
+}
+
+/** struct nk_ct_config: nanoseconds; 0 = the built-in default. */
+export interface CtConfig {
+  tcp_established_ns: bigint;
+  tcp_opening_ns: bigint;
+  tcp_closing_ns: bigint;
+  other_ns: bigint;
+}
+
+export const lbConfig: StructCodec<LbConfig> = struct<LbConfig>({
+  name: "nk_lb_config",
+  size: 8,
+  fields: { maglev_m: { offset: 0, codec: u32 } },
+  padding: [{ name: "pad", offset: 4, size: 4 }],
+});
+
+export const ctConfig: StructCodec<CtConfig> = struct<CtConfig>({
+  name: "nk_ct_config",
+  size: 32,
+  fields: {
+    tcp_established_ns: { offset: 0, codec: u64 },
+    tcp_opening_ns: { offset: 8, codec: u64 },
+    tcp_closing_ns: { offset: 16, codec: u64 },
+    other_ns: { offset: 24, codec: u64 },
+  },
+});
+
+/** The capacities of the load-balancer's shared maps (both objects size them alike). */
+export function lbMapSizes(l: {
+  services: number;
+  backends: number;
+  conntrack: number;
+  externalFrontends: number;
+}): Record<string, number> {
+  return {
+    [LbMap.services]: l.services,
+    [LbMap.backends]: l.backends,
+    [LbMap.backendConns]: l.backends,
+    [LbMap.ct]: l.conntrack,
+    [LbMap.maglev]: l.externalFrontends,
+  };
+}
+
 /** NK_CT_F_* */
 export const CtFlags = { ESTABLISHED: 0x1, CLOSING: 0x2 } as const;
 
-/** The idle timeouts of nk_lb_ct entries (nkit_lb.h), in nanoseconds. */
-export const CT_TIMEOUT_NS = {
+/** Idle timeouts of nk_lb_ct entries by state, in nanoseconds. */
+export interface CtTimeouts {
+  tcpEstablished: bigint;
+  tcpOpening: bigint;
+  tcpClosing: bigint;
+  /** UDP and ICMP */
+  other: bigint;
+}
+
+/** The built-in idle timeouts (NK_LB_CT_*_TIMEOUT_NS in nkit_lb.h), used while nk_ct_config holds 0. */
+export const CT_TIMEOUT_NS: CtTimeouts = {
   tcpEstablished: 21_600n * 1_000_000_000n,
   tcpOpening: 60n * 1_000_000_000n,
   tcpClosing: 10n * 1_000_000_000n,
   other: 300n * 1_000_000_000n,
-} as const;
+};
 
 /** How long an entry may stay idle, as the datapath judges it. */
-export function ctTimeoutNs(proto: number, flags: number): bigint {
-  if (proto !== 6) return CT_TIMEOUT_NS.other;
-  if (flags & CtFlags.CLOSING) return CT_TIMEOUT_NS.tcpClosing;
-  return flags & CtFlags.ESTABLISHED ? CT_TIMEOUT_NS.tcpEstablished : CT_TIMEOUT_NS.tcpOpening;
+export function ctTimeoutNs(proto: number, flags: number, t: CtTimeouts = CT_TIMEOUT_NS): bigint {
+  if (proto !== 6) return t.other;
+  if (flags & CtFlags.CLOSING) return t.tcpClosing;
+  return flags & CtFlags.ESTABLISHED ? t.tcpEstablished : t.tcpOpening;
 }
 
 /** The structs of nkit_lb.h the per-packet path (bpf/datapath.bpf.c) records. */
 export const LB_PACKET_STRUCTS: readonly StructCodec<unknown>[] = [
   lbCtKey as StructCodec<unknown>,
   lbCt as StructCodec<unknown>,
+  lbConfig as StructCodec<unknown>,
+  ctConfig as StructCodec<unknown>,
 ];
 
 /** The load-balancer maps the datapath object holds, as the TS side opens them. */
@@ -241,6 +303,8 @@ export const LB_PACKET_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: LbMap.maglev, type: "hash_of_maps", keySize: u32.size, valueSize: u32.size },
   { name: LbMap.ct, type: "lru_hash", keySize: lbCtKey.size, valueSize: lbCt.size },
   { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
+  { name: LbMap.config, type: "array", keySize: u32.size, valueSize: lbConfig.size },
+  { name: LbMap.ctConfig, type: "array", keySize: u32.size, valueSize: ctConfig.size },
 ];
 
 /** Every struct codec mirrored from nkit_lb.h, for the BTF layout test. */

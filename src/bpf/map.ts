@@ -240,9 +240,14 @@ export class BpfMap<K, V> extends MapBase<K, V> {
   }
 
   /** A new array map of this process, not pinned: the inner maps of a MapOfMaps. */
-  static createArray<V>(name: string, valueCodec: Codec<V>, maxEntries: number): BpfMap<number, V> {
+  static createArray<V>(
+    name: string,
+    valueCodec: Codec<V>,
+    maxEntries: number,
+    flags = 0,
+  ): BpfMap<number, V> {
     const handle = nativeCall(`creating BPF array map ${name}`, () =>
-      bpfAddon().mapCreate(BPF.MAP_TYPE_ARRAY, 4, valueCodec.size, maxEntries, name),
+      bpfAddon().mapCreate(BPF.MAP_TYPE_ARRAY, 4, valueCodec.size, maxEntries, name, flags),
     );
     return new BpfMap(handle, u32, valueCodec, name);
   }
@@ -318,6 +323,24 @@ export class PerCpuMap<K, V> extends MapBase<K, V[]> {
 export class MapOfMaps<K> extends BpfMap<K, number> {
   static open<K>(path: string, keyCodec: Codec<K>): MapOfMaps<K> {
     return new MapOfMaps(openPinned(path, "map"), keyCodec, u32, path);
+  }
+
+  /**
+   * Whether an inner map of the given flags and size may be put in (the kernel compares it with the
+   * outer map's inner template: flags always, the size unless the template has BPF_F_INNER_MAP).
+   * Tried with `probeKey`, removed again.
+   */
+  accepts(probeKey: K, flags: number, maxEntries: number): boolean {
+    const probe = BpfMap.createArray("nk_probe", u32, maxEntries, flags);
+    try {
+      this.set(probeKey, probe);
+      this.delete(probeKey);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      probe.close();
+    }
   }
 
   set(key: K, inner: MapBase<number, unknown>, mode: UpdateMode = "any"): void {

@@ -26,6 +26,12 @@ export interface BpfObjectOptions {
    * that no longer fits fails the load with an error naming it (libbpf would only say "mismatch").
    */
   recreatable?: readonly string[];
+  /**
+   * Capacities (max entries) by map name, from configuration. A pinned map of another capacity is
+   * made anew with this one (its entries are lost; BpfObject.resized names it), so a changed size
+   * takes effect at the next start.
+   */
+  sizes?: Readonly<Record<string, number>>;
 }
 
 interface Closable {
@@ -64,7 +70,12 @@ export class BpfObject {
   static load(path: string, opts: BpfObjectOptions = {}): BpfObject {
     const o = BpfObject.open(path, opts);
     try {
-      o.checkPins(opts.recreatable ?? []);
+      for (const [name, n] of Object.entries(opts.sizes ?? {})) {
+        if (o.maps().some((m) => m.name === name)) {
+          nativeCall(`sizing map ${name} of ${path}`, () => bpfAddon().objSetMapSize(o.#handle, name, n));
+        }
+      }
+      o.checkPins(opts.recreatable ?? [], Object.keys(opts.sizes ?? {}));
       o.load();
     } catch (e) {
       o.close();
@@ -82,8 +93,14 @@ export class BpfObject {
     return this.#loaded;
   }
 
-  /** Removes or refuses pinned maps this object cannot reuse (see BpfObjectOptions.recreatable). */
-  checkPins(recreatable: readonly string[]): void {
+  /** Pinned maps checkPins removed because their capacity changed (see BpfObjectOptions.sizes). */
+  readonly resized: { name: string; from: number; to: number }[] = [];
+
+  /**
+   * Removes or refuses pinned maps this object cannot reuse (see BpfObjectOptions.recreatable);
+   * `sized` maps whose only difference is their capacity are made anew.
+   */
+  checkPins(recreatable: readonly string[], sized: readonly string[] = []): void {
     for (const spec of this.maps()) {
       if (!spec.pinPath || spec.maxEntries === 0 || !existsSync(spec.pinPath)) continue;
       const have = pinnedMapInfo(spec.pinPath);
@@ -96,6 +113,11 @@ export class BpfObject {
         ] as const
       ).filter(([, a, b]) => a !== b);
       if (differs.length === 0) continue;
+      if (differs.length === 1 && differs[0]?.[0] === "max entries" && sized.includes(spec.name)) {
+        rmSync(spec.pinPath);
+        this.resized.push({ name: spec.name, from: have.maxEntries, to: spec.maxEntries });
+        continue;
+      }
       if (recreatable.includes(spec.name)) {
         rmSync(spec.pinPath);
         continue;

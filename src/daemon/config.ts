@@ -35,6 +35,10 @@ export interface NkitdConfig {
   serviceCIDRs: string[];
   services: ServiceSpec[];
   masquerade: MasqueradeConfig;
+  /** Capacities of the shared BPF maps and the Maglev table size; a change applies at the next start. */
+  limits: LimitsConfig;
+  /** Seconds a translated flow (load-balanced or masqueraded) may stay idle, by state. */
+  timeouts: TimeoutsConfig;
   nri: { enabled: boolean; socket: string; index: string };
   log: { level: LogLevel };
   metrics: { listen: string };
@@ -50,6 +54,30 @@ export interface MasqueradeConfig {
   /** Source ports masqueraded flows get, inclusive. */
   portRange: [number, number];
 }
+
+export interface LimitsConfig {
+  /** Frontends (VIP:port/protocol, host ports included): nk_lb_services. */
+  services: number;
+  /** Backend slots over all frontends: nk_lb_backends (and its per-backend counters). */
+  backends: number;
+  /** Translated flows, two entries each (load-balanced per packet and masqueraded): nk_lb_ct. */
+  conntrack: number;
+  /** Frontends load-balanced per packet (host ports, external VIPs), one Maglev table each: nk_lb_maglev. */
+  externalFrontends: number;
+  /** Entries of each Maglev table (4 bytes each): a prime of MAGLEV_PRIMES. */
+  maglevTableSize: number;
+}
+
+export interface TimeoutsConfig {
+  tcpEstablished: number;
+  tcpOpening: number;
+  tcpClosing: number;
+  /** UDP and ICMP flows. */
+  udp: number;
+}
+
+/** Maglev table sizes nkit accepts: the usual primes (Maglev's M must be prime, ≫ backends). */
+export const MAGLEV_PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;
 
 export const DEFAULT_CONFIG_PATH = "/etc/nkit/nkitd.yaml";
 
@@ -70,6 +98,14 @@ export function defaultConfig(): NkitdConfig {
     serviceCIDRs: ["10.96.0.0/16", "fd96::/112"],
     services: [],
     masquerade: { enabled: true, ipv6: false, nonMasqueradeCIDRs: [], portRange: [32768, 65535] },
+    limits: {
+      services: 65536,
+      backends: 262144,
+      conntrack: 262144,
+      externalFrontends: 8192,
+      maglevTableSize: 16381,
+    },
+    timeouts: { tcpEstablished: 21600, tcpOpening: 60, tcpClosing: 10, udp: 300 },
     nri: { enabled: true, socket: "/var/run/nri/nri.sock", index: "10" },
     log: { level: "info" },
     metrics: { listen: "" },
@@ -197,6 +233,49 @@ function masqueradeSection(m: Obj, d: MasqueradeConfig): MasqueradeConfig {
   };
 }
 
+function whole(v: unknown, key: string, fallback: number, min: number, max: number, unit: string): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(key, `${show(v)} is not a count of ${unit}`, `use a whole number ${min}..${max}`);
+  }
+  return v;
+}
+
+function limitsSection(l: Obj, d: LimitsConfig): LimitsConfig {
+  const m = whole(l.maglevTableSize, "limits.maglevTableSize", d.maglevTableSize, 1, 1 << 20, "entries");
+  if (!(MAGLEV_PRIMES as readonly number[]).includes(m)) {
+    throw new ConfigError(
+      "limits.maglevTableSize",
+      `${m} is not one of the Maglev primes`,
+      `use one of ${MAGLEV_PRIMES.join(", ")} (about 100 times the backends of a frontend)`,
+    );
+  }
+  return {
+    services: whole(l.services, "limits.services", d.services, 16, 1 << 22, "frontends"),
+    backends: whole(l.backends, "limits.backends", d.backends, 16, 1 << 24, "backend slots"),
+    conntrack: whole(l.conntrack, "limits.conntrack", d.conntrack, 1024, 1 << 26, "entries"),
+    externalFrontends: whole(
+      l.externalFrontends,
+      "limits.externalFrontends",
+      d.externalFrontends,
+      16,
+      1 << 20,
+      "frontends",
+    ),
+    maglevTableSize: m,
+  };
+}
+
+function timeoutsSection(t: Obj, d: TimeoutsConfig): TimeoutsConfig {
+  const week = 7 * 86400;
+  return {
+    tcpEstablished: whole(t.tcpEstablished, "timeouts.tcpEstablished", d.tcpEstablished, 1, week, "seconds"),
+    tcpOpening: whole(t.tcpOpening, "timeouts.tcpOpening", d.tcpOpening, 1, week, "seconds"),
+    tcpClosing: whole(t.tcpClosing, "timeouts.tcpClosing", d.tcpClosing, 1, week, "seconds"),
+    udp: whole(t.udp, "timeouts.udp", d.udp, 1, week, "seconds"),
+  };
+}
+
 /** The static services; a VIP inside a pod CIDR would shadow a pod, so it is refused. */
 function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
   if (v === undefined || v === null) return [];
@@ -265,6 +344,8 @@ export function validateConfig(raw: unknown): NkitdConfig {
     "serviceCIDRs",
     "services",
     "masquerade",
+    "limits",
+    "timeouts",
     "nri",
     "log",
     "metrics",
@@ -326,6 +407,14 @@ export function validateConfig(raw: unknown): NkitdConfig {
     section(raw, "masquerade", ["enabled", "ipv6", "nonMasqueradeCIDRs", "portRange"]),
     d.masquerade,
   );
+  const limits = limitsSection(
+    section(raw, "limits", ["services", "backends", "conntrack", "externalFrontends", "maglevTableSize"]),
+    d.limits,
+  );
+  const timeouts = timeoutsSection(
+    section(raw, "timeouts", ["tcpEstablished", "tcpOpening", "tcpClosing", "udp"]),
+    d.timeouts,
+  );
   const nri = section(raw, "nri", ["enabled", "socket", "index"]);
   const log = section(raw, "log", ["level"]);
   const metrics = section(raw, "metrics", ["listen"]);
@@ -370,6 +459,8 @@ export function validateConfig(raw: unknown): NkitdConfig {
     serviceCIDRs,
     services,
     masquerade,
+    limits,
+    timeouts,
     nri: { enabled: nriEnabled, socket: absPath(nri.socket, "nri.socket", d.nri.socket), index: nriIndex },
     log: { level: level as LogLevel },
     metrics: { listen },

@@ -2,6 +2,7 @@
 // endpoint, the gRPC API) attach to this object.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { lbMapSizes } from "../bpf/lb.js";
 import { openAttachmentStore, startCniEndpoint } from "../cni/index.js";
 import { EndpointManager } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
@@ -19,9 +20,9 @@ import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
 /** The per-packet load-balancer's tables, which the datapath object created; absent = socket LB only. */
-function openMaglevTables(bpffs: string, log: Logger): MaglevTables | undefined {
+function openMaglevTables(bpffs: string, size: number, log: Logger): MaglevTables | undefined {
   try {
-    return MaglevTables.open(bpffs);
+    return MaglevTables.open(bpffs, size);
   } catch (e) {
     log.error(
       { err: e },
@@ -46,7 +47,7 @@ export interface Daemon {
 }
 
 /** Keys reload() applies in place. */
-const RELOADABLE = new Set(["masquerade"]);
+const RELOADABLE = new Set(["masquerade", "timeouts"]);
 
 export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Daemon> {
   mkdirSync(config.paths.state, { recursive: true, mode: 0o700 });
@@ -71,6 +72,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       mtu: config.mtu,
       bigTcp: config.bigTcp,
       uplinks,
+      mapSizes: lbMapSizes(config.limits),
       log,
     });
     log.info(
@@ -93,11 +95,12 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     let services: Services | undefined;
     try {
       const cgroup = config.paths.cgroup || hostCgroup2();
-      const maglev = openMaglevTables(config.paths.bpffs, log);
+      const maglev = openMaglevTables(config.paths.bpffs, config.limits.maglevTableSize, log);
       const lb = SocketLb.open({
         bpffsDir: config.paths.bpffs,
         cgroup,
         serviceCIDRs: config.serviceCIDRs,
+        mapSizes: lbMapSizes(config.limits),
         log,
         ...(maglev ? { maglev } : {}),
       });
@@ -167,6 +170,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
         const changed = Object.keys(nxt).filter((k) => JSON.stringify(cur[k]) !== JSON.stringify(nxt[k]));
         await masq.reconfigure(next);
         config.masquerade = next.masquerade;
+        config.timeouts = next.timeouts;
         return changed.filter((k) => !RELOADABLE.has(k));
       },
       stop: async () => {

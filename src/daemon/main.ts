@@ -85,7 +85,7 @@ async function main(): Promise<number> {
       }
       daemon.reload(next).then(
         (restart) => {
-          log.info({ applied: ["masquerade"] }, "config reloaded");
+          log.info({ applied: ["masquerade", "timeouts"] }, "config reloaded");
           if (restart.length > 0)
             log.warn({ keys: restart }, "these changes take effect at the next restart");
         },

@@ -9,6 +9,8 @@ import { globalAddresses } from "./uplinks.js";
 
 const REFRESH_MS = 30_000;
 
+const seconds = (s: number): bigint => BigInt(s) * 1_000_000_000n;
+
 async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddresses[]> {
   const host = await Rtnl.host();
   try {
@@ -49,6 +51,12 @@ export async function startMasquerade(
     ipv6: c.masquerade.enabled && c.masquerade.ipv6,
     portRange: c.masquerade.portRange,
     exclude: [...c.podCIDRs, ...c.serviceCIDRs, ...c.masquerade.nonMasqueradeCIDRs],
+    timeouts: {
+      tcpEstablished: seconds(c.timeouts.tcpEstablished),
+      tcpOpening: seconds(c.timeouts.tcpOpening),
+      tcpClosing: seconds(c.timeouts.tcpClosing),
+      other: seconds(c.timeouts.udp),
+    },
   });
   let settings = settingsOf(config);
   let last = "";

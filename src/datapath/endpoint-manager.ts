@@ -82,7 +82,13 @@ export class EndpointManager {
   static async start(opts: EndpointManagerOptions): Promise<EndpointManager> {
     const mode = resolveMode(opts.mode ?? "auto", opts.log);
     new PinDir(opts.bpffsDir).ensure();
-    const progs = DatapathPrograms.load(opts.bpffsDir, opts.objectPath);
+    const progs = DatapathPrograms.load(opts.bpffsDir, opts.objectPath, opts.mapSizes);
+    for (const r of progs.resized) {
+      opts.log?.warn(
+        r,
+        `BPF map ${r.name} made anew with ${r.to} entries (was ${r.from}): its entries are gone`,
+      );
+    }
     let host: Rtnl | undefined;
     try {
       host = await Rtnl.host();

@@ -100,6 +100,8 @@ export interface EndpointManagerOptions {
   uplinks?: readonly string[];
   /** Path of datapath.bpf.o (default: the package's bpf/build). */
   objectPath?: string;
+  /** Capacities of the object's maps by name (nkitd's limits:); absent = the object's own. */
+  mapSizes?: Readonly<Record<string, number>>;
   log?: Logger;
 }
 

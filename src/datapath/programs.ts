@@ -1,6 +1,10 @@
 // The datapath object (bpf/datapath.bpf.c), loaded once per process. Its maps are pinned by name
 // under the bpffs dir, so a new process picks up the same endpoint table and counters.
+
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { u32 } from "../bpf/codec.js";
+import { BPF } from "../bpf/constants.js";
 import {
   type CounterKey,
   counterKey,
@@ -11,7 +15,8 @@ import {
   endpointKey,
   endpointValue,
 } from "../bpf/datapath.js";
-import type { BpfMap, PerCpuMap } from "../bpf/map.js";
+import { LbMap } from "../bpf/lb.js";
+import { type BpfMap, MapOfMaps, type PerCpuMap } from "../bpf/map.js";
 import { BpfObject, builtObjectPath } from "../bpf/object.js";
 import type { BpfProgram } from "../bpf/program.js";
 import type { PacketCounter } from "../bpf/shared.js";
@@ -23,6 +28,27 @@ export const PROGRAM = {
 } as const;
 
 export const defaultObjectPath = (): string => builtObjectPath("datapath.bpf.o");
+
+/** Never a frontend id (ids stop at 0xfffffffe). */
+const PROBE_ID = 0xffffffff;
+
+/**
+ * An nk_lb_maglev an older build pinned has an inner template without BPF_F_INNER_MAP and refuses
+ * tables of any other size: its pin is removed so the load makes it anew. The load-balancer rebuilds
+ * every table from the service maps when it opens (SocketLb), and the running programs keep the old
+ * one until their links are updated.
+ */
+function dropOldMaglevOuter(pinRoot: string): void {
+  const path = join(pinRoot, LbMap.maglev);
+  if (!existsSync(path)) return;
+  const outer = MapOfMaps.open(path, u32);
+  try {
+    if (outer.accepts(PROBE_ID, BPF.F_INNER_MAP, 1)) return;
+  } finally {
+    outer.close();
+  }
+  rmSync(path);
+}
 
 export class DatapathPrograms {
   readonly fromContainer: BpfProgram;
@@ -41,9 +67,23 @@ export class DatapathPrograms {
     this.counters = obj.perCpuMap(DatapathMap.counters, counterKey, counterValue);
   }
 
-  /** Loads the programs; maps come from (or are pinned to) pinRoot. */
-  static load(pinRoot: string, objectPath = defaultObjectPath()): DatapathPrograms {
-    const obj = BpfObject.load(objectPath, { pinRoot, name: "nkit_datapath" });
+  /** Pinned maps made anew at load because their configured capacity changed. */
+  get resized(): readonly { name: string; from: number; to: number }[] {
+    return this.obj.resized;
+  }
+
+  /** Loads the programs; maps come from (or are pinned to) pinRoot, sized as `sizes` says. */
+  static load(
+    pinRoot: string,
+    objectPath = defaultObjectPath(),
+    sizes?: Readonly<Record<string, number>>,
+  ): DatapathPrograms {
+    dropOldMaglevOuter(pinRoot);
+    const obj = BpfObject.load(objectPath, {
+      pinRoot,
+      name: "nkit_datapath",
+      ...(sizes ? { sizes } : {}),
+    });
     try {
       return new DatapathPrograms(obj);
     } catch (e) {

@@ -4,7 +4,18 @@
 // uplink, the address flows leaving through it get. apply() makes the maps say exactly that.
 import { join } from "node:path";
 import { u8, u32 } from "../bpf/codec.js";
-import { ctTimeoutNs, type LbCt, type LbCtKey, LbMap, lbCt, lbCtKey } from "../bpf/lb.js";
+import {
+  CT_TIMEOUT_NS,
+  type CtConfig,
+  type CtTimeouts,
+  ctConfig,
+  ctTimeoutNs,
+  type LbCt,
+  type LbCtKey,
+  LbMap,
+  lbCt,
+  lbCtKey,
+} from "../bpf/lb.js";
 import { BpfMap } from "../bpf/map.js";
 import {
   type NatConfig,
@@ -25,6 +36,8 @@ export interface MasqueradeSettings {
   portRange: readonly [number, number];
   /** Destinations never masqueraded: pod CIDRs, service CIDRs, nonMasqueradeCIDRs. */
   exclude: readonly string[];
+  /** Idle timeouts of translated flows (the conntrack the load-balancer shares); absent = defaults. */
+  timeouts?: CtTimeouts;
 }
 
 /** One masqueraded flow as `nkit nat list` shows it. */
@@ -53,7 +66,10 @@ export class Masquerade {
     private readonly devices: BpfMap<number, NatDevice>,
     private readonly exclude: BpfMap<PrefixKey, number>,
     private readonly ct: BpfMap<LbCtKey, LbCt>,
+    private readonly ctConfig: BpfMap<number, CtConfig>,
   ) {}
+
+  private timeouts: CtTimeouts = CT_TIMEOUT_NS;
 
   /** Opens the maps the datapath object pinned under bpffsDir. */
   static open(bpffsDir: string): Masquerade {
@@ -62,11 +78,20 @@ export class Masquerade {
       BpfMap.fromPin(join(bpffsDir, NatMap.devices), u32, natDevice),
       BpfMap.fromPin(join(bpffsDir, NatMap.exclude), prefixKey, u8),
       BpfMap.fromPin(join(bpffsDir, LbMap.ct), lbCtKey, lbCt),
+      BpfMap.fromPin(join(bpffsDir, LbMap.ctConfig), u32, ctConfig),
     );
   }
 
   apply(s: MasqueradeSettings, uplinks: readonly UplinkAddresses[]): void {
     // Exclusions and devices first, the switch last: a flow is never translated by half a setting.
+    this.timeouts = s.timeouts ?? CT_TIMEOUT_NS;
+    const t = this.timeouts;
+    this.ctConfig.update(0, {
+      tcp_established_ns: t.tcpEstablished,
+      tcp_opening_ns: t.tcpOpening,
+      tcp_closing_ns: t.tcpClosing,
+      other_ns: t.other,
+    });
     syncPrefixSet(this.exclude, s.exclude);
     const seen = new Set<number>();
     for (const u of uplinks) {
@@ -126,9 +151,9 @@ export class Masquerade {
   collect(now = process.hrtime.bigint()): number {
     let n = 0;
     for (const [k, v] of [...this.ct.entries()]) {
-      if (now - v.last_seen_ns < ctTimeoutNs(k.proto, v.flags)) continue;
+      if (now - v.last_seen_ns < ctTimeoutNs(k.proto, v.flags, this.timeouts)) continue;
       const again = this.ct.lookup(k);
-      if (!again || now - again.last_seen_ns < ctTimeoutNs(k.proto, again.flags)) continue;
+      if (!again || now - again.last_seen_ns < ctTimeoutNs(k.proto, again.flags, this.timeouts)) continue;
       if (this.ct.delete(k)) n++;
     }
     return n;
@@ -136,6 +161,7 @@ export class Masquerade {
 
   close(): void {
     this.ct.close();
+    this.ctConfig.close();
     this.config.close();
     this.devices.close();
     this.exclude.close();

@@ -116,6 +116,8 @@ export interface BpfAddon {
   objOpen(path: string, opts: { pinRoot?: string; name?: string }): ObjHandle;
   /** Throws with `.log` holding libbpf's output and the verifier log on failure. */
   objLoad(obj: ObjHandle): void;
+  /** Sets a map's max_entries before objLoad. */
+  objSetMapSize(obj: ObjHandle, name: string, maxEntries: number): void;
   objClose(obj: ObjHandle): void;
   objPrograms(obj: ObjHandle): NativeProgramSpec[];
   objMaps(obj: ObjHandle): NativeMapSpec[];
@@ -134,7 +136,14 @@ export interface BpfAddon {
   mapLookupBatch(map: FdHandle, token: Buffer | null, count: number, del: boolean): NativeBatch;
   mapUpdateBatch(map: FdHandle, keys: Uint8Array, values: Uint8Array, elemFlags: number): number;
   mapDeleteBatch(map: FdHandle, keys: Uint8Array): number;
-  mapCreate(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): FdHandle;
+  mapCreate(
+    type: number,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    name: string,
+    flags?: number,
+  ): FdHandle;
   /** Sets a map-in-map element to the map `inner` (the kernel keeps its own reference). */
   mapUpdateInner(outer: FdHandle, key: Uint8Array, inner: FdHandle, flags: number): void;
 

@@ -1,34 +1,67 @@
 // The per-frontend Maglev tables of the per-packet load-balancer (nk_lb_maglev, a hash of maps
-// owned by the datapath object): frontend id → an array of NK_LB_MAGLEV_M backend slots. A table
-// is built whole in a fresh inner map and swapped in with one update, so the datapath never reads a
+// owned by the datapath object): frontend id → an array of backend slots, of the size nkitd's
+// limits.maglevTableSize names (recorded in nk_lb_config, which the datapath reads). A table is
+// built whole in a fresh inner map and swapped in with one update, so the datapath never reads a
 // half-written table; the kernel frees the old one when its last reader is done.
 import { join } from "node:path";
 import { u32 } from "../bpf/codec.js";
-import { LbMap } from "../bpf/lb.js";
+import { BPF } from "../bpf/constants.js";
+import { type LbConfig, LbMap, lbConfig } from "../bpf/lb.js";
 import { BpfMap, MapOfMaps, pinnedMapInfo } from "../bpf/map.js";
 import { NotSupportedError } from "../errors.js";
 import { MAGLEV_TABLE_SIZE, maglevTable } from "./maglev.js";
 
+/** An external frontend as the maps hold it: its id and its backends' names in slot order. */
+export interface MaglevFrontend {
+  id: number;
+  backends: readonly string[];
+}
+
 export class MaglevTables {
   private constructor(
     private readonly outer: MapOfMaps<number>,
+    private readonly config: BpfMap<number, LbConfig>,
     readonly size: number,
   ) {}
 
-  /** Opens the pinned outer map the datapath created under bpffsDir. */
-  static open(bpffsDir: string): MaglevTables {
+  /** Opens the pinned maps the datapath created under bpffsDir; tables get `size` entries. */
+  static open(bpffsDir: string, size = MAGLEV_TABLE_SIZE): MaglevTables {
     const path = join(bpffsDir, LbMap.maglev);
     const info = pinnedMapInfo(path);
     if (info.typeName !== "hash_of_maps") {
       throw new NotSupportedError(`BPF map ${path} of type ${info.typeName}`, "a hash_of_maps");
     }
-    return new MaglevTables(MapOfMaps.open(path, u32), MAGLEV_TABLE_SIZE);
+    const config = BpfMap.fromPin(join(bpffsDir, LbMap.config), u32, lbConfig);
+    return new MaglevTables(MapOfMaps.open(path, u32), config, size);
+  }
+
+  /**
+   * Brings the tables in line with the external frontends the service maps hold (at start): a
+   * missing table is built, one of a frontend that is gone removed, and all of them rebuilt when
+   * the table size changed. The size the datapath divides by is switched after the rebuild.
+   * Returns how many tables were built.
+   */
+  sync(frontends: readonly MaglevFrontend[]): number {
+    const was = this.config.lookup(0)?.maglev_m || MAGLEV_TABLE_SIZE;
+    const have = new Set(this.ids());
+    let built = 0;
+    for (const f of frontends) {
+      if (was === this.size && have.has(f.id)) continue;
+      this.set(f.id, f.backends);
+      built++;
+    }
+    const wanted = new Set(frontends.map((f) => f.id));
+    for (const id of have) if (!wanted.has(id)) this.remove(id);
+    if (was !== this.size || this.config.lookup(0)?.maglev_m !== this.size) {
+      this.config.update(0, { maglev_m: this.size });
+    }
+    return built;
   }
 
   /** Builds and installs the table of frontend id over its backends (names in slot order). */
   set(id: number, backends: readonly string[]): void {
     const table = maglevTable(backends, this.size);
-    const inner = BpfMap.createArray("nk_lb_maglev_t", u32, this.size);
+    const inner = BpfMap.createArray("nk_lb_maglev_t", u32, this.size, BPF.F_INNER_MAP);
     try {
       inner.updateBatch(Array.from(table, (slot, i) => [i, slot] as const));
       this.outer.set(id, inner);
@@ -47,5 +80,6 @@ export class MaglevTables {
 
   close(): void {
     this.outer.close();
+    this.config.close();
   }
 }

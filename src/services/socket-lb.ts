@@ -30,7 +30,7 @@ import { Family, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
-import type { MaglevTables } from "./maglev-tables.js";
+import type { MaglevFrontend, MaglevTables } from "./maglev-tables.js";
 import type { LbTable } from "./manager.js";
 import type { LbEntry, Protocol } from "./spec.js";
 
@@ -54,6 +54,8 @@ export interface SocketLbOptions {
   maglev?: MaglevTables;
   /** nkitd's serviceCIDRs: a connect to an address there that no service holds is refused at once. */
   serviceCIDRs?: readonly string[];
+  /** Capacities of the maps by name (nkitd's limits:, see lbMapSizes); absent = the object's own. */
+  mapSizes?: Readonly<Record<string, number>>;
   log?: Logger;
 }
 
@@ -129,7 +131,14 @@ export class SocketLb implements LbTable {
       name: "nkit_sock_lb",
       // Only counts: an older build's counter array of fewer reasons is simply made anew.
       recreatable: [LbMap.counters],
+      ...(o.mapSizes ? { sizes: o.mapSizes } : {}),
     });
+    for (const r of obj.resized) {
+      o.log?.warn(
+        r,
+        `BPF map ${r.name} made anew with ${r.to} entries (was ${r.from}): its entries are gone`,
+      );
+    }
     const links: BpfLink[] = [];
     try {
       const dir = pins.sub("lb").ensure();
@@ -155,6 +164,14 @@ export class SocketLb implements LbTable {
       o.log?.info({ cgroup: o.cgroup }, "socket load-balancer attached");
       const lb = new SocketLb(obj, links, pins, o.maglev);
       lb.setServiceCidrs(o.serviceCIDRs ?? []);
+      if (o.maglev) {
+        try {
+          const built = o.maglev.sync(lb.externalFrontends());
+          if (built > 0) o.log?.info({ tables: built, size: o.maglev.size }, "Maglev tables built");
+        } catch (e) {
+          o.log?.error({ err: e }, "Maglev tables could not be rebuilt: per-packet frontends may drop");
+        }
+      }
       return lb;
     } catch (e) {
       for (const l of links) l.close();
@@ -221,6 +238,21 @@ export class SocketLb implements LbTable {
     }
     this.held.delete(hex);
     this.usedIds.delete(before.id);
+  }
+
+  /** The per-packet frontends the maps hold, with their backends' names as Maglev tables name them. */
+  externalFrontends(): MaglevFrontend[] {
+    const out: MaglevFrontend[] = [];
+    for (const v of this.held.values()) {
+      if (!(v.flags & EXTERNAL) || v.count === 0) continue;
+      const backends: string[] = [];
+      for (let slot = 0; slot < v.count; slot++) {
+        const b = this.backends.lookup({ id: v.id, slot });
+        if (b) backends.push(formatHostPort(textOf(b), b.port));
+      }
+      out.push({ id: v.id, backends });
+    }
+    return out;
   }
 
   /** The frontends the maps hold, read back from the kernel. */

@@ -287,4 +287,74 @@ describe("masquerade through nkitd", () => {
     const still = await inPod<TcpResult>(pod.ns, CLIENT, "tcp", `${kept4}.2`, String(WORLD_PORT), "1");
     expect(still.errors).toEqual({});
   });
+
+  it("a 100-port range is exhausted by 100 flows, more are dropped and counted, and new flows work once those expire", async () => {
+    const UDP_IDLE = 8;
+    writeFileSync(
+      setup.config,
+      `${readFileSync(setup.config, "utf8")
+        .split("\n")
+        .filter((l) => !l.startsWith("masquerade:") && !l.startsWith("timeouts:"))
+        .join("\n")}\n${masqueradeLine("41000-41099")}\ntimeouts: {udp: ${UDP_IDLE}}\n`,
+    );
+    const reloads = () => daemon.logs().filter((l) => l.msg === "config reloaded").length;
+    const before = reloads();
+    process.kill(daemon.pid, "SIGHUP");
+    await until(() => reloads() > before, "the reload", 10_000);
+    const pod = pods[1]!;
+    const drops = async () => {
+      const ep = await nkitJson<{ counters: { reason: string; packets: number }[] }>(
+        setup.socket,
+        "endpoint",
+        "get",
+        `mq-pb-${process.pid}`,
+      );
+      return ep.counters.find((c) => c.reason === "DROP_NAT_NO_PORT")?.packets ?? 0;
+    };
+    const dropsBefore = await drops();
+    const started = Date.now();
+    // From the range's own ports, which masquerade keeps when free: each flow claims its own.
+    const first = await inPod<{ answered: number; seen: string[] }>(
+      pod.ns,
+      UDP_MANY,
+      WORLD4,
+      String(WORLD_PORT),
+      "100",
+      "41000",
+    );
+    expect(first.answered).toBe(100);
+    const ports = new Set(first.seen.map((x) => Number(x.split(" ")[1])));
+    expect(ports.size).toBe(100);
+    for (const p of ports) expect(p >= 41000 && p <= 41099, String(p)).toBe(true);
+    // Every port is held by a live flow: new flows get none. (Fixed source ports outside the range:
+    // an ephemeral one could repeat a live flow's tuple, which rightly keeps its translation.)
+    const more = await inPod<{ answered: number }>(
+      pod.ns,
+      UDP_MANY,
+      WORLD4,
+      String(WORLD_PORT),
+      "10",
+      "42000",
+    );
+    expect(Date.now() - started, "the second batch ran before the first expired").toBeLessThan(
+      UDP_IDLE * 1000,
+    );
+    expect(more.answered).toBe(0);
+    expect(await drops()).toBeGreaterThan(dropsBefore);
+    // Once the first flows have been idle past timeouts.udp their ports are free again.
+    await new Promise((r) => setTimeout(r, Math.max(0, started + (UDP_IDLE + 1) * 1000 - Date.now())));
+    const later = await inPod<{ answered: number; seen: string[] }>(
+      pod.ns,
+      UDP_MANY,
+      WORLD4,
+      String(WORLD_PORT),
+      "10",
+      "42100",
+    );
+    expect(later.answered).toBe(10);
+    for (const x of later.seen) {
+      const port = Number(x.split(" ")[1]);
+      expect(port >= 41000 && port <= 41099, String(port)).toBe(true);
+    }
+  }, 60_000);
 });

@@ -46,6 +46,8 @@ describe("nkitd config", () => {
         '    backends: ["10.60.0.5:8080", "10.60.0.6"]',
         "    affinity: client-ip",
         'masquerade: {enabled: true, ipv6: true, nonMasqueradeCIDRs: [192.168.0.0/16, "fd00::/8"], portRange: "40000-50000"}',
+        "limits: {services: 1024, backends: 4096, conntrack: 65536, externalFrontends: 128, maglevTableSize: 1021}",
+        "timeouts: {tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60}",
         "nri: {enabled: false, socket: /tmp/nri.sock, index: 20}",
         "log: {level: debug}",
         'metrics: {listen: "127.0.0.1:9965"}',
@@ -83,6 +85,14 @@ describe("nkitd config", () => {
         nonMasqueradeCIDRs: ["192.168.0.0/16", "fd00::/8"],
         portRange: [40000, 50000],
       },
+      limits: {
+        services: 1024,
+        backends: 4096,
+        conntrack: 65536,
+        externalFrontends: 128,
+        maglevTableSize: 1021,
+      },
+      timeouts: { tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60 },
       nri: { enabled: false, socket: "/tmp/nri.sock", index: "20" },
       log: { level: "debug" },
       metrics: { listen: "127.0.0.1:9965" },
@@ -147,6 +157,28 @@ describe("nkitd config", () => {
       [{ log: { level: "loud" } }, "log.level", /not a log level/],
       [{ metrics: { listen: "nowhere" } }, "metrics.listen", /not host:port/],
       [{ bigTcp: "yes" }, "bigTcp", /expected true or false/],
+      [
+        { limits: { maglevTableSize: 1000 } },
+        "limits.maglevTableSize",
+        /1000 is not one of the Maglev primes; use one of 251, 509, 1021/,
+      ],
+      [
+        { limits: { conntrack: 10 } },
+        "limits.conntrack",
+        /10 is not a count of entries; use a whole number 1024\.\./,
+      ],
+      [{ limits: { services: 1.5 } }, "limits.services", /not a count of frontends/],
+      [
+        { limits: { backend: 10 } },
+        "limits.backend",
+        /unknown key; remove it; known keys here: services, backends/,
+      ],
+      [
+        { timeouts: { udp: 0 } },
+        "timeouts.udp",
+        /0 is not a count of seconds; use a whole number 1\.\.604800/,
+      ],
+      [{ timeouts: { tcpOpening: "1m" } }, "timeouts.tcpOpening", /not a count of seconds/],
     ];
     for (const [raw, key, msg] of cases) {
       const e = errorOf(raw);

@@ -1,0 +1,158 @@
+// Map capacities, the Maglev table size and conntrack timeouts come from nkitd's config: the pinned
+// maps carry the configured sizes, an external VIP load-balances over tables of the configured
+// size, and a restart with other sizes makes the maps anew (logged), rebuilds the tables and keeps
+// the service answering; nk_ct_config holds the configured timeouts.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NkitClient } from "../../src/api/client.js";
+import { u32 } from "../../src/bpf/codec.js";
+import { ctConfig, LbMap, lbConfig } from "../../src/bpf/lb.js";
+import { BpfMap, pinnedMapInfo } from "../../src/bpf/map.js";
+import { createNetns } from "../helpers/netns.js";
+import {
+  Nkitd,
+  type NkitdSetup,
+  nkitdSetup,
+  type OutsideNetns,
+  outsideBehindUplink,
+  requireDist,
+  spawnProc,
+  until,
+} from "../helpers/nkitd.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
+const BACKEND = join(FIXTURES, "lb-backend.mjs");
+const CLIENT = join(FIXTURES, "lb-client.mjs");
+const VIP = "10.96.73.10";
+
+const scope = new Scope();
+let setup: NkitdSetup;
+let outside: OutsideNetns;
+let daemon: Nkitd;
+
+const limitsLine = (l: string) => `limits: {${l}}`;
+const FIRST = "services: 1024, backends: 4096, conntrack: 8192, externalFrontends: 64, maglevTableSize: 251";
+const SECOND =
+  "services: 2048, backends: 4096, conntrack: 16384, externalFrontends: 64, maglevTableSize: 509";
+
+function configText(limits: string): string[] {
+  return [
+    limitsLine(limits),
+    "timeouts: {tcpEstablished: 7200, tcpOpening: 30, tcpClosing: 5, udp: 120}",
+    "services:",
+    "  - name: lim",
+    `    vip: ${VIP}`,
+    "    ports: [{port: 80, protocol: tcp, targetPort: 8080}]",
+    "    selector: {app: lim}",
+    "    external: true",
+  ];
+}
+
+const sizeOf = (name: string) => pinnedMapInfo(join(setup.bpffsDir, name)).maxEntries;
+
+function pinnedValue<V>(name: string, codec: Parameters<typeof BpfMap.fromPin<number, V>>[2]): V | undefined {
+  const m = BpfMap.fromPin(join(setup.bpffsDir, name), u32, codec);
+  try {
+    return m.lookup(0);
+  } finally {
+    m.close();
+  }
+}
+
+async function fromOutside(
+  n: number,
+): Promise<{ answers: Record<string, number>; errors: Record<string, number> }> {
+  const r = await run(
+    "nsenter",
+    [`--net=${outside.netns.path}`, "--", process.execPath, CLIENT, "tcp", VIP, "80", String(n)],
+    60_000,
+  );
+  return JSON.parse(r.stdout.trim());
+}
+
+beforeAll(async () => {
+  requireDist();
+  setup = await nkitdSetup(scope, "lim", configText(FIRST));
+  outside = await outsideBehindUplink(scope, setup, "lo");
+  await run("ip", ["-n", outside.netns.name, "route", "add", "10.96.0.0/16", "via", outside.host4]);
+  daemon = await Nkitd.start(scope, ["--config", setup.config]);
+  const api = new NkitClient(setup.socket);
+  scope.defer(() => api.close());
+  for (const name of ["l1", "l2"]) {
+    const ns = await createNetns(scope, name);
+    const ep = await api.wireEndpoint({
+      id: `lim-${name}-${process.pid}`,
+      netnsPath: ns.path,
+      labels: { app: "lim" },
+    });
+    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+    const proc = spawnProc(
+      "nsenter",
+      [`--net=${ns.path}`, "--", process.execPath, BACKEND, name, "8080"],
+      scope,
+    );
+    await until(() => proc.out().includes("ready"), `backend ${name}`, 10_000, proc.running);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await scope.close();
+});
+
+describe("limits and timeouts from the config", () => {
+  it("sizes the shared maps, the Maglev tables and the conntrack timeouts as configured", async () => {
+    expect(sizeOf(LbMap.services)).toBe(1024);
+    expect(sizeOf(LbMap.backends)).toBe(4096);
+    expect(sizeOf(LbMap.backendConns)).toBe(4096);
+    expect(sizeOf(LbMap.ct)).toBe(8192);
+    expect(sizeOf(LbMap.maglev)).toBe(64);
+    expect(pinnedValue(LbMap.config, lbConfig)?.maglev_m).toBe(251);
+    expect(pinnedValue(LbMap.ctConfig, ctConfig)).toEqual({
+      tcp_established_ns: 7200n * 1_000_000_000n,
+      tcp_opening_ns: 30n * 1_000_000_000n,
+      tcp_closing_ns: 5n * 1_000_000_000n,
+      other_ns: 120n * 1_000_000_000n,
+    });
+    const r = await fromOutside(40);
+    expect(r.errors).toEqual({});
+    expect(Object.keys(r.answers).sort()).toEqual(["l1", "l2"]);
+  });
+
+  it("a restart with other sizes makes the maps anew, rebuilds the tables and keeps the VIP answering", async () => {
+    await daemon.stop();
+    const { writeFileSync, readFileSync } = await import("node:fs");
+    writeFileSync(
+      setup.config,
+      readFileSync(setup.config, "utf8").replace(limitsLine(FIRST), limitsLine(SECOND)),
+    );
+    daemon = await Nkitd.start(scope, ["--config", setup.config]);
+    const remade = daemon.logs().filter((l) => typeof l.msg === "string" && l.msg.includes("made anew"));
+    expect(remade.map((l) => l.name).sort()).toEqual([LbMap.ct, LbMap.services]);
+    expect(sizeOf(LbMap.services)).toBe(2048);
+    expect(sizeOf(LbMap.ct)).toBe(16384);
+    expect(pinnedValue(LbMap.config, lbConfig)?.maglev_m).toBe(509);
+    const r = await fromOutside(40);
+    expect(r.errors).toEqual({});
+    expect(Object.keys(r.answers).sort()).toEqual(["l1", "l2"]);
+    expect(daemon.logs().filter((l) => l.level >= 50)).toEqual([]);
+  });
+
+  it("a restart with only another Maglev table size rebuilds the tables in place", async () => {
+    await daemon.stop();
+    const { writeFileSync, readFileSync } = await import("node:fs");
+    const third = SECOND.replace("maglevTableSize: 509", "maglevTableSize: 1021");
+    writeFileSync(
+      setup.config,
+      readFileSync(setup.config, "utf8").replace(limitsLine(SECOND), limitsLine(third)),
+    );
+    daemon = await Nkitd.start(scope, ["--config", setup.config]);
+    expect(daemon.logs().filter((l) => typeof l.msg === "string" && l.msg.includes("made anew"))).toEqual([]);
+    expect(daemon.log("Maglev tables built")).toMatchObject({ tables: 1, size: 1021 });
+    expect(pinnedValue(LbMap.config, lbConfig)?.maglev_m).toBe(1021);
+    const r = await fromOutside(40);
+    expect(r.errors).toEqual({});
+    expect(Object.keys(r.answers).sort()).toEqual(["l1", "l2"]);
+  });
+});
