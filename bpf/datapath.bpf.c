@@ -26,6 +26,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "nkit_datapath.h"
+#include "nkit_events_map.h"
 #include "nkit_lb.h"
 #include "nkit_lb_maps.h"
 #include "nkit_nat.h"
@@ -64,14 +65,6 @@ struct {
   __type(value, __u32);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nk_devices SEC(".maps");
-
-/* Drop events for `nkit monitor` (struct nk_event); nkitd consumes them only while someone
- * listens. Best effort: a full ring loses the event, never the counter. */
-struct {
-  __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, NK_EVENTS_RING_BYTES);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} nk_events SEC(".maps");
 
 /* Frontend id -> its Maglev table (NK_LB_MAGLEV_M backend slots). The agent builds a new table and
  * swaps it in with one update, so a reader never sees a half-written one. */

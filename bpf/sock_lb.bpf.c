@@ -9,6 +9,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "nkit_events_map.h"
 #include "nkit_lb.h"
 #include "nkit_lb_maps.h"
 
@@ -65,6 +66,21 @@ static __always_inline int same_backend(const struct nk_lb_affinity *a, const st
 
 enum lb_verdict { LB_PASS, LB_TRANSLATED, LB_REFUSED };
 
+/* A refused connect or send, for `nkit monitor` (the per-reason counter is counted apart): the
+ * frontend as destination; a socket hook sees no packet, so no length, device or endpoint. */
+static __always_inline void refused_event(__u32 reason, const struct nk_lb_key *key) {
+  struct nk_event *e = bpf_ringbuf_reserve(&nk_events, sizeof(*e), 0);
+  if (!e) return;
+  __builtin_memset(e, 0, sizeof(*e));
+  e->ts_ns = bpf_ktime_get_ns();
+  e->type = NK_EVENT_DROP;
+  e->reason = reason;
+  e->family = key->family;
+  e->protocol = key->proto;
+  __builtin_memcpy(e->dst, key->addr, 16);
+  bpf_ringbuf_submit(e, 0);
+}
+
 static __always_inline int in_service_cidrs(const struct nk_lb_key *key) {
   struct nk_prefix_key k = {.prefixlen = 32 + (key->family == NK_FAMILY_V4 ? 32 : 128), .family = key->family};
   __builtin_memcpy(k.addr, key->addr, 16);
@@ -80,6 +96,7 @@ static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const str
   if (!svc) {
     if (!in_service_cidrs(key)) return LB_PASS;
     count(NK_LB_NO_SERVICE);
+    refused_event(NK_DROP_LB_NO_SERVICE, key);
     bpf_set_retval(-NK_ECONNREFUSED);
     return LB_REFUSED;
   }
@@ -87,6 +104,7 @@ static __always_inline enum lb_verdict pick(struct bpf_sock_addr *ctx, const str
   *id = svc->id;
   if (n == 0) {
     count(NK_LB_NO_BACKEND);
+    refused_event(NK_DROP_LB_NO_BACKEND, key);
     bpf_set_retval(-NK_ECONNREFUSED);
     return LB_REFUSED;
   }

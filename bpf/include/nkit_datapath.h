@@ -48,6 +48,7 @@ enum nk_reason {
   NK_DROP_NO_ROUTE = 68,      /* FIB says blackhole/unreachable/prohibit */
   NK_DROP_LB_NO_BACKEND = 69, /* per-packet load-balancing: the frontend has no (usable) backend */
   NK_DROP_NAT_NO_PORT = 70,   /* masquerade: every port tried for the flow was taken */
+  NK_DROP_LB_NO_SERVICE = 71, /* socket load-balancer: a VIP in the service CIDRs that no service holds */
 };
 
 struct nk_counter_key {

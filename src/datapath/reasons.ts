@@ -19,6 +19,7 @@ export const Reason = {
   DROP_NO_ROUTE: 68,
   DROP_LB_NO_BACKEND: 69,
   DROP_NAT_NO_PORT: 70,
+  DROP_LB_NO_SERVICE: 71,
 } as const;
 
 export type ReasonName = keyof typeof Reason;

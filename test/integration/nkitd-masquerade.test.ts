@@ -12,6 +12,7 @@ import { NkitClient } from "../../src/api/client.js";
 import { Masquerade } from "../../src/masquerade/masquerade.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
+  NKIT,
   Nkitd,
   type NkitdSetup,
   nkitdSetup,
@@ -312,6 +313,18 @@ describe("masquerade through nkitd", () => {
       return ep.counters.find((c) => c.reason === "DROP_NAT_NO_PORT")?.packets ?? 0;
     };
     const dropsBefore = await drops();
+    const mon = spawnProc(process.execPath, [
+      NKIT,
+      "--socket",
+      setup.socket,
+      "monitor",
+      "--json",
+      "--reason",
+      "DROP_NAT_NO_PORT",
+      "--count",
+      "1",
+    ]);
+    await until(() => mon.err().includes("monitoring"), "monitor to subscribe", 10_000, mon.running);
     const started = Date.now();
     // From the range's own ports, which masquerade keeps when free: each flow claims its own.
     const first = await inPod<{ answered: number; seen: string[] }>(
@@ -341,6 +354,17 @@ describe("masquerade through nkitd", () => {
     );
     expect(more.answered).toBe(0);
     expect(await drops()).toBeGreaterThan(dropsBefore);
+    const seen = await Promise.race([
+      mon.done,
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`monitor got: ${mon.out()}`)), 10_000)),
+    ]);
+    expect(JSON.parse(seen.stdout.trim())).toMatchObject({
+      type: "drop",
+      reason: "DROP_NAT_NO_PORT",
+      src: pod.ipv4,
+      dst: WORLD4,
+      protocol: 17,
+    });
     // Once the first flows have been idle past timeouts.udp their ports are free again.
     await new Promise((r) => setTimeout(r, Math.max(0, started + (UDP_IDLE + 1) * 1000 - Date.now())));
     const later = await inPod<{ answered: number; seen: string[] }>(

@@ -15,6 +15,7 @@ import { PinDir } from "../../src/bpf/pins.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
+  NKIT,
   Nkitd,
   type NkitdSetup,
   nkit,
@@ -227,6 +228,41 @@ describe("services through nkitd", () => {
     const metrics = await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`).then((r) => r.text());
     const refused = /nkit_lb_socket_total\{reason="no-service"\} (\d+)/.exec(metrics);
     expect(Number(refused?.[1] ?? 0)).toBeGreaterThanOrEqual(16);
+  });
+
+  it("nkit monitor shows the socket load-balancer's refusals with their reason and the VIP", async () => {
+    const mon = spawnProc(process.execPath, [
+      NKIT,
+      "--socket",
+      setup.socket,
+      "monitor",
+      "--json",
+      "--reason",
+      "DROP_LB_NO_SERVICE,DROP_LB_NO_BACKEND",
+      "--count",
+      "2",
+    ]);
+    await until(() => mon.err().includes("monitoring"), "monitor to subscribe", 10_000, mon.running);
+    expect((await clientRun<TcpResult>("tcp", "10.96.71.40", "80", "1")).errors).toEqual({ ECONNREFUSED: 1 });
+    expect((await nkit(setup.socket, "service", "add", "hollow", "--vip", "10.96.71.41:80")).code).toBe(0);
+    expect((await clientRun<TcpResult>("tcp", "10.96.71.41", "80", "1")).errors).toEqual({ ECONNREFUSED: 1 });
+    expect((await nkit(setup.socket, "service", "delete", "hollow")).code).toBe(0);
+    const exit = await Promise.race([
+      mon.done,
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`monitor got: ${mon.out()}`)), 15_000)),
+    ]);
+    expect(exit.code, exit.stderr).toBe(0);
+    const events = exit.stdout
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as { type: string; reason: string; dst: string; family: number; protocol: number },
+      );
+    expect(events.map((e) => [e.type, e.reason, e.dst, e.family, e.protocol])).toEqual([
+      ["drop", "DROP_LB_NO_SERVICE", "10.96.71.40", 4, 6],
+      ["drop", "DROP_LB_NO_BACKEND", "10.96.71.41", 4, 6],
+    ]);
   });
 
   it("applies a service file, logs a bad one with its key and keeps the rest working", async () => {
