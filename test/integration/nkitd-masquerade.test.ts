@@ -10,11 +10,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import { Masquerade } from "../../src/masquerade/masquerade.js";
+import { inCgroup } from "../helpers/cgroup.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   NKIT,
   Nkitd,
   type NkitdSetup,
+  nkit,
   nkitdSetup,
   nkitJson,
   outsideBehindUplink,
@@ -33,6 +35,11 @@ const UDP_REFUSED = join(FIXTURES, "udp-refused.mjs");
 const UDP_MANY = join(FIXTURES, "udp-many.mjs");
 const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const WORLD_PORT = 9000;
+// Tests whose flows must not meet earlier tests' live translations (same remote tuple) use their own
+// remote port on the world: the pod-through-a-VIP test, the reload to 2 ports, the 100-port range.
+const VIP_PORT = 9001;
+const RELOAD_PORT = 9002;
+const RANGE_PORT = 9003;
 
 const scope = new Scope();
 let setup: NkitdSetup;
@@ -79,6 +86,14 @@ beforeAll(async () => {
     scope,
   );
   await until(() => peer.out().includes("ready"), "the world's echo server", 10_000, peer.running);
+  for (const port of [VIP_PORT, RELOAD_PORT, RANGE_PORT]) {
+    const p = spawnProc(
+      "nsenter",
+      [`--net=${world.path}`, "--", process.execPath, PEER, String(port)],
+      scope,
+    );
+    await until(() => p.out().includes("ready"), `the world's echo server on ${port}`, 10_000, p.running);
+  }
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
   api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
@@ -193,6 +208,103 @@ describe("masquerade through nkitd", () => {
     expect([...new Set(seen)]).toEqual([pod.ipv4]);
   });
 
+  it("leaves the host's connections to a pod untranslated both ways", async () => {
+    const pod = pods[0]!;
+    const port = randomInt(20000, 30000);
+    const peer = spawnProc(
+      "nsenter",
+      [`--net=${pod.ns.path}`, "--", process.execPath, PEER, String(port)],
+      scope,
+    );
+    await until(() => peer.out().includes("ready"), "the pod's echo server", 10_000, peer.running);
+    const r = await run(process.execPath, [CLIENT, "tcp", pod.ipv4, String(port), "3"], 30_000);
+    const seen = JSON.parse(r.stdout.trim()) as TcpResult & { peers: string[] };
+    expect(seen.errors).toEqual({});
+    expect(seen.peers).toEqual([pod.ipv4]);
+    const [source] = Object.keys(seen.answers);
+    const host = JSON.parse((await run("ip", ["-j", "addr", "show"])).stdout) as {
+      addr_info: { local: string }[];
+    }[];
+    expect(host.flatMap((l) => l.addr_info.map((a) => a.local))).toContain(source);
+    peer.child.kill();
+  });
+
+  it("masquerades a pod's connection through a VIP to a backend outside the host (TCP and UDP)", async () => {
+    const vip = "10.96.75.10";
+    const add = await nkit(
+      setup.socket,
+      "service",
+      "add",
+      "world",
+      "--vip",
+      `${vip}:80/tcp->${VIP_PORT}`,
+      "--vip",
+      `${vip}:53/udp->${VIP_PORT}`,
+      "--backend",
+      WORLD4,
+    );
+    expect(add.code, add.stderr).toBe(0);
+    const pod = pods[0]!;
+    // The pod's client runs in the load-balancer's cgroup, as every process of a real pod does.
+    const inLb = async <R>(...args: string[]): Promise<R> =>
+      JSON.parse(
+        (await inCgroup(setup.cgroup, pod.ns.path, process.execPath, args, 30_000)).stdout.trim(),
+      ) as R;
+    const tcp = await inLb<TcpResult & { peers: string[] }>(CLIENT, "tcp", vip, "80", "3");
+    expect(tcp.errors).toEqual({});
+    expect(tcp.answers).toEqual({ [HOST4]: 3 });
+    expect(tcp.peers).toEqual([vip]);
+    const udp = await inLb<{ reply: string; from: string; fromPort: number }>(CLIENT, "udp", vip, "53");
+    expect(udp.reply.split(" ")[0]).toBe(HOST4);
+    expect([udp.from, udp.fromPort]).toEqual([vip, 53]);
+    expect((await nkit(setup.socket, "service", "delete", "world")).code).toBe(0);
+  });
+
+  it("path MTU: a smaller-MTU hop beyond the world reaches the pod as fragmentation needed / packet too big", async () => {
+    const net4 = `10.${randomInt(100, 250)}.${randomInt(0, 255)}`;
+    const net6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}:5`;
+    const far = await createNetns(scope, "far");
+    const dev = `${setup.uplink}m`;
+    await run("ip", [
+      "-n",
+      world.name,
+      "link",
+      "add",
+      dev,
+      "mtu",
+      "1280",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      far.name,
+    ]);
+    await run("ip", ["-n", far.name, "link", "set", "eth0", "mtu", "1280"]);
+    await run("ip", ["-n", world.name, "addr", "add", `${net4}.1/24`, "dev", dev]);
+    await run("ip", ["-n", world.name, "addr", "add", `${net6}::1/64`, "dev", dev, "nodad"]);
+    await run("ip", ["-n", world.name, "link", "set", dev, "up"]);
+    await run("ip", ["-n", far.name, "addr", "add", `${net4}.2/24`, "dev", "eth0"]);
+    await run("ip", ["-n", far.name, "addr", "add", `${net6}::2/64`, "dev", "eth0", "nodad"]);
+    await run("ip", ["-n", far.name, "link", "set", "eth0", "up"]);
+    await run("ip", ["-n", far.name, "route", "add", "default", "via", `${net4}.1`]);
+    await run("ip", ["-n", far.name, "-6", "route", "add", "default", "via", `${net6}::1`]);
+    await run("ip", ["netns", "exec", world.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    await run("ip", ["netns", "exec", world.name, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    await run("ip", ["route", "add", `${net4}.0/24`, "via", WORLD4, "dev", setup.uplink]);
+    await run("ip", ["-6", "route", "add", `${net6}::/64`, "via", WORLD6, "dev", setup.uplink]);
+    const ping = async (...args: string[]) =>
+      (await run("sh", ["-c", `nsenter --net=${pods[0]!.ns.path} -- ping ${args.join(" ")} 2>&1; true`]))
+        .stdout;
+    // Small packets pass (the path works), 1400-byte ones with DF learn the hop's MTU.
+    expect(await ping("-c", "1", "-W", "2", `${net4}.2`)).toMatch(/1 received/);
+    const v4 = await ping("-c", "3", "-i", "0.3", "-W", "2", "-M", "do", "-s", "1400", `${net4}.2`);
+    expect(v4).toMatch(/mtu ?= ?1280/);
+    const v6 = await ping("-6", "-c", "3", "-i", "0.3", "-W", "2", "-M", "do", "-s", "1400", `${net6}::2`);
+    expect(v6).toMatch(/mtu[=: ]+1280/i);
+  });
+
   it("collects closed TCP flows after the closing timeout and keeps live UDP ones", async () => {
     const tcpToWorld = (flows: { protocol: string; remote: string }[]) =>
       flows.filter((f) => f.protocol === "tcp" && f.remote === `${WORLD4}:${WORLD_PORT}`);
@@ -263,7 +375,7 @@ describe("masquerade through nkitd", () => {
     const results = [];
     for (const local of ["41000", "41001", "41002"]) {
       results.push(
-        await inPod<{ reply?: string; error?: string }>(pod.ns, UDP_FROM, WORLD4, String(WORLD_PORT), local),
+        await inPod<{ reply?: string; error?: string }>(pod.ns, UDP_FROM, WORLD4, String(RELOAD_PORT), local),
       );
     }
     const ports = results.filter((r) => r.reply).map((r) => r.reply?.split(" ")[1]);
@@ -331,7 +443,7 @@ describe("masquerade through nkitd", () => {
       pod.ns,
       UDP_MANY,
       WORLD4,
-      String(WORLD_PORT),
+      String(RANGE_PORT),
       "100",
       "41000",
     );
@@ -345,7 +457,7 @@ describe("masquerade through nkitd", () => {
       pod.ns,
       UDP_MANY,
       WORLD4,
-      String(WORLD_PORT),
+      String(RANGE_PORT),
       "10",
       "42000",
     );
@@ -371,7 +483,7 @@ describe("masquerade through nkitd", () => {
       pod.ns,
       UDP_MANY,
       WORLD4,
-      String(WORLD_PORT),
+      String(RANGE_PORT),
       "10",
       "42100",
     );

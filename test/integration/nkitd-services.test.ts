@@ -314,6 +314,33 @@ describe("services through nkitd", () => {
     expect((await nkit(setup.socket, "service", "delete", "aff")).code).toBe(0);
   });
 
+  it("client-ip affinity expires after its timeout: the client may move, and sticks again", async () => {
+    const addrs = backends.map((b) => `--backend=${b.ep.addresses.ipv4}:8080`);
+    const add = await nkit(
+      setup.socket,
+      "service",
+      "add",
+      "aff1",
+      "--vip=10.96.71.42:80/tcp",
+      ...addrs,
+      "--affinity=client-ip",
+      "--affinity-timeout=1",
+    );
+    expect(add.code, add.stderr).toBe(0);
+    // Each round sticks to one backend; between rounds the 1 s affinity expires and the client picks
+    // afresh (1 in 3 to land on the same backend: all 8 rounds alike has odds of 1 in 2,187).
+    const picked: string[] = [];
+    for (let round = 0; round < 8; round++) {
+      const r = await clientRun<TcpResult>("tcp", "10.96.71.42", "80", "5");
+      expect(r.errors).toEqual({});
+      expect(Object.values(r.answers), `round ${round}`).toEqual([5]);
+      picked.push(Object.keys(r.answers)[0] ?? "");
+      await new Promise((res) => setTimeout(res, 1_300));
+    }
+    expect(new Set(picked).size, picked.join(",")).toBeGreaterThan(1);
+    expect((await nkit(setup.socket, "service", "delete", "aff1")).code).toBe(0);
+  });
+
   it("a removed backend gets no new connections while 50 live ones to it and the others survive", async () => {
     const file = join(setup.servicesDir, "churn.yaml");
     const write = (n: number) =>
