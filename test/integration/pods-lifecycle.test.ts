@@ -85,7 +85,11 @@ describe("CRI pod lifecycle", () => {
     await previous.run(sandbox(goneId, goneNs.path));
     // A new nkitd, once the reservations are older than the grace period.
     const fresh = new PodLifecycle(h.mgr, h.ipam, undefined, 0);
+    // What else a pod holds (nkitd: its host ports and CNI attachment) is told to go with it.
+    const released: string[] = [];
+    fresh.onReleased((id) => released.push(id));
     const r = await fresh.synchronize([sandbox(liveId, live.path)]);
+    expect(released).toEqual([goneId]);
     expect(r.wired).toEqual([liveId]);
     expect(r.collected).toEqual([goneId]);
     expect(r.failed).toEqual([]);
