@@ -6,6 +6,8 @@ import { randomInt } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { NkitClient } from "../../src/api/client.js";
+import type { Endpoint } from "../../src/api/types.js";
 import { BpfLink, type LinkInfo } from "../../src/bpf/link.js";
 import { PinDir } from "../../src/bpf/pins.js";
 import { createTestCgroup } from "./cgroup.js";
@@ -309,4 +311,98 @@ export function pinnedLink(path: string): LinkInfo {
   } finally {
     link.close();
   }
+}
+
+const NET_FIXTURES = join(ROOT, "test", "fixtures", "net");
+
+/**
+ * Starts a server of test/fixtures/net (lb-backend.mjs, peer-echo.mjs, ...) inside a netns and waits
+ * until it says "ready"; the scope kills it.
+ */
+export async function startNetFixture(
+  scope: Scope,
+  netnsPath: string,
+  script: string,
+  args: readonly string[],
+): Promise<Proc> {
+  const proc = spawnProc(
+    "nsenter",
+    [`--net=${netnsPath}`, "--", process.execPath, join(NET_FIXTURES, script), ...args],
+    scope,
+  );
+  await until(() => proc.out().includes("ready"), `${script} ${args.join(" ")}`, 10_000, proc.running);
+  return proc;
+}
+
+/** Pods wired through the API with `labels`, each running an lb-backend named after it on `port`. */
+export async function wireBackendPods(
+  scope: Scope,
+  api: NkitClient,
+  prefix: string,
+  names: readonly string[],
+  labels: Record<string, string>,
+  port = 8080,
+): Promise<{ name: string; ep: Endpoint }[]> {
+  const out: { name: string; ep: Endpoint }[] = [];
+  for (const name of names) {
+    const ns = await createNetns(scope, name);
+    const ep = await api.wireEndpoint({ id: `${prefix}-${name}-${process.pid}`, netnsPath: ns.path, labels });
+    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+    await startNetFixture(scope, ns.path, "lb-backend.mjs", [name, String(port)]);
+    out.push({ name, ep });
+  }
+  return out;
+}
+
+/** One `nkit monitor --json` event, as the tests read them. */
+export interface MonitorEvent {
+  type: string;
+  reason: string;
+  src: string;
+  dst: string;
+  family: number;
+  protocol: number;
+}
+
+/**
+ * Subscribes `nkit monitor --json` to `reasons` and resolves once it listens; `events()` waits for
+ * `count` events (failing after ms with what the monitor printed).
+ */
+export async function watchMonitor(
+  socket: string,
+  reasons: readonly string[],
+  count: number,
+  ms = 15_000,
+): Promise<{ events(): Promise<MonitorEvent[]> }> {
+  const mon = spawnProc(process.execPath, [
+    NKIT,
+    "--socket",
+    socket,
+    "monitor",
+    "--json",
+    "--reason",
+    reasons.join(","),
+    "--count",
+    String(count),
+  ]);
+  await until(() => mon.err().includes("monitoring"), "monitor to subscribe", 10_000, mon.running);
+  return {
+    events: async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const exit = await Promise.race([
+        mon.done,
+        new Promise<never>((_, rej) => {
+          timer = setTimeout(() => {
+            mon.child.kill();
+            rej(new Error(`monitor got: ${mon.out()}${mon.err()}`));
+          }, ms);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (exit.code !== 0) throw new Error(`nkit monitor exited ${String(exit.code)}: ${exit.stderr}`);
+      return exit.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as MonitorEvent);
+    },
+  };
 }

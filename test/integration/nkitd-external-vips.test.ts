@@ -19,14 +19,13 @@ import {
   type OutsideNetns,
   outsideBehindUplink,
   requireDist,
-  spawnProc,
-  until,
+  startNetFixture,
+  wireBackendPods,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
-const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const CLIENT = join(FIXTURES, "lb-client.mjs");
 const LOCAL4 = "10.96.72.10";
 const LOCAL6 = "fd96::7210";
@@ -58,11 +57,6 @@ async function fromOutside<T>(...args: string[]): Promise<T> {
     60_000,
   );
   return JSON.parse(r.stdout.trim()) as T;
-}
-
-function startBackend(netns: string, name: string): Promise<void> {
-  const proc = spawnProc("nsenter", [`--net=${netns}`, "--", process.execPath, BACKEND, name, "8080"], scope);
-  return until(() => proc.out().includes("ready"), `backend ${name}`, 10_000, proc.running);
 }
 
 beforeAll(async () => {
@@ -124,21 +118,12 @@ beforeAll(async () => {
   // This host reaches the other host through the client's netns (routes go with the uplink).
   await run("ip", ["route", "add", `${R4.net}.0/24`, "via", outside.far4, "dev", setup.uplink]);
   await run("ip", ["-6", "route", "add", `${R6.net}::/64`, "via", outside.far6, "dev", setup.uplink]);
-  await startBackend(remote.path, "rb");
+  await startNetFixture(scope, remote.path, "lb-backend.mjs", ["rb", "8080"]);
 
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
   const api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
-  for (const name of ["p1", "p2"]) {
-    const ns = await createNetns(scope, `e${name}`);
-    const ep = await api.wireEndpoint({
-      id: `ext-${name}-${process.pid}`,
-      netnsPath: ns.path,
-      labels: { app: "ext" },
-    });
-    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
-    await startBackend(ns.path, name);
-  }
+  await wireBackendPods(scope, api, "ext", ["p1", "p2"], { app: "ext" });
 }, 120_000);
 
 afterAll(async () => {

@@ -18,14 +18,12 @@ import {
   nkitJson,
   outsideBehindUplink,
   requireDist,
-  spawnProc,
-  until,
+  startNetFixture,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
-const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const CLIENT = join(FIXTURES, "lb-client.mjs");
 const HOST_PORT = randomInt(20000, 30000);
 const CONTAINER_PORT = 8080;
@@ -104,12 +102,7 @@ beforeAll(async () => {
   });
   expect(addB.code, addB.stdout).toBe(0);
   scope.defer(() => runShim("DEL", { socket, containerId: idB, netns: podB.path, args: "IgnoreUnknown=1" }));
-  const proc = spawnProc(
-    "nsenter",
-    [`--net=${podA.path}`, "--", process.execPath, BACKEND, "pa", String(CONTAINER_PORT)],
-    scope,
-  );
-  await until(() => proc.out().includes("ready"), "the backend in pod A", 10_000, proc.running);
+  await startNetFixture(scope, podA.path, "lb-backend.mjs", ["pa", String(CONTAINER_PORT)]);
 }, 120_000);
 
 afterAll(async () => {

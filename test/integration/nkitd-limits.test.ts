@@ -8,7 +8,6 @@ import { NkitClient } from "../../src/api/client.js";
 import { u32 } from "../../src/bpf/codec.js";
 import { ctConfig, LbMap, lbConfig } from "../../src/bpf/lb.js";
 import { BpfMap, pinnedMapInfo } from "../../src/bpf/map.js";
-import { createNetns } from "../helpers/netns.js";
 import {
   Nkitd,
   type NkitdSetup,
@@ -16,14 +15,12 @@ import {
   type OutsideNetns,
   outsideBehindUplink,
   requireDist,
-  spawnProc,
-  until,
+  wireBackendPods,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
-const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const CLIENT = join(FIXTURES, "lb-client.mjs");
 const VIP = "10.96.73.10";
 
@@ -80,21 +77,7 @@ beforeAll(async () => {
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
   const api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
-  for (const name of ["l1", "l2"]) {
-    const ns = await createNetns(scope, name);
-    const ep = await api.wireEndpoint({
-      id: `lim-${name}-${process.pid}`,
-      netnsPath: ns.path,
-      labels: { app: "lim" },
-    });
-    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
-    const proc = spawnProc(
-      "nsenter",
-      [`--net=${ns.path}`, "--", process.execPath, BACKEND, name, "8080"],
-      scope,
-    );
-    await until(() => proc.out().includes("ready"), `backend ${name}`, 10_000, proc.running);
-  }
+  await wireBackendPods(scope, api, "lim", ["l1", "l2"], { app: "lim" });
 }, 120_000);
 
 afterAll(async () => {

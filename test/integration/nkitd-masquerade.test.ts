@@ -13,7 +13,6 @@ import { Masquerade } from "../../src/masquerade/masquerade.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
-  NKIT,
   Nkitd,
   type NkitdSetup,
   nkit,
@@ -23,6 +22,7 @@ import {
   requireDist,
   spawnProc,
   until,
+  watchMonitor,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
@@ -425,18 +425,7 @@ describe("masquerade through nkitd", () => {
       return ep.counters.find((c) => c.reason === "DROP_NAT_NO_PORT")?.packets ?? 0;
     };
     const dropsBefore = await drops();
-    const mon = spawnProc(process.execPath, [
-      NKIT,
-      "--socket",
-      setup.socket,
-      "monitor",
-      "--json",
-      "--reason",
-      "DROP_NAT_NO_PORT",
-      "--count",
-      "1",
-    ]);
-    await until(() => mon.err().includes("monitoring"), "monitor to subscribe", 10_000, mon.running);
+    const mon = await watchMonitor(setup.socket, ["DROP_NAT_NO_PORT"], 1, 10_000);
     const started = Date.now();
     // From the range's own ports, which masquerade keeps when free: each flow claims its own.
     const first = await inPod<{ answered: number; seen: string[] }>(
@@ -466,11 +455,7 @@ describe("masquerade through nkitd", () => {
     );
     expect(more.answered).toBe(0);
     expect(await drops()).toBeGreaterThan(dropsBefore);
-    const seen = await Promise.race([
-      mon.done,
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`monitor got: ${mon.out()}`)), 10_000)),
-    ]);
-    expect(JSON.parse(seen.stdout.trim())).toMatchObject({
+    expect((await mon.events())[0]).toMatchObject({
       type: "drop",
       reason: "DROP_NAT_NO_PORT",
       src: pod.ipv4,

@@ -15,7 +15,6 @@ import { PinDir } from "../../src/bpf/pins.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
-  NKIT,
   Nkitd,
   type NkitdSetup,
   nkit,
@@ -24,12 +23,13 @@ import {
   requireDist,
   spawnProc,
   until,
+  watchMonitor,
+  wireBackendPods,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "net");
-const BACKEND = join(FIXTURES, "lb-backend.mjs");
 const CLIENT = join(FIXTURES, "lb-client.mjs");
 const VIP4 = "10.96.71.10";
 const VIP6 = "fd96::71:10";
@@ -67,22 +67,7 @@ beforeAll(async () => {
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
   api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
-  for (const name of ["b1", "b2", "b3"]) {
-    const ns = await createNetns(scope, name);
-    const ep = await api.wireEndpoint({
-      id: `svc-${name}-${process.pid}`,
-      netnsPath: ns.path,
-      labels: { app: "web" },
-    });
-    scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
-    const proc = spawnProc(
-      "nsenter",
-      [`--net=${ns.path}`, "--", process.execPath, BACKEND, name, "8080"],
-      scope,
-    );
-    await until(() => proc.out().includes("ready"), `backend ${name}`, 10_000, proc.running);
-    backends.push({ name, ep });
-  }
+  backends.push(...(await wireBackendPods(scope, api, "svc", ["b1", "b2", "b3"], { app: "web" })));
   client = await createNetns(scope, "cl");
   const ep = await api.wireEndpoint({ id: `svc-client-${process.pid}`, netnsPath: client.path });
   scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
@@ -231,34 +216,12 @@ describe("services through nkitd", () => {
   });
 
   it("nkit monitor shows the socket load-balancer's refusals with their reason and the VIP", async () => {
-    const mon = spawnProc(process.execPath, [
-      NKIT,
-      "--socket",
-      setup.socket,
-      "monitor",
-      "--json",
-      "--reason",
-      "DROP_LB_NO_SERVICE,DROP_LB_NO_BACKEND",
-      "--count",
-      "2",
-    ]);
-    await until(() => mon.err().includes("monitoring"), "monitor to subscribe", 10_000, mon.running);
+    const mon = await watchMonitor(setup.socket, ["DROP_LB_NO_SERVICE", "DROP_LB_NO_BACKEND"], 2);
     expect((await clientRun<TcpResult>("tcp", "10.96.71.40", "80", "1")).errors).toEqual({ ECONNREFUSED: 1 });
     expect((await nkit(setup.socket, "service", "add", "hollow", "--vip", "10.96.71.41:80")).code).toBe(0);
     expect((await clientRun<TcpResult>("tcp", "10.96.71.41", "80", "1")).errors).toEqual({ ECONNREFUSED: 1 });
     expect((await nkit(setup.socket, "service", "delete", "hollow")).code).toBe(0);
-    const exit = await Promise.race([
-      mon.done,
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`monitor got: ${mon.out()}`)), 15_000)),
-    ]);
-    expect(exit.code, exit.stderr).toBe(0);
-    const events = exit.stdout
-      .trim()
-      .split("\n")
-      .map(
-        (l) =>
-          JSON.parse(l) as { type: string; reason: string; dst: string; family: number; protocol: number },
-      );
+    const events = await mon.events();
     expect(events.map((e) => [e.type, e.reason, e.dst, e.family, e.protocol])).toEqual([
       ["drop", "DROP_LB_NO_SERVICE", "10.96.71.40", 4, 6],
       ["drop", "DROP_LB_NO_BACKEND", "10.96.71.41", 4, 6],
