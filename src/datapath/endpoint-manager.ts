@@ -12,6 +12,7 @@ import { PinDir } from "../bpf/pins.js";
 import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
+import { UndoStack } from "../util/undo-stack.js";
 import type { DatapathContext } from "./context.js";
 import {
   configureHost,
@@ -27,7 +28,6 @@ import {
   podIfNameOf,
   sameInode,
   toWired,
-  UndoStack,
   type WiredEndpoint,
   type WireRequest,
   withContext,

@@ -133,24 +133,3 @@ export function sameInode(path: string, inode: number): boolean {
     return false;
   }
 }
-
-/** The undo steps of one wiring, run newest first; a failing step is logged and the rest still run. */
-export class UndoStack {
-  private readonly steps: (() => unknown)[] = [];
-
-  constructor(private readonly log?: Logger) {}
-
-  push(step: () => unknown): void {
-    this.steps.push(step);
-  }
-
-  async rollback(): Promise<void> {
-    for (const step of this.steps.splice(0).reverse()) {
-      try {
-        await step();
-      } catch (e) {
-        this.log?.error({ err: e }, "rollback step failed");
-      }
-    }
-  }
-}
