@@ -466,6 +466,38 @@ static napi_value obj_set_map_size(napi_env env, napi_callback_info info) {
 
 /* ---- BTF ---------------------------------------------------------------------------------- */
 
+/* The member's type as the TS codec generator needs it: the first typedef name on the way down
+ * (__be16 and __u16 differ only there), the resolved kind (int, array, struct, enum), and for an
+ * array its element's type name and count. */
+static void describe_type(napi_env env, napi_value e, const struct btf *btf, uint32_t type_id,
+                          const char *prefix) {
+  const char *type_name = NULL;
+  const struct btf_type *t = btf__type_by_id(btf, type_id);
+  while (t && (btf_is_typedef(t) || btf_is_mod(t))) {
+    if (btf_is_typedef(t) && !type_name) type_name = btf__name_by_offset(btf, t->name_off);
+    type_id = t->type;
+    t = btf__type_by_id(btf, type_id);
+  }
+  const char *kind = !t ? "unknown"
+                     : btf_is_int(t)                       ? "int"
+                     : btf_is_array(t)                     ? "array"
+                     : btf_is_struct(t) || btf_is_union(t) ? "struct"
+                     : btf_is_enum(t) || btf_is_enum64(t)  ? "enum"
+                                                           : "other";
+  if (!type_name && t) type_name = btf__name_by_offset(btf, t->name_off);
+  int top = prefix[0] == 0;
+  char key[32];
+  snprintf(key, sizeof key, top ? "kind" : "%sKind", prefix);
+  nk_set(env, e, key, nk_str(env, kind));
+  snprintf(key, sizeof key, top ? "typeName" : "%sTypeName", prefix);
+  nk_set(env, e, key, nk_str(env, type_name ? type_name : ""));
+  if (t && btf_is_array(t) && top) {
+    const struct btf_array *a = btf_array(t);
+    nk_set(env, e, "count", nk_u32(env, a->nelems));
+    describe_type(env, e, btf, a->type, "elem");
+  }
+}
+
 /* btfStruct(path, name) -> { name, size, members: [{ name, offset, bitOffset, bitSize, size }] }
  * or null when the object's BTF has no such struct. Reads the ELF only, no kernel involved. */
 static napi_value btf_struct(napi_env env, napi_callback_info info) {
@@ -515,6 +547,7 @@ static napi_value btf_struct(napi_env env, napi_callback_info info) {
     nk_set(env, e, "bitOffset", nk_u32(env, bit_off));
     nk_set(env, e, "bitSize", nk_u32(env, bit_size));
     nk_set(env, e, "size", nk_i32(env, sz < 0 ? -1 : (int32_t)sz));
+    describe_type(env, e, btf, m->type, "");
     napi_set_element(env, members, i, e);
   }
   nk_set(env, o, "members", members);

@@ -72,4 +72,4 @@ export {
 } from "./probe.js";
 export { BpfProgram, type ProgramInfo } from "./program.js";
 export { RingBuffer, type RingRecords } from "./ringbuf.js";
-export { Family, type PacketCounter, packetCounter, sumCounters } from "./shared.js";
+export { Family, type PacketCounter, sumCounters } from "./shared.js";

@@ -1,8 +1,9 @@
-// TS side of bpf/include/nkit_lb.h: the service load-balancer's map names, keys and values.
-// Struct sizes and offsets are checked against the BTF of bpf/build/sock_lb.bpf.o, and the maps
-// against its map definitions (test/unit/bpf-shared-btf.test.ts). Ports are in network order
-// (be16), addresses 16 bytes with IPv4 in the first 4.
-import { be16, bytes, type StructCodec, struct, u8, u16, u32, u64 } from "./codec.js";
+// TS side of bpf/include/nkit_lb.h: the service load-balancer's map names, keys and values. The
+// struct codecs are generated from the objects' BTF (src/bpf/gen, `npm run build:abi`); the maps
+// are checked against the objects' map definitions (test/unit/bpf-shared-btf.test.ts). Ports are in
+// network order (be16), addresses 16 bytes with IPv4 in the first 4.
+import { u8, u32, u64 } from "./codec.js";
+import * as abi from "./gen/nkit_lb.js";
 import type { MapLayout } from "./map.js";
 import { prefixKey } from "./shared.js";
 
@@ -51,199 +52,38 @@ export const LB_REASONS = [
 ] as const;
 export type LbReason = (typeof LB_REASONS)[number];
 
-/** An address with its family tag and a port: struct nk_lb_addr's fields, shared by several structs. */
-export interface LbAddress {
-  family: number;
-  port: number;
-  addr: Buffer;
-}
+// The structs, as generated from the objects' BTF (src/bpf/gen/nkit_lb.ts), under the names the
+// load-balancer code uses.
+/** The {family, port, addr} every address struct of nkit_lb.h carries (struct nk_lb_addr). */
+export type LbAddress = abi.NkLbAddr;
+export type LbKey = abi.NkLbKey;
+export type LbService = abi.NkLbService;
+export type LbBackendKey = abi.NkLbBackendKey;
+export type LbSockKey = abi.NkLbSockKey;
+export type LbSockValue = abi.NkLbSockValue;
+export type LbAffinityKey = abi.NkLbAffinityKey;
+export type LbAffinity = abi.NkLbAffinity;
+export type LbCtKey = abi.NkLbCtKey;
+export type LbCt = abi.NkLbCt;
+export type LbConfig = abi.NkLbConfig;
+/** struct nk_ct_config: nanoseconds; 0 = the built-in default. */
+export type CtConfig = abi.NkCtConfig;
 
-/** struct nk_lb_key */
-export interface LbKey extends LbAddress {
-  proto: number;
-}
-
-/** struct nk_lb_service */
-export interface LbService {
-  id: number;
-  count: number;
-  flags: number;
-  affinity_timeout: number;
-}
-
-/** struct nk_lb_backend_key */
-export interface LbBackendKey {
-  id: number;
-  slot: number;
-}
-
-/** struct nk_lb_sock_key */
-export interface LbSockKey extends LbAddress {
-  cookie: bigint;
-}
-
-/** struct nk_lb_sock_value */
-export interface LbSockValue extends LbAddress {
-  id: number;
-}
-
-/** struct nk_lb_affinity_key */
-export interface LbAffinityKey {
-  client: bigint;
-  id: number;
-}
-
-/** struct nk_lb_affinity */
-export interface LbAffinity extends LbAddress {
-  last_used_ns: bigint;
-  slot: number;
-}
-
-/** struct nk_lb_ct_key */
-export interface LbCtKey {
-  family: number;
-  proto: number;
-  dir: number;
-  sport: number;
-  dport: number;
-  saddr: Buffer;
-  daddr: Buffer;
-}
-
-/** struct nk_lb_ct */
-export interface LbCt extends LbAddress {
-  last_seen_ns: bigint;
-  flags: number;
-  id: number;
-}
+export const lbKey = abi.nkLbKey;
+export const lbService = abi.nkLbService;
+export const lbBackendKey = abi.nkLbBackendKey;
+export const lbAddr = abi.nkLbAddr;
+export const lbSockKey = abi.nkLbSockKey;
+export const lbSockValue = abi.nkLbSockValue;
+export const lbAffinityKey = abi.nkLbAffinityKey;
+export const lbAffinity = abi.nkLbAffinity;
+export const lbCtKey = abi.nkLbCtKey;
+export const lbCt = abi.nkLbCt;
+export const lbConfig = abi.nkLbConfig;
+export const ctConfig = abi.nkCtConfig;
 
 /** NK_LB_CT_*: the direction of a conntrack entry. */
 export const LbCtDir = { FORWARD: 0, REVERSE: 1 } as const;
-
-/** The {family, pad, port, addr[16]} run every address struct of nkit_lb.h has, at `at`. */
-const addressFields = (at: number) => ({
-  family: { offset: at, codec: u8 },
-  port: { offset: at + 2, codec: be16 },
-  addr: { offset: at + 4, codec: bytes(16) },
-});
-
-export const lbKey: StructCodec<LbKey> = struct<LbKey>({
-  name: "nk_lb_key",
-  size: 20,
-  fields: { ...addressFields(0), proto: { offset: 1, codec: u8 } },
-});
-
-export const lbService: StructCodec<LbService> = struct<LbService>({
-  name: "nk_lb_service",
-  size: 12,
-  fields: {
-    id: { offset: 0, codec: u32 },
-    count: { offset: 4, codec: u16 },
-    flags: { offset: 6, codec: u16 },
-    affinity_timeout: { offset: 8, codec: u32 },
-  },
-});
-
-export const lbBackendKey: StructCodec<LbBackendKey> = struct<LbBackendKey>({
-  name: "nk_lb_backend_key",
-  size: 8,
-  fields: { id: { offset: 0, codec: u32 }, slot: { offset: 4, codec: u32 } },
-});
-
-export const lbAddr: StructCodec<LbAddress> = struct<LbAddress>({
-  name: "nk_lb_addr",
-  size: 20,
-  fields: addressFields(0),
-  padding: [{ name: "pad", offset: 1, size: 1 }],
-});
-
-export const lbSockKey: StructCodec<LbSockKey> = struct<LbSockKey>({
-  name: "nk_lb_sock_key",
-  size: 32,
-  fields: { cookie: { offset: 0, codec: u64 }, ...addressFields(8) },
-  padding: [
-    { name: "pad", offset: 9, size: 1 },
-    { name: "pad2", offset: 28, size: 4 },
-  ],
-});
-
-export const lbSockValue: StructCodec<LbSockValue> = struct<LbSockValue>({
-  name: "nk_lb_sock_value",
-  size: 24,
-  fields: { ...addressFields(0), id: { offset: 20, codec: u32 } },
-  padding: [{ name: "pad", offset: 1, size: 1 }],
-});
-
-export const lbAffinityKey: StructCodec<LbAffinityKey> = struct<LbAffinityKey>({
-  name: "nk_lb_affinity_key",
-  size: 16,
-  fields: { client: { offset: 0, codec: u64 }, id: { offset: 8, codec: u32 } },
-  padding: [{ name: "pad", offset: 12, size: 4 }],
-});
-
-export const lbAffinity: StructCodec<LbAffinity> = struct<LbAffinity>({
-  name: "nk_lb_affinity",
-  size: 32,
-  fields: { last_used_ns: { offset: 0, codec: u64 }, slot: { offset: 8, codec: u32 }, ...addressFields(12) },
-  padding: [{ name: "pad", offset: 13, size: 1 }],
-});
-
-export const lbCtKey: StructCodec<LbCtKey> = struct<LbCtKey>({
-  name: "nk_lb_ct_key",
-  size: 40,
-  fields: {
-    family: { offset: 0, codec: u8 },
-    proto: { offset: 1, codec: u8 },
-    dir: { offset: 2, codec: u8 },
-    sport: { offset: 4, codec: be16 },
-    dport: { offset: 6, codec: be16 },
-    saddr: { offset: 8, codec: bytes(16) },
-    daddr: { offset: 24, codec: bytes(16) },
-  },
-  padding: [{ name: "pad", offset: 3, size: 1 }],
-});
-
-export const lbCt: StructCodec<LbCt> = struct<LbCt>({
-  name: "nk_lb_ct",
-  size: 32,
-  fields: {
-    last_seen_ns: { offset: 0, codec: u64 },
-    ...addressFields(8),
-    flags: { offset: 9, codec: u8 },
-    id: { offset: 28, codec: u32 },
-  },
-});
-
-/** struct nk_lb_config */
-export interface LbConfig {
-  maglev_m: number;
-}
-
-/** struct nk_ct_config: nanoseconds; 0 = the built-in default. */
-export interface CtConfig {
-  tcp_established_ns: bigint;
-  tcp_opening_ns: bigint;
-  tcp_closing_ns: bigint;
-  other_ns: bigint;
-}
-
-export const lbConfig: StructCodec<LbConfig> = struct<LbConfig>({
-  name: "nk_lb_config",
-  size: 8,
-  fields: { maglev_m: { offset: 0, codec: u32 } },
-  padding: [{ name: "pad", offset: 4, size: 4 }],
-});
-
-export const ctConfig: StructCodec<CtConfig> = struct<CtConfig>({
-  name: "nk_ct_config",
-  size: 32,
-  fields: {
-    tcp_established_ns: { offset: 0, codec: u64 },
-    tcp_opening_ns: { offset: 8, codec: u64 },
-    tcp_closing_ns: { offset: 16, codec: u64 },
-    other_ns: { offset: 24, codec: u64 },
-  },
-});
 
 /** The capacities of the load-balancer's shared maps (both objects size them alike). */
 export function lbMapSizes(l: {
@@ -288,14 +128,6 @@ export function ctTimeoutNs(proto: number, flags: number, t: CtTimeouts = CT_TIM
   return flags & CtFlags.ESTABLISHED ? t.tcpEstablished : t.tcpOpening;
 }
 
-/** The structs of nkit_lb.h the per-packet path (bpf/datapath.bpf.c) records. */
-export const LB_PACKET_STRUCTS: readonly StructCodec<unknown>[] = [
-  lbCtKey as StructCodec<unknown>,
-  lbCt as StructCodec<unknown>,
-  lbConfig as StructCodec<unknown>,
-  ctConfig as StructCodec<unknown>,
-];
-
 /** The load-balancer maps the datapath object holds, as the TS side opens them. */
 export const LB_PACKET_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: LbMap.services, type: "hash", keySize: lbKey.size, valueSize: lbService.size },
@@ -305,19 +137,6 @@ export const LB_PACKET_MAP_LAYOUTS: readonly MapLayout[] = [
   { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
   { name: LbMap.config, type: "array", keySize: u32.size, valueSize: lbConfig.size },
   { name: LbMap.ctConfig, type: "array", keySize: u32.size, valueSize: ctConfig.size },
-];
-
-/** Every struct codec mirrored from nkit_lb.h, for the BTF layout test. */
-export const LB_STRUCTS: readonly StructCodec<unknown>[] = [
-  lbKey as StructCodec<unknown>,
-  lbService as StructCodec<unknown>,
-  lbBackendKey as StructCodec<unknown>,
-  lbAddr as StructCodec<unknown>,
-  lbSockKey as StructCodec<unknown>,
-  lbSockValue as StructCodec<unknown>,
-  lbAffinityKey as StructCodec<unknown>,
-  lbAffinity as StructCodec<unknown>,
-  prefixKey as StructCodec<unknown>,
 ];
 
 /** The maps as the TS side opens them, for the map test against the built object. */

@@ -1,28 +1,15 @@
-// TS side of bpf/include/nkit_shared.h: what every nkit BPF object shares. Each header of its own
-// has its TS codecs in src/bpf/<name>.ts (nkit_datapath.h: datapath.ts).
+// TS side of bpf/include/nkit_shared.h: what every nkit BPF object shares. Each header's struct
+// codecs are generated from the objects' BTF into src/bpf/gen/<header>.ts; src/bpf/<name>.ts
+// (nkit_datapath.h: datapath.ts) names them and adds the map names, layouts and constants.
 import { parsePrefix } from "../util/ip.js";
-import { bytes, type StructCodec, struct, u8, u32, u64 } from "./codec.js";
+import * as abi from "./gen/nkit_shared.js";
 
 /** Address family tag (NK_FAMILY_V4/V6) of map keys and values that hold a 16-byte address. */
 export const Family = { V4: 4, V6: 6 } as const;
 
 /** struct nk_prefix_key: the key of every LPM trie over addresses (prefixlen includes 32 bits of family). */
-export interface PrefixKey {
-  prefixlen: number;
-  family: number;
-  addr: Buffer;
-}
-
-export const prefixKey: StructCodec<PrefixKey> = struct<PrefixKey>({
-  name: "nk_prefix_key",
-  size: 24,
-  fields: {
-    prefixlen: { offset: 0, codec: u32 },
-    family: { offset: 4, codec: u8 },
-    addr: { offset: 8, codec: bytes(16) },
-  },
-  padding: [{ name: "pad", offset: 5, size: 3 }],
-});
+export type PrefixKey = abi.NkPrefixKey;
+export const prefixKey = abi.nkPrefixKey;
 
 /** The trie key of a CIDR ("10.96.0.0/16", "fd96::/112"). */
 export function prefixKeyOf(cidr: string): PrefixKey {
@@ -51,15 +38,6 @@ export function syncPrefixSet(
 export interface PacketCounter {
   packets: bigint;
   bytes: bigint;
-}
-
-/** The codec of a {u64 packets; u64 bytes} struct named `name` in its header. */
-export function packetCounter(name: string): StructCodec<PacketCounter> {
-  return struct<PacketCounter>({
-    name,
-    size: 16,
-    fields: { packets: { offset: 0, codec: u64 }, bytes: { offset: 8, codec: u64 } },
-  });
 }
 
 /** Sums per-CPU counters. */

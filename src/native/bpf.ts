@@ -91,6 +91,14 @@ export interface NativeBtfMember {
   bitOffset: number;
   bitSize: number;
   size: number;
+  /** int, array, struct (or union), enum, other: the member's type with typedefs and modifiers resolved. */
+  kind: string;
+  /** The first typedef on the way (__be16, __u32, ...), else the resolved type's own name. */
+  typeName: string;
+  /** Arrays: element count and the element's kind and type name. */
+  count?: number;
+  elemKind?: string;
+  elemTypeName?: string;
 }
 
 export interface NativeBtfStruct {

@@ -3,21 +3,19 @@
 // it expects: checked against the BTF and the map definitions the compiler recorded in the built
 // objects (no kernel access needed, only the ELF files). One row per object; a new header or object
 // adds a row.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { StructCodec } from "../../src/bpf/codec.js";
 import { BPF } from "../../src/bpf/constants.js";
-import { DATAPATH_MAP_LAYOUTS, DATAPATH_STRUCTS } from "../../src/bpf/datapath.js";
-import {
-  LB_MAP_LAYOUTS,
-  LB_PACKET_MAP_LAYOUTS,
-  LB_PACKET_STRUCTS,
-  LB_PROGRAM,
-  LB_STRUCTS,
-} from "../../src/bpf/lb.js";
+import { DATAPATH_MAP_LAYOUTS } from "../../src/bpf/datapath.js";
+import * as datapathAbi from "../../src/bpf/gen/nkit_datapath.js";
+import * as lbAbi from "../../src/bpf/gen/nkit_lb.js";
+import * as natAbi from "../../src/bpf/gen/nkit_nat.js";
+import * as sharedAbi from "../../src/bpf/gen/nkit_shared.js";
+import { LB_MAP_LAYOUTS, LB_PACKET_MAP_LAYOUTS, LB_PROGRAM } from "../../src/bpf/lb.js";
 import type { MapLayout } from "../../src/bpf/map.js";
-import { NAT_MAP_LAYOUTS, NAT_STRUCTS } from "../../src/bpf/nat.js";
+import { NAT_MAP_LAYOUTS } from "../../src/bpf/nat.js";
 import { BpfObject, btfStructLayout } from "../../src/bpf/object.js";
 import { PROGRAM } from "../../src/datapath/programs.js";
 import { bpfAddon } from "../../src/native/bpf.js";
@@ -39,13 +37,13 @@ interface ObjectAbi {
 const OBJECTS: readonly ObjectAbi[] = [
   {
     object: "datapath.bpf.o",
-    structs: [...DATAPATH_STRUCTS, ...LB_PACKET_STRUCTS, ...NAT_STRUCTS],
+    structs: [],
     maps: [...DATAPATH_MAP_LAYOUTS, ...LB_PACKET_MAP_LAYOUTS, ...NAT_MAP_LAYOUTS],
     programs: Object.values(PROGRAM),
   },
   {
     object: "sock_lb.bpf.o",
-    structs: LB_STRUCTS,
+    structs: [],
     maps: LB_MAP_LAYOUTS,
     programs: Object.values(LB_PROGRAM),
   },
@@ -82,6 +80,30 @@ describe("shared struct ABI", () => {
     for (const codec of o.structs) {
       it(`${o.object}: struct ${codec.name} size and member offsets match BTF`, () => {
         expectLayout(pathOf(o), codec);
+      });
+    }
+  }
+
+  // The product's codecs are generated from these objects' BTF at build time (bpf/gen-abi.mjs);
+  // these checks catch a generated file older than the headers or objects.
+  const PRODUCT = [pathOf(OBJECTS[0]!), pathOf(OBJECTS[1]!)];
+  const GENERATED = new Map<string, readonly StructCodec<unknown>[]>([
+    ["nkit_datapath.h", datapathAbi.STRUCTS],
+    ["nkit_lb.h", lbAbi.STRUCTS],
+    ["nkit_nat.h", natAbi.STRUCTS],
+    ["nkit_shared.h", sharedAbi.STRUCTS],
+  ]);
+  for (const [header, codecs] of GENERATED) {
+    it(`${header}: every struct it defines has a generated codec`, () => {
+      const text = readFileSync(join(BUILD, "..", "include", header), "utf8");
+      const defined = [...text.matchAll(/^struct (nk_\w+) \{/gm)].map((m) => m[1]);
+      expect(codecs.map((c) => c.name)).toEqual(defined);
+    });
+    for (const codec of codecs) {
+      it(`${header}: generated struct ${codec.name} matches the BTF of every object that records it`, () => {
+        const recording = PRODUCT.filter((o) => btfStructLayout(o, codec.name) !== null);
+        expect(recording.length, `no product object records struct ${codec.name}`).toBeGreaterThan(0);
+        for (const o of recording) expectLayout(o, codec);
       });
     }
   }
@@ -144,6 +166,7 @@ describe("uapi constants", () => {
       BPF_NOEXIST: BPF.NOEXIST,
       BPF_EXIST: BPF.EXIST,
       BPF_F_LOCK: BPF.F_LOCK,
+      BPF_F_INNER_MAP: BPF.F_INNER_MAP,
       BPF_FUNC_fib_lookup: BPF.FUNC_FIB_LOOKUP,
       BPF_FUNC_redirect_neigh: BPF.FUNC_REDIRECT_NEIGH,
       BPF_FUNC_redirect_peer: BPF.FUNC_REDIRECT_PEER,
