@@ -3,6 +3,7 @@
 // to the pods), side by side and interleaved in one run: TCP_RR, TCP_CRR, TCP_STREAM. Writes
 // bench/results/masquerade-*.{json,md}; never asserts (targets print PASS/MISS).
 import { randomBytes, randomInt } from "node:crypto";
+import { Conntrack } from "../../src/conntrack/conntrack.js";
 import { Masquerade } from "../../src/masquerade/masquerade.js";
 import { addNetns } from "./baselines.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
@@ -36,11 +37,13 @@ async function nkitPath(prefix: string, cleanup: Cleanup): Promise<{ client: Sid
   m.ids.add(id);
   const ep = await m.mgr.wire({ id, netnsPath: pod.path });
   const ifindex = Number((await sh("cat", [`/sys/class/net/${up}/ifindex`])).trim());
-  const nat = Masquerade.open(m.bpffsDir);
+  const ct = Conntrack.open(m.bpffsDir);
+  const nat = Masquerade.open(m.bpffsDir, ct);
   nat.apply({ ipv4: true, ipv6: false, portRange: [32768, 65535], exclude: [cidr] }, [
     { ifindex, ipv4: `${net}.1` },
   ]);
   nat.close();
+  ct.close();
   return {
     client: { netnsPath: pod.path, ipv4: ep.addresses.ipv4 ?? "" },
     server: { netnsPath: outside.path, ipv4: `${net}.2` },

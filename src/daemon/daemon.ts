@@ -15,6 +15,7 @@ import { MaglevTables } from "../services/maglev-tables.js";
 import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
 import { Components } from "./components.js";
 import type { NkitdConfig } from "./config.js";
+import { type ConntrackService, startConntrack } from "./conntrack.js";
 import { type HostServices, startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { type MasqueradeService, startMasquerade } from "./masquerade.js";
@@ -87,16 +88,26 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
     "datapath ready",
   );
+  // --- conntrack (src/conntrack): the translations' flows, their timeouts and their collection.
+  const conntrack = await parts.require({
+    name: "conntrack",
+    needs: ["datapath"],
+    start: () => startConntrack(config, log),
+    stop: (c: ConntrackService) => c.stop(),
+    reload: (c: ConntrackService, next: NkitdConfig) => {
+      c.reconfigure(next);
+      config.timeouts = next.timeouts;
+    },
+  });
   // --- masquerade (src/masquerade): pod traffic leaving through an uplink gets its address.
   const masq = await parts.require({
     name: "masquerade",
-    needs: ["datapath"],
-    start: () => startMasquerade(config, uplinks, log),
+    needs: ["datapath", "conntrack"],
+    start: () => startMasquerade(config, uplinks, conntrack.table, log),
     stop: (m: MasqueradeService) => m.stop(),
     reload: async (m: MasqueradeService, next: NkitdConfig) => {
       await m.reconfigure(next);
       config.masquerade = next.masquerade;
-      config.timeouts = next.timeouts;
     },
   });
   // The reservations and the CRI pod flow, one owner shared by the CNI door (reserve, pre-wire,

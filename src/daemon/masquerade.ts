@@ -1,6 +1,7 @@
 // Masquerade in nkitd: the `masquerade:` section and each uplink's addresses written into the
 // datapath's NAT maps at start and refreshed every 30 s (an uplink that gets a new address by DHCP or
 // SLAAC is followed). Pod CIDRs and service CIDRs are never masqueraded.
+import type { Conntrack } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
 import { Masquerade, type NatFlowView, type UplinkAddresses } from "../masquerade/masquerade.js";
 import { Rtnl } from "../netlink/index.js";
@@ -8,8 +9,6 @@ import type { NkitdConfig } from "./config.js";
 import { globalAddresses } from "./uplinks.js";
 
 const REFRESH_MS = 30_000;
-
-const seconds = (s: number): bigint => BigInt(s) * 1_000_000_000n;
 
 async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddresses[]> {
   const host = await Rtnl.host();
@@ -43,20 +42,15 @@ export interface MasqueradeService {
 export async function startMasquerade(
   config: NkitdConfig,
   uplinks: readonly string[],
+  ct: Pick<Conntrack, "entries" | "keys">,
   log: Logger,
 ): Promise<MasqueradeService> {
-  const nat = Masquerade.open(config.paths.bpffs);
+  const nat = Masquerade.open(config.paths.bpffs, ct);
   const settingsOf = (c: NkitdConfig) => ({
     ipv4: c.masquerade.enabled,
     ipv6: c.masquerade.enabled && c.masquerade.ipv6,
     portRange: c.masquerade.portRange,
     exclude: [...c.podCIDRs, ...c.serviceCIDRs, ...c.masquerade.nonMasqueradeCIDRs],
-    timeouts: {
-      tcpEstablished: seconds(c.timeouts.tcpEstablished),
-      tcpOpening: seconds(c.timeouts.tcpOpening),
-      tcpClosing: seconds(c.timeouts.tcpClosing),
-      other: seconds(c.timeouts.udp),
-    },
   });
   let settings = settingsOf(config);
   let last = "";
@@ -73,12 +67,6 @@ export async function startMasquerade(
     apply().catch((e: unknown) =>
       log.error({ err: e }, "masquerade: refreshing the uplink addresses failed"),
     );
-    try {
-      const n = nat.collect();
-      if (n > 0) log.debug({ entries: n }, "conntrack: idle entries collected");
-    } catch (e) {
-      log.error({ err: e }, "conntrack: collecting idle entries failed");
-    }
   }, REFRESH_MS);
   timer.unref();
   return {

@@ -1,21 +1,10 @@
 // The masquerade maps of the datapath (nk_nat_config, nk_nat_devices, nk_nat_exclude; the
-// translations themselves live in nk_lb_ct and are written by the programs). nkitd tells them which
-// families to translate, the port range, the destinations that keep the pod's address and, per
-// uplink, the address flows leaving through it get. apply() makes the maps say exactly that.
+// translations themselves live in the conntrack, src/conntrack, and are written by the programs).
+// nkitd tells them which families to translate, the port range, the destinations that keep the
+// pod's address and, per uplink, the address flows leaving through it get. apply() makes the maps
+// say exactly that.
 import { join } from "node:path";
 import { u8, u32 } from "../bpf/codec.js";
-import {
-  CT_TIMEOUT_NS,
-  type CtConfig,
-  type CtTimeouts,
-  ctConfig,
-  ctTimeoutNs,
-  type LbCt,
-  type LbCtKey,
-  LbMap,
-  lbCt,
-  lbCtKey,
-} from "../bpf/lb.js";
 import { BpfMap } from "../bpf/map.js";
 import {
   type NatConfig,
@@ -27,6 +16,7 @@ import {
   natDevice,
 } from "../bpf/nat.js";
 import { Family, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
+import type { Conntrack } from "../conntrack/conntrack.js";
 import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
 
 export interface MasqueradeSettings {
@@ -36,8 +26,6 @@ export interface MasqueradeSettings {
   portRange: readonly [number, number];
   /** Destinations never masqueraded: pod CIDRs, service CIDRs, nonMasqueradeCIDRs. */
   exclude: readonly string[];
-  /** Idle timeouts of translated flows (the conntrack the load-balancer shares); absent = defaults. */
-  timeouts?: CtTimeouts;
 }
 
 /** One masqueraded flow as `nkit nat list` shows it. */
@@ -65,33 +53,22 @@ export class Masquerade {
     private readonly config: BpfMap<number, NatConfig>,
     private readonly devices: BpfMap<number, NatDevice>,
     private readonly exclude: BpfMap<PrefixKey, number>,
-    private readonly ct: BpfMap<LbCtKey, LbCt>,
-    private readonly ctConfig: BpfMap<number, CtConfig>,
+    /** Read only: the conntrack's owner (src/conntrack) sets its timeouts and collects it. */
+    private readonly ct: Pick<Conntrack, "entries" | "keys">,
   ) {}
 
-  private timeouts: CtTimeouts = CT_TIMEOUT_NS;
-
-  /** Opens the maps the datapath object pinned under bpffsDir. */
-  static open(bpffsDir: string): Masquerade {
+  /** Opens the maps the datapath object pinned under bpffsDir; flows are read from `ct`. */
+  static open(bpffsDir: string, ct: Pick<Conntrack, "entries" | "keys">): Masquerade {
     return new Masquerade(
       BpfMap.fromPin(join(bpffsDir, NatMap.config), u32, natConfig),
       BpfMap.fromPin(join(bpffsDir, NatMap.devices), u32, natDevice),
       BpfMap.fromPin(join(bpffsDir, NatMap.exclude), prefixKey, u8),
-      BpfMap.fromPin(join(bpffsDir, LbMap.ct), lbCtKey, lbCt),
-      BpfMap.fromPin(join(bpffsDir, LbMap.ctConfig), u32, ctConfig),
+      ct,
     );
   }
 
   apply(s: MasqueradeSettings, uplinks: readonly UplinkAddresses[]): void {
     // Exclusions and devices first, the switch last: a flow is never translated by half a setting.
-    this.timeouts = s.timeouts ?? CT_TIMEOUT_NS;
-    const t = this.timeouts;
-    this.ctConfig.update(0, {
-      tcp_established_ns: t.tcpEstablished,
-      tcp_opening_ns: t.tcpOpening,
-      tcp_closing_ns: t.tcpClosing,
-      other_ns: t.other,
-    });
     syncPrefixSet(this.exclude, s.exclude);
     const seen = new Set<number>();
     for (const u of uplinks) {
@@ -143,25 +120,7 @@ export class Masquerade {
     return out;
   }
 
-  /**
-   * Deletes the conntrack entries (masquerade and load-balancer) idle past their timeout, so their
-   * ports and slots are free before the LRU would evict them. An entry the datapath used since it
-   * was read is kept. Returns how many went.
-   */
-  collect(now = process.hrtime.bigint()): number {
-    let n = 0;
-    for (const [k, v] of [...this.ct.entries()]) {
-      if (now - v.last_seen_ns < ctTimeoutNs(k.proto, v.flags, this.timeouts)) continue;
-      const again = this.ct.lookup(k);
-      if (!again || now - again.last_seen_ns < ctTimeoutNs(k.proto, again.flags, this.timeouts)) continue;
-      if (this.ct.delete(k)) n++;
-    }
-    return n;
-  }
-
   close(): void {
-    this.ct.close();
-    this.ctConfig.close();
     this.config.close();
     this.devices.close();
     this.exclude.close();

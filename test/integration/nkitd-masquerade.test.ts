@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
-import { Masquerade } from "../../src/masquerade/masquerade.js";
+import { Conntrack } from "../../src/conntrack/conntrack.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
@@ -311,11 +311,11 @@ describe("masquerade through nkitd", () => {
     const before = await nkitJson<{ protocol: string; remote: string }[]>(setup.socket, "nat", "list");
     expect(tcpToWorld(before)).toHaveLength(20);
     // The collector nkitd runs every 30 s, run now as if 11 s had passed (closing timeout: 10 s).
-    const nat = Masquerade.open(setup.bpffsDir);
+    const ct = Conntrack.open(setup.bpffsDir);
     try {
-      expect(nat.collect(process.hrtime.bigint() + 11_000_000_000n)).toBeGreaterThanOrEqual(40);
+      expect(ct.collect(process.hrtime.bigint() + 11_000_000_000n)).toBeGreaterThanOrEqual(40);
     } finally {
-      nat.close();
+      ct.close();
     }
     const after = await nkitJson<{ protocol: string; remote: string }[]>(setup.socket, "nat", "list");
     expect(tcpToWorld(after)).toEqual([]);

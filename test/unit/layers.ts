@@ -31,7 +31,8 @@ export const LAYERS: readonly Layer[] = [
   { folder: "datapath", mayImport: ["bpf", "netlink", "ipam", "state", "util"] },
   { folder: "pods", mayImport: ["datapath", "ipam"] },
   { folder: "services", mayImport: ["bpf", "state", "util"] },
-  { folder: "masquerade", mayImport: ["bpf", "util"] },
+  { folder: "conntrack", mayImport: ["bpf"] },
+  { folder: "masquerade", mayImport: ["bpf", "conntrack", "util"] },
   // Front doors and consumers of the owners.
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
@@ -50,6 +51,7 @@ export const LAYERS: readonly Layer[] = [
       "datapath",
       "pods",
       "services",
+      "conntrack",
       "masquerade",
       "cni",
       "metrics",
