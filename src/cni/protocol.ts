@@ -34,6 +34,7 @@
 // Timeouts (shim): connect 2 s; the whole call "timeoutMs" from the network configuration
 // (default 30000, 1..600000). nkitd drops a connection that sends no complete request in 10 s.
 import { isIPv4, isIPv6 } from "node:net";
+import { isObj, type JsonObject, show } from "../util/json.js";
 import { CniCode, CniError } from "./codes.js";
 import type { CniResult } from "./result.js";
 
@@ -100,10 +101,6 @@ export interface CniRequest {
 export type CniResponse =
   | { ok: true; result?: CniResult }
   | { ok: false; error: { cniVersion: string; code: number; msg: string; details: string } };
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
 
 const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -213,7 +210,7 @@ function pickIps(sources: { name: string; ips: string[] }[]): { ipv4?: string; i
  * the wire carries "HostPort", "ContainerPort", "Protocol", "HostIP"; the CNI conventions document
  * "hostPort", "containerPort", "protocol", "hostIP". Both must work, as they do for Go plugins.
  */
-function foldedField(m: Obj, key: string, where: string): unknown {
+function foldedField(m: JsonObject, key: string, where: string): unknown {
   const lower = key.toLowerCase();
   const spellings = Object.keys(m).filter((k) => k.toLowerCase() === lower);
   if (spellings.length === 0) return undefined;
@@ -278,11 +275,11 @@ function prevResultOf(v: unknown): CniResult | undefined {
     if (list === undefined) continue;
     if (!Array.isArray(list) || !list.every(isObj)) throw bad(`"${key}" must be a list of objects`);
   }
-  const ips = (v.ips ?? []) as Obj[];
+  const ips = (v.ips ?? []) as JsonObject[];
   for (const ip of ips) {
     if (typeof ip.address !== "string") throw bad(`an ips entry has no "address": ${show(ip)}`);
   }
-  const ifs = (v.interfaces ?? []) as Obj[];
+  const ifs = (v.interfaces ?? []) as JsonObject[];
   for (const i of ifs) {
     if (typeof i.name !== "string") throw bad(`an interfaces entry has no "name": ${show(i)}`);
   }

@@ -12,6 +12,7 @@ import {
   type ServiceSpec,
   ServiceSpecError,
 } from "../services/spec.js";
+import { isObj, type JsonObject, show } from "../util/json.js";
 
 export type DatapathSetting = "auto" | "netkit" | "veth";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -112,11 +113,7 @@ export function defaultConfig(): NkitdConfig {
   };
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
-
-function checkKeys(obj: Obj, prefix: string, known: readonly string[]): void {
+function checkKeys(obj: JsonObject, prefix: string, known: readonly string[]): void {
   for (const k of Object.keys(obj)) {
     if (!known.includes(k)) {
       const key = prefix ? `${prefix}.${k}` : k;
@@ -125,7 +122,7 @@ function checkKeys(obj: Obj, prefix: string, known: readonly string[]): void {
   }
 }
 
-function section(raw: Obj, key: string, known: readonly string[]): Obj {
+function section(raw: JsonObject, key: string, known: readonly string[]): JsonObject {
   const v = raw[key];
   if (v === undefined || v === null) return {};
   if (!isObj(v))
@@ -189,7 +186,7 @@ function flag(v: unknown, key: string, fallback: boolean): boolean {
   return v;
 }
 
-function masqueradeSection(m: Obj, d: MasqueradeConfig): MasqueradeConfig {
+function masqueradeSection(m: JsonObject, d: MasqueradeConfig): MasqueradeConfig {
   let nonMasq = d.nonMasqueradeCIDRs;
   if (m.nonMasqueradeCIDRs !== undefined && m.nonMasqueradeCIDRs !== null) {
     if (!Array.isArray(m.nonMasqueradeCIDRs)) {
@@ -241,7 +238,7 @@ function whole(v: unknown, key: string, fallback: number, min: number, max: numb
   return v;
 }
 
-function limitsSection(l: Obj, d: LimitsConfig): LimitsConfig {
+function limitsSection(l: JsonObject, d: LimitsConfig): LimitsConfig {
   const m = whole(l.maglevTableSize, "limits.maglevTableSize", d.maglevTableSize, 1, 1 << 20, "entries");
   if (!(MAGLEV_PRIMES as readonly number[]).includes(m)) {
     throw new ConfigError(
@@ -266,7 +263,7 @@ function limitsSection(l: Obj, d: LimitsConfig): LimitsConfig {
   };
 }
 
-function timeoutsSection(t: Obj, d: TimeoutsConfig): TimeoutsConfig {
+function timeoutsSection(t: JsonObject, d: TimeoutsConfig): TimeoutsConfig {
   const week = 7 * 86400;
   return {
     tcpEstablished: whole(t.tcpEstablished, "timeouts.tcpEstablished", d.tcpEstablished, 1, week, "seconds"),

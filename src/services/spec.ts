@@ -4,6 +4,7 @@
 // source goes through parseServiceSpec, so a service means the same wherever it was written.
 import { InvalidArgumentError } from "../errors.js";
 import { canonicalIp, formatHostPort, type IpFamily, parseIp } from "../util/ip.js";
+import { isObj, type JsonObject, show } from "../util/json.js";
 
 export type Protocol = "tcp" | "udp";
 export type Affinity = "none" | "client-ip";
@@ -57,10 +58,6 @@ export interface LbEntry {
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 3 * 3600;
 const NAME_RE = /^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$/;
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
-
 /** A bad field of a service definition: `key` is its path (`services[2].ports[0].port`). */
 export class ServiceSpecError extends InvalidArgumentError {
   constructor(
@@ -98,7 +95,7 @@ export function parseBackend(text: string, key: string): BackendAddress & { fami
   return { address, port: port(Number(m[2]), key), family: fam };
 }
 
-function keysOf(o: Obj, key: string, known: readonly string[]): void {
+function keysOf(o: JsonObject, key: string, known: readonly string[]): void {
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) {
       throw new ServiceSpecError(`${key}.${k}`, "unknown key", `remove it; known keys: ${known.join(", ")}`);

@@ -6,6 +6,7 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { StateCorruptError } from "../errors.js";
+import { isObj } from "../util/json.js";
 import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "./atomic-file.js";
 import { type Shape, ShapeMismatch } from "./shape.js";
 
@@ -31,10 +32,8 @@ export function decodeDocument<T>(path: string, text: string, format: DocumentFo
   } catch (e) {
     throw new StateCorruptError(path, "invalid JSON", { cause: e });
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new StateCorruptError(path, "not a JSON object");
-  }
-  let doc = parsed as Record<string, unknown>;
+  if (!isObj(parsed)) throw new StateCorruptError(path, "not a JSON object");
+  let doc = parsed;
   let version = doc.version;
   if (typeof version !== "number" || !Number.isInteger(version) || version < 1) {
     throw new StateCorruptError(path, `no layout version (got ${JSON.stringify(version) ?? "none"})`);

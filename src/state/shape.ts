@@ -1,4 +1,5 @@
 import { type IpFamily, parseIp } from "../util/ip.js";
+import { isObj } from "../util/json.js";
 
 // Shape guards for what nkit reads back from its own state files: a file edited by hand, truncated
 // by a full disk or written by another version must be refused with the field that is wrong, not
@@ -70,7 +71,7 @@ export function arrayOf<T>(inner: Shape<T>): Shape<T[]> {
 /** A plain object used as a string-keyed dictionary (labels). */
 export function recordOf<T>(inner: Shape<T>): Shape<Record<string, T>> {
   return (v, at) => {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(at, "an object", v);
+    if (!isObj(v)) return fail(at, "an object", v);
     const out: Record<string, T> = {};
     for (const [k, item] of Object.entries(v)) out[k] = inner(item, `${at}.${k}`);
     return out;
@@ -82,8 +83,8 @@ export type Fields<T> = { [K in keyof T]-?: Shape<T[K]> };
 
 export function object<T extends object>(fields: Fields<T>): Shape<T> {
   return (v, at) => {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(at, "an object", v);
-    const source = v as Record<string, unknown>;
+    if (!isObj(v)) return fail(at, "an object", v);
+    const source = v;
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(fields) as (keyof T & string)[]) {
       const value = fields[key](source[key], at ? `${at}.${key}` : key);
