@@ -1,6 +1,7 @@
 // TS shapes of proto/nkit/v1/nkit.proto messages as protobufjs reflection produces them
 // (camelCase fields, uint64 as decimal strings, every field present after decoding).
 import type { PinnedMap } from "../bpf/map-views.js";
+import type { WiredEndpoint } from "../datapath/endpoint.js";
 
 export type Empty = Record<string, never>;
 
@@ -42,17 +43,8 @@ export interface Addresses {
   ipv6: string;
 }
 
-export interface Endpoint {
-  id: string;
-  epNum: number;
-  mode: string;
-  hostIfName: string;
-  hostIfindex: number;
-  podIfName: string;
-  netnsPath: string;
-  addresses: Addresses;
-  labels: Record<string, string>;
-}
+/** The datapath's endpoint as the API carries it: every field of it, addresses "" when absent. */
+export type Endpoint = Omit<WiredEndpoint, "mode" | "addresses"> & { mode: string; addresses: Addresses };
 
 export interface Counter {
   reason: string;
