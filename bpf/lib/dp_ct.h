@@ -3,6 +3,14 @@
 #ifndef NKIT_DP_CT_H
 #define NKIT_DP_CT_H
 
+/* The conntrack key of the packet's own tuple (source to destination) in direction `dir`. */
+static __always_inline struct nk_lb_ct_key ct_key(const struct pkt *p, const struct l4 *l, __u8 dir) {
+  struct nk_lb_ct_key k = {.family = p->family, .proto = l->proto, .dir = dir, .sport = l->sport, .dport = l->dport};
+  __builtin_memcpy(k.saddr, p->src.addr, 16);
+  __builtin_memcpy(k.daddr, p->dst.addr, 16);
+  return k;
+}
+
 /* Whether an entry last used at `last` is idle past `timeout`. Another CPU may have stored a
  * last-use time newer than this CPU's `now` (TCP sends from the ACK path too): that entry is
  * fresh, not 2^64 ns old. */

@@ -60,10 +60,7 @@ static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p, 
   __builtin_memcpy(fk.addr, p->dst.addr, 16);
   struct nk_lb_service *svc = bpf_map_lookup_elem(&nk_lb_services, &fk);
   if (!svc || !(svc->flags & NK_LB_F_EXTERNAL)) return -1;
-  struct nk_lb_ct_key ck = {.family = p->family, .proto = l.proto, .dir = NK_LB_CT_FORWARD, .sport = l.sport,
-                            .dport = l.dport};
-  __builtin_memcpy(ck.saddr, p->src.addr, 16);
-  __builtin_memcpy(ck.daddr, p->dst.addr, 16);
+  struct nk_lb_ct_key ck = ct_key(p, &l, NK_LB_CT_FORWARD);
   __u64 now = bpf_ktime_get_ns();
   struct nk_lb_addr be = {};
   struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &ck);
@@ -96,10 +93,7 @@ static __always_inline int lb_from_uplink(struct __sk_buff *skb, struct pkt *p, 
  * Returns 1 when rewritten, 0 when the packet is not such a reply, -1 on a rewrite failure. */
 static __always_inline int lb_reverse(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp, __u32 src_ep) {
   struct l4 l = *lp;
-  struct nk_lb_ct_key rk = {.family = p->family, .proto = l.proto, .dir = NK_LB_CT_REVERSE, .sport = l.sport,
-                            .dport = l.dport};
-  __builtin_memcpy(rk.saddr, p->src.addr, 16);
-  __builtin_memcpy(rk.daddr, p->dst.addr, 16);
+  struct nk_lb_ct_key rk = ct_key(p, &l, NK_LB_CT_REVERSE);
   struct nk_lb_ct *ct = bpf_map_lookup_elem(&nk_lb_ct, &rk);
   if (!ct) return 0;
   __u64 now = bpf_ktime_get_ns();

@@ -36,10 +36,7 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const stru
   else
     __builtin_memcpy(naddr, dev->addr6, 16);
   __u64 now = bpf_ktime_get_ns();
-  struct nk_lb_ct_key ok = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_OUT, .sport = l.sport,
-                            .dport = l.dport};
-  __builtin_memcpy(ok.saddr, p->src.addr, 16);
-  __builtin_memcpy(ok.daddr, p->dst.addr, 16);
+  struct nk_lb_ct_key ok = ct_key(p, &l, NK_CT_SNAT_OUT);
   __be16 nport = 0;
   struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ok);
   if (e && !ct_idle(now, e->last_seen_ns, ct_timeout(l.proto, e->flags)) && same_addr16(e->addr, naddr)) {
@@ -215,10 +212,7 @@ static __always_inline int snat_icmp_error(struct __sk_buff *skb, struct pkt *p)
 
 static __always_inline int snat_reverse(struct __sk_buff *skb, struct pkt *p, const struct l4 *lp) {
   struct l4 l = *lp;
-  struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.sport,
-                            .dport = l.dport};
-  __builtin_memcpy(ik.saddr, p->src.addr, 16);
-  __builtin_memcpy(ik.daddr, p->dst.addr, 16);
+  struct nk_lb_ct_key ik = ct_key(p, &l, NK_CT_SNAT_IN);
   struct nk_lb_ct *e = bpf_map_lookup_elem(&nk_lb_ct, &ik);
   if (!e) return -1;
   __u64 now = bpf_ktime_get_ns();
