@@ -15,8 +15,8 @@ export interface GlobalOpts {
 
 const out = (s: string) => process.stdout.write(s);
 
-export async function withClient<R>(g: GlobalOpts, fn: (c: NkitClient) => Promise<R>): Promise<R> {
-  const c = new NkitClient(g.socket);
+export async function withClient<R>(cli: GlobalOpts, fn: (c: NkitClient) => Promise<R>): Promise<R> {
+  const c = new NkitClient(cli.socket);
   try {
     return await fn(c);
   } finally {
@@ -50,9 +50,9 @@ const filesTable = (files: readonly FileReport[]): string =>
     files.map((f) => [f.path, f.action]),
   );
 
-export async function statusCmd(g: GlobalOpts): Promise<number> {
-  const s = await withClient(g, (c) => c.status());
-  if (g.json) {
+export async function statusCmd(cli: GlobalOpts): Promise<number> {
+  const s = await withClient(cli, (c) => c.status());
+  if (cli.json) {
     printJson({ ...s, pools: s.pools.map(poolJson) });
     return EXIT.OK;
   }
@@ -79,9 +79,9 @@ export async function statusCmd(g: GlobalOpts): Promise<number> {
   return EXIT.OK;
 }
 
-export async function endpointListCmd(g: GlobalOpts): Promise<number> {
-  const r = await withClient(g, (c) => c.listEndpoints());
-  if (g.json) {
+export async function endpointListCmd(cli: GlobalOpts): Promise<number> {
+  const r = await withClient(cli, (c) => c.listEndpoints());
+  if (cli.json) {
     printJson(r.endpoints.map(endpointJson));
     return EXIT.OK;
   }
@@ -102,10 +102,10 @@ export async function endpointListCmd(g: GlobalOpts): Promise<number> {
   return EXIT.OK;
 }
 
-export async function endpointGetCmd(g: GlobalOpts, id: string): Promise<number> {
-  const r = await withClient(g, (c) => c.getEndpoint(id));
+export async function endpointGetCmd(cli: GlobalOpts, id: string): Promise<number> {
+  const r = await withClient(cli, (c) => c.getEndpoint(id));
   const counters = r.counters.map((c) => ({ ...c, packets: num(c.packets), bytes: num(c.bytes) }));
-  if (g.json) {
+  if (cli.json) {
     printJson({ endpoint: endpointJson(r.endpoint), counters });
     return EXIT.OK;
   }
@@ -135,9 +135,9 @@ export async function endpointGetCmd(g: GlobalOpts, id: string): Promise<number>
   return EXIT.OK;
 }
 
-export async function ipamCmd(g: GlobalOpts): Promise<number> {
-  const r = await withClient(g, (c) => c.ipam());
-  if (g.json) {
+export async function ipamCmd(cli: GlobalOpts): Promise<number> {
+  const r = await withClient(cli, (c) => c.ipam());
+  if (cli.json) {
     printJson({
       pools: r.pools.map(poolJson),
       allocations: r.allocations.map((a) => ({ id: a.id, ...addrsJson(a) })),
@@ -155,9 +155,9 @@ export async function ipamCmd(g: GlobalOpts): Promise<number> {
   return EXIT.OK;
 }
 
-export async function mapListCmd(g: GlobalOpts): Promise<number> {
-  const r = await withClient(g, (c) => c.listMaps());
-  if (g.json) {
+export async function mapListCmd(cli: GlobalOpts): Promise<number> {
+  const r = await withClient(cli, (c) => c.listMaps());
+  if (cli.json) {
     printJson(r.maps);
     return EXIT.OK;
   }
@@ -185,13 +185,13 @@ const flat = (v: unknown): string =>
         .join(" ")
     : String(v);
 
-export async function mapDumpCmd(g: GlobalOpts, name: string): Promise<number> {
-  const r = await withClient(g, (c) => c.dumpMap(name));
+export async function mapDumpCmd(cli: GlobalOpts, name: string): Promise<number> {
+  const r = await withClient(cli, (c) => c.dumpMap(name));
   const entries = r.entries.map((e) => ({
     key: JSON.parse(e.keyJson) as unknown,
     value: JSON.parse(e.valueJson) as unknown,
   }));
-  if (g.json) {
+  if (cli.json) {
     printJson({ map: r.map, entries });
     return EXIT.OK;
   }
@@ -208,7 +208,7 @@ export async function mapDumpCmd(g: GlobalOpts, name: string): Promise<number> {
 const PROTO: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
 
 export async function monitorCmd(
-  g: GlobalOpts,
+  cli: GlobalOpts,
   o: { endpoint?: string; reason?: string[]; count?: string },
 ): Promise<number> {
   let reasons: string[];
@@ -224,15 +224,15 @@ export async function monitorCmd(
   if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) {
     throw usageError(`--count must be a positive integer, got "${o.count}"`);
   }
-  const c = new NkitClient(g.socket);
+  const c = new NkitClient(cli.socket);
   let seen = 0;
   try {
-    if (!g.json)
+    if (!cli.json)
       out(
         `${table(["TIME", "EVENT", "REASON", "ENDPOINT", "IFINDEX", "PROTO", "SOURCE", "DESTINATION", "LEN"], [])}`,
       );
     const stream = c.monitor({ endpointId: o.endpoint ?? "", reasons }, (e) => {
-      if (g.json) out(`${JSON.stringify({ ...e, monotonicNs: num(e.monotonicNs) })}\n`);
+      if (cli.json) out(`${JSON.stringify({ ...e, monotonicNs: num(e.monotonicNs) })}\n`);
       else {
         out(
           `${[
@@ -267,10 +267,10 @@ export async function monitorCmd(
   return EXIT.OK;
 }
 
-export async function doctorCmd(g: GlobalOpts, o: Omit<DoctorOptions, "socket">): Promise<number> {
-  const checks: Check[] = await runDoctor({ socket: g.socket, ...o });
+export async function doctorCmd(cli: GlobalOpts, o: Omit<DoctorOptions, "socket">): Promise<number> {
+  const checks: Check[] = await runDoctor({ socket: cli.socket, ...o });
   const failed = doctorFailed(checks);
-  if (g.json) {
+  if (cli.json) {
     printJson({ ok: !failed, checks });
   } else {
     for (const c of checks) {
@@ -286,9 +286,9 @@ export async function doctorCmd(g: GlobalOpts, o: Omit<DoctorOptions, "socket">)
   return failed ? EXIT.DOCTOR_FAILED : EXIT.OK;
 }
 
-export function installCmd(g: GlobalOpts, o: InstallOptions): number {
+export function installCmd(cli: GlobalOpts, o: InstallOptions): number {
   const r = install(o);
-  if (g.json) {
+  if (cli.json) {
     printJson(r);
     return EXIT.OK;
   }
@@ -302,9 +302,9 @@ export function installCmd(g: GlobalOpts, o: InstallOptions): number {
   return EXIT.OK;
 }
 
-export function uninstallCmd(g: GlobalOpts, o: InstallOptions): number {
+export function uninstallCmd(cli: GlobalOpts, o: InstallOptions): number {
   const r = uninstall(o);
-  if (g.json) {
+  if (cli.json) {
     printJson(r);
     return EXIT.OK;
   }

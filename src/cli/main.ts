@@ -52,12 +52,12 @@ function globals(cmd: Command): GlobalOpts {
 }
 
 /** Runs a command body and turns its result or error into the exit code. */
-function act<A extends unknown[]>(fn: (g: GlobalOpts, ...args: A) => number | Promise<number>) {
+function act<A extends unknown[]>(fn: (cli: GlobalOpts, ...args: A) => number | Promise<number>) {
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
-    const g = globals(cmd);
+    const cli = globals(cmd);
     try {
-      process.exitCode = await fn(g, ...(args.slice(0, -1) as A));
+      process.exitCode = await fn(cli, ...(args.slice(0, -1) as A));
     } catch (e) {
       process.stderr.write(`nkit: ${errorText(e)}\n`);
       process.exitCode = exitCodeOf(e);
@@ -93,37 +93,37 @@ program
 program
   .command("status")
   .description("nkitd version, datapath mode, uptime, endpoints, IPAM usage and kernel probes")
-  .action(act((g) => statusCmd(g)));
+  .action(act((cli) => statusCmd(cli)));
 
 const endpoint = program.command("endpoint").description("endpoints wired on this host");
 endpoint
   .command("list")
   .description("list wired endpoints")
-  .action(act((g) => endpointListCmd(g)));
+  .action(act((cli) => endpointListCmd(cli)));
 endpoint
   .command("get")
   .description("one endpoint with its per-reason packet and byte counters")
   .argument("<id>", "endpoint id (e.g. the pod sandbox id)")
-  .action(act((g, id: string) => endpointGetCmd(g, id)));
+  .action(act((cli, id: string) => endpointGetCmd(cli, id)));
 
 program
   .command("nat")
   .description("masquerade")
   .command("list")
   .description("the flows masquerade translated: pod, translated and remote address:port, idle time")
-  .action(act((g) => withClient(g, (c) => natListCmd(c, g.json))));
+  .action(act((cli) => withClient(cli, (c) => natListCmd(c, cli.json))));
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const service = program.command("service").description("services load-balanced by nkitd (socket LB)");
 service
   .command("list")
   .description("every service with its frontends, backends and source")
-  .action(act((g) => withClient(g, (c) => serviceListCmd(c, g.json))));
+  .action(act((cli) => withClient(cli, (c) => serviceListCmd(c, cli.json))));
 service
   .command("get")
   .description("one service")
   .argument("<name>")
-  .action(act((g, name: string) => withClient(g, (c) => serviceGetCmd(c, g.json, name))));
+  .action(act((cli, name: string) => withClient(cli, (c) => serviceGetCmd(c, cli.json, name))));
 service
   .command("add")
   .description("add or replace a service (kept across nkitd restarts)")
@@ -139,30 +139,32 @@ service
   .option("--affinity-timeout <seconds>", "client-ip affinity lifetime (default 10800)")
   .option("--external", "also load-balance the VIP per packet for other hosts (uplink ingress)")
   .action(
-    act((g, name: string, o: ServiceAddOptions) => withClient(g, (c) => serviceAddCmd(c, g.json, name, o))),
+    act((cli, name: string, o: ServiceAddOptions) =>
+      withClient(cli, (c) => serviceAddCmd(c, cli.json, name, o)),
+    ),
   );
 service
   .command("delete")
   .description("remove a service")
   .argument("<name>")
-  .action(act((g, name: string) => withClient(g, (c) => serviceDeleteCmd(c, g.json, name))));
+  .action(act((cli, name: string) => withClient(cli, (c) => serviceDeleteCmd(c, cli.json, name))));
 
 program
   .command("ipam")
   .description("pod CIDR pools and address allocations")
-  .action(act((g) => ipamCmd(g)));
+  .action(act((cli) => ipamCmd(cli)));
 
 const bpf = program.command("bpf").description("the datapath's BPF objects");
 const map = bpf.command("map").description("datapath maps");
 map
   .command("list")
   .description("the datapath maps with their sizes and entry counts")
-  .action(act((g) => mapListCmd(g)));
+  .action(act((cli) => mapListCmd(cli)));
 map
   .command("dump")
   .description("decoded entries of one map (nk_endpoints, nk_devices, nk_counters)")
   .argument("<name>", "map name")
-  .action(act((g, name: string) => mapDumpCmd(g, name)));
+  .action(act((cli, name: string) => mapDumpCmd(cli, name)));
 
 program
   .command("monitor")
@@ -174,7 +176,7 @@ program
     collect,
   )
   .option("--count <n>", "exit after n events")
-  .action(act((g, o: { endpoint?: string; reason?: string[]; count?: string }) => monitorCmd(g, o)));
+  .action(act((cli, o: { endpoint?: string; reason?: string[]; count?: string }) => monitorCmd(cli, o)));
 
 program
   .command("doctor")
@@ -184,8 +186,8 @@ program
   .option("--containerd-config <file>", "containerd config", "/etc/containerd/config.toml")
   .option("--containerd <binary>", "containerd binary whose version is checked", "containerd")
   .action(
-    act((g, o: { cniConfDir: string; cniBinDir: string; containerdConfig: string; containerd: string }) =>
-      doctorCmd(g, o),
+    act((cli, o: { cniConfDir: string; cniBinDir: string; containerdConfig: string; containerd: string }) =>
+      doctorCmd(cli, o),
     ),
   );
 
@@ -233,10 +235,10 @@ installOptions(
     .description("install the systemd unit, tmpfiles entry, nkit-cni and its conflist; check containerd NRI"),
 )
   .option("--patch-containerd", "enable NRI in the containerd config (a backup is written first)")
-  .action(act((g, o: RawInstall) => installCmd(g, resolveInstall(o))));
+  .action(act((cli, o: RawInstall) => installCmd(cli, resolveInstall(o))));
 
 installOptions(program.command("uninstall").description("remove exactly what `nkit install` wrote")).action(
-  act((g, o: RawInstall) => uninstallCmd(g, resolveInstall(o))),
+  act((cli, o: RawInstall) => uninstallCmd(cli, resolveInstall(o))),
 );
 
 program.parseAsync().catch((e: unknown) => {

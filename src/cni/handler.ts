@@ -120,7 +120,7 @@ export async function probeEndpointLinks(ep: WiredEndpoint): Promise<string | un
 export class NkitCniHandler implements CniHandler {
   private readonly locks = new KeyedMutex();
 
-  constructor(private readonly o: NkitCniHandlerOptions) {}
+  constructor(private readonly opts: NkitCniHandlerOptions) {}
 
   private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
     return this.locks.run(id, fn);
@@ -139,7 +139,7 @@ export class NkitCniHandler implements CniHandler {
   }
 
   async status(_req: CniRequest): Promise<void> {
-    const why = this.o.notReady?.();
+    const why = this.opts.notReady?.();
     if (why !== undefined) {
       throw new CniError(CniCode.STATUS_UNAVAILABLE, `nkitd cannot set up containers now: ${why}`);
     }
@@ -150,12 +150,12 @@ export class NkitCniHandler implements CniHandler {
     const keep = new Set((conf.validAttachments ?? []).map((a) => `${a.containerID}\0${a.ifname}`));
     const failed: string[] = [];
     let removed = 0;
-    for (const att of this.o.attachments.list()) {
+    for (const att of this.opts.attachments.list()) {
       if (att.network !== conf.name || keep.has(`${att.containerId}\0${att.ifName}`)) continue;
       try {
         const done = await this.exclusive(att.containerId, async () => {
           // Re-read under the lock: a concurrent DEL or a fresh ADD may have changed it.
-          const cur = this.o.attachments.get(att.containerId);
+          const cur = this.opts.attachments.get(att.containerId);
           if (!cur || cur.createdAt !== att.createdAt || cur.ifName !== att.ifName) return false;
           await this.remove(cur.containerId, cur);
           return true;
@@ -165,7 +165,7 @@ export class NkitCniHandler implements CniHandler {
         failed.push(`${att.containerId}/${att.ifName}: ${(e as Error).message}`);
       }
     }
-    this.o.log?.info({ network: conf.name, removed, failed: failed.length }, "CNI GC");
+    this.opts.log?.info({ network: conf.name, removed, failed: failed.length }, "CNI GC");
     if (failed.length > 0) {
       throw new CniError(
         CniCode.INTERNAL,
@@ -178,7 +178,7 @@ export class NkitCniHandler implements CniHandler {
   private async addLocked(req: CniRequest): Promise<CniResult> {
     const conf = req.config;
     const id = req.containerId;
-    const att = this.o.attachments.get(id);
+    const att = this.opts.attachments.get(id);
     if (att) {
       if (att.ifName !== req.ifName || att.network !== conf.name || att.mode !== conf.mode) {
         throw new CniError(
@@ -195,10 +195,10 @@ export class NkitCniHandler implements CniHandler {
         );
       }
     }
-    const hadReservation = this.o.pods.reservation(id) !== undefined;
+    const hadReservation = this.opts.pods.reservation(id) !== undefined;
     // ipam mode serves CRI pods (wired later at NRI RUN, collected by NRI Synchronize); wire mode
     // serves runtimes without NRI, whose endpoints no NRI Synchronize may touch.
-    const alloc = this.o.pods.reserve(
+    const alloc = this.opts.pods.reserve(
       id,
       conf.requestedIps,
       conf.mode === "wire" ? IpamOwner.CNI : IpamOwner.CRI,
@@ -209,7 +209,7 @@ export class NkitCniHandler implements CniHandler {
     let ep: WiredEndpoint | undefined;
     try {
       if (conf.mode === "wire") {
-        ep = await this.o.endpoints.wire({
+        ep = await this.opts.endpoints.wire({
           id,
           netnsPath: req.netns,
           ifName: req.ifName,
@@ -217,9 +217,9 @@ export class NkitCniHandler implements CniHandler {
           labels: { ...req.argLabels, ...conf.labels },
         });
       }
-      if (!att && conf.portMappings.length > 0) this.o.hostPorts?.claim(id, conf.portMappings, addresses);
+      if (!att && conf.portMappings.length > 0) this.opts.hostPorts?.claim(id, conf.portMappings, addresses);
       if (!att) {
-        this.o.attachments.put({
+        this.opts.attachments.put({
           containerId: id,
           ifName: req.ifName,
           network: conf.name,
@@ -233,15 +233,15 @@ export class NkitCniHandler implements CniHandler {
     } catch (e) {
       if (!att) {
         // Leave nothing of a failed first ADD behind (a repeated ADD keeps what the first made).
-        this.o.hostPorts?.release(id);
+        this.opts.hostPorts?.release(id);
         // A reservation made before this ADD (and whatever NRI wired with it) is not ours to undo.
-        const undo = hadReservation ? ep && this.o.endpoints.unwire(id) : this.o.pods.release(id);
-        await undo?.catch((u: unknown) => this.o.log?.error({ err: u, id }, "undo CNI ADD"));
+        const undo = hadReservation ? ep && this.opts.endpoints.unwire(id) : this.opts.pods.release(id);
+        await undo?.catch((u: unknown) => this.opts.log?.error({ err: u, id }, "undo CNI ADD"));
       }
       throw e;
     }
     if (conf.mode === "ipam" && !att) {
-      this.o.pods.prewire({
+      this.opts.pods.prewire({
         id,
         netnsPath: req.netns,
         ifName: req.ifName,
@@ -255,17 +255,17 @@ export class NkitCniHandler implements CniHandler {
       addresses,
     };
     if (ep) opts.hostInterface = { name: ep.hostIfName };
-    if (this.o.endpoints.mode === "veth") opts.gateways = { ...VETH_GATEWAYS };
+    if (this.opts.endpoints.mode === "veth") opts.gateways = { ...VETH_GATEWAYS };
     if (conf.prevResult) opts.prevResult = conf.prevResult;
-    this.o.log?.debug({ id, mode: conf.mode, addresses }, "CNI ADD");
+    this.opts.log?.debug({ id, mode: conf.mode, addresses }, "CNI ADD");
     return buildResult(opts);
   }
 
   private async delLocked(req: CniRequest): Promise<void> {
     const id = req.containerId;
-    const att = this.o.attachments.get(id);
+    const att = this.opts.attachments.get(id);
     if (att && (att.ifName !== req.ifName || att.network !== req.config.name)) {
-      this.o.log?.debug(
+      this.opts.log?.debug(
         { id, ifName: req.ifName, network: req.config.name, attached: `${att.network}/${att.ifName}` },
         "CNI DEL for an attachment nkit did not make: nothing to do",
       );
@@ -276,16 +276,16 @@ export class NkitCniHandler implements CniHandler {
 
   /** Releases (unwires, frees the addresses) and forgets; safe to repeat. */
   private async remove(id: string, att: Attachment | undefined): Promise<void> {
-    this.o.hostPorts?.release(id);
-    await this.o.pods.release(id);
-    if (att) this.o.attachments.delete(id);
-    this.o.log?.debug({ id }, "CNI attachment removed");
+    this.opts.hostPorts?.release(id);
+    await this.opts.pods.release(id);
+    if (att) this.opts.attachments.delete(id);
+    this.opts.log?.debug({ id }, "CNI attachment removed");
   }
 
   private async checkLocked(req: CniRequest): Promise<void> {
     const conf = req.config;
     const id = req.containerId;
-    const att = this.o.attachments.get(id);
+    const att = this.opts.attachments.get(id);
     if (!att || att.ifName !== req.ifName || att.network !== conf.name) {
       throw new CniError(
         CniCode.UNKNOWN_CONTAINER,
@@ -295,7 +295,7 @@ export class NkitCniHandler implements CniHandler {
     }
     const mismatch = (msg: string, details = "") =>
       new CniError(CniCode.CHECK_MISMATCH, `CHECK ${id}/${req.ifName}: ${msg}`, details);
-    const alloc = this.o.pods.reservation(id);
+    const alloc = this.opts.pods.reservation(id);
     if (!alloc) throw mismatch("nkitd holds no address reservation for it");
     const reported = new Set(
       resultAddresses(conf.prevResult ?? { cniVersion: conf.cniVersion }).map(canonicalIp),
@@ -309,7 +309,7 @@ export class NkitCniHandler implements CniHandler {
       }
     }
     if (att.mode !== "wire") return;
-    const ep = this.o.endpoints.get(id);
+    const ep = this.opts.endpoints.get(id);
     if (!ep) throw mismatch("the endpoint is not wired");
     if (!sameNetnsPath(ep.netnsPath, req.netns)) {
       throw mismatch(`the endpoint is wired into ${ep.netnsPath}, not ${req.netns}`);
@@ -321,7 +321,7 @@ export class NkitCniHandler implements CniHandler {
         `endpoint ${JSON.stringify(ep.addresses)}, reservation ${JSON.stringify(alloc)}`,
       );
     }
-    const problem = await (this.o.probeLinks ?? probeEndpointLinks)(ep);
+    const problem = await (this.opts.probeLinks ?? probeEndpointLinks)(ep);
     if (problem) throw mismatch(problem);
   }
 }

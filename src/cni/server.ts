@@ -61,11 +61,11 @@ export class CniServer {
   private closed = false;
 
   private constructor(
-    private readonly o: CniServerOptions,
+    private readonly opts: CniServerOptions,
     private readonly server: Server,
   ) {
-    this.socketPath = o.socketPath;
-    this.queueDir = join(dirname(o.socketPath), DEL_QUEUE_DIR);
+    this.socketPath = opts.socketPath;
+    this.queueDir = join(dirname(opts.socketPath), DEL_QUEUE_DIR);
   }
 
   /**
@@ -129,8 +129,8 @@ export class CniServer {
   private onConnection(sock: Socket): void {
     this.sockets.add(sock);
     sock.once("close", () => this.sockets.delete(sock));
-    sock.on("error", (e) => this.o.log?.debug({ err: e }, "CNI connection error"));
-    sock.setTimeout(this.o.requestTimeoutMs ?? 10_000, () => sock.destroy());
+    sock.on("error", (e) => this.opts.log?.debug({ err: e }, "CNI connection error"));
+    sock.setTimeout(this.opts.requestTimeoutMs ?? 10_000, () => sock.destroy());
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
@@ -183,14 +183,14 @@ export class CniServer {
       if (this.closed) throw new CniError(CniCode.TRY_AGAIN, "nkitd is shutting down", "retry shortly");
       await this.drainQueue();
       const result = await this.dispatch(req);
-      this.o.log?.debug(
+      this.opts.log?.debug(
         { command: req.command, containerId: req.containerId, ms: +(performance.now() - started).toFixed(2) },
         "CNI request",
       );
       return result ? { ok: true, result } : { ok: true };
     } catch (e) {
       const err = toCniError(e);
-      this.o.log?.[err.cniCode === CniCode.INTERNAL ? "error" : "warn"](
+      this.opts.log?.[err.cniCode === CniCode.INTERNAL ? "error" : "warn"](
         {
           command: req?.command,
           containerId: req?.containerId,
@@ -204,7 +204,7 @@ export class CniServer {
   }
 
   private async dispatch(req: CniRequest) {
-    const h = this.o.handler;
+    const h = this.opts.handler;
     switch (req.command) {
       case "ADD":
         return h.add(req);
@@ -248,18 +248,24 @@ export class CniServer {
         req = parseRequest(readFileSync(path, "utf8").trim());
         if (req.command !== "DEL") throw new CniError(CniCode.PROTOCOL, `queued ${req.command}, not DEL`);
       } catch (e) {
-        this.o.log?.warn({ err: e, path }, "discarding an unreadable queued CNI DEL");
+        this.opts.log?.warn({ err: e, path }, "discarding an unreadable queued CNI DEL");
         rmSync(path, { force: true });
         continue;
       }
       try {
-        await this.o.handler.del(req);
+        await this.opts.handler.del(req);
         rmSync(path, { force: true });
         this.queueFailures.delete(name);
-        this.o.log?.info({ containerId: req.containerId, ifName: req.ifName }, "replayed a queued CNI DEL");
+        this.opts.log?.info(
+          { containerId: req.containerId, ifName: req.ifName },
+          "replayed a queued CNI DEL",
+        );
       } catch (e) {
         this.queueFailures.set(name, Date.now());
-        this.o.log?.warn({ err: e, path, containerId: req.containerId }, "queued CNI DEL failed; will retry");
+        this.opts.log?.warn(
+          { err: e, path, containerId: req.containerId },
+          "queued CNI DEL failed; will retry",
+        );
       }
     }
   }

@@ -37,12 +37,12 @@ export class ServiceFiles {
   private settle: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(private readonly o: ServiceFilesOptions) {}
+  constructor(private readonly opts: ServiceFilesOptions) {}
 
   /** Reads the directory now, then follows it. */
   start(): void {
     this.scan(); // also starts following the directory when it exists
-    this.timer = setInterval(() => this.scan(), this.o.rescanMs ?? 10_000);
+    this.timer = setInterval(() => this.scan(), this.opts.rescanMs ?? 10_000);
     this.timer.unref();
   }
 
@@ -63,20 +63,20 @@ export class ServiceFiles {
   scan(): ServiceFileError[] {
     let names: string[];
     try {
-      names = readdirSync(this.o.dir).filter((n) => SERVICE_FILE_RE.test(n));
+      names = readdirSync(this.opts.dir).filter((n) => SERVICE_FILE_RE.test(n));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
-        this.o.log?.warn({ dir: this.o.dir, err: e }, "cannot read the service files directory");
+        this.opts.log?.warn({ dir: this.opts.dir, err: e }, "cannot read the service files directory");
       }
       names = [];
     }
-    const present = new Set(names.map((n) => join(this.o.dir, n)));
+    const present = new Set(names.map((n) => join(this.opts.dir, n)));
     for (const file of [...this.seen.keys()]) {
       if (present.has(file)) continue;
       this.seen.delete(file);
       this.errors.delete(file);
-      this.o.manager.replaceSource("file", [], file);
-      this.o.log?.info({ file }, "service file removed");
+      this.opts.manager.replaceSource("file", [], file);
+      this.opts.log?.info({ file }, "service file removed");
     }
     for (const file of present) this.read(file);
     if (!this.watcher && !this.closed) this.follow();
@@ -104,25 +104,25 @@ export class ServiceFiles {
           ? { file, key: e.key.slice(file.length + 1), message: e.message }
           : { file, key: "", message: `${file}: not valid YAML: ${(e as Error).message}` };
       this.errors.set(file, err);
-      this.o.log?.error({ file, key: err.key }, `service file refused: ${err.message}`);
+      this.opts.log?.error({ file, key: err.key }, `service file refused: ${err.message}`);
       return;
     }
-    const failed = this.o.manager.replaceSource("file", [spec], file);
+    const failed = this.opts.manager.replaceSource("file", [spec], file);
     const conflict = failed[0];
     if (conflict) {
       this.errors.set(file, { file, key: "", message: `${file}: ${conflict.error.message}` });
-      this.o.log?.error({ file, service: spec.name }, `service file refused: ${conflict.error.message}`);
+      this.opts.log?.error({ file, service: spec.name }, `service file refused: ${conflict.error.message}`);
       return;
     }
     this.errors.delete(file);
-    this.o.log?.info({ file, service: spec.name }, "service file applied");
+    this.opts.log?.info({ file, service: spec.name }, "service file applied");
   }
 
   private follow(): void {
     try {
-      this.watcher = watch(this.o.dir, () => {
+      this.watcher = watch(this.opts.dir, () => {
         if (this.settle) clearTimeout(this.settle);
-        this.settle = setTimeout(() => this.scan(), this.o.settleMs ?? 100);
+        this.settle = setTimeout(() => this.scan(), this.opts.settleMs ?? 100);
         this.settle.unref();
       });
       this.watcher.on("error", () => {

@@ -33,12 +33,12 @@ const nameOf = (protocol: string, hostPort: number, address: string): string =>
   `hostport.${protocol}.${hostPort}.${canonicalIp(address).replaceAll(":", "-")}`;
 
 export class HostPorts {
-  constructor(private readonly o: HostPortsOptions) {}
+  constructor(private readonly opts: HostPortsOptions) {}
 
   /** The services a container's mappings make, one per frontend address. */
   specs(mappings: readonly HostPortMapping[], pod: { ipv4?: string; ipv6?: string }): ServiceSpec[] {
     const specs = new Map<string, ServiceSpec>();
-    const hostAddresses = this.o.hostAddresses();
+    const hostAddresses = this.opts.hostAddresses();
     for (const [i, m] of mappings.entries()) {
       const protocol = m.protocol.toLowerCase();
       if (protocol !== "tcp" && protocol !== "udp") {
@@ -100,7 +100,7 @@ export class HostPorts {
   ): void {
     const specs = this.specs(mappings, pod);
     for (const s of specs) {
-      const held = this.o.manager.get(s.name);
+      const held = this.opts.manager.get(s.name);
       if (held && held.origin !== containerId) {
         const p = s.ports[0];
         throw new AlreadyExistsError(
@@ -108,10 +108,12 @@ export class HostPorts {
         );
       }
     }
-    const before = this.o.manager.list().filter((v) => v.source === "host-port" && v.origin === containerId);
-    const failed = this.o.manager.replaceSource("host-port", specs, containerId);
+    const before = this.opts.manager
+      .list()
+      .filter((v) => v.source === "host-port" && v.origin === containerId);
+    const failed = this.opts.manager.replaceSource("host-port", specs, containerId);
     if (failed.length > 0) {
-      this.o.manager.replaceSource(
+      this.opts.manager.replaceSource(
         "host-port",
         before.map((v) => v.spec),
         containerId,
@@ -121,14 +123,14 @@ export class HostPorts {
   }
 
   release(containerId: string): void {
-    this.o.manager.replaceSource("host-port", [], containerId);
+    this.opts.manager.replaceSource("host-port", [], containerId);
   }
 
   /** Containers holding host ports now. */
   holders(): string[] {
     return [
       ...new Set(
-        this.o.manager
+        this.opts.manager
           .list()
           .filter((v) => v.source === "host-port")
           .map((v) => v.origin),

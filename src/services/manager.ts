@@ -91,16 +91,16 @@ export class ServiceManager {
   private endpoints: readonly SelectableEndpoint[] = [];
   private held: boolean;
 
-  constructor(private readonly o: ServiceManagerOptions) {
+  constructor(private readonly opts: ServiceManagerOptions) {
     this.persisted = RecordStore.inFile({
-      path: o.statePath,
+      path: opts.statePath,
       field: "services",
       version: 1,
       record: recordShape,
       key: (r) => r.spec.name,
     });
-    for (const e of o.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
-    this.held = o.holdUntilReady === true;
+    for (const e of opts.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
+    this.held = opts.holdUntilReady === true;
     for (const r of this.persisted.list()) this.put(r);
     if (!this.held) this.reconcile();
   }
@@ -118,7 +118,7 @@ export class ServiceManager {
 
   /** Connections sent to each backend of a frontend (backend order); [] when the table keeps none. */
   connections(entry: Pick<LbEntry, "vip" | "port" | "protocol">): bigint[] {
-    return this.o.table.connections?.(entry) ?? [];
+    return this.opts.table.connections?.(entry) ?? [];
   }
 
   list(): ServiceView[] {
@@ -293,14 +293,14 @@ export class ServiceManager {
     const id = frontendId(e);
     const have = this.programmed.get(id);
     if (have && JSON.stringify(have) === JSON.stringify(e)) return;
-    this.o.table.set(e);
+    this.opts.table.set(e);
     this.programmed.set(id, e);
   }
 
   private unprogram(id: string): void {
     const e = this.programmed.get(id);
     if (!e) return;
-    this.o.table.remove(e);
+    this.opts.table.remove(e);
     this.programmed.delete(id);
   }
 }
