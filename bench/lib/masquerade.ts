@@ -37,8 +37,8 @@ async function nkitPath(prefix: string, cleanup: Cleanup): Promise<{ client: Sid
   m.ids.add(id);
   const ep = await m.mgr.wire({ id, netnsPath: pod.path });
   const ifindex = Number((await sh("cat", [`/sys/class/net/${up}/ifindex`])).trim());
-  const ct = Conntrack.open(m.bpffsDir);
-  const nat = Masquerade.open(m.bpffsDir, ct);
+  const ct = Conntrack.open(m.mgr.maps);
+  const nat = Masquerade.open(m.mgr.maps, ct);
   nat.apply({ ipv4: true, ipv6: false, portRange: [32768, 65535], exclude: [cidr] }, [
     { ifindex, ipv4: `${net}.1` },
   ]);

@@ -6,9 +6,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BpfLoadError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { bpfAddon, type NativeMapSpec, type NativeProgramSpec, type ObjHandle } from "../native/bpf.js";
-import type { Codec } from "./codec.js";
+import { type Codec, u32 } from "./codec.js";
 import { nativeCall, toLoadError } from "./errors.js";
-import { BpfMap, PerCpuMap, pinnedMapInfo } from "./map.js";
+import { BpfMap, MapOfMaps, PerCpuMap, pinnedMapInfo } from "./map.js";
 import { ensureBpffsDir } from "./pins.js";
 import { BpfProgram } from "./program.js";
 
@@ -165,6 +165,14 @@ export class BpfObject {
   map<K, V>(name: string, keyCodec: Codec<K>, valueCodec: Codec<V>): BpfMap<K, V> {
     const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
     const m = new BpfMap(h, keyCodec, valueCodec, name);
+    this.#children.push(m);
+    return m;
+  }
+
+  /** A map of maps by name (values are inner maps, set whole). */
+  mapOfMaps<K>(name: string, keyCodec: Codec<K>): MapOfMaps<K> {
+    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
+    const m = new MapOfMaps(h, keyCodec, u32, name);
     this.#children.push(m);
     return m;
   }

@@ -3,7 +3,6 @@
 // its idle timeouts (nk_ct_config, which the programs read). The programs create and refresh the
 // entries; nkitd sets the timeouts and collects what went idle, so ports and slots are free before
 // the LRU would evict them. Masquerade reads its flows through here.
-import { join } from "node:path";
 import { u32 } from "../bpf/codec.js";
 import {
   CT_TIMEOUT_NS,
@@ -17,7 +16,8 @@ import {
   lbCt,
   lbCtKey,
 } from "../bpf/lb.js";
-import { BpfMap } from "../bpf/map.js";
+import type { BpfMap } from "../bpf/map.js";
+import type { MapSource } from "../bpf/map-source.js";
 
 export type { CtTimeouts } from "../bpf/lb.js";
 
@@ -29,11 +29,11 @@ export class Conntrack {
     private readonly config: BpfMap<number, CtConfig>,
   ) {}
 
-  /** Opens the maps the datapath object pinned under bpffsDir. */
-  static open(bpffsDir: string): Conntrack {
-    const ct = BpfMap.fromPin(join(bpffsDir, LbMap.ct), lbCtKey, lbCt);
+  /** Takes its maps from the datapath object (or their pins: PinnedMaps). */
+  static open(maps: MapSource): Conntrack {
+    const ct = maps.map(LbMap.ct, lbCtKey, lbCt);
     try {
-      return new Conntrack(ct, BpfMap.fromPin(join(bpffsDir, LbMap.ctConfig), u32, ctConfig));
+      return new Conntrack(ct, maps.map(LbMap.ctConfig, u32, ctConfig));
     } catch (e) {
       ct.close();
       throw e;

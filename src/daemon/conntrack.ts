@@ -1,5 +1,6 @@
 // The conntrack in nkitd (src/conntrack): the `timeouts:` section written for the programs at start
 // and on reload, and idle entries (load-balanced and masqueraded flows) collected every 30 s.
+import type { MapSource } from "../bpf/map-source.js";
 import { Conntrack, type CtTimeouts } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
 import type { NkitdConfig } from "./config.js";
@@ -22,8 +23,8 @@ export interface ConntrackService {
   stop(): void;
 }
 
-export function startConntrack(config: NkitdConfig, log: Logger): ConntrackService {
-  const table = Conntrack.open(config.paths.bpffs);
+export function startConntrack(config: NkitdConfig, maps: MapSource, log: Logger): ConntrackService {
+  const table = Conntrack.open(maps);
   table.setTimeouts(timeoutsOf(config));
   const timer = setInterval(() => {
     try {

@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { lbMapSizes } from "../bpf/lb.js";
+import type { MapSource } from "../bpf/map-source.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
 import { EndpointManager } from "../datapath/endpoint-manager.js";
 import { Ipam } from "../ipam/ipam.js";
@@ -24,9 +25,9 @@ import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
 /** The per-packet load-balancer's tables, which the datapath object created; absent = socket LB only. */
-function openMaglevTables(bpffs: string, size: number, log: Logger): MaglevTables | undefined {
+function openMaglevTables(maps: MapSource, size: number, log: Logger): MaglevTables | undefined {
   try {
-    return MaglevTables.open(bpffs, size);
+    return MaglevTables.open(maps, size);
   } catch (e) {
     log.error(
       { err: e },
@@ -92,7 +93,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
   const conntrack = await parts.require({
     name: "conntrack",
     needs: ["datapath"],
-    start: () => startConntrack(config, log),
+    start: () => startConntrack(config, endpoints.maps, log),
     stop: (c: ConntrackService) => c.stop(),
     reload: (c: ConntrackService, next: NkitdConfig) => {
       c.reconfigure(next);
@@ -103,7 +104,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
   const masq = await parts.require({
     name: "masquerade",
     needs: ["datapath", "conntrack"],
-    start: () => startMasquerade(config, uplinks, conntrack.table, log),
+    start: () => startMasquerade(config, uplinks, endpoints.maps, conntrack.table, log),
     stop: (m: MasqueradeService) => m.stop(),
     reload: async (m: MasqueradeService, next: NkitdConfig) => {
       await m.reconfigure(next);
@@ -121,7 +122,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     name: "services",
     needs: ["datapath"],
     start: () => {
-      const maglev = openMaglevTables(config.paths.bpffs, config.limits.maglevTableSize, log);
+      const maglev = openMaglevTables(endpoints.maps, config.limits.maglevTableSize, log);
       const lb = SocketLb.open({
         bpffsDir: config.paths.bpffs,
         cgroup: config.paths.cgroup || hostCgroup2(),

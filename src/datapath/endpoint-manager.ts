@@ -8,6 +8,7 @@
 // The pieces live next door: device configuration (devices.ts), map entries and counters
 // (endpoint-maps.ts), program links (links.ts), uplinks (uplinks.ts), mode probing (mode.ts).
 
+import type { MapSource } from "../bpf/map-source.js";
 import { PinDir } from "../bpf/pins.js";
 import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
@@ -111,6 +112,14 @@ export class EndpointManager {
     await this.locks.idle();
     await this.host.close();
     this.progs.close();
+  }
+
+  /**
+   * The datapath object's maps, for the owners of the ones it creates but does not write itself:
+   * masquerade's settings, the conntrack and the per-packet load-balancer's tables.
+   */
+  get maps(): MapSource {
+    return this.progs.maps;
   }
 
   list(): WiredEndpoint[] {

@@ -17,6 +17,7 @@ import {
 } from "../bpf/datapath.js";
 import { LbMap } from "../bpf/lb.js";
 import { type BpfMap, MapOfMaps, type PerCpuMap } from "../bpf/map.js";
+import type { MapSource } from "../bpf/map-source.js";
 import { BpfObject, builtObjectPath } from "../bpf/object.js";
 import type { BpfProgram } from "../bpf/program.js";
 import type { PacketCounter } from "../bpf/shared.js";
@@ -65,6 +66,11 @@ export class DatapathPrograms {
     this.endpoints = obj.map(DatapathMap.endpoints, endpointKey, endpointValue);
     this.devices = obj.map(DatapathMap.devices, u32, u32);
     this.counters = obj.perCpuMap(DatapathMap.counters, counterKey, counterValue);
+  }
+
+  /** The object's maps by name, for the owners of the ones this object only creates. */
+  get maps(): MapSource {
+    return this.obj;
   }
 
   /** Pinned maps made anew at load because their configured capacity changed. */

@@ -3,9 +3,9 @@
 // nkitd tells them which families to translate, the port range, the destinations that keep the
 // pod's address and, per uplink, the address flows leaving through it get. apply() makes the maps
 // say exactly that.
-import { join } from "node:path";
 import { u8, u32 } from "../bpf/codec.js";
-import { BpfMap } from "../bpf/map.js";
+import type { BpfMap } from "../bpf/map.js";
+import type { MapSource } from "../bpf/map-source.js";
 import {
   type NatConfig,
   NatCtDir,
@@ -57,14 +57,24 @@ export class Masquerade {
     private readonly ct: Pick<Conntrack, "entries" | "keys">,
   ) {}
 
-  /** Opens the maps the datapath object pinned under bpffsDir; flows are read from `ct`. */
-  static open(bpffsDir: string, ct: Pick<Conntrack, "entries" | "keys">): Masquerade {
-    return new Masquerade(
-      BpfMap.fromPin(join(bpffsDir, NatMap.config), u32, natConfig),
-      BpfMap.fromPin(join(bpffsDir, NatMap.devices), u32, natDevice),
-      BpfMap.fromPin(join(bpffsDir, NatMap.exclude), prefixKey, u8),
-      ct,
-    );
+  /** Takes its maps from the datapath object (or their pins: PinnedMaps); flows are read from `ct`. */
+  static open(maps: MapSource, ct: Pick<Conntrack, "entries" | "keys">): Masquerade {
+    const opened: { close(): void }[] = [];
+    const take = <T extends { close(): void }>(m: T): T => {
+      opened.push(m);
+      return m;
+    };
+    try {
+      return new Masquerade(
+        take(maps.map(NatMap.config, u32, natConfig)),
+        take(maps.map(NatMap.devices, u32, natDevice)),
+        take(maps.map(NatMap.exclude, prefixKey, u8)),
+        ct,
+      );
+    } catch (e) {
+      for (const m of opened) m.close();
+      throw e;
+    }
   }
 
   apply(s: MasqueradeSettings, uplinks: readonly UplinkAddresses[]): void {

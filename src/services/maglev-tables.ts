@@ -3,11 +3,11 @@
 // limits.maglevTableSize names (recorded in nk_lb_config, which the datapath reads). A table is
 // built whole in a fresh inner map and swapped in with one update, so the datapath never reads a
 // half-written table; the kernel frees the old one when its last reader is done.
-import { join } from "node:path";
 import { u32 } from "../bpf/codec.js";
 import { BPF } from "../bpf/constants.js";
 import { type LbConfig, LbMap, lbConfig } from "../bpf/lb.js";
-import { BpfMap, MapOfMaps, pinnedMapInfo } from "../bpf/map.js";
+import { BpfMap, type MapOfMaps } from "../bpf/map.js";
+import type { MapSource } from "../bpf/map-source.js";
 import { NotSupportedError } from "../errors.js";
 import { MAGLEV_TABLE_SIZE, maglevTable } from "./maglev.js";
 
@@ -24,15 +24,21 @@ export class MaglevTables {
     readonly size: number,
   ) {}
 
-  /** Opens the pinned maps the datapath created under bpffsDir; tables get `size` entries. */
-  static open(bpffsDir: string, size = MAGLEV_TABLE_SIZE): MaglevTables {
-    const path = join(bpffsDir, LbMap.maglev);
-    const info = pinnedMapInfo(path);
-    if (info.typeName !== "hash_of_maps") {
-      throw new NotSupportedError(`BPF map ${path} of type ${info.typeName}`, "a hash_of_maps");
+  /** Takes the maps from the datapath object (or their pins: PinnedMaps); tables get `size` entries. */
+  static open(maps: MapSource, size = MAGLEV_TABLE_SIZE): MaglevTables {
+    const outer = maps.mapOfMaps(LbMap.maglev, u32);
+    try {
+      if (outer.info.typeName !== "hash_of_maps") {
+        throw new NotSupportedError(
+          `BPF map ${LbMap.maglev} of type ${outer.info.typeName}`,
+          "a hash_of_maps",
+        );
+      }
+      return new MaglevTables(outer, maps.map(LbMap.config, u32, lbConfig), size);
+    } catch (e) {
+      outer.close();
+      throw e;
     }
-    const config = BpfMap.fromPin(join(bpffsDir, LbMap.config), u32, lbConfig);
-    return new MaglevTables(MapOfMaps.open(path, u32), config, size);
   }
 
   /**
