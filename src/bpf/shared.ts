@@ -1,7 +1,7 @@
 // TS side of bpf/include/nkit_shared.h: what every nkit BPF object shares. Each header's struct
 // codecs are generated from the objects' BTF into src/bpf/gen/<header>.ts; src/bpf/<name>.ts
 // (nkit_datapath.h: datapath.ts) names them and adds the map names, layouts and constants.
-import { parsePrefix } from "../util/ip.js";
+import { formatIp, type ParsedIp, parseIp, parsePrefix } from "../util/ip.js";
 import * as abi from "./gen/nkit_shared.js";
 
 /** Address family tag (NK_FAMILY_V4/V6) of map keys and values that hold a 16-byte address. */
@@ -11,12 +11,34 @@ export const Family = { V4: 4, V6: 6 } as const;
 export type PrefixKey = abi.NkPrefixKey;
 export const prefixKey = abi.nkPrefixKey;
 
+/** An address as every map key and value holds it: a family tag and 16 bytes, IPv4 in the first 4. */
+export interface MapAddress {
+  family: number;
+  addr: Buffer;
+}
+
+function mapAddressOf(ip: ParsedIp): MapAddress {
+  const addr = Buffer.alloc(16);
+  ip.bytes.copy(addr);
+  return { family: ip.family === 4 ? Family.V4 : Family.V6, addr };
+}
+
+/** The map form of an address's text ("10.47.0.5", "fd47::5"). */
+export function mapAddress(text: string): MapAddress {
+  return mapAddressOf(parseIp(text));
+}
+
+/** The text of a map address (the bytes in hex when the family tag is neither). */
+export function mapAddressText(family: number, addr: Buffer): string {
+  if (family === Family.V4) return formatIp(addr.subarray(0, 4));
+  if (family === Family.V6) return formatIp(addr.subarray(0, 16));
+  return addr.toString("hex");
+}
+
 /** The trie key of a CIDR ("10.96.0.0/16", "fd96::/112"). */
 export function prefixKeyOf(cidr: string): PrefixKey {
   const p = parsePrefix(cidr);
-  const addr = Buffer.alloc(16);
-  p.bytes.copy(addr);
-  return { prefixlen: 32 + p.prefixLength, family: p.family === 4 ? Family.V4 : Family.V6, addr };
+  return { prefixlen: 32 + p.prefixLength, ...mapAddressOf(p) };
 }
 
 /** Makes a trie hold exactly `cidrs` (entries not wanted removed first, the rest written). */

@@ -1,8 +1,8 @@
 // The endpoint's entries in the datapath maps: keys by pod address, the one endpoint value (written
 // at wiring and restored at adoption), the device -> endpoint number entry and the per-CPU counters.
 import { EndpointFlags, type EndpointKey, type EndpointValue } from "../bpf/datapath.js";
-import { sumCounters } from "../bpf/shared.js";
-import { parseIp, parseMac } from "../util/ip.js";
+import { mapAddress, sumCounters } from "../bpf/shared.js";
+import { parseMac } from "../util/ip.js";
 import type { DatapathPrograms } from "./programs.js";
 import { ALL_REASON_CODES, reasonName } from "./reasons.js";
 import type { DatapathMode, EndpointRecord } from "./store.js";
@@ -13,12 +13,7 @@ export interface EndpointCounters {
   [reason: string]: { packets: bigint; bytes: bigint };
 }
 
-export function endpointKeyOf(address: string): EndpointKey {
-  const { family, bytes } = parseIp(address);
-  const addr = Buffer.alloc(16);
-  bytes.copy(addr);
-  return { family, addr };
-}
+export const endpointKeyOf = (address: string): EndpointKey => mapAddress(address);
 
 export function endpointKeys(a: Addresses): EndpointKey[] {
   return [a.ipv4, a.ipv6].filter((x): x is string => x !== undefined).map(endpointKeyOf);

@@ -17,16 +17,12 @@ import {
 } from "../bpf/datapath.js";
 import { PerCpuMap } from "../bpf/map.js";
 import { hashView, type JsonObject, type MapView, perCpuView, undumpableView } from "../bpf/map-views.js";
-import { type PacketCounter, sumCounters } from "../bpf/shared.js";
-import { formatIp, formatMac } from "../util/ip.js";
+import { mapAddressText, type PacketCounter, sumCounters } from "../bpf/shared.js";
+import { formatMac } from "../util/ip.js";
 import { isDrop, reasonName } from "./reasons.js";
 
 /** A family-tagged 16-byte map address as text (IPv4 uses the first 4 bytes). */
-export function formatAddr(family: number, addr: Buffer): string {
-  if (family === 4) return formatIp(addr.subarray(0, 4));
-  if (family === 6) return formatIp(addr.subarray(0, 16));
-  return addr.toString("hex");
-}
+export const formatAddr = mapAddressText;
 
 function flagNames(flags: number): string[] {
   return Object.entries(EndpointFlags)

@@ -15,9 +15,9 @@ import {
   natConfig,
   natDevice,
 } from "../bpf/nat.js";
-import { Family, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
+import { mapAddressText, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
-import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
+import { formatHostPort, parseIp } from "../util/ip.js";
 
 export interface MasqueradeSettings {
   ipv4: boolean;
@@ -38,9 +38,6 @@ export interface NatFlowView {
 }
 
 const PROTOCOL_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
-
-const addrText = (family: number, addr: Buffer) =>
-  formatIp(family === Family.V4 ? addr.subarray(0, 4) : addr);
 
 export interface UplinkAddresses {
   ifindex: number;
@@ -110,9 +107,9 @@ export class Masquerade {
       if (k.dir !== NatCtDir.OUT) continue;
       out.push({
         protocol: PROTOCOL_NAMES[k.proto] ?? String(k.proto),
-        pod: formatHostPort(addrText(k.family, k.saddr), k.sport),
-        translated: formatHostPort(addrText(v.family, v.addr), v.port),
-        remote: formatHostPort(addrText(k.family, k.daddr), k.dport),
+        pod: formatHostPort(mapAddressText(k.family, k.saddr), k.sport),
+        translated: formatHostPort(mapAddressText(v.family, v.addr), v.port),
+        remote: formatHostPort(mapAddressText(k.family, k.daddr), k.dport),
         idleSeconds: Number(now - v.last_seen_ns) / 1e9,
       });
     }

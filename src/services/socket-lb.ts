@@ -26,10 +26,17 @@ import { BpfLink } from "../bpf/link.js";
 import type { BpfMap, PerCpuMap } from "../bpf/map.js";
 import { BpfObject, builtObjectPath } from "../bpf/object.js";
 import { PinDir } from "../bpf/pins.js";
-import { Family, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
+import {
+  type MapAddress,
+  mapAddress,
+  mapAddressText,
+  type PrefixKey,
+  prefixKey,
+  syncPrefixSet,
+} from "../bpf/shared.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { formatHostPort, formatIp, parseIp } from "../util/ip.js";
+import { formatHostPort } from "../util/ip.js";
 import type { MaglevFrontend, MaglevTables } from "./maglev-tables.js";
 import type { LbTable } from "./manager.js";
 import type { LbEntry, Protocol } from "./spec.js";
@@ -71,21 +78,12 @@ export function hostCgroup2(mounts = "/proc/mounts"): string {
 }
 
 function keyOf(e: Pick<LbEntry, "vip" | "port" | "protocol">): LbKey {
-  const ip = parseIp(e.vip);
-  const addr = Buffer.alloc(16);
-  ip.bytes.copy(addr);
-  return { family: ip.family === 4 ? Family.V4 : Family.V6, proto: PROTO[e.protocol], port: e.port, addr };
+  return { ...mapAddress(e.vip), proto: PROTO[e.protocol], port: e.port };
 }
 
-function addressOf(address: string, port: number): LbAddress {
-  const ip = parseIp(address);
-  const addr = Buffer.alloc(16);
-  ip.bytes.copy(addr);
-  return { family: ip.family === 4 ? Family.V4 : Family.V6, port, addr };
-}
+const addressOf = (address: string, port: number): LbAddress => ({ ...mapAddress(address), port });
 
-const textOf = (a: { family: number; addr: Buffer }): string =>
-  formatIp(a.family === Family.V4 ? a.addr.subarray(0, 4) : a.addr);
+const textOf = (a: MapAddress): string => mapAddressText(a.family, a.addr);
 
 const HOOKS = Object.keys(LB_PROGRAM) as CgroupHook[];
 
