@@ -29,7 +29,7 @@ import { netnsInode, Rtnl } from "../netlink/index.js";
 import type { PodLifecycle } from "../pods/lifecycle.js";
 import { canonicalIp as canonicalIpStrict } from "../util/ip.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
-import type { Attachment, AttachmentStore } from "./attachments.js";
+import type { AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
 import type { CniRequest, PortMapping } from "./protocol.js";
 import { type BuildResultOptions, buildResult, type CniResult, resultAddresses } from "./result.js";
@@ -69,7 +69,10 @@ export interface NkitCniHandlerOptions {
 }
 
 /** What the CNI door asks of the pod lifecycle. */
-export type CniPodLifecycle = Pick<PodLifecycle, "reserve" | "reservation" | "prewire" | "release">;
+export type CniPodLifecycle = Pick<
+  PodLifecycle,
+  "reserve" | "reservation" | "prewire" | "release" | "onReleased"
+>;
 
 type Addresses = { ipv4?: string; ipv6?: string };
 
@@ -120,7 +123,14 @@ export async function probeEndpointLinks(ep: WiredEndpoint): Promise<string | un
 export class NkitCniHandler implements CniHandler {
   private readonly locks = new KeyedMutex();
 
-  constructor(private readonly opts: NkitCniHandlerOptions) {}
+  constructor(private readonly opts: NkitCniHandlerOptions) {
+    // Whoever releases a container (CNI DEL or GC here, NRI REMOVE, Synchronize collecting a pod
+    // whose DEL never came), its host ports and its attachment go with its addresses.
+    opts.pods.onReleased((id) => {
+      opts.hostPorts?.release(id);
+      opts.attachments.delete(id);
+    });
+  }
 
   private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
     return this.locks.run(id, fn);
@@ -157,7 +167,7 @@ export class NkitCniHandler implements CniHandler {
           // Re-read under the lock: a concurrent DEL or a fresh ADD may have changed it.
           const cur = this.opts.attachments.get(att.containerId);
           if (!cur || cur.createdAt !== att.createdAt || cur.ifName !== att.ifName) return false;
-          await this.remove(cur.containerId, cur);
+          await this.remove(cur.containerId);
           return true;
         });
         if (done) removed++;
@@ -271,14 +281,12 @@ export class NkitCniHandler implements CniHandler {
       );
       return;
     }
-    await this.remove(id, att);
+    await this.remove(id);
   }
 
-  /** Releases (unwires, frees the addresses) and forgets; safe to repeat. */
-  private async remove(id: string, att: Attachment | undefined): Promise<void> {
-    this.opts.hostPorts?.release(id);
+  /** Releases (unwires, frees the addresses; the release listener drops ports and attachment); safe to repeat. */
+  private async remove(id: string): Promise<void> {
     await this.opts.pods.release(id);
-    if (att) this.opts.attachments.delete(id);
     this.opts.log?.debug({ id }, "CNI attachment removed");
   }
 

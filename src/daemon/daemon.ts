@@ -138,12 +138,6 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     // still gets pod networking, loudly without services.
     optional: () => !config.paths.cgroup,
   });
-  // Whoever releases a container (CNI DEL or GC, NRI REMOVE, Synchronize collecting a pod whose
-  // DEL never came), its host ports and its attachment go with its addresses.
-  pods.onReleased((id) => {
-    services?.hostPorts.release(id);
-    attachments.delete(id);
-  });
   // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock.
   await parts.require({
     name: "CNI endpoint",
