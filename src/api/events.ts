@@ -1,7 +1,7 @@
 // Datapath events as the API streams them to `nkit monitor`: the datapath's raw records
 // (src/datapath/events.ts) with wall-clock time, reason names and endpoint ids.
 import { type DatapathEvent, EventType } from "../bpf/datapath.js";
-import { formatAddr } from "../datapath/map-views.js";
+import { mapAddressText } from "../bpf/shared.js";
 import { reasonName } from "../datapath/reasons.js";
 import type * as T from "./types.js";
 
@@ -23,8 +23,8 @@ export function toApiEvent(
     endpointId: (e.ep_id && endpointOf(e.ep_id)) || "",
     ifindex: e.ifindex,
     family: e.family,
-    src: e.family ? formatAddr(e.family, e.src) : "",
-    dst: e.family ? formatAddr(e.family, e.dst) : "",
+    src: e.family ? mapAddressText(e.family, e.src) : "",
+    dst: e.family ? mapAddressText(e.family, e.dst) : "",
     protocol: e.protocol,
     length: e.len,
     lostBefore,

@@ -21,9 +21,6 @@ import { mapAddressText, type PacketCounter, sumCounters } from "../bpf/shared.j
 import { formatMac } from "../util/ip.js";
 import { isDrop, reasonName } from "./reasons.js";
 
-/** A family-tagged 16-byte map address as text (IPv4 uses the first 4 bytes). */
-export const formatAddr = mapAddressText;
-
 function flagNames(flags: number): string[] {
   return Object.entries(EndpointFlags)
     .filter(([, v]) => (flags & v) !== 0)
@@ -31,7 +28,7 @@ function flagNames(flags: number): string[] {
 }
 
 export function decodeEndpointKey(k: EndpointKey): JsonObject {
-  return { family: k.family, addr: formatAddr(k.family, k.addr) };
+  return { family: k.family, addr: mapAddressText(k.family, k.addr) };
 }
 
 export function decodeEndpointValue(v: EndpointValue): JsonObject {

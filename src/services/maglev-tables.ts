@@ -48,7 +48,8 @@ export class MaglevTables {
    * Returns how many tables were built.
    */
   sync(frontends: readonly MaglevFrontend[]): number {
-    const was = this.config.lookup(0)?.maglev_m || MAGLEV_TABLE_SIZE;
+    const stored = this.config.lookup(0)?.maglev_m ?? 0;
+    const was = stored || MAGLEV_TABLE_SIZE;
     const have = new Set(this.ids());
     let built = 0;
     for (const f of frontends) {
@@ -58,9 +59,7 @@ export class MaglevTables {
     }
     const wanted = new Set(frontends.map((f) => f.id));
     for (const id of have) if (!wanted.has(id)) this.remove(id);
-    if (was !== this.size || this.config.lookup(0)?.maglev_m !== this.size) {
-      this.config.update(0, { maglev_m: this.size });
-    }
+    if (stored !== this.size) this.config.update(0, { maglev_m: this.size });
     return built;
   }
 
