@@ -35,7 +35,7 @@ async function nkitPath(prefix: string, cleanup: Cleanup): Promise<{ client: Sid
   const id = `${prefix}-masq-c`;
   const pod = await addNetns(id, cleanup);
   m.ids.add(id);
-  const ep = await m.mgr.wire({ id, netnsPath: pod.path });
+  const ep = await m.pods.admit({ id, netnsPath: pod.path });
   const ifindex = Number((await sh("cat", [`/sys/class/net/${up}/ifindex`])).trim());
   const ct = Conntrack.open(m.mgr.maps);
   const nat = Masquerade.open(m.mgr.maps, ct);

@@ -6,10 +6,11 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PinDir } from "../../src/bpf/pins.js";
-import { EndpointManager, type WiredEndpoint } from "../../src/datapath/endpoint-manager.js";
+import type { EndpointManager, WiredEndpoint } from "../../src/datapath/endpoint-manager.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import type { DatapathMode } from "../../src/datapath/store.js";
-import { Ipam } from "../../src/ipam/ipam.js";
+import type { PodLifecycle } from "../../src/pods/lifecycle.js";
+import { PodNetwork } from "../../src/pods/network.js";
 import { addNetns } from "./baselines.js";
 import type { Cleanup } from "./cleanup.js";
 import { DATAPATH_OBJ } from "./paths.js";
@@ -28,9 +29,11 @@ export interface NkitOptions {
   v4Prefix?: number;
 }
 
-/** An EndpointManager with its own bpffs dir, state dir and IPAM, as the benchmarks run nkit. */
+/** A pod network with its own bpffs dir, state dir and IPAM, as the benchmarks run nkit. */
 export interface BenchManager {
   mgr: EndpointManager;
+  /** The way pods are wired, as nkitd wires them: admit() with addresses from the IPAM, release(). */
+  pods: PodLifecycle;
   bpffsDir: string;
   /** Endpoint ids this manager may have wired (for the fallback device sweep). */
   ids: Set<string>;
@@ -56,14 +59,14 @@ export async function startBenchManager(o: {
   const stateDir = mkdtempSync(join(tmpdir(), `${o.prefix}-${o.label}-`));
   const bpffsDir = `/sys/fs/bpf/${o.prefix}-${o.label}`;
   const ids = new Set<string>();
-  let mgr: EndpointManager | undefined;
+  let net: PodNetwork | undefined;
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
-    if (mgr) {
-      for (const ep of mgr.list()) await mgr.unwire(ep.id).catch(() => undefined);
-      await mgr.close().catch(() => undefined);
+    if (net) {
+      for (const ep of net.endpoints.list()) await net.pods.release(ep.id).catch(() => undefined);
+      await net.close().catch(() => undefined);
     }
     // Whatever a crashed wiring may have left behind (only devices that exist: spawning is slow in the VM).
     for (const id of ids) {
@@ -74,17 +77,16 @@ export async function startBenchManager(o: {
     rmSync(stateDir, { recursive: true, force: true });
   };
   o.cleanup.defer(`nkit ${o.label}`, close);
-  const ipam = Ipam.open({ podCIDRs: [o.cidr], statePath: join(stateDir, "ipam.json") });
-  mgr = await EndpointManager.start({
+  net = await PodNetwork.open({
     mode: o.mode,
     bpffsDir,
     stateDir,
-    ipam,
+    podCIDRs: [o.cidr],
     ...(o.bigTcp === undefined ? {} : { bigTcp: o.bigTcp }),
     ...(o.uplinks ? { uplinks: o.uplinks } : {}),
     objectPath: DATAPATH_OBJ,
   });
-  return { mgr, bpffsDir, ids, close };
+  return { mgr: net.endpoints, pods: net.pods, bpffsDir, ids, close };
 }
 
 export async function startNkit(o: NkitOptions): Promise<NkitInstance> {
@@ -134,7 +136,7 @@ export async function nkitPair(o: NkitOptions): Promise<NkitPair> {
     const ns = await addNetns(`${o.prefix}-${o.label}-${role}`, o.cleanup);
     const id = `${o.prefix}-${o.label}-${role}`;
     nkit.ids.add(id);
-    const ep = await nkit.mgr.wire({ id, netnsPath: ns.path, labels: { bench: o.label, role } });
+    const ep = await nkit.pods.admit({ id, netnsPath: ns.path, labels: { bench: o.label, role } });
     if (!ep.addresses.ipv4) throw new Error(`nkit wired ${id} without an IPv4 address`);
     return { netnsPath: ns.path, ipv4: ep.addresses.ipv4, ep, del: ns.del };
   };

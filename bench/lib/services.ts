@@ -91,7 +91,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const id = `${prefix}-svc-${role}`;
       const ns = await addNetns(id, cleanup);
       m.ids.add(id);
-      const ep = await m.mgr.wire({ id, netnsPath: ns.path });
+      const ep = await m.pods.admit({ id, netnsPath: ns.path });
       return { netnsPath: ns.path, ipv4: ep.addresses.ipv4 ?? "" };
     };
     const client = await wire("c");

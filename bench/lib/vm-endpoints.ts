@@ -42,7 +42,7 @@ export interface VmPod {
 export async function wirePod(m: ModeManager, name: string, cleanup: Cleanup): Promise<VmPod> {
   const ns = await addNetns(name, cleanup);
   m.ids.add(name);
-  const ep = await m.mgr.wire({ id: name, netnsPath: ns.path, labels: { bench: "vm", mode: m.mode } });
+  const ep = await m.pods.admit({ id: name, netnsPath: ns.path, labels: { bench: "vm", mode: m.mode } });
   if (!ep.addresses.ipv4) throw new Error(`${m.mode}: wired ${name} without an IPv4 address`);
   return { netnsPath: ns.path, ipv4: ep.addresses.ipv4, ep };
 }

@@ -187,14 +187,14 @@ async function wiring(
       const m = managers[mode];
       const id = names(mode)[i]!;
       m.ids.add(id);
-      wire[mode].push(await timed(() => m.mgr.wire({ id, netnsPath: `/run/netns/${id}` })));
+      wire[mode].push(await timed(() => m.pods.admit({ id, netnsPath: `/run/netns/${id}` })));
     }
   }
   log(`  unwiring ${pods} pods per mode`);
   for (let i = 0; i < pods; i++) {
     for (const mode of orderOf(i)) {
       const m = managers[mode];
-      unwire[mode].push(await timed(() => m.mgr.unwire(names(mode)[i]!)));
+      unwire[mode].push(await timed(() => m.pods.release(names(mode)[i]!)));
     }
   }
   await delAll();

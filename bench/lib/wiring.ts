@@ -72,12 +72,12 @@ export async function wiringBench(o: {
     a = snapshot();
     for (const [i, id] of ids.entries()) {
       nkit.ids.add(id);
-      const [, ms] = await timed(() => nkit.mgr.wire({ id, netnsPath: `/run/netns/${names[i]}` }));
+      const [, ms] = await timed(() => nkit.pods.admit({ id, netnsPath: `/run/netns/${names[i]}` }));
       wire.push(ms);
     }
     const wireNoise = noiseBetween(a, snapshot());
     a = snapshot();
-    for (const id of ids) unwire.push((await timed(() => nkit.mgr.unwire(id)))[1]);
+    for (const id of ids) unwire.push((await timed(() => nkit.pods.release(id)))[1]);
     const unwireNoise = noiseBetween(a, snapshot());
     await delNetns(names);
 

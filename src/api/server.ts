@@ -13,7 +13,7 @@ import {
 } from "@grpc/grpc-js";
 import type { MapCatalog } from "../bpf/map-views.js";
 import { probeAll } from "../bpf/probe.js";
-import type { EndpointManager, WiredEndpoint, WireRequest } from "../datapath/endpoint-manager.js";
+import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import type { DatapathEvents } from "../datapath/events.js";
 import { isDrop, Reason } from "../datapath/reasons.js";
 import { InvalidArgumentError, NkitError, NotFoundError, NotSupportedError } from "../errors.js";
@@ -21,6 +21,7 @@ import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import type { NatFlowView } from "../masquerade/masquerade.js";
 import { timeWiring } from "../metrics/index.js";
+import type { AdmitRequest, PodLifecycle } from "../pods/lifecycle.js";
 import type { ServiceManager, ServiceView } from "../services/manager.js";
 import { type LbEntry, parseServiceSpec } from "../services/spec.js";
 import { VERSION } from "../version.js";
@@ -32,6 +33,8 @@ import type * as T from "./types.js";
 
 export interface ApiContext {
   endpoints: EndpointManager;
+  /** The way in for the endpoints the admin API wires and unwires. */
+  pods: Pick<PodLifecycle, "admit" | "evict">;
   ipam: Ipam;
   uplinks: readonly string[];
   bpffsDir: string;
@@ -303,13 +306,13 @@ function implementation(ctx: ApiContext): Implementation {
 
   const wire = unary<T.WireEndpointRequest, T.Endpoint>(log, "WireEndpoint", async (req) => {
     if (!req.netnsPath) throw new InvalidArgumentError("WireEndpoint: netns_path is required");
-    const r: WireRequest = { id: req.id, netnsPath: req.netnsPath, labels: { ...req.labels } };
+    const r: AdmitRequest = { id: req.id, netnsPath: req.netnsPath, labels: { ...req.labels } };
     if (req.ifName) r.ifName = req.ifName;
     const addresses: { ipv4?: string; ipv6?: string } = {};
     if (req.addresses?.ipv4) addresses.ipv4 = req.addresses.ipv4;
     if (req.addresses?.ipv6) addresses.ipv6 = req.addresses.ipv6;
     if (addresses.ipv4 || addresses.ipv6) r.addresses = addresses;
-    const ep = await timeWiring("wire", () => ctx.endpoints.wire(r));
+    const ep = await timeWiring("wire", () => ctx.pods.admit(r));
     log.info({ id: ep.id, dev: ep.hostIfName, via: "api" }, "endpoint wired (admin API)");
     return toApiEndpoint(ep);
   });
@@ -319,7 +322,7 @@ function implementation(ctx: ApiContext): Implementation {
     "UnwireEndpoint",
     async (req) => {
       if (!req.id) throw new InvalidArgumentError("UnwireEndpoint: id is required");
-      const removed = await timeWiring("unwire", () => ctx.endpoints.unwire(req.id));
+      const removed = await timeWiring("unwire", () => ctx.pods.evict(req.id));
       log.info({ id: req.id, removed, via: "api" }, "endpoint unwired (admin API)");
       return { removed };
     },

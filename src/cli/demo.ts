@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { PinDir } from "../bpf/pins.js";
-import { EndpointManager, type WiredEndpoint } from "../datapath/endpoint-manager.js";
-import { Ipam } from "../ipam/ipam.js";
+import type { WiredEndpoint } from "../datapath/endpoint-manager.js";
+import { PodNetwork } from "../pods/network.js";
 import { CliError, EXIT, table } from "./output.js";
 
 const execFileP = promisify(execFile);
@@ -57,11 +57,11 @@ export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<
   const cidr4 = `10.249.${randomInt(0, 255)}.0/24`;
   const cidr6 = `fd49:${randomInt(1, 0xffff).toString(16)}::/64`;
   const pods = [`nkit-demo-${tag}-a`, `nkit-demo-${tag}-b`];
-  const ipam = Ipam.open({ podCIDRs: [cidr4, cidr6], statePath: join(stateDir, "ipam.json") });
-  let mgr: EndpointManager | undefined;
+  let net: PodNetwork | undefined;
   const created: string[] = [];
   try {
-    mgr = await EndpointManager.start({ bpffsDir: bpffs.root, stateDir, ipam });
+    net = await PodNetwork.open({ bpffsDir: bpffs.root, stateDir, podCIDRs: [cidr4, cidr6] });
+    const mgr = net.endpoints;
     out(
       `datapath mode: ${mgr.mode}${mgr.mode === "veth" ? " (this kernel has no netkit: veth + tcx fallback)" : ""}`,
     );
@@ -71,7 +71,7 @@ export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<
       await sh("ip", ["netns", "add", ns]);
       created.push(ns);
       const t0 = process.hrtime.bigint();
-      eps.push(await mgr.wire({ id: ns, netnsPath: `/run/netns/${ns}`, labels: { app: "demo" } }));
+      eps.push(await net.pods.admit({ id: ns, netnsPath: `/run/netns/${ns}`, labels: { app: "demo" } }));
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       out(`wired ${ns} in ${ms.toFixed(1)} ms`);
     }
@@ -121,15 +121,15 @@ export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<
     }
   } finally {
     if (!opts.keep) {
-      if (mgr) {
-        for (const ep of mgr.list()) await mgr.unwire(ep.id).catch(() => undefined);
-        await mgr.close();
+      if (net) {
+        for (const ep of net.endpoints.list()) await net.pods.release(ep.id).catch(() => undefined);
+        await net.close();
       }
       for (const ns of created) await sh("ip", ["netns", "del", ns]).catch(() => undefined);
       bpffs.removeAll();
       rmSync(stateDir, { recursive: true, force: true });
     } else {
-      await mgr?.close();
+      await net?.close();
     }
   }
   out("");

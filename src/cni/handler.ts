@@ -71,7 +71,7 @@ export interface NkitCniHandlerOptions {
 /** What the CNI door asks of the pod lifecycle. */
 export type CniPodLifecycle = Pick<
   PodLifecycle,
-  "reserve" | "reservation" | "prewire" | "release" | "onReleased"
+  "admit" | "reserve" | "reservation" | "prewire" | "release" | "onReleased"
 >;
 
 type Addresses = { ipv4?: string; ipv6?: string };
@@ -207,26 +207,29 @@ export class NkitCniHandler implements CniHandler {
     }
     const hadReservation = this.opts.pods.reservation(id) !== undefined;
     // ipam mode serves CRI pods (wired later at NRI RUN, collected by NRI Synchronize); wire mode
-    // serves runtimes without NRI, whose endpoints no NRI Synchronize may touch.
-    const alloc = this.opts.pods.reserve(
-      id,
-      conf.requestedIps,
-      conf.mode === "wire" ? IpamOwner.CNI : IpamOwner.CRI,
-    );
-    const addresses: Addresses = {};
-    if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
-    if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
+    // serves runtimes without NRI, whose endpoints no NRI Synchronize may touch. A wire-mode
+    // admission that fails undoes its own reservation.
     let ep: WiredEndpoint | undefined;
-    try {
-      if (conf.mode === "wire") {
-        ep = await this.opts.endpoints.wire({
+    let addresses: Addresses;
+    if (conf.mode === "wire") {
+      ep = await this.opts.pods.admit(
+        {
           id,
           netnsPath: req.netns,
           ifName: req.ifName,
-          addresses,
+          addresses: conf.requestedIps,
           labels: { ...req.argLabels, ...conf.labels },
-        });
-      }
+        },
+        IpamOwner.CNI,
+      );
+      addresses = ep.addresses;
+    } else {
+      const alloc = this.opts.pods.reserve(id, conf.requestedIps, IpamOwner.CRI);
+      addresses = {};
+      if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
+      if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
+    }
+    try {
       if (!att && conf.portMappings.length > 0) this.opts.hostPorts?.claim(id, conf.portMappings, addresses);
       if (!att) {
         this.opts.attachments.put({

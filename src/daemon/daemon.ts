@@ -6,12 +6,12 @@ import { join } from "node:path";
 import { lbMapSizes } from "../bpf/lb.js";
 import type { MapSource } from "../bpf/map-source.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
-import { EndpointManager } from "../datapath/endpoint-manager.js";
-import { Ipam } from "../ipam/ipam.js";
+import type { EndpointManager } from "../datapath/endpoint-manager.js";
+import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
 import type { NriPlugin } from "../nri/index.js";
-import { PodLifecycle } from "../pods/lifecycle.js";
+import { PodNetwork } from "../pods/network.js";
 import { MaglevTables } from "../services/maglev-tables.js";
 import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
 import { Components } from "./components.js";
@@ -63,28 +63,26 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     start: () => acquireInstanceLock(config.paths.state),
     stop: (lock: InstanceLock) => lock.release(),
   });
-  const ipam = await parts.require({
-    name: "IPAM",
-    start: () => Ipam.open({ podCIDRs: config.podCIDRs, statePath: join(config.paths.state, "ipam.json") }),
-  });
   const uplinks = config.uplinks.length > 0 ? config.uplinks : await defaultUplinks().catch(fail(parts));
-  // --- datapath (src/datapath): programs, endpoints and uplinks; pinned, so it outlives nkitd.
-  const endpoints = await parts.require({
+  // --- datapath (src/datapath) behind the pod lifecycle (src/pods): IPAM, programs, endpoints and
+  // uplinks; pinned, so the wired pods keep forwarding while nkitd is down.
+  const net = await parts.require({
     name: "datapath",
     start: () =>
-      EndpointManager.start({
+      PodNetwork.open({
+        podCIDRs: config.podCIDRs,
         mode: config.datapath,
         bpffsDir: config.paths.bpffs,
         stateDir: config.paths.state,
-        ipam,
         mtu: config.mtu,
         bigTcp: config.bigTcp,
         uplinks,
         mapSizes: lbMapSizes(config.limits),
         log,
       }),
-    stop: (e: EndpointManager) => e.close(),
+    stop: (n: PodNetwork) => n.close(),
   });
+  const { endpoints, ipam, pods } = net;
   log.info(
     { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
     "datapath ready",
@@ -111,9 +109,6 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       config.masquerade = next.masquerade;
     },
   });
-  // The reservations and the CRI pod flow, one owner shared by the CNI door (reserve, pre-wire,
-  // release) and the NRI door (wire, labels, release).
-  const pods = new PodLifecycle(endpoints, ipam, log);
   // What nkit-cni attached (with the port mappings), read before services start so a restart
   // re-claims every host port before stale frontends are dropped.
   const attachments = openAttachmentStore(join(config.paths.state, "cni-attachments.json"));
@@ -163,6 +158,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
           config,
           endpoints,
           ipam,
+          pods,
           uplinks,
           nat: masq,
           ...(services ? { services: services.manager, lbCounters: services.counters } : {}),

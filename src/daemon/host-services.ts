@@ -19,6 +19,7 @@ import {
 } from "../metrics/collectors.js";
 import { startMetricsServer } from "../metrics/http.js";
 import { countLostEvents, registry } from "../metrics/index.js";
+import type { PodLifecycle } from "../pods/lifecycle.js";
 import type { ServiceManager } from "../services/manager.js";
 import { frontendId } from "../services/spec.js";
 import { formatHostPort } from "../util/ip.js";
@@ -28,6 +29,7 @@ export interface HostServicesCore {
   config: NkitdConfig;
   endpoints: EndpointManager;
   ipam: Ipam;
+  pods: PodLifecycle;
   uplinks: readonly string[];
   /** Absent when the service load-balancer did not start. */
   services?: ServiceManager;
@@ -100,6 +102,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
     const api = await startApiServer(
       {
         endpoints,
+        pods: core.pods,
         ipam,
         uplinks: core.uplinks,
         bpffsDir: config.paths.bpffs,

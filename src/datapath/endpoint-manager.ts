@@ -210,33 +210,15 @@ export class EndpointManager {
     if (existing) await this.teardown(existing);
 
     const undo = new UndoStack(this.opts.log);
-    const ipamOwned = !(req.addresses && (req.addresses.ipv4 || req.addresses.ipv6));
-    if (ipamOwned && !this.opts.ipam) {
-      throw new InvalidArgumentError(`wire ${req.id}: no addresses given and no IPAM configured`);
-    }
     const record = newRecord(req, {
       epNum: nextEpNum(this.store.list()),
       mode: this.mode,
       podIfName: ifName,
       hostIfName: hostName,
-      ipamOwned,
     });
-    // The record precedes the IPAM allocation too: killed right after allocating, the next start
-    // finds the record (ipamOwned) and releases the addresses instead of leaking them.
     this.store.put(record);
     undo.push(() => this.store.delete(hostName));
     const addresses = record.addresses;
-    if (ipamOwned) {
-      try {
-        const a = this.opts.ipam!.allocate(req.id);
-        undo.push(() => this.opts.ipam?.release(req.id));
-        if (a.ipv4) addresses.ipv4 = a.ipv4;
-        if (a.ipv6) addresses.ipv6 = a.ipv6;
-      } catch (e) {
-        await undo.rollback();
-        throw e;
-      }
-    }
     // Refuse an address another endpoint holds before creating anything (the map insert would only
     // say "key exists", after the device was made).
     const clash = addressHolder(this.progs, this.store.list(), addresses, hostName);
@@ -308,7 +290,6 @@ export class EndpointManager {
     await this.host.deleteLink(rec.hostIfName);
     this.dp.pins.sub("endpoints").remove(rec.hostIfName);
     removeEndpointEntries(this.progs, rec);
-    if (rec.ipamOwned) this.opts.ipam?.release(rec.id);
     this.store.delete(rec.hostIfName);
   }
 }

@@ -2,7 +2,6 @@
 // run before anything is created.
 import { isIPv4, isIPv6 } from "node:net";
 import { InvalidArgumentError, NkitError } from "../errors.js";
-import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { netnsInode } from "../netlink/index.js";
 import type { Addresses } from "./endpoint-maps.js";
@@ -15,8 +14,8 @@ export interface WireRequest {
   netnsPath: string;
   /** Interface name inside the netns; default eth0. */
   ifName?: string;
-  /** Addresses to use; when absent, IPAM allocates one per configured family. */
-  addresses?: Addresses;
+  /** The endpoint's addresses, at least one: reserved beforehand by the pod lifecycle (src/pods). */
+  addresses: Addresses;
   labels?: Record<string, string>;
 }
 
@@ -71,6 +70,11 @@ export function validateAddresses(id: string, a: Addresses): Addresses {
       throw new InvalidArgumentError(`wire ${id}: ipv6 "${a.ipv6}" is not an IPv6 address`);
     out.ipv6 = a.ipv6;
   }
+  if (out.ipv4 === undefined && out.ipv6 === undefined) {
+    throw new InvalidArgumentError(
+      `wire ${id}: no address given; reserve the endpoint's addresses first (nkit's pod lifecycle admits endpoints with IPAM)`,
+    );
+  }
   return out;
 }
 
@@ -91,8 +95,6 @@ export interface EndpointManagerOptions {
   bpffsDir: string;
   /** State dir: endpoints/<dev>.json records. */
   stateDir: string;
-  /** Allocates addresses when a wire request brings none. */
-  ipam?: Ipam;
   /** Device MTU; 0 or absent = the first uplink's MTU, else 1500. */
   mtu?: number;
   bigTcp?: boolean;
@@ -105,10 +107,10 @@ export interface EndpointManagerOptions {
   log?: Logger;
 }
 
-/** A new record in phase "wiring" for a request; IPAM-owned addresses are filled in later. */
+/** A new record in phase "wiring" for a request. */
 export function newRecord(
   req: WireRequest,
-  ep: Pick<EndpointRecord, "epNum" | "mode" | "podIfName" | "hostIfName" | "ipamOwned">,
+  ep: Pick<EndpointRecord, "epNum" | "mode" | "podIfName" | "hostIfName">,
 ): EndpointRecord {
   return {
     id: req.id,
@@ -119,8 +121,7 @@ export function newRecord(
     podIfName: ep.podIfName,
     hostIfName: ep.hostIfName,
     hostIfindex: 0,
-    addresses: ep.ipamOwned ? {} : validateAddresses(req.id, req.addresses ?? {}),
-    ipamOwned: ep.ipamOwned,
+    addresses: validateAddresses(req.id, req.addresses),
     labels: { ...(req.labels ?? {}) },
     createdAt: new Date().toISOString(),
   };

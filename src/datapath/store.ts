@@ -3,7 +3,7 @@
 // after a crash at any point a restart knows which half-built endpoints to tear down or finish.
 import { join } from "node:path";
 import { RecordStore } from "../state/json-store.js";
-import { boolean, count, ipAddress, object, oneOf, optional, recordOf, string } from "../state/shape.js";
+import { count, ipAddress, object, oneOf, optional, recordOf, string } from "../state/shape.js";
 
 export type DatapathMode = "netkit" | "veth";
 
@@ -18,8 +18,6 @@ export interface EndpointRecord {
   hostIfName: string;
   hostIfindex: number;
   addresses: { ipv4?: string; ipv6?: string };
-  /** True when IPAM allocated the addresses for this wiring (so unwire releases them). */
-  ipamOwned: boolean;
   labels: Record<string, string>;
   createdAt: string;
 }
@@ -37,7 +35,6 @@ const endpointRecordShape = object<EndpointRecord>({
     ipv4: optional(ipAddress(4)),
     ipv6: optional(ipAddress(6)),
   }),
-  ipamOwned: boolean,
   labels: recordOf(string),
   createdAt: string,
 });

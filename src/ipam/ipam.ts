@@ -7,9 +7,10 @@ import { count, ipAddress, object, optional, string } from "../state/shape.js";
 import { canonicalIp } from "../util/ip.js";
 import { type Cidr, cidrContains, cidrSize, type Family, ipValue, ipValueText, parseCidr } from "./cidr.js";
 
-/** Owner tags of the front doors: CRI pods (reserved by nkit-cni in ipam mode, wired at NRI RUN)
- * and CNI-wired containers (nerdctl, Nomad). NRI Synchronize only ever collects CRI ones. */
-export const IpamOwner = { CRI: "cri", CNI: "cni" } as const;
+/** Owner tags of the front doors: CRI pods (reserved by nkit-cni in ipam mode, wired at NRI RUN),
+ * CNI-wired containers (nerdctl, Nomad) and network namespaces wired directly (the admin API, the
+ * demo, the benchmarks). NRI Synchronize only ever collects CRI ones. */
+export const IpamOwner = { CRI: "cri", CNI: "cni", API: "api" } as const;
 
 export interface IpamOptions {
   /** At most one CIDR per family; omit the v6 one to run v4-only. */

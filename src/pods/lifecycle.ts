@@ -1,10 +1,11 @@
-// The one owner of a container's address reservation and of the CRI pod flow, called by both of
-// nkitd's front doors. The CNI door (src/cni) reserves at ADD (owner "cri" for CRI sandboxes in
+// The one owner of a container's address reservation and of the CRI pod flow, and the one way in for
+// every endpoint: nkitd's front doors, the admin API, the demo, the benchmarks. The CNI door (src/cni) reserves at ADD (owner "cri" for CRI sandboxes in
 // "ipam" mode, "cni" for containers it wires itself), pre-wires CRI sandboxes, and releases at DEL
 // and on a failed first ADD. The NRI door (src/daemon/nri.ts) wires the sandbox at RunPodSandbox
 // with the reserved addresses, unwires at StopPodSandbox and releases at RemovePodSandbox;
 // Synchronize (every NRI (re)connect) wires running pods that lack wiring and collects everything
-// of CRI pods that no longer exist.
+// of CRI pods that no longer exist. Whoever wires a network namespace directly (wire-mode CNI, the
+// admin API) admits it: reserve, wire, and undo the reservation when the wiring fails.
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { InvalidArgumentError } from "../errors.js";
 import { type AddressRequest, type Allocation, type Ipam, IpamOwner } from "../ipam/ipam.js";
@@ -25,6 +26,17 @@ export interface PodSandbox {
   annotations: Record<string, string>;
   /** Path of the sandbox's network namespace; absent on some STOP/REMOVE events. */
   netnsPath?: string | undefined;
+}
+
+/** A network namespace to admit: its addresses come from IPAM (the requested ones when given). */
+export interface AdmitRequest {
+  id: string;
+  netnsPath: string;
+  /** Interface name inside the netns; default eth0. */
+  ifName?: string;
+  /** Specific addresses to reserve; families left out get the next free one of their pod CIDR. */
+  addresses?: Omit<AddressRequest, "owner">;
+  labels?: Record<string, string>;
 }
 
 export interface SyncResult {
@@ -63,6 +75,55 @@ export class PodLifecycle {
     owner: ReservationOwner = CRI_OWNER,
   ): Allocation {
     return this.ipam.allocate(id, { ...request, owner });
+  }
+
+  /**
+   * Reserves the addresses and wires the netns, in one step with one undo: a wiring that fails
+   * releases a reservation this call made (one an earlier ADD made stays). Idempotent like wire().
+   */
+  async admit(req: AdmitRequest, owner: ReservationOwner = IpamOwner.API): Promise<WiredEndpoint> {
+    const fresh = this.ipam.get(req.id) === undefined;
+    const alloc = this.reserve(req.id, req.addresses ?? {}, owner);
+    const addresses: { ipv4?: string; ipv6?: string } = {};
+    if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
+    if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
+    try {
+      return await this.endpoints.wire({
+        id: req.id,
+        netnsPath: req.netnsPath,
+        ...(req.ifName === undefined ? {} : { ifName: req.ifName }),
+        addresses,
+        labels: req.labels ?? {},
+      });
+    } catch (e) {
+      if (fresh) this.ipam.release(req.id);
+      throw e;
+    }
+  }
+
+  /**
+   * The admin API's unwire: an endpoint it admitted goes with its addresses; a CRI or CNI
+   * container's endpoint is unwired and keeps its reservation, which its own door releases.
+   */
+  async evict(id: string): Promise<boolean> {
+    const owner = this.ipam.get(id)?.owner;
+    if (owner === IpamOwner.API) return this.release(id);
+    await this.settle(id);
+    return this.endpoints.unwire(id);
+  }
+
+  /**
+   * Admissions a crash cut short (a reservation of the admin API's without its endpoint): released
+   * at start, before any door opens, so nothing is in flight.
+   */
+  async collectOrphans(): Promise<string[]> {
+    const orphans = this.ipam
+      .list()
+      .filter((a) => a.owner === IpamOwner.API && !this.endpoints.get(a.id))
+      .map((a) => a.id);
+    for (const id of orphans) await this.release(id);
+    if (orphans.length > 0) this.log?.warn({ ids: orphans }, "released reservations of unfinished wirings");
+    return orphans;
   }
 
   /** The container's reservation, if it holds one. */
@@ -112,12 +173,12 @@ export class PodLifecycle {
   /**
    * CNI DEL, NRI RemovePodSandbox, a failed first CNI ADD, Synchronize's collection: waits for a
    * pre-wiring, unwires (which also clears what a crashed wiring left: a device without a record)
-   * and frees the addresses. Idempotent.
+   * and frees the addresses. Idempotent: says whether there was anything to release.
    */
-  async release(id: string): Promise<void> {
+  async release(id: string): Promise<boolean> {
     await this.settle(id);
-    await this.endpoints.unwire(id);
-    this.ipam.release(id);
+    const unwired = await this.endpoints.unwire(id);
+    const freed = this.ipam.release(id) !== undefined;
     for (const l of this.releasedListeners) {
       try {
         l(id);
@@ -125,6 +186,7 @@ export class PodLifecycle {
         this.log?.error({ err: e, id }, "releasing what the container held");
       }
     }
+    return unwired || freed;
   }
 
   /**

@@ -50,7 +50,7 @@ describe("endpoint configuration", () => {
   it("applies MTU and BIG TCP sizes to both ends and exactly the expected addresses, routes and neighbours", async () => {
     const h = await createHarness(scope, { mtu: 1400 });
     const pod = await createPod(scope, "cfg");
-    const ep = await h.mgr.wire({ id: h.newId("cfg"), netnsPath: pod.path });
+    const ep = await h.pods.admit({ id: h.newId("cfg"), netnsPath: pod.path });
     const [v4, v6] = [ep.addresses.ipv4!, ep.addresses.ipv6!];
 
     const host = await linkDetail(ep.hostIfName);
@@ -126,7 +126,7 @@ describe("endpoint configuration", () => {
     // And traffic flows with those settings: 1372 bytes of ICMP payload fill the 1400 MTU exactly
     // (DF set), one more byte does not fit.
     const pod2 = await createPod(scope, "cfg2");
-    await h.mgr.wire({ id: h.newId("cfg2"), netnsPath: pod2.path });
+    await h.pods.admit({ id: h.newId("cfg2"), netnsPath: pod2.path });
     expect(await ping(pod2, v4)).toBe(true);
     const dfPing = (size: number) =>
       inNetns(pod2.path, "ping", ["-c", "1", "-W", "2", "-q", "-M", "do", "-s", String(size), v4]);
@@ -137,7 +137,7 @@ describe("endpoint configuration", () => {
   it("keeps the kernel defaults with bigTcp: false and uses MTU 1500 without uplinks", async () => {
     const h = await createHarness(scope, { bigTcp: false });
     const pod = await createPod(scope, "nobig");
-    const ep = await h.mgr.wire({ id: h.newId("nobig"), netnsPath: pod.path });
+    const ep = await h.pods.admit({ id: h.newId("nobig"), netnsPath: pod.path });
     for (const l of [await linkDetail(ep.hostIfName), await linkDetail("eth0", pod.name)]) {
       expect(l.mtu).toBe(1500);
       expect(sizes(l)).toEqual([65536, 65536, 65536, 65536]);

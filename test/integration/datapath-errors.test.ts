@@ -66,7 +66,7 @@ describe("failed wirings leave nothing behind", () => {
     const before = await datapathState(h);
     const id = h.newId("nons");
     const path = `/run/netns/${uniqueNetnsName("missing")}`;
-    const err = await failure(h.mgr.wire({ id, netnsPath: path }));
+    const err = await failure(h.pods.admit({ id, netnsPath: path }));
     expect(err).toBeInstanceOf(NetnsError);
     expect((err as NetnsError).path).toBe(path);
     expect(err.message).toContain(path);
@@ -78,14 +78,14 @@ describe("failed wirings leave nothing behind", () => {
     scope.defer(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, "not-a-netns");
     writeFileSync(file, "");
-    const err2 = await failure(h.mgr.wire({ id, netnsPath: file }));
+    const err2 = await failure(h.pods.admit({ id, netnsPath: file }));
     expect(err2).toBeInstanceOf(NetnsError);
     expect(err2.message).toContain(file);
     expect(err2.message).toMatch(/not a network namespace/);
     await expectNothingLeft(h, id, [], before);
 
     // The host's own namespace (a CNI caller passing it by mistake) is never a pod's.
-    const err3 = await failure(h.mgr.wire({ id, netnsPath: "/proc/self/ns/net" }));
+    const err3 = await failure(h.pods.admit({ id, netnsPath: "/proc/self/ns/net" }));
     expect(err3).toBeInstanceOf(InvalidArgumentError);
     expect(err3.message).toMatch(/\/proc\/self\/ns\/net is the host's own network namespace/);
     await expectNothingLeft(h, id, [], before);
@@ -99,7 +99,7 @@ describe("failed wirings leave nothing behind", () => {
     const before = await datapathState(h);
     const id = h.newId("taken");
 
-    const err = await failure(h.mgr.wire({ id, netnsPath: pod.path }));
+    const err = await failure(h.pods.admit({ id, netnsPath: pod.path }));
     expect(err).toBeInstanceOf(AlreadyExistsError);
     expect(err.message).toContain("eth0");
     expect(err.message).toContain(pod.path);
@@ -117,9 +117,9 @@ describe("failed wirings leave nothing behind", () => {
     expect(await ipJson<unknown[]>(["-4", "route", "show"], pod.name)).toEqual([]);
 
     // A free interface name works in the same netns.
-    const ok = await h.mgr.wire({ id, netnsPath: pod.path, ifName: "eth9" });
+    const ok = await h.pods.admit({ id, netnsPath: pod.path, ifName: "eth9" });
     expect(ok.podIfName).toBe("eth9");
-    expect(await h.mgr.unwire(id)).toBe(true);
+    expect(await h.pods.release(id)).toBe(true);
     await expectNothingLeft(h, id, [ok.addresses.ipv4!, ok.addresses.ipv6!], before);
   });
 
@@ -130,13 +130,13 @@ describe("failed wirings leave nothing behind", () => {
       createPod(scope, "x2"),
       createPod(scope, "x3"),
     ]);
-    const a = await h.mgr.wire({ id: h.newId("x1"), netnsPath: p1.path });
-    const b = await h.mgr.wire({ id: h.newId("x2"), netnsPath: p2.path });
+    const a = await h.pods.admit({ id: h.newId("x1"), netnsPath: p1.path });
+    const b = await h.pods.admit({ id: h.newId("x2"), netnsPath: p2.path });
     const before = await datapathState(h);
     expect(before.ipamUsed).toEqual([2, 2]);
 
     const id = h.newId("x3");
-    const err = await failure(h.mgr.wire({ id, netnsPath: p3.path }));
+    const err = await failure(h.pods.admit({ id, netnsPath: p3.path }));
     expect(err).toBeInstanceOf(IpamExhaustedError);
     expect((err as IpamExhaustedError).cidr).toBe(h.cidr4);
     expect((err as IpamExhaustedError).inUse).toBe(2);
@@ -148,8 +148,8 @@ describe("failed wirings leave nothing behind", () => {
     expect(await ping(p1, b.addresses.ipv4!)).toBe(true);
     expect(await ping(p2, a.addresses.ipv6!)).toBe(true);
     // Freeing one makes room again.
-    await h.mgr.unwire(a.id);
-    const c = await h.mgr.wire({ id, netnsPath: p3.path });
+    await h.pods.release(a.id);
+    const c = await h.pods.admit({ id, netnsPath: p3.path });
     expect(c.addresses.ipv4).toBeDefined();
   });
 
@@ -175,7 +175,7 @@ describe("failed wirings leave nothing behind", () => {
     }
     // Invalid interface names, too.
     for (const ifName of ["", "way-too-long-name0", "eth 0", "a/b"]) {
-      const err = await failure(h.mgr.wire({ id, netnsPath: pod.path, ifName }));
+      const err = await failure(h.pods.admit({ id, netnsPath: pod.path, ifName }));
       expect(err).toBeInstanceOf(InvalidArgumentError);
       await expectNothingLeft(h, id, [], before);
     }
@@ -185,7 +185,7 @@ describe("failed wirings leave nothing behind", () => {
   it("rolls back a wiring whose address is already an endpoint's, without touching that endpoint", async () => {
     const h = await createHarness(scope);
     const [pa, pb] = await Promise.all([createPod(scope, "own"), createPod(scope, "dup")]);
-    const a = await h.mgr.wire({ id: h.newId("own"), netnsPath: pa.path });
+    const a = await h.pods.admit({ id: h.newId("own"), netnsPath: pa.path });
     const ownerEntry = readDatapathMaps(h.bpffsDir).endpoints;
     const before = await datapathState(h);
     const id = h.newId("dup");
@@ -204,7 +204,7 @@ describe("failed wirings leave nothing behind", () => {
 
     // The owner still works, and the address is free for it alone.
     const pc = await createPod(scope, "peer");
-    const c = await h.mgr.wire({ id: h.newId("peer"), netnsPath: pc.path });
+    const c = await h.pods.admit({ id: h.newId("peer"), netnsPath: pc.path });
     expect(await ping(pc, a.addresses.ipv6!)).toBe(true);
     expect(await ping(pa, c.addresses.ipv4!)).toBe(true);
   });
@@ -241,10 +241,10 @@ describe("failed wirings leave nothing behind", () => {
   it("unwiring under traffic leaves no counter entries behind (device goes before the map state)", async () => {
     const h = await createHarness(scope);
     const [src, dst] = await Promise.all([createPod(scope, "tsrc"), createPod(scope, "tdst")]);
-    const sender = await h.mgr.wire({ id: h.newId("tsrc"), netnsPath: src.path });
+    const sender = await h.pods.admit({ id: h.newId("tsrc"), netnsPath: src.path });
     for (let round = 0; round < 5; round++) {
       const id = h.newId(`tdst${round}`);
-      const ep = await h.mgr.wire({ id, netnsPath: dst.path });
+      const ep = await h.pods.admit({ id, netnsPath: dst.path });
       // Pod -> pod (counted against the destination) and host -> pod (TO_CONTAINER), both
       // still running while the endpoint is unwired.
       const floods = [
@@ -255,7 +255,7 @@ describe("failed wirings leave nothing behind", () => {
       ];
       await new Promise((r) => setTimeout(r, 300));
       expect(h.mgr.counters(id).REDIRECT_PEER?.packets ?? 0n).toBeGreaterThan(0n);
-      expect(await h.mgr.unwire(id)).toBe(true);
+      expect(await h.pods.release(id)).toBe(true);
       await Promise.all(floods);
       const state = await datapathState(h);
       expect(state.orphanCounters, `round ${round}`).toEqual([]);
@@ -301,20 +301,20 @@ describe("repeated and conflicting requests", () => {
 
     // Two concurrent calls for one id are serialized: one device, one allocation.
     const [first, second] = await Promise.all([
-      h.mgr.wire({ id, netnsPath: pod.path }),
-      h.mgr.wire({ id, netnsPath: pod.path }),
+      h.pods.admit({ id, netnsPath: pod.path }),
+      h.pods.admit({ id, netnsPath: pod.path }),
     ]);
     expect(second).toEqual(first);
     const state = await datapathState(h);
     expect(state.hostDevices).toEqual([first.hostIfName]);
     expect(state.ipamUsed).toEqual([1, 1]);
 
-    const again = await h.mgr.wire({ id, netnsPath: pod.path });
+    const again = await h.pods.admit({ id, netnsPath: pod.path });
     expect(again).toEqual(first);
     expect(await datapathState(h)).toEqual(state);
     expect(h.mgr.list().map((e) => e.id)).toEqual([id]);
 
-    const err = await failure(h.mgr.wire({ id, netnsPath: other.path }));
+    const err = await failure(h.pods.admit({ id, netnsPath: other.path }));
     expect(err).toBeInstanceOf(AlreadyExistsError);
     expect(err.message).toContain(pod.path);
     expect(err.message).toContain(other.path);
@@ -322,13 +322,13 @@ describe("repeated and conflicting requests", () => {
     expect(await ipJson<PodLink[]>(["link", "show"], other.name)).toHaveLength(1);
     expect(h.mgr.get(id)).toEqual(first);
 
-    expect(await h.mgr.unwire(id)).toBe(true);
-    expect(await h.mgr.unwire(id)).toBe(false);
+    expect(await h.pods.release(id)).toBe(true);
+    expect(await h.pods.release(id)).toBe(false);
     await expectNothingLeft(h, id, [first.addresses.ipv4!, first.addresses.ipv6!]);
     expect(h.mgr.get(id)).toBeUndefined();
 
     // Now the other netns is fine.
-    const moved = await h.mgr.wire({ id, netnsPath: other.path });
+    const moved = await h.pods.admit({ id, netnsPath: other.path });
     expect(moved.netnsPath).toBe(other.path);
   });
 });

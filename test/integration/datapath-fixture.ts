@@ -18,16 +18,14 @@ import {
 } from "../../src/bpf/datapath.js";
 import { BpfMap, PerCpuMap } from "../../src/bpf/map.js";
 import { PinDir } from "../../src/bpf/pins.js";
-import {
-  EndpointManager,
-  type EndpointManagerOptions,
-  type WiredEndpoint,
-} from "../../src/datapath/endpoint-manager.js";
+import type { EndpointManager, WiredEndpoint } from "../../src/datapath/endpoint-manager.js";
 import { endpointKeyOf } from "../../src/datapath/endpoint-maps.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { ALL_REASON_CODES, reasonName } from "../../src/datapath/reasons.js";
-import { Ipam } from "../../src/ipam/ipam.js";
+import type { Ipam } from "../../src/ipam/ipam.js";
 import { Rtnl } from "../../src/netlink/index.js";
+import type { PodLifecycle } from "../../src/pods/lifecycle.js";
+import { PodNetwork, type PodNetworkOptions } from "../../src/pods/network.js";
 import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import type { Scope } from "../helpers/scope.js";
@@ -36,10 +34,14 @@ import { inNetns, ipJson, run } from "../helpers/sys.js";
 export const ECHO = join(import.meta.dirname, "..", "fixtures", "net", "echo.mjs");
 
 export interface Harness {
-  /** The running manager (replaced by restart()). */
+  /** The running pod network, built as nkitd builds its own (replaced by restart()). */
+  net: PodNetwork;
+  /** Its datapath. */
   mgr: EndpointManager;
-  /** The manager's IPAM (reopened from its state file by restart()). */
+  /** Its IPAM (reopened from its state file by restart()). */
   ipam: Ipam;
+  /** Its pod lifecycle: admit() wires a netns with addresses from the IPAM, release() undoes it. */
+  pods: PodLifecycle;
   cidr4: string;
   cidr6: string;
   bpffsDir: string;
@@ -65,7 +67,7 @@ export function podCidrs(v4Prefix = 24): { cidr4: string; cidr6: string } {
 
 export async function createHarness(
   scope: Scope,
-  opts: Partial<EndpointManagerOptions> & { v4Prefix?: number; cidrs?: string[] } = {},
+  opts: Partial<Omit<PodNetworkOptions, "podCIDRs">> & { v4Prefix?: number; cidrs?: string[] } = {},
 ): Promise<Harness> {
   const { cidr4, cidr6 } = podCidrs(opts.v4Prefix);
   const stateDir = mkdtempSync(join(tmpdir(), "nkit-dp-"));
@@ -78,19 +80,18 @@ export async function createHarness(
   // Leak check runs after the manager's cleanup (Scope runs in reverse order).
   scope.defer(() => assertNoEndpointDevices(ids));
   const { v4Prefix: _p, cidrs: _c, ...mgrOpts } = opts;
-  let running: EndpointManager | undefined;
+  let running: PodNetwork | undefined;
   scope.defer(async () => {
-    const mgr = running;
+    const net = running;
     running = undefined;
-    if (!mgr) return;
-    for (const ep of mgr.list()) await mgr.unwire(ep.id);
-    await mgr.close();
+    if (!net) return;
+    for (const ep of net.endpoints.list()) await net.pods.release(ep.id);
+    await net.close();
   });
-  const start = async (): Promise<{ mgr: EndpointManager; ipam: Ipam }> => {
-    const ipam = Ipam.open({ podCIDRs, statePath: ipamPath });
-    const mgr = await EndpointManager.start({ mode: "veth", bpffsDir, stateDir, ipam, ...mgrOpts });
-    running = mgr;
-    return { mgr, ipam };
+  const start = async (): Promise<Pick<Harness, "net" | "mgr" | "ipam" | "pods">> => {
+    const net = await PodNetwork.open({ mode: "veth", bpffsDir, stateDir, podCIDRs, ipamPath, ...mgrOpts });
+    running = net;
+    return { net, mgr: net.endpoints, ipam: net.ipam, pods: net.pods };
   };
   const first = await start();
   let n = 0;
@@ -109,16 +110,14 @@ export async function createHarness(
       return id;
     },
     stop: async () => {
-      const mgr = running;
+      const net = running;
       running = undefined;
-      await mgr?.close();
+      await net?.close();
     },
     restart: async () => {
       await h.stop();
-      const next = await start();
-      h.mgr = next.mgr;
-      h.ipam = next.ipam;
-      return next.mgr;
+      Object.assign(h, await start());
+      return h.mgr;
     },
   };
   return h;
@@ -152,8 +151,8 @@ export async function wirePodPair(
 ): Promise<{ podA: TestNetns; podB: TestNetns; a: WiredEndpoint; b: WiredEndpoint }> {
   const podA = await createPod(scope, "a");
   const podB = await createPod(scope, "b");
-  const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: podA.path });
-  const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: podB.path });
+  const a = await h.pods.admit({ id: h.newId("a"), netnsPath: podA.path });
+  const b = await h.pods.admit({ id: h.newId("b"), netnsPath: podB.path });
   return { podA, podB, a, b };
 }
 

@@ -12,7 +12,7 @@ import { endpointKeyOf } from "../../src/datapath/endpoint-maps.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { DatapathPrograms } from "../../src/datapath/programs.js";
 import type { EndpointRecord } from "../../src/datapath/store.js";
-import { Ipam } from "../../src/ipam/ipam.js";
+import { Ipam, IpamOwner } from "../../src/ipam/ipam.js";
 import { Rtnl } from "../../src/netlink/index.js";
 import { writeFileAtomic } from "../../src/state/atomic-file.js";
 import { Scope } from "../helpers/scope.js";
@@ -34,8 +34,8 @@ const DIST = join(ROOT, "dist");
 const CHILD = join(ROOT, "test", "fixtures", "datapath", "manager-child.mjs");
 
 /**
- * The child runs the compiled code: every module it loads (the import graph of its two entry
- * points in dist/) must exist and be at least as new as its source in src/.
+ * The child runs the compiled code: every module it loads (the import graph of its entry point in
+ * dist/) must exist and be at least as new as its source in src/.
  */
 function requireDist(): void {
   const stale: string[] = [];
@@ -52,8 +52,7 @@ function requireDist(): void {
       visit(join(dirname(js), m[1]!));
     }
   };
-  visit(join(DIST, "datapath", "endpoint-manager.js"));
-  visit(join(DIST, "ipam", "ipam.js"));
+  visit(join(DIST, "pods", "network.js"));
   if (stale.length) {
     throw new Error(
       `dist/ is older than ${stale.join(", ")}: run \`npm run build:ts\` (the restart test runs dist/)`,
@@ -255,8 +254,8 @@ describe("restart adoption", () => {
     expect(await ping(podA, b.addresses.ipv6!)).toBe(true);
 
     // And unwiring after adoption removes everything.
-    expect(await mgr.unwire(a.id)).toBe(true);
-    expect(await mgr.unwire(b.id)).toBe(true);
+    expect(await h.pods.release(a.id)).toBe(true);
+    expect(await h.pods.release(b.id)).toBe(true);
     await expectNothingLeft(h, a.id, [a.addresses.ipv4!, a.addresses.ipv6!]);
     await expectNothingLeft(h, b.id, [b.addresses.ipv4!, b.addresses.ipv6!]);
     expect(readDatapathMaps(h.bpffsDir).counters).toEqual([]);
@@ -275,7 +274,7 @@ describe("repair on start", () => {
     // What a crash between creating the pair and finishing the wiring leaves: IPAM allocation,
     // record in phase "wiring", the veth pair, map entries, one pinned link.
     const ipam = Ipam.open({ podCIDRs: h.podCIDRs, statePath: h.ipamPath });
-    const alloc = ipam.allocate(id);
+    const alloc = ipam.allocate(id, { owner: IpamOwner.API });
     const addrs = [alloc.ipv4!, alloc.ipv6!];
     await run("ip", ["link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", pod.name]);
     scope.defer(() => run("ip", ["link", "del", dev]).catch(() => undefined));
@@ -292,7 +291,6 @@ describe("repair on start", () => {
       hostIfName: dev,
       hostIfindex: link.index,
       addresses: { ipv4: alloc.ipv4!, ipv6: alloc.ipv6! },
-      ipamOwned: true,
       labels: {},
       createdAt: new Date().toISOString(),
     };
@@ -332,17 +330,17 @@ describe("repair on start", () => {
     expect(await ipJson<unknown[]>(["link", "show"], pod.name)).toHaveLength(1); // lo only
 
     // The id wires cleanly afterwards.
-    const ep = await mgr.wire({ id, netnsPath: pod.path });
+    const ep = await h.pods.admit({ id, netnsPath: pod.path });
     expect(ep.hostIfName).toBe(dev);
-    expect(await mgr.unwire(id)).toBe(true);
+    expect(await h.pods.release(id)).toBe(true);
   });
 
   it("collects an endpoint whose pod netns was deleted while nobody was running", async () => {
     const h = await createHarness(scope);
     const [gone] = await createPods(scope, 1, "gone");
     const keep = await createPod(scope, "keep");
-    const ep = await h.mgr.wire({ id: h.newId("gone"), netnsPath: gone!.path });
-    const other = await h.mgr.wire({ id: h.newId("keep"), netnsPath: keep.path });
+    const ep = await h.pods.admit({ id: h.newId("gone"), netnsPath: gone!.path });
+    const other = await h.pods.admit({ id: h.newId("keep"), netnsPath: keep.path });
     expect(await ping(keep, ep.addresses.ipv4!)).toBe(true);
     expect(pinnedCounters(h.bpffsDir, ep.epNum).REDIRECT_PEER).toBeGreaterThan(0n);
     await h.stop();
@@ -374,7 +372,7 @@ describe("repair on start", () => {
     });
     // The surviving endpoint was adopted and still works.
     const third = await createPod(scope, "third");
-    await mgr.wire({ id: h.newId("third"), netnsPath: third.path });
+    await h.pods.admit({ id: h.newId("third"), netnsPath: third.path });
     expect(await ping(third, other.addresses.ipv4!)).toBe(true);
   });
 });

@@ -63,8 +63,8 @@ describe("endpoint datapath at scale", () => {
     const eps = await pool(
       ids.map((id, i) => () => {
         const req = { id, netnsPath: pods[i]!.path };
-        if (i % 20 === 0) dupes.push(h.mgr.wire(req));
-        return h.mgr.wire(req);
+        if (i % 20 === 0) dupes.push(h.pods.admit(req));
+        return h.pods.admit(req);
       }),
       CONCURRENCY,
     );
@@ -111,8 +111,8 @@ describe("endpoint datapath at scale", () => {
     const dupUnwires: Promise<boolean>[] = [];
     const removed = await pool(
       ids.map((id, i) => () => {
-        if (i % 20 === 0) dupUnwires.push(h.mgr.unwire(id));
-        return h.mgr.unwire(id);
+        if (i % 20 === 0) dupUnwires.push(h.pods.release(id));
+        return h.pods.release(id);
       }),
       CONCURRENCY,
     );

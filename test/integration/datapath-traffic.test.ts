@@ -54,7 +54,7 @@ describe("endpoint datapath traffic (veth + tcx)", () => {
   it("connects pods with the host in both directions", async () => {
     const out = await createOutside(scope, h);
     const pod = await createPod(scope, "p");
-    const ep = await h.mgr.wire({ id: h.newId("p"), netnsPath: pod.path });
+    const ep = await h.pods.admit({ id: h.newId("p"), netnsPath: pod.path });
     // Host -> pod: host route via the endpoint's device, tcx egress counts it.
     await startEcho(scope, pod, ep.addresses.ipv4!, 7003);
     await probeEcho(undefined, ep.addresses.ipv4!, 7003);
@@ -77,7 +77,7 @@ describe("endpoint datapath traffic (veth + tcx)", () => {
     }
     const out = await createOutside(scope, h);
     const pod = await createPod(scope, "p");
-    const ep = await h.mgr.wire({ id: h.newId("p"), netnsPath: pod.path });
+    const ep = await h.pods.admit({ id: h.newId("p"), netnsPath: pod.path });
     expect(await ping(pod, out.outsideV4, 3)).toBe(true);
     expect(await ping(pod, out.outsideV6, 3)).toBe(true);
     await startEcho(scope, out.ns, out.outsideV4, 7004);

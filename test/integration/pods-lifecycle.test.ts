@@ -169,3 +169,31 @@ describe("CRI pod lifecycle", () => {
     expect(await h.mgr.verify(id)).toBeUndefined();
   });
 });
+
+describe("admission (admin API, wire-mode CNI, demo)", () => {
+  it("admits with IPAM addresses, undoes a failed admission, and evicts only what it admitted", async () => {
+    const ns = await createPod(scope, "adm");
+    const id = h.newId("adm");
+    // A wiring that fails (the host's own netns) gives back the reservation it made.
+    await expect(pods.admit({ id, netnsPath: "/proc/self/ns/net" })).rejects.toThrow(
+      /host's own network namespace/,
+    );
+    expect(h.ipam.get(id)).toBeUndefined();
+
+    const ep = await pods.admit({ id, netnsPath: ns.path, labels: { app: "adm" } });
+    expect(h.ipam.get(id)).toMatchObject({ ipv4: ep.addresses.ipv4, ipv6: ep.addresses.ipv6, owner: "api" });
+    expect(await pods.evict(id)).toBe(true);
+    expect(h.ipam.get(id)).toBeUndefined();
+    expect(await pods.evict(id)).toBe(false);
+
+    // A CRI pod's endpoint is unwired by evict, its reservation stays for NRI REMOVE / CNI DEL.
+    const cri = h.newId("cri");
+    const res = pods.reserve(cri);
+    await pods.run(sandbox(cri, ns.path));
+    expect(await pods.evict(cri)).toBe(true);
+    expect(h.mgr.get(cri)).toBeUndefined();
+    expect(h.ipam.get(cri)).toEqual(res);
+    await pods.remove({ id: cri });
+    expect(h.ipam.get(cri)).toBeUndefined();
+  });
+});

@@ -143,7 +143,7 @@ describe("NkitCniHandler", () => {
 
   it("DEL in ipam mode also unwires the endpoint the NRI hook made", async () => {
     await handler.add(req({}, { mode: "ipam" }));
-    await dp.wire({ id: "c1", netnsPath: "/run/netns/p1" });
+    await dp.wire({ id: "c1", netnsPath: "/run/netns/p1", addresses: { ipv4: ipam.get("c1")!.ipv4! } });
     await handler.del(req({ command: "DEL" }, { mode: "ipam" }));
     expect(dp.get("c1")).toBeUndefined();
     expect(ipam.get("c1")).toBeUndefined();

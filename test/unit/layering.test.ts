@@ -160,7 +160,7 @@ describe("layering rule", () => {
       { path: "src/cli/x.ts", imports: ["netlink/dist/structs.js", "../../bpf/build/x.js"] },
     ]);
     expect(v).toEqual([
-      'src/api/maps.ts imports "../native/bpf.js" (src/native/): src/api/ may import only src/bpf/, src/datapath/, src/ipam/, src/masquerade/, src/metrics/, src/services/ (test/unit/layers.ts)',
+      'src/api/maps.ts imports "../native/bpf.js" (src/native/): src/api/ may import only src/bpf/, src/datapath/, src/ipam/, src/pods/, src/masquerade/, src/metrics/, src/services/ (test/unit/layers.ts)',
       'src/metrics/collectors.ts imports "../api/maps.js" (src/api/): src/metrics/ may import only src/datapath/ (test/unit/layers.ts)',
       `src/frobs/frob.ts: folder src/frobs/ is not in the layering rule: ${addRow("frobs")}`,
       `src/datapath/x.ts imports "../frobs/frob.js": folder src/frobs/ is not in the layering rule: ${addRow("frobs")}`,

@@ -28,7 +28,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "nri", mayImport: ["ttrpc"] },
   // Owners of host state and kernel objects.
   { folder: "ipam", mayImport: ["state", "util"] },
-  { folder: "datapath", mayImport: ["bpf", "netlink", "ipam", "state", "util"] },
+  { folder: "datapath", mayImport: ["bpf", "netlink", "state", "util"] },
   { folder: "pods", mayImport: ["datapath", "ipam"] },
   { folder: "services", mayImport: ["bpf", "state", "util"] },
   { folder: "conntrack", mayImport: ["bpf"] },
@@ -36,7 +36,7 @@ export const LAYERS: readonly Layer[] = [
   // Front doors and consumers of the owners.
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
-  { folder: "api", mayImport: ["bpf", "datapath", "ipam", "masquerade", "metrics", "services"] },
+  { folder: "api", mayImport: ["bpf", "datapath", "ipam", "pods", "masquerade", "metrics", "services"] },
   // Composition roots.
   {
     folder: "daemon",
@@ -58,7 +58,10 @@ export const LAYERS: readonly Layer[] = [
       "api",
     ],
   },
-  { folder: "cli", mayImport: ["util", "state", "bpf", "ipam", "datapath", "services", "cni", "api"] },
+  {
+    folder: "cli",
+    mayImport: ["util", "state", "bpf", "ipam", "datapath", "pods", "services", "cni", "api"],
+  },
 ];
 
 /** npm packages that only one folder may import: everything else goes through that folder. */

@@ -24,8 +24,8 @@ describe("EndpointManager in netkit mode", () => {
   it("wires L3 netkit pairs that carry pod <-> pod traffic through the destination primary, v4 and v6", async () => {
     expect(h.mgr.mode).toBe("netkit");
     const [nsA, nsB] = [await createPod(scope, "a"), await createPod(scope, "b")];
-    const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: nsA.path });
-    const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: nsB.path });
+    const a = await h.pods.admit({ id: h.newId("a"), netnsPath: nsA.path });
+    const b = await h.pods.admit({ id: h.newId("b"), netnsPath: nsB.path });
     expect(a.mode).toBe("netkit");
     const host = await Rtnl.host();
     try {
@@ -48,7 +48,7 @@ describe("EndpointManager in netkit mode", () => {
     expect(packets(h.mgr.counters(a.id), "TO_STACK")).toBe(0n);
 
     // Unwire: device, links and pins gone.
-    await h.mgr.unwire(a.id);
+    await h.pods.release(a.id);
     expect(existsSync(join(h.bpffsDir, "endpoints", a.hostIfName))).toBe(false);
     const host2 = await Rtnl.host();
     try {
@@ -61,8 +61,8 @@ describe("EndpointManager in netkit mode", () => {
 
   it("blackholes a pod whose programs are gone (peer policy drop) and adopts pinned links in a new manager", async () => {
     const [nsA, nsB] = [await createPod(scope, "a"), await createPod(scope, "b")];
-    const a = await h.mgr.wire({ id: h.newId("a"), netnsPath: nsA.path });
-    const b = await h.mgr.wire({ id: h.newId("b"), netnsPath: nsB.path });
+    const a = await h.pods.admit({ id: h.newId("a"), netnsPath: nsA.path });
+    const b = await h.pods.admit({ id: h.newId("b"), netnsPath: nsB.path });
     const pin = join(h.bpffsDir, "endpoints", a.hostIfName, "from-container");
     const before = BpfLink.fromPin(pin);
     const infoBefore = before.info();
@@ -73,7 +73,6 @@ describe("EndpointManager in netkit mode", () => {
       mode: "netkit",
       bpffsDir: h.bpffsDir,
       stateDir: h.stateDir,
-      ipam: h.ipam,
     });
     scope.defer(() => again.close());
     expect(
