@@ -65,4 +65,5 @@ export const LAYERS: readonly Layer[] = [
 export const OWNED_PACKAGES: Readonly<Record<string, string>> = {
   netlink: "netlink",
   "@grpc/grpc-js": "api",
+  "prom-client": "metrics",
 };
