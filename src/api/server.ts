@@ -41,7 +41,7 @@ export interface ApiContext {
   stateDir: string;
   metricsListen: string;
   startedAt: Date;
-  renderMetrics(): string;
+  renderMetrics(): Promise<string>;
   /** The pinned maps `nkit bpf map list|dump` shows (every owner's views). */
   maps: MapCatalog;
   events: DatapathEvents;
@@ -236,7 +236,9 @@ function implementation(ctx: ApiContext): Implementation {
     };
   });
 
-  const metrics = unary<T.Empty, T.MetricsResponse>(log, "Metrics", () => ({ text: ctx.renderMetrics() }));
+  const metrics = unary<T.Empty, T.MetricsResponse>(log, "Metrics", async () => ({
+    text: await ctx.renderMetrics(),
+  }));
 
   const monitor: handleServerStreamingCall<T.MonitorRequest, T.Event> = (call) => {
     let unsubscribe: (() => void) | undefined;

@@ -94,7 +94,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
   try {
     let metricsAddress = "";
     if (config.metrics.listen) {
-      const m = await startMetricsServer(config.metrics.listen, () => registry.render());
+      const m = await startMetricsServer(config.metrics.listen, () => registry.metrics());
       cleanup.push(() => m.close());
       metricsAddress = m.address;
       log.info({ listen: m.address }, "metrics listening");
@@ -109,7 +109,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         stateDir: config.paths.state,
         metricsListen: metricsAddress,
         startedAt,
-        renderMetrics: () => registry.render(),
+        renderMetrics: () => registry.metrics(),
         maps: new MapCatalog(config.paths.bpffs, DATAPATH_MAP_VIEWS),
         events,
         ...(core.services ? { services: core.services } : {}),

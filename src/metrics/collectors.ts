@@ -1,9 +1,71 @@
 // Scrape-time metrics of a running nkitd: BPF datapath counters per endpoint and reason, endpoint
-// and IPAM gauges. Registered by the host services at start, removed at stop.
+// and IPAM gauges, the service load-balancer and masquerade. Registered by the host services at
+// start, removed at stop. Their values live in BPF maps and in the owners' state, so each metric
+// reads them in prom-client's collect() callback: nothing is read while nobody scrapes.
+import { Counter, Gauge, type Registry } from "prom-client";
 import { readCounters } from "../datapath/map-views.js";
 import { reasonName } from "../datapath/reasons.js";
 import { VERSION } from "../version.js";
-import type { MetricFamily, Registry } from "./registry.js";
+
+type Labels = Readonly<Record<string, string>>;
+
+/** A metric whose samples are read from their source at each scrape. */
+interface ScrapedMetric {
+  type: "counter" | "gauge";
+  name: string;
+  help: string;
+  labelNames: readonly string[];
+  /** BPF counters are u64: they are exported as doubles, which is what Prometheus stores anyway. */
+  samples(): { labels: Labels; value: number | bigint }[];
+}
+
+/** Registers metrics read at scrape time; returns a function that removes them. */
+function registerScraped(registry: Registry, metrics: readonly ScrapedMetric[]): () => void {
+  for (const m of metrics) {
+    const config = { name: m.name, help: m.help, labelNames: m.labelNames, registers: [registry] };
+    // reset() first: a label set that vanished from the source (an unwired endpoint, a deleted
+    // service) must vanish from the scrape too.
+    if (m.type === "counter") {
+      new Counter({
+        ...config,
+        collect() {
+          this.reset();
+          for (const s of m.samples()) this.inc(s.labels, Number(s.value));
+        },
+      });
+    } else {
+      new Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          for (const s of m.samples()) this.set(s.labels, Number(s.value));
+        },
+      });
+    }
+  }
+  return () => {
+    for (const m of metrics) registry.removeSingleMetric(m.name);
+  };
+}
+
+/**
+ * One read of a source for the several metrics built from it (packets and bytes from one pass over
+ * the counters map). prom-client runs every metric's collect() in one synchronous pass per scrape,
+ * so the snapshot is dropped at the next microtask; were that pass ever split, each metric would
+ * just read again.
+ */
+function oncePerScrape<T>(read: () => T): () => T {
+  let snapshot: { value: T } | undefined;
+  return () => {
+    if (!snapshot) {
+      snapshot = { value: read() };
+      queueMicrotask(() => {
+        snapshot = undefined;
+      });
+    }
+    return snapshot.value;
+  };
+}
 
 export interface CollectorSource {
   bpffsDir: string;
@@ -13,67 +75,72 @@ export interface CollectorSource {
   startedAt: Date;
 }
 
-export function datapathFamilies(src: CollectorSource): MetricFamily[] {
-  const eps = src.endpoints();
-  const byNum = new Map(eps.map((e) => [e.epNum, e.id]));
-  const label = (n: number): string => (n === 0 ? "" : (byNum.get(n) ?? `#${n}`));
-  const rows = readCounters(src.bpffsDir);
-  const packets: MetricFamily = {
-    name: "nkit_datapath_packets_total",
-    help: "Packets seen by the BPF datapath, by endpoint and forwarding/drop reason",
-    type: "counter",
-    samples: [],
-  };
-  const bytes: MetricFamily = {
-    name: "nkit_datapath_bytes_total",
-    help: "Bytes seen by the BPF datapath, by endpoint and forwarding/drop reason",
-    type: "counter",
-    samples: [],
-  };
-  for (const r of rows) {
-    const labels = { endpoint: label(r.epId), reason: reasonName(r.reason) };
-    packets.samples.push({ labels, value: r.packets });
-    bytes.samples.push({ labels, value: r.bytes });
-  }
-  const usage = src.ipamUsage();
-  return [
-    packets,
-    bytes,
+export function registerDatapathCollector(registry: Registry, src: CollectorSource): () => void {
+  const counters = oncePerScrape(() => {
+    const byNum = new Map(src.endpoints().map((e) => [e.epNum, e.id]));
+    const label = (n: number): string => (n === 0 ? "" : (byNum.get(n) ?? `#${n}`));
+    return readCounters(src.bpffsDir).map((r) => ({
+      labels: { endpoint: label(r.epId), reason: reasonName(r.reason) },
+      packets: r.packets,
+      bytes: r.bytes,
+    }));
+  });
+  const usage = oncePerScrape(() =>
+    src
+      .ipamUsage()
+      .map((u) => ({ labels: { cidr: u.cidr, family: String(u.family) }, used: u.used, size: u.size })),
+  );
+  return registerScraped(registry, [
     {
+      type: "counter",
+      name: "nkit_datapath_packets_total",
+      help: "Packets seen by the BPF datapath, by endpoint and forwarding/drop reason",
+      labelNames: ["endpoint", "reason"],
+      samples: () => counters().map((c) => ({ labels: c.labels, value: c.packets })),
+    },
+    {
+      type: "counter",
+      name: "nkit_datapath_bytes_total",
+      help: "Bytes seen by the BPF datapath, by endpoint and forwarding/drop reason",
+      labelNames: ["endpoint", "reason"],
+      samples: () => counters().map((c) => ({ labels: c.labels, value: c.bytes })),
+    },
+    {
+      type: "gauge",
       name: "nkit_endpoints",
       help: "Endpoints wired on this host",
-      type: "gauge",
-      samples: [{ labels: { mode: src.mode }, value: eps.length }],
+      labelNames: ["mode"],
+      samples: () => [{ labels: { mode: src.mode }, value: src.endpoints().length }],
     },
     {
+      type: "gauge",
       name: "nkit_ipam_addresses_used",
       help: "Addresses allocated from each pod CIDR",
-      type: "gauge",
-      samples: usage.map((u) => ({ labels: { cidr: u.cidr, family: String(u.family) }, value: u.used })),
+      labelNames: ["cidr", "family"],
+      samples: () => usage().map((u) => ({ labels: u.labels, value: u.used })),
     },
     {
+      type: "gauge",
       name: "nkit_ipam_addresses_capacity",
       help: "Usable addresses in each pod CIDR",
-      type: "gauge",
-      samples: usage.map((u) => ({ labels: { cidr: u.cidr, family: String(u.family) }, value: u.size })),
+      labelNames: ["cidr", "family"],
+      samples: () => usage().map((u) => ({ labels: u.labels, value: u.size })),
     },
     {
+      type: "gauge",
       name: "nkit_build_info",
       help: "nkitd version and datapath mode",
-      type: "gauge",
-      samples: [{ labels: { version: VERSION, datapath: src.mode }, value: 1 }],
+      labelNames: ["version", "datapath"],
+      samples: () => [{ labels: { version: VERSION, datapath: src.mode }, value: 1 }],
     },
     {
+      type: "gauge",
       name: "nkit_start_time_seconds",
       help: "Start time of nkitd since the Unix epoch",
-      type: "gauge",
-      samples: [{ labels: {}, value: Math.floor(src.startedAt.getTime() / 1000) }],
+      labelNames: [],
+      samples: () => [{ labels: {}, value: Math.floor(src.startedAt.getTime() / 1000) }],
     },
-  ];
-}
-
-export function registerDatapathCollector(registry: Registry, src: CollectorSource): () => void {
-  return registry.addCollector(() => datapathFamilies(src));
+  ]);
 }
 
 /** The service load-balancer as the metrics see it (no dependency on src/services). */
@@ -87,65 +154,69 @@ export interface ServiceMetricsSource {
   counters(): Record<string, bigint>;
 }
 
-export function serviceFamilies(src: ServiceMetricsSource): MetricFamily[] {
-  const services = src.services();
-  const bySource = new Map<string, number>();
-  for (const s of services) bySource.set(s.source, (bySource.get(s.source) ?? 0) + 1);
-  const backends: MetricFamily = {
-    name: "nkit_service_backends",
-    help: "Backends of each service frontend (0 = connections are refused)",
-    type: "gauge",
-    samples: [],
-  };
-  const conns: MetricFamily = {
-    name: "nkit_service_backend_connections_total",
-    help: "Connections (socket hooks) and flows (per packet) sent to each backend since it took its slot",
-    type: "counter",
-    samples: [],
-  };
-  for (const s of services) {
-    for (const f of s.frontends) {
-      backends.samples.push({ labels: { service: s.name, frontend: f.frontend }, value: f.backends.length });
-      for (const b of f.backends) {
-        conns.samples.push({
-          labels: { service: s.name, frontend: f.frontend, backend: b.backend },
-          value: b.connections,
-        });
-      }
-    }
-  }
-  return [
+export function registerServiceCollector(registry: Registry, src: ServiceMetricsSource): () => void {
+  // services() reads the per-backend connection counters: once per scrape for all three metrics.
+  const services = oncePerScrape(() => src.services());
+  const frontends = () =>
+    services().flatMap((s) => s.frontends.map((f) => ({ service: s.name, frontend: f.frontend, f })));
+  return registerScraped(registry, [
     {
+      type: "gauge",
       name: "nkit_services",
       help: "Services load-balanced on this host, by source",
-      type: "gauge",
-      samples: [...bySource].map(([source, n]) => ({ labels: { source }, value: n })),
+      labelNames: ["source"],
+      samples: () => {
+        const bySource = new Map<string, number>();
+        for (const s of services()) bySource.set(s.source, (bySource.get(s.source) ?? 0) + 1);
+        return [...bySource].map(([source, n]) => ({ labels: { source }, value: n }));
+      },
     },
-    backends,
-    conns,
     {
+      type: "gauge",
+      name: "nkit_service_backends",
+      help: "Backends of each service frontend (0 = connections are refused)",
+      labelNames: ["service", "frontend"],
+      samples: () =>
+        frontends().map(({ service, frontend, f }) => ({
+          labels: { service, frontend },
+          value: f.backends.length,
+        })),
+    },
+    {
+      type: "counter",
+      name: "nkit_service_backend_connections_total",
+      help: "Connections (socket hooks) and flows (per packet) sent to each backend since it took its slot",
+      labelNames: ["service", "frontend", "backend"],
+      samples: () =>
+        frontends().flatMap(({ service, frontend, f }) =>
+          f.backends.map((b) => ({
+            labels: { service, frontend, backend: b.backend },
+            value: b.connections,
+          })),
+        ),
+    },
+    {
+      type: "counter",
       name: "nkit_lb_socket_total",
       help: "Socket load-balancer decisions by reason (per connect/sendmsg/recvmsg/getpeername)",
-      type: "counter",
-      samples: Object.entries(src.counters()).map(([reason, n]) => ({ labels: { reason }, value: n })),
+      labelNames: ["reason"],
+      samples: () => Object.entries(src.counters()).map(([reason, n]) => ({ labels: { reason }, value: n })),
     },
-  ];
-}
-
-export function registerServiceCollector(registry: Registry, src: ServiceMetricsSource): () => void {
-  return registry.addCollector(() => serviceFamilies(src));
+  ]);
 }
 
 export function registerNatCollector(
   registry: Registry,
   src: { flowCounts(): Record<string, number> },
 ): () => void {
-  return registry.addCollector(() => [
+  return registerScraped(registry, [
     {
+      type: "gauge",
       name: "nkit_nat_flows",
       help: "Flows masquerade has translated and still tracks, by protocol",
-      type: "gauge",
-      samples: Object.entries(src.flowCounts()).map(([protocol, n]) => ({ labels: { protocol }, value: n })),
+      labelNames: ["protocol"],
+      samples: () =>
+        Object.entries(src.flowCounts()).map(([protocol, n]) => ({ labels: { protocol }, value: n })),
     },
   ]);
 }

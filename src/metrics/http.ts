@@ -1,9 +1,8 @@
 // The Prometheus endpoint: plain HTTP on metrics.listen ("host:port"), GET /metrics only.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { prometheusContentType } from "prom-client";
 import { ConfigError } from "../errors.js";
-
-export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([0-9.]+|localhost)):(\d{1,5})$/.exec(listen);
@@ -20,9 +19,12 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(listen: string, render: () => string): Promise<MetricsServer> {
+export async function startMetricsServer(
+  listen: string,
+  render: () => Promise<string>,
+): Promise<MetricsServer> {
   const { host, port } = parseListen(listen);
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer(async (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { allow: "GET, HEAD" }).end();
@@ -31,12 +33,12 @@ export async function startMetricsServer(listen: string, render: () => string): 
     if (path === "/metrics") {
       let body: string;
       try {
-        body = render();
+        body = await render();
       } catch (e) {
         res.writeHead(500, { "content-type": "text/plain" }).end(`${(e as Error).message}\n`);
         return;
       }
-      res.writeHead(200, { "content-type": CONTENT_TYPE });
+      res.writeHead(200, { "content-type": prometheusContentType });
       res.end(req.method === "HEAD" ? undefined : body);
       return;
     }

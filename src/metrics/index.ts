@@ -1,38 +1,34 @@
-// nkit's metrics: the process-wide registry and the instruments other modules record into.
+// nkit's metrics: the process-wide prom-client registry and the instruments other modules record into.
 //
 //   NRI plugin:      nriMetrics.event("RunPodSandbox"); nriMetrics.error("RunPodSandbox")
 //   wiring callers:  await timeWiring("wire", () => endpoints.wire(req))   (or observeWiring)
 //
 // Scrape-time collectors (BPF counters, IPAM, endpoints) are added by src/metrics/collectors.ts when
 // nkitd starts its host services.
-import { Registry } from "./registry.js";
+import { Counter, Histogram, Registry } from "prom-client";
 
-export {
-  type Collector,
-  Counter,
-  Gauge,
-  Histogram,
-  type Labels,
-  type MetricFamily,
-  Registry,
-} from "./registry.js";
-
+// Our own registry, not prom-client's global one: only what nkit defines is exported, whatever else
+// in the process might register there.
 export const registry = new Registry();
 
 /** Wiring latency buckets (seconds): wiring is a few ms, NRI's budget is 2 s. */
 export const WIRING_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
 
-const wiringDuration = registry.histogram(
-  "nkit_endpoint_wiring_duration_seconds",
-  "Time to wire or unwire an endpoint, by operation and result",
-  WIRING_BUCKETS,
-);
+const wiringDuration = new Histogram({
+  name: "nkit_endpoint_wiring_duration_seconds",
+  help: "Time to wire or unwire an endpoint, by operation and result",
+  labelNames: ["op", "result"],
+  buckets: [...WIRING_BUCKETS],
+  registers: [registry],
+});
 
 export type WiringOp = "wire" | "unwire";
 
+const result = (ok: boolean): string => (ok ? "ok" : "error");
+
 /** Records one wiring operation's latency. */
 export function observeWiring(op: WiringOp, seconds: number, ok: boolean): void {
-  wiringDuration.observe({ op, result: ok ? "ok" : "error" }, seconds);
+  wiringDuration.observe({ op, result: result(ok) }, seconds);
 }
 
 /** Runs fn and records its latency under op. */
@@ -48,12 +44,27 @@ export async function timeWiring<T>(op: WiringOp, fn: () => Promise<T>): Promise
   }
 }
 
-export function wiringObservations(op: WiringOp, ok: boolean): number {
-  return wiringDuration.count({ op, result: ok ? "ok" : "error" });
+/** Wiring operations recorded so far under op and result (the histogram's _count). */
+export async function wiringObservations(op: WiringOp, ok: boolean): Promise<number> {
+  const { name, values } = await wiringDuration.get();
+  const count = values.find(
+    (v) => v.metricName === `${name}_count` && v.labels.op === op && v.labels.result === result(ok),
+  );
+  return count?.value ?? 0;
 }
 
-const nriEvents = registry.counter("nkit_nri_events_total", "NRI events handled, by event");
-const nriErrors = registry.counter("nkit_nri_errors_total", "NRI events that failed, by event");
+const nriEvents = new Counter({
+  name: "nkit_nri_events_total",
+  help: "NRI events handled, by event",
+  labelNames: ["event"],
+  registers: [registry],
+});
+const nriErrors = new Counter({
+  name: "nkit_nri_errors_total",
+  help: "NRI events that failed, by event",
+  labelNames: ["event"],
+  registers: [registry],
+});
 
 /** Counters for the NRI plugin. */
 export const nriMetrics = {
@@ -65,11 +76,12 @@ export const nriMetrics = {
   },
 };
 
-const monitorLost = registry.counter(
-  "nkit_monitor_events_lost_total",
-  "Datapath events lost before reaching a monitor client (ring buffer consumer too slow)",
-);
+const monitorLost = new Counter({
+  name: "nkit_monitor_events_lost_total",
+  help: "Datapath events lost before reaching a monitor client (ring buffer consumer too slow)",
+  registers: [registry],
+});
 
 export function countLostEvents(n: number): void {
-  if (n > 0) monitorLost.inc({}, n);
+  if (n > 0) monitorLost.inc(n);
 }

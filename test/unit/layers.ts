@@ -68,4 +68,5 @@ export const LAYERS: readonly Layer[] = [
 export const OWNED_PACKAGES: Readonly<Record<string, string>> = {
   netlink: "netlink",
   "@grpc/grpc-js": "api",
+  "prom-client": "metrics",
 };
