@@ -368,13 +368,31 @@ static napi_value obj_programs(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* objMaps(obj) -> [{ name, type, typeName, keySize, valueSize, maxEntries, flags, pinPath }] */
+static void describe_type(napi_env env, napi_value e, const struct btf *btf, uint32_t type_id,
+                          const char *prefix);
+
+/* A map's key or value type as its BTF records it ({ kind, typeName, size, count?, elem* }, as
+ * btfStruct describes a member), or null when the map has none (ring buffers, a map of maps'
+ * values): what the TS skeleton generator picks the key and value codecs from. */
+static napi_value map_btf_type(napi_env env, const struct btf *btf, uint32_t type_id) {
+  if (!btf || type_id == 0) return nk_null(env);
+  napi_value e;
+  if (napi_create_object(env, &e) != napi_ok) return nk_null(env);
+  long long sz = btf__resolve_size(btf, type_id);
+  nk_set(env, e, "size", nk_i32(env, sz < 0 ? -1 : (int32_t)sz));
+  describe_type(env, e, btf, type_id, "");
+  return e;
+}
+
+/* objMaps(obj) -> [{ name, type, typeName, keySize, valueSize, maxEntries, flags, pinPath, pinned,
+ * internal, keyType, valueType }] */
 static napi_value obj_maps(napi_env env, napi_callback_info info) {
   napi_value argv[1], arr;
   if (!nk_args(env, info, 1, argv)) return NULL;
   nk_obj *o = obj_arg(env, argv[0]);
   if (!o) return NULL;
   NK_CALL(env, napi_create_array(env, &arr));
+  const struct btf *btf = bpf_object__btf(o->obj);
   uint32_t i = 0;
   struct bpf_map *m;
   bpf_object__for_each_map(m, o->obj) {
@@ -391,6 +409,10 @@ static napi_value obj_maps(napi_env env, napi_callback_info info) {
     nk_set(env, e, "flags", nk_u32(env, bpf_map__map_flags(m)));
     nk_set(env, e, "pinPath", pin ? nk_str(env, pin) : nk_null(env));
     nk_set(env, e, "pinned", nk_bool(env, bpf_map__is_pinned(m)));
+    /* .rodata/.bss/.data/.kconfig: libbpf's own maps for global variables, no owner's business */
+    nk_set(env, e, "internal", nk_bool(env, bpf_map__is_internal(m)));
+    nk_set(env, e, "keyType", map_btf_type(env, btf, bpf_map__btf_key_type_id(m)));
+    nk_set(env, e, "valueType", map_btf_type(env, btf, bpf_map__btf_value_type_id(m)));
     NK_CALL(env, napi_set_element(env, arr, i++, e));
   }
   return arr;

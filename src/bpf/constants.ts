@@ -71,5 +71,11 @@ export const CGROUP_ATTACH_TYPE: Readonly<Record<CgroupHook, number>> = {
   getpeername6: BPF.CGROUP_INET6_GETPEERNAME,
 };
 
+/** The hook a program's ELF section names in libbpf's "cgroup/<hook>" form, if it is one of these. */
+export function cgroupHookOf(section: string): CgroupHook | undefined {
+  const hook = section.startsWith("cgroup/") ? section.slice("cgroup/".length) : "";
+  return Object.hasOwn(CGROUP_ATTACH_TYPE, hook) ? (hook as CgroupHook) : undefined;
+}
+
 /** Linux /sys/fs/bpf filesystem magic (statfs f_type). */
 export const BPF_FS_MAGIC = 0xcafe4a11;

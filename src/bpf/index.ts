@@ -32,11 +32,12 @@ export {
   type BatchOptions,
   BpfMap,
   type MapInfo,
-  type MapLayout,
+  MapOfMaps,
   PerCpuMap,
   pinnedMapInfo,
   type UpdateMode,
 } from "./map.js";
+export { type MapSource, PinnedMaps } from "./map-source.js";
 export {
   hashView,
   type Json,
@@ -71,5 +72,17 @@ export {
   resetProbeCache,
 } from "./probe.js";
 export { BpfProgram, type ProgramInfo } from "./program.js";
-export { RingBuffer, type RingRecords } from "./ringbuf.js";
+export { RingBuffer, RingBufferMap, type RingRecords } from "./ringbuf.js";
 export { Family, type PacketCounter, sumCounters } from "./shared.js";
+export {
+  type MapDef,
+  type MapHandle,
+  type MapHandles,
+  type MapName,
+  type ObjectDef,
+  openMaps,
+  type ProgramDef,
+  pinnedMaps,
+  Skeleton,
+  type SkeletonOptions,
+} from "./skeleton.js";

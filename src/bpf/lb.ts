@@ -1,43 +1,11 @@
-// TS side of bpf/include/nkit_lb.h: the service load-balancer's map names, keys and values. The
-// struct codecs are generated from the objects' BTF (src/bpf/gen, `npm run build:abi`); the maps
-// are checked against the objects' map definitions (test/unit/bpf-shared-btf.test.ts). Ports are in
-// network order (be16), addresses 16 bytes with IPv4 in the first 4.
-import { u8, u32, u64 } from "./codec.js";
+// TS side of bpf/include/nkit_lb.h: the service load-balancer's keys, values, flags and counters.
+// The struct codecs are generated from the objects' BTF (src/bpf/gen, `npm run build:abi`), as is
+// which map of which object holds which (src/bpf/gen/sock_lb.skel.ts, datapath.skel.ts). Ports are
+// in network order (be16), addresses 16 bytes with IPv4 in the first 4.
+import type { DatapathObject } from "./gen/datapath.skel.js";
 import * as abi from "./gen/nkit_lb.js";
-import type { MapLayout } from "./map.js";
-import { prefixKey } from "./shared.js";
-
-/** The maps of bpf/sock_lb.bpf.c, pinned by name under nkitd's bpffs dir. */
-export const LbMap = {
-  services: "nk_lb_services",
-  backends: "nk_lb_backends",
-  sockRev: "nk_lb_sock_rev",
-  affinity: "nk_lb_affinity",
-  counters: "nk_lb_counters",
-  /** Per-CPU connections sent to each backend slot (both objects). */
-  backendConns: "nk_lb_backend_conns",
-  /** LPM trie of nkitd's serviceCIDRs: a VIP there without a service is refused. */
-  serviceCidrs: "nk_lb_service_cidrs",
-  /** Per-packet path, created by the datapath object (bpf/datapath.bpf.c). */
-  maglev: "nk_lb_maglev",
-  ct: "nk_lb_ct",
-  /** Per-packet path: the Maglev table size (struct nk_lb_config). */
-  config: "nk_lb_config",
-  /** Per-packet path: conntrack idle timeouts by state (struct nk_ct_config). */
-  ctConfig: "nk_ct_config",
-} as const;
-
-/** The programs of bpf/sock_lb.bpf.c, by the cgroup hook each one runs at. */
-export const LB_PROGRAM = {
-  connect4: "nk_sock_connect4",
-  connect6: "nk_sock_connect6",
-  sendmsg4: "nk_sock_sendmsg4",
-  sendmsg6: "nk_sock_sendmsg6",
-  recvmsg4: "nk_sock_recvmsg4",
-  recvmsg6: "nk_sock_recvmsg6",
-  getpeername4: "nk_sock_getpeername4",
-  getpeername6: "nk_sock_getpeername6",
-} as const;
+import type { SockLbObject } from "./gen/sock_lb.skel.js";
+import type { MapName } from "./skeleton.js";
 
 export const LbFlags = { AFFINITY: 0x1, EXTERNAL: 0x2 } as const;
 
@@ -92,13 +60,14 @@ export function lbMapSizes(l: {
   conntrack: number;
   externalFrontends: number;
 }): Record<string, number> {
+  // A name neither object has fails the build here rather than being ignored at load.
   return {
-    [LbMap.services]: l.services,
-    [LbMap.backends]: l.backends,
-    [LbMap.backendConns]: l.backends,
-    [LbMap.ct]: l.conntrack,
-    [LbMap.maglev]: l.externalFrontends,
-  };
+    nk_lb_services: l.services,
+    nk_lb_backends: l.backends,
+    nk_lb_backend_conns: l.backends,
+    nk_lb_ct: l.conntrack,
+    nk_lb_maglev: l.externalFrontends,
+  } satisfies Partial<Record<MapName<DatapathObject> | MapName<SockLbObject>, number>>;
 }
 
 /** NK_CT_F_* */
@@ -127,25 +96,3 @@ export function ctTimeoutNs(proto: number, flags: number, t: CtTimeouts = CT_TIM
   if (flags & CtFlags.CLOSING) return t.tcpClosing;
   return flags & CtFlags.ESTABLISHED ? t.tcpEstablished : t.tcpOpening;
 }
-
-/** The load-balancer maps the datapath object holds, as the TS side opens them. */
-export const LB_PACKET_MAP_LAYOUTS: readonly MapLayout[] = [
-  { name: LbMap.services, type: "hash", keySize: lbKey.size, valueSize: lbService.size },
-  { name: LbMap.backends, type: "hash", keySize: lbBackendKey.size, valueSize: lbAddr.size },
-  { name: LbMap.maglev, type: "hash_of_maps", keySize: u32.size, valueSize: u32.size },
-  { name: LbMap.ct, type: "lru_hash", keySize: lbCtKey.size, valueSize: lbCt.size },
-  { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
-  { name: LbMap.config, type: "array", keySize: u32.size, valueSize: lbConfig.size },
-  { name: LbMap.ctConfig, type: "array", keySize: u32.size, valueSize: ctConfig.size },
-];
-
-/** The maps as the TS side opens them, for the map test against the built object. */
-export const LB_MAP_LAYOUTS: readonly MapLayout[] = [
-  { name: LbMap.services, type: "hash", keySize: lbKey.size, valueSize: lbService.size },
-  { name: LbMap.backends, type: "hash", keySize: lbBackendKey.size, valueSize: lbAddr.size },
-  { name: LbMap.sockRev, type: "lru_hash", keySize: lbSockKey.size, valueSize: lbSockValue.size },
-  { name: LbMap.affinity, type: "lru_hash", keySize: lbAffinityKey.size, valueSize: lbAffinity.size },
-  { name: LbMap.counters, type: "percpu_array", keySize: u32.size, valueSize: u64.size },
-  { name: LbMap.backendConns, type: "percpu_hash", keySize: lbBackendKey.size, valueSize: u64.size },
-  { name: LbMap.serviceCidrs, type: "lpm_trie", keySize: prefixKey.size, valueSize: u8.size },
-];

@@ -5,8 +5,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { NotFoundError } from "../errors.js";
-import type { Codec } from "./codec.js";
 import { BpfMap, type MapInfo, PerCpuMap, pinnedMapInfo } from "./map.js";
+import type { MapDef, PerCpuMapDef, PlainMapDef } from "./skeleton.js";
 
 export type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
@@ -53,29 +53,22 @@ function readAll<K, V>(map: BatchReadable<K, V>, decode: (k: K, v: V) => [Json, 
   }
 }
 
-/** A map with one value per key, decoded entry by entry. */
-export function hashView<K, V>(
-  name: string,
-  key: Codec<K>,
-  value: Codec<V>,
-  decode: (k: K, v: V) => [Json, Json],
-): MapView {
-  return { name, read: (pin) => readAll(BpfMap.fromPin(pin, key, value), decode) };
+/** A map with one value per key (as its object's skeleton describes it), decoded entry by entry. */
+export function hashView<K, V>(def: PlainMapDef<K, V>, decode: (k: K, v: V) => [Json, Json]): MapView {
+  return { name: def.name, read: (pin) => readAll(BpfMap.fromPin(pin, def.key, def.value), decode) };
 }
 
 /** A per-CPU map; decode gets the values of every possible CPU. */
 export function perCpuView<K, V>(
-  name: string,
-  key: Codec<K>,
-  value: Codec<V>,
+  def: PerCpuMapDef<K, V>,
   decode: (k: K, perCpu: V[]) => [Json, Json],
 ): MapView {
-  return { name, read: (pin) => readAll(PerCpuMap.fromPin(pin, key, value), decode) };
+  return { name: def.name, read: (pin) => readAll(PerCpuMap.fromPin(pin, def.key, def.value), decode) };
 }
 
 /** A map listed but never dumped (a ring buffer); `hint` says what to use instead. */
-export function undumpableView(name: string, hint: string): MapView {
-  return { name, notDumpable: hint };
+export function undumpableView(def: MapDef, hint: string): MapView {
+  return { name: def.name, notDumpable: hint };
 }
 
 function toPinnedMap(view: MapView, pin: string, info: MapInfo, entries: number): PinnedMap {

@@ -9,15 +9,6 @@ import { OwnedFd, openPinned } from "./handle.js";
 
 export type MapInfo = NativeMapInfo;
 
-/** A map of a BPF object as the TS side opens it (tested against the built object). */
-export interface MapLayout {
-  name: string;
-  /** libbpf's type name: "hash", "percpu_hash", "array", "ringbuf", ... */
-  type: string;
-  keySize: number;
-  valueSize: number;
-}
-
 /** BPF_ANY (create or replace), BPF_NOEXIST (create only), BPF_EXIST (replace only). */
 export type UpdateMode = "any" | "noexist" | "exist";
 

@@ -9,8 +9,10 @@ import { bpfAddon, type NativeMapSpec, type NativeProgramSpec, type ObjHandle } 
 import { type Codec, u32 } from "./codec.js";
 import { nativeCall, toLoadError } from "./errors.js";
 import { BpfMap, MapOfMaps, PerCpuMap, pinnedMapInfo } from "./map.js";
+import type { MapSource } from "./map-source.js";
 import { ensureBpffsDir } from "./pins.js";
 import { BpfProgram } from "./program.js";
+import { RingBufferMap } from "./ringbuf.js";
 
 export type ProgramSpec = NativeProgramSpec;
 export type MapSpec = NativeMapSpec;
@@ -38,7 +40,7 @@ interface Closable {
   close(): void;
 }
 
-export class BpfObject {
+export class BpfObject implements MapSource {
   readonly path: string;
   #obj: ObjHandle | undefined;
   #loaded = false;
@@ -181,6 +183,14 @@ export class BpfObject {
   perCpuMap<K, V>(name: string, keyCodec: Codec<K>, valueCodec: Codec<V>): PerCpuMap<K, V> {
     const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
     const m = new PerCpuMap(h, keyCodec, valueCodec, name);
+    this.#children.push(m);
+    return m;
+  }
+
+  /** A ring buffer map by name (consumed through RingBufferMap.consume). */
+  ringBuffer(name: string): RingBufferMap {
+    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
+    const m = new RingBufferMap(h, name);
     this.#children.push(m);
     return m;
   }

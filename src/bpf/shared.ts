@@ -1,6 +1,7 @@
 // TS side of bpf/include/nkit_shared.h: what every nkit BPF object shares. Each header's struct
 // codecs are generated from the objects' BTF into src/bpf/gen/<header>.ts; src/bpf/<name>.ts
-// (nkit_datapath.h: datapath.ts) names them and adds the map names, layouts and constants.
+// (nkit_datapath.h: datapath.ts) names them and adds the constants. Which map holds which struct
+// is generated too, per object (src/bpf/gen/<object>.skel.ts).
 import { formatIp, type ParsedIp, parseIp, parsePrefix } from "../util/ip.js";
 import * as abi from "./gen/nkit_shared.js";
 

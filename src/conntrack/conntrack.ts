@@ -3,21 +3,16 @@
 // its idle timeouts (nk_ct_config, which the programs read). The programs create and refresh the
 // entries; nkitd sets the timeouts and collects what went idle, so ports and slots are free before
 // the LRU would evict them. Masquerade reads its flows through here.
-import { u32 } from "../bpf/codec.js";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import {
   CT_TIMEOUT_NS,
   type CtConfig,
   type CtTimeouts,
-  ctConfig,
   ctTimeoutNs,
   type LbCt,
   type LbCtKey,
-  LbMap,
-  lbCt,
-  lbCtKey,
 } from "../bpf/lb.js";
 import type { BpfMap } from "../bpf/map.js";
-import type { MapSource } from "../bpf/map-source.js";
 
 export type { CtTimeouts } from "../bpf/lb.js";
 
@@ -29,11 +24,11 @@ export class Conntrack {
     private readonly config: BpfMap<number, CtConfig>,
   ) {}
 
-  /** Takes its maps from the datapath object (or their pins: PinnedMaps). */
-  static open(maps: MapSource): Conntrack {
-    const ct = maps.map(LbMap.ct, lbCtKey, lbCt);
+  /** Takes its maps from the datapath object's handles (or their pins: pinnedMaps). */
+  static open(maps: Pick<DatapathObjectMaps, "nk_lb_ct" | "nk_ct_config">): Conntrack {
+    const ct = maps.nk_lb_ct;
     try {
-      return new Conntrack(ct, maps.map(LbMap.ctConfig, u32, ctConfig));
+      return new Conntrack(ct, maps.nk_ct_config);
     } catch (e) {
       ct.close();
       throw e;

@@ -1,6 +1,6 @@
 // The conntrack in nkitd (src/conntrack): the `timeouts:` section written for the programs at start
 // and on reload, and idle entries (load-balanced and masqueraded flows) collected every 30 s.
-import type { MapSource } from "../bpf/map-source.js";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { Conntrack, type CtTimeouts } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
 import type { NkitdConfig } from "./config.js";
@@ -23,7 +23,7 @@ export interface ConntrackService {
   stop(): void;
 }
 
-export function startConntrack(config: NkitdConfig, maps: MapSource, log: Logger): ConntrackService {
+export function startConntrack(config: NkitdConfig, maps: DatapathObjectMaps, log: Logger): ConntrackService {
   const table = Conntrack.open(maps);
   table.setTimeouts(timeoutsOf(config));
   const timer = setInterval(() => {

@@ -3,8 +3,8 @@
 // in the order below, unwound when a later one fails, reloaded in order and stopped in reverse.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { lbMapSizes } from "../bpf/lb.js";
-import type { MapSource } from "../bpf/map-source.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import type { Ipam } from "../ipam/ipam.js";
@@ -25,7 +25,7 @@ import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
 /** The per-packet load-balancer's tables, which the datapath object created; absent = socket LB only. */
-function openMaglevTables(maps: MapSource, size: number, log: Logger): MaglevTables | undefined {
+function openMaglevTables(maps: DatapathObjectMaps, size: number, log: Logger): MaglevTables | undefined {
   try {
     return MaglevTables.open(maps, size);
   } catch (e) {

@@ -56,7 +56,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
     ipamUsage: () => ipam.usage(),
     startedAt,
   });
-  const events = new DatapathEvents(config.paths.bpffs, { log, onLost: countLostEvents });
+  const events = new DatapathEvents(endpoints.maps.nk_events, { log, onLost: countLostEvents });
   const cleanup: (() => unknown)[] = [removeCollector, () => events.close()];
   if (core.nat) cleanup.push(registerNatCollector(registry, core.nat));
   const services = core.services;

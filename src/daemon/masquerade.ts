@@ -1,7 +1,7 @@
 // Masquerade in nkitd: the `masquerade:` section and each uplink's addresses written into the
 // datapath's NAT maps at start and refreshed every 30 s (an uplink that gets a new address by DHCP or
 // SLAAC is followed). Pod CIDRs and service CIDRs are never masqueraded.
-import type { MapSource } from "../bpf/map-source.js";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
 import { Masquerade, type NatFlowView, type UplinkAddresses } from "../masquerade/masquerade.js";
@@ -43,7 +43,7 @@ export interface MasqueradeService {
 export async function startMasquerade(
   config: NkitdConfig,
   uplinks: readonly string[],
-  maps: MapSource,
+  maps: DatapathObjectMaps,
   ct: Pick<Conntrack, "entries" | "keys">,
   log: Logger,
 ): Promise<MasqueradeService> {

@@ -8,7 +8,7 @@
 // The pieces live next door: device configuration (devices.ts), map entries and counters
 // (endpoint-maps.ts), program links (links.ts), uplinks (uplinks.ts), mode probing (mode.ts).
 
-import type { MapSource } from "../bpf/map-source.js";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { PinDir } from "../bpf/pins.js";
 import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { netnsInode, Rtnl } from "../netlink/index.js";
@@ -118,7 +118,7 @@ export class EndpointManager {
    * The datapath object's maps, for the owners of the ones it creates but does not write itself:
    * masquerade's settings, the conntrack and the per-packet load-balancer's tables.
    */
-  get maps(): MapSource {
+  get maps(): DatapathObjectMaps {
     return this.progs.maps;
   }
 

@@ -1,9 +1,9 @@
 // Datapath events (the nk_events ring buffer): the ring is consumed only while at least one
 // subscriber listens; events older than a subscriber's start are skipped, so a ring that filled up
-// while nobody listened does not replay stale drops.
-import { join } from "node:path";
-import { type DatapathEvent, DatapathMap, datapathEvent } from "../bpf/datapath.js";
-import { RingBuffer } from "../bpf/ringbuf.js";
+// while nobody listened does not replay stale drops. The ring's handle comes from the loaded
+// datapath object, so events flow from the ring those programs write, whatever is pinned.
+import { type DatapathEvent, datapathEvent } from "../bpf/datapath.js";
+import type { RingBuffer, RingBufferMap } from "../bpf/ringbuf.js";
 import { ClosedError } from "../errors.js";
 import type { Logger } from "../log.js";
 
@@ -37,11 +37,12 @@ function matches(s: Subscriber, e: DatapathEvent): boolean {
 
 export class DatapathEvents {
   private readonly subs = new Set<Subscriber>();
-  private ring: RingBuffer | undefined;
+  private consumer: RingBuffer | undefined;
   private closed = false;
 
+  /** Takes over `ring` (nk_events of the datapath object), closing it with the hub. */
   constructor(
-    private readonly bpffsDir: string,
+    private readonly ring: RingBufferMap,
     private readonly opts: DatapathEventsOptions = {},
   ) {}
 
@@ -63,20 +64,18 @@ export class DatapathEvents {
   }
 
   get consuming(): boolean {
-    return this.ring !== undefined;
+    return this.consumer !== undefined;
   }
 
   private start(): void {
-    if (this.ring) return;
-    this.ring = RingBuffer.fromPin(join(this.bpffsDir, DatapathMap.events), (records, lost) =>
-      this.onRecords(records, lost),
-    );
+    if (this.consumer) return;
+    this.consumer = this.ring.consume((records, lost) => this.onRecords(records, lost));
     this.opts.log?.debug("monitor: consuming datapath events");
   }
 
   private stop(): void {
-    this.ring?.close();
-    this.ring = undefined;
+    this.consumer?.close();
+    this.consumer = undefined;
     this.opts.log?.debug("monitor: stopped consuming datapath events");
   }
 
@@ -95,5 +94,6 @@ export class DatapathEvents {
     this.closed = true;
     this.subs.clear();
     this.stop();
+    this.ring.close();
   }
 }

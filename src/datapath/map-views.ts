@@ -3,18 +3,8 @@
 // the one that loaded the programs).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { u32 } from "../bpf/codec.js";
-import {
-  type CounterKey,
-  counterKey,
-  counterValue,
-  DatapathMap,
-  EndpointFlags,
-  type EndpointKey,
-  type EndpointValue,
-  endpointKey,
-  endpointValue,
-} from "../bpf/datapath.js";
+import { type CounterKey, EndpointFlags, type EndpointKey, type EndpointValue } from "../bpf/datapath.js";
+import { datapathObject } from "../bpf/gen/datapath.skel.js";
 import { PerCpuMap } from "../bpf/map.js";
 import { hashView, type JsonObject, type MapView, perCpuView, undumpableView } from "../bpf/map-views.js";
 import { mapAddressText, type PacketCounter, sumCounters } from "../bpf/shared.js";
@@ -50,19 +40,15 @@ export function decodeCounterValue(perCpu: readonly PacketCounter[]): JsonObject
   return { packets: Number(s.packets), bytes: Number(s.bytes) };
 }
 
+const { maps } = datapathObject;
+
 /** The datapath maps in the order `nkit bpf map list` shows them. */
 export const DATAPATH_MAP_VIEWS: readonly MapView[] = [
-  hashView(DatapathMap.endpoints, endpointKey, endpointValue, (k, v) => [
-    decodeEndpointKey(k),
-    decodeEndpointValue(v),
-  ]),
-  hashView(DatapathMap.devices, u32, u32, (k, v) => [{ ifindex: k }, { ep_id: v }]),
-  perCpuView(DatapathMap.counters, counterKey, counterValue, (k, v) => [
-    decodeCounterKey(k),
-    decodeCounterValue(v),
-  ]),
+  hashView(maps.nk_endpoints, (k, v) => [decodeEndpointKey(k), decodeEndpointValue(v)]),
+  hashView(maps.nk_devices, (k, v) => [{ ifindex: k }, { ep_id: v }]),
+  perCpuView(maps.nk_counters, (k, v) => [decodeCounterKey(k), decodeCounterValue(v)]),
   undumpableView(
-    DatapathMap.events,
+    maps.nk_events,
     "is a ring buffer: it has no entries to dump; stream it with `nkit monitor`",
   ),
 ];
@@ -76,9 +62,10 @@ export interface CounterRow {
 
 /** Summed counters per (endpoint number, reason); none when the datapath never ran here. */
 export function readCounters(bpffsDir: string): CounterRow[] {
-  const pin = join(bpffsDir, DatapathMap.counters);
+  const def = maps.nk_counters;
+  const pin = join(bpffsDir, def.name);
   if (!existsSync(pin)) return [];
-  const m = PerCpuMap.fromPin(pin, counterKey, counterValue);
+  const m = PerCpuMap.fromPin(pin, def.key, def.value);
   try {
     return m.lookupBatch().map(([k, v]) => {
       const s = sumCounters(v);

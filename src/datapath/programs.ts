@@ -1,34 +1,19 @@
 // The datapath object (bpf/datapath.bpf.c), loaded once per process. Its maps are pinned by name
-// under the bpffs dir, so a new process picks up the same endpoint table and counters.
+// under the bpffs dir, so a new process picks up the same endpoint table and counters. Its handles
+// come from the object's generated skeleton (src/bpf/gen/datapath.skel.ts).
 
 import { existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { u32 } from "../bpf/codec.js";
 import { BPF } from "../bpf/constants.js";
-import {
-  type CounterKey,
-  counterKey,
-  counterValue,
-  DatapathMap,
-  type EndpointKey,
-  type EndpointValue,
-  endpointKey,
-  endpointValue,
-} from "../bpf/datapath.js";
-import { LbMap } from "../bpf/lb.js";
-import { type BpfMap, MapOfMaps, type PerCpuMap } from "../bpf/map.js";
-import type { MapSource } from "../bpf/map-source.js";
-import { BpfObject, builtObjectPath } from "../bpf/object.js";
+import type { CounterKey, EndpointKey, EndpointValue } from "../bpf/datapath.js";
+import { type DatapathObject, type DatapathObjectMaps, datapathObject } from "../bpf/gen/datapath.skel.js";
+import type { BpfMap, PerCpuMap } from "../bpf/map.js";
+import { PinnedMaps } from "../bpf/map-source.js";
+import { builtObjectPath } from "../bpf/object.js";
 import type { BpfProgram } from "../bpf/program.js";
 import type { PacketCounter } from "../bpf/shared.js";
+import { Skeleton } from "../bpf/skeleton.js";
 
-export const PROGRAM = {
-  fromContainer: "nk_from_container",
-  toContainer: "nk_to_container",
-  fromUplink: "nk_from_uplink",
-} as const;
-
-export const defaultObjectPath = (): string => builtObjectPath("datapath.bpf.o");
+export const defaultObjectPath = (): string => builtObjectPath(datapathObject.file);
 
 /** Never a frontend id (ids stop at 0xfffffffe). */
 const PROBE_ID = 0xffffffff;
@@ -40,15 +25,16 @@ const PROBE_ID = 0xffffffff;
  * one until their links are updated.
  */
 function dropOldMaglevOuter(pinRoot: string): void {
-  const path = join(pinRoot, LbMap.maglev);
-  if (!existsSync(path)) return;
-  const outer = MapOfMaps.open(path, u32);
+  const def = datapathObject.maps.nk_lb_maglev;
+  const pins = new PinnedMaps(pinRoot);
+  if (!existsSync(pins.path(def.name))) return;
+  const outer = pins.mapOfMaps(def.name, def.key);
   try {
     if (outer.accepts(PROBE_ID, BPF.F_INNER_MAP, 1)) return;
   } finally {
     outer.close();
   }
-  rmSync(path);
+  rmSync(pins.path(def.name));
 }
 
 export class DatapathPrograms {
@@ -59,23 +45,23 @@ export class DatapathPrograms {
   readonly devices: BpfMap<number, number>;
   readonly counters: PerCpuMap<CounterKey, PacketCounter>;
 
-  private constructor(private readonly obj: BpfObject) {
-    this.fromContainer = obj.program(PROGRAM.fromContainer);
-    this.toContainer = obj.program(PROGRAM.toContainer);
-    this.fromUplink = obj.program(PROGRAM.fromUplink);
-    this.endpoints = obj.map(DatapathMap.endpoints, endpointKey, endpointValue);
-    this.devices = obj.map(DatapathMap.devices, u32, u32);
-    this.counters = obj.perCpuMap(DatapathMap.counters, counterKey, counterValue);
+  private constructor(private readonly skel: Skeleton<DatapathObject>) {
+    this.fromContainer = skel.programs.nk_from_container;
+    this.toContainer = skel.programs.nk_to_container;
+    this.fromUplink = skel.programs.nk_from_uplink;
+    this.endpoints = skel.maps.nk_endpoints;
+    this.devices = skel.maps.nk_devices;
+    this.counters = skel.maps.nk_counters;
   }
 
-  /** The object's maps by name, for the owners of the ones this object only creates. */
-  get maps(): MapSource {
-    return this.obj;
+  /** The object's typed map handles, for the owners of the ones this object only creates. */
+  get maps(): DatapathObjectMaps {
+    return this.skel.maps;
   }
 
   /** Pinned maps made anew at load because their configured capacity changed. */
   get resized(): readonly { name: string; from: number; to: number }[] {
-    return this.obj.resized;
+    return this.skel.resized;
   }
 
   /** Loads the programs; maps come from (or are pinned to) pinRoot, sized as `sizes` says. */
@@ -85,20 +71,21 @@ export class DatapathPrograms {
     sizes?: Readonly<Record<string, number>>,
   ): DatapathPrograms {
     dropOldMaglevOuter(pinRoot);
-    const obj = BpfObject.load(objectPath, {
+    const skel = Skeleton.load(datapathObject, {
+      path: objectPath,
       pinRoot,
       name: "nkit_datapath",
       ...(sizes ? { sizes } : {}),
     });
     try {
-      return new DatapathPrograms(obj);
+      return new DatapathPrograms(skel);
     } catch (e) {
-      obj.close();
+      skel.close();
       throw e;
     }
   }
 
   close(): void {
-    this.obj.close();
+    this.skel.close();
   }
 }

@@ -3,19 +3,10 @@
 // nkitd tells them which families to translate, the port range, the destinations that keep the
 // pod's address and, per uplink, the address flows leaving through it get. apply() makes the maps
 // say exactly that.
-import { u8, u32 } from "../bpf/codec.js";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import type { BpfMap } from "../bpf/map.js";
-import type { MapSource } from "../bpf/map-source.js";
-import {
-  type NatConfig,
-  NatCtDir,
-  type NatDevice,
-  NatFlags,
-  NatMap,
-  natConfig,
-  natDevice,
-} from "../bpf/nat.js";
-import { mapAddressText, type PrefixKey, prefixKey, syncPrefixSet } from "../bpf/shared.js";
+import { type NatConfig, NatCtDir, type NatDevice, NatFlags } from "../bpf/nat.js";
+import { mapAddressText, type PrefixKey, syncPrefixSet } from "../bpf/shared.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
 import { formatHostPort, parseIp } from "../util/ip.js";
 
@@ -54,8 +45,11 @@ export class Masquerade {
     private readonly ct: Pick<Conntrack, "entries" | "keys">,
   ) {}
 
-  /** Takes its maps from the datapath object (or their pins: PinnedMaps); flows are read from `ct`. */
-  static open(maps: MapSource, ct: Pick<Conntrack, "entries" | "keys">): Masquerade {
+  /** Takes its maps from the datapath object's handles (or their pins: pinnedMaps); flows are read from `ct`. */
+  static open(
+    maps: Pick<DatapathObjectMaps, "nk_nat_config" | "nk_nat_devices" | "nk_nat_exclude">,
+    ct: Pick<Conntrack, "entries" | "keys">,
+  ): Masquerade {
     const opened: { close(): void }[] = [];
     const take = <T extends { close(): void }>(m: T): T => {
       opened.push(m);
@@ -63,9 +57,9 @@ export class Masquerade {
     };
     try {
       return new Masquerade(
-        take(maps.map(NatMap.config, u32, natConfig)),
-        take(maps.map(NatMap.devices, u32, natDevice)),
-        take(maps.map(NatMap.exclude, prefixKey, u8)),
+        take(maps.nk_nat_config),
+        take(maps.nk_nat_devices),
+        take(maps.nk_nat_exclude),
         ct,
       );
     } catch (e) {

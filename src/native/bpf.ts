@@ -37,6 +37,11 @@ export interface NativeMapSpec {
   flags: number;
   pinPath: string | null;
   pinned: boolean;
+  /** libbpf's own maps for global variables (.rodata, .bss, .data, .kconfig). */
+  internal: boolean;
+  /** The key's and value's BTF types; null when the map records none (ring buffers, a map of maps' values). */
+  keyType: NativeBtfType | null;
+  valueType: NativeBtfType | null;
 }
 
 export interface NativeMapInfo {
@@ -85,13 +90,11 @@ export interface NativeQuery {
   programs: { progId: number; linkId: number }[];
 }
 
-export interface NativeBtfMember {
-  name: string;
-  offset: number;
-  bitOffset: number;
-  bitSize: number;
+/** A type as BTF records it, with typedefs and modifiers resolved. */
+export interface NativeBtfType {
+  /** Bytes (-1 when BTF cannot size it). */
   size: number;
-  /** int, array, struct (or union), enum, other: the member's type with typedefs and modifiers resolved. */
+  /** int, array, struct (or union), enum, other. */
   kind: string;
   /** The first typedef on the way (__be16, __u32, ...), else the resolved type's own name. */
   typeName: string;
@@ -99,6 +102,13 @@ export interface NativeBtfMember {
   count?: number;
   elemKind?: string;
   elemTypeName?: string;
+}
+
+export interface NativeBtfMember extends NativeBtfType {
+  name: string;
+  offset: number;
+  bitOffset: number;
+  bitSize: number;
 }
 
 export interface NativeBtfStruct {

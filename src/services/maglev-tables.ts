@@ -5,9 +5,9 @@
 // half-written table; the kernel frees the old one when its last reader is done.
 import { u32 } from "../bpf/codec.js";
 import { BPF } from "../bpf/constants.js";
-import { type LbConfig, LbMap, lbConfig } from "../bpf/lb.js";
+import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
+import type { LbConfig } from "../bpf/lb.js";
 import { BpfMap, type MapOfMaps } from "../bpf/map.js";
-import type { MapSource } from "../bpf/map-source.js";
 import { NotSupportedError } from "../errors.js";
 import { MAGLEV_TABLE_SIZE, maglevTable } from "./maglev.js";
 
@@ -24,17 +24,17 @@ export class MaglevTables {
     readonly size: number,
   ) {}
 
-  /** Takes the maps from the datapath object (or their pins: PinnedMaps); tables get `size` entries. */
-  static open(maps: MapSource, size = MAGLEV_TABLE_SIZE): MaglevTables {
-    const outer = maps.mapOfMaps(LbMap.maglev, u32);
+  /** Takes the maps from the datapath object's handles (or their pins: pinnedMaps); tables get `size` entries. */
+  static open(
+    maps: Pick<DatapathObjectMaps, "nk_lb_maglev" | "nk_lb_config">,
+    size = MAGLEV_TABLE_SIZE,
+  ): MaglevTables {
+    const outer = maps.nk_lb_maglev;
     try {
       if (outer.info.typeName !== "hash_of_maps") {
-        throw new NotSupportedError(
-          `BPF map ${LbMap.maglev} of type ${outer.info.typeName}`,
-          "a hash_of_maps",
-        );
+        throw new NotSupportedError(`BPF map ${outer.name} of type ${outer.info.typeName}`, "a hash_of_maps");
       }
-      return new MaglevTables(outer, maps.map(LbMap.config, u32, lbConfig), size);
+      return new MaglevTables(outer, maps.nk_lb_config, size);
     } catch (e) {
       outer.close();
       throw e;

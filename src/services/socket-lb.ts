@@ -5,35 +5,25 @@
 // A restarted nkitd adopts the pinned links and swaps their programs in place (BPF_LINK_UPDATE), so
 // connects keep being translated while it restarts.
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { u8, u32, u64 } from "../bpf/codec.js";
-import type { CgroupHook } from "../bpf/constants.js";
+import { cgroupHookOf } from "../bpf/constants.js";
+import { type SockLbObject, sockLbObject } from "../bpf/gen/sock_lb.skel.js";
 import {
-  LB_PROGRAM,
   LB_REASONS,
   type LbAddress,
   type LbBackendKey,
   LbFlags,
   type LbKey,
-  LbMap,
   type LbReason,
   type LbService,
   lbAddr,
-  lbBackendKey,
   lbKey,
-  lbService,
 } from "../bpf/lb.js";
 import { BpfLink } from "../bpf/link.js";
 import type { BpfMap, PerCpuMap } from "../bpf/map.js";
-import { BpfObject, builtObjectPath } from "../bpf/object.js";
+import { builtObjectPath } from "../bpf/object.js";
 import { PinDir } from "../bpf/pins.js";
-import {
-  type MapAddress,
-  mapAddress,
-  mapAddressText,
-  type PrefixKey,
-  prefixKey,
-  syncPrefixSet,
-} from "../bpf/shared.js";
+import { type MapAddress, mapAddress, mapAddressText, type PrefixKey, syncPrefixSet } from "../bpf/shared.js";
+import { Skeleton } from "../bpf/skeleton.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { formatHostPort } from "../util/ip.js";
@@ -66,7 +56,7 @@ export interface SocketLbOptions {
   log?: Logger;
 }
 
-export const defaultSockLbObject = (): string => builtObjectPath("sock_lb.bpf.o");
+export const defaultSockLbObject = (): string => builtObjectPath(sockLbObject.file);
 
 /** The host's cgroup v2 mount: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts. */
 export function hostCgroup2(mounts = "/proc/mounts"): string {
@@ -85,8 +75,6 @@ const addressOf = (address: string, port: number): LbAddress => ({ ...mapAddress
 
 const textOf = (a: MapAddress): string => mapAddressText(a.family, a.addr);
 
-const HOOKS = Object.keys(LB_PROGRAM) as CgroupHook[];
-
 export class SocketLb implements LbTable {
   private readonly services: BpfMap<LbKey, LbService>;
   private readonly backends: BpfMap<LbBackendKey, LbAddress>;
@@ -100,16 +88,16 @@ export class SocketLb implements LbTable {
   private destroyed = false;
 
   private constructor(
-    private readonly obj: BpfObject,
+    private readonly skel: Skeleton<SockLbObject>,
     private readonly links: BpfLink[],
     private readonly pins: PinDir,
     private readonly maglev: MaglevTables | undefined,
   ) {
-    this.services = obj.map(LbMap.services, lbKey, lbService);
-    this.backends = obj.map(LbMap.backends, lbBackendKey, lbAddr);
-    this.counterMap = obj.perCpuMap(LbMap.counters, u32, u64);
-    this.conns = obj.perCpuMap(LbMap.backendConns, lbBackendKey, u64);
-    this.serviceCidrs = obj.map(LbMap.serviceCidrs, prefixKey, u8);
+    this.services = skel.maps.nk_lb_services;
+    this.backends = skel.maps.nk_lb_backends;
+    this.counterMap = skel.maps.nk_lb_counters;
+    this.conns = skel.maps.nk_lb_backend_conns;
+    this.serviceCidrs = skel.maps.nk_lb_service_cidrs;
     for (const [k, v] of this.services.entries()) {
       this.held.set(lbKey.encode(k).toString("hex"), v);
       this.usedIds.add(v.id);
@@ -124,14 +112,15 @@ export class SocketLb implements LbTable {
     const st = statSync(o.cgroup, { throwIfNoEntry: false });
     if (!st?.isDirectory()) throw new NotFoundError(`cgroup directory ${o.cgroup} does not exist`);
     const pins = new PinDir(o.bpffsDir).ensure();
-    const obj = BpfObject.load(o.objectPath ?? defaultSockLbObject(), {
+    const skel = Skeleton.load(sockLbObject, {
+      path: o.objectPath ?? defaultSockLbObject(),
       pinRoot: o.bpffsDir,
       name: "nkit_sock_lb",
       // Only counts: an older build's counter array of fewer reasons is simply made anew.
-      recreatable: [LbMap.counters],
+      recreatable: ["nk_lb_counters"],
       ...(o.mapSizes ? { sizes: o.mapSizes } : {}),
     });
-    for (const r of obj.resized) {
+    for (const r of skel.resized) {
       o.log?.warn(
         r,
         `BPF map ${r.name} made anew with ${r.to} entries (was ${r.from}): its entries are gone`,
@@ -140,8 +129,13 @@ export class SocketLb implements LbTable {
     const links: BpfLink[] = [];
     try {
       const dir = pins.sub("lb").ensure();
-      for (const hook of HOOKS) {
-        const program = obj.program(LB_PROGRAM[hook]);
+      // Every program of the object runs at the cgroup hook its section names, pinned by that name.
+      for (const def of Object.values(sockLbObject.programs)) {
+        const hook = cgroupHookOf(def.section);
+        if (!hook) {
+          throw new NotSupportedError(`program ${def.name} in section ${def.section}`, "cgroup socket hooks");
+        }
+        const program = skel.programs[def.name];
         const pin = dir.path(hook);
         if (existsSync(pin)) {
           const old = BpfLink.fromPin(pin);
@@ -160,7 +154,7 @@ export class SocketLb implements LbTable {
         links.push(link);
       }
       o.log?.info({ cgroup: o.cgroup }, "socket load-balancer attached");
-      const lb = new SocketLb(obj, links, pins, o.maglev);
+      const lb = new SocketLb(skel, links, pins, o.maglev);
       lb.setServiceCidrs(o.serviceCIDRs ?? []);
       if (o.maglev) {
         try {
@@ -173,7 +167,7 @@ export class SocketLb implements LbTable {
       return lb;
     } catch (e) {
       for (const l of links) l.close();
-      obj.close();
+      skel.close();
       throw e;
     }
   }
@@ -298,7 +292,7 @@ export class SocketLb implements LbTable {
   close(): void {
     for (const l of this.links) l.close();
     this.maglev?.close();
-    this.obj.close();
+    this.skel.close();
   }
 
   /** Detaches from the cgroup and removes every pin of the load-balancer (uninstall, tests). */
@@ -311,11 +305,11 @@ export class SocketLb implements LbTable {
     }
     this.pins.remove("lb");
     this.maglev?.close();
-    // The per-packet maps belong to the datapath object, which removes its own pins.
-    for (const name of Object.values(LbMap)) {
-      if (name !== LbMap.maglev && name !== LbMap.ct) this.pins.remove(name);
+    // The event ring belongs to the datapath object (both write it), which removes its own pins.
+    for (const def of Object.values(sockLbObject.maps)) {
+      if (def.pinned && def.name !== sockLbObject.maps.nk_events.name) this.pins.remove(def.name);
     }
-    this.obj.close();
+    this.skel.close();
   }
 
   private allocateId(): number {

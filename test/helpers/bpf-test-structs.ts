@@ -1,7 +1,8 @@
 // TS side of bpf/test/nkit_test.h, the structs of the BPF test fixtures (bpf/test/counter.bpf.c,
-// bpf/test/maps.bpf.c): their codecs are generated from the fixtures' BTF like the product's.
+// bpf/test/maps.bpf.c): their codecs are generated from the fixtures' BTF like the product's, and
+// so are the fixtures' skeletons (test/helpers/gen/<fixture>.skel.ts).
 
-import type { MapLayout } from "../../src/bpf/map.js";
+import { counterObject } from "./gen/counter.skel.js";
 import * as abi from "./gen/nkit_test.js";
 
 /** enum nk_direction */
@@ -20,12 +21,7 @@ export const hookKey = abi.nkHookKey;
 export const hookCounter = abi.nkHookCounter;
 
 /** Name of the hook counter map in bpf/test/counter.bpf.c (pinned by name under the pin root). */
-export const HOOK_COUNTERS_MAP = "nk_hook_counters";
+export const HOOK_COUNTERS_MAP = counterObject.maps.nk_hook_counters.name;
 
 /** Every struct of nkit_test.h, for the BTF layout test. */
 export const TEST_STRUCTS = abi.STRUCTS;
-
-/** The counter fixture's map as its tests open it. */
-export const COUNTER_MAP_LAYOUTS: readonly MapLayout[] = [
-  { name: HOOK_COUNTERS_MAP, type: "percpu_hash", keySize: hookKey.size, valueSize: hookCounter.size },
-];

@@ -5,7 +5,8 @@ import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DatapathMap, datapathEvent } from "../../src/bpf/datapath.js";
+import { datapathEvent } from "../../src/bpf/datapath.js";
+import { datapathObject } from "../../src/bpf/gen/datapath.skel.js";
 import { openPinned } from "../../src/bpf/handle.js";
 import { RingBuffer } from "../../src/bpf/ringbuf.js";
 import { Reason } from "../../src/datapath/reasons.js";
@@ -37,7 +38,7 @@ describe("BPF ring buffer consumer", () => {
     const { podA, a, b } = await wirePodPair(scope, h);
     const spoofed = await addSpoofedAddress(podA, a, 251);
 
-    const map = openPinned(join(h.bpffsDir, DatapathMap.events), "map");
+    const map = openPinned(join(h.bpffsDir, datapathObject.maps.nk_events.name), "map");
     scope.defer(() => bpfAddon().fdClose(map));
     const baseThreads = threads();
     const baseFds = fds();
@@ -100,7 +101,7 @@ describe("BPF ring buffer consumer", () => {
     const { podA, a, b } = await wirePodPair(scope, h);
     const spoofed = await addSpoofedAddress(podA, a, 252);
     const got: ReturnType<typeof datapathEvent.decode>[] = [];
-    const ring = RingBuffer.fromPin(join(h.bpffsDir, DatapathMap.events), (records) => {
+    const ring = RingBuffer.fromPin(join(h.bpffsDir, datapathObject.maps.nk_events.name), (records) => {
       for (const r of records) got.push(datapathEvent.decode(r));
     });
     scope.defer(() => ring.close());

@@ -1,7 +1,8 @@
 // Counter programs on a real veth: exact packet and byte counts for a known amount of traffic.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BpfLink, BpfObject, queryAttached, sumCounters } from "../../src/bpf/index.js";
+import { BpfLink, BpfObject, openMaps, queryAttached, sumCounters } from "../../src/bpf/index.js";
 import { Direction, HOOK_COUNTERS_MAP, HookSlot, hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
+import { counterObject } from "../helpers/gen/counter.skel.js";
 import { Scope } from "../helpers/scope.js";
 import {
   COUNTER_OBJ,
@@ -69,7 +70,7 @@ describe("counter programs on tcx", () => {
 
     await pingFromPod(pair, 5);
 
-    const counters = obj.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter);
+    const counters = openMaps(obj, counterObject.maps).nk_hook_counters;
     const inKey = { ifindex: pair.hostIfindex, direction: Direction.INGRESS, slot: HookSlot.PRIMARY };
     const outKey = { ifindex: pair.hostIfindex, direction: Direction.EGRESS, slot: HookSlot.PRIMARY };
     const bytes = BigInt(5 * PING_FRAME_BYTES);
@@ -90,7 +91,7 @@ describe("counter programs on tcx", () => {
     const pins = scopedPinDir(scope, "reuse");
     const first = BpfObject.load(COUNTER_OBJ, { pinRoot: pins.root });
     scope.defer(() => first.close());
-    const m1 = first.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter);
+    const m1 = openMaps(first, counterObject.maps).nk_hook_counters;
     const key = { ifindex: 1, direction: Direction.INGRESS, slot: HookSlot.PRIMARY };
     m1.update(key, m1.fill({ packets: 7n, bytes: 700n }));
     first.close();
@@ -98,7 +99,7 @@ describe("counter programs on tcx", () => {
     expect(pins.list()).toEqual([HOOK_COUNTERS_MAP]);
     const second = BpfObject.load(COUNTER_OBJ, { pinRoot: pins.root });
     scope.defer(() => second.close());
-    const m2 = second.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter);
+    const m2 = openMaps(second, counterObject.maps).nk_hook_counters;
     expect(m2.info.id).toBe(m1.info.id);
     expect(sumCounters(m2.lookup(key) ?? [])).toEqual({
       packets: 7n * BigInt(m2.cpus),

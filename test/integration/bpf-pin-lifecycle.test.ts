@@ -2,9 +2,10 @@
 // pin, swaps its program with BPF_LINK_UPDATE, detaches it and removes the pin.
 import { existsSync } from "node:fs";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BpfLink, BpfObject, PerCpuMap, queryAttached, sumCounters } from "../../src/bpf/index.js";
+import { BpfLink, BpfObject, openMaps, pinnedMaps, queryAttached, sumCounters } from "../../src/bpf/index.js";
 import { BpfError } from "../../src/errors.js";
-import { Direction, HOOK_COUNTERS_MAP, HookSlot, hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
+import { Direction, HOOK_COUNTERS_MAP, HookSlot } from "../helpers/bpf-test-structs.js";
+import { counterObject } from "../helpers/gen/counter.skel.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 import {
@@ -59,7 +60,7 @@ describe("pinned tcx link across processes", () => {
       attached: true,
     });
 
-    const counters = PerCpuMap.fromPin(pins.path(HOOK_COUNTERS_MAP), hookKey, hookCounter);
+    const counters = pinnedMaps(pins.root, counterObject).nk_hook_counters;
     scope.defer(() => counters.close());
     const primary = { ifindex: pair.hostIfindex, direction: Direction.INGRESS, slot: HookSlot.PRIMARY };
     const alternate = { ...primary, slot: HookSlot.ALTERNATE };
@@ -71,7 +72,7 @@ describe("pinned tcx link across processes", () => {
     // a new "agent" loads the same object (reusing the pinned map) and swaps the program in place
     const obj = BpfObject.load(COUNTER_OBJ, { pinRoot: pins.root });
     scope.defer(() => obj.close());
-    expect(obj.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter).info.id).toBe(counters.info.id);
+    expect(openMaps(obj, counterObject.maps).nk_hook_counters.info.id).toBe(counters.info.id);
     const alt = obj.program("nk_count_ingress_alt");
     // an update conditioned on the wrong current program is refused and changes nothing
     expect(() => link.update(alt, { expected: obj.program("nk_count_ingress") })).toThrow(BpfError);

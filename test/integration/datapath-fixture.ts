@@ -6,18 +6,10 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
-import { u32 } from "../../src/bpf/codec.js";
-import {
-  type CounterKey,
-  counterKey,
-  counterValue,
-  type EndpointKey,
-  type EndpointValue,
-  endpointKey,
-  endpointValue,
-} from "../../src/bpf/datapath.js";
-import { BpfMap, PerCpuMap } from "../../src/bpf/map.js";
+import type { CounterKey, EndpointKey, EndpointValue } from "../../src/bpf/datapath.js";
+import { datapathObject } from "../../src/bpf/gen/datapath.skel.js";
 import { PinDir } from "../../src/bpf/pins.js";
+import { pinnedMaps } from "../../src/bpf/skeleton.js";
 import type { EndpointManager, WiredEndpoint } from "../../src/datapath/endpoint-manager.js";
 import { endpointKeyOf } from "../../src/datapath/endpoint-maps.js";
 import { hostIfName } from "../../src/datapath/naming.js";
@@ -293,11 +285,12 @@ export interface DatapathMaps {
 
 /** Reads the pinned datapath maps under bpffsDir through fresh fds (closed again). */
 export function readDatapathMaps(bpffsDir: string): DatapathMaps {
-  const eps = BpfMap.fromPin(join(bpffsDir, "nk_endpoints"), endpointKey, endpointValue);
+  const maps = pinnedMaps(bpffsDir, datapathObject);
+  const eps = maps.nk_endpoints;
   try {
-    const devs = BpfMap.fromPin(join(bpffsDir, "nk_devices"), u32, u32);
+    const devs = maps.nk_devices;
     try {
-      const ctrs = PerCpuMap.fromPin(join(bpffsDir, "nk_counters"), counterKey, counterValue);
+      const ctrs = maps.nk_counters;
       try {
         return {
           endpoints: new Map([...eps.entries()].map(([k, v]) => [endpointKeyString(k), v])),
@@ -317,7 +310,7 @@ export function readDatapathMaps(bpffsDir: string): DatapathMaps {
 
 /** Per-reason packets of one endpoint number, summed over CPUs, read through the pinned map. */
 export function pinnedCounters(bpffsDir: string, epNum: number): Record<string, bigint> {
-  const ctrs = PerCpuMap.fromPin(join(bpffsDir, "nk_counters"), counterKey, counterValue);
+  const ctrs = pinnedMaps(bpffsDir, datapathObject).nk_counters;
   try {
     const out: Record<string, bigint> = {};
     for (const reason of ALL_REASON_CODES) {

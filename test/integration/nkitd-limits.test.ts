@@ -5,9 +5,9 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
-import { u32 } from "../../src/bpf/codec.js";
-import { ctConfig, LbMap, lbConfig } from "../../src/bpf/lb.js";
+import { datapathObject } from "../../src/bpf/gen/datapath.skel.js";
 import { BpfMap, pinnedMapInfo } from "../../src/bpf/map.js";
+import type { PlainMapDef } from "../../src/bpf/skeleton.js";
 import {
   Nkitd,
   type NkitdSetup,
@@ -47,10 +47,12 @@ function configText(limits: string): string[] {
   ];
 }
 
-const sizeOf = (name: string) => pinnedMapInfo(join(setup.bpffsDir, name)).maxEntries;
+const M = datapathObject.maps;
 
-function pinnedValue<V>(name: string, codec: Parameters<typeof BpfMap.fromPin<number, V>>[2]): V | undefined {
-  const m = BpfMap.fromPin(join(setup.bpffsDir, name), u32, codec);
+const sizeOf = (def: { name: string }) => pinnedMapInfo(join(setup.bpffsDir, def.name)).maxEntries;
+
+function pinnedValue<V>(def: PlainMapDef<number, V>): V | undefined {
+  const m = BpfMap.fromPin(join(setup.bpffsDir, def.name), def.key, def.value);
   try {
     return m.lookup(0);
   } finally {
@@ -86,13 +88,13 @@ afterAll(async () => {
 
 describe("limits and timeouts from the config", () => {
   it("sizes the shared maps, the Maglev tables and the conntrack timeouts as configured", async () => {
-    expect(sizeOf(LbMap.services)).toBe(1024);
-    expect(sizeOf(LbMap.backends)).toBe(4096);
-    expect(sizeOf(LbMap.backendConns)).toBe(4096);
-    expect(sizeOf(LbMap.ct)).toBe(8192);
-    expect(sizeOf(LbMap.maglev)).toBe(64);
-    expect(pinnedValue(LbMap.config, lbConfig)?.maglev_m).toBe(251);
-    expect(pinnedValue(LbMap.ctConfig, ctConfig)).toEqual({
+    expect(sizeOf(M.nk_lb_services)).toBe(1024);
+    expect(sizeOf(M.nk_lb_backends)).toBe(4096);
+    expect(sizeOf(M.nk_lb_backend_conns)).toBe(4096);
+    expect(sizeOf(M.nk_lb_ct)).toBe(8192);
+    expect(sizeOf(M.nk_lb_maglev)).toBe(64);
+    expect(pinnedValue(M.nk_lb_config)?.maglev_m).toBe(251);
+    expect(pinnedValue(M.nk_ct_config)).toEqual({
       tcp_established_ns: 7200n * 1_000_000_000n,
       tcp_opening_ns: 30n * 1_000_000_000n,
       tcp_closing_ns: 5n * 1_000_000_000n,
@@ -112,10 +114,10 @@ describe("limits and timeouts from the config", () => {
     );
     daemon = await Nkitd.start(scope, ["--config", setup.config]);
     const remade = daemon.logs().filter((l) => typeof l.msg === "string" && l.msg.includes("made anew"));
-    expect(remade.map((l) => l.name).sort()).toEqual([LbMap.ct, LbMap.services]);
-    expect(sizeOf(LbMap.services)).toBe(2048);
-    expect(sizeOf(LbMap.ct)).toBe(16384);
-    expect(pinnedValue(LbMap.config, lbConfig)?.maglev_m).toBe(509);
+    expect(remade.map((l) => l.name).sort()).toEqual([M.nk_lb_ct.name, M.nk_lb_services.name]);
+    expect(sizeOf(M.nk_lb_services)).toBe(2048);
+    expect(sizeOf(M.nk_lb_ct)).toBe(16384);
+    expect(pinnedValue(M.nk_lb_config)?.maglev_m).toBe(509);
     const r = await fromOutside(40);
     expect(r.errors).toEqual({});
     expect(Object.keys(r.answers).sort()).toEqual(["l1", "l2"]);
@@ -133,7 +135,7 @@ describe("limits and timeouts from the config", () => {
     daemon = await Nkitd.start(scope, ["--config", setup.config]);
     expect(daemon.logs().filter((l) => typeof l.msg === "string" && l.msg.includes("made anew"))).toEqual([]);
     expect(daemon.log("Maglev tables built")).toMatchObject({ tables: 1, size: 1021 });
-    expect(pinnedValue(LbMap.config, lbConfig)?.maglev_m).toBe(1021);
+    expect(pinnedValue(M.nk_lb_config)?.maglev_m).toBe(1021);
     const r = await fromOutside(40);
     expect(r.errors).toEqual({});
     expect(Object.keys(r.answers).sort()).toEqual(["l1", "l2"]);

@@ -9,7 +9,8 @@ import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
-import { PinnedMaps } from "../../src/bpf/map-source.js";
+import { datapathObject } from "../../src/bpf/gen/datapath.skel.js";
+import { pinnedMaps } from "../../src/bpf/skeleton.js";
 import { Conntrack } from "../../src/conntrack/conntrack.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
@@ -312,7 +313,7 @@ describe("masquerade through nkitd", () => {
     const before = await nkitJson<{ protocol: string; remote: string }[]>(setup.socket, "nat", "list");
     expect(tcpToWorld(before)).toHaveLength(20);
     // The collector nkitd runs every 30 s, run now as if 11 s had passed (closing timeout: 10 s).
-    const ct = Conntrack.open(new PinnedMaps(setup.bpffsDir));
+    const ct = Conntrack.open(pinnedMaps(setup.bpffsDir, datapathObject));
     try {
       expect(ct.collect(process.hrtime.bigint() + 11_000_000_000n)).toBeGreaterThanOrEqual(40);
     } finally {

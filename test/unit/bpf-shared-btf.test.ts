@@ -1,63 +1,50 @@
-// The TS codecs of the nkit headers (bpf/include/nkit_*.h, bpf/test/nkit_test.h) must match the C
-// layout exactly, and the maps the TS side opens must exist in the objects with the type and sizes
-// it expects: checked against the BTF and the map definitions the compiler recorded in the built
-// objects (no kernel access needed, only the ELF files). One row per object; a new header or object
-// adds a row.
+// The TS side of the BPF objects is generated from the built objects (bpf/gen-abi.mjs): the codecs
+// of the nkit headers (bpf/include/nkit_*.h, bpf/test/nkit_test.h) must match the C layout exactly,
+// and each object's description (src/bpf/gen/<object>.skel.ts, test/helpers/gen) must name every map
+// and program the object defines, with the type, sizes, capacity, pinning and key and value codecs it
+// has: checked against the BTF and the map and program definitions the compiler recorded in the
+// built objects (no kernel access needed, only the ELF files), so a generated file older than the
+// objects fails here. One row per object; a new header or object adds a row.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { StructCodec } from "../../src/bpf/codec.js";
-import { BPF } from "../../src/bpf/constants.js";
-import { DATAPATH_MAP_LAYOUTS } from "../../src/bpf/datapath.js";
+import type { Codec, StructCodec } from "../../src/bpf/codec.js";
+import { BPF, CGROUP_ATTACH_TYPE, cgroupHookOf } from "../../src/bpf/constants.js";
+import { datapathObject } from "../../src/bpf/gen/datapath.skel.js";
 import * as datapathAbi from "../../src/bpf/gen/nkit_datapath.js";
 import * as lbAbi from "../../src/bpf/gen/nkit_lb.js";
 import * as natAbi from "../../src/bpf/gen/nkit_nat.js";
 import * as sharedAbi from "../../src/bpf/gen/nkit_shared.js";
-import { LB_MAP_LAYOUTS, LB_PACKET_MAP_LAYOUTS, LB_PROGRAM } from "../../src/bpf/lb.js";
-import type { MapLayout } from "../../src/bpf/map.js";
-import { NAT_MAP_LAYOUTS } from "../../src/bpf/nat.js";
-import { BpfObject, btfStructLayout } from "../../src/bpf/object.js";
-import { PROGRAM } from "../../src/datapath/programs.js";
-import { bpfAddon } from "../../src/native/bpf.js";
-import { COUNTER_MAP_LAYOUTS, TEST_STRUCTS } from "../helpers/bpf-test-structs.js";
+import { sockLbObject } from "../../src/bpf/gen/sock_lb.skel.js";
+import { BpfObject, btfStructLayout, type MapSpec } from "../../src/bpf/object.js";
+import type { MapDef, ObjectDef } from "../../src/bpf/skeleton.js";
+import { bpfAddon, type NativeBtfType } from "../../src/native/bpf.js";
+import { TEST_STRUCTS } from "../helpers/bpf-test-structs.js";
+import { badVerifierObject } from "../helpers/gen/bad_verifier.skel.js";
+import { counterObject } from "../helpers/gen/counter.skel.js";
+import { mapsObject } from "../helpers/gen/maps.skel.js";
 
 const BUILD = join(import.meta.dirname, "..", "..", "bpf", "build");
 
 interface ObjectAbi {
-  /** Path under bpf/build. */
-  object: string;
+  /** The generated description; its file is the path under bpf/build. */
+  def: ObjectDef;
   /** Structs the object must record in its BTF exactly as the codecs lay them out. */
   structs: readonly StructCodec<unknown>[];
-  /** Maps the TS side opens by name from the object or its pins (every one pinned by name). */
-  maps: readonly MapLayout[];
-  /** Programs the TS side gets by name. */
-  programs: readonly string[];
+  /** Every map is LIBBPF_PIN_BY_NAME (nkitd's maps outlive it and are shared between objects). */
+  allPinned: boolean;
 }
 
 const OBJECTS: readonly ObjectAbi[] = [
-  {
-    object: "datapath.bpf.o",
-    structs: [],
-    maps: [...DATAPATH_MAP_LAYOUTS, ...LB_PACKET_MAP_LAYOUTS, ...NAT_MAP_LAYOUTS],
-    programs: Object.values(PROGRAM),
-  },
-  {
-    object: "sock_lb.bpf.o",
-    structs: [],
-    maps: LB_MAP_LAYOUTS,
-    programs: Object.values(LB_PROGRAM),
-  },
-  {
-    object: "test/counter.bpf.o",
-    structs: TEST_STRUCTS,
-    maps: COUNTER_MAP_LAYOUTS,
-    programs: ["nk_count_ingress", "nk_count_egress", "nk_count_ingress_alt", "nk_count_egress_alt"],
-  },
-  // maps.bpf.o has no pinned maps; its nk_hook_* structs must agree with the counter fixture's.
-  { object: "test/maps.bpf.o", structs: TEST_STRUCTS, maps: [], programs: [] },
+  { def: datapathObject, structs: [], allPinned: true },
+  { def: sockLbObject, structs: [], allPinned: true },
+  { def: counterObject, structs: TEST_STRUCTS, allPinned: true },
+  // maps.bpf.o's nk_hook_* structs must agree with the counter fixture's.
+  { def: mapsObject, structs: TEST_STRUCTS, allPinned: false },
+  { def: badVerifierObject, structs: [], allPinned: false },
 ];
 
-const pathOf = (o: ObjectAbi): string => join(BUILD, o.object);
+const pathOf = (o: ObjectAbi): string => join(BUILD, o.def.file);
 
 function expectLayout(obj: string, codec: StructCodec<unknown>): void {
   const btf = btfStructLayout(obj, codec.name);
@@ -78,7 +65,7 @@ describe("shared struct ABI", () => {
 
   for (const o of OBJECTS) {
     for (const codec of o.structs) {
-      it(`${o.object}: struct ${codec.name} size and member offsets match BTF`, () => {
+      it(`${o.def.file}: struct ${codec.name} size and member offsets match BTF`, () => {
         expectLayout(pathOf(o), codec);
       });
     }
@@ -113,28 +100,91 @@ describe("shared struct ABI", () => {
   });
 });
 
-describe("maps and programs the TS side opens", () => {
-  for (const o of OBJECTS.filter((x) => x.maps.length > 0 || x.programs.length > 0)) {
-    it(`${o.object}: ${[...o.maps.map((m) => m.name), ...o.programs].join(", ")}`, () => {
+/** The handle each libbpf map type gets (src/bpf/skeleton.ts). */
+const KIND_OF: Readonly<Record<string, MapDef["kind"]>> = {
+  hash: "plain",
+  array: "plain",
+  lru_hash: "plain",
+  lpm_trie: "plain",
+  percpu_hash: "percpu",
+  percpu_array: "percpu",
+  lru_percpu_hash: "percpu",
+  hash_of_maps: "map-of-maps",
+  array_of_maps: "map-of-maps",
+  ringbuf: "ringbuf",
+};
+
+const btfName = (t: NativeBtfType | null): string | null =>
+  t && (t.typeName || `${t.elemTypeName}[${t.count}]`);
+
+/** A codec's struct name, or null for a scalar codec. */
+const structName = (c: Codec<unknown>): string | null =>
+  "layout" in c ? (c as StructCodec<unknown>).name : null;
+
+/** A map as libbpf reports it from the built object. */
+function builtMap(m: MapSpec) {
+  return {
+    name: m.name,
+    kind: KIND_OF[m.typeName],
+    type: m.typeName,
+    keySize: m.keySize,
+    valueSize: m.valueSize,
+    keyType: btfName(m.keyType),
+    valueType: btfName(m.valueType),
+    keyStruct: m.keyType?.kind === "struct" ? m.keyType.typeName : null,
+    valueStruct: m.valueType?.kind === "struct" ? m.valueType.typeName : null,
+    maxEntries: m.maxEntries,
+    flags: m.flags,
+    pinned: m.pinPath !== null,
+  };
+}
+
+/** The same view of a generated map description. */
+function describedMap(d: MapDef): ReturnType<typeof builtMap> {
+  const key = d.kind === "ringbuf" ? null : d.key;
+  const value = d.kind === "plain" || d.kind === "percpu" ? d.value : null;
+  return {
+    name: d.name,
+    kind: d.kind,
+    type: d.type,
+    keySize: key?.size ?? 0,
+    // a map of maps holds inner map ids (u32), which have no BTF type
+    valueSize: value?.size ?? (d.kind === "map-of-maps" ? 4 : 0),
+    keyType: d.kind === "ringbuf" ? null : d.keyType,
+    valueType: d.kind === "plain" || d.kind === "percpu" ? d.valueType : null,
+    keyStruct: key && structName(key),
+    valueStruct: value && structName(value),
+    maxEntries: d.maxEntries,
+    flags: d.flags,
+    pinned: d.pinned,
+  };
+}
+
+describe("generated object descriptions", () => {
+  for (const o of OBJECTS) {
+    it(`${o.def.file}: every map and program, as the built object defines them`, () => {
       const obj = BpfObject.open(pathOf(o));
       try {
-        const maps = obj.maps();
-        for (const want of o.maps) {
-          const got = maps.find((m) => m.name === want.name);
-          expect(got, `map ${want.name} is not defined in ${o.object}`).toBeDefined();
-          expect(
-            got && { name: got.name, type: got.typeName, keySize: got.keySize, valueSize: got.valueSize },
-            `map ${want.name} in ${o.object}`,
-          ).toEqual(want);
-          expect(got?.pinPath, `map ${want.name} must be LIBBPF_PIN_BY_NAME`).not.toBeNull();
+        const maps = obj.maps().filter((m) => !m.internal);
+        expect(Object.keys(o.def.maps), `maps of ${o.def.file}`).toEqual(maps.map((m) => m.name));
+        for (const m of maps) {
+          const def = o.def.maps[m.name];
+          expect(def && describedMap(def), `map ${m.name} in ${o.def.file}`).toEqual(builtMap(m));
+          if (o.allPinned) expect(m.pinPath, `map ${m.name} must be LIBBPF_PIN_BY_NAME`).not.toBeNull();
         }
-        const programs = obj.programs().map((p) => p.name);
-        for (const p of o.programs) expect(programs, `program ${p} in ${o.object}`).toContain(p);
+        expect(Object.values(o.def.programs)).toEqual(
+          obj.programs().map((p) => ({ name: p.name, section: p.section, type: p.typeName })),
+        );
       } finally {
         obj.close();
       }
     });
   }
+
+  it("sock_lb.bpf.o: every program runs at a cgroup hook, one per hook", () => {
+    const hooks = Object.values(sockLbObject.programs).map((p) => cgroupHookOf(p.section));
+    expect(hooks.sort()).toEqual(Object.keys(CGROUP_ATTACH_TYPE).sort());
+  });
 });
 
 describe("uapi constants", () => {

@@ -7,20 +7,14 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   BpfLink,
   BpfObject,
+  openMaps,
   type PerCpuMap,
   PinDir,
   queryAttached,
   sumCounters,
 } from "../../src/bpf/index.js";
-import {
-  Direction,
-  HOOK_COUNTERS_MAP,
-  type HookCounter,
-  type HookKey,
-  HookSlot,
-  hookCounter,
-  hookKey,
-} from "../helpers/bpf-test-structs.js";
+import { Direction, type HookCounter, type HookKey, HookSlot } from "../helpers/bpf-test-structs.js";
+import { counterObject } from "../helpers/gen/counter.skel.js";
 import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
 import {
@@ -107,7 +101,7 @@ describe("netkit BPF links", () => {
     // program's, so the peer's blackhole policy no longer applies
     await pingFromHost(p.podV4, 5);
     await pingFromPod(p, p.hostV4, 3);
-    const counters = obj.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter);
+    const counters = openMaps(obj, counterObject.maps).nk_hook_counters;
     // towards the pod: 5 requests + 3 replies; from the pod: 5 replies + 3 requests
     expect(counted(counters, Direction.INGRESS, HookSlot.PRIMARY)).toBeGreaterThanOrEqual(8n);
     expect(counted(counters, Direction.EGRESS, HookSlot.PRIMARY)).toBeGreaterThanOrEqual(8n);
@@ -162,7 +156,7 @@ describe("netkit BPF links", () => {
       programId: firstPeerProg,
     });
 
-    const counters = second.perCpuMap(HOOK_COUNTERS_MAP, hookKey, hookCounter); // the same pinned map
+    const counters = openMaps(second, counterObject.maps).nk_hook_counters; // the same pinned map
     const altBefore = counted(counters, Direction.EGRESS, HookSlot.ALTERNATE);
     expect(altBefore).toBe(0n);
     expect(counted(counters, Direction.EGRESS, HookSlot.PRIMARY)).toBeGreaterThanOrEqual(3n);
