@@ -19,6 +19,7 @@ export type NkitErrorCode =
   | "NKIT_TTRPC"
   | "NKIT_PROTOCOL"
   | "NKIT_NRI"
+  | "NKIT_CONTAINERD"
   | "NKIT_CLOSED"
   | "NKIT_API"
   | "NKIT_CLI"
@@ -199,6 +200,13 @@ export class ProtocolError extends NkitError {
 export class NriError extends NkitError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("NKIT_NRI", message, options);
+  }
+}
+
+/** containerd's API failed or was unreachable (not: the container does not exist). */
+export class ContainerdError extends NkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NKIT_CONTAINERD", message, options);
   }
 }
 

@@ -12,6 +12,8 @@
 #   import with `ctr -n k8s.io images import FILE`.
 # - lane 2: containerd 2.x (containerd, containerd-shim-runc-v2, ctr) built from the Go module proxy into
 #   $CACHE/containerd-<version>/bin. Nothing is written into the repository.
+# - both lanes: nerdctl v2 built from the Go module proxy into $CACHE/nerdctl-<version>/bin (the nerdctl
+#   suite drives it against either containerd).
 #
 # Cache root: $NKIT_E2E_CACHE (default /var/cache/nkit/e2e). Go's module and build caches for the 2.x
 # build live under it too (~1.2 GB), so a CI cache of that one directory makes every later run warm;
@@ -25,6 +27,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${NKIT_E2E_CACHE:-/var/cache/nkit/e2e}
 # Default 2.x version: the newest 2.x release on the Go proxy when this was written (go list -m -versions).
 CTRD2_VERSION=${NKIT_E2E_CONTAINERD2_VERSION:-v2.4.2}
+# nerdctl: the newest v2 the Go proxy serves (../shared/reference/nerdctl-real.md).
+NERDCTL_VERSION=${NKIT_E2E_NERDCTL_VERSION:-v2.4.2}
 LANE=1.7
 PRUNE_GO=0
 
@@ -203,10 +207,49 @@ containerd2() {
   log "containerd $CTRD2_VERSION built ($((SECONDS - t0)) s) -> $bin"
 }
 
+# ---------------------------------------------------------------------------------------------------------
+# 4. nerdctl v2 from the Go module proxy. `go install` refuses it (its go.mod has a replace directive), and
+#    its dependency moby/moby/v2@v2.0.0-beta.28 (only `nerdctl info` uses it) is not served: build a copy
+#    of the module with that one dependency pointed at a beta the proxy serves.
+nerdctl() {
+  local t0=$SECONDS
+  local out=$CACHE/nerdctl-$NERDCTL_VERSION
+  local bin=$out/bin
+  local key="$NERDCTL_VERSION $(go version 2>/dev/null || echo no-go) CGO_ENABLED=0 moby-v2=beta.25"
+  if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$key" && -x $bin/nerdctl ]]; then
+    log "nerdctl $NERDCTL_VERSION cached ($bin)"
+    return
+  fi
+  command -v go >/dev/null || die "go not found (needed to build nerdctl $NERDCTL_VERSION)"
+  export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
+  local module=github.com/containerd/nerdctl/v2
+  local dir
+  dir=$(cd / && go mod download -json "$module@$NERDCTL_VERSION" | jq -r .Dir)
+  [[ -d $dir ]] || die "go mod download $module@$NERDCTL_VERSION gave no directory"
+  rm -rf "$out/src" "$bin.tmp"
+  mkdir -p "$out" "$bin.tmp"
+  cp -r "$dir" "$out/src"
+  chmod -R u+w "$out/src"
+  (
+    cd "$out/src"
+    export CGO_ENABLED=0
+    go mod edit -replace github.com/moby/moby/v2=github.com/moby/moby/v2@v2.0.0-beta.25
+    go build -mod=mod -trimpath -ldflags "-s -w -X $module/pkg/version.Version=$NERDCTL_VERSION" \
+      -o "$bin.tmp/nerdctl" ./cmd/nerdctl
+  ) || die "building nerdctl $NERDCTL_VERSION failed"
+  rm -rf "$bin"
+  mv "$bin.tmp" "$bin"
+  rm -rf "$out/src"
+  "$bin/nerdctl" --version >&2
+  printf '%s' "$key" >"$out/.stamp"
+  log "nerdctl $NERDCTL_VERSION built ($((SECONDS - t0)) s) -> $bin"
+}
+
 T0=$SECONDS
 packages
 images
 if [[ $LANE == 2 || $LANE == all ]]; then containerd2; fi
+nerdctl
 if ((PRUNE_GO)) && [[ -d $CACHE/go ]]; then
   chmod -R u+w "$CACHE/go" && rm -rf "$CACHE/go"
   log "pruned the Go caches"
@@ -215,4 +258,5 @@ fi
 if [[ -x $CACHE/containerd-$CTRD2_VERSION/bin/containerd ]]; then
   printf '%s\n' "$CACHE/containerd-$CTRD2_VERSION/bin" >"$CACHE/containerd2.path"
 fi
+printf '%s\n' "$CACHE/nerdctl-$NERDCTL_VERSION/bin/nerdctl" >"$CACHE/nerdctl.path"
 log "ok ($((SECONDS - T0)) s, cache $CACHE)"

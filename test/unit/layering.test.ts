@@ -59,7 +59,7 @@ function violations(
   files: readonly SourceFile[],
   layers: readonly Layer[] = LAYERS,
   rootModules: readonly string[] = ROOT_MODULES,
-  ownedPackages: Readonly<Record<string, string>> = OWNED_PACKAGES,
+  ownedPackages: Readonly<Record<string, readonly string[]>> = OWNED_PACKAGES,
 ): string[] {
   const rules = new Map(layers.map((l) => [l.folder, l]));
   const isRoot = (u: string) => u.endsWith(".ts") && !u.includes("/");
@@ -79,10 +79,11 @@ function violations(
     for (const spec of f.imports) {
       if (spec.startsWith("node:")) continue;
       if (!spec.startsWith(".")) {
-        const owner = ownedPackages[packageOf(spec)];
-        if (owner !== undefined && owner !== from) {
+        const owners = ownedPackages[packageOf(spec)];
+        if (owners !== undefined && !owners.includes(from)) {
+          const where = owners.map((o) => `src/${o}/`).join(" or ");
           out.push(
-            `${f.path} imports "${spec}": only src/${owner}/ may use ${packageOf(spec)}; go through src/${owner}/`,
+            `${f.path} imports "${spec}": only ${where} may use ${packageOf(spec)}; go through ${where}`,
           );
         }
         continue;

@@ -26,6 +26,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "systemd", mayImport: ["native"] },
   { folder: "ttrpc", mayImport: [] },
   { folder: "nri", mayImport: ["ttrpc"] },
+  { folder: "containerd", mayImport: [] },
   // Owners of host state and kernel objects.
   { folder: "ipam", mayImport: ["state", "util"] },
   { folder: "datapath", mayImport: ["bpf", "netlink", "state", "util"] },
@@ -65,8 +66,9 @@ export const LAYERS: readonly Layer[] = [
 ];
 
 /** npm packages that only one folder may import: everything else goes through that folder. */
-export const OWNED_PACKAGES: Readonly<Record<string, string>> = {
-  netlink: "netlink",
-  "@grpc/grpc-js": "api",
-  "prom-client": "metrics",
+export const OWNED_PACKAGES: Readonly<Record<string, readonly string[]>> = {
+  netlink: ["netlink"],
+  // nkit's own API, and the client of containerd's.
+  "@grpc/grpc-js": ["api", "containerd"],
+  "prom-client": ["metrics"],
 };

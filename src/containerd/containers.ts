@@ -1,0 +1,107 @@
+// Reads container metadata from containerd's API (its gRPC socket): the labels nerdctl and the user
+// put on a container, which carry its name. Wiring never waits for this: callers ask after the
+// container is wired and apply what comes back, so a missing or slow containerd only costs labels.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client, credentials, Metadata, status } from "@grpc/grpc-js";
+import protobuf from "protobufjs";
+import { ContainerdError, NkitError } from "../errors.js";
+
+export interface ContainerMetadata {
+  id: string;
+  namespace: string;
+  labels: Record<string, string>;
+}
+
+/** containerd's container id of a CNI container id: nerdctl passes `<namespace>-<64 hex id>`. */
+export function nerdctlContainerRef(cniContainerId: string): { namespace: string; id: string } | undefined {
+  const m = /^(.+)-([0-9a-f]{64})$/.exec(cniContainerId);
+  return m ? { namespace: m[1]!, id: m[2]! } : undefined;
+}
+
+const GET = "/containerd.services.containers.v1.Containers/Get";
+
+function protoFile(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, "proto", "containerd", "containers.proto");
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new NkitError("NKIT_INTERNAL", "proto/containerd/containers.proto is missing from the nkit package");
+}
+
+let types: { request: protobuf.Type; response: protobuf.Type } | undefined;
+
+function messageTypes(): { request: protobuf.Type; response: protobuf.Type } {
+  if (!types) {
+    const root = protobuf.loadSync(protoFile());
+    types = {
+      request: root.lookupType("containerd.services.containers.v1.GetContainerRequest"),
+      response: root.lookupType("containerd.services.containers.v1.GetContainerResponse"),
+    };
+  }
+  return types;
+}
+
+export interface ContainerdClientOptions {
+  /** containerd's gRPC socket (its `address`), e.g. /run/containerd/containerd.sock. */
+  socket: string;
+  /** Per call; default 2 s. */
+  timeoutMs?: number;
+}
+
+export class ContainerdClient {
+  private readonly client: Client;
+  private readonly timeoutMs: number;
+
+  constructor(opts: ContainerdClientOptions) {
+    // No connection is made here: grpc-js connects on the first call and again after a failure, so
+    // a containerd that starts later (or restarts) is found without a new client.
+    this.client = new Client(`unix://${opts.socket}`, credentials.createInsecure());
+    this.timeoutMs = opts.timeoutMs ?? 2000;
+  }
+
+  /** The container's metadata, or undefined when containerd has no such container in that namespace. */
+  container(namespace: string, id: string): Promise<ContainerMetadata | undefined> {
+    const { request, response } = messageTypes();
+    const md = new Metadata();
+    md.set("containerd-namespace", namespace);
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(
+        GET,
+        (req: { id: string }) => Buffer.from(request.encode(request.fromObject(req)).finish()),
+        (buf: Buffer) =>
+          response.toObject(response.decode(buf), { objects: true, defaults: true }) as {
+            container?: { id: string; labels: Record<string, string> };
+          },
+        { id },
+        md,
+        { deadline: Date.now() + this.timeoutMs },
+        (err, res) => {
+          if (err) {
+            if (err.code === status.NOT_FOUND) resolve(undefined);
+            else {
+              reject(
+                new ContainerdError(
+                  `containerd: get container ${namespace}/${id}: ${err.details || err.message}`,
+                  {
+                    cause: err,
+                  },
+                ),
+              );
+            }
+            return;
+          }
+          const c = res?.container;
+          resolve(c ? { id: c.id, namespace, labels: { ...c.labels } } : undefined);
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
