@@ -27,7 +27,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${NKIT_E2E_CACHE:-/var/cache/nkit/e2e}
 # Default 2.x version: the newest 2.x release on the Go proxy when this was written (go list -m -versions).
 CTRD2_VERSION=${NKIT_E2E_CONTAINERD2_VERSION:-v2.4.2}
-# nerdctl: the newest v2 the Go proxy serves (../shared/reference/nerdctl-real.md).
+# nerdctl: the newest v2 the Go module proxy serves.
 NERDCTL_VERSION=${NKIT_E2E_NERDCTL_VERSION:-v2.4.2}
 LANE=1.7
 PRUNE_GO=0
