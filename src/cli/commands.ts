@@ -79,6 +79,18 @@ export async function statusCmd(cli: GlobalOpts): Promise<number> {
   return EXIT.OK;
 }
 
+/**
+ * What the endpoint is called where it came from: a CRI pod's namespace/name, a nerdctl container's
+ * namespace/name (labels the pod lifecycle and the CNI door set), else "-".
+ */
+function endpointName(labels: Record<string, string>): string {
+  const pod = labels["nkit.io/pod-name"];
+  if (pod) return `${labels["nkit.io/pod-namespace"] ?? ""}/${pod}`;
+  const container = labels["nkit.io/container-name"];
+  if (container) return `${labels["nkit.io/container-namespace"] ?? ""}/${container}`;
+  return "-";
+}
+
 export async function endpointListCmd(cli: GlobalOpts): Promise<number> {
   const r = await withClient(cli, (c) => c.listEndpoints());
   if (cli.json) {
@@ -87,8 +99,9 @@ export async function endpointListCmd(cli: GlobalOpts): Promise<number> {
   }
   out(
     table(
-      ["ID", "EP", "MODE", "HOST DEV", "IFINDEX", "ADDRESSES", "NETNS"],
+      ["NAME", "ID", "EP", "MODE", "HOST DEV", "IFINDEX", "ADDRESSES", "NETNS"],
       r.endpoints.map((e) => [
+        endpointName(e.labels),
         e.id,
         String(e.epNum),
         e.mode,

@@ -32,7 +32,7 @@ export interface InstallOptions {
   cniPlugin: string;
   manifest: string;
   cniSocket: string;
-  cniMode: "ipam" | "wire";
+  cniMode: "auto" | "ipam" | "wire";
   /** ExecStart command of the unit (default: this node + this package's dist/daemon/main.js). */
   nkitd: string;
   /** nkitd's config file, passed as --config in the unit's ExecStart. */

@@ -205,7 +205,9 @@ function installOptions(cmd: Command): Command {
     .option("--cni-socket <path>", "nkitd's CNI endpoint written into the conflist", "/run/nkit/cni.sock")
     .option("--cni-network <name>", "CNI network name in the conflist", "nkit")
     .option("--config <file>", "nkitd's config file, passed to it by the unit", "/etc/nkit/nkitd.yaml")
-    .addOption(new Option("--cni-mode <mode>", "conflist mode").choices(["ipam", "wire"]).default("ipam"))
+    .addOption(
+      new Option("--cni-mode <mode>", "conflist mode").choices(["auto", "ipam", "wire"]).default("auto"),
+    )
     .option("--nkitd <command>", "ExecStart command of the unit (default: this node + this package's nkitd)")
     .option(
       "--manifest <file>",

@@ -31,7 +31,7 @@ import { canonicalIp as canonicalIpStrict } from "../util/ip.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
-import type { CniRequest, PortMapping } from "./protocol.js";
+import type { CniMode, CniRequest, PortMapping } from "./protocol.js";
 import { type BuildResultOptions, buildResult, type CniResult, resultAddresses } from "./result.js";
 
 export interface CniHandler {
@@ -43,7 +43,7 @@ export interface CniHandler {
 }
 
 /** The part of the EndpointManager the handler uses. */
-export type EndpointDatapath = Pick<EndpointManager, "mode" | "wire" | "unwire" | "get">;
+export type EndpointDatapath = Pick<EndpointManager, "mode" | "wire" | "unwire" | "get" | "setLabels">;
 
 /** The pod's gateways in veth mode (fixed link-local, answered by a static neighbour). */
 const VETH_GATEWAYS = { ipv4: GATEWAY_V4, ipv6: GATEWAY_V6 } as const;
@@ -64,8 +64,15 @@ export interface NkitCniHandlerOptions {
   log?: Logger;
   /** Why nkitd cannot serve ADD right now, or undefined when it can (STATUS). */
   notReady?: () => string | undefined;
+  /** Whether nkitd's NRI plugin completes CRI sandboxes (default true); without it they are wired at ADD. */
+  nri?: boolean;
   /** Checks the devices of a wired endpoint; returns the problem or undefined (default: netlink). */
   probeLinks?: (ep: WiredEndpoint) => Promise<string | undefined>;
+  /**
+   * The runtime's labels of a container wired at ADD (its name, the user's labels), looked up after
+   * the wiring and added to the endpoint's; undefined when the runtime does not know the container.
+   */
+  identity?: (containerId: string) => Promise<Record<string, string> | undefined>;
 }
 
 /** What the CNI door asks of the pod lifecycle. */
@@ -185,8 +192,20 @@ export class NkitCniHandler implements CniHandler {
     }
   }
 
+  /**
+   * The flow for this container: CRI sandboxes (the runtime names the pod in K8S_POD_* CNI args) are
+   * completed by the NRI plugin when it runs; every other caller, and CRI pods on an nkitd without
+   * NRI, are wired at ADD, so no container is left with addresses but no network.
+   */
+  private flowOf(req: CniRequest): CniMode {
+    const mode = req.config.mode;
+    if (mode !== "auto") return mode;
+    const cri = req.argLabels.K8S_POD_NAME !== undefined && req.argLabels.K8S_POD_NAMESPACE !== undefined;
+    return cri && this.opts.nri !== false ? "ipam" : "wire";
+  }
+
   private async addLocked(req: CniRequest): Promise<CniResult> {
-    const conf = req.config;
+    const conf = { ...req.config, mode: this.flowOf(req) };
     const id = req.containerId;
     const att = this.opts.attachments.get(id);
     if (att) {
@@ -253,6 +272,7 @@ export class NkitCniHandler implements CniHandler {
       }
       throw e;
     }
+    if (ep && !att) this.applyIdentity(id);
     if (conf.mode === "ipam" && !att) {
       this.opts.pods.prewire({
         id,
@@ -272,6 +292,26 @@ export class NkitCniHandler implements CniHandler {
     if (conf.prevResult) opts.prevResult = conf.prevResult;
     this.opts.log?.debug({ id, mode: conf.mode, addresses }, "CNI ADD");
     return buildResult(opts);
+  }
+
+  /**
+   * Adds the runtime's labels to a freshly wired endpoint. ADD does not wait for them: a missing or
+   * slow containerd costs the endpoint its name and labels, never its network.
+   */
+  private applyIdentity(id: string): void {
+    const lookup = this.opts.identity;
+    if (!lookup) return;
+    lookup(id).then(
+      (labels) => {
+        const ep = labels && this.opts.endpoints.get(id);
+        if (ep) this.opts.endpoints.setLabels(id, { ...ep.labels, ...labels });
+      },
+      (e: unknown) =>
+        this.opts.log?.warn(
+          { err: e, id },
+          "container labels unavailable; the endpoint keeps its CNI labels",
+        ),
+    );
   }
 
   private async delLocked(req: CniRequest): Promise<void> {

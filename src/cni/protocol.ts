@@ -50,7 +50,14 @@ export type CniCommand = "ADD" | "DEL" | "CHECK" | "STATUS" | "GC";
 const COMMANDS: readonly string[] = ["ADD", "DEL", "CHECK", "STATUS", "GC"];
 
 /** ipam: allocate and report addresses (the NRI hook wires later); wire: full wiring at ADD. */
+/** How a container is wired: at NRI RUN (CRI sandboxes, "ipam") or at ADD ("wire"). */
 export type CniMode = "ipam" | "wire";
+/**
+ * The conflist's `mode`: "auto" (the default, what `nkit install` writes) tells CRI sandboxes (the
+ * runtime passes K8S_POD_* in CNI_ARGS) from every other caller (nerdctl, Nomad); "ipam" and "wire"
+ * force one flow.
+ */
+export type CniConfMode = CniMode | "auto";
 
 /**
  * One host port of the portMappings capability. hostIP absent, "0.0.0.0" or "::" = every host
@@ -74,7 +81,7 @@ export interface ValidAttachment {
 export interface NetConf {
   cniVersion: CniVersion;
   name: string;
-  mode: CniMode;
+  mode: CniConfMode;
   /** Addresses asked for: runtimeConfig.ips, then args.cni.ips, then CNI_ARGS IP=; one per family. */
   requestedIps: { ipv4?: string; ipv6?: string };
   portMappings: PortMapping[];
@@ -320,11 +327,11 @@ export function parseNetConf(raw: unknown, command: CniCommand, cniArgIps: strin
   if (typeof raw.name !== "string" || raw.name === "") {
     throw configError(`"name" is missing`, "the runtime injects the network name; check the conflist");
   }
-  const mode = raw.mode ?? "wire";
-  if (mode !== "ipam" && mode !== "wire") {
+  const mode = raw.mode ?? "auto";
+  if (mode !== "auto" && mode !== "ipam" && mode !== "wire") {
     throw configError(
       `unknown mode ${show(mode)}`,
-      'use "ipam" (CRI with nkitd\'s NRI plugin) or "wire" (nerdctl, Nomad: wiring at ADD)',
+      'use "auto" (the default: CRI sandboxes through NRI, other callers at ADD), "ipam" (CRI with nkitd\'s NRI plugin) or "wire" (nerdctl, Nomad: wiring at ADD)',
     );
   }
   if (raw.socket !== undefined && (typeof raw.socket !== "string" || !raw.socket.startsWith("/"))) {

@@ -105,3 +105,33 @@ export class ContainerdClient {
     this.client.close();
   }
 }
+
+/** Label keys nkit gives a container's endpoint for its name and containerd namespace. */
+export const IdentityLabel = {
+  name: "nkit.io/container-name",
+  namespace: "nkit.io/container-namespace",
+} as const;
+
+/**
+ * An endpoint's identity from its container's metadata: the user's labels (service selectors match
+ * them) plus its name and namespace. nerdctl's own bookkeeping labels (`nerdctl/…`: networks, ports,
+ * state dir, as JSON) are left out.
+ */
+export function identityLabels(c: ContainerMetadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c.labels)) if (!k.startsWith("nerdctl/")) out[k] = v;
+  out[IdentityLabel.name] = c.labels["nerdctl/name"] ?? c.id.slice(0, 12);
+  out[IdentityLabel.namespace] = c.namespace;
+  return out;
+}
+
+/** The identity labels of the container behind a CNI container id nerdctl made, if containerd knows it. */
+export async function containerIdentity(
+  client: Pick<ContainerdClient, "container">,
+  cniContainerId: string,
+): Promise<Record<string, string> | undefined> {
+  const ref = nerdctlContainerRef(cniContainerId);
+  if (!ref) return undefined;
+  const meta = await client.container(ref.namespace, ref.id);
+  return meta ? identityLabels(meta) : undefined;
+}

@@ -41,6 +41,8 @@ export interface NkitdConfig {
   /** Seconds a translated flow (load-balanced or masqueraded) may stay idle, by state. */
   timeouts: TimeoutsConfig;
   nri: { enabled: boolean; socket: string; index: string };
+  /** containerd's API socket: names and labels of the containers nkit-cni wires (nerdctl). */
+  containerd: { socket: string };
   log: { level: LogLevel };
   metrics: { listen: string };
 }
@@ -108,6 +110,7 @@ export function defaultConfig(): NkitdConfig {
     },
     timeouts: { tcpEstablished: 21600, tcpOpening: 60, tcpClosing: 10, udp: 300 },
     nri: { enabled: true, socket: "/var/run/nri/nri.sock", index: "10" },
+    containerd: { socket: "/run/containerd/containerd.sock" },
     log: { level: "info" },
     metrics: { listen: "" },
   };
@@ -344,6 +347,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
     "limits",
     "timeouts",
     "nri",
+    "containerd",
     "log",
     "metrics",
   ]);
@@ -413,6 +417,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
     d.timeouts,
   );
   const nri = section(raw, "nri", ["enabled", "socket", "index"]);
+  const containerd = section(raw, "containerd", ["socket"]);
   const log = section(raw, "log", ["level"]);
   const metrics = section(raw, "metrics", ["listen"]);
 
@@ -459,6 +464,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
     limits,
     timeouts,
     nri: { enabled: nriEnabled, socket: absPath(nri.socket, "nri.socket", d.nri.socket), index: nriIndex },
+    containerd: { socket: absPath(containerd.socket, "containerd.socket", d.containerd.socket) },
     log: { level: level as LogLevel },
     metrics: { listen },
   };

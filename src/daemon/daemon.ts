@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { lbMapSizes } from "../bpf/lb.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
+import { ContainerdClient, containerIdentity } from "../containerd/containers.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
@@ -133,16 +134,24 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     // still gets pod networking, loudly without services.
     optional: () => !config.paths.cgroup,
   });
+  // --- containerd's API (src/containerd): names and labels of the containers nkit-cni wires.
+  const containerd = await parts.require({
+    name: "containerd client",
+    start: () => new ContainerdClient({ socket: config.containerd.socket }),
+    stop: (c: ContainerdClient) => c.close(),
+  });
   // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock.
   await parts.require({
     name: "CNI endpoint",
-    needs: ["datapath"],
+    needs: ["datapath", "containerd client"],
     start: () =>
       startCniEndpoint({
         socketPath: join(config.paths.run, "cni.sock"),
         attachments,
         endpoints,
         pods,
+        nri: config.nri.enabled,
+        identity: (id) => containerIdentity(containerd, id),
         ...(services ? { hostPorts: services.hostPorts } : {}),
         log,
       }),

@@ -194,7 +194,7 @@ describe("nkit-cni against a live endpoint", () => {
   it("CHECKs a wired endpoint, down to its devices being up", async () => {
     const pod = await createPod(scope, "c");
     const id = h.newId("c");
-    const add = await shim("ADD", { containerId: id, netns: pod.path });
+    const add = await shim("ADD", { containerId: id, netns: pod.path, conf: { mode: "wire" } });
     expect(add.code, add.stdout).toBe(0);
     const prevResult = add.json;
     expect(await shim("CHECK", { containerId: id, netns: pod.path, conf: { prevResult } })).toMatchObject({

@@ -54,9 +54,9 @@ describe("parseRequest", () => {
     expect(r.config.requestedIps).toEqual({});
   });
 
-  it("defaults mode to wire and refuses unknown modes with code 7", () => {
+  it("defaults mode to auto and refuses unknown modes with code 7", () => {
     const { mode: _m, ...noMode } = conf();
-    expect(parseRequest(line({}, noMode)).config.mode).toBe("wire");
+    expect(parseRequest(line({}, noMode)).config.mode).toBe("auto");
     expect(parseRequest(line({}, conf({ mode: "ipam" }))).config.mode).toBe("ipam");
     let err: CniError | undefined;
     try {

@@ -49,6 +49,7 @@ describe("nkitd config", () => {
         "limits: {services: 1024, backends: 4096, conntrack: 65536, externalFrontends: 128, maglevTableSize: 1021}",
         "timeouts: {tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60}",
         "nri: {enabled: false, socket: /tmp/nri.sock, index: 20}",
+        "containerd: {socket: /tmp/containerd.sock}",
         "log: {level: debug}",
         'metrics: {listen: "127.0.0.1:9965"}',
       ].join("\n"),
@@ -94,6 +95,7 @@ describe("nkitd config", () => {
       },
       timeouts: { tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60 },
       nri: { enabled: false, socket: "/tmp/nri.sock", index: "20" },
+      containerd: { socket: "/tmp/containerd.sock" },
       log: { level: "debug" },
       metrics: { listen: "127.0.0.1:9965" },
     });

@@ -48,6 +48,7 @@ export const LAYERS: readonly Layer[] = [
       "netlink",
       "systemd",
       "nri",
+      "containerd",
       "ipam",
       "datapath",
       "pods",
