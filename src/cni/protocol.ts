@@ -33,9 +33,11 @@
 //
 // Timeouts (shim): connect 2 s; the whole call "timeoutMs" from the network configuration
 // (default 30000, 1..600000). nkitd drops a connection that sends no complete request in 10 s.
-import { isIPv4, isIPv6 } from "node:net";
-import { isObj, type JsonObject, show } from "../util/json.js";
-import { CniCode, CniError } from "./codes.js";
+import { isIP, isIPv4, isIPv6 } from "node:net";
+import { z } from "zod";
+import { show } from "../util/json.js";
+import { asOne, jsonObject, orDefault, orEmpty, pathText, reportedIssue, voice } from "../util/schema.js";
+import { CniCode, type CniCodeValue, CniError } from "./codes.js";
 import type { CniResult } from "./result.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -46,18 +48,20 @@ export const DEL_QUEUE_DIR = "cni-del-queue";
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
 
-export type CniCommand = "ADD" | "DEL" | "CHECK" | "STATUS" | "GC";
-const COMMANDS: readonly string[] = ["ADD", "DEL", "CHECK", "STATUS", "GC"];
+const COMMANDS = ["ADD", "DEL", "CHECK", "STATUS", "GC"] as const;
+export type CniCommand = (typeof COMMANDS)[number];
 
-/** ipam: allocate and report addresses (the NRI hook wires later); wire: full wiring at ADD. */
-/** How a container is wired: at NRI RUN (CRI sandboxes, "ipam") or at ADD ("wire"). */
-export type CniMode = "ipam" | "wire";
+/**
+ * How a container is wired. ipam: allocate and report addresses (the NRI hook wires later); wire:
+ * full wiring at ADD.
+ */
+export type CniMode = Exclude<CniConfMode, "auto">;
 /**
  * The conflist's `mode`: "auto" (the default, what `nkit install` writes) tells CRI sandboxes (the
  * runtime passes K8S_POD_* in CNI_ARGS) from every other caller (nerdctl, Nomad); "ipam" and "wire"
  * force one flow.
  */
-export type CniConfMode = CniMode | "auto";
+export type CniConfMode = z.output<typeof cniMode>;
 
 /**
  * One host port of the portMappings capability. hostIP absent, "0.0.0.0" or "::" = every host
@@ -68,14 +72,11 @@ export type CniConfMode = CniMode | "auto";
 export interface PortMapping {
   hostPort: number;
   containerPort: number;
-  protocol: "tcp" | "udp" | "sctp";
+  protocol: (typeof PROTOCOLS)[number];
   hostIP?: string;
 }
 
-export interface ValidAttachment {
-  containerID: string;
-  ifname: string;
-}
+export type ValidAttachment = z.output<typeof validAttachment>;
 
 /** The parts of the network configuration nkitd acts on, validated. */
 export interface NetConf {
@@ -123,13 +124,37 @@ function configError(msg: string, details = ""): CniError {
   return new CniError(CniCode.INVALID_CONFIG, `network configuration: ${msg}`, details);
 }
 
+/** What a CNI error says: its code, the one-line message and the details. */
+const cniVoice = voice(
+  z.object({ code: z.literal(Object.values(CniCode)), msg: z.string(), details: z.string() }),
+  (issue) => ({ code: CniCode.INVALID_CONFIG, msg: `network configuration: ${issue.message}`, details: "" }),
+);
+
+type Quote = (input: unknown, at: string) => string;
+
+/** An error parameter: code, message and details of a bad value (`at`: its path from the parse root). */
+function says(code: CniCodeValue, msg: Quote, details: string | ((input: unknown) => string) = "") {
+  return cniVoice.says((input, path) => ({
+    code,
+    msg: msg(input, pathText(path)),
+    details: typeof details === "string" ? details : details(input),
+  }));
+}
+
+/** A mistake in the network configuration (code 7). */
+const misconfigured = (msg: Quote, details: string | ((input: unknown) => string) = "") =>
+  says(CniCode.INVALID_CONFIG, (input, at) => `network configuration: ${msg(input, at)}`, details);
+
+function cniError(error: z.ZodError): CniError {
+  const { code, msg, details } = cniVoice.heard(reportedIssue(error));
+  return new CniError(code, msg, details);
+}
+
+const requestVersion = z.object({ config: z.object({ cniVersion: z.enum(SUPPORTED_VERSIONS) }) });
+
 /** The cniVersion to answer errors with, from a request that may be invalid. */
 export function versionOf(raw: unknown): string {
-  if (isObj(raw) && isObj(raw.config)) {
-    const v = raw.config.cniVersion;
-    if (typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v)) return v;
-  }
-  return "1.1.0";
+  return requestVersion.safeParse(raw).data?.config.cniVersion ?? "1.1.0";
 }
 
 export function compareVersions(a: string, b: string): number {
@@ -170,14 +195,6 @@ export function parseCniArgs(text: string): { labels: Record<string, string>; ip
   return { labels, ips };
 }
 
-function stringList(v: unknown, key: string): string[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
-    throw configError(`"${key}" must be a list of strings, got ${show(v)}`);
-  }
-  return v as string[];
-}
-
 /** Strips a prefix length ("10.47.0.9/24" -> "10.47.0.9") and checks the address. */
 function plainIp(text: string, source: string): { family: 4 | 6; ip: string } {
   const slash = text.indexOf("/");
@@ -211,166 +228,271 @@ function pickIps(sources: { name: string; ips: string[] }[]): { ipv4?: string; i
 }
 
 /**
- * A key of a runtime-built object, looked up the way Go's encoding/json decodes into a struct: the
- * exact spelling first, then any spelling that differs only in case. containerd's go-cni (used by
- * containerd's CRI, nerdctl and Nomad) marshals its PortMapping struct, which has no JSON tags, so
- * the wire carries "HostPort", "ContainerPort", "Protocol", "HostIP"; the CNI conventions document
- * "hostPort", "containerPort", "protocol", "hostIP". Both must work, as they do for Go plugins.
+ * Which keys of `m` name `key` the way Go's encoding/json decodes into a struct: the exact spelling,
+ * and every spelling that differs only in case. containerd's go-cni (used by containerd's CRI,
+ * nerdctl and Nomad) marshals its PortMapping struct, which has no JSON tags, so the wire carries
+ * "HostPort", "ContainerPort", "Protocol", "HostIP"; the CNI conventions document "hostPort",
+ * "containerPort", "protocol", "hostIP". Both must work, as they do for Go plugins.
  */
-function foldedField(m: JsonObject, key: string, where: string): unknown {
-  const lower = key.toLowerCase();
-  const spellings = Object.keys(m).filter((k) => k.toLowerCase() === lower);
-  if (spellings.length === 0) return undefined;
-  const values = new Set(spellings.map((k) => show(m[k])));
-  if (values.size > 1) {
-    throw configError(
-      `${where} has conflicting ${spellings.map((k) => `"${k}"`).join(" and ")}`,
-      `values ${[...values].join(", ")}; send one of them`,
-    );
-  }
-  return m[spellings.includes(key) ? key : (spellings[0] as string)];
+const spellingsOf = (m: Record<string, unknown>, key: string): string[] =>
+  Object.keys(m).filter((k) => k.toLowerCase() === key.toLowerCase());
+
+/** The value Go would decode for `key`: the exact spelling first, else the first other. */
+function goField(m: Record<string, unknown>, key: string): unknown {
+  const spellings = spellingsOf(m, key);
+  return m[spellings.includes(key) ? key : (spellings[0] ?? key)];
 }
 
-function portMappings(v: unknown): PortMapping[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw configError(`runtimeConfig.portMappings must be a list, got ${show(v)}`);
-  return v.map((m, i) => {
-    const where = `runtimeConfig.portMappings[${i}]`;
-    if (!isObj(m)) throw configError(`${where} must be an object, got ${show(m)}`);
-    const field = (k: string): unknown => foldedField(m, k, where);
-    const port = (k: string): number => {
-      const x = field(k);
-      if (typeof x !== "number" || !Number.isInteger(x) || x < 1 || x > 65535) {
-        throw configError(
-          `${where}.${k} must be a port number 1..65535, got ${show(x)}`,
-          `the mapping was ${show(m)}`,
-        );
-      }
-      return x;
-    };
-    const rawProto = field("protocol");
-    // go-cni and Nomad always name it; "" or absent means TCP, as in the portmap plugin.
-    const protocol = (rawProto === undefined || rawProto === "" ? "tcp" : String(rawProto)).toLowerCase();
-    if (protocol !== "tcp" && protocol !== "udp" && protocol !== "sctp") {
-      throw configError(`${where}.protocol must be tcp, udp or sctp, got ${show(rawProto)}`);
-    }
-    const out: PortMapping = {
-      hostPort: port("hostPort"),
-      containerPort: port("containerPort"),
-      protocol,
-    };
-    const hostIP = field("hostIP");
-    if (hostIP !== undefined && hostIP !== null && typeof hostIP !== "string") {
-      throw configError(`${where}.hostIP must be a string, got ${show(hostIP)}`);
-    }
-    if (typeof hostIP === "string" && hostIP !== "") {
-      if (!isIPv4(hostIP) && !isIPv6(hostIP)) {
-        throw configError(`${where}.hostIP "${hostIP}" is not an IP address`);
-      }
-      out.hostIP = hostIP;
-    }
+const GO_KEYS = ["protocol", "hostPort", "containerPort", "hostIP"] as const;
+
+/** The first key whose spellings carry different values, with those spellings and values. */
+function conflict(m: Record<string, unknown>): { spellings: string[]; values: string[] } | undefined {
+  for (const key of GO_KEYS) {
+    const spellings = spellingsOf(m, key);
+    const values = [...new Set(spellings.map((k) => show(m[k])))];
+    if (values.length > 1) return { spellings, values };
+  }
+  return undefined;
+}
+
+/** The mapping a refinement's error function was given (its input is untyped there). */
+const mappingOf = (input: unknown): Record<string, unknown> => jsonObject.safeParse(input).data ?? {};
+
+/** The entry with every key resolved as Go resolves it. */
+const goFields = (input: unknown): Record<string, unknown> => {
+  const m = mappingOf(input);
+  return Object.fromEntries(GO_KEYS.map((k) => [k, goField(m, k)]));
+};
+
+const portNumber = z.int().min(1).max(65535);
+
+const isPortAt = (key: string) => (m: Record<string, unknown>) =>
+  portNumber.safeParse(goField(m, key)).success;
+
+const notAPortAt = (key: string) => ({
+  path: [key],
+  ...misconfigured(
+    (m, at) => `${at} must be a port number 1..65535, got ${show(goField(mappingOf(m), key))}`,
+    (m) => `the mapping was ${show(m)}`,
+  ),
+});
+
+const PROTOCOLS = ["tcp", "udp", "sctp"] as const;
+/** go-cni and Nomad always name it; "" or absent means TCP, as in the portmap plugin. */
+const protocolOf = (raw: unknown): string =>
+  (raw === undefined || raw === "" ? "tcp" : String(raw)).toLowerCase();
+
+/** One entry of the portMappings capability, its keys read as Go reads them (spellingsOf). */
+const portMapping = z
+  .record(
+    z.string(),
+    z.unknown(),
+    misconfigured((v, at) => `${at} must be an object, got ${show(v)}`),
+  )
+  .refine(
+    (m) => conflict(m) === undefined,
+    misconfigured(
+      (m, at) =>
+        `${at} has conflicting ${(conflict(mappingOf(m))?.spellings ?? []).map((k) => `"${k}"`).join(" and ")}`,
+      (m) => `values ${(conflict(mappingOf(m))?.values ?? []).join(", ")}; send one of them`,
+    ),
+  )
+  .refine(isPortAt("hostPort"), notAPortAt("hostPort"))
+  .refine(isPortAt("containerPort"), notAPortAt("containerPort"))
+  .transform(goFields)
+  .pipe(
+    z.object({
+      // Checked before lower-casing, so the message quotes what was sent.
+      protocol: z
+        .unknown()
+        .refine(
+          (p) => (PROTOCOLS as readonly string[]).includes(protocolOf(p)),
+          misconfigured((v, at) => `${at} must be tcp, udp or sctp, got ${show(v)}`),
+        )
+        .transform(protocolOf)
+        .pipe(z.enum(PROTOCOLS)),
+      hostPort: portNumber,
+      containerPort: portNumber,
+      hostIP: z
+        .string(misconfigured((v, at) => `${at} must be a string, got ${show(v)}`))
+        .refine(
+          (ip) => ip === "" || isIP(ip) !== 0,
+          misconfigured((v, at) => `${at} "${v}" is not an IP address`),
+        )
+        .nullish(),
+    }),
+  )
+  .transform(({ protocol, hostPort, containerPort, hostIP }): PortMapping => {
+    const out: PortMapping = { hostPort, containerPort, protocol };
+    if (hostIP) out.hostIP = hostIP;
     return out;
   });
+
+/** "runtimeConfig.ips", "args.cni.ips": absent or null is none. */
+const ipList = orDefault(
+  asOne(
+    z.array(z.string()),
+    misconfigured((v, at) => `"${at}" must be a list of strings, got ${show(v)}`),
+  ),
+  [],
+);
+
+const notAnObject = misconfigured((v, at) => `"${at}" must be an object, got ${show(v)}`);
+
+const malformed = (why: (input: unknown) => string) =>
+  says(CniCode.DECODE, (input) => `prevResult is malformed: ${why(input)}`);
+
+/** prevResult's list `key`; `field` is what nkit reads of every entry. */
+function entries(key: string, field?: string) {
+  const notObjects = malformed(() => `"${key}" must be a list of objects`);
+  const entry = z.looseObject({}, notObjects);
+  if (field === undefined) return z.array(entry, notObjects).optional();
+  const incomplete = malformed((e) => `an ${key} entry has no "${field}": ${show(e)}`);
+  return z
+    .array(
+      entry.refine((e) => typeof e[field] === "string", incomplete),
+      notObjects,
+    )
+    .optional();
 }
 
-function prevResultOf(v: unknown): CniResult | undefined {
-  if (v === undefined || v === null) return undefined;
-  const bad = (why: string) => new CniError(CniCode.DECODE, `prevResult is malformed: ${why}`);
-  if (!isObj(v)) throw bad(`expected an object, got ${show(v)}`);
-  for (const key of ["interfaces", "ips", "routes"] as const) {
-    const list = v[key];
-    if (list === undefined) continue;
-    if (!Array.isArray(list) || !list.every(isObj)) throw bad(`"${key}" must be a list of objects`);
-  }
-  const ips = (v.ips ?? []) as JsonObject[];
-  for (const ip of ips) {
-    if (typeof ip.address !== "string") throw bad(`an ips entry has no "address": ${show(ip)}`);
-  }
-  const ifs = (v.interfaces ?? []) as JsonObject[];
-  for (const i of ifs) {
-    if (typeof i.name !== "string") throw bad(`an interfaces entry has no "name": ${show(i)}`);
-  }
-  if (v.dns !== undefined && !isObj(v.dns)) throw bad(`"dns" must be an object`);
-  return v as unknown as CniResult;
-}
+/** The result of ADD as the runtime cached it, checked as far as nkit reads it. */
+const prevResult = z.looseObject(
+  {
+    ips: entries("ips", "address"),
+    interfaces: entries("interfaces", "name"),
+    routes: entries("routes"),
+    dns: z
+      .looseObject(
+        {},
+        malformed(() => `"dns" must be an object`),
+      )
+      .optional(),
+  },
+  malformed((v) => `expected an object, got ${show(v)}`),
+);
 
-function validAttachments(v: unknown): ValidAttachment[] {
-  if (!Array.isArray(v)) {
-    throw configError(
-      `GC needs "cni.dev/valid-attachments" (a list of {containerID, ifname}), got ${show(v)}`,
+const cniMode = z.enum(
+  ["auto", "ipam", "wire"],
+  misconfigured(
+    (v) => `unknown mode ${show(v)}`,
+    'use "auto" (the default: CRI sandboxes through NRI, other callers at ADD), "ipam" (CRI with nkitd\'s NRI plugin) or "wire" (nerdctl, Nomad: wiring at ADD)',
+  ),
+);
+
+const nameMissing = misconfigured(
+  () => `"name" is missing`,
+  "the runtime injects the network name; check the conflist",
+);
+const socketNotAbsolute = misconfigured((v) => `"socket" must be an absolute path, got ${show(v)}`);
+
+/** The network configuration's keys nkitd acts on; any other key is the runtime's or another plugin's. */
+const netconf = z.object({
+  cniVersion: z.string(misconfigured(() => `"cniVersion" is missing or not a string`)).pipe(
+    z.enum(
+      SUPPORTED_VERSIONS,
+      says(
+        CniCode.INCOMPATIBLE_VERSION,
+        (v) => `CNI version ${v} is not supported by nkit-cni`,
+        `supported versions: ${SUPPORTED_VERSIONS.join(", ")}`,
+      ),
+    ),
+  ),
+  name: z.string(nameMissing).min(1, nameMissing),
+  mode: orDefault(cniMode, "auto"),
+  socket: z.string(socketNotAbsolute).startsWith("/", socketNotAbsolute).optional(),
+  runtimeConfig: orEmpty(
+    z.object(
+      {
+        ips: ipList,
+        portMappings: orDefault(
+          z.array(
+            portMapping,
+            misconfigured((v, at) => `${at} must be a list, got ${show(v)}`),
+          ),
+          [],
+        ),
+      },
+      notAnObject,
+    ),
+  ),
+  args: orEmpty(
+    z.object(
+      {
+        cni: orEmpty(
+          z.object(
+            {
+              ips: ipList,
+              labels: z
+                .array(
+                  asOne(
+                    z.object({ key: z.string(), value: z.string() }),
+                    misconfigured((v, at) => `${at} must be {key, value} strings, got ${show(v)}`),
+                  ),
+                  misconfigured(() => `"args.cni.labels" must be a list`),
+                )
+                .optional()
+                .transform((list) => Object.fromEntries((list ?? []).map((l) => [l.key, l.value]))),
+            },
+            notAnObject,
+          ),
+        ),
+      },
+      notAnObject,
+    ),
+  ),
+  prevResult: prevResult.nullish(),
+});
+
+const validAttachment = z.object({ containerID: z.string(), ifname: z.string() });
+
+/** GC's list of what to keep. */
+const gcConf = z.object({
+  "cni.dev/valid-attachments": z.array(
+    asOne(
+      validAttachment,
+      misconfigured((v, at) => `${at} must be {containerID, ifname}, got ${show(v)}`),
+    ),
+    misconfigured(
+      (v) => `GC needs "cni.dev/valid-attachments" (a list of {containerID, ifname}), got ${show(v)}`,
       "without it nkit would not know what to keep",
-    );
-  }
-  return v.map((a, i) => {
-    if (!isObj(a) || typeof a.containerID !== "string" || typeof a.ifname !== "string") {
-      throw configError(`cni.dev/valid-attachments[${i}] must be {containerID, ifname}, got ${show(a)}`);
-    }
-    return { containerID: a.containerID, ifname: a.ifname };
-  });
-}
+    ),
+  ),
+});
+
+const netconfObject = z.record(
+  z.string(),
+  z.unknown(),
+  says(CniCode.DECODE, () => "the network configuration is not a JSON object", show),
+);
 
 /** Validates the network configuration (stdin) for a command. */
 export function parseNetConf(raw: unknown, command: CniCommand, cniArgIps: string[] = []): NetConf {
-  if (!isObj(raw)) {
-    throw new CniError(CniCode.DECODE, "the network configuration is not a JSON object", show(raw));
-  }
-  const v = raw.cniVersion;
-  if (typeof v !== "string") throw configError(`"cniVersion" is missing or not a string`);
-  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(v)) {
-    throw new CniError(
-      CniCode.INCOMPATIBLE_VERSION,
-      `CNI version ${v} is not supported by nkit-cni`,
-      `supported versions: ${SUPPORTED_VERSIONS.join(", ")}`,
-    );
-  }
-  const cniVersion = v as CniVersion;
-  if (typeof raw.name !== "string" || raw.name === "") {
-    throw configError(`"name" is missing`, "the runtime injects the network name; check the conflist");
-  }
-  const mode = raw.mode ?? "auto";
-  if (mode !== "auto" && mode !== "ipam" && mode !== "wire") {
-    throw configError(
-      `unknown mode ${show(mode)}`,
-      'use "auto" (the default: CRI sandboxes through NRI, other callers at ADD), "ipam" (CRI with nkitd\'s NRI plugin) or "wire" (nerdctl, Nomad: wiring at ADD)',
-    );
-  }
-  if (raw.socket !== undefined && (typeof raw.socket !== "string" || !raw.socket.startsWith("/"))) {
-    throw configError(`"socket" must be an absolute path, got ${show(raw.socket)}`);
-  }
-  const rc = raw.runtimeConfig ?? {};
-  if (!isObj(rc)) throw configError(`"runtimeConfig" must be an object, got ${show(rc)}`);
-  const args = raw.args ?? {};
-  if (!isObj(args)) throw configError(`"args" must be an object, got ${show(args)}`);
-  const cniArgs = args.cni ?? {};
-  if (!isObj(cniArgs)) throw configError(`"args.cni" must be an object, got ${show(cniArgs)}`);
-
-  const requestedIps = pickIps([
-    { name: "runtimeConfig.ips", ips: stringList(rc.ips, "runtimeConfig.ips") },
-    { name: "args.cni.ips", ips: stringList(cniArgs.ips, "args.cni.ips") },
-    { name: "CNI_ARGS IP", ips: cniArgIps },
-  ]);
-  const labels: Record<string, string> = {};
-  if (cniArgs.labels !== undefined) {
-    if (!Array.isArray(cniArgs.labels)) throw configError(`"args.cni.labels" must be a list`);
-    for (const [i, l] of cniArgs.labels.entries()) {
-      if (!isObj(l) || typeof l.key !== "string" || typeof l.value !== "string") {
-        throw configError(`args.cni.labels[${i}] must be {key, value} strings, got ${show(l)}`);
-      }
-      labels[l.key] = l.value;
-    }
-  }
+  const received = netconfObject.safeParse(raw);
+  if (!received.success) throw cniError(received.error);
+  const r = netconf.safeParse(received.data);
+  if (!r.success) throw cniError(r.error);
+  const { cniVersion, name, mode, runtimeConfig, args, prevResult } = r.data;
   const conf: NetConf = {
     cniVersion,
-    name: raw.name,
+    name,
     mode,
-    requestedIps,
-    portMappings: portMappings(rc.portMappings),
-    labels,
-    raw,
+    requestedIps: pickIps([
+      { name: "runtimeConfig.ips", ips: runtimeConfig.ips },
+      { name: "args.cni.ips", ips: args.cni.ips },
+      { name: "CNI_ARGS IP", ips: cniArgIps },
+    ]),
+    portMappings: runtimeConfig.portMappings,
+    labels: args.cni.labels,
+    raw: received.data,
   };
-  const prev = prevResultOf(raw.prevResult);
-  if (prev) conf.prevResult = prev;
-  if (command === "GC") conf.validAttachments = validAttachments(raw["cni.dev/valid-attachments"]);
+  // The result as the runtime cached it: the schema checked what nkit reads of it (ips, interfaces).
+  if (prevResult) conf.prevResult = received.data.prevResult as CniResult;
+  if (command === "GC") {
+    const gc = gcConf.safeParse(received.data);
+    if (!gc.success) throw cniError(gc.error);
+    conf.validAttachments = gc.data["cni.dev/valid-attachments"];
+  }
   if (command === "CHECK") {
     if (compareVersions(cniVersion, "0.4.0") < 0) {
       throw new CniError(
@@ -384,6 +506,42 @@ export function parseNetConf(raw: unknown, command: CniCommand, cniArgIps: strin
   return conf;
 }
 
+/** A request field: absent or null is "" (the shim sends absent environment variables as ""). */
+const requestField = orDefault(
+  z.string(says(CniCode.PROTOCOL, (v, at) => `request field "${at}" must be a string, got ${show(v)}`)),
+  "",
+);
+
+const request = z.object(
+  {
+    v: z.literal(
+      PROTOCOL_VERSION,
+      says(
+        CniCode.PROTOCOL,
+        (v) => `nkit-cni speaks protocol version ${show(v)}, nkitd speaks ${PROTOCOL_VERSION}`,
+        "install the nkit-cni binary from the same nkit release as nkitd",
+      ),
+    ),
+    command: requestField.pipe(
+      z.enum(
+        COMMANDS,
+        says(
+          CniCode.INVALID_ENV,
+          (v) => `unknown CNI_COMMAND "${v}"`,
+          "nkit-cni implements ADD, DEL, CHECK, STATUS, GC, VERSION",
+        ),
+      ),
+    ),
+    containerId: requestField,
+    netns: requestField,
+    ifName: requestField,
+    args: requestField,
+    path: requestField,
+    config: z.unknown().optional(),
+  },
+  says(CniCode.PROTOCOL, () => "the request from nkit-cni is not a JSON object"),
+);
+
 /** Parses and validates one request line from the shim. */
 export function parseRequest(line: string): CniRequest {
   let raw: unknown;
@@ -392,32 +550,9 @@ export function parseRequest(line: string): CniRequest {
   } catch (e) {
     throw new CniError(CniCode.DECODE, "the request from nkit-cni is not JSON", (e as Error).message);
   }
-  if (!isObj(raw)) throw new CniError(CniCode.PROTOCOL, "the request from nkit-cni is not a JSON object");
-  if (raw.v !== PROTOCOL_VERSION) {
-    throw new CniError(
-      CniCode.PROTOCOL,
-      `nkit-cni speaks protocol version ${show(raw.v)}, nkitd speaks ${PROTOCOL_VERSION}`,
-      "install the nkit-cni binary from the same nkit release as nkitd",
-    );
-  }
-  const str = (key: string): string => {
-    const v = raw[key] ?? "";
-    if (typeof v !== "string") {
-      throw new CniError(CniCode.PROTOCOL, `request field "${key}" must be a string, got ${show(v)}`);
-    }
-    return v;
-  };
-  const command = str("command");
-  if (!COMMANDS.includes(command)) {
-    throw envError(
-      `unknown CNI_COMMAND "${command}"`,
-      "nkit-cni implements ADD, DEL, CHECK, STATUS, GC, VERSION",
-    );
-  }
-  const cmd = command as CniCommand;
-  const containerId = str("containerId");
-  const netns = str("netns");
-  const ifName = str("ifName");
+  const r = request.safeParse(raw);
+  if (!r.success) throw cniError(r.error);
+  const { command: cmd, containerId, netns, ifName } = r.data;
   const perContainer = cmd === "ADD" || cmd === "DEL" || cmd === "CHECK";
   if (perContainer) {
     if (!containerId) throw envError(`CNI_CONTAINERID is required for ${cmd}`);
@@ -439,14 +574,14 @@ export function parseRequest(line: string): CniRequest {
     if (!netns) throw envError(`CNI_NETNS is required for ${cmd}`);
     if (!netns.startsWith("/")) throw envError(`CNI_NETNS "${netns}" is not an absolute path`);
   }
-  const args = parseCniArgs(str("args"));
+  const args = parseCniArgs(r.data.args);
   return {
     command: cmd,
     containerId,
     netns,
     ifName,
     argLabels: args.labels,
-    path: str("path"),
-    config: parseNetConf(raw.config, cmd, args.ips),
+    path: r.data.path,
+    config: parseNetConf(r.data.config, cmd, args.ips),
   };
 }

@@ -3,299 +3,287 @@
 import { readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { parse } from "yaml";
+import { z } from "zod";
 import { ConfigError } from "../errors.js";
 import { cidrContains, cidrsOverlap, ipValue, parseCidr } from "../ipam/cidr.js";
+import { frontendId, lbEntries, serviceInput } from "../services/spec.js";
+import { show } from "../util/json.js";
 import {
-  frontendId,
-  lbEntries,
-  parseServiceSpec,
-  type ServiceSpec,
-  ServiceSpecError,
-} from "../services/spec.js";
-import { isObj, type JsonObject, show } from "../util/json.js";
-
-export type DatapathSetting = "auto" | "netkit" | "veth";
-export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
-
-export interface NkitdConfig {
-  datapath: DatapathSetting;
-  podCIDRs: string[];
-  uplinks: string[];
-  mtu: number;
-  bigTcp: boolean;
-  paths: {
-    state: string;
-    run: string;
-    bpffs: string;
-    /** Watched directory of service files (one YAML service per file). */
-    services: string;
-    /** cgroup v2 directory the socket load-balancer attaches to; "" = the host's cgroup2 mount. */
-    cgroup: string;
-  };
-  /** Where services without a VIP of their own get one (Nomad). */
-  serviceCIDRs: string[];
-  services: ServiceSpec[];
-  masquerade: MasqueradeConfig;
-  /** Capacities of the shared BPF maps and the Maglev table size; a change applies at the next start. */
-  limits: LimitsConfig;
-  /** Seconds a translated flow (load-balanced or masqueraded) may stay idle, by state. */
-  timeouts: TimeoutsConfig;
-  nri: { enabled: boolean; socket: string; index: string };
-  /** containerd's API socket: names and labels of the containers nkit-cni wires (nerdctl). */
-  containerd: { socket: string };
-  log: { level: LogLevel };
-  metrics: { listen: string };
-}
-
-export interface MasqueradeConfig {
-  /** Masquerade IPv4 pod traffic leaving through an uplink. */
-  enabled: boolean;
-  /** IPv6 too (the pods' host devices forward IPv6, which is all bpf_fib_lookup asks for). */
-  ipv6: boolean;
-  /** Destinations that keep the pod's address, besides the pod and service CIDRs. */
-  nonMasqueradeCIDRs: string[];
-  /** Source ports masqueraded flows get, inclusive. */
-  portRange: [number, number];
-}
-
-export interface LimitsConfig {
-  /** Frontends (VIP:port/protocol, host ports included): nk_lb_services. */
-  services: number;
-  /** Backend slots over all frontends: nk_lb_backends (and its per-backend counters). */
-  backends: number;
-  /** Translated flows, two entries each (load-balanced per packet and masqueraded): nk_lb_ct. */
-  conntrack: number;
-  /** Frontends load-balanced per packet (host ports, external VIPs), one Maglev table each: nk_lb_maglev. */
-  externalFrontends: number;
-  /** Entries of each Maglev table (4 bytes each): a prime of MAGLEV_PRIMES. */
-  maglevTableSize: number;
-}
-
-export interface TimeoutsConfig {
-  tcpEstablished: number;
-  tcpOpening: number;
-  tcpClosing: number;
-  /** UDP and ICMP flows. */
-  udp: number;
-}
+  asOne,
+  complain,
+  complaint,
+  issuePath,
+  orDefault,
+  orEmpty,
+  pathText,
+  reportedIssue,
+} from "../util/schema.js";
 
 /** Maglev table sizes nkit accepts: the usual primes (Maglev's M must be prime, ≫ backends). */
 export const MAGLEV_PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;
 
 export const DEFAULT_CONFIG_PATH = "/etc/nkit/nkitd.yaml";
 
-export function defaultConfig(): NkitdConfig {
-  return {
-    datapath: "auto",
-    podCIDRs: ["10.47.0.0/24", "fd47::/64"],
-    uplinks: [],
-    mtu: 0,
-    bigTcp: true,
-    paths: {
-      state: "/var/lib/nkit",
-      run: "/run/nkit",
-      bpffs: "/sys/fs/bpf/nkit",
-      services: "/etc/nkit/services.d",
-      cgroup: "",
-    },
-    serviceCIDRs: ["10.96.0.0/16", "fd96::/112"],
-    services: [],
-    masquerade: { enabled: true, ipv6: false, nonMasqueradeCIDRs: [], portRange: [32768, 65535] },
-    limits: {
-      services: 65536,
-      backends: 262144,
-      conntrack: 262144,
-      externalFrontends: 8192,
-      maglevTableSize: 16381,
-    },
-    timeouts: { tcpEstablished: 21600, tcpOpening: 60, tcpClosing: 10, udp: 300 },
-    nri: { enabled: true, socket: "/var/run/nri/nri.sock", index: "10" },
-    containerd: { socket: "/run/containerd/containerd.sock" },
-    log: { level: "info" },
-    metrics: { listen: "" },
-  };
-}
-
-function checkKeys(obj: JsonObject, prefix: string, known: readonly string[]): void {
-  for (const k of Object.keys(obj)) {
-    if (!known.includes(k)) {
-      const key = prefix ? `${prefix}.${k}` : k;
-      throw new ConfigError(key, "unknown key", `remove it; known keys here: ${known.join(", ")}`);
-    }
-  }
-}
-
-function section(raw: JsonObject, key: string, known: readonly string[]): JsonObject {
-  const v = raw[key];
-  if (v === undefined || v === null) return {};
-  if (!isObj(v))
-    throw new ConfigError(key, `expected a mapping, got ${show(v)}`, `write it as "${key}: {...}"`);
-  checkKeys(v, key, known);
-  return v;
-}
-
-function str(v: unknown, key: string, fallback: string): string {
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "string")
-    throw new ConfigError(key, `expected a string, got ${show(v)}`, "quote the value");
-  return v;
-}
-
-function absPath(v: unknown, key: string, fallback: string): string {
-  const p = str(v, key, fallback);
-  if (!isAbsolute(p))
-    throw new ConfigError(key, `"${p}" is not an absolute path`, "give a path starting with /");
-  return p;
-}
-
-/** An absolute path, or "" for "find it on the host". */
-function optionalAbsPath(v: unknown, key: string): string {
-  const p = str(v, key, "");
-  return p === "" ? "" : absPath(p, key, "");
-}
-
-/** A list of at most one CIDR per family (podCIDRs, serviceCIDRs). */
-function cidrList(v: unknown, key: string, fallback: string[], example: string): string[] {
-  if (v === undefined) return fallback;
-  if (!Array.isArray(v) || v.length === 0 || v.length > 2) {
-    throw new ConfigError(key, `expected a list of one or two CIDRs, got ${show(v)}`, example);
-  }
-  const seen = new Set<number>();
-  return v.map((c, i) => {
-    if (typeof c !== "string")
-      throw new ConfigError(`${key}[${i}]`, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
-    let family: number;
-    try {
-      family = parseCidr(c).family;
-    } catch (e) {
-      throw new ConfigError(`${key}[${i}]`, (e as Error).message, "give an address/prefix-length");
-    }
-    if (seen.has(family)) {
-      throw new ConfigError(
-        `${key}[${i}]`,
-        `a second IPv${family} CIDR (${c})`,
-        "give at most one CIDR per family",
-      );
-    }
-    seen.add(family);
-    return c;
+/**
+ * A mapping with exactly the keys of `shape`; absent or null is an empty one (every key defaulted).
+ * `notAMapping` is the fix for a value that is no mapping at all, given where it is.
+ */
+function mapping<S extends z.ZodRawShape>(shape: S, notAMapping: (at: string) => string) {
+  const known = Object.keys(shape).join(", ");
+  const object = z.strictObject(shape, {
+    error: (iss) =>
+      complaint.text(
+        iss.code === "unrecognized_keys"
+          ? { problem: "unknown key", fix: `remove it; known keys here: ${known}` }
+          : { problem: `expected a mapping, got ${show(iss.input)}`, fix: notAMapping(pathText(iss.path)) },
+      ),
   });
+  return orEmpty(object);
 }
 
-function flag(v: unknown, key: string, fallback: boolean): boolean {
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "boolean")
-    throw new ConfigError(key, `expected true or false, got ${show(v)}`, "use true or false");
-  return v;
+const section = <S extends z.ZodRawShape>(shape: S) => mapping(shape, (at) => `write it as "${at}: {...}"`);
+
+const string = z.string(complain((v) => `expected a string, got ${show(v)}`, "quote the value"));
+
+const notAbsolute = complain((v) => `"${v}" is not an absolute path`, "give a path starting with /");
+const absolutePath = string.refine(isAbsolute, notAbsolute);
+
+const flag = z.boolean(complain((v) => `expected true or false, got ${show(v)}`, "use true or false"));
+
+/** A whole number of `unit` in min..max. */
+function whole(min: number, max: number, unit: string) {
+  const c = complain((v) => `${show(v)} is not a count of ${unit}`, `use a whole number ${min}..${max}`);
+  return z.int(c).min(min, c).max(max, c);
 }
 
-function masqueradeSection(m: JsonObject, d: MasqueradeConfig): MasqueradeConfig {
-  let nonMasq = d.nonMasqueradeCIDRs;
-  if (m.nonMasqueradeCIDRs !== undefined && m.nonMasqueradeCIDRs !== null) {
-    if (!Array.isArray(m.nonMasqueradeCIDRs)) {
-      throw new ConfigError(
-        "masquerade.nonMasqueradeCIDRs",
-        `expected a list of CIDRs, got ${show(m.nonMasqueradeCIDRs)}`,
-        'e.g. [192.168.0.0/16, "fd00::/8"]',
-      );
-    }
-    nonMasq = m.nonMasqueradeCIDRs.map((c: unknown, i: number) => {
-      const key = `masquerade.nonMasqueradeCIDRs[${i}]`;
-      if (typeof c !== "string")
-        throw new ConfigError(key, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
-      try {
-        parseCidr(c);
-      } catch (e) {
-        throw new ConfigError(key, (e as Error).message, "give an address/prefix-length");
+/** parseCidr's complaint about `text`, or undefined when it is a CIDR. */
+function cidrProblem(text: unknown): string | undefined {
+  try {
+    parseCidr(String(text));
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+const cidr = z.string(complain((v) => `expected a string, got ${show(v)}`, "quote IPv6 CIDRs")).refine(
+  (c) => cidrProblem(c) === undefined,
+  complain((v) => cidrProblem(v) ?? "", "give an address/prefix-length"),
+);
+
+/** At most one CIDR per family (podCIDRs, serviceCIDRs); absent (not null) is `fallback`. */
+function cidrPair(fallback: string[], example: string) {
+  const notAList = complain((v) => `expected a list of one or two CIDRs, got ${show(v)}`, example);
+  // A transform, not a refinement: zod reaches it only when every entry is a CIDR.
+  const pair = z.array(cidr).transform((list, ctx) => {
+    const seen = new Set<number>();
+    for (const [i, c] of list.entries()) {
+      const family = parseCidr(c).family;
+      if (seen.has(family)) {
+        const parts = {
+          problem: `a second IPv${family} CIDR (${c})`,
+          fix: "give at most one CIDR per family",
+        };
+        ctx.issues.push({ code: "custom", path: [i], input: c, message: complaint.text(parts) });
+        return z.NEVER;
       }
-      return c;
-    });
-  }
-  let portRange = d.portRange;
-  if (m.portRange !== undefined && m.portRange !== null) {
-    const match = typeof m.portRange === "string" ? /^(\d{1,5})-(\d{1,5})$/.exec(m.portRange) : null;
-    const lo = Number(match?.[1]);
-    const hi = Number(match?.[2]);
-    if (!match || lo < 1024 || hi > 65535 || lo > hi) {
+      seen.add(family);
+    }
+    return list;
+  });
+  // The length is checked before the entries, so a list of three reads as "too long".
+  return z
+    .array(z.unknown(), notAList)
+    .min(1, notAList)
+    .max(2, notAList)
+    .pipe(pair)
+    .default(() => [...fallback]);
+}
+
+const PORT_RANGE = /^(\d{1,5})-(\d{1,5})$/;
+const notAPortRange = complain(
+  (v) => `${show(v)} is not a port range`,
+  'use "LOW-HIGH" within 1024-65535, e.g. "32768-65535"',
+);
+const bounds = (range: string): [number, number] => {
+  const [lo = 0, hi = 0] = range.split("-").map(Number);
+  return [lo, hi];
+};
+
+const notAnMtu = complain((v) => `${show(v)} is not a usable MTU`, "use 0 (follow the uplink) or 576..65535");
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** nkitd.yaml, and the one place its defaults are written (defaultConfig() is the parse of nothing). */
+const nkitdConfig = mapping(
+  {
+    datapath: orDefault(
+      z.enum(
+        ["auto", "netkit", "veth"],
+        complain((v) => `${show(v)} is not a datapath mode`, "use auto, netkit or veth"),
+      ),
+      "auto",
+    ),
+    podCIDRs: cidrPair(["10.47.0.0/24", "fd47::/64"], 'e.g. [10.47.0.0/24, "fd47::/64"]'),
+    uplinks: orDefault(
+      asOne(
+        z.array(z.string().regex(/^[^\s/]{1,15}$/)),
+        complain((v) => `expected a list of interface names, got ${show(v)}`, "e.g. [eth0]"),
+      ),
+      [],
+    ),
+    /** 0: follow the uplink. */
+    mtu: orDefault(
+      z.int(notAnMtu).refine((mtu) => mtu === 0 || (mtu >= 576 && mtu <= 65535), notAnMtu),
+      0,
+    ),
+    bigTcp: orDefault(flag, true),
+    paths: section({
+      state: orDefault(absolutePath, "/var/lib/nkit"),
+      run: orDefault(absolutePath, "/run/nkit"),
+      bpffs: orDefault(absolutePath, "/sys/fs/bpf/nkit"),
+      /** Watched directory of service files (one YAML service per file). */
+      services: orDefault(absolutePath, "/etc/nkit/services.d"),
+      /** cgroup v2 directory the socket load-balancer attaches to; "" = the host's cgroup2 mount. */
+      cgroup: orDefault(
+        string.refine((p) => p === "" || isAbsolute(p), notAbsolute),
+        "",
+      ),
+    }),
+    /** Where services without a VIP of their own get one (Nomad). */
+    serviceCIDRs: cidrPair(["10.96.0.0/16", "fd96::/112"], 'e.g. [10.96.0.0/16, "fd96::/112"]'),
+    services: orDefault(
+      z.array(
+        serviceInput,
+        complain((v) => `expected a list, got ${show(v)}`, "write one `- name: ...` entry per service"),
+      ),
+      [],
+    ),
+    masquerade: section({
+      /** Masquerade IPv4 pod traffic leaving through an uplink. */
+      enabled: orDefault(flag, true),
+      /** IPv6 too (the pods' host devices forward IPv6, which is all bpf_fib_lookup asks for). */
+      ipv6: orDefault(flag, false),
+      /** Destinations that keep the pod's address, besides the pod and service CIDRs. */
+      nonMasqueradeCIDRs: orDefault(
+        z.array(
+          cidr,
+          complain((v) => `expected a list of CIDRs, got ${show(v)}`, 'e.g. [192.168.0.0/16, "fd00::/8"]'),
+        ),
+        [],
+      ),
+      /** Source ports masqueraded flows get, inclusive. */
+      portRange: orDefault(
+        z
+          .string(notAPortRange)
+          .regex(PORT_RANGE, notAPortRange)
+          .refine((r) => {
+            const [lo, hi] = bounds(r);
+            return lo >= 1024 && hi <= 65535 && lo <= hi;
+          }, notAPortRange)
+          .transform(bounds),
+        [32768, 65535],
+      ),
+    }),
+    /** Capacities of the shared BPF maps and the Maglev table size; a change applies at the next start. */
+    limits: section({
+      /** Frontends (VIP:port/protocol, host ports included): nk_lb_services. */
+      services: orDefault(whole(16, 1 << 22, "frontends"), 65536),
+      /** Backend slots over all frontends: nk_lb_backends (and its per-backend counters). */
+      backends: orDefault(whole(16, 1 << 24, "backend slots"), 262144),
+      /** Translated flows, two entries each (load-balanced per packet and masqueraded): nk_lb_ct. */
+      conntrack: orDefault(whole(1024, 1 << 26, "entries"), 262144),
+      /** Frontends load-balanced per packet (host ports, external VIPs), one Maglev table each: nk_lb_maglev. */
+      externalFrontends: orDefault(whole(16, 1 << 20, "frontends"), 8192),
+      /** Entries of each Maglev table (4 bytes each): a prime of MAGLEV_PRIMES. */
+      maglevTableSize: orDefault(
+        whole(1, 1 << 20, "entries").refine(
+          (m) => (MAGLEV_PRIMES as readonly number[]).includes(m),
+          complain(
+            (v) => `${v} is not one of the Maglev primes`,
+            `use one of ${MAGLEV_PRIMES.join(", ")} (about 100 times the backends of a frontend)`,
+          ),
+        ),
+        16381,
+      ),
+    }),
+    /** Seconds a translated flow (load-balanced or masqueraded) may stay idle, by state. */
+    timeouts: section({
+      tcpEstablished: orDefault(whole(1, 7 * 86400, "seconds"), 21600),
+      tcpOpening: orDefault(whole(1, 7 * 86400, "seconds"), 60),
+      tcpClosing: orDefault(whole(1, 7 * 86400, "seconds"), 10),
+      /** UDP and ICMP flows. */
+      udp: orDefault(whole(1, 7 * 86400, "seconds"), 300),
+    }),
+    nri: section({
+      enabled: orDefault(flag, true),
+      socket: orDefault(absolutePath, "/var/run/nri/nri.sock"),
+      // YAML reads `index: 10` as a number; the plugin index is the text NRI sorts plugins by.
+      index: orDefault(
+        z.preprocess(
+          (v) => (typeof v === "number" ? String(v) : v),
+          string.regex(
+            /^\d{2}$/,
+            complain((v) => `"${v}" is not a two-digit index`, 'use e.g. "10"'),
+          ),
+        ),
+        "10",
+      ),
+    }),
+    /** containerd's API socket: names and labels of the containers nkit-cni wires (nerdctl). */
+    containerd: section({
+      socket: orDefault(absolutePath, "/run/containerd/containerd.sock"),
+    }),
+    log: section({
+      level: orDefault(
+        string.pipe(
+          z.enum(
+            LOG_LEVELS,
+            complain((v) => `"${v}" is not a log level`, `use one of ${LOG_LEVELS.join(", ")}`),
+          ),
+        ),
+        "info",
+      ),
+    }),
+    metrics: section({
+      listen: orDefault(
+        string.refine(
+          (l) => l === "" || /^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):\d{1,5}$/.test(l),
+          complain((v) => `"${v}" is not host:port`, 'use e.g. "127.0.0.1:9965", or "" to disable'),
+        ),
+        "",
+      ),
+    }),
+  },
+  () => "write key: value lines",
+);
+
+export type NkitdConfig = z.output<typeof nkitdConfig>;
+export type DatapathSetting = NkitdConfig["datapath"];
+export type LogLevel = NkitdConfig["log"]["level"];
+export type MasqueradeConfig = NkitdConfig["masquerade"];
+export type LimitsConfig = NkitdConfig["limits"];
+export type TimeoutsConfig = NkitdConfig["timeouts"];
+
+export function defaultConfig(): NkitdConfig {
+  return nkitdConfig.parse({});
+}
+
+/** What relates keys to each other: VIP ranges and static services clear of the pod CIDRs, one owner per frontend. */
+function checkRelations(c: NkitdConfig): void {
+  for (const [i, svc] of c.serviceCIDRs.entries()) {
+    const pod = c.podCIDRs.find((p) => cidrsOverlap(parseCidr(p), parseCidr(svc)));
+    if (pod) {
       throw new ConfigError(
-        "masquerade.portRange",
-        `${show(m.portRange)} is not a port range`,
-        'use "LOW-HIGH" within 1024-65535, e.g. "32768-65535"',
+        `serviceCIDRs[${i}]`,
+        `${svc} overlaps the pod CIDR ${pod}`,
+        "give VIPs a range of their own",
       );
     }
-    portRange = [lo, hi];
-  }
-  return {
-    enabled: flag(m.enabled, "masquerade.enabled", d.enabled),
-    ipv6: flag(m.ipv6, "masquerade.ipv6", d.ipv6),
-    nonMasqueradeCIDRs: nonMasq,
-    portRange,
-  };
-}
-
-function whole(v: unknown, key: string, fallback: number, min: number, max: number, unit: string): number {
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(key, `${show(v)} is not a count of ${unit}`, `use a whole number ${min}..${max}`);
-  }
-  return v;
-}
-
-function limitsSection(l: JsonObject, d: LimitsConfig): LimitsConfig {
-  const m = whole(l.maglevTableSize, "limits.maglevTableSize", d.maglevTableSize, 1, 1 << 20, "entries");
-  if (!(MAGLEV_PRIMES as readonly number[]).includes(m)) {
-    throw new ConfigError(
-      "limits.maglevTableSize",
-      `${m} is not one of the Maglev primes`,
-      `use one of ${MAGLEV_PRIMES.join(", ")} (about 100 times the backends of a frontend)`,
-    );
-  }
-  return {
-    services: whole(l.services, "limits.services", d.services, 16, 1 << 22, "frontends"),
-    backends: whole(l.backends, "limits.backends", d.backends, 16, 1 << 24, "backend slots"),
-    conntrack: whole(l.conntrack, "limits.conntrack", d.conntrack, 1024, 1 << 26, "entries"),
-    externalFrontends: whole(
-      l.externalFrontends,
-      "limits.externalFrontends",
-      d.externalFrontends,
-      16,
-      1 << 20,
-      "frontends",
-    ),
-    maglevTableSize: m,
-  };
-}
-
-function timeoutsSection(t: JsonObject, d: TimeoutsConfig): TimeoutsConfig {
-  const week = 7 * 86400;
-  return {
-    tcpEstablished: whole(t.tcpEstablished, "timeouts.tcpEstablished", d.tcpEstablished, 1, week, "seconds"),
-    tcpOpening: whole(t.tcpOpening, "timeouts.tcpOpening", d.tcpOpening, 1, week, "seconds"),
-    tcpClosing: whole(t.tcpClosing, "timeouts.tcpClosing", d.tcpClosing, 1, week, "seconds"),
-    udp: whole(t.udp, "timeouts.udp", d.udp, 1, week, "seconds"),
-  };
-}
-
-/** The static services; a VIP inside a pod CIDR would shadow a pod, so it is refused. */
-function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) {
-    throw new ConfigError(
-      "services",
-      `expected a list, got ${show(v)}`,
-      "write one `- name: ...` entry per service",
-    );
   }
   const names = new Set<string>();
   const frontends = new Map<string, string>();
-  return v.map((item, i) => {
-    let spec: ServiceSpec;
-    try {
-      spec = parseServiceSpec(item, `services[${i}]`);
-    } catch (e) {
-      if (e instanceof ServiceSpecError) throw new ConfigError(e.key, e.problem, e.fix);
-      throw e;
-    }
+  for (const [i, spec] of c.services.entries()) {
     if (names.has(spec.name)) {
       throw new ConfigError(
         `services[${i}].name`,
@@ -315,8 +303,9 @@ function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
       }
       frontends.set(frontendId(e), spec.name);
     }
+    // A VIP inside a pod CIDR would shadow a pod.
     const { family, value } = ipValue(spec.vip);
-    const pod = podCIDRs.map(parseCidr).find((c) => cidrContains(c, family, value));
+    const pod = c.podCIDRs.map(parseCidr).find((p) => cidrContains(p, family, value));
     if (pod) {
       throw new ConfigError(
         `services[${i}].vip`,
@@ -324,150 +313,19 @@ function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
         "take VIPs from serviceCIDRs",
       );
     }
-    return spec;
-  });
+  }
 }
 
 /** Validates a parsed config object (from YAML or tests) against the contract. */
 export function validateConfig(raw: unknown): NkitdConfig {
-  const d = defaultConfig();
-  if (raw === undefined || raw === null) return d;
-  if (!isObj(raw))
-    throw new ConfigError("(root)", `expected a mapping, got ${show(raw)}`, "write key: value lines");
-  checkKeys(raw, "", [
-    "datapath",
-    "podCIDRs",
-    "uplinks",
-    "mtu",
-    "bigTcp",
-    "paths",
-    "serviceCIDRs",
-    "services",
-    "masquerade",
-    "limits",
-    "timeouts",
-    "nri",
-    "containerd",
-    "log",
-    "metrics",
-  ]);
-
-  const datapath = raw.datapath ?? d.datapath;
-  if (datapath !== "auto" && datapath !== "netkit" && datapath !== "veth") {
-    throw new ConfigError("datapath", `${show(datapath)} is not a datapath mode`, "use auto, netkit or veth");
+  const r = nkitdConfig.safeParse(raw);
+  if (!r.success) {
+    const issue = reportedIssue(r.error);
+    const { problem, fix } = complaint.heard(issue);
+    throw new ConfigError(pathText(issuePath(issue)) || "(root)", problem, fix);
   }
-
-  const podCIDRs = cidrList(raw.podCIDRs, "podCIDRs", d.podCIDRs, 'e.g. [10.47.0.0/24, "fd47::/64"]');
-  const serviceCIDRs = cidrList(
-    raw.serviceCIDRs,
-    "serviceCIDRs",
-    d.serviceCIDRs,
-    'e.g. [10.96.0.0/16, "fd96::/112"]',
-  );
-  for (const [i, svc] of serviceCIDRs.entries()) {
-    const pod = podCIDRs.find((p) => cidrsOverlap(parseCidr(p), parseCidr(svc)));
-    if (pod) {
-      throw new ConfigError(
-        `serviceCIDRs[${i}]`,
-        `${svc} overlaps the pod CIDR ${pod}`,
-        "give VIPs a range of their own",
-      );
-    }
-  }
-  const services = serviceList(raw.services, podCIDRs);
-
-  let uplinks = d.uplinks;
-  if (raw.uplinks !== undefined && raw.uplinks !== null) {
-    if (
-      !Array.isArray(raw.uplinks) ||
-      !raw.uplinks.every((u) => typeof u === "string" && /^[^\s/]{1,15}$/.test(u))
-    ) {
-      throw new ConfigError(
-        "uplinks",
-        `expected a list of interface names, got ${show(raw.uplinks)}`,
-        "e.g. [eth0]",
-      );
-    }
-    uplinks = raw.uplinks as string[];
-  }
-
-  const mtu = raw.mtu ?? d.mtu;
-  if (typeof mtu !== "number" || !Number.isInteger(mtu) || (mtu !== 0 && (mtu < 576 || mtu > 65535))) {
-    throw new ConfigError(
-      "mtu",
-      `${show(mtu)} is not a usable MTU`,
-      "use 0 (follow the uplink) or 576..65535",
-    );
-  }
-  const bigTcp = raw.bigTcp ?? d.bigTcp;
-  if (typeof bigTcp !== "boolean")
-    throw new ConfigError("bigTcp", `expected true or false, got ${show(bigTcp)}`, "use true or false");
-
-  const paths = section(raw, "paths", ["state", "run", "bpffs", "services", "cgroup"]);
-  const masquerade = masqueradeSection(
-    section(raw, "masquerade", ["enabled", "ipv6", "nonMasqueradeCIDRs", "portRange"]),
-    d.masquerade,
-  );
-  const limits = limitsSection(
-    section(raw, "limits", ["services", "backends", "conntrack", "externalFrontends", "maglevTableSize"]),
-    d.limits,
-  );
-  const timeouts = timeoutsSection(
-    section(raw, "timeouts", ["tcpEstablished", "tcpOpening", "tcpClosing", "udp"]),
-    d.timeouts,
-  );
-  const nri = section(raw, "nri", ["enabled", "socket", "index"]);
-  const containerd = section(raw, "containerd", ["socket"]);
-  const log = section(raw, "log", ["level"]);
-  const metrics = section(raw, "metrics", ["listen"]);
-
-  const nriEnabled = nri.enabled ?? d.nri.enabled;
-  if (typeof nriEnabled !== "boolean")
-    throw new ConfigError(
-      "nri.enabled",
-      `expected true or false, got ${show(nriEnabled)}`,
-      "use true or false",
-    );
-  const nriIndex =
-    typeof nri.index === "number" ? String(nri.index) : str(nri.index, "nri.index", d.nri.index);
-  if (!/^\d{2}$/.test(nriIndex))
-    throw new ConfigError("nri.index", `"${nriIndex}" is not a two-digit index`, 'use e.g. "10"');
-  const level = str(log.level, "log.level", d.log.level);
-  const levels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-  if (!levels.includes(level))
-    throw new ConfigError("log.level", `"${level}" is not a log level`, `use one of ${levels.join(", ")}`);
-  const listen = str(metrics.listen, "metrics.listen", d.metrics.listen);
-  if (listen && !/^(\[[0-9a-fA-F:]+\]|[0-9.]+|localhost):\d{1,5}$/.test(listen)) {
-    throw new ConfigError(
-      "metrics.listen",
-      `"${listen}" is not host:port`,
-      'use e.g. "127.0.0.1:9965", or "" to disable',
-    );
-  }
-
-  return {
-    datapath,
-    podCIDRs,
-    uplinks,
-    mtu,
-    bigTcp,
-    paths: {
-      state: absPath(paths.state, "paths.state", d.paths.state),
-      run: absPath(paths.run, "paths.run", d.paths.run),
-      bpffs: absPath(paths.bpffs, "paths.bpffs", d.paths.bpffs),
-      services: absPath(paths.services, "paths.services", d.paths.services),
-      cgroup: optionalAbsPath(paths.cgroup, "paths.cgroup"),
-    },
-    serviceCIDRs,
-    services,
-    masquerade,
-    limits,
-    timeouts,
-    nri: { enabled: nriEnabled, socket: absPath(nri.socket, "nri.socket", d.nri.socket), index: nriIndex },
-    containerd: { socket: absPath(containerd.socket, "containerd.socket", d.containerd.socket) },
-    log: { level: level as LogLevel },
-    metrics: { listen },
-  };
+  checkRelations(r.data);
+  return r.data;
 }
 
 /** Loads the file; a missing file at the default path means defaults, elsewhere it is an error. */

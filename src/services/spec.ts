@@ -2,12 +2,23 @@
 // API and `nkit service add`), validated into one normal form, and the load-balancer entries it
 // becomes: one frontend {VIP, port, protocol} per port, each with its backend addresses. Every
 // source goes through parseServiceSpec, so a service means the same wherever it was written.
+import { z } from "zod";
 import { InvalidArgumentError } from "../errors.js";
 import { canonicalIp, formatHostPort, type IpFamily, parseIp } from "../util/ip.js";
-import { isObj, type JsonObject, show } from "../util/json.js";
+import { show } from "../util/json.js";
+import {
+  asOne,
+  type Complaint,
+  complain,
+  complaint,
+  issuePath,
+  orDefault,
+  pathText,
+  reportedIssue,
+} from "../util/schema.js";
 
-export type Protocol = "tcp" | "udp";
-export type Affinity = "none" | "client-ip";
+export type Protocol = z.output<typeof protocol>;
+export type Affinity = z.output<typeof affinity>;
 /** Where a service came from; each source replaces only its own services. */
 export type ServiceSource = "config" | "file" | "api" | "selector" | "host-port" | "nomad";
 
@@ -69,215 +80,199 @@ export class ServiceSpecError extends InvalidArgumentError {
   }
 }
 
-function port(v: unknown, key: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65535) {
-    throw new ServiceSpecError(key, `${show(v)} is not a port`, "use 1..65535");
-  }
-  return v;
+/** The ServiceSpecError of a failed parse; `key` names where the definition came from. */
+function specError(error: z.ZodError, key: string): ServiceSpecError {
+  const issue = reportedIssue(error);
+  const { problem, fix } = complaint.heard(issue);
+  return new ServiceSpecError(pathText(issuePath(issue), key), problem, fix);
 }
 
-function family(address: string, key: string): IpFamily {
-  try {
-    return parseIp(address).family;
-  } catch {
-    throw new ServiceSpecError(key, `${show(address)} is not an IP address`, "e.g. 10.96.0.10 or fd96::10");
-  }
+/** A mapping with exactly the keys of `shape`; `what` says what else was expected, `example` shows it. */
+function mapping<S extends z.ZodRawShape>(shape: S, what: string, example: string) {
+  const known = Object.keys(shape).join(", ");
+  return z.strictObject(shape, {
+    error: (iss) =>
+      complaint.text(
+        iss.code === "unrecognized_keys"
+          ? { problem: "unknown key", fix: `remove it; known keys: ${known}` }
+          : { problem: `expected ${what}, got ${show(iss.input)}`, fix: example },
+      ),
+  });
 }
+
+const notAPort = (v: unknown): Complaint => ({ problem: `${show(v)} is not a port`, fix: "use 1..65535" });
+const notAPortParam = complaint.says(notAPort);
+const portNumber = z.int(notAPortParam).min(1, notAPortParam).max(65535, notAPortParam);
+
+const ipFamily = (text: string): IpFamily | undefined => {
+  try {
+    return parseIp(text).family;
+  } catch {
+    return undefined;
+  }
+};
+const notAnIp = (v: unknown): Complaint => ({
+  problem: `${show(v)} is not an IP address`,
+  fix: "e.g. 10.96.0.10 or fd96::10",
+});
+
+/** "10.0.0.5", "10.0.0.5:8080", "fd00::5", "[fd00::5]:8080"; `text` stays for messages about it. */
+const backendAddress = z
+  .string(
+    complain((v) => `expected "ADDR:PORT", got ${show(v)}`, 'e.g. "10.47.0.5:8080" or "[fd47::5]:8080"'),
+  )
+  .transform((text, ctx) => {
+    const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? /^([0-9.]+):(\d+)$/.exec(text);
+    const address = m ? (m[1] ?? "") : text;
+    const family = ipFamily(address);
+    const port = m?.[2] === undefined ? undefined : Number(m[2]);
+    const refuse = (parts: Complaint): never => {
+      ctx.issues.push({ code: "custom", input: text, message: complaint.text(parts) });
+      return z.NEVER;
+    };
+    if (family === undefined) return refuse(notAnIp(address));
+    if (port !== undefined && !portNumber.safeParse(port).success) return refuse(notAPort(port));
+    return port === undefined ? { text, address, family } : { text, address, port, family };
+  });
 
 /** "10.0.0.5", "10.0.0.5:8080", "fd00::5", "[fd00::5]:8080". */
 export function parseBackend(text: string, key: string): BackendAddress & { family: IpFamily } {
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  const v4WithPort = /^([0-9.]+):(\d+)$/.exec(text);
-  const m = bracketed ?? v4WithPort;
-  const address = m ? (m[1] ?? "") : text;
-  const fam = family(address, key);
-  if (m?.[2] === undefined) return { address, family: fam };
-  return { address, port: port(Number(m[2]), key), family: fam };
+  const r = backendAddress.safeParse(text);
+  if (!r.success) throw specError(r.error, key);
+  const { text: _text, ...backend } = r.data;
+  return backend;
 }
 
-function keysOf(o: JsonObject, key: string, known: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (!known.includes(k)) {
-      throw new ServiceSpecError(`${key}.${k}`, "unknown key", `remove it; known keys: ${known.join(", ")}`);
+const protocol = z.enum(
+  ["tcp", "udp"],
+  complain((v) => `${show(v)} is not supported`, "use tcp or udp"),
+);
+const affinity = z.enum(
+  ["none", "client-ip"],
+  complain((v) => `${show(v)} is not an affinity`, "use none or client-ip"),
+);
+
+const servicePort = mapping(
+  {
+    port: portNumber,
+    protocol: orDefault(protocol, "tcp"),
+    targetPort: portNumber.optional(),
+  },
+  "{port, protocol, targetPort}",
+  "e.g. {port: 80, protocol: tcp}",
+).transform((p): ServicePort => ({ port: p.port, protocol: p.protocol, targetPort: p.targetPort ?? p.port }));
+
+const notAName = complain(
+  (v) => `${show(v)} is not a service name`,
+  "use 1-64 of a-z 0-9 . _ - (starting and ending alphanumeric)",
+);
+const notAPortList = complain(
+  (v) => `expected a non-empty list, got ${show(v)}`,
+  "e.g. [{port: 80, protocol: tcp, targetPort: 8080}]",
+);
+const notATimeout = complain((v) => `${show(v)} is not a timeout`, "use 1..604800 seconds");
+
+/**
+ * A service definition as users write it (YAML, the API): `ports` as a list, backends as
+ * "ADDR[:PORT]", parsed into the normal form. The checks that relate fields run in the transform,
+ * which zod reaches only when every field is valid.
+ */
+export const serviceInput = mapping(
+  {
+    name: z.string(notAName).regex(NAME_RE, notAName),
+    vip: z
+      .string(complain((v) => `expected an IP address, got ${show(v)}`, "e.g. 10.96.0.10"))
+      .refine((v) => ipFamily(v) !== undefined, complaint.says(notAnIp)),
+    ports: z.array(servicePort, notAPortList).min(1, notAPortList),
+    backends: z
+      .array(
+        backendAddress,
+        complain((v) => `expected a list, got ${show(v)}`, 'e.g. ["10.47.0.5:8080"]'),
+      )
+      .optional(),
+    selector: asOne(
+      z.record(z.string(), z.string()).refine((r) => Object.keys(r).length > 0),
+      complain((v) => `expected label: value pairs, got ${show(v)}`, "e.g. {app: web}"),
+    ).optional(),
+    affinity: orDefault(affinity, "none"),
+    affinityTimeoutSeconds: orDefault(
+      z
+        .int(notATimeout)
+        .min(1, notATimeout)
+        .max(86400 * 7, notATimeout),
+      DEFAULT_AFFINITY_TIMEOUT_SECONDS,
+    ),
+    external: z
+      .boolean(
+        complain(
+          (v) => `${show(v)} is not true or false`,
+          "true: reachable per packet from other hosts (uplink ingress)",
+        ),
+      )
+      .optional(),
+  },
+  "a mapping",
+  "write name, vip, ports and backends",
+).transform((raw, ctx): ServiceSpec => {
+  const refuse = (path: PropertyKey[], problem: string, fix: string): never => {
+    ctx.issues.push({ code: "custom", input: raw, path, message: complaint.text({ problem, fix }) });
+    return z.NEVER;
+  };
+  const family = parseIp(raw.vip).family;
+  const frontends = new Set<string>();
+  for (const [i, p] of raw.ports.entries()) {
+    const id = `${p.port}/${p.protocol}`;
+    if (frontends.has(id))
+      return refuse(["ports", i], `${id} is listed twice`, "list each port/protocol once");
+    frontends.add(id);
+  }
+  if (raw.backends !== undefined && raw.selector !== undefined) {
+    return refuse([], "has both backends and selector", "give one: fixed backends or a label selector");
+  }
+  const backends: BackendAddress[] = [];
+  const seen = new Set<string>();
+  for (const [i, b] of (raw.backends ?? []).entries()) {
+    if (b.family !== family) {
+      return refuse(
+        ["backends", i],
+        `${b.text} is IPv${b.family} but the VIP ${raw.vip} is IPv${family}`,
+        "give backends of the VIP's family (one service per family)",
+      );
     }
+    if (b.port !== undefined && raw.ports.length > 1) {
+      return refuse(
+        ["backends", i],
+        `names port ${b.port} but the service has ${raw.ports.length} ports`,
+        "give bare addresses; each port's targetPort picks the backend port",
+      );
+    }
+    const id = `${canonicalIp(b.address)}:${b.port ?? ""}`;
+    if (seen.has(id)) return refuse(["backends", i], `${b.text} is listed twice`, "list each backend once");
+    seen.add(id);
+    backends.push(b.port === undefined ? { address: b.address } : { address: b.address, port: b.port });
   }
-}
-
-function parsePort(raw: unknown, key: string): ServicePort {
-  if (!isObj(raw))
-    throw new ServiceSpecError(
-      key,
-      `expected {port, protocol, targetPort}, got ${show(raw)}`,
-      "e.g. {port: 80, protocol: tcp}",
-    );
-  keysOf(raw, key, ["port", "protocol", "targetPort"]);
-  const p = port(raw.port, `${key}.port`);
-  const protocol = raw.protocol ?? "tcp";
-  if (protocol !== "tcp" && protocol !== "udp") {
-    throw new ServiceSpecError(`${key}.protocol`, `${show(protocol)} is not supported`, "use tcp or udp");
-  }
-  const targetPort = raw.targetPort === undefined ? p : port(raw.targetPort, `${key}.targetPort`);
-  return { port: p, protocol, targetPort };
-}
+  const spec: ServiceSpec = {
+    name: raw.name,
+    vip: raw.vip,
+    family,
+    ports: raw.ports,
+    backends,
+    affinity: raw.affinity,
+    affinityTimeoutSeconds: raw.affinityTimeoutSeconds,
+  };
+  if (raw.selector) spec.selector = raw.selector;
+  if (raw.external) spec.external = true;
+  return spec;
+});
 
 /**
  * Validates one service definition; `key` prefixes every error (`services[0]`, a file name).
  * Accepts what the YAML forms and the API carry: `ports` as a list, backends as "ADDR[:PORT]".
  */
 export function parseServiceSpec(raw: unknown, key: string): ServiceSpec {
-  if (!isObj(raw))
-    throw new ServiceSpecError(
-      key,
-      `expected a mapping, got ${show(raw)}`,
-      "write name, vip, ports and backends",
-    );
-  keysOf(raw, key, [
-    "name",
-    "vip",
-    "ports",
-    "backends",
-    "selector",
-    "affinity",
-    "affinityTimeoutSeconds",
-    "external",
-  ]);
-  const name = raw.name;
-  if (typeof name !== "string" || !NAME_RE.test(name)) {
-    throw new ServiceSpecError(
-      `${key}.name`,
-      `${show(name)} is not a service name`,
-      "use 1-64 of a-z 0-9 . _ - (starting and ending alphanumeric)",
-    );
-  }
-  if (typeof raw.vip !== "string")
-    throw new ServiceSpecError(
-      `${key}.vip`,
-      `expected an IP address, got ${show(raw.vip)}`,
-      "e.g. 10.96.0.10",
-    );
-  const vipFamily = family(raw.vip, `${key}.vip`);
-  const vip = raw.vip;
-
-  if (!Array.isArray(raw.ports) || raw.ports.length === 0) {
-    throw new ServiceSpecError(
-      `${key}.ports`,
-      `expected a non-empty list, got ${show(raw.ports)}`,
-      "e.g. [{port: 80, protocol: tcp, targetPort: 8080}]",
-    );
-  }
-  const ports = raw.ports.map((p, i) => parsePort(p, `${key}.ports[${i}]`));
-  const frontends = new Set<string>();
-  ports.forEach((p, i) => {
-    const id = `${p.port}/${p.protocol}`;
-    if (frontends.has(id))
-      throw new ServiceSpecError(
-        `${key}.ports[${i}]`,
-        `${id} is listed twice`,
-        "list each port/protocol once",
-      );
-    frontends.add(id);
-  });
-
-  if (raw.backends !== undefined && raw.selector !== undefined) {
-    throw new ServiceSpecError(
-      key,
-      "has both backends and selector",
-      "give one: fixed backends or a label selector",
-    );
-  }
-  const backends: BackendAddress[] = [];
-  if (raw.backends !== undefined) {
-    if (!Array.isArray(raw.backends))
-      throw new ServiceSpecError(
-        `${key}.backends`,
-        `expected a list, got ${show(raw.backends)}`,
-        'e.g. ["10.47.0.5:8080"]',
-      );
-    const seen = new Set<string>();
-    raw.backends.forEach((b, i) => {
-      const bkey = `${key}.backends[${i}]`;
-      if (typeof b !== "string")
-        throw new ServiceSpecError(
-          bkey,
-          `expected "ADDR:PORT", got ${show(b)}`,
-          'e.g. "10.47.0.5:8080" or "[fd47::5]:8080"',
-        );
-      const parsed = parseBackend(b, bkey);
-      if (parsed.family !== vipFamily) {
-        throw new ServiceSpecError(
-          bkey,
-          `${b} is IPv${parsed.family} but the VIP ${vip} is IPv${vipFamily}`,
-          "give backends of the VIP's family (one service per family)",
-        );
-      }
-      if (parsed.port !== undefined && ports.length > 1) {
-        throw new ServiceSpecError(
-          bkey,
-          `names port ${parsed.port} but the service has ${ports.length} ports`,
-          "give bare addresses; each port's targetPort picks the backend port",
-        );
-      }
-      const id = `${canonicalIp(parsed.address)}:${parsed.port ?? ""}`;
-      if (seen.has(id)) throw new ServiceSpecError(bkey, `${b} is listed twice`, "list each backend once");
-      seen.add(id);
-      const be: BackendAddress = { address: parsed.address };
-      if (parsed.port !== undefined) be.port = parsed.port;
-      backends.push(be);
-    });
-  }
-  let selector: Record<string, string> | undefined;
-  if (raw.selector !== undefined) {
-    if (
-      !isObj(raw.selector) ||
-      Object.keys(raw.selector).length === 0 ||
-      !Object.values(raw.selector).every((v) => typeof v === "string")
-    ) {
-      throw new ServiceSpecError(
-        `${key}.selector`,
-        `expected label: value pairs, got ${show(raw.selector)}`,
-        "e.g. {app: web}",
-      );
-    }
-    selector = raw.selector as Record<string, string>;
-  }
-
-  const affinity = raw.affinity ?? "none";
-  if (affinity !== "none" && affinity !== "client-ip") {
-    throw new ServiceSpecError(
-      `${key}.affinity`,
-      `${show(affinity)} is not an affinity`,
-      "use none or client-ip",
-    );
-  }
-  const timeout = raw.affinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
-  if (typeof timeout !== "number" || !Number.isInteger(timeout) || timeout < 1 || timeout > 86400 * 7) {
-    throw new ServiceSpecError(
-      `${key}.affinityTimeoutSeconds`,
-      `${show(timeout)} is not a timeout`,
-      "use 1..604800 seconds",
-    );
-  }
-  const spec: ServiceSpec = {
-    name,
-    vip,
-    family: vipFamily,
-    ports,
-    backends,
-    affinity,
-    affinityTimeoutSeconds: timeout,
-  };
-  if (selector) spec.selector = selector;
-  if (raw.external !== undefined) {
-    if (typeof raw.external !== "boolean") {
-      throw new ServiceSpecError(
-        `${key}.external`,
-        `${show(raw.external)} is not true or false`,
-        "true: reachable per packet from other hosts (uplink ingress)",
-      );
-    }
-    if (raw.external) spec.external = true;
-  }
-  return spec;
+  const r = serviceInput.safeParse(raw);
+  if (!r.success) throw specError(r.error, key);
+  return r.data;
 }
 
 /**

@@ -5,10 +5,11 @@
 // atomically, before memory changes; memory restored if the write fails).
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { z } from "zod";
 import { StateCorruptError } from "../errors.js";
-import { isObj } from "../util/json.js";
+import { type IssueContext, reportedIssue } from "../util/schema.js";
 import { readFileIfExists, removeStaleTemps, writeFileAtomic } from "./atomic-file.js";
-import { type Shape, ShapeMismatch } from "./shape.js";
+import { type Shape, shapeMismatch } from "./shape.js";
 
 export interface DocumentFormat<T> {
   /** The layout version written into every file as `"version"`; bump it when the shape changes. */
@@ -24,6 +25,16 @@ export interface DocumentFormat<T> {
   indent?: number;
 }
 
+const noVersion = {
+  error: (iss: IssueContext) => `no layout version (got ${JSON.stringify(iss.input) ?? "none"})`,
+};
+
+/** Every state file is a JSON object holding its layout version beside the document's fields. */
+const envelope = z.looseObject(
+  { version: z.number(noVersion).refine((v) => Number.isInteger(v) && v >= 1, noVersion) },
+  { error: () => "not a JSON object" },
+);
+
 /** Parses and checks one versioned document; `path` only names the file in errors. */
 export function decodeDocument<T>(path: string, text: string, format: DocumentFormat<T>): T {
   let parsed: unknown;
@@ -32,12 +43,10 @@ export function decodeDocument<T>(path: string, text: string, format: DocumentFo
   } catch (e) {
     throw new StateCorruptError(path, "invalid JSON", { cause: e });
   }
-  if (!isObj(parsed)) throw new StateCorruptError(path, "not a JSON object");
-  let doc = parsed;
-  let version = doc.version;
-  if (typeof version !== "number" || !Number.isInteger(version) || version < 1) {
-    throw new StateCorruptError(path, `no layout version (got ${JSON.stringify(version) ?? "none"})`);
-  }
+  const top = envelope.safeParse(parsed);
+  if (!top.success) throw new StateCorruptError(path, reportedIssue(top.error).message);
+  let doc: Record<string, unknown> = top.data;
+  let version = top.data.version;
   if (version > format.version) {
     throw new StateCorruptError(
       path,
@@ -55,12 +64,10 @@ export function decodeDocument<T>(path: string, text: string, format: DocumentFo
     version++;
   }
   const { version: _version, ...body } = doc;
-  try {
-    return format.shape(body, "");
-  } catch (e) {
-    if (e instanceof ShapeMismatch) throw new StateCorruptError(path, e.message, { cause: e });
-    throw e;
-  }
+  const result = format.shape.safeParse(body);
+  if (!result.success)
+    throw new StateCorruptError(path, shapeMismatch(result.error), { cause: result.error });
+  return result.data;
 }
 
 export function encodeDocument<T extends object>(value: T, format: DocumentFormat<T>): string {
@@ -127,12 +134,9 @@ export class RecordStore<T> {
   }
 
   static inFile<T>(o: FileStoreOptions<T>): RecordStore<T> {
-    const listShape = (v: unknown): T[] => {
-      const body = v as Record<string, unknown>;
-      const list = body[o.field];
-      if (!Array.isArray(list)) throw new ShapeMismatch(o.field, "an array of records");
-      return list.map((item, i) => o.record(item, `${o.field}[${i}]`));
-    };
+    const records = z.array(o.record, { error: () => "expected an array of records" });
+    // `?? []` only satisfies the index type: the object schema has required the field.
+    const listShape = z.object({ [o.field]: records }).transform((body) => body[o.field] ?? []);
     const format: DocumentFormat<T[]> = { version: o.version, shape: listShape, indent: 1 };
     if (o.upgrade) format.upgrade = o.upgrade;
     const backing: Backing<T> = {

@@ -72,7 +72,9 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
   }
 
   async function run(name: string, args: string[], cmd: string[]): Promise<Container> {
-    const id = (await nerdctl.ok(["run", "-d", "--name", name, "--network", network, ...args, image, ...cmd])).trim();
+    const id = (
+      await nerdctl.ok(["run", "-d", "--name", name, "--network", network, ...args, image, ...cmd])
+    ).trim();
     const cniId = `${nerdctl.namespace}-${id}`;
     nkitd!.track(cniId);
     return { name, id, cniId, ep: await endpointOf(cniId) };
@@ -131,10 +133,32 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
     const ip6 = cidr6.replace(/::\/64$/, "::77");
     const c = await run(`ip-${tag}`, ["--ip", ip4, "--ip6", ip6], sleeper);
     expect(c.ep.addresses).toEqual({ ipv4: ip4, ipv6: ip6 });
-    const taken = await nerdctl.run(["run", "-d", "--name", `taken-${tag}`, "--network", network, "--ip", ip4, image, ...sleeper]);
+    const taken = await nerdctl.run([
+      "run",
+      "-d",
+      "--name",
+      `taken-${tag}`,
+      "--network",
+      network,
+      "--ip",
+      ip4,
+      image,
+      ...sleeper,
+    ]);
     expect(taken.code).not.toBe(0);
     expect(taken.stderr).toMatch(/already assigned/);
-    const outside = await nerdctl.run(["run", "-d", "--name", `out-${tag}`, "--network", network, "--ip", "192.0.2.9", image, ...sleeper]);
+    const outside = await nerdctl.run([
+      "run",
+      "-d",
+      "--name",
+      `out-${tag}`,
+      "--network",
+      network,
+      "--ip",
+      "192.0.2.9",
+      image,
+      ...sleeper,
+    ]);
     expect(outside.code).not.toBe(0);
     expect(outside.stderr).toMatch(/not an assignable address of the pod CIDR/);
     await nerdctl.run(["rm", "-f", `taken-${tag}`, `out-${tag}`]);
@@ -143,9 +167,9 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
   it("publishes -p HOST:CONTAINER to the host's addresses, 127.0.0.1 and other containers", async () => {
     const port = 18000 + Math.floor(Math.random() * 1000);
     const w = await run(`web-${tag}`, ["-p", `${port}:80`], web("hello-p"));
-    expect(await waitFor("127.0.0.1 answers", () => httpGet("127.0.0.1", port).catch(() => undefined))).toContain(
-      "hello-p",
-    );
+    expect(
+      await waitFor("127.0.0.1 answers", () => httpGet("127.0.0.1", port).catch(() => undefined)),
+    ).toContain("hello-p");
     expect(await httpGet(nkitd!.hostV4, port)).toContain("hello-p");
     const client = await run(`pc-${tag}`, [], sleeper);
     const viaHost = await nerdctl.ok([
@@ -157,7 +181,18 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
     ]);
     expect(viaHost).toContain("hello-p");
     // The same host port again fails the run with a clear message.
-    const again = await nerdctl.run(["run", "-d", "--name", `web2-${tag}`, "--network", network, "-p", `${port}:80`, image, ...sleeper]);
+    const again = await nerdctl.run([
+      "run",
+      "-d",
+      "--name",
+      `web2-${tag}`,
+      "--network",
+      network,
+      "-p",
+      `${port}:80`,
+      image,
+      ...sleeper,
+    ]);
     expect(again.code).not.toBe(0);
     await nerdctl.run(["rm", "-f", `web2-${tag}`]);
     void w;
@@ -172,13 +207,21 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
     expect(restarted.addresses).toEqual(first.ep.addresses);
     await nerdctl.ok(["rm", "-f", name]);
     const gone = { id: first.cniId, ips: [first.ep.addresses.ipv4!, first.ep.addresses.ipv6!] };
-    await waitFor("the endpoint to go", async () => ((await leftovers(nkitd!, [gone])).length === 0 ? true : undefined));
+    await waitFor("the endpoint to go", async () =>
+      (await leftovers(nkitd!, [gone])).length === 0 ? true : undefined,
+    );
     const second = await run(name, [], sleeper);
     expect(second.cniId).not.toBe(first.cniId);
     await nerdctl.ok(["rm", "-f", name]);
-    const once = (await nerdctl.ok(["run", "--rm", "--network", network, image, "sh", "-c", "ip -o addr show eth0"])).trim();
+    const once = (
+      await nerdctl.ok(["run", "--rm", "--network", network, image, "sh", "-c", "ip -o addr show eth0"])
+    ).trim();
     expect(once).toMatch(/inet /);
     await nerdctl.removeAll();
-    expect(await waitFor("nkitd to be empty", async () => ((await nkitdEmpty(nkitd!)).length === 0 ? true : undefined))).toBe(true);
+    expect(
+      await waitFor("nkitd to be empty", async () =>
+        (await nkitdEmpty(nkitd!)).length === 0 ? true : undefined,
+      ),
+    ).toBe(true);
   });
 });

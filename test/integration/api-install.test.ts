@@ -110,7 +110,7 @@ describe("nkit install / uninstall", () => {
     expect(conf.cniVersion).toBe("1.0.0");
     expect(conf.name).toBe("nkit");
     expect(conf.plugins[0]).toEqual({ type: "loopback" });
-    expect(conf.plugins[1]).toMatchObject({ type: "nkit-cni", mode: "ipam", socket: "/run/nkit/cni.sock" });
+    expect(conf.plugins[1]).toMatchObject({ type: "nkit-cni", mode: "auto", socket: "/run/nkit/cni.sock" });
     // no containerd config: nothing patched, nothing created there
     expect(rep1.containerd.patched).toBe(false);
     expect(existsSync(join(dir, "etc/containerd"))).toBe(false);

@@ -9,9 +9,12 @@ import { CACHE_DIR, IMAGE_TARBALLS, IMAGES } from "./lanes.js";
 
 export function nerdctlBinary(): string {
   const recorded = join(CACHE_DIR, "nerdctl.path");
-  const bin = process.env.NKIT_E2E_NERDCTL ?? (existsSync(recorded) ? readFileSync(recorded, "utf8").trim() : "");
+  const bin =
+    process.env.NKIT_E2E_NERDCTL ?? (existsSync(recorded) ? readFileSync(recorded, "utf8").trim() : "");
   if (!bin || !existsSync(bin)) {
-    throw new Error(`nerdctl not found (${bin || recorded}): run scripts/e2e/setup.sh or set NKIT_E2E_NERDCTL`);
+    throw new Error(
+      `nerdctl not found (${bin || recorded}): run scripts/e2e/setup.sh or set NKIT_E2E_NERDCTL`,
+    );
   }
   return bin;
 }
@@ -60,7 +63,9 @@ export class Nerdctl {
         {
           timeout: timeoutMs,
           maxBuffer: 16 << 20,
-          env: { PATH: `${this.env.binaries.binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` },
+          env: {
+            PATH: `${this.env.binaries.binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+          },
         },
         (err, stdout, stderr) => {
           const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
