@@ -33,7 +33,7 @@
 //
 // Timeouts (shim): connect 2 s; the whole call "timeoutMs" from the network configuration
 // (default 30000, 1..600000). nkitd drops a connection that sends no complete request in 10 s.
-import { isIPv4, isIPv6 } from "node:net";
+import { IpAddress } from "../util/ip.js";
 import { isObj, type JsonObject, show } from "../util/json.js";
 import { CniCode, CniError } from "./codes.js";
 import type { CniResult } from "./result.js";
@@ -178,9 +178,9 @@ function plainIp(text: string, source: string): { family: 4 | 6; ip: string } {
   if (slash >= 0 && !/^\d{1,3}$/.test(text.slice(slash + 1))) {
     throw configError(`${source}: "${text}" is not an address or address/prefix`);
   }
-  if (isIPv4(ip)) return { family: 4, ip };
-  if (isIPv6(ip)) return { family: 6, ip };
-  throw configError(`${source}: "${text}" is not an IP address`);
+  const family = IpAddress.tryParse(ip)?.family;
+  if (family === undefined) throw configError(`${source}: "${text}" is not an IP address`);
+  return { family, ip };
 }
 
 function pickIps(sources: { name: string; ips: string[] }[]): { ipv4?: string; ipv6?: string } {
@@ -257,7 +257,7 @@ function portMappings(v: unknown): PortMapping[] {
       throw configError(`${where}.hostIP must be a string, got ${show(hostIP)}`);
     }
     if (typeof hostIP === "string" && hostIP !== "") {
-      if (!isIPv4(hostIP) && !isIPv6(hostIP)) {
+      if (!IpAddress.tryParse(hostIP)) {
         throw configError(`${where}.hostIP "${hostIP}" is not an IP address`);
       }
       out.hostIP = hostIP;

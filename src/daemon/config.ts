@@ -4,7 +4,6 @@ import { readFileSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { parse } from "yaml";
 import { ConfigError } from "../errors.js";
-import { cidrContains, cidrsOverlap, ipValue, parseCidr } from "../ipam/cidr.js";
 import {
   frontendId,
   lbEntries,
@@ -12,6 +11,7 @@ import {
   type ServiceSpec,
   ServiceSpecError,
 } from "../services/spec.js";
+import { IpAddress, IpPrefix } from "../util/ip.js";
 import { isObj, type JsonObject, show } from "../util/json.js";
 
 export type DatapathSetting = "auto" | "netkit" | "veth";
@@ -163,7 +163,7 @@ function cidrList(v: unknown, key: string, fallback: string[], example: string):
       throw new ConfigError(`${key}[${i}]`, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
     let family: number;
     try {
-      family = parseCidr(c).family;
+      family = IpPrefix.parse(c).family;
     } catch (e) {
       throw new ConfigError(`${key}[${i}]`, (e as Error).message, "give an address/prefix-length");
     }
@@ -201,7 +201,7 @@ function masqueradeSection(m: JsonObject, d: MasqueradeConfig): MasqueradeConfig
       if (typeof c !== "string")
         throw new ConfigError(key, `expected a string, got ${show(c)}`, "quote IPv6 CIDRs");
       try {
-        parseCidr(c);
+        IpPrefix.parse(c);
       } catch (e) {
         throw new ConfigError(key, (e as Error).message, "give an address/prefix-length");
       }
@@ -312,8 +312,8 @@ function serviceList(v: unknown, podCIDRs: readonly string[]): ServiceSpec[] {
       }
       frontends.set(frontendId(e), spec.name);
     }
-    const { family, value } = ipValue(spec.vip);
-    const pod = podCIDRs.map(parseCidr).find((c) => cidrContains(c, family, value));
+    const vip = IpAddress.parse(spec.vip);
+    const pod = podCIDRs.map((c) => IpPrefix.parse(c)).find((c) => c.contains(vip));
     if (pod) {
       throw new ConfigError(
         `services[${i}].vip`,
@@ -361,7 +361,7 @@ export function validateConfig(raw: unknown): NkitdConfig {
     'e.g. [10.96.0.0/16, "fd96::/112"]',
   );
   for (const [i, svc] of serviceCIDRs.entries()) {
-    const pod = podCIDRs.find((p) => cidrsOverlap(parseCidr(p), parseCidr(svc)));
+    const pod = podCIDRs.find((p) => IpPrefix.parse(p).overlaps(IpPrefix.parse(svc)));
     if (pod) {
       throw new ConfigError(
         `serviceCIDRs[${i}]`,

@@ -3,7 +3,7 @@
 // becomes: one frontend {VIP, port, protocol} per port, each with its backend addresses. Every
 // source goes through parseServiceSpec, so a service means the same wherever it was written.
 import { InvalidArgumentError } from "../errors.js";
-import { canonicalIp, formatHostPort, type IpFamily, parseIp } from "../util/ip.js";
+import { formatHostPort, IpAddress, type IpFamily } from "../util/ip.js";
 import { isObj, type JsonObject, show } from "../util/json.js";
 
 export type Protocol = "tcp" | "udp";
@@ -78,7 +78,7 @@ function port(v: unknown, key: string): number {
 
 function family(address: string, key: string): IpFamily {
   try {
-    return parseIp(address).family;
+    return IpAddress.parse(address).family;
   } catch {
     throw new ServiceSpecError(key, `${show(address)} is not an IP address`, "e.g. 10.96.0.10 or fd96::10");
   }
@@ -217,7 +217,7 @@ export function parseServiceSpec(raw: unknown, key: string): ServiceSpec {
           "give bare addresses; each port's targetPort picks the backend port",
         );
       }
-      const id = `${canonicalIp(parsed.address)}:${parsed.port ?? ""}`;
+      const id = `${IpAddress.parse(parsed.address).text}:${parsed.port ?? ""}`;
       if (seen.has(id)) throw new ServiceSpecError(bkey, `${b} is listed twice`, "list each backend once");
       seen.add(id);
       const be: BackendAddress = { address: parsed.address };
@@ -286,7 +286,7 @@ export function parseServiceSpec(raw: unknown, key: string): ServiceSpec {
  */
 export function lbEntries(spec: ServiceSpec, selected: readonly string[] = []): LbEntry[] {
   const pool: BackendAddress[] = spec.selector
-    ? selected.filter((a) => parseIp(a).family === spec.family).map((address) => ({ address }))
+    ? selected.filter((a) => IpAddress.parse(a).family === spec.family).map((address) => ({ address }))
     : spec.backends;
   return spec.ports.map((p) => ({
     service: spec.name,
@@ -302,5 +302,5 @@ export function lbEntries(spec: ServiceSpec, selected: readonly string[] = []): 
 
 /** The one text form of a frontend, for conflict messages and keys in TS. */
 export function frontendId(e: Pick<LbEntry, "vip" | "port" | "protocol">): string {
-  return `${formatHostPort(canonicalIp(e.vip), e.port)}/${e.protocol}`;
+  return `${formatHostPort(IpAddress.parse(e.vip).text, e.port)}/${e.protocol}`;
 }

@@ -1,4 +1,4 @@
-import { type IpFamily, parseIp } from "../util/ip.js";
+import { IpAddress, type IpFamily } from "../util/ip.js";
 import { isObj } from "../util/json.js";
 
 // Shape guards for what nkit reads back from its own state files: a file edited by hand, truncated
@@ -39,13 +39,7 @@ export const count: Shape<number> = (v, at) =>
 export function ipAddress(family: IpFamily): Shape<string> {
   return (v, at) => {
     const text = string(v, at);
-    let ok = false;
-    try {
-      ok = parseIp(text).family === family;
-    } catch {
-      // reported below, with the field
-    }
-    return ok ? text : fail(at, `an IPv${family} address`, text);
+    return IpAddress.tryParse(text)?.family === family ? text : fail(at, `an IPv${family} address`, text);
   };
 }
 
