@@ -2,7 +2,7 @@
 // endian values); addresses are kept in network order, as the programs read them from packets.
 import { endianness } from "node:os";
 import { InvalidArgumentError } from "../errors.js";
-import { formatIp, parseIp } from "../util/ip.js";
+import { IpAddress } from "../util/ip.js";
 
 export interface Codec<T> {
   /** Encoded size in bytes. */
@@ -112,11 +112,11 @@ function ipCodec(family: 4 | 6): Codec<string> {
   return codec(
     size,
     (v, b, o) => {
-      const ip = parseIp(v);
+      const ip = IpAddress.parse(v);
       if (ip.family !== family) throw new InvalidArgumentError(`not an IPv${family} address: ${v}`);
-      ip.bytes.copy(b, o);
+      ip.toBytes().copy(b, o);
     },
-    (b, o) => formatIp(b.subarray(o, o + size)),
+    (b, o) => IpAddress.fromBytes(b.subarray(o, o + size)).text,
   );
 }
 

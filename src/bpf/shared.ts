@@ -2,7 +2,7 @@
 // codecs are generated from the objects' BTF into src/bpf/gen/<header>.ts; src/bpf/<name>.ts
 // (nkit_datapath.h: datapath.ts) names them and adds the constants. Which map holds which struct
 // is generated too, per object (src/bpf/gen/<object>.skel.ts).
-import { formatIp, type ParsedIp, parseIp, parsePrefix } from "../util/ip.js";
+import { IpAddress, type IpPrefix } from "../util/ip.js";
 import * as abi from "./gen/nkit_shared.js";
 
 /** Address family tag (NK_FAMILY_V4/V6) of map keys and values that hold a 16-byte address. */
@@ -18,41 +18,37 @@ export interface MapAddress {
   addr: Buffer;
 }
 
-function mapAddressOf(ip: ParsedIp): MapAddress {
+/** The map form of an address: every key and value that holds one is written from this. */
+export function mapAddress(ip: IpAddress): MapAddress {
   const addr = Buffer.alloc(16);
-  ip.bytes.copy(addr);
+  ip.toBytes().copy(addr);
   return { family: ip.family === 4 ? Family.V4 : Family.V6, addr };
-}
-
-/** The map form of an address's text ("10.47.0.5", "fd47::5"). */
-export function mapAddress(text: string): MapAddress {
-  return mapAddressOf(parseIp(text));
 }
 
 /** The text of a map address (the bytes in hex when the family tag is neither). */
 export function mapAddressText(family: number, addr: Buffer): string {
-  if (family === Family.V4) return formatIp(addr.subarray(0, 4));
-  if (family === Family.V6) return formatIp(addr.subarray(0, 16));
+  if (family === Family.V4) return IpAddress.fromBytes(addr.subarray(0, 4)).text;
+  if (family === Family.V6) return IpAddress.fromBytes(addr.subarray(0, 16)).text;
   return addr.toString("hex");
 }
 
-/** The trie key of a CIDR ("10.96.0.0/16", "fd96::/112"). */
-export function prefixKeyOf(cidr: string): PrefixKey {
-  const p = parsePrefix(cidr);
-  return { prefixlen: 32 + p.prefixLength, ...mapAddressOf(p) };
+/** The trie key of a prefix; the kernel matches only the first prefixlen bits, so host bits are
+ * dropped here to keep one key per network (syncPrefixSet compares keys byte for byte). */
+export function prefixKeyOf(p: IpPrefix): PrefixKey {
+  return { prefixlen: 32 + p.prefixLength, ...mapAddress(p.network) };
 }
 
-/** Makes a trie hold exactly `cidrs` (entries not wanted removed first, the rest written). */
+/** Makes a trie hold exactly `prefixes` (entries not wanted removed first, the rest written). */
 export function syncPrefixSet(
   trie: {
     keys(): Iterable<PrefixKey>;
     delete(k: PrefixKey): unknown;
     update(k: PrefixKey, v: number): unknown;
   },
-  cidrs: readonly string[],
+  prefixes: readonly IpPrefix[],
 ): void {
   const hex = (k: PrefixKey) => prefixKey.encode(k).toString("hex");
-  const want = new Map(cidrs.map((c) => [hex(prefixKeyOf(c)), prefixKeyOf(c)]));
+  const want = new Map(prefixes.map((p) => [hex(prefixKeyOf(p)), prefixKeyOf(p)]));
   for (const k of [...trie.keys()]) if (!want.has(hex(k))) trie.delete(k);
   for (const k of want.values()) trie.update(k, 1);
 }

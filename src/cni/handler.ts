@@ -25,9 +25,9 @@ import { GATEWAY_V4, GATEWAY_V6 } from "../datapath/devices.js";
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
-import { netnsInode, Rtnl } from "../netlink/index.js";
+import { Rtnl, sameNetns } from "../netlink/index.js";
 import type { PodLifecycle } from "../pods/lifecycle.js";
-import { canonicalIp as canonicalIpStrict } from "../util/ip.js";
+import { IpAddress } from "../util/ip.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import type { AttachmentStore } from "./attachments.js";
 import { CniCode, CniError } from "./codes.js";
@@ -84,22 +84,7 @@ export type CniPodLifecycle = Pick<
 type Addresses = { ipv4?: string; ipv6?: string };
 
 /** prevResult may carry anything: text that is no address compares as itself. */
-function canonicalIp(text: string): string {
-  try {
-    return canonicalIpStrict(text);
-  } catch {
-    return text;
-  }
-}
-
-function sameNetnsPath(a: string, b: string): boolean {
-  if (a === b) return true;
-  try {
-    return netnsInode(a) === netnsInode(b);
-  } catch {
-    return false;
-  }
-}
+const canonicalIp = (text: string): string => IpAddress.tryParse(text)?.text ?? text;
 
 /** Host device and pod interface exist and are up. */
 export async function probeEndpointLinks(ep: WiredEndpoint): Promise<string | undefined> {
@@ -216,7 +201,7 @@ export class NkitCniHandler implements CniHandler {
           `nkit gives a container one interface; DEL it before adding ${req.ifName} to network ${conf.name} (mode ${conf.mode})`,
         );
       }
-      if (!sameNetnsPath(att.netns, req.netns)) {
+      if (!sameNetns(att.netns, req.netns)) {
         throw new CniError(
           CniCode.ATTACHMENT_CONFLICT,
           `container ${id} is already attached in network namespace ${att.netns}`,
@@ -362,7 +347,7 @@ export class NkitCniHandler implements CniHandler {
     if (att.mode !== "wire") return;
     const ep = this.opts.endpoints.get(id);
     if (!ep) throw mismatch("the endpoint is not wired");
-    if (!sameNetnsPath(ep.netnsPath, req.netns)) {
+    if (!sameNetns(ep.netnsPath, req.netns)) {
       throw mismatch(`the endpoint is wired into ${ep.netnsPath}, not ${req.netns}`);
     }
     if (ep.podIfName !== req.ifName) throw mismatch(`the endpoint's pod interface is ${ep.podIfName}`);

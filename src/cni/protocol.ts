@@ -33,8 +33,8 @@
 //
 // Timeouts (shim): connect 2 s; the whole call "timeoutMs" from the network configuration
 // (default 30000, 1..600000). nkitd drops a connection that sends no complete request in 10 s.
-import { isIP, isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
+import { IpAddress } from "../util/ip.js";
 import { show } from "../util/json.js";
 import { asOne, jsonObject, orDefault, orEmpty, pathText, reportedIssue, voice } from "../util/schema.js";
 import { CniCode, type CniCodeValue, CniError } from "./codes.js";
@@ -202,9 +202,9 @@ function plainIp(text: string, source: string): { family: 4 | 6; ip: string } {
   if (slash >= 0 && !/^\d{1,3}$/.test(text.slice(slash + 1))) {
     throw configError(`${source}: "${text}" is not an address or address/prefix`);
   }
-  if (isIPv4(ip)) return { family: 4, ip };
-  if (isIPv6(ip)) return { family: 6, ip };
-  throw configError(`${source}: "${text}" is not an IP address`);
+  const family = IpAddress.tryParse(ip)?.family;
+  if (family === undefined) throw configError(`${source}: "${text}" is not an IP address`);
+  return { family, ip };
 }
 
 function pickIps(sources: { name: string; ips: string[] }[]): { ipv4?: string; ipv6?: string } {
@@ -316,7 +316,7 @@ const portMapping = z
       hostIP: z
         .string(misconfigured((v, at) => `${at} must be a string, got ${show(v)}`))
         .refine(
-          (ip) => ip === "" || isIP(ip) !== 0,
+          (ip) => ip === "" || IpAddress.tryParse(ip) !== undefined,
           misconfigured((v, at) => `${at} "${v}" is not an IP address`),
         )
         .nullish(),

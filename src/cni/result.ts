@@ -1,7 +1,7 @@
 // CNI results (spec 1.1 "Success" section) and how nkit builds them. Pods get /32 and /128
 // addresses (the datapath routes each pod by host route, there is no shared subnet), so those are
 // the prefixes reported: CRI reads the pod IP of eth0 from here, Nomad and nerdctl too.
-import { isIPv4 } from "node:net";
+import { IpAddress } from "../util/ip.js";
 import { compareVersions } from "./protocol.js";
 
 export interface CniInterface {
@@ -94,19 +94,22 @@ export function buildResult(o: BuildResultOptions): CniResult {
   return formatForVersion(result);
 }
 
+/** "10.47.0.5/32" -> "10.47.0.5"; an entry of another plugin's prevResult may hold any text. */
+const addressPart = (ip: CniIpConfig): string => ip.address.split("/")[0] ?? "";
+
 /** Spec versions before 1.0.0 carry "version" on each ips entry; 1.0.0 and later must not. */
 export function formatForVersion(r: CniResult): CniResult {
   const old = compareVersions(r.cniVersion, "1.0.0") < 0;
   const ips = r.ips?.map((ip) => {
     const { version: _v, ...rest } = ip;
     if (!old) return rest;
-    const addr = ip.address.split("/")[0] ?? "";
-    return { ...rest, version: isIPv4(addr) ? ("4" as const) : ("6" as const) };
+    const family = IpAddress.tryParse(addressPart(ip))?.family;
+    return { ...rest, version: family === 4 ? ("4" as const) : ("6" as const) };
   });
   return ips ? { ...r, ips } : r;
 }
 
 /** The plain addresses of a result's ips entries (prefix lengths dropped). */
 export function resultAddresses(r: CniResult): string[] {
-  return (r.ips ?? []).map((ip) => ip.address.split("/")[0] ?? "");
+  return (r.ips ?? []).map(addressPart);
 }

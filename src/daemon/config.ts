@@ -5,8 +5,8 @@ import { isAbsolute } from "node:path";
 import { parse } from "yaml";
 import { z } from "zod";
 import { ConfigError } from "../errors.js";
-import { cidrContains, cidrsOverlap, ipValue, parseCidr } from "../ipam/cidr.js";
 import { frontendId, lbEntries, serviceInput } from "../services/spec.js";
+import { IpAddress, IpPrefix } from "../util/ip.js";
 import { show } from "../util/json.js";
 import {
   asOne,
@@ -56,10 +56,10 @@ function whole(min: number, max: number, unit: string) {
   return z.int(c).min(min, c).max(max, c);
 }
 
-/** parseCidr's complaint about `text`, or undefined when it is a CIDR. */
+/** IpPrefix.parse's complaint about `text`, or undefined when it is a CIDR. */
 function cidrProblem(text: unknown): string | undefined {
   try {
-    parseCidr(String(text));
+    IpPrefix.parse(String(text));
     return undefined;
   } catch (e) {
     return (e as Error).message;
@@ -78,7 +78,7 @@ function cidrPair(fallback: string[], example: string) {
   const pair = z.array(cidr).transform((list, ctx) => {
     const seen = new Set<number>();
     for (const [i, c] of list.entries()) {
-      const family = parseCidr(c).family;
+      const family = IpPrefix.parse(c).family;
       if (seen.has(family)) {
         const parts = {
           problem: `a second IPv${family} CIDR (${c})`,
@@ -272,7 +272,7 @@ export function defaultConfig(): NkitdConfig {
 /** What relates keys to each other: VIP ranges and static services clear of the pod CIDRs, one owner per frontend. */
 function checkRelations(c: NkitdConfig): void {
   for (const [i, svc] of c.serviceCIDRs.entries()) {
-    const pod = c.podCIDRs.find((p) => cidrsOverlap(parseCidr(p), parseCidr(svc)));
+    const pod = c.podCIDRs.find((p) => IpPrefix.parse(p).overlaps(IpPrefix.parse(svc)));
     if (pod) {
       throw new ConfigError(
         `serviceCIDRs[${i}]`,
@@ -304,8 +304,8 @@ function checkRelations(c: NkitdConfig): void {
       frontends.set(frontendId(e), spec.name);
     }
     // A VIP inside a pod CIDR would shadow a pod.
-    const { family, value } = ipValue(spec.vip);
-    const pod = c.podCIDRs.map(parseCidr).find((p) => cidrContains(p, family, value));
+    const vip = IpAddress.parse(spec.vip);
+    const pod = c.podCIDRs.map((p) => IpPrefix.parse(p)).find((p) => p.contains(vip));
     if (pod) {
       throw new ConfigError(
         `services[${i}].vip`,

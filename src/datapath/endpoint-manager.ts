@@ -11,7 +11,7 @@
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { PinDir } from "../bpf/pins.js";
 import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { netnsInode, Rtnl } from "../netlink/index.js";
+import { netnsInode, Rtnl, sameNetns } from "../netlink/index.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import { UndoStack } from "../util/undo-stack.js";
 import type { DatapathContext } from "./context.js";
@@ -27,7 +27,6 @@ import {
   type EndpointManagerOptions,
   newRecord,
   podIfNameOf,
-  sameInode,
   toWired,
   type WiredEndpoint,
   type WireRequest,
@@ -55,13 +54,15 @@ export type { EndpointManagerOptions, WiredEndpoint, WireRequest } from "./endpo
 export type { EndpointCounters } from "./endpoint-maps.js";
 export type { DatapathModeSetting } from "./mode.js";
 
+/** The host devices' netns: a pod needs one of its own. */
+const HOST_NETNS = "/proc/self/ns/net";
+
 export class EndpointManager {
   private readonly store: EndpointStore;
   private readonly dp: DatapathContext;
   private readonly devices: DeviceOptions;
   private readonly locks = new KeyedMutex();
   private closed = false;
-  private readonly hostNsInode = netnsInode("/proc/self/ns/net"); // the host devices' netns: no pod's
 
   private constructor(
     private readonly opts: EndpointManagerOptions,
@@ -188,8 +189,8 @@ export class EndpointManager {
   private async wireLocked(req: WireRequest): Promise<WiredEndpoint> {
     const ifName = podIfNameOf(req);
     // Throws NetnsError for a missing or non-netns path before anything is created.
-    const podNsInode = netnsInode(req.netnsPath);
-    if (podNsInode === this.hostNsInode) {
+    netnsInode(req.netnsPath);
+    if (sameNetns(req.netnsPath, HOST_NETNS)) {
       throw new InvalidArgumentError(
         `wire ${req.id}: ${req.netnsPath} is the host's own network namespace; a pod needs its own`,
       );
@@ -202,7 +203,7 @@ export class EndpointManager {
           `wire ${req.id}: host device ${hostName} belongs to endpoint ${existing.id}`,
         );
       }
-      if (sameInode(existing.netnsPath, podNsInode)) return toWired(existing);
+      if (sameNetns(existing.netnsPath, req.netnsPath)) return toWired(existing);
       throw new AlreadyExistsError(
         `wire ${req.id}: already wired into ${existing.netnsPath}; unwire it before wiring it into ${req.netnsPath}`,
       );

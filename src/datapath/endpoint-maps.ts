@@ -2,7 +2,7 @@
 // at wiring and restored at adoption), the device -> endpoint number entry and the per-CPU counters.
 import { EndpointFlags, type EndpointKey, type EndpointValue } from "../bpf/datapath.js";
 import { mapAddress, sumCounters } from "../bpf/shared.js";
-import { parseMac } from "../util/ip.js";
+import { IpAddress, parseMac } from "../util/ip.js";
 import type { DatapathPrograms } from "./programs.js";
 import { ALL_REASON_CODES, reasonName } from "./reasons.js";
 import type { DatapathMode, EndpointRecord } from "./store.js";
@@ -13,7 +13,8 @@ export interface EndpointCounters {
   [reason: string]: { packets: bigint; bytes: bigint };
 }
 
-export const endpointKeyOf = (address: string): EndpointKey => mapAddress(address);
+/** The nk_endpoints key of a recorded address. */
+export const endpointKeyOf = (address: string): EndpointKey => mapAddress(IpAddress.parse(address));
 
 export function endpointKeys(a: Addresses): EndpointKey[] {
   return [a.ipv4, a.ipv6].filter((x): x is string => x !== undefined).map(endpointKeyOf);
@@ -79,14 +80,12 @@ export function addressHolder(
 ): { address: string; holder?: string } | undefined {
   for (const address of [a.ipv4, a.ipv6]) {
     if (address === undefined) continue;
-    const key = endpointKeyOf(address);
-    if (!progs.endpoints.lookup(key)) continue;
+    const ip = IpAddress.parse(address);
+    if (!progs.endpoints.lookup(mapAddress(ip))) continue;
     const holder = records.find(
       (r) =>
         r.hostIfName !== self &&
-        [r.addresses.ipv4, r.addresses.ipv6].some(
-          (x) => x !== undefined && endpointKeyOf(x).addr.equals(key.addr),
-        ),
+        [r.addresses.ipv4, r.addresses.ipv6].some((x) => x !== undefined && IpAddress.parse(x).equals(ip)),
     );
     return holder ? { address, holder: holder.id } : { address };
   }

@@ -1,9 +1,8 @@
 // What callers of the EndpointManager pass in and get back, and the checks on a wire request that
 // run before anything is created.
-import { isIPv4, isIPv6 } from "node:net";
 import { InvalidArgumentError, NkitError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { netnsInode } from "../netlink/index.js";
+import { IpAddress } from "../util/ip.js";
 import type { Addresses } from "./endpoint-maps.js";
 import type { DatapathModeSetting } from "./mode.js";
 import type { DatapathMode, EndpointRecord } from "./store.js";
@@ -61,12 +60,12 @@ export function podIfNameOf(req: WireRequest): string {
 export function validateAddresses(id: string, a: Addresses): Addresses {
   const out: Addresses = {};
   if (a.ipv4 !== undefined) {
-    if (!isIPv4(a.ipv4))
+    if (IpAddress.tryParse(a.ipv4)?.family !== 4)
       throw new InvalidArgumentError(`wire ${id}: ipv4 "${a.ipv4}" is not an IPv4 address`);
     out.ipv4 = a.ipv4;
   }
   if (a.ipv6 !== undefined) {
-    if (!isIPv6(a.ipv6))
+    if (IpAddress.tryParse(a.ipv6)?.family !== 6)
       throw new InvalidArgumentError(`wire ${id}: ipv6 "${a.ipv6}" is not an IPv6 address`);
     out.ipv6 = a.ipv6;
   }
@@ -125,12 +124,4 @@ export function newRecord(
     labels: { ...(req.labels ?? {}) },
     createdAt: new Date().toISOString(),
   };
-}
-
-export function sameInode(path: string, inode: number): boolean {
-  try {
-    return netnsInode(path) === inode;
-  } catch {
-    return false;
-  }
 }

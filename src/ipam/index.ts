@@ -1,2 +1,1 @@
-export * from "./cidr.js";
 export * from "./ipam.js";

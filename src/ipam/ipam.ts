@@ -4,8 +4,7 @@
 import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorruptError } from "../errors.js";
 import { RecordStore } from "../state/json-store.js";
 import { count, ipAddress, object, optional, string } from "../state/shape.js";
-import { canonicalIp } from "../util/ip.js";
-import { type Cidr, cidrContains, cidrSize, type Family, ipValue, ipValueText, parseCidr } from "./cidr.js";
+import { IpAddress, type IpFamily, IpPrefix } from "../util/ip.js";
 
 /** Owner tags of the front doors: CRI pods (reserved by nkit-cni in ipam mode, wired at NRI RUN),
  * CNI-wired containers (nerdctl, Nomad) and network namespaces wired directly (the admin API, the
@@ -38,7 +37,7 @@ export interface Allocation {
 
 export interface PoolUsage {
   cidr: string;
-  family: Family;
+  family: IpFamily;
   size: bigint;
   used: number;
 }
@@ -51,27 +50,30 @@ const allocationShape = object<Allocation>({
   createdAt: optional(count),
 });
 
+/** The addresses of one pod CIDR, by integer value: next-fit needs arithmetic, not text. */
 class Pool {
   readonly used = new Set<bigint>();
   private readonly first: bigint;
   private readonly last: bigint;
   private cursor: bigint;
 
-  constructor(readonly cidr: Cidr) {
-    const size = cidrSize(cidr);
+  constructor(readonly cidr: IpPrefix) {
+    const size = cidr.size;
+    const network = cidr.network.value;
     // Skip the network address (and, for IPv4 prefixes with room, broadcast): pods are /32 or /128,
     // but tools and humans still treat those as special.
-    this.first = cidr.network + (size > 2n ? 1n : 0n);
-    this.last = cidr.network + size - 1n - (cidr.family === 4 && size > 2n ? 1n : 0n);
+    this.first = network + (size > 2n ? 1n : 0n);
+    this.last = network + size - 1n - (cidr.family === 4 && size > 2n ? 1n : 0n);
     this.cursor = this.first;
+  }
+
+  /** An address of the CIDR that IPAM hands out (not the network or broadcast address). */
+  assignable(ip: IpAddress): boolean {
+    return this.cidr.contains(ip) && ip.value >= this.first && ip.value <= this.last;
   }
 
   get capacity(): bigint {
     return this.last - this.first + 1n;
-  }
-
-  usable(value: bigint): boolean {
-    return value >= this.first && value <= this.last;
   }
 
   /** Next-fit: addresses are not reused immediately after release, which keeps stale peers harmless. */
@@ -93,7 +95,7 @@ export class Ipam {
   private readonly byId: RecordStore<Allocation>;
 
   private constructor(
-    private readonly pools: Partial<Record<Family, Pool>>,
+    private readonly pools: Partial<Record<IpFamily, Pool>>,
     private readonly statePath: string,
   ) {
     this.byId = RecordStore.inFile({
@@ -107,9 +109,9 @@ export class Ipam {
 
   /** Loads persisted allocations; allocations outside the configured CIDRs are kept (so nothing live is reused) and reported by `foreign()`. */
   static open(opts: IpamOptions): Ipam {
-    const pools: Partial<Record<Family, Pool>> = {};
+    const pools: Partial<Record<IpFamily, Pool>> = {};
     for (const text of opts.podCIDRs) {
-      const cidr = parseCidr(text);
+      const cidr = IpPrefix.parse(text);
       if (pools[cidr.family]) {
         throw new InvalidArgumentError(
           `podCIDRs: more than one IPv${cidr.family} CIDR (${text}); give one per family`,
@@ -130,12 +132,12 @@ export class Ipam {
   private adopt(a: Allocation): void {
     for (const addr of [a.ipv4, a.ipv6]) {
       if (addr === undefined) continue;
-      const { family, value } = ipValue(addr);
-      const pool = this.pools[family];
-      if (pool?.used.has(value)) {
+      const ip = IpAddress.parse(addr);
+      const pool = this.pools[ip.family];
+      if (pool?.used.has(ip.value)) {
         throw new StateCorruptError(this.statePath, `${addr} is held by two allocations`);
       }
-      pool?.used.add(value);
+      pool?.used.add(ip.value);
     }
   }
 
@@ -152,9 +154,8 @@ export class Ipam {
     return this.list().filter((a) =>
       [a.ipv4, a.ipv6].some((addr) => {
         if (addr === undefined) return false;
-        const { family, value } = ipValue(addr);
-        const pool = this.pools[family];
-        return !pool || !cidrContains(pool.cidr, family, value);
+        const ip = IpAddress.parse(addr);
+        return !this.pools[ip.family]?.cidr.contains(ip);
       }),
     );
   }
@@ -177,7 +178,7 @@ export class Ipam {
       for (const f of [4, 6] as const) {
         const want = f === 4 ? req.ipv4 : req.ipv6;
         const have = f === 4 ? existing.ipv4 : existing.ipv6;
-        if (want !== undefined && canonicalIp(want) !== have) {
+        if (want !== undefined && IpAddress.parse(want).text !== have) {
           throw new IpamConflictError(
             `endpoint ${id} already holds ${have ?? `no IPv${f} address`}, not ${want}; release it first`,
           );
@@ -185,39 +186,41 @@ export class Ipam {
       }
       return existing;
     }
-    const picked: Partial<Record<Family, bigint>> = {};
+    const picked: Partial<Record<IpFamily, IpAddress>> = {};
     for (const f of [4, 6] as const) {
       const pool = this.pools[f];
       const want = f === 4 ? req.ipv4 : req.ipv6;
       if (want !== undefined) {
-        const { family, value } = ipValue(want);
-        if (family !== f)
-          throw new InvalidArgumentError(`requested ipv${f} "${want}" is an IPv${family} address`);
-        if (!pool || !cidrContains(pool.cidr, family, value) || !pool.usable(value)) {
+        const ip = IpAddress.parse(want);
+        if (ip.family !== f)
+          throw new InvalidArgumentError(`requested ipv${f} "${want}" is an IPv${ip.family} address`);
+        if (!pool?.assignable(ip)) {
           throw new IpamConflictError(
             `requested ${want} is not an assignable address of the pod CIDR ${pool?.cidr.text ?? `(no IPv${f} pool)`}`,
           );
         }
-        if (pool.used.has(value)) {
-          const owner = this.byId.list().find((a) => a.ipv4 === want || a.ipv6 === canonicalIp(want));
+        if (pool.used.has(ip.value)) {
+          const owner = this.byId
+            .list()
+            .find((a) => [a.ipv4, a.ipv6].some((x) => x !== undefined && IpAddress.parse(x).equals(ip)));
           throw new IpamConflictError(
             `requested ${want} is already assigned to endpoint ${owner?.id ?? "?"}`,
           );
         }
-        picked[f] = value;
+        picked[f] = ip;
       } else if (pool) {
         const v = pool.next();
         if (v === undefined) throw new IpamExhaustedError(pool.cidr.text, pool.used.size);
-        picked[f] = v;
+        picked[f] = IpAddress.fromValue(f, v);
       }
     }
     const alloc: Allocation = { id, createdAt: Date.now() };
     if (req.owner !== undefined) alloc.owner = req.owner;
-    if (picked[4] !== undefined) alloc.ipv4 = ipValueText(4, picked[4]);
-    if (picked[6] !== undefined) alloc.ipv6 = ipValueText(6, picked[6]);
+    if (picked[4] !== undefined) alloc.ipv4 = picked[4].text;
+    if (picked[6] !== undefined) alloc.ipv6 = picked[6].text;
     this.byId.put(alloc);
-    if (picked[4] !== undefined) this.pools[4]?.used.add(picked[4]);
-    if (picked[6] !== undefined) this.pools[6]?.used.add(picked[6]);
+    if (picked[4] !== undefined) this.pools[4]?.used.add(picked[4].value);
+    if (picked[6] !== undefined) this.pools[6]?.used.add(picked[6].value);
     return { ...alloc };
   }
 
@@ -227,8 +230,8 @@ export class Ipam {
     if (!a) return undefined;
     for (const addr of [a.ipv4, a.ipv6]) {
       if (addr === undefined) continue;
-      const { family, value } = ipValue(addr);
-      this.pools[family]?.used.delete(value);
+      const ip = IpAddress.parse(addr);
+      this.pools[ip.family]?.used.delete(ip.value);
     }
     return { ...a };
   }

@@ -8,7 +8,7 @@ import type { BpfMap } from "../bpf/map.js";
 import { type NatConfig, NatCtDir, type NatDevice, NatFlags } from "../bpf/nat.js";
 import { mapAddressText, type PrefixKey, syncPrefixSet } from "../bpf/shared.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
-import { formatHostPort, parseIp } from "../util/ip.js";
+import { formatHostPort, IpAddress, IpPrefix } from "../util/ip.js";
 
 export interface MasqueradeSettings {
   ipv4: boolean;
@@ -70,20 +70,15 @@ export class Masquerade {
 
   apply(s: MasqueradeSettings, uplinks: readonly UplinkAddresses[]): void {
     // Exclusions and devices first, the switch last: a flow is never translated by half a setting.
-    syncPrefixSet(this.exclude, s.exclude);
+    syncPrefixSet(
+      this.exclude,
+      s.exclude.map((c) => IpPrefix.parse(c)),
+    );
     const seen = new Set<number>();
     for (const u of uplinks) {
-      const addr4 = Buffer.alloc(4);
-      const addr6 = Buffer.alloc(16);
-      let flags = 0;
-      if (u.ipv4) {
-        parseIp(u.ipv4).bytes.copy(addr4);
-        flags |= NatFlags.V4;
-      }
-      if (u.ipv6) {
-        parseIp(u.ipv6).bytes.copy(addr6);
-        flags |= NatFlags.V6;
-      }
+      const addr4 = u.ipv4 ? IpAddress.parse(u.ipv4).toBytes() : Buffer.alloc(4);
+      const addr6 = u.ipv6 ? IpAddress.parse(u.ipv6).toBytes() : Buffer.alloc(16);
+      const flags = (u.ipv4 ? NatFlags.V4 : 0) | (u.ipv6 ? NatFlags.V6 : 0);
       this.devices.update(u.ifindex, { flags, addr4, addr6 });
       seen.add(u.ifindex);
     }

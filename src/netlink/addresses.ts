@@ -1,5 +1,6 @@
 // IPv4/IPv6 interface addresses: add (exclusive or replace), delete, list.
 import { InvalidArgumentError } from "../errors.js";
+import { IpAddress, type IpFamily, IpPrefix } from "../util/ip.js";
 import {
   AttrWriter,
   attrString,
@@ -28,7 +29,7 @@ import {
   RTM_NEWADDR,
 } from "./constants.js";
 import { alreadyExists, isAbsent } from "./failures.js";
-import { afOf, familyOfAf, formatIp, type IpFamily, parseIp, parsePrefix } from "./ip.js";
+import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
 
@@ -69,8 +70,8 @@ function describe(spec: AddressSpec): string {
 }
 
 function build(index: number, spec: AddressSpec, forDelete: boolean): Uint8Array[] {
-  const local = parsePrefix(spec.address, "address");
-  const peer = spec.peer === undefined ? undefined : parseIp(spec.peer, "peer");
+  const local = IpPrefix.parseLoose(spec.address, "address");
+  const peer = spec.peer === undefined ? undefined : IpAddress.parse(spec.peer, "peer");
   if (peer && peer.family !== local.family) {
     throw new InvalidArgumentError(`address ${spec.address} and peer ${spec.peer} are of different families`);
   }
@@ -89,8 +90,8 @@ function build(index: number, spec: AddressSpec, forDelete: boolean): Uint8Array
     }),
   );
   // Like iproute2: IFA_LOCAL is our address, IFA_ADDRESS the peer (or the same address).
-  w.bytes(IFA_LOCAL, local.bytes);
-  w.bytes(IFA_ADDRESS, peer ? peer.bytes : local.bytes);
+  w.bytes(IFA_LOCAL, local.address.toBytes());
+  w.bytes(IFA_ADDRESS, (peer ?? local.address).toBytes());
   // Flags above bit 7 (NOPREFIXROUTE) only fit in the 32-bit attribute.
   if (flags !== 0) w.u32(IFA_FLAGS, flags);
   return w.toParts();
@@ -102,7 +103,7 @@ export async function addAddress(
   spec: AddressSpec,
   opts: { replace?: boolean } = {},
 ): Promise<void> {
-  parsePrefix(spec.address, "address");
+  IpPrefix.parseLoose(spec.address, "address");
   const index = await resolveIndex(sock, spec.link);
   const flags = NLM_F_CREATE | (opts.replace ? NLM_F_REPLACE : NLM_F_EXCL);
   const op = `${opts.replace ? "replace" : "add"} address ${describe(spec)}`;
@@ -138,11 +139,11 @@ export function parseAddress(m: NlMessage): Address | undefined {
   const mine = local ?? addr;
   if (!mine) return undefined;
   const flags = attrU32(a, IFA_FLAGS) ?? h.flags;
-  const peer = local && addr && !local.equals(addr) ? formatIp(addr) : undefined;
+  const peer = local && addr && !local.equals(addr) ? IpAddress.fromBytes(addr).text : undefined;
   return {
     index: h.index,
     family,
-    address: formatIp(mine),
+    address: IpAddress.fromBytes(mine).text,
     prefixLength: h.prefixLength,
     peer,
     scope: h.scope,

@@ -8,8 +8,8 @@ import * as neighbours from "./neighbours.js";
 import * as routes from "./routes.js";
 import { RtnlSocket, type RtnlSocketOptions } from "./socket.js";
 
+export type { IpFamily } from "../util/ip.js";
 export type { Address, AddressFilter, AddressSpec } from "./addresses.js";
-export type { IpFamily } from "./ip.js";
 export type {
   BigTcpLimits,
   Link,

@@ -1,6 +1,7 @@
 // Links: netkit and veth pairs, updates (up/down, MTU, GSO/GRO sizes, rename, netns moves), lookups
 // and dumps, all through one RtnlSocket (so they act in that socket's netns).
 import { InvalidArgumentError, NetlinkError, NotFoundError, NotSupportedError } from "../errors.js";
+import { formatMac, parseMac } from "../util/ip.js";
 import {
   AttrWriter,
   attrS32,
@@ -64,7 +65,6 @@ import {
   VETH_INFO_PEER,
 } from "./constants.js";
 import { alreadyExists, isAbsent } from "./failures.js";
-import { formatMac, parseMac } from "./ip.js";
 import { withOptionalNetnsFd } from "./netns.js";
 import type { RtnlSocket } from "./socket.js";
 

@@ -1,5 +1,6 @@
 // Static (permanent) neighbour entries, IPv4 ARP and IPv6 NDP alike.
 import { InvalidArgumentError } from "../errors.js";
+import { formatMac, IpAddress, type IpFamily, parseMac } from "../util/ip.js";
 import { AttrWriter, decodeNdMsg, encodeNdMsg, type NlMessage, splitPayload } from "./codec.js";
 import {
   NDA_DST,
@@ -15,7 +16,7 @@ import {
   RTM_NEWNEIGH,
 } from "./constants.js";
 import { alreadyExists, isAbsent } from "./failures.js";
-import { afOf, familyOfAf, formatIp, formatMac, type IpFamily, parseIp, parseMac } from "./ip.js";
+import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
 
@@ -37,9 +38,9 @@ export interface Neighbour {
 }
 
 function build(index: number, spec: NeighbourSpec, state: number): Uint8Array[] {
-  const ip = parseIp(spec.address, "neighbour address");
+  const ip = IpAddress.parse(spec.address, "neighbour address");
   const w = new AttrWriter().raw(encodeNdMsg({ family: afOf(ip.family), index, state }));
-  w.bytes(NDA_DST, ip.bytes);
+  w.bytes(NDA_DST, ip.toBytes());
   if (spec.lladdr !== undefined) w.bytes(NDA_LLADDR, parseMac(spec.lladdr, "lladdr"));
   return w.toParts();
 }
@@ -96,7 +97,7 @@ export function parseNeighbour(m: NlMessage): Neighbour | undefined {
   return {
     index: h.index,
     family,
-    address: formatIp(dst),
+    address: IpAddress.fromBytes(dst).text,
     lladdr: ll && ll.length > 0 ? formatMac(ll) : undefined,
     state: h.state,
     permanent: (h.state & NUD_PERMANENT) !== 0,

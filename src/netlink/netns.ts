@@ -13,8 +13,18 @@ export function netnsInode(path: string): number {
   }
 }
 
+/**
+ * Whether two paths name the same network namespace: the one check every owner uses to compare a
+ * recorded netns path with a requested one. A path that cannot be inspected (its namespace gone, a
+ * bind mount removed) names none, so a stale record compares unequal instead of failing the caller.
+ */
 export function sameNetns(a: string, b: string): boolean {
-  return netnsInode(a) === netnsInode(b);
+  if (a === b) return true;
+  try {
+    return netnsInode(a) === netnsInode(b);
+  } catch {
+    return false;
+  }
 }
 
 /** Runs fn with an open, validated fd of the netns at path, closing it afterwards. */

@@ -1,5 +1,6 @@
 // IPv4/IPv6 unicast routes: add, replace, delete, list.
 import { InvalidArgumentError } from "../errors.js";
+import { IpAddress, type IpFamily, IpPrefix } from "../util/ip.js";
 import {
   AttrWriter,
   attrU32,
@@ -40,7 +41,7 @@ import {
   RTPROT_BOOT,
 } from "./constants.js";
 import { alreadyExists, isAbsent } from "./failures.js";
-import { afOf, familyOfAf, formatIp, type IpFamily, type ParsedPrefix, parseIp, parsePrefix } from "./ip.js";
+import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
 
@@ -103,12 +104,12 @@ const TYPES: Record<RouteType, number> = {
   prohibit: RTN_PROHIBIT,
 };
 
-function parseDst(spec: RouteSpec): ParsedPrefix {
+function parseDst(spec: RouteSpec): IpPrefix {
   if (spec.dst === "default") {
     if (spec.family === undefined) throw new InvalidArgumentError('route dst "default" needs family 4 or 6');
-    return { family: spec.family, bytes: Buffer.alloc(spec.family === 4 ? 4 : 16), prefixLength: 0 };
+    return IpPrefix.of(IpAddress.fromValue(spec.family, 0n), 0);
   }
-  const p = parsePrefix(spec.dst, "route destination");
+  const p = IpPrefix.parseLoose(spec.dst, "route destination");
   if (spec.family !== undefined && spec.family !== p.family) {
     throw new InvalidArgumentError(`route destination ${spec.dst} is not IPv${spec.family}`);
   }
@@ -127,8 +128,8 @@ function describe(spec: RouteSpec): string {
 /** RTM_NEWROUTE/DELROUTE body; exported for byte-level tests. */
 export function buildRoute(spec: RouteSpec, oif: number | undefined, forDelete = false): Uint8Array[] {
   const dst = parseDst(spec);
-  const gw = spec.gateway === undefined ? undefined : parseIp(spec.gateway, "gateway");
-  const src = spec.src === undefined ? undefined : parseIp(spec.src, "source");
+  const gw = spec.gateway === undefined ? undefined : IpAddress.parse(spec.gateway, "gateway");
+  const src = spec.src === undefined ? undefined : IpAddress.parse(spec.src, "source");
   for (const [p, what] of [
     [gw, "gateway"],
     [src, "source"],
@@ -160,10 +161,10 @@ export function buildRoute(spec: RouteSpec, oif: number | undefined, forDelete =
     }),
   );
   w.u32(RTA_TABLE, table);
-  if (dst.prefixLength > 0) w.bytes(RTA_DST, dst.bytes);
+  if (dst.prefixLength > 0) w.bytes(RTA_DST, dst.address.toBytes());
   if (oif !== undefined) w.u32(RTA_OIF, oif);
-  if (gw) w.bytes(RTA_GATEWAY, gw.bytes);
-  if (src) w.bytes(RTA_PREFSRC, src.bytes);
+  if (gw) w.bytes(RTA_GATEWAY, gw.toBytes());
+  if (src) w.bytes(RTA_PREFSRC, src.toBytes());
   if (spec.metric !== undefined) w.u32(RTA_PRIORITY, spec.metric);
   if (spec.mtu !== undefined && !forDelete) {
     const mtu = spec.mtu;
@@ -218,7 +219,7 @@ export function parseRoute(m: NlMessage): Route | undefined {
     dst:
       h.dstLength === 0
         ? "default"
-        : `${formatIp(dst ?? Buffer.alloc(family === 4 ? 4 : 16))}/${h.dstLength}`,
+        : IpPrefix.of(dst ? IpAddress.fromBytes(dst) : IpAddress.fromValue(family, 0n), h.dstLength).text,
     dstLength: h.dstLength,
     table: attrU32(a, RTA_TABLE) ?? h.table,
     protocol: h.protocol,
@@ -227,8 +228,8 @@ export function parseRoute(m: NlMessage): Route | undefined {
     flags: h.flags,
     onlink: (h.flags & RTNH_F_ONLINK) !== 0,
     oif: attrU32(a, RTA_OIF),
-    gateway: gw ? formatIp(gw) : undefined,
-    src: src ? formatIp(src) : undefined,
+    gateway: gw ? IpAddress.fromBytes(gw).text : undefined,
+    src: src ? IpAddress.fromBytes(src).text : undefined,
     metric: attrU32(a, RTA_PRIORITY),
     mtu: metrics ? attrU32(decodeAttrs(metrics), RTAX_MTU) : undefined,
   };

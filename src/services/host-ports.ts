@@ -4,7 +4,7 @@
 // by their container, so they go away with it, and a host port another container holds is refused
 // with that container named: a second ADD fails instead of silently stealing the port.
 import { AlreadyExistsError, InvalidArgumentError } from "../errors.js";
-import { canonicalIp, type IpFamily, parseIp } from "../util/ip.js";
+import { IpAddress, type IpFamily } from "../util/ip.js";
 import type { ServiceManager } from "./manager.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS, type ServiceSpec } from "./spec.js";
 
@@ -16,21 +16,20 @@ export interface HostPortMapping {
   hostIP?: string;
 }
 
-/** A hostIP that names no one address: the mapping is published on every host address. */
-const everyAddress = (hostIP: string | undefined): boolean =>
-  !hostIP || parseIp(hostIP).bytes.every((b) => b === 0);
-
 export interface HostPortsOptions {
   manager: ServiceManager;
   /** The host's own addresses now (both families), without loopback. */
   hostAddresses: () => readonly string[];
 }
 
-const LOOPBACK: Record<IpFamily, string> = { 4: "127.0.0.1", 6: "::1" };
+const LOOPBACK: Record<IpFamily, IpAddress> = {
+  4: IpAddress.parse("127.0.0.1"),
+  6: IpAddress.parse("::1"),
+};
 
 /** Service names allow a-z 0-9 . _ -: a frontend's address with ":" spelled "-". */
-const nameOf = (protocol: string, hostPort: number, address: string): string =>
-  `hostport.${protocol}.${hostPort}.${canonicalIp(address).replaceAll(":", "-")}`;
+const nameOf = (protocol: string, hostPort: number, address: IpAddress): string =>
+  `hostport.${protocol}.${hostPort}.${address.text.replaceAll(":", "-")}`;
 
 export class HostPorts {
   constructor(private readonly opts: HostPortsOptions) {}
@@ -46,23 +45,24 @@ export class HostPorts {
           `portMappings[${i}]: protocol ${m.protocol} is not supported; use tcp or udp`,
         );
       }
-      let frontends: string[];
-      if (m.hostIP && !everyAddress(m.hostIP)) {
-        const family = parseIp(m.hostIP).family;
+      const hostIP = m.hostIP ? IpAddress.parse(m.hostIP) : undefined;
+      let frontends: IpAddress[];
+      // A hostIP that names no one address (absent, 0.0.0.0, ::) publishes on every host address.
+      if (hostIP && !hostIP.isUnspecified) {
+        const family = hostIP.family;
         if (!(family === 4 ? pod.ipv4 : pod.ipv6)) {
           throw new InvalidArgumentError(
             `portMappings[${i}]: hostIP ${m.hostIP} is IPv${family} but the pod has no IPv${family} address`,
           );
         }
-        frontends = [m.hostIP];
+        frontends = [hostIP];
       } else {
-        frontends = [...hostAddresses, LOOPBACK[4], LOOPBACK[6]].filter((a) => {
-          const f = parseIp(a).family;
-          return f === 4 ? pod.ipv4 !== undefined : pod.ipv6 !== undefined;
-        });
+        frontends = [...hostAddresses.map((a) => IpAddress.parse(a)), LOOPBACK[4], LOOPBACK[6]].filter(
+          (a) => (a.family === 4 ? pod.ipv4 : pod.ipv6) !== undefined,
+        );
       }
       for (const vip of frontends) {
-        const family = parseIp(vip).family;
+        const family = vip.family;
         const backend = (family === 4 ? pod.ipv4 : pod.ipv6) ?? "";
         const name = nameOf(protocol, m.hostPort, vip);
         // "0.0.0.0" and "::" of one port (Docker-style dual publishing) name the same frontends.
@@ -70,19 +70,19 @@ export class HostPorts {
         if (seen) {
           if (seen.ports[0]?.targetPort === m.containerPort) continue;
           throw new InvalidArgumentError(
-            `portMappings[${i}]: host port ${m.hostPort}/${protocol} on ${canonicalIp(vip)} is mapped twice, to container ports ${seen.ports[0]?.targetPort} and ${m.containerPort}`,
+            `portMappings[${i}]: host port ${m.hostPort}/${protocol} on ${vip.text} is mapped twice, to container ports ${seen.ports[0]?.targetPort} and ${m.containerPort}`,
           );
         }
         specs.set(name, {
           name,
-          vip: canonicalIp(vip),
+          vip: vip.text,
           family,
           ports: [{ port: m.hostPort, protocol, targetPort: m.containerPort }],
           backends: [{ address: backend }],
           affinity: "none",
           affinityTimeoutSeconds: DEFAULT_AFFINITY_TIMEOUT_SECONDS,
           // Loopback is reached only from this host, always through the socket hooks.
-          ...(canonicalIp(vip) === LOOPBACK[family] ? {} : { external: true }),
+          ...(vip.equals(LOOPBACK[family]) ? {} : { external: true }),
         });
       }
     }

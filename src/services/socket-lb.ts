@@ -26,7 +26,7 @@ import { type MapAddress, mapAddress, mapAddressText, type PrefixKey, syncPrefix
 import { Skeleton } from "../bpf/skeleton.js";
 import { NotFoundError, NotSupportedError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { formatHostPort } from "../util/ip.js";
+import { formatHostPort, IpAddress, IpPrefix } from "../util/ip.js";
 import type { MaglevFrontend, MaglevTables } from "./maglev-tables.js";
 import type { LbTable } from "./manager.js";
 import type { LbEntry, Protocol } from "./spec.js";
@@ -68,10 +68,13 @@ export function hostCgroup2(mounts = "/proc/mounts"): string {
 }
 
 function keyOf(e: Pick<LbEntry, "vip" | "port" | "protocol">): LbKey {
-  return { ...mapAddress(e.vip), proto: PROTO[e.protocol], port: e.port };
+  return { ...mapAddress(IpAddress.parse(e.vip)), proto: PROTO[e.protocol], port: e.port };
 }
 
-const addressOf = (address: string, port: number): LbAddress => ({ ...mapAddress(address), port });
+const addressOf = (address: string, port: number): LbAddress => ({
+  ...mapAddress(IpAddress.parse(address)),
+  port,
+});
 
 const textOf = (a: MapAddress): string => mapAddressText(a.family, a.addr);
 
@@ -174,7 +177,10 @@ export class SocketLb implements LbTable {
 
   /** The CIDRs whose addresses without a service are refused (ECONNREFUSED) instead of routed. */
   setServiceCidrs(cidrs: readonly string[]): void {
-    syncPrefixSet(this.serviceCidrs, cidrs);
+    syncPrefixSet(
+      this.serviceCidrs,
+      cidrs.map((c) => IpPrefix.parse(c)),
+    );
   }
 
   set(e: LbEntry): void {

@@ -4,7 +4,7 @@
 // source goes through parseServiceSpec, so a service means the same wherever it was written.
 import { z } from "zod";
 import { InvalidArgumentError } from "../errors.js";
-import { canonicalIp, formatHostPort, type IpFamily, parseIp } from "../util/ip.js";
+import { formatHostPort, IpAddress, type IpFamily } from "../util/ip.js";
 import { show } from "../util/json.js";
 import {
   asOne,
@@ -105,11 +105,7 @@ const notAPortParam = complaint.says(notAPort);
 const portNumber = z.int(notAPortParam).min(1, notAPortParam).max(65535, notAPortParam);
 
 const ipFamily = (text: string): IpFamily | undefined => {
-  try {
-    return parseIp(text).family;
-  } catch {
-    return undefined;
-  }
+  return IpAddress.tryParse(text)?.family;
 };
 const notAnIp = (v: unknown): Complaint => ({
   problem: `${show(v)} is not an IP address`,
@@ -218,7 +214,7 @@ export const serviceInput = mapping(
     ctx.issues.push({ code: "custom", input: raw, path, message: complaint.text({ problem, fix }) });
     return z.NEVER;
   };
-  const family = parseIp(raw.vip).family;
+  const family = IpAddress.parse(raw.vip).family;
   const frontends = new Set<string>();
   for (const [i, p] of raw.ports.entries()) {
     const id = `${p.port}/${p.protocol}`;
@@ -246,7 +242,7 @@ export const serviceInput = mapping(
         "give bare addresses; each port's targetPort picks the backend port",
       );
     }
-    const id = `${canonicalIp(b.address)}:${b.port ?? ""}`;
+    const id = `${IpAddress.parse(b.address).text}:${b.port ?? ""}`;
     if (seen.has(id)) return refuse(["backends", i], `${b.text} is listed twice`, "list each backend once");
     seen.add(id);
     backends.push(b.port === undefined ? { address: b.address } : { address: b.address, port: b.port });
@@ -281,7 +277,7 @@ export function parseServiceSpec(raw: unknown, key: string): ServiceSpec {
  */
 export function lbEntries(spec: ServiceSpec, selected: readonly string[] = []): LbEntry[] {
   const pool: BackendAddress[] = spec.selector
-    ? selected.filter((a) => parseIp(a).family === spec.family).map((address) => ({ address }))
+    ? selected.filter((a) => IpAddress.parse(a).family === spec.family).map((address) => ({ address }))
     : spec.backends;
   return spec.ports.map((p) => ({
     service: spec.name,
@@ -297,5 +293,5 @@ export function lbEntries(spec: ServiceSpec, selected: readonly string[] = []): 
 
 /** The one text form of a frontend, for conflict messages and keys in TS. */
 export function frontendId(e: Pick<LbEntry, "vip" | "port" | "protocol">): string {
-  return `${formatHostPort(canonicalIp(e.vip), e.port)}/${e.protocol}`;
+  return `${formatHostPort(IpAddress.parse(e.vip).text, e.port)}/${e.protocol}`;
 }

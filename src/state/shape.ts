@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type IpFamily, parseIp } from "../util/ip.js";
+import { IpAddress, type IpFamily } from "../util/ip.js";
 import { type ErrorParam, pathText, reportedIssue } from "../util/schema.js";
 
 // The vocabulary of nkit's state-file schemas: a file edited by hand, truncated by a full disk or
@@ -33,11 +33,7 @@ const nonNegative = expected("a non-negative integer");
 export const count: Shape<number> = z.int(nonNegative).min(0, nonNegative);
 
 const isFamily = (text: string, family: IpFamily): boolean => {
-  try {
-    return parseIp(text).family === family;
-  } catch {
-    return false;
-  }
+  return IpAddress.tryParse(text)?.family === family;
 };
 
 /** An IP address of the given family, in any text form Node accepts. */

@@ -3,9 +3,9 @@
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../../src/errors.js";
 import { decodeError, encodeMessage } from "../../src/netlink/codec.js";
-import { formatIp, parseIp, parsePrefix } from "../../src/netlink/ip.js";
 import { buildNetkitCreate, buildVethCreate } from "../../src/netlink/links.js";
 import { buildRoute } from "../../src/netlink/routes.js";
+import { IpAddress, IpPrefix } from "../../src/util/ip.js";
 
 interface Tlv {
   type: number;
@@ -167,7 +167,7 @@ describe("route message", () => {
     expect(body.readUInt8(6)).toBe(253); // RT_SCOPE_LINK
     const a = walk(body.subarray(12));
     expect(u32(one(a, 15))).toBe(1000);
-    expect(one(a, 1).data).toEqual(parseIp("fd47::").bytes);
+    expect(one(a, 1).data).toEqual(IpAddress.parse("fd47::").toBytes());
     const metrics = one(a, 8);
     expect(metrics.nested).toBe(true);
     expect(u32(one(walk(metrics.data), 2))).toBe(1400); // RTAX_MTU
@@ -247,14 +247,14 @@ describe("IP addresses", () => {
     ["::ffff:10.0.0.1", "::ffff:a00:1"],
     ["10.47.0.5", "10.47.0.5"],
   ])("%s round-trips as %s", (input, out) => {
-    expect(formatIp(parseIp(input).bytes)).toBe(out);
+    expect(IpAddress.fromBytes(IpAddress.parse(input).toBytes()).text).toBe(out);
   });
 
   it("parses prefixes and rejects junk", () => {
-    expect(parsePrefix("10.0.0.0/8")).toMatchObject({ family: 4, prefixLength: 8 });
-    expect(parsePrefix("fd00::1")).toMatchObject({ family: 6, prefixLength: 128 });
-    expect(() => parsePrefix("10.0.0.0/33")).toThrow(InvalidArgumentError);
-    expect(() => parseIp("fe80::1%eth0")).toThrow(InvalidArgumentError);
-    expect(() => parseIp("10.0.0")).toThrow(InvalidArgumentError);
+    expect(IpPrefix.parseLoose("10.0.0.0/8")).toMatchObject({ family: 4, prefixLength: 8 });
+    expect(IpPrefix.parseLoose("fd00::1")).toMatchObject({ family: 6, prefixLength: 128 });
+    expect(() => IpPrefix.parseLoose("10.0.0.0/33")).toThrow(InvalidArgumentError);
+    expect(() => IpAddress.parse("fe80::1%eth0")).toThrow(InvalidArgumentError);
+    expect(() => IpAddress.parse("10.0.0")).toThrow(InvalidArgumentError);
   });
 });
