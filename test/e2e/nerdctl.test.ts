@@ -10,6 +10,7 @@ import {
   type EndpointJson,
   leftovers,
   type Nkitd,
+  nkitCni,
   nkitContainerdOptions,
   nkitdEmpty,
   startNkitd,
@@ -52,7 +53,15 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
   let image: string;
 
   beforeAll(async () => {
-    env = await startContainerd(nkitContainerdOptions(lane, "nerdctl", network));
+    // nerdctl makes its default "bridge" network on first use, so it needs the bridge chain's plugins.
+    const opts = nkitContainerdOptions(lane, "nerdctl", network);
+    env = await startContainerd({
+      ...opts,
+      cni: {
+        ...nkitCni(network),
+        systemPlugins: ["loopback", "bridge", "host-local", "portmap", "firewall", "tuning"],
+      },
+    });
     nkitd = await startNkitd(env);
     await nkitd.waitNri();
     nerdctl = new Nerdctl(env, `nkt${tag}`);
@@ -202,11 +211,18 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
     const name = `cycle-${tag}`;
     const first = await run(name, [], sleeper);
     await nerdctl.ok(["stop", "-t", "1", name]);
+    // Stopped: the postStop hook's DEL (empty netns) took the endpoint and its addresses.
+    const firstIps = { id: first.cniId, ips: [first.ep.addresses.ipv4!, first.ep.addresses.ipv6!] };
+    expect(await leftovers(nkitd!, [firstIps])).toEqual([]);
+    expect((await nkitd!.cli<EndpointJson[]>(["endpoint", "list"])).map((e) => e.id)).not.toContain(
+      first.cniId,
+    );
     await nerdctl.ok(["start", name]);
     const restarted = await endpointOf(first.cniId);
-    expect(restarted.addresses).toEqual(first.ep.addresses);
+    const out = await nerdctl.ok(["exec", name, "ip", "-o", "addr", "show", "eth0"]);
+    expect(out).toContain(restarted.addresses.ipv4!);
     await nerdctl.ok(["rm", "-f", name]);
-    const gone = { id: first.cniId, ips: [first.ep.addresses.ipv4!, first.ep.addresses.ipv6!] };
+    const gone = { id: first.cniId, ips: [restarted.addresses.ipv4!, restarted.addresses.ipv6!] };
     await waitFor("the endpoint to go", async () =>
       (await leftovers(nkitd!, [gone])).length === 0 ? true : undefined,
     );

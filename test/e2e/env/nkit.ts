@@ -243,6 +243,7 @@ export class Nkitd {
       `uplinks: [${this.uplink}]`,
       `paths: {state: ${this.stateDir}, run: ${this.runDir}, bpffs: ${this.bpffsDir}}`,
       `nri: {enabled: true, socket: ${this.env.paths.nriSocket}, index: "10"}`,
+      `containerd: {socket: ${this.env.paths.grpcSocket}}`,
       `log: {level: ${this.o.logLevel ?? "debug"}}`,
       `metrics: {listen: ${JSON.stringify(this.o.metricsListen ?? "")}}`,
     ];
