@@ -30,7 +30,8 @@ export interface Services {
   stop(): Promise<void>;
 }
 
-const HOST_ADDRESS_REFRESH_MS = 30_000;
+/** How often the host's addresses are read for host ports published on every address. */
+const HOST_ADDRESS_REFRESH_MS = 5_000;
 
 async function globalHostAddresses(podCIDRDevices: (index: number) => boolean): Promise<string[]> {
   const host = await Rtnl.host();
@@ -100,10 +101,20 @@ export async function startServices(
 ): Promise<Services> {
   const podDevice = (index: number) => endpoints.list().some((e) => e.hostIfindex === index);
   let hostAddresses = await globalHostAddresses(podDevice);
+  let hostPorts: HostPorts | undefined;
   const refresh = setInterval(() => {
     globalHostAddresses(podDevice).then(
       (a) => {
+        const changed = [...a].sort().join() !== [...hostAddresses].sort().join();
         hostAddresses = a;
+        if (!changed || !hostPorts) return;
+        log.info({ addresses: a }, "host addresses changed: host ports follow them");
+        for (const f of hostPorts.readdress()) {
+          log.error(
+            { err: f.error, container: f.containerId },
+            "host ports of a container cannot follow the host's addresses",
+          );
+        }
       },
       (e: unknown) => log.warn({ err: e }, "cannot list the host's addresses for host ports"),
     );
@@ -122,7 +133,7 @@ export async function startServices(
   }
   const files = new ServiceFiles({ dir: config.paths.services, manager, log });
   files.start();
-  const hostPorts = new HostPorts({ manager, hostAddresses: () => hostAddresses });
+  hostPorts = new HostPorts({ manager, hostAddresses: () => hostAddresses });
   if (stored) await reclaimHostPorts(stored, endpoints, hostPorts, log);
   manager.ready();
   // Coalesce a burst of endpoint changes (a pod storm) into one selector pass.

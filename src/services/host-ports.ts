@@ -32,6 +32,12 @@ const nameOf = (protocol: string, hostPort: number, address: IpAddress): string 
   `hostport.${protocol}.${hostPort}.${address.text.replaceAll(":", "-")}`;
 
 export class HostPorts {
+  /** What each holder claimed, to lay its wildcard ports out again when the host's addresses change. */
+  private readonly claims = new Map<
+    string,
+    { mappings: readonly HostPortMapping[]; pod: { ipv4?: string; ipv6?: string } }
+  >();
+
   constructor(private readonly opts: HostPortsOptions) {}
 
   /** The services a container's mappings make, one per frontend address. */
@@ -120,10 +126,29 @@ export class HostPorts {
       );
       throw failed[0]?.error ?? new AlreadyExistsError("host port already taken");
     }
+    this.claims.set(containerId, { mappings: [...mappings], pod: { ...pod } });
   }
 
   release(containerId: string): void {
+    this.claims.delete(containerId);
     this.opts.manager.replaceSource("host-port", [], containerId);
+  }
+
+  /**
+   * Lays every claim out again on the host's addresses as they are now: a port published on every
+   * address (`-p 8080:80`) follows an address added or removed after it was claimed. A claim that
+   * no longer fits (another holder took a port on a new address) keeps what it had.
+   */
+  readdress(): { containerId: string; error: Error }[] {
+    const failed: { containerId: string; error: Error }[] = [];
+    for (const [containerId, c] of this.claims) {
+      try {
+        this.claim(containerId, c.mappings, c.pod);
+      } catch (e) {
+        failed.push({ containerId, error: e as Error });
+      }
+    }
+    return failed;
   }
 
   /** Containers holding host ports now. */

@@ -358,6 +358,30 @@ describe("HostPorts", () => {
     expect(table.entries.size).toBe(0);
   });
 
+  it("lays wildcard host ports out again when the host's addresses change; a pinned hostIP stays", () => {
+    let addresses = ["192.0.2.10"];
+    const following = new HostPorts({ manager, hostAddresses: () => addresses });
+    following.claim("c1", [{ hostPort: 12001, containerPort: 80, protocol: "tcp" }], pod);
+    following.claim(
+      "c2",
+      [{ hostPort: 12002, containerPort: 80, protocol: "tcp", hostIP: "127.0.0.1" }],
+      pod,
+    );
+    addresses = ["198.51.100.7", "2001:db8::7"];
+    expect(following.readdress()).toEqual([]);
+    expect([...table.entries.keys()].sort()).toEqual([
+      "127.0.0.1:12001/tcp",
+      "127.0.0.1:12002/tcp",
+      "198.51.100.7:12001/tcp",
+      "[2001:db8::7]:12001/tcp",
+      "[::1]:12001/tcp",
+    ]);
+    following.release("c1");
+    following.release("c2");
+    expect(following.readdress()).toEqual([]);
+    expect(table.entries.size).toBe(0);
+  });
+
   it("publishes hostIP 0.0.0.0 and :: (nerdctl's -p H:C) on every host address and loopback of both families", () => {
     const every = [
       "127.0.0.1:18080/tcp",
