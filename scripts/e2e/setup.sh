@@ -169,80 +169,64 @@ images() {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. containerd 2.x from the Go module proxy. `go install` refuses containerd v2 (its go.mod has exclude
-#    directives), so download the module, copy it to a writable directory and build there.
-containerd2() {
-  local t0=$SECONDS
-  local out=$CACHE/containerd-$CTRD2_VERSION
-  local bin=$out/bin
-  local key="$CTRD2_VERSION $(go version 2>/dev/null || echo no-go) CGO_ENABLED=0 tags=no_btrfs,no_devmapper,no_zfs"
-  if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$key" && -x $bin/containerd && -x $bin/containerd-shim-runc-v2 && -x $bin/ctr ]]; then
-    log "containerd $CTRD2_VERSION cached ($bin)"
+# 3. Test peers built from the Go module proxy into $CACHE/<name>-<version>/bin, once per stamp key:
+#    `go install` refuses both (their go.mod files have exclude and replace directives), so the module is
+#    downloaded, copied to a writable directory and built there by the given function (run inside the
+#    copy, with the output directory as $1). The copy goes afterwards; the module cache keeps the sources.
+#      go_module_build NAME MODULE VERSION KEY BUILD_FN BINARY...
+go_module_build() {
+  local name=$1 module=$2 version=$3 key=$4 build=$5
+  shift 5
+  local t0=$SECONDS out=$CACHE/$name-$version
+  local bin=$out/bin ok=1 b
+  for b in "$@"; do [[ -x $bin/$b ]] || ok=0; done
+  if ((ok)) && [[ -f $out/.stamp && $(cat "$out/.stamp") == "$key" ]]; then
+    log "$name $version cached ($bin)"
     return
   fi
-  command -v go >/dev/null || die "go not found (needed to build containerd $CTRD2_VERSION)"
+  command -v go >/dev/null || die "go not found (needed to build $name $version)"
   export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
-  local module=github.com/containerd/containerd/v2
   local dir
-  dir=$(cd / && go mod download -json "$module@$CTRD2_VERSION" | jq -r .Dir)
-  [[ -d $dir ]] || die "go mod download $module@$CTRD2_VERSION gave no directory"
-  log "downloaded $module@$CTRD2_VERSION ($((SECONDS - t0)) s)"
+  dir=$(cd / && go mod download -json "$module@$version" | jq -r .Dir)
+  [[ -d $dir ]] || die "go mod download $module@$version gave no directory"
+  log "downloaded $module@$version ($((SECONDS - t0)) s)"
   rm -rf "$out/src" "$bin.tmp"
   mkdir -p "$out" "$bin.tmp"
   cp -r "$dir" "$out/src"
   chmod -R u+w "$out/src"
-  local ldflags="-s -w -X $module/version.Version=$CTRD2_VERSION -X $module/version.Package=$module"
-  local tags=no_btrfs,no_devmapper,no_zfs
-  (
-    cd "$out/src"
-    export CGO_ENABLED=0
-    go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$bin.tmp/" \
-      ./cmd/containerd ./cmd/containerd-shim-runc-v2 ./cmd/ctr
-  ) || die "building containerd $CTRD2_VERSION failed"
-  rm -rf "$bin"
-  mv "$bin.tmp" "$bin"
-  rm -rf "$out/src" # the module cache keeps the sources; the copy is only needed for the build
-  "$bin/containerd" --version >&2
-  printf '%s' "$key" >"$out/.stamp"
-  log "containerd $CTRD2_VERSION built ($((SECONDS - t0)) s) -> $bin"
-}
-
-# ---------------------------------------------------------------------------------------------------------
-# 4. nerdctl v2 from the Go module proxy. `go install` refuses it (its go.mod has a replace directive), and
-#    its dependency moby/moby/v2@v2.0.0-beta.28 (only `nerdctl info` uses it) is not served: build a copy
-#    of the module with that one dependency pointed at a beta the proxy serves.
-nerdctl() {
-  local t0=$SECONDS
-  local out=$CACHE/nerdctl-$NERDCTL_VERSION
-  local bin=$out/bin
-  local key="$NERDCTL_VERSION $(go version 2>/dev/null || echo no-go) CGO_ENABLED=0 moby-v2=beta.25"
-  if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$key" && -x $bin/nerdctl ]]; then
-    log "nerdctl $NERDCTL_VERSION cached ($bin)"
-    return
-  fi
-  command -v go >/dev/null || die "go not found (needed to build nerdctl $NERDCTL_VERSION)"
-  export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
-  local module=github.com/containerd/nerdctl/v2
-  local dir
-  dir=$(cd / && go mod download -json "$module@$NERDCTL_VERSION" | jq -r .Dir)
-  [[ -d $dir ]] || die "go mod download $module@$NERDCTL_VERSION gave no directory"
-  rm -rf "$out/src" "$bin.tmp"
-  mkdir -p "$out" "$bin.tmp"
-  cp -r "$dir" "$out/src"
-  chmod -R u+w "$out/src"
-  (
-    cd "$out/src"
-    export CGO_ENABLED=0
-    go mod edit -replace github.com/moby/moby/v2=github.com/moby/moby/v2@v2.0.0-beta.25
-    go build -mod=mod -trimpath -ldflags "-s -w -X $module/pkg/version.Version=$NERDCTL_VERSION" \
-      -o "$bin.tmp/nerdctl" ./cmd/nerdctl
-  ) || die "building nerdctl $NERDCTL_VERSION failed"
+  (cd "$out/src" && export CGO_ENABLED=0 && "$build" "$bin.tmp") || die "building $name $version failed"
   rm -rf "$bin"
   mv "$bin.tmp" "$bin"
   rm -rf "$out/src"
-  "$bin/nerdctl" --version >&2
+  "$bin/$1" --version >&2
   printf '%s' "$key" >"$out/.stamp"
-  log "nerdctl $NERDCTL_VERSION built ($((SECONDS - t0)) s) -> $bin"
+  log "$name $version built ($((SECONDS - t0)) s) -> $bin"
+}
+
+# containerd 2.x (lane 2).
+build_containerd2() {
+  local module=github.com/containerd/containerd/v2
+  go build -trimpath -tags no_btrfs,no_devmapper,no_zfs \
+    -ldflags "-s -w -X $module/version.Version=$CTRD2_VERSION -X $module/version.Package=$module" \
+    -o "$1/" ./cmd/containerd ./cmd/containerd-shim-runc-v2 ./cmd/ctr
+}
+containerd2() {
+  go_module_build containerd github.com/containerd/containerd/v2 "$CTRD2_VERSION" \
+    "$CTRD2_VERSION $(go version 2>/dev/null || echo no-go) CGO_ENABLED=0 tags=no_btrfs,no_devmapper,no_zfs" \
+    build_containerd2 containerd containerd-shim-runc-v2 ctr
+}
+
+# nerdctl v2 (both lanes). Its dependency moby/moby/v2@v2.0.0-beta.28 (only `nerdctl info` uses it) is
+# not served: the copy points that one dependency at a beta the proxy serves.
+build_nerdctl() {
+  go mod edit -replace github.com/moby/moby/v2=github.com/moby/moby/v2@v2.0.0-beta.25
+  go build -mod=mod -trimpath -ldflags "-s -w -X github.com/containerd/nerdctl/v2/pkg/version.Version=$NERDCTL_VERSION" \
+    -o "$1/nerdctl" ./cmd/nerdctl
+}
+nerdctl() {
+  go_module_build nerdctl github.com/containerd/nerdctl/v2 "$NERDCTL_VERSION" \
+    "$NERDCTL_VERSION $(go version 2>/dev/null || echo no-go) CGO_ENABLED=0 moby-v2=beta.25" \
+    build_nerdctl nerdctl
 }
 
 T0=$SECONDS

@@ -137,6 +137,19 @@ describe(`nerdctl on nkit, containerd lane ${lane}`, () => {
       "nkit.io/container-name": c.name,
       "nkit.io/container-namespace": nerdctl.namespace,
     });
+    // A service selecting those labels gets the container as its backend.
+    const svc = `named-${tag}`.toLowerCase();
+    await nkitd!.cli(["service", "add", svc, "--vip", "10.96.77.7:80/tcp", "--selector", "app=named"]);
+    const listed = await waitFor("the selector to pick the container", async () => {
+      const all = await nkitd!.cli<{ name: string; frontends: { backends: string[] }[] }[]>([
+        "service",
+        "list",
+      ]);
+      const f = all.find((x) => x.name === svc)?.frontends[0];
+      return f && f.backends.length > 0 ? f : undefined;
+    });
+    expect(listed.backends).toEqual([`${ep.addresses.ipv4}:80`]);
+    await nkitd!.cli(["service", "delete", svc]);
   });
 
   it("honours --ip and --ip6, refuses a taken or out-of-range address clearly", async () => {
