@@ -5,7 +5,7 @@ import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { ProtocolError, TtrpcError } from "../errors.js";
+import { ProtocolError } from "../errors.js";
 import { Code, statusError } from "./codes.js";
 import {
   encodeMessage,
@@ -16,7 +16,7 @@ import {
 } from "./framing.js";
 import { decodeResponse, encodeRequest, type KeyValue } from "./proto.js";
 
-export interface TtrpcClientOptions {
+interface TtrpcClientOptions {
   /** Largest Request data this client sends (default 4 MiB); larger calls fail with RESOURCE_EXHAUSTED. */
   maxSendMessageSize?: number;
   /** Largest Response data accepted (default 4 MiB); larger ones fail their call with RESOURCE_EXHAUSTED. */
@@ -24,7 +24,7 @@ export interface TtrpcClientOptions {
   log?: Logger;
 }
 
-export interface CallOptions {
+interface CallOptions {
   /** Deadline for the call; sent as timeout_nano and enforced locally (DEADLINE_EXCEEDED). */
   timeoutMs?: number;
   metadata?: KeyValue[];
@@ -209,5 +209,3 @@ export class TtrpcClient extends EventEmitter<ClientEvents> {
     this.emit("close", err);
   }
 }
-
-export { TtrpcError };

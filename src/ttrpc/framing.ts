@@ -14,12 +14,6 @@ export const MessageType = {
   DATA: 3,
 } as const;
 
-export const Flag = {
-  REMOTE_CLOSED: 0x01,
-  REMOTE_OPEN: 0x02,
-  NO_DATA: 0x04,
-} as const;
-
 export interface MessageHeader {
   length: number;
   streamId: number;
@@ -47,7 +41,7 @@ export function decodeHeader(h: Buffer): MessageHeader {
   };
 }
 
-export interface LengthPrefixedDecoderOptions {
+interface LengthPrefixedDecoderOptions {
   headerSize: number;
   /** Payload length announced by a complete header. */
   lengthOf(header: Buffer): number;

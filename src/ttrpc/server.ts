@@ -8,7 +8,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import { TtrpcError } from "../errors.js";
-import { Code, codeName } from "./codes.js";
+import { Code } from "./codes.js";
 import {
   encodeMessage,
   MAX_MESSAGE_SIZE,
@@ -30,9 +30,9 @@ export interface TtrpcCall {
 }
 
 /** Returns the serialized response message (an empty array for an empty message). */
-export type TtrpcMethod = (payload: Uint8Array, call: TtrpcCall) => Uint8Array | Promise<Uint8Array>;
+type TtrpcMethod = (payload: Uint8Array, call: TtrpcCall) => Uint8Array | Promise<Uint8Array>;
 
-export interface TtrpcServerOptions {
+interface TtrpcServerOptions {
   maxSendMessageSize?: number;
   maxRecvMessageSize?: number;
   /** Answer DEADLINE_EXCEEDED this many ms before the caller's deadline (default 0). */
@@ -40,7 +40,7 @@ export interface TtrpcServerOptions {
   log?: Logger;
 }
 
-export interface TtrpcServerConnectionEvents {
+interface TtrpcServerConnectionEvents {
   close: [err: Error | undefined];
   /** A handler finished after its deadline had already been answered. */
   late: [call: TtrpcCall, elapsedMs: number];
@@ -79,7 +79,7 @@ interface InFlight {
   closedEarly: boolean;
 }
 
-export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
+class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
   private readonly server: TtrpcServer;
   private readonly stream: Duplex;
   private readonly log: Logger;
@@ -268,10 +268,8 @@ export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEve
 }
 
 /** TtrpcError keeps its status code; anything else becomes UNKNOWN, as Go does for plain errors. */
-export function errorToStatus(err: unknown): { code: number; message: string } {
+function errorToStatus(err: unknown): { code: number; message: string } {
   if (err instanceof TtrpcError) return { code: err.status, message: err.detail };
   if (err instanceof Error) return { code: Code.UNKNOWN, message: err.message };
   return { code: Code.UNKNOWN, message: String(err) };
 }
-
-export { codeName };
