@@ -9,9 +9,9 @@ import protobuf from "protobufjs";
 import { NkitError } from "../errors.js";
 import type * as T from "./types.js";
 
-export const PROTO_PACKAGE = "nkit.v1";
+const PROTO_PACKAGE = "nkit.v1";
 
-export function protoPath(): string {
+function protoPath(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     const candidate = join(dir, "proto", "nkit", "v1", "nkit.proto");
@@ -41,7 +41,7 @@ const TO_OBJECT: protobuf.IConversionOptions = {
 };
 
 /** A typed codec for one message type. */
-export interface MessageCodec<M> {
+interface MessageCodec<M> {
   encode(message: M): Buffer;
   decode(buf: Buffer): M;
 }
@@ -78,7 +78,7 @@ function method<Req, Res>(
   };
 }
 
-export interface NkitService {
+interface NkitService {
   Status: MethodDefinition<T.Empty, T.StatusResponse>;
   ListEndpoints: MethodDefinition<T.Empty, T.ListEndpointsResponse>;
   GetEndpoint: MethodDefinition<T.GetEndpointRequest, T.GetEndpointResponse>;
@@ -94,7 +94,7 @@ export interface NkitService {
   ListNat: MethodDefinition<T.Empty, T.ListNatResponse>;
 }
 
-export interface NkitAdminService {
+interface NkitAdminService {
   WireEndpoint: MethodDefinition<T.WireEndpointRequest, T.Endpoint>;
   UnwireEndpoint: MethodDefinition<T.UnwireEndpointRequest, T.UnwireEndpointResponse>;
 }

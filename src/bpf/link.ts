@@ -24,10 +24,10 @@ import { NETKIT_FEATURE, probeNetkit, probeTcx, TCX_FEATURE } from "./probe.js";
 import { BpfProgram } from "./program.js";
 
 /** What a new link is ordered against: an attached link or program (by object or id). */
-export type AnchorTarget = BpfLink | BpfProgram | { linkId: number } | { programId: number };
+type AnchorTarget = BpfLink | BpfProgram | { linkId: number } | { programId: number };
 
 /** Position in the attach point's chain. Without an anchor the link is appended ("last"). */
-export type Anchor = "first" | "last" | { before: AnchorTarget } | { after: AnchorTarget };
+type Anchor = "first" | "last" | { before: AnchorTarget } | { after: AnchorTarget };
 
 interface CommonAttachOptions {
   anchor?: Anchor;
@@ -35,12 +35,12 @@ interface CommonAttachOptions {
   expectedRevision?: bigint | number;
 }
 
-export interface TcxAttachOptions extends CommonAttachOptions {
+interface TcxAttachOptions extends CommonAttachOptions {
   ifindex: number;
   direction: "ingress" | "egress";
 }
 
-export interface NetkitAttachOptions extends CommonAttachOptions {
+interface NetkitAttachOptions extends CommonAttachOptions {
   /** ifindex of the netkit primary (host side); peer programs are attached through it too. */
   primaryIfindex: number;
   kind: "primary" | "peer";
@@ -61,7 +61,7 @@ export interface LinkInfo {
   attached: boolean;
 }
 
-export interface AttachedPrograms {
+interface AttachedPrograms {
   revision: bigint;
   /** In execution order; linkId 0 marks a legacy (non-link) attachment. */
   programs: { programId: number; linkId: number }[];

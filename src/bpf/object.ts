@@ -14,7 +14,7 @@ import { ensureBpffsDir } from "./pins.js";
 import { BpfProgram } from "./program.js";
 import { RingBufferMap } from "./ringbuf.js";
 
-export type ProgramSpec = NativeProgramSpec;
+type ProgramSpec = NativeProgramSpec;
 export type MapSpec = NativeMapSpec;
 
 export interface BpfObjectOptions {

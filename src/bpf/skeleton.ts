@@ -90,7 +90,7 @@ export type MapHandle<D> =
           : never;
 
 export type MapHandles<M> = { readonly [N in keyof M]: MapHandle<M[N]> };
-export type ProgramHandles<P> = { readonly [N in keyof P]: BpfProgram };
+type ProgramHandles<P> = { readonly [N in keyof P]: BpfProgram };
 export type MapName<O extends ObjectDef> = keyof O["maps"] & string;
 
 type AnyHandle = { readonly closed: boolean; close(): void };
@@ -133,7 +133,7 @@ export function pinnedMaps<O extends ObjectDef>(dir: string, def: O): MapHandles
   return openMaps(new PinnedMaps(dir), def.maps);
 }
 
-export interface SkeletonOptions<O extends ObjectDef> extends Omit<BpfObjectOptions, "recreatable"> {
+interface SkeletonOptions<O extends ObjectDef> extends Omit<BpfObjectOptions, "recreatable"> {
   /** The object file; default: bpf/build/<def.file> as `npm run build:bpf` built it. */
   path?: string;
   /** See BpfObjectOptions.recreatable; only maps the object has. */

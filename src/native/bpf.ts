@@ -66,7 +66,7 @@ export interface NativeBatch {
   done: boolean;
 }
 
-export interface NativeProgInfo {
+interface NativeProgInfo {
   id: number;
   name: string;
   type: number;
@@ -74,7 +74,7 @@ export interface NativeProgInfo {
   tag: string;
 }
 
-export interface NativeLinkInfo {
+interface NativeLinkInfo {
   id: number;
   type: number;
   typeName: string;
@@ -85,7 +85,7 @@ export interface NativeLinkInfo {
   attachTypeName?: string;
 }
 
-export interface NativeQuery {
+interface NativeQuery {
   revision: bigint;
   programs: { progId: number; linkId: number }[];
 }
@@ -104,7 +104,7 @@ export interface NativeBtfType {
   elemTypeName?: string;
 }
 
-export interface NativeBtfMember extends NativeBtfType {
+interface NativeBtfMember extends NativeBtfType {
   name: string;
   offset: number;
   bitOffset: number;
@@ -126,7 +126,7 @@ export interface NativeLinkCreateOptions {
   expectedRevision?: bigint;
 }
 
-export interface BpfAddon {
+interface BpfAddon {
   fdClose(h: FdHandle): void;
   fdInfo(h: FdHandle): { fd: number; kind: FdKind };
 

@@ -129,7 +129,7 @@ export async function deleteAddress(sock: RtnlSocket, spec: AddressSpec): Promis
   }
 }
 
-export function parseAddress(m: NlMessage): Address | undefined {
+function parseAddress(m: NlMessage): Address | undefined {
   const [hdr, a] = splitPayload(m.payload, 8, "address");
   const h = decodeIfAddrMsg(hdr);
   const family = familyOfAf(h.family);

@@ -473,7 +473,7 @@ function parseNetkit(data: Buffer): NetkitInfo {
 }
 
 /** Decodes an RTM_NEWLINK message (reply or dump entry). */
-export function parseLink(m: NlMessage): Link {
+function parseLink(m: NlMessage): Link {
   const [hdr, a] = splitPayload(m.payload, 16, "link");
   const h = decodeIfInfoMsg(hdr);
   let kind: string | undefined;

@@ -87,7 +87,7 @@ export async function deleteNeighbour(sock: RtnlSocket, spec: NeighbourSpec): Pr
   }
 }
 
-export function parseNeighbour(m: NlMessage): Neighbour | undefined {
+function parseNeighbour(m: NlMessage): Neighbour | undefined {
   const [hdr, a] = splitPayload(m.payload, 12, "neighbour");
   const h = decodeNdMsg(hdr);
   const family = familyOfAf(h.family);

@@ -205,7 +205,7 @@ export async function deleteRoute(sock: RtnlSocket, spec: RouteSpec): Promise<bo
   }
 }
 
-export function parseRoute(m: NlMessage): Route | undefined {
+function parseRoute(m: NlMessage): Route | undefined {
   const [hdr, a] = splitPayload(m.payload, 12, "route");
   const h = decodeRtMsg(hdr);
   const family = familyOfAf(h.family);
