@@ -20,7 +20,7 @@ export interface NkitInstance extends BenchManager {
   cidr: string;
 }
 
-export interface NkitOptions {
+interface NkitOptions {
   prefix: string;
   label: string;
   bigTcp: boolean;

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RESULTS_DIR } from "./paths.js";
 
-export interface RunConfig {
+interface RunConfig {
   rounds: number;
   seconds: number;
   quick: boolean;

@@ -32,7 +32,7 @@ export async function startManager(o: {
   return { ...m, mode: o.mode, cidr: o.cidr };
 }
 
-export interface VmPod {
+interface VmPod {
   netnsPath: string;
   ipv4: string;
   ep: WiredEndpoint;

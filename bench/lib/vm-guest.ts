@@ -37,7 +37,7 @@ import { type ModeManager, startManager, wirePod } from "./vm-endpoints.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
-export const VM_PATHS: PathInfo[] = [
+const VM_PATHS: PathInfo[] = [
   {
     key: "loopback",
     tag: "(a)",
