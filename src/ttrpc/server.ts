@@ -15,6 +15,7 @@ import {
   MessageDecoder,
   type MessageHeader,
   MessageType,
+  readFrames,
 } from "./framing.js";
 import { decodeRequest, encodeResponse, type KeyValue } from "./proto.js";
 
@@ -85,13 +86,10 @@ class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
   private readonly log: Logger;
   private readonly maxSend: number;
   private readonly margin: number;
-  private readonly decoder: MessageDecoder;
+  private readonly stopReading: () => void;
   private readonly inflight = new Map<number, InFlight>();
   private lastStreamId = 0;
   private closed = false;
-  private readonly onData = (chunk: Buffer) => this.decoder.push(chunk);
-  private readonly onError = (err: Error) => this.shutdown(err);
-  private readonly onClose = () => this.shutdown(undefined);
 
   constructor(server: TtrpcServer, stream: Duplex, opts: TtrpcServerOptions) {
     super();
@@ -100,7 +98,7 @@ class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
     this.log = opts.log ?? pino({ level: "silent" });
     this.maxSend = opts.maxSendMessageSize ?? MAX_MESSAGE_SIZE;
     this.margin = opts.deadlineMarginMs ?? 0;
-    this.decoder = new MessageDecoder({
+    const decoder = new MessageDecoder({
       maxMessageSize: opts.maxRecvMessageSize ?? MAX_MESSAGE_SIZE,
       onMessage: (h, data) => this.handleMessage(h, data),
       onOversized: (h) => {
@@ -117,10 +115,7 @@ class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
         }
       },
     });
-    stream.on("data", this.onData);
-    stream.on("error", this.onError);
-    stream.on("close", this.onClose);
-    stream.on("end", this.onClose);
+    this.stopReading = readFrames(stream, decoder, (err) => this.shutdown(err));
   }
 
   get activeRequests(): number {
@@ -255,7 +250,7 @@ class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
   private shutdown(err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
-    this.stream.off("data", this.onData);
+    this.stopReading();
     for (const e of this.inflight.values()) {
       if (e.timer) clearTimeout(e.timer);
       e.answered = true;
