@@ -27,7 +27,8 @@ export interface NativeProgramSpec {
   autoload: boolean;
 }
 
-export interface NativeMapSpec {
+/** What both a map's spec (libbpf's, before load) and its info (the kernel's, from its fd) say. */
+interface NativeMapShape {
   name: string;
   type: number;
   typeName: string;
@@ -35,6 +36,9 @@ export interface NativeMapSpec {
   valueSize: number;
   maxEntries: number;
   flags: number;
+}
+
+export interface NativeMapSpec extends NativeMapShape {
   pinPath: string | null;
   pinned: boolean;
   /** libbpf's own maps for global variables (.rodata, .bss, .data, .kconfig). */
@@ -44,15 +48,8 @@ export interface NativeMapSpec {
   valueType: NativeBtfType | null;
 }
 
-export interface NativeMapInfo {
+export interface NativeMapInfo extends NativeMapShape {
   id: number;
-  name: string;
-  type: number;
-  typeName: string;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
   percpu: boolean;
   /** Bytes per element in syscalls: valueSize, or roundup(valueSize, 8) * possible CPUs. */
   valueLen: number;
