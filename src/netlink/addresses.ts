@@ -28,7 +28,7 @@ import {
   RTM_GETADDR,
   RTM_NEWADDR,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { alreadyExists, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -120,13 +120,8 @@ export const replaceAddress = (sock: RtnlSocket, spec: AddressSpec): Promise<voi
 /** Deletes an address; false when it was not there. */
 export async function deleteAddress(sock: RtnlSocket, spec: AddressSpec): Promise<boolean> {
   const index = await resolveIndex(sock, spec.link);
-  try {
-    await sock.request(RTM_DELADDR, 0, build(index, spec, true), `delete address ${describe(spec)}`);
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "EADDRNOTAVAIL", "ENOENT")) return false;
-    throw e;
-  }
+  const op = `delete address ${describe(spec)}`;
+  return deleted(sock.request(RTM_DELADDR, 0, build(index, spec, true), op), "EADDRNOTAVAIL", "ENOENT");
 }
 
 function parseAddress(m: NlMessage): Address | undefined {

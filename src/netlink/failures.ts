@@ -49,3 +49,14 @@ export function alreadyExists(e: unknown, hint: string): unknown {
 export function isAbsent(e: unknown, ...codes: string[]): boolean {
   return e instanceof NetlinkError && codes.includes(e.errnoCode);
 }
+
+/** Whether a delete request removed its object: false when it failed only because there was none. */
+export async function deleted(request: Promise<unknown>, ...absent: string[]): Promise<boolean> {
+  try {
+    await request;
+    return true;
+  } catch (e) {
+    if (isAbsent(e, ...absent)) return false;
+    throw e;
+  }
+}

@@ -15,7 +15,7 @@ import {
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { alreadyExists, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -73,18 +73,12 @@ export const replaceNeighbour = (sock: RtnlSocket, spec: NeighbourSpec): Promise
 /** Deletes an entry; false when there was none. */
 export async function deleteNeighbour(sock: RtnlSocket, spec: NeighbourSpec): Promise<boolean> {
   const index = await resolveIndex(sock, spec.link);
-  try {
-    await sock.request(
-      RTM_DELNEIGH,
-      0,
-      build(index, { link: spec.link, address: spec.address }, 0),
-      `delete neighbour ${describe(spec)}`,
-    );
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "ENOENT", "ESRCH")) return false;
-    throw e;
-  }
+  const payload = build(index, { link: spec.link, address: spec.address }, 0);
+  return deleted(
+    sock.request(RTM_DELNEIGH, 0, payload, `delete neighbour ${describe(spec)}`),
+    "ENOENT",
+    "ESRCH",
+  );
 }
 
 function parseNeighbour(m: NlMessage): Neighbour | undefined {

@@ -40,7 +40,7 @@ import {
   RTNH_F_ONLINK,
   RTPROT_BOOT,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { alreadyExists, deleted, isAbsent } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -196,13 +196,8 @@ export const replaceRoute = (sock: RtnlSocket, spec: RouteSpec): Promise<void> =
 export async function deleteRoute(sock: RtnlSocket, spec: RouteSpec): Promise<boolean> {
   buildRoute(spec, undefined, true);
   const oif = spec.dev === undefined ? undefined : await resolveIndex(sock, spec.dev);
-  try {
-    await sock.request(RTM_DELROUTE, 0, buildRoute(spec, oif, true), `delete route ${describe(spec)}`);
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "ESRCH", "ENOENT")) return false;
-    throw e;
-  }
+  const op = `delete route ${describe(spec)}`;
+  return deleted(sock.request(RTM_DELROUTE, 0, buildRoute(spec, oif, true), op), "ESRCH", "ENOENT");
 }
 
 function parseRoute(m: NlMessage): Route | undefined {
