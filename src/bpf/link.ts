@@ -8,7 +8,7 @@ import {
   NotFoundError,
   NotSupportedError,
 } from "../errors.js";
-import { bpfAddon, type FdHandle, type NativeLinkCreateOptions } from "../native/bpf.js";
+import { bpfAddon, type FdHandle, type NativeLinkCreateOptions, type NativeQuery } from "../native/bpf.js";
 import {
   ATTACH_TYPE,
   type AttachPoint,
@@ -341,14 +341,15 @@ export class BpfLink {
   }
 }
 
+const attached = (q: NativeQuery): AttachedPrograms => ({
+  revision: q.revision,
+  programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
+});
+
 /** Programs attached at point of ifindex (in the caller's network namespace), with the chain revision. */
 export function queryAttached(ifindex: number, point: AttachPoint): AttachedPrograms {
   try {
-    const q = bpfAddon().progQuery(ifindex, ATTACH_TYPE[point]);
-    return {
-      revision: q.revision,
-      programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
-    };
+    return attached(bpfAddon().progQuery(ifindex, ATTACH_TYPE[point]));
   } catch (e) {
     throw attachError(e, point, ifindex, `querying ${point} of ifindex ${ifindex}`);
   }
@@ -357,11 +358,7 @@ export function queryAttached(ifindex: number, point: AttachPoint): AttachedProg
 /** Programs attached directly at a cgroup hook (not those inherited from its ancestors). */
 export function queryCgroupAttached(cgroupPath: string, hook: CgroupHook): AttachedPrograms {
   try {
-    const q = bpfAddon().cgroupProgQuery(cgroupPath, CGROUP_ATTACH_TYPE[hook]);
-    return {
-      revision: q.revision,
-      programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
-    };
+    return attached(bpfAddon().cgroupProgQuery(cgroupPath, CGROUP_ATTACH_TYPE[hook]));
   } catch (e) {
     throw cgroupError(e, cgroupPath, `querying cgroup ${hook} of ${cgroupPath}`);
   }

@@ -82,7 +82,7 @@ interface NativeLinkInfo {
   attachTypeName?: string;
 }
 
-interface NativeQuery {
+export interface NativeQuery {
   revision: bigint;
   programs: { progId: number; linkId: number }[];
 }
