@@ -20,15 +20,12 @@ import {
   IFA_FLAGS,
   IFA_LABEL,
   IFA_LOCAL,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   RT_SCOPE_UNIVERSE,
   RTM_DELADDR,
   RTM_GETADDR,
   RTM_NEWADDR,
 } from "./constants.js";
-import { alreadyExists, deleted } from "./failures.js";
+import { create, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -105,13 +102,14 @@ export async function addAddress(
 ): Promise<void> {
   IpPrefix.parseLoose(spec.address, "address");
   const index = await resolveIndex(sock, spec.link);
-  const flags = NLM_F_CREATE | (opts.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  const op = `${opts.replace ? "replace" : "add"} address ${describe(spec)}`;
-  try {
-    await sock.request(RTM_NEWADDR, flags, build(index, spec, false), op);
-  } catch (e) {
-    throw alreadyExists(e, "the address is already configured; use replace to update it");
-  }
+  await create(
+    sock,
+    RTM_NEWADDR,
+    build(index, spec, false),
+    `address ${describe(spec)}`,
+    opts.replace === true,
+    "the address is already configured; use replace to update it",
+  );
 }
 
 export const replaceAddress = (sock: RtnlSocket, spec: AddressSpec): Promise<void> =>

@@ -6,16 +6,13 @@ import {
   NDA_DST,
   NDA_IFINDEX,
   NDA_LLADDR,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   NUD_NOARP,
   NUD_PERMANENT,
   RTM_DELNEIGH,
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
 } from "./constants.js";
-import { alreadyExists, deleted } from "./failures.js";
+import { create, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -58,13 +55,14 @@ export async function addNeighbour(
     throw new InvalidArgumentError(`neighbour ${spec.address}: lladdr is required`);
   build(1, spec, NUD_PERMANENT);
   const index = await resolveIndex(sock, spec.link);
-  const flags = NLM_F_CREATE | (opts.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  const op = `${opts.replace ? "replace" : "add"} neighbour ${describe(spec)}`;
-  try {
-    await sock.request(RTM_NEWNEIGH, flags, build(index, spec, NUD_PERMANENT), op);
-  } catch (e) {
-    throw alreadyExists(e, "a neighbour entry for that address exists; use replace to overwrite it");
-  }
+  await create(
+    sock,
+    RTM_NEWNEIGH,
+    build(index, spec, NUD_PERMANENT),
+    `neighbour ${describe(spec)}`,
+    opts.replace === true,
+    "a neighbour entry for that address exists; use replace to overwrite it",
+  );
 }
 
 export const replaceNeighbour = (sock: RtnlSocket, spec: NeighbourSpec): Promise<void> =>
