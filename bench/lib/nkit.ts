@@ -16,7 +16,7 @@ import type { Cleanup } from "./cleanup.js";
 import { DATAPATH_OBJ } from "./paths.js";
 import { sh } from "./proc.js";
 
-export interface NkitInstance extends BenchManager {
+interface NkitInstance extends BenchManager {
   cidr: string;
 }
 

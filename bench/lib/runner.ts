@@ -100,7 +100,7 @@ export async function warmUp(
   }
 }
 
-export interface TrafficOptions {
+interface TrafficOptions {
   rounds: number;
   seconds: number;
   cleanThresholdPct: number;
