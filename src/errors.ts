@@ -114,7 +114,7 @@ export class BpfError extends NkitError {
 }
 
 /** Shape of the errors the native addon throws (see native/src/common.c). */
-export interface NativeErrnoError extends Error {
+interface NativeErrnoError extends Error {
   code: string;
   errno: number;
   syscall: string;

@@ -5,7 +5,7 @@ import pretty from "pino-pretty";
 
 export type { Logger };
 
-export interface LogOptions {
+interface LogOptions {
   level?: LevelWithSilent;
   name?: string;
   /** Default: pretty when stdout is a TTY and NO_COLOR/NKIT_LOG_JSON are unset. */

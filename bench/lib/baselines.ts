@@ -6,13 +6,13 @@ import { randomBytes } from "node:crypto";
 import type { Cleanup } from "./cleanup.js";
 import { sh } from "./proc.js";
 
-export interface PodPair {
+interface PodPair {
   client: { netnsPath: string; ipv4: string };
   server: { netnsPath: string; ipv4: string };
   teardown(): Promise<void>;
 }
 
-export interface TopologyOptions {
+interface TopologyOptions {
   /** Prefix of every netns name (unique per benchmark run), e.g. "nkb-1a2b". */
   prefix: string;
   bigTcp?: boolean;
@@ -138,7 +138,7 @@ async function mac(ns: string, dev: string): Promise<string> {
   return out[0]!.address;
 }
 
-export const BIG_TCP_BYTES = 196608;
+const BIG_TCP_BYTES = 196608;
 
 async function applyBigTcp(podNs: string, podIf: string, hostNs: string, hostIf: string): Promise<void> {
   const s = String(BIG_TCP_BYTES);

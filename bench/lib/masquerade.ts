@@ -2,17 +2,17 @@
 // conntrack on the same shape of topology (a pod, a router, an outside netns with no route back
 // to the pods), side by side and interleaved in one run: TCP_RR, TCP_CRR, TCP_STREAM. Writes
 // bench/results/masquerade-*.{json,md}; never asserts (targets print PASS/MISS).
-import { randomBytes, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import { Conntrack } from "../../src/conntrack/conntrack.js";
 import { Masquerade } from "../../src/masquerade/masquerade.js";
 import { addNetns } from "./baselines.js";
-import { Cleanup, cleanupOnSignals } from "./cleanup.js";
+import type { Cleanup } from "./cleanup.js";
 import { measure, type Sample, type Side, type TestKind } from "./measure.js";
-import { startBenchManager } from "./nkit.js";
+import { admitPod, startBenchManager } from "./nkit.js";
 import { sh } from "./proc.js";
-import { parseRunArgs, writeResults } from "./results.js";
+import { sideBySide, targetTable } from "./results.js";
 import { baseEnvironment } from "./runner.js";
-import { median, round } from "./stats.js";
+import { median, ratio, round } from "./stats.js";
 
 const TESTS: readonly TestKind[] = ["rr", "crr", "stream"];
 const PORT = 5202;
@@ -32,10 +32,7 @@ async function nkitPath(prefix: string, cleanup: Cleanup): Promise<{ client: Sid
   await sh("ip", ["-n", `${prefix}-out`, "link", "set", `${up}p`, "up"]);
   const cidr = `10.251.${randomInt(0, 256)}.0/24`;
   const m = await startBenchManager({ prefix, label: "masq", mode: "veth", cidr, uplinks: [up], cleanup });
-  const id = `${prefix}-masq-c`;
-  const pod = await addNetns(id, cleanup);
-  m.ids.add(id);
-  const ep = await m.pods.admit({ id, netnsPath: pod.path });
+  const pod = await admitPod(m, `${prefix}-masq-c`, cleanup);
   const ifindex = Number((await sh("cat", [`/sys/class/net/${up}/ifindex`])).trim());
   const ct = Conntrack.open(m.mgr.maps);
   const nat = Masquerade.open(m.mgr.maps, ct);
@@ -45,7 +42,7 @@ async function nkitPath(prefix: string, cleanup: Cleanup): Promise<{ client: Sid
   nat.close();
   ct.close();
   return {
-    client: { netnsPath: pod.path, ipv4: ep.addresses.ipv4 ?? "" },
+    client: { netnsPath: pod.netnsPath, ipv4: pod.ipv4 },
     server: { netnsPath: outside.path, ipv4: `${net}.2` },
   };
 }
@@ -81,13 +78,8 @@ async function iptablesPath(prefix: string, cleanup: Cleanup): Promise<{ client:
   };
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
-  const cfg = parseRunArgs(argv);
-  const started = new Date();
-  const prefix = `nkb-${randomBytes(2).toString("hex")}`;
-  const cleanup = new Cleanup();
-  cleanupOnSignals(cleanup, log);
-  try {
+export function main(argv: readonly string[]): Promise<number> {
+  return sideBySide("masquerade", argv, log, async ({ cfg, started, prefix, cleanup }) => {
     const paths = { nkit: await nkitPath(prefix, cleanup), iptables: await iptablesPath(prefix, cleanup) };
     const samples: Record<string, Sample[]> = {};
     for (let round_ = 0; round_ < cfg.rounds; round_++) {
@@ -115,7 +107,6 @@ export async function main(argv: readonly string[]): Promise<number> {
         gbps: med(name, test, "gbps"),
       })),
     );
-    const ratio = (a: number, b: number) => round(a / b, 3);
     const crr = ratio(med("nkit", "crr", "rate"), med("iptables", "crr", "rate"));
     const stream = ratio(med("nkit", "stream", "gbps"), med("iptables", "stream", "gbps"));
     const rr = ratio(med("nkit", "rr", "p50_us"), med("iptables", "rr", "p50_us"));
@@ -145,17 +136,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       "|---|---|---:|---:|---:|",
       ...rows.map((r) => `| ${r.path} | ${r.test} | ${r.rate} | ${r.p50_us} | ${r.gbps} |`),
       "",
-      "| target | value | goal | |",
-      "|---|---:|---|---|",
-      ...targets.map((t) => `| ${t.name} | ${t.value} | ${t.target} | ${t.pass ? "PASS" : "MISS"} |`),
+      ...targetTable(targets),
       "",
       ...result.notes.map((n) => `- ${n}`),
       "",
     ].join("\n");
-    writeResults(cfg, "masquerade", started, result, md);
-    process.stdout.write(`${md}\n`);
-    return 0;
-  } finally {
-    for (const e of await cleanup.run()) log(`cleanup: ${e}`);
-  }
+    return { result, md };
+  });
 }

@@ -26,7 +26,7 @@ export interface Sample {
   retransmits?: number;
 }
 
-export interface Measurement {
+interface Measurement {
   sample: Sample;
   noise: Noise;
 }

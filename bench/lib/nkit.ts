@@ -16,11 +16,11 @@ import type { Cleanup } from "./cleanup.js";
 import { DATAPATH_OBJ } from "./paths.js";
 import { sh } from "./proc.js";
 
-export interface NkitInstance extends BenchManager {
+interface NkitInstance extends BenchManager {
   cidr: string;
 }
 
-export interface NkitOptions {
+interface NkitOptions {
   prefix: string;
   label: string;
   bigTcp: boolean;
@@ -123,7 +123,30 @@ export function diffCounters(a: Record<string, number>, b: Record<string, number
   return out;
 }
 
-export interface NkitPair {
+/** A pod of a bench pod network: a netns of its own, admitted as nkitd admits one. */
+interface BenchPod {
+  netnsPath: string;
+  ipv4: string;
+  ep: WiredEndpoint;
+  /** Deletes the netns. */
+  del(): Promise<void>;
+}
+
+/** Creates netns `name` (registered with the cleanup first) and admits it to m as endpoint `name`. */
+export async function admitPod(
+  m: BenchManager,
+  name: string,
+  cleanup: Cleanup,
+  labels?: Record<string, string>,
+): Promise<BenchPod> {
+  const ns = await addNetns(name, cleanup);
+  m.ids.add(name);
+  const ep = await m.pods.admit({ id: name, netnsPath: ns.path, ...(labels ? { labels } : {}) });
+  if (!ep.addresses.ipv4) throw new Error(`nkit wired ${name} without an IPv4 address`);
+  return { netnsPath: ns.path, ipv4: ep.addresses.ipv4, ep, del: ns.del };
+}
+
+interface NkitPair {
   nkit: NkitInstance;
   client: { netnsPath: string; ipv4: string; ep: WiredEndpoint };
   server: { netnsPath: string; ipv4: string; ep: WiredEndpoint };
@@ -132,14 +155,8 @@ export interface NkitPair {
 
 export async function nkitPair(o: NkitOptions): Promise<NkitPair> {
   const nkit = await startNkit(o);
-  const wire = async (role: string) => {
-    const ns = await addNetns(`${o.prefix}-${o.label}-${role}`, o.cleanup);
-    const id = `${o.prefix}-${o.label}-${role}`;
-    nkit.ids.add(id);
-    const ep = await nkit.pods.admit({ id, netnsPath: ns.path, labels: { bench: o.label, role } });
-    if (!ep.addresses.ipv4) throw new Error(`nkit wired ${id} without an IPv4 address`);
-    return { netnsPath: ns.path, ipv4: ep.addresses.ipv4, ep, del: ns.del };
-  };
+  const wire = (role: string) =>
+    admitPod(nkit, `${o.prefix}-${o.label}-${role}`, o.cleanup, { bench: o.label, role });
   const c = await wire("c");
   const s = await wire("s");
   return {

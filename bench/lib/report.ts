@@ -210,7 +210,7 @@ const RATIO_COLS: readonly MetricKey[] = [
 /** Columns of the absolute-value tables: the ratio columns plus retransmits. */
 export const VALUE_COLS: readonly MetricKey[] = [...RATIO_COLS, "stream_retrans"];
 
-export function ratioTable(summary: readonly PathSummary[]): string {
+function ratioTable(summary: readonly PathSummary[]): string {
   const head = `| path | ${RATIO_COLS.map((k) => `${METRICS[k].label.replace(/ (trans|conn)\/s$/, " rate")} (${METRICS[k].better === "higher" ? "↑" : "↓"})`).join(" | ")} |`;
   const sep = `|---|${RATIO_COLS.map(() => "---").join("|")}|`;
   const rows = summary.map(
@@ -219,7 +219,7 @@ export function ratioTable(summary: readonly PathSummary[]): string {
   return [head, sep, ...rows].join("\n");
 }
 
-export function targetTable(targets: readonly Target[]): string {
+function targetTable(targets: readonly Target[]): string {
   return [
     "| target | measured | verdict | note |",
     "|---|---|---|---|",
@@ -231,7 +231,7 @@ function latRow(name: string, l: LatencyStats, extra = ""): string {
   return `| ${name} | ${l.n} | ${fx(l.p50_ms)} | ${fx(l.p99_ms)} | ${fx(l.mean_ms)} | ${fx(l.min_ms)}–${fx(l.max_ms)} | ${extra} |`;
 }
 
-export function wiringTable(w: WiringResult): string {
+function wiringTable(w: WiringResult): string {
   return [
     "| operation (per pod) | n | p50 ms | p99 ms | mean ms | min–max ms | note |",
     "|---|---|---|---|---|---|---|",

@@ -4,12 +4,11 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { bridgeTopology, routedTopology } from "./baselines.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
 import { waitForIdle } from "./cpu.js";
-import { measure, type Side, TESTS, type TestKind } from "./measure.js";
-import { diffCounters, type NkitPair, nkitPair, packetCounters } from "./nkit.js";
+import type { TestKind } from "./measure.js";
+import { nkitPair, packetCounters } from "./nkit.js";
 import { ADDON, DATAPATH_OBJ, README, RESULTS_DIR, ROOT, RR_BIN, TOOLS_DIR } from "./paths.js";
 import {
   evaluateTargets,
@@ -22,12 +21,14 @@ import {
 } from "./report.js";
 import {
   baseEnvironment,
-  interleaved,
+  type LivePath,
   loadavg1,
-  measureRun,
   netnsLeftovers,
+  parseOptions,
   runCleanup,
+  trafficRuns,
   tryCmd,
+  warmUp,
 } from "./runner.js";
 import { type WiringResult, wiringBench } from "./wiring.js";
 
@@ -119,9 +120,9 @@ function num(v: string | undefined, fallback: number, name: string): number {
 }
 
 function parseConfig(argv: string[]): Config {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const values = parseOptions(
+    argv,
+    {
       quick: { type: "boolean" },
       rounds: { type: "string" },
       seconds: { type: "string" },
@@ -134,13 +135,9 @@ function parseConfig(argv: string[]): Config {
       "no-wiring": { type: "boolean" },
       "no-datapath": { type: "boolean" },
       out: { type: "string" },
-      help: { type: "boolean", short: "h" },
     },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
+    USAGE,
+  );
   const env = process.env;
   const quick = values.quick ?? ["1", "true", "yes"].includes(env.BENCH_QUICK ?? "");
   const paths = (values.paths ?? env.BENCH_PATHS ?? ALL_PATHS.map((p) => p.key).join(","))
@@ -194,17 +191,6 @@ function environment(): Record<string, string | number> {
   };
 }
 
-interface LivePath {
-  info: PathInfo;
-  client: Side;
-  server: Side;
-  nkit?: NkitPair;
-}
-
-/** Packets per reason over both endpoints of the pair. */
-const sumCounters = (p: NkitPair): Record<string, number> =>
-  packetCounters(p.nkit, [p.client.ep.id, p.server.ep.id]);
-
 async function setupPaths(cfg: Config, prefix: string, cleanup: Cleanup): Promise<LivePath[]> {
   const live: LivePath[] = [];
   for (const key of cfg.paths) {
@@ -222,7 +208,9 @@ async function setupPaths(cfg: Config, prefix: string, cleanup: Cleanup): Promis
           bigTcp: key === "nkit",
           cleanup,
         });
-        live.push({ info, client: p.client, server: p.server, nkit: p });
+        // packets per reason over both endpoints of the pair
+        const counters = () => packetCounters(p.nkit, [p.client.ep.id, p.server.ep.id]);
+        live.push({ info, client: p.client, server: p.server, counters });
         break;
       }
       case "bridge":
@@ -238,14 +226,6 @@ async function setupPaths(cfg: Config, prefix: string, cleanup: Cleanup): Promis
   return live;
 }
 
-/** Quick reachability check per path, so a broken topology fails fast instead of after minutes. */
-async function smoke(live: LivePath[], port: number): Promise<void> {
-  for (const p of live) {
-    const m = await measure("rr", p.client, p.server, 1, port);
-    log(`  ${p.info.tag} ${p.info.key}: TCP_RR ${Math.round(m.sample.rate ?? 0)}/s (warm-up)`);
-  }
-}
-
 function fmtSample(test: TestKind, r: RunRecord): string {
   if (r.error) return `ERROR ${r.error}`;
   const s = r.sample!;
@@ -255,42 +235,6 @@ function fmtSample(test: TestKind, r: RunRecord): string {
       : `${Math.round(s.rate ?? 0)}/s p50 ${s.p50_us?.toFixed(1)}µs p99 ${s.p99_us?.toFixed(1)}µs`;
   const n = r.noise!;
   return `${v}  [others ${n.othersPct.toFixed(1)}% steal ${n.stealPct.toFixed(1)}% ours ${n.oursPct.toFixed(0)}% → ${r.clean ? "clean" : "UNCLEAN"}]`;
-}
-
-async function trafficBench(cfg: Config, live: LivePath[], basePort: number): Promise<RunRecord[]> {
-  const runs: RunRecord[] = [];
-  let port = basePort;
-  const total = cfg.rounds * live.length * TESTS.length;
-  const retryBudget = Math.floor(total * 0.25) * (cfg.retries > 0 ? 1 : 0);
-  let retriesUsed = 0;
-  let i = 0;
-  // When the machine stays busy (e.g. someone's qemu), waiting does not help: after three waits in a
-  // row that timed out, wait only briefly until one succeeds again.
-  let missedIdle = 0;
-  for (const { round, p, test } of interleaved(cfg.rounds, live, log)) {
-    i++;
-    for (let attempt = 1; ; attempt++) {
-      const maxWait = missedIdle >= 3 ? Math.min(500, cfg.idleWaitS * 1000) : cfg.idleWaitS * 1000;
-      const idleWait = await waitForIdle(cfg.cleanThresholdPct, maxWait);
-      missedIdle = idleWait.idle ? 0 : missedIdle + 1;
-      const before = p.nkit ? sumCounters(p.nkit) : undefined;
-      const rec = await measureRun({ round, path: p.info.key, test, attempt, idleWait }, p, {
-        seconds: cfg.seconds,
-        port: port++,
-        cleanThresholdPct: cfg.cleanThresholdPct,
-      });
-      if (p.nkit && before) rec.counters = diffCounters(before, sumCounters(p.nkit));
-      runs.push(rec);
-      log(
-        `  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}${attempt > 1 ? ` (retry ${attempt - 1})` : ""}: ${fmtSample(test, rec)}`,
-      );
-      const retry =
-        !rec.clean && !rec.error && attempt <= cfg.retries && retriesUsed < retryBudget && missedIdle < 3;
-      if (!retry) break;
-      retriesUsed++;
-    }
-  }
-  return runs;
 }
 
 function stamp(d: Date): string {
@@ -333,10 +277,15 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (cfg.datapath) {
       const live = await setupPaths(cfg, prefix, cleanup);
-      log("warm-up (one 1 s TCP_RR per path, not recorded)");
-      await smoke(live, basePort + 5000);
-      runs = await trafficBench(cfg, live, basePort);
-      for (const p of live) if (p.nkit) counters[p.info.key] = sumCounters(p.nkit);
+      await warmUp(live, basePort + 5000, log);
+      runs = await trafficRuns(live, {
+        ...cfg,
+        idleWaitMs: cfg.idleWaitS * 1000,
+        basePort,
+        log,
+        format: fmtSample,
+      });
+      for (const p of live) if (p.counters) counters[p.info.key] = p.counters();
     }
     if (cfg.wiring) {
       log(`wiring benchmark: ${cfg.pods} pods`);

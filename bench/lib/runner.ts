@@ -1,12 +1,31 @@
-// What the datapath benchmark (run.ts) and the VM benchmark's guest (vm-guest.ts) do alike: the
-// environment they record, the rotation of paths and tests per round, one measurement as a run
-// record, and the final cleanup with its leak check.
+// What the datapath benchmark (run.ts) and the VM benchmark's guest (vm-guest.ts) do alike: their
+// flags' -h, the environment they record, the warm-up, the traffic runs (paths and tests rotating
+// per round, each run after the machine went idle, with nkit's packet counters) as run records, and
+// the final cleanup with its leak check.
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import type { Cleanup } from "./cleanup.js";
-import { noisePct } from "./cpu.js";
+import { noisePct, waitForIdle } from "./cpu.js";
 import { measure, type Side, TESTS, type TestKind } from "./measure.js";
-import type { RunRecord } from "./report.js";
+import { diffCounters } from "./nkit.js";
+import type { PathInfo, RunRecord } from "./report.js";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+const HELP = { help: { type: "boolean", short: "h" } } as const;
+type Values<O extends Options> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O & typeof HELP }>
+>["values"];
+
+/** parseArgs over argv with the given options and -h/--help, which prints usage and exits. */
+export function parseOptions<const O extends Options>(argv: string[], options: O, usage: string): Values<O> {
+  const { values } = parseArgs({ args: argv, options: { ...options, ...HELP } });
+  if ((values as { help?: boolean }).help) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  return values;
+}
 
 /** The command's trimmed stdout, or "?" when it fails. */
 export function tryCmd(cmd: string, args: string[]): string {
@@ -46,7 +65,7 @@ function rotate<T>(xs: readonly T[], n: number): T[] {
  * Every path x test once per round, interleaved: the order of the paths and of the tests rotates
  * every round (datapath-lab §5). Logs each round's path order as the round begins.
  */
-export function* interleaved<P extends { info: { key: string } }>(
+function* interleaved<P extends { info: { key: string } }>(
   rounds: number,
   paths: readonly P[],
   log: (m: string) => void,
@@ -59,8 +78,92 @@ export function* interleaved<P extends { info: { key: string } }>(
   }
 }
 
+/** A path under measurement: what it is, its two ends and, on nkit's paths, the packets per reason
+ * its endpoints have counted so far. */
+export interface LivePath {
+  info: PathInfo;
+  client: Side;
+  server: Side;
+  counters?: () => Record<string, number>;
+}
+
+/** One 1 s TCP_RR per path, not recorded, so a broken topology fails fast instead of after minutes. */
+export async function warmUp(
+  live: readonly LivePath[],
+  port: number,
+  log: (m: string) => void,
+): Promise<void> {
+  log("warm-up (one 1 s TCP_RR per path, not recorded)");
+  for (const [i, p] of live.entries()) {
+    const m = await measure("rr", p.client, p.server, 1, port + i);
+    log(`  ${p.info.tag} ${p.info.key}: TCP_RR ${Math.round(m.sample.rate ?? 0)}/s (warm-up)`);
+  }
+}
+
+interface TrafficOptions {
+  rounds: number;
+  seconds: number;
+  cleanThresholdPct: number;
+  /** The longest wait for the machine to go idle before a run, ms. */
+  idleWaitMs: number;
+  /** How often an unclean run is repeated (within a budget of 25% extra runs); 0: never. */
+  retries: number;
+  /** The first run's port; every run takes the next. */
+  basePort: number;
+  log: (m: string) => void;
+  /** A run's result as its log line shows it. */
+  format: (test: TestKind, r: RunRecord) => string;
+  /** Right before each measurement. */
+  beforeRun?: () => void;
+  /** Right after each measurement. */
+  afterRun?: (r: RunRecord) => void;
+}
+
+/**
+ * The traffic benchmark: every path x test once per round (interleaved), each run once the machine
+ * went idle, recording the packets nkit's endpoints counted during the run; an unclean run is
+ * repeated as o.retries allows.
+ */
+export async function trafficRuns(live: readonly LivePath[], o: TrafficOptions): Promise<RunRecord[]> {
+  const runs: RunRecord[] = [];
+  let port = o.basePort;
+  const total = o.rounds * live.length * TESTS.length;
+  const retryBudget = Math.floor(total * 0.25) * (o.retries > 0 ? 1 : 0);
+  let retriesUsed = 0;
+  let i = 0;
+  // When the machine stays busy (e.g. someone's qemu), waiting does not help: after three waits in a
+  // row that timed out, wait only briefly until one succeeds again.
+  let missedIdle = 0;
+  for (const { round, p, test } of interleaved(o.rounds, live, o.log)) {
+    i++;
+    for (let attempt = 1; ; attempt++) {
+      const maxWait = missedIdle >= 3 ? Math.min(500, o.idleWaitMs) : o.idleWaitMs;
+      const idleWait = await waitForIdle(o.cleanThresholdPct, maxWait);
+      missedIdle = idleWait.idle ? 0 : missedIdle + 1;
+      o.beforeRun?.();
+      const before = p.counters?.();
+      const rec = await measureRun({ round, path: p.info.key, test, attempt, idleWait }, p, {
+        seconds: o.seconds,
+        port: port++,
+        cleanThresholdPct: o.cleanThresholdPct,
+      });
+      o.afterRun?.(rec);
+      if (p.counters && before) rec.counters = diffCounters(before, p.counters());
+      runs.push(rec);
+      o.log(
+        `  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}${attempt > 1 ? ` (retry ${attempt - 1})` : ""}: ${o.format(test, rec)}`,
+      );
+      const retry =
+        !rec.clean && !rec.error && attempt <= o.retries && retriesUsed < retryBudget && missedIdle < 3;
+      if (!retry) break;
+      retriesUsed++;
+    }
+  }
+  return runs;
+}
+
 /** One measurement as a run record: its sample, noise and clean verdict, or the first line of its error. */
-export async function measureRun(
+async function measureRun(
   r: Pick<RunRecord, "round" | "path" | "test" | "attempt" | "idleWait">,
   p: { client: Side; server: Side },
   o: { seconds: number; port: number; cleanThresholdPct: number },

@@ -4,7 +4,7 @@
 // 1, 1,000 and 10,000 services loaded, and the same VIP lookup done by an iptables DNAT chain built
 // the way kube-proxy's iptables mode builds it. Writes bench/results/services-*.{json,md}; never
 // asserts (targets print PASS/MISS).
-import { randomBytes, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,15 +12,13 @@ import { performance } from "node:perf_hooks";
 import { ServiceManager } from "../../src/services/manager.js";
 import { hostCgroup2, SocketLb } from "../../src/services/socket-lb.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS, type ServiceSpec } from "../../src/services/spec.js";
-import { addNetns } from "./baselines.js";
-import { Cleanup, cleanupOnSignals } from "./cleanup.js";
 import { measure, type Sample, type Side, type TestKind } from "./measure.js";
-import { startBenchManager } from "./nkit.js";
+import { admitPod, startBenchManager } from "./nkit.js";
 import { ROOT, SOCK_LB_OBJ } from "./paths.js";
 import { sh } from "./proc.js";
-import { parseRunArgs, writeResults } from "./results.js";
+import { sideBySide, targetTable } from "./results.js";
 import { baseEnvironment } from "./runner.js";
-import { median, round } from "./stats.js";
+import { median, ratio, round } from "./stats.js";
 
 const SIZES = [1, 1000, 10_000] as const;
 const TESTS: readonly TestKind[] = ["rr", "crr"];
@@ -72,14 +70,9 @@ function med(rows: readonly Row[], path: string, n: number, test: TestKind, key:
   return median((r?.samples ?? []).map((s) => s[key] ?? Number.NaN));
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
-  const cfg = parseRunArgs(argv);
-  const started = new Date();
-  const prefix = `nkb-${randomBytes(2).toString("hex")}`;
-  const cleanup = new Cleanup();
-  cleanupOnSignals(cleanup, log);
-  const notes: string[] = [];
-  try {
+export function main(argv: readonly string[]): Promise<number> {
+  return sideBySide("services", argv, log, async ({ cfg, started, prefix, cleanup }) => {
+    const notes: string[] = [];
     const m = await startBenchManager({
       prefix,
       label: "svc",
@@ -87,13 +80,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       cidr: `10.251.${randomInt(0, 256)}.0/24`,
       cleanup,
     });
-    const wire = async (role: string) => {
-      const id = `${prefix}-svc-${role}`;
-      const ns = await addNetns(id, cleanup);
-      m.ids.add(id);
-      const ep = await m.pods.admit({ id, netnsPath: ns.path });
-      return { netnsPath: ns.path, ipv4: ep.addresses.ipv4 ?? "" };
-    };
+    const wire = (role: string) => admitPod(m, `${prefix}-svc-${role}`, cleanup);
     const client = await wire("c");
     const iptClient = await wire("i");
     const server = await wire("s");
@@ -140,7 +127,10 @@ export async function main(argv: readonly string[]): Promise<number> {
 
     // ---- data plane, interleaved: every round runs every size and path, the order rotating.
     const rows: Row[] = [];
-    const add = (path: string, services: number, test: TestKind, s: Sample) => {
+    /** One measurement from `from` to ipv4 in the server pod's netns, recorded under path and size. */
+    const sample = async (path: string, services: number, test: TestKind, from: Side, ipv4: string) => {
+      const to = { netnsPath: server.netnsPath, ipv4 };
+      const { sample: s } = await measure(test, from, to, cfg.seconds, PORT);
       let r = rows.find((x) => x.path === path && x.services === services && x.test === test);
       if (!r) {
         r = { path, services, test, samples: [] };
@@ -148,50 +138,21 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       r.samples.push(s);
     };
-    const inCgroup: Side = { ...client, cgroup };
+    const inCgroup: Side = { netnsPath: client.netnsPath, ipv4: client.ipv4, cgroup };
     for (let round_ = 0; round_ < cfg.rounds; round_++) {
       const sizes = [...SIZES.slice(round_ % SIZES.length), ...SIZES.slice(0, round_ % SIZES.length)];
       for (const n of sizes) {
         manager.replaceSource("config", specs(n, server.ipv4));
         for (const test of TESTS) {
           log(`round ${round_ + 1}/${cfg.rounds}: ${n} services, ${test}`);
-          add("direct", n, test, (await measure(test, inCgroup, server, cfg.seconds, PORT)).sample);
-          add(
-            "nkit-vip",
-            n,
-            test,
-            (
-              await measure(
-                test,
-                inCgroup,
-                { netnsPath: server.netnsPath, ipv4: vipOf(0) },
-                cfg.seconds,
-                PORT,
-              )
-            ).sample,
-          );
+          await sample("direct", n, test, inCgroup, server.ipv4);
+          await sample("nkit-vip", n, test, inCgroup, vipOf(0));
         }
       }
-      for (const test of TESTS) {
-        add(
-          "iptables-vip",
-          10_000,
-          test,
-          (
-            await measure(
-              test,
-              iptClient,
-              { netnsPath: server.netnsPath, ipv4: iptVipOf(5_000) },
-              cfg.seconds,
-              PORT,
-            )
-          ).sample,
-        );
-      }
+      for (const test of TESTS) await sample("iptables-vip", 10_000, test, iptClient, iptVipOf(5_000));
     }
 
     // ---- report
-    const ratio = (a: number, b: number) => round(a / b, 3);
     const rrVip = ratio(med(rows, "nkit-vip", 1, "rr", "p50_us"), med(rows, "direct", 1, "rr", "p50_us"));
     const rr10k = ratio(
       med(rows, "nkit-vip", 10_000, "rr", "p50_us"),
@@ -272,19 +233,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       "|---|---:|---|---:|---:|",
       ...result.rows.map((r) => `| ${r.path} | ${r.services} | ${r.test} | ${r.rate} | ${r.p50_us} |`),
       "",
-      "| target | value | goal | |",
-      "|---|---:|---|---|",
-      ...targets.map((x) => `| ${x.name} | ${x.value} | ${x.target} | ${x.pass ? "PASS" : "MISS"} |`),
+      ...targetTable(targets),
       "",
       `Control plane: 10,000 services applied in ${result.controlPlane.apply10kMs} ms; add p50 ${result.controlPlane.addP50Ms} ms (p99 ${result.controlPlane.addP99Ms} ms); delete p50 ${result.controlPlane.deleteP50Ms} ms.`,
       "",
       ...notes.map((n) => `- ${n}`),
       "",
     ].join("\n");
-    writeResults(cfg, "services", started, result, md);
-    process.stdout.write(`${md}\n`);
-    return 0;
-  } finally {
-    for (const e of await cleanup.run()) log(`cleanup: ${e}`);
-  }
+    return { result, md };
+  });
 }

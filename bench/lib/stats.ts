@@ -36,3 +36,6 @@ export function round(x: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }
+
+/** a / b to 3 digits. */
+export const ratio = (a: number, b: number): number => round(a / b, 3);

@@ -7,9 +7,9 @@ import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { PathInfo, RunRecord } from "./report.js";
 
-export const DATA_BEGIN = "NKVM-BENCH-BEGIN";
+const DATA_BEGIN = "NKVM-BENCH-BEGIN";
 export const DATA_LINE = "NKVM-DATA ";
-export const DATA_END = "NKVM-BENCH-END";
+const DATA_END = "NKVM-BENCH-END";
 /** Printed by the guest (on stderr, so on the console) with its Date.now(): maps guest to host time. */
 export const CLOCK_LINE = "NKVM-CLOCK ";
 

@@ -3,8 +3,6 @@
 // netns, wired exactly as nkitd wires them (nkit's defaults: BIG TCP on, MTU 1500). Like
 // bench/lib/nkit.ts (whose startBenchManager it uses), but with the mode as a parameter; everything
 // is registered with the cleanup before it exists and removed by close().
-import type { WiredEndpoint } from "../../src/datapath/endpoint-manager.js";
-import { addNetns } from "./baselines.js";
 import type { Cleanup } from "./cleanup.js";
 import { type BenchManager, startBenchManager } from "./nkit.js";
 import type { VmMode } from "./vm-data.js";
@@ -30,19 +28,4 @@ export async function startManager(o: {
   });
   if (m.mgr.mode !== o.mode) throw new Error(`asked for a ${o.mode} EndpointManager, got ${m.mgr.mode}`);
   return { ...m, mode: o.mode, cidr: o.cidr };
-}
-
-export interface VmPod {
-  netnsPath: string;
-  ipv4: string;
-  ep: WiredEndpoint;
-}
-
-/** A new netns wired by the manager (netns creation is not part of the wiring). */
-export async function wirePod(m: ModeManager, name: string, cleanup: Cleanup): Promise<VmPod> {
-  const ns = await addNetns(name, cleanup);
-  m.ids.add(name);
-  const ep = await m.pods.admit({ id: name, netnsPath: ns.path, labels: { bench: "vm", mode: m.mode } });
-  if (!ep.addresses.ipv4) throw new Error(`${m.mode}: wired ${name} without an IPv4 address`);
-  return { netnsPath: ns.path, ipv4: ep.addresses.ipv4, ep };
 }

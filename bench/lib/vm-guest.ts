@@ -5,23 +5,23 @@
 // result goes to stdout as an encoded block (vm-data.ts) that the host turns into bench/results/vm-*.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { delNetns } from "./baselines.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
-import { waitForIdle } from "./cpu.js";
-import { measure, type Side, TESTS, type TestKind } from "./measure.js";
-import { diffCounters, packetCounters } from "./nkit.js";
+import type { TestKind } from "./measure.js";
+import { admitPod, packetCounters } from "./nkit.js";
 import { ADDON, DATAPATH_OBJ, RR_BIN } from "./paths.js";
 import { sh } from "./proc.js";
 import type { PathInfo } from "./report.js";
 import {
   baseEnvironment,
-  interleaved,
+  type LivePath,
   loadavg1,
-  measureRun,
   netnsLeftovers,
+  parseOptions,
   runCleanup,
+  trafficRuns,
   tryCmd,
+  warmUp,
 } from "./runner.js";
 import {
   CLOCK_LINE,
@@ -33,11 +33,11 @@ import {
   type VmRunRecord,
   type VmWiringRaw,
 } from "./vm-data.js";
-import { type ModeManager, startManager, wirePod } from "./vm-endpoints.js";
+import { type ModeManager, startManager } from "./vm-endpoints.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
-export const VM_PATHS: PathInfo[] = [
+const VM_PATHS: PathInfo[] = [
   {
     key: "loopback",
     tag: "(a)",
@@ -74,20 +74,16 @@ const USAGE = `usage: node bench/dist/bench/vm.js guest [options]   (inside the 
 `;
 
 function parseConfig(argv: string[]): VmGuestConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
+  const values = parseOptions(
+    argv,
+    {
       rounds: { type: "string" },
       seconds: { type: "string" },
       pods: { type: "string" },
       "clean-pct": { type: "string" },
-      help: { type: "boolean", short: "h" },
     },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    process.exit(0);
-  }
+    USAGE,
+  );
   const num = (v: string | undefined, d: number, name: string, min: number) => {
     if (v === undefined || v === "") return d;
     const n = Number(v);
@@ -112,44 +108,12 @@ function preflight(): void {
   }
 }
 
-interface LivePath {
-  info: PathInfo;
-  client: Side;
-  server: Side;
-  mgr?: ModeManager;
-  ids?: string[];
-}
-
 function fmt(test: TestKind, r: VmRunRecord): string {
   if (r.error) return `ERROR ${r.error}`;
   const s = r.sample!;
   return test === "stream"
     ? `${s.gbps?.toFixed(3)} Gbit/s retrans ${s.retransmits}`
     : `${Math.round(s.rate ?? 0)}/s p50 ${s.p50_us?.toFixed(0)}µs p99 ${s.p99_us?.toFixed(0)}µs`;
-}
-
-async function traffic(cfg: VmGuestConfig, live: LivePath[], basePort: number): Promise<VmRunRecord[]> {
-  const runs: VmRunRecord[] = [];
-  let port = basePort;
-  const total = cfg.rounds * live.length * TESTS.length;
-  let i = 0;
-  // Every path x test once per round, the orders rotating every round (datapath-lab §5).
-  for (const { round, p, test } of interleaved(cfg.rounds, live, log)) {
-    i++;
-    const idleWait = await waitForIdle(cfg.cleanThresholdPct, 1000);
-    clock();
-    const before = p.mgr && p.ids ? packetCounters(p.mgr, p.ids) : undefined;
-    const rec: VmRunRecord = await measureRun({ round, path: p.info.key, test, attempt: 1, idleWait }, p, {
-      seconds: cfg.seconds,
-      port: port++,
-      cleanThresholdPct: cfg.cleanThresholdPct,
-    });
-    rec.endedAt = new Date().toISOString();
-    if (p.mgr && p.ids && before) rec.counters = diffCounters(before, packetCounters(p.mgr, p.ids));
-    runs.push(rec);
-    log(`  [${i}/${total}] ${p.info.tag} ${p.info.key} ${test}: ${fmt(test, rec)}`);
-  }
-  return runs;
 }
 
 /** Lets the host map guest time to host time (vm-monitor.ts). */
@@ -251,27 +215,35 @@ export async function guestMain(argv: string[]): Promise<number> {
         log(`setting up nkit ${mode}`);
         const m = await startManager({ prefix, mode, cidr: CIDRS[mode], cleanup });
         managers[mode] = m;
-        const c = await wirePod(m, `${prefix}-${mode[0]}-c`, cleanup);
-        const s = await wirePod(m, `${prefix}-${mode[0]}-s`, cleanup);
+        const labels = { bench: "vm", mode };
+        const c = await admitPod(m, `${prefix}-${mode[0]}-c`, cleanup, labels);
+        const s = await admitPod(m, `${prefix}-${mode[0]}-s`, cleanup, labels);
         live.push({
           info: VM_PATHS.find((p) => p.key === mode)!,
           client: { netnsPath: c.netnsPath, ipv4: c.ipv4 },
           server: { netnsPath: s.netnsPath, ipv4: s.ipv4 },
-          mgr: m,
-          ids: [c.ep.id, s.ep.id],
+          counters: () => packetCounters(m, [c.ep.id, s.ep.id]),
         });
       }
     });
     const basePort = 20000 + Math.floor(Math.random() * 20000);
-    await phase("warmup", async () => {
-      log("warm-up (one 1 s TCP_RR per path, not recorded)");
-      for (const p of live) {
-        const m = await measure("rr", p.client, p.server, 1, basePort + 5000 + live.indexOf(p));
-        log(`  ${p.info.tag} ${p.info.key}: TCP_RR ${Math.round(m.sample.rate ?? 0)}/s (warm-up)`);
-      }
-    });
-    runs = await phase("traffic", () => traffic(cfg, live, basePort));
-    for (const p of live) if (p.mgr && p.ids) counters[p.info.key] = packetCounters(p.mgr, p.ids);
+    await phase("warmup", () => warmUp(live, basePort + 5000, log));
+    // Every path x test once per round, the orders rotating every round (datapath-lab §5).
+    runs = await phase("traffic", () =>
+      trafficRuns(live, {
+        ...cfg,
+        idleWaitMs: 1000,
+        retries: 0,
+        basePort,
+        log,
+        format: fmt,
+        beforeRun: clock,
+        afterRun: (r: VmRunRecord) => {
+          r.endedAt = new Date().toISOString();
+        },
+      }),
+    );
+    for (const p of live) if (p.counters) counters[p.info.key] = p.counters();
     if (cfg.pods > 0) {
       wiringRaw = await phase("wiring", () => wiring(prefix, cfg.pods, managers, cleanup));
     }

@@ -12,14 +12,14 @@ import { decodeData, type HostTrace, type VmBenchData, type VmMode, type VmRunRe
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
-export interface VmRatios {
+interface VmRatios {
   /** netkit median / veth median per metric. */
   netkit_vs_veth: Partial<Record<MetricKey, number>>;
   netkit_vs_loopback: Partial<Record<MetricKey, number>>;
   veth_vs_loopback: Partial<Record<MetricKey, number>>;
 }
 
-export interface VmReport {
+interface VmReport {
   title: string;
   note: string;
   startedAt: string;
@@ -62,7 +62,7 @@ const TCG_NOTE =
  * measurement's window (guest clock mapped to host time with the smallest observed offset), and the
  * resulting clean flag (guest clean and host others ≤ threshold).
  */
-export function applyHostTrace(runs: VmRunRecord[], trace: HostTrace, thresholdPct: number): string {
+function applyHostTrace(runs: VmRunRecord[], trace: HostTrace, thresholdPct: number): string {
   if (trace.clockOffsetsMs.length === 0 || trace.samples.length < 2) {
     return "No host trace (no NKVM-CLOCK lines or no samples): host noise unknown, guest-side noise only.";
   }
@@ -121,7 +121,7 @@ function ratiosBetween(
   return out;
 }
 
-export function buildReport(
+function buildReport(
   d: VmBenchData,
   o: {
     startedAt: string;
@@ -233,7 +233,7 @@ function metricLabel(k: MetricKey): string {
   return `${m.label}${arrow}`;
 }
 
-export function ratioTable(r: VmReport): string {
+function ratioTable(r: VmReport): string {
   const get = (k: string) => r.summary.find((s) => s.key === k);
   const [a, b, c] = [get("loopback"), get("netkit"), get("veth")];
   return [
@@ -252,7 +252,7 @@ function latRow(name: string, l: LatencyStats): string {
   return `| ${name} | ${l.n} | ${fx(l.p50_ms, 1)} | ${fx(l.p99_ms, 1)} | ${fx(l.mean_ms, 1)} | ${fx(l.min_ms, 1)}–${fx(l.max_ms, 1)} |`;
 }
 
-export function wiringTable(r: VmReport): string {
+function wiringTable(r: VmReport): string {
   const w = r.wiring;
   if (!w) return "(no wiring measurement)";
   return [
@@ -293,7 +293,7 @@ function runsTable(r: VmReport): string {
   ].join("\n");
 }
 
-export function markdown(r: VmReport): string {
+function markdown(r: VmReport): string {
   const md: string[] = [];
   const g = r.guest;
   md.push(`# ${r.title}`, "");

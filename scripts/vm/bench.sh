@@ -22,8 +22,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-T_START=$(date +%s.%N)
-elapsed() { printf '%.1f' "$(echo "$(date +%s.%N) - ${1:-$T_START}" | bc)"; }
 
 ROUNDS=${NKIT_VM_BENCH_ROUNDS:-5}
 SECS=${NKIT_VM_BENCH_SECONDS:-3}

@@ -14,3 +14,6 @@ APT=(apt-get -o DPkg::Lock::Timeout=600)
 
 vm_log() { printf '[nkit-vm] %s\n' "$*" >&2; }
 vm_die() { vm_log "error: $*"; exit 1; }
+# Seconds (one decimal) since $1, by default since the sourcing script started.
+T_START=$(date +%s.%N)
+elapsed() { printf '%.1f' "$(echo "$(date +%s.%N) - ${1:-$T_START}" | bc)"; }

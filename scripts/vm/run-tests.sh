@@ -27,8 +27,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-T_START=$(date +%s.%N)
-elapsed() { printf '%.1f' "$(echo "$(date +%s.%N) - ${1:-$T_START}" | bc)"; }
 
 TIMEOUT=${NKIT_VM_TIMEOUT:-480}
 BOOT_TIMEOUT=${NKIT_VM_BOOT_TIMEOUT:-60}

@@ -4,7 +4,7 @@
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { NkitError, type NkitErrorCode } from "../errors.js";
 
-export const ERROR_CODE_KEY = "nkit-error-code";
+const ERROR_CODE_KEY = "nkit-error-code";
 
 const GRPC_OF: Record<NkitErrorCode, status> = {
   NKIT_NOT_SUPPORTED: status.FAILED_PRECONDITION,
@@ -33,7 +33,7 @@ const GRPC_OF: Record<NkitErrorCode, status> = {
   NKIT_CNI: status.FAILED_PRECONDITION,
 };
 
-export function grpcStatusOf(code: NkitErrorCode): status {
+function grpcStatusOf(code: NkitErrorCode): status {
   return GRPC_OF[code] ?? status.INTERNAL;
 }
 

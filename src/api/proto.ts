@@ -9,9 +9,9 @@ import protobuf from "protobufjs";
 import { NkitError } from "../errors.js";
 import type * as T from "./types.js";
 
-export const PROTO_PACKAGE = "nkit.v1";
+const PROTO_PACKAGE = "nkit.v1";
 
-export function protoPath(): string {
+function protoPath(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     const candidate = join(dir, "proto", "nkit", "v1", "nkit.proto");
@@ -41,7 +41,7 @@ const TO_OBJECT: protobuf.IConversionOptions = {
 };
 
 /** A typed codec for one message type. */
-export interface MessageCodec<M> {
+interface MessageCodec<M> {
   encode(message: M): Buffer;
   decode(buf: Buffer): M;
 }
@@ -57,28 +57,29 @@ export function messageCodec<M>(name: string): MessageCodec<M> {
   };
 }
 
-function method<Req, Res>(
-  service: string,
-  name: string,
-  req: string,
-  res: string,
-  responseStream = false,
-): MethodDefinition<Req, Res> {
-  const rq = messageCodec<Req>(req);
-  const rs = messageCodec<Res>(res);
-  return {
-    path: `/${PROTO_PACKAGE}.${service}/${name}`,
-    requestStream: false,
-    responseStream,
-    requestSerialize: rq.encode,
-    requestDeserialize: rq.decode,
-    responseSerialize: rs.encode,
-    responseDeserialize: rs.decode,
-    originalName: name.charAt(0).toLowerCase() + name.slice(1),
-  };
+/** The gRPC method definitions of one proto service, as the .proto declares its methods. */
+function serviceDefinition<S>(service: string): S {
+  const svc = loadRoot().lookupService(`${PROTO_PACKAGE}.${service}`);
+  const methods: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const m of svc.methodsArray) {
+    const rq = messageCodec<unknown>(m.requestType);
+    const rs = messageCodec<unknown>(m.responseType);
+    methods[m.name] = {
+      path: `/${PROTO_PACKAGE}.${service}/${m.name}`,
+      requestStream: m.requestStream === true,
+      responseStream: m.responseStream === true,
+      requestSerialize: rq.encode,
+      requestDeserialize: rq.decode,
+      responseSerialize: rs.encode,
+      responseDeserialize: rs.decode,
+      originalName: m.name.charAt(0).toLowerCase() + m.name.slice(1),
+    };
+  }
+  return methods as S;
 }
 
-export interface NkitService {
+/** service Nkit: each method with the request and response types src/api/types.ts gives it. */
+interface NkitService {
   Status: MethodDefinition<T.Empty, T.StatusResponse>;
   ListEndpoints: MethodDefinition<T.Empty, T.ListEndpointsResponse>;
   GetEndpoint: MethodDefinition<T.GetEndpointRequest, T.GetEndpointResponse>;
@@ -94,7 +95,8 @@ export interface NkitService {
   ListNat: MethodDefinition<T.Empty, T.ListNatResponse>;
 }
 
-export interface NkitAdminService {
+/** service NkitAdmin. */
+interface NkitAdminService {
   WireEndpoint: MethodDefinition<T.WireEndpointRequest, T.Endpoint>;
   UnwireEndpoint: MethodDefinition<T.UnwireEndpointRequest, T.UnwireEndpointResponse>;
 }
@@ -102,27 +104,10 @@ export interface NkitAdminService {
 let services: { nkit: NkitService; admin: NkitAdminService } | undefined;
 
 export function apiServices(): { nkit: NkitService; admin: NkitAdminService } {
-  if (services) return services;
-  const nkit: NkitService = {
-    Status: method("Nkit", "Status", "StatusRequest", "StatusResponse"),
-    ListEndpoints: method("Nkit", "ListEndpoints", "ListEndpointsRequest", "ListEndpointsResponse"),
-    GetEndpoint: method("Nkit", "GetEndpoint", "GetEndpointRequest", "GetEndpointResponse"),
-    Ipam: method("Nkit", "Ipam", "IpamRequest", "IpamResponse"),
-    ListMaps: method("Nkit", "ListMaps", "ListMapsRequest", "ListMapsResponse"),
-    DumpMap: method("Nkit", "DumpMap", "DumpMapRequest", "DumpMapResponse"),
-    Metrics: method("Nkit", "Metrics", "MetricsRequest", "MetricsResponse"),
-    Monitor: method("Nkit", "Monitor", "MonitorRequest", "Event", true),
-    ListServices: method("Nkit", "ListServices", "ListServicesRequest", "ListServicesResponse"),
-    GetService: method("Nkit", "GetService", "GetServiceRequest", "Service"),
-    AddService: method("Nkit", "AddService", "AddServiceRequest", "Service"),
-    DeleteService: method("Nkit", "DeleteService", "DeleteServiceRequest", "Service"),
-    ListNat: method("Nkit", "ListNat", "ListNatRequest", "ListNatResponse"),
+  services ??= {
+    nkit: serviceDefinition<NkitService>("Nkit"),
+    admin: serviceDefinition<NkitAdminService>("NkitAdmin"),
   };
-  const admin: NkitAdminService = {
-    WireEndpoint: method("NkitAdmin", "WireEndpoint", "WireEndpointRequest", "Endpoint"),
-    UnwireEndpoint: method("NkitAdmin", "UnwireEndpoint", "UnwireEndpointRequest", "UnwireEndpointResponse"),
-  };
-  services = { nkit, admin };
   return services;
 }
 

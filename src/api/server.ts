@@ -31,7 +31,7 @@ import { apiServices } from "./proto.js";
 import { reasonCodeOf } from "./reason-names.js";
 import type * as T from "./types.js";
 
-export interface ApiContext {
+interface ApiContext {
   endpoints: EndpointManager;
   /** The way in for the endpoints the admin API wires and unwires. */
   pods: Pick<PodLifecycle, "admit" | "evict">;
@@ -52,12 +52,12 @@ export interface ApiContext {
   log: Logger;
 }
 
-export interface ApiServer {
+interface ApiServer {
   readonly socketPath: string;
   close(): Promise<void>;
 }
 
-export function toApiEndpoint(e: WiredEndpoint): T.Endpoint {
+function toApiEndpoint(e: WiredEndpoint): T.Endpoint {
   return {
     id: e.id,
     epNum: e.epNum,
@@ -87,7 +87,7 @@ function serviceCounts(m: ServiceManager | undefined) {
 /** Connections per backend of a frontend, in backend order. */
 type ConnectionCounts = (e: LbEntry) => bigint[];
 
-export function toApiService(v: ServiceView, connections: ConnectionCounts = () => []): T.Service {
+function toApiService(v: ServiceView, connections: ConnectionCounts = () => []): T.Service {
   const s = v.spec;
   return {
     name: s.name,

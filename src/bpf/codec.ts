@@ -17,7 +17,7 @@ export interface Codec<T> {
 }
 
 /** Builds a Codec from size/write/read. */
-export function codec<T>(size: number, write: Codec<T>["write"], read: Codec<T>["read"]): Codec<T> {
+function codec<T>(size: number, write: Codec<T>["write"], read: Codec<T>["read"]): Codec<T> {
   return {
     size,
     write,
@@ -126,21 +126,21 @@ export const ipv4: Codec<string> = ipCodec(4);
 /** IPv6 address, 16 bytes in network order; decodes to the RFC 5952 text form. */
 export const ipv6: Codec<string> = ipCodec(6);
 
-export interface FieldSpec<V> {
+interface FieldSpec<V> {
   offset: number;
   codec: Codec<V>;
 }
 
-export type StructFields<T> = { [K in keyof T]: FieldSpec<T[K]> };
+type StructFields<T> = { [K in keyof T]: FieldSpec<T[K]> };
 
 /** Bytes the C struct reserves and the codec always writes as zero. */
-export interface PaddingSpec {
+interface PaddingSpec {
   name: string;
   offset: number;
   size: number;
 }
 
-export interface StructDef<T> {
+interface StructDef<T> {
   /** The C struct name (as in BTF). */
   name: string;
   size: number;

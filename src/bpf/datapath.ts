@@ -2,9 +2,7 @@
 // The struct codecs are generated from the objects' BTF (src/bpf/gen, `npm run build:abi`), as is
 // which map holds which of them (src/bpf/gen/datapath.skel.ts), so a change on the C side alone
 // fails the build or the tests.
-import type { StructCodec } from "./codec.js";
 import * as abi from "./gen/nkit_datapath.js";
-import type { PacketCounter } from "./shared.js";
 
 export const EndpointFlags = { L2: 0x1, NETKIT: 0x2 } as const;
 
@@ -13,11 +11,6 @@ export const EndpointFlags = { L2: 0x1, NETKIT: 0x2 } as const;
 export type EndpointKey = abi.NkEndpointKey;
 export type EndpointValue = abi.NkEndpoint;
 export type CounterKey = abi.NkCounterKey;
-export const endpointKey = abi.nkEndpointKey;
-export const endpointValue = abi.nkEndpoint;
-export const counterKey = abi.nkCounterKey;
-/** struct nk_counter (one per CPU in the map) */
-export const counterValue: StructCodec<PacketCounter> = abi.nkCounter;
 
 // ---- datapath events (ring buffer nk_events) ----
 

@@ -27,10 +27,6 @@ export type LbAddress = abi.NkLbAddr;
 export type LbKey = abi.NkLbKey;
 export type LbService = abi.NkLbService;
 export type LbBackendKey = abi.NkLbBackendKey;
-export type LbSockKey = abi.NkLbSockKey;
-export type LbSockValue = abi.NkLbSockValue;
-export type LbAffinityKey = abi.NkLbAffinityKey;
-export type LbAffinity = abi.NkLbAffinity;
 export type LbCtKey = abi.NkLbCtKey;
 export type LbCt = abi.NkLbCt;
 export type LbConfig = abi.NkLbConfig;
@@ -38,20 +34,7 @@ export type LbConfig = abi.NkLbConfig;
 export type CtConfig = abi.NkCtConfig;
 
 export const lbKey = abi.nkLbKey;
-export const lbService = abi.nkLbService;
-export const lbBackendKey = abi.nkLbBackendKey;
 export const lbAddr = abi.nkLbAddr;
-export const lbSockKey = abi.nkLbSockKey;
-export const lbSockValue = abi.nkLbSockValue;
-export const lbAffinityKey = abi.nkLbAffinityKey;
-export const lbAffinity = abi.nkLbAffinity;
-export const lbCtKey = abi.nkLbCtKey;
-export const lbCt = abi.nkLbCt;
-export const lbConfig = abi.nkLbConfig;
-export const ctConfig = abi.nkCtConfig;
-
-/** NK_LB_CT_*: the direction of a conntrack entry. */
-export const LbCtDir = { FORWARD: 0, REVERSE: 1 } as const;
 
 /** The capacities of the load-balancer's shared maps (both objects size them alike). */
 export function lbMapSizes(l: {
@@ -71,7 +54,7 @@ export function lbMapSizes(l: {
 }
 
 /** NK_CT_F_* */
-export const CtFlags = { ESTABLISHED: 0x1, CLOSING: 0x2 } as const;
+const CtFlags = { ESTABLISHED: 0x1, CLOSING: 0x2 } as const;
 
 /** Idle timeouts of nk_lb_ct entries by state, in nanoseconds. */
 export interface CtTimeouts {

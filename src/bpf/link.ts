@@ -8,7 +8,7 @@ import {
   NotFoundError,
   NotSupportedError,
 } from "../errors.js";
-import { bpfAddon, type FdHandle, type NativeLinkCreateOptions } from "../native/bpf.js";
+import { bpfAddon, type FdHandle, type NativeLinkCreateOptions, type NativeQuery } from "../native/bpf.js";
 import {
   ATTACH_TYPE,
   type AttachPoint,
@@ -24,10 +24,10 @@ import { NETKIT_FEATURE, probeNetkit, probeTcx, TCX_FEATURE } from "./probe.js";
 import { BpfProgram } from "./program.js";
 
 /** What a new link is ordered against: an attached link or program (by object or id). */
-export type AnchorTarget = BpfLink | BpfProgram | { linkId: number } | { programId: number };
+type AnchorTarget = BpfLink | BpfProgram | { linkId: number } | { programId: number };
 
 /** Position in the attach point's chain. Without an anchor the link is appended ("last"). */
-export type Anchor = "first" | "last" | { before: AnchorTarget } | { after: AnchorTarget };
+type Anchor = "first" | "last" | { before: AnchorTarget } | { after: AnchorTarget };
 
 interface CommonAttachOptions {
   anchor?: Anchor;
@@ -35,12 +35,12 @@ interface CommonAttachOptions {
   expectedRevision?: bigint | number;
 }
 
-export interface TcxAttachOptions extends CommonAttachOptions {
+interface TcxAttachOptions extends CommonAttachOptions {
   ifindex: number;
   direction: "ingress" | "egress";
 }
 
-export interface NetkitAttachOptions extends CommonAttachOptions {
+interface NetkitAttachOptions extends CommonAttachOptions {
   /** ifindex of the netkit primary (host side); peer programs are attached through it too. */
   primaryIfindex: number;
   kind: "primary" | "peer";
@@ -61,7 +61,7 @@ export interface LinkInfo {
   attached: boolean;
 }
 
-export interface AttachedPrograms {
+interface AttachedPrograms {
   revision: bigint;
   /** In execution order; linkId 0 marks a legacy (non-link) attachment. */
   programs: { programId: number; linkId: number }[];
@@ -341,14 +341,15 @@ export class BpfLink {
   }
 }
 
+const attached = (q: NativeQuery): AttachedPrograms => ({
+  revision: q.revision,
+  programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
+});
+
 /** Programs attached at point of ifindex (in the caller's network namespace), with the chain revision. */
 export function queryAttached(ifindex: number, point: AttachPoint): AttachedPrograms {
   try {
-    const q = bpfAddon().progQuery(ifindex, ATTACH_TYPE[point]);
-    return {
-      revision: q.revision,
-      programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
-    };
+    return attached(bpfAddon().progQuery(ifindex, ATTACH_TYPE[point]));
   } catch (e) {
     throw attachError(e, point, ifindex, `querying ${point} of ifindex ${ifindex}`);
   }
@@ -357,11 +358,7 @@ export function queryAttached(ifindex: number, point: AttachPoint): AttachedProg
 /** Programs attached directly at a cgroup hook (not those inherited from its ancestors). */
 export function queryCgroupAttached(cgroupPath: string, hook: CgroupHook): AttachedPrograms {
   try {
-    const q = bpfAddon().cgroupProgQuery(cgroupPath, CGROUP_ATTACH_TYPE[hook]);
-    return {
-      revision: q.revision,
-      programs: q.programs.map((p) => ({ programId: p.progId, linkId: p.linkId })),
-    };
+    return attached(bpfAddon().cgroupProgQuery(cgroupPath, CGROUP_ATTACH_TYPE[hook]));
   } catch (e) {
     throw cgroupError(e, cgroupPath, `querying cgroup ${hook} of ${cgroupPath}`);
   }

@@ -24,7 +24,7 @@ export interface PinnedMap {
   pinPath: string;
 }
 
-export interface MapDump {
+interface MapDump {
   map: PinnedMap;
   /** Decoded [key, value] pairs, sorted by key. */
   entries: [Json, Json][];

@@ -10,11 +10,11 @@ import { OwnedFd, openPinned } from "./handle.js";
 export type MapInfo = NativeMapInfo;
 
 /** BPF_ANY (create or replace), BPF_NOEXIST (create only), BPF_EXIST (replace only). */
-export type UpdateMode = "any" | "noexist" | "exist";
+type UpdateMode = "any" | "noexist" | "exist";
 
 const UPDATE_FLAGS: Record<UpdateMode, number> = { any: BPF.ANY, noexist: BPF.NOEXIST, exist: BPF.EXIST };
 
-export interface BatchOptions {
+interface BatchOptions {
   /** Entries per syscall (grown automatically when a hash bucket holds more). Default 256. */
   batchSize?: number;
 }
@@ -29,7 +29,7 @@ export function pinnedMapInfo(path: string): MapInfo {
   }
 }
 
-export abstract class MapBase<K, V> {
+abstract class MapBase<K, V> {
   readonly name: string;
   readonly info: MapInfo;
   protected readonly keyCodec: Codec<K>;

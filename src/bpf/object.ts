@@ -5,7 +5,13 @@ import { existsSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BpfLoadError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { bpfAddon, type NativeMapSpec, type NativeProgramSpec, type ObjHandle } from "../native/bpf.js";
+import {
+  bpfAddon,
+  type FdHandle,
+  type NativeMapSpec,
+  type NativeProgramSpec,
+  type ObjHandle,
+} from "../native/bpf.js";
 import { type Codec, u32 } from "./codec.js";
 import { nativeCall, toLoadError } from "./errors.js";
 import { BpfMap, MapOfMaps, PerCpuMap, pinnedMapInfo } from "./map.js";
@@ -14,7 +20,7 @@ import { ensureBpffsDir } from "./pins.js";
 import { BpfProgram } from "./program.js";
 import { RingBufferMap } from "./ringbuf.js";
 
-export type ProgramSpec = NativeProgramSpec;
+type ProgramSpec = NativeProgramSpec;
 export type MapSpec = NativeMapSpec;
 
 export interface BpfObjectOptions {
@@ -165,32 +171,28 @@ export class BpfObject implements MapSource {
 
   /** A map by name with codecs; throws InvalidArgumentError when the codecs' sizes do not fit. */
   map<K, V>(name: string, keyCodec: Codec<K>, valueCodec: Codec<V>): BpfMap<K, V> {
-    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
-    const m = new BpfMap(h, keyCodec, valueCodec, name);
-    this.#children.push(m);
-    return m;
+    return this.#child(name, (h) => new BpfMap(h, keyCodec, valueCodec, name));
   }
 
   /** A map of maps by name (values are inner maps, set whole). */
   mapOfMaps<K>(name: string, keyCodec: Codec<K>): MapOfMaps<K> {
-    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
-    const m = new MapOfMaps(h, keyCodec, u32, name);
-    this.#children.push(m);
-    return m;
+    return this.#child(name, (h) => new MapOfMaps(h, keyCodec, u32, name));
   }
 
   /** A per-CPU map by name (values are one V per possible CPU). */
   perCpuMap<K, V>(name: string, keyCodec: Codec<K>, valueCodec: Codec<V>): PerCpuMap<K, V> {
-    const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
-    const m = new PerCpuMap(h, keyCodec, valueCodec, name);
-    this.#children.push(m);
-    return m;
+    return this.#child(name, (h) => new PerCpuMap(h, keyCodec, valueCodec, name));
   }
 
   /** A ring buffer map by name (consumed through RingBufferMap.consume). */
   ringBuffer(name: string): RingBufferMap {
+    return this.#child(name, (h) => new RingBufferMap(h, name));
+  }
+
+  /** The handle `make` builds on map `name`'s fd, closed with this object. */
+  #child<M extends Closable>(name: string, make: (h: FdHandle) => M): M {
     const h = nativeCall(`getting map ${name} of ${this.path}`, () => bpfAddon().objMap(this.#handle, name));
-    const m = new RingBufferMap(h, name);
+    const m = make(h);
     this.#children.push(m);
     return m;
   }

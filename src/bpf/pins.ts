@@ -5,10 +5,10 @@ import { dirname, isAbsolute, join, normalize } from "node:path";
 import { InvalidArgumentError, NotSupportedError } from "../errors.js";
 import { BPF_FS_MAGIC } from "./constants.js";
 
-export const DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/nkit";
+const DEFAULT_BPFFS_ROOT = "/sys/fs/bpf/nkit";
 
 /** Whether path (or its nearest existing ancestor) lives on a bpffs mount. */
-export function isOnBpffs(path: string): boolean {
+function isOnBpffs(path: string): boolean {
   let p = normalize(path);
   while (!existsSync(p)) {
     const up = dirname(p);

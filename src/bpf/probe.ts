@@ -11,7 +11,7 @@ import { nativeCall } from "./errors.js";
 
 export type ProbeResult = { supported: true } | { supported: false; reason: string; need: string };
 
-export type HelperName = "redirect_peer" | "redirect_neigh" | "fib_lookup";
+type HelperName = "redirect_peer" | "redirect_neigh" | "fib_lookup";
 
 interface Feature {
   feature: string;
@@ -117,10 +117,6 @@ export const probeBtf = (): ProbeResult => run("btf", FEATURES.btf);
 export const probeHelper = (name: HelperName): ProbeResult => run(`helper:${name}`, helperFeature(name));
 
 export const requireNetkit = (): void => requireFeature("netkit", FEATURES.netkit);
-export const requireTcx = (): void => requireFeature("tcx", FEATURES.tcx);
-export const requireBtf = (): void => requireFeature("btf", FEATURES.btf);
-export const requireHelper = (name: HelperName): void =>
-  requireFeature(`helper:${name}`, helperFeature(name));
 
 /** Feature name and need, e.g. for building NotSupportedError elsewhere. */
 export const NETKIT_FEATURE = { feature: FEATURES.netkit.feature, need: FEATURES.netkit.need } as const;
@@ -136,9 +132,4 @@ export function probeAll(): Record<string, ProbeResult> {
     redirect_neigh: probeHelper("redirect_neigh"),
     fib_lookup: probeHelper("fib_lookup"),
   };
-}
-
-/** Forgets cached results (tests; or after a kernel module load). */
-export function resetProbeCache(): void {
-  cache.clear();
 }

@@ -3,7 +3,7 @@ import { bpfAddon, type FdHandle } from "../native/bpf.js";
 import { nativeCall } from "./errors.js";
 import { OwnedFd, openPinned } from "./handle.js";
 
-export interface ProgramInfo {
+interface ProgramInfo {
   id: number;
   /** Kernel-side name (truncated to 15 characters). */
   name: string;

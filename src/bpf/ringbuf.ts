@@ -11,7 +11,7 @@ import type { MapInfo } from "./map.js";
 
 /** Gets the records of one batch (views valid only during the call) and how many records were
  * lost since the previous batch because the consumer fell behind. */
-export type RingRecords = (records: Buffer[], lost: number) => void;
+type RingRecords = (records: Buffer[], lost: number) => void;
 
 /** A ring buffer map (an owned fd): no entries to look up, only records to consume. */
 export class RingBufferMap {

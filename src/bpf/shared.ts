@@ -6,11 +6,11 @@ import { IpAddress, type IpPrefix } from "../util/ip.js";
 import * as abi from "./gen/nkit_shared.js";
 
 /** Address family tag (NK_FAMILY_V4/V6) of map keys and values that hold a 16-byte address. */
-export const Family = { V4: 4, V6: 6 } as const;
+const Family = { V4: 4, V6: 6 } as const;
 
 /** struct nk_prefix_key: the key of every LPM trie over addresses (prefixlen includes 32 bits of family). */
 export type PrefixKey = abi.NkPrefixKey;
-export const prefixKey = abi.nkPrefixKey;
+const prefixKey = abi.nkPrefixKey;
 
 /** An address as every map key and value holds it: a family tag and 16 bytes, IPv4 in the first 4. */
 export interface MapAddress {

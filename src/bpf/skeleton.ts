@@ -24,9 +24,9 @@ interface MapDefBase {
   readonly pinned: boolean;
 }
 
-/** A map with one value per key (hash, array, LRU hash, LPM trie): a BpfMap. */
-export interface PlainMapDef<K, V> extends MapDefBase {
-  readonly kind: "plain";
+/** A map of keys and values: one value per key (kind "plain") or one per CPU and key ("percpu"). */
+interface KeyedMapDef<Kind extends MapKind, K, V> extends MapDefBase {
+  readonly kind: Kind;
   readonly key: Codec<K>;
   readonly value: Codec<V>;
   /** BTF names of the key and value types (for the test against the built object). */
@@ -34,24 +34,21 @@ export interface PlainMapDef<K, V> extends MapDefBase {
   readonly valueType: string;
 }
 
+/** A map with one value per key (hash, array, LRU hash, LPM trie): a BpfMap. */
+export type PlainMapDef<K, V> = KeyedMapDef<"plain", K, V>;
+
 /** A map with one value per CPU and key: a PerCpuMap. */
-export interface PerCpuMapDef<K, V> extends MapDefBase {
-  readonly kind: "percpu";
-  readonly key: Codec<K>;
-  readonly value: Codec<V>;
-  readonly keyType: string;
-  readonly valueType: string;
-}
+export type PerCpuMapDef<K, V> = KeyedMapDef<"percpu", K, V>;
 
 /** A map whose values are maps: a MapOfMaps. */
-export interface MapOfMapsDef<K> extends MapDefBase {
+interface MapOfMapsDef<K> extends MapDefBase {
   readonly kind: "map-of-maps";
   readonly key: Codec<K>;
   readonly keyType: string;
 }
 
 /** A ring buffer: a RingBufferMap, no keys or values. */
-export interface RingBufferDef extends MapDefBase {
+interface RingBufferDef extends MapDefBase {
   readonly kind: "ringbuf";
 }
 
@@ -77,20 +74,27 @@ export interface ObjectDef {
   readonly programs: { readonly [name: string]: ProgramDef };
 }
 
+/** The handle of each kind of map, given its key and value types. */
+interface HandleOfKind<K, V> {
+  plain: BpfMap<K, V>;
+  percpu: PerCpuMap<K, V>;
+  "map-of-maps": MapOfMaps<K>;
+  ringbuf: RingBufferMap;
+}
+
+/** The kinds of handle; bpf/gen-abi.mjs gives every libbpf map type one (src/bpf/gen/map-kinds.ts). */
+export type MapKind = keyof HandleOfKind<unknown, unknown>;
+
+type KeyOf<D> = D extends { readonly key: Codec<infer K> } ? K : never;
+type ValueOf<D> = D extends { readonly value: Codec<infer V> } ? V : never;
+
 /** The handle type of a map description. */
-export type MapHandle<D> =
-  D extends PlainMapDef<infer K, infer V>
-    ? BpfMap<K, V>
-    : D extends PerCpuMapDef<infer K, infer V>
-      ? PerCpuMap<K, V>
-      : D extends MapOfMapsDef<infer K>
-        ? MapOfMaps<K>
-        : D extends RingBufferDef
-          ? RingBufferMap
-          : never;
+export type MapHandle<D> = D extends { readonly kind: infer Kind extends MapKind }
+  ? HandleOfKind<KeyOf<D>, ValueOf<D>>[Kind]
+  : never;
 
 export type MapHandles<M> = { readonly [N in keyof M]: MapHandle<M[N]> };
-export type ProgramHandles<P> = { readonly [N in keyof P]: BpfProgram };
+type ProgramHandles<P> = { readonly [N in keyof P]: BpfProgram };
 export type MapName<O extends ObjectDef> = keyof O["maps"] & string;
 
 type AnyHandle = { readonly closed: boolean; close(): void };
@@ -133,7 +137,7 @@ export function pinnedMaps<O extends ObjectDef>(dir: string, def: O): MapHandles
   return openMaps(new PinnedMaps(dir), def.maps);
 }
 
-export interface SkeletonOptions<O extends ObjectDef> extends Omit<BpfObjectOptions, "recreatable"> {
+interface SkeletonOptions<O extends ObjectDef> extends Omit<BpfObjectOptions, "recreatable"> {
   /** The object file; default: bpf/build/<def.file> as `npm run build:bpf` built it. */
   path?: string;
   /** See BpfObjectOptions.recreatable; only maps the object has. */

@@ -9,12 +9,12 @@ import { compareVersions } from "../cni/protocol.js";
 import type { ContainerdVersion } from "./containerd.js";
 
 /** Newest CNI spec version whose results containerd's vendored libcni reads. */
-export function containerdMaxCniVersion(v: ContainerdVersion): string {
+function containerdMaxCniVersion(v: ContainerdVersion): string {
   // containerd 1.7 vendors libcni 1.1 (spec up to 1.0.0); 2.0 and later vendor libcni >= 1.2 (1.1.0).
   return v.major >= 2 ? "1.1.0" : "1.0.0";
 }
 
-export interface NkitConflist {
+interface NkitConflist {
   path: string;
   cniVersion: string;
   types: string[];
@@ -51,7 +51,7 @@ export function findNkitConflist(dir: string): NkitConflist | undefined {
 }
 
 /** A plugin's supportedVersions from CNI_COMMAND=VERSION, or why it could not be asked. */
-export function pluginVersions(bin: string, cniVersion: string): string[] | Error {
+function pluginVersions(bin: string, cniVersion: string): string[] | Error {
   try {
     const out = execFileSync(bin, [], {
       input: JSON.stringify({ cniVersion }),
@@ -68,7 +68,7 @@ export function pluginVersions(bin: string, cniVersion: string): string[] | Erro
   }
 }
 
-export interface CompatVerdict {
+interface CompatVerdict {
   ok: boolean;
   /** One line per part: containerd and each plugin of the chain. */
   parts: string[];

@@ -27,7 +27,7 @@ export function containerdVersion(bin = "containerd"): ContainerdVersion | undef
   return { text: `${m[1]}.${m[2]}.${m[3]}`, major: Number(m[1]), minor: Number(m[2]) };
 }
 
-export interface NriState {
+interface NriState {
   configPath: string;
   configExists: boolean;
   /** The section is present in the file. */

@@ -106,7 +106,7 @@ interface IpAddrInfo {
  * forwarding only on the device a packet arrives on, and nkit turns it on for each pod's host
  * device, so no global sysctl (net.ipv6.conf.all.forwarding) is needed or checked.
  */
-export function ipv6OutsideCheck(uplinks: readonly string[] | undefined): Check {
+function ipv6OutsideCheck(uplinks: readonly string[] | undefined): Check {
   const base = { name: "IPv6 to the outside", required: false };
   const routes = ipJson<{ dev?: string }[]>(["-6", "route", "show", "default"]) ?? [];
   const routed = [...new Set(routes.map((r) => r.dev).filter((d): d is string => d !== undefined))];

@@ -48,7 +48,7 @@ export interface FileReport {
   action: FileAction;
 }
 
-export interface ContainerdReport {
+interface ContainerdReport {
   config: string;
   version: string;
   nriEnabled: boolean | null;
@@ -57,7 +57,7 @@ export interface ContainerdReport {
   backup: string;
 }
 
-export interface InstallReport {
+interface InstallReport {
   files: FileReport[];
   directories: string[];
   containerd: ContainerdReport;
@@ -80,7 +80,7 @@ const MANIFEST: DocumentFormat<Manifest> = {
   indent: 2,
 };
 
-export const CONFLIST_NAME = "10-nkit.conflist";
+const CONFLIST_NAME = "10-nkit.conflist";
 /**
  * The conflist's cniVersion: the newest spec every runtime in the support matrix reads. containerd
  * 1.7 (libcni 1.1) and Debian 12's CNI plugins 1.1.1 stop at 1.0.0 ("unsupported CNI result
@@ -91,7 +91,7 @@ export const CONFLIST_CNI_VERSION = "1.0.0";
 const UNIT_NAME = "nkitd.service";
 const TMPFILES_NAME = "nkit.conf";
 
-export function packageRoot(): string {
+function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 4; i++) {
     if (existsSync(join(dir, "systemd", UNIT_NAME))) return dir;
@@ -110,7 +110,7 @@ export function defaultCniPlugin(): string {
 
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
 
-export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode" | "cniNetwork">): string {
+function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode" | "cniNetwork">): string {
   return `${JSON.stringify(
     {
       cniVersion: CONFLIST_CNI_VERSION,
@@ -132,7 +132,7 @@ export function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode" | "cniN
   )}\n`;
 }
 
-export function unitText(o: Pick<InstallOptions, "nkitd" | "config">): string {
+function unitText(o: Pick<InstallOptions, "nkitd" | "config">): string {
   const src = readFileSync(join(packageRoot(), "systemd", UNIT_NAME), "utf8");
   return src.replace(/^ExecStart=.*$/m, `ExecStart=${o.nkitd} --config ${o.config}`);
 }
@@ -237,7 +237,7 @@ export function install(o: InstallOptions): InstallReport {
   return { files, directories: manifest.directories, containerd, manifest: o.manifest, next };
 }
 
-export interface UninstallReport {
+interface UninstallReport {
   files: FileReport[];
   directories: string[];
   manifest: string;

@@ -70,7 +70,7 @@ export function serviceFromFlags(name: string, o: ServiceAddOptions): T.Service 
 }
 
 /** The JSON form: what a service file would hold, plus where it came from and what it resolves to. */
-export function serviceJson(s: T.Service): Record<string, unknown> {
+function serviceJson(s: T.Service): Record<string, unknown> {
   return {
     name: s.name,
     vip: s.vip,

@@ -51,7 +51,7 @@ export const CniCode = {
 export type CniCodeValue = (typeof CniCode)[keyof typeof CniCode];
 
 /** The CNI error object printed on stdout (spec: "Error" section). */
-export interface CniErrorJson {
+interface CniErrorJson {
   cniVersion: string;
   code: number;
   msg: string;

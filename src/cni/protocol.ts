@@ -40,13 +40,12 @@ import { asOne, jsonObject, orDefault, orEmpty, pathText, reportedIssue, voice }
 import { CniCode, type CniCodeValue, CniError } from "./codes.js";
 import type { CniResult } from "./result.js";
 
-export const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 1;
 export const MAX_REQUEST_BYTES = 1 << 20;
-export const DEFAULT_SOCKET = "/run/nkit/cni.sock";
 export const DEL_QUEUE_DIR = "cni-del-queue";
 /** CNI spec versions nkit-cni speaks (kept equal to cni_supported_versions in native/cni/cni.c; test/integration/cni-shim-input.test.ts compares them). */
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
-export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
+type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
 
 const COMMANDS = ["ADD", "DEL", "CHECK", "STATUS", "GC"] as const;
 export type CniCommand = (typeof COMMANDS)[number];
@@ -76,7 +75,7 @@ export interface PortMapping {
   hostIP?: string;
 }
 
-export type ValidAttachment = z.output<typeof validAttachment>;
+type ValidAttachment = z.output<typeof validAttachment>;
 
 /** The parts of the network configuration nkitd acts on, validated. */
 export interface NetConf {
@@ -113,7 +112,7 @@ export type CniResponse =
 const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** A Linux interface name as the CNI spec defines it (IFNAMSIZ, no "/", ":" or whitespace). */
-export function isValidIfName(name: string): boolean {
+function isValidIfName(name: string): boolean {
   return name.length > 0 && name.length <= 15 && name !== "." && name !== ".." && !/[/:\s]/.test(name);
 }
 

@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import { UndoStack } from "../util/undo-stack.js";
 import type { NkitdConfig } from "./config.js";
 
-export interface Component<T> {
+interface Component<T> {
   name: string;
   /** Parts that must be running before this one starts (and keep running until it stops). */
   needs?: readonly string[];

@@ -20,7 +20,7 @@ import {
 } from "../util/schema.js";
 
 /** Maglev table sizes nkit accepts: the usual primes (Maglev's M must be prime, ≫ backends). */
-export const MAGLEV_PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;
+const MAGLEV_PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;
 
 export const DEFAULT_CONFIG_PATH = "/etc/nkit/nkitd.yaml";
 
@@ -259,11 +259,6 @@ const nkitdConfig = mapping(
 );
 
 export type NkitdConfig = z.output<typeof nkitdConfig>;
-export type DatapathSetting = NkitdConfig["datapath"];
-export type LogLevel = NkitdConfig["log"]["level"];
-export type MasqueradeConfig = NkitdConfig["masquerade"];
-export type LimitsConfig = NkitdConfig["limits"];
-export type TimeoutsConfig = NkitdConfig["timeouts"];
 
 export function defaultConfig(): NkitdConfig {
   return nkitdConfig.parse({});

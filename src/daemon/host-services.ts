@@ -25,7 +25,7 @@ import { frontendId } from "../services/spec.js";
 import { formatHostPort } from "../util/ip.js";
 import type { NkitdConfig } from "./config.js";
 
-export interface HostServicesCore {
+interface HostServicesCore {
   config: NkitdConfig;
   endpoints: EndpointManager;
   ipam: Ipam;

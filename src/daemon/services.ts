@@ -15,7 +15,7 @@ import type { NkitdConfig } from "./config.js";
 import { globalAddresses } from "./uplinks.js";
 
 /** The load-balancer maps as the daemon holds them. */
-export interface ServiceDatapath extends LbTable {
+interface ServiceDatapath extends LbTable {
   /** Releases this process's handles; pinned maps and links keep working. */
   close(): void;
   /** The socket hooks' per-reason counters (translated, refused, ...). */
@@ -53,7 +53,7 @@ function selectable(endpoints: EndpointManager): SelectableEndpoint[] {
  * Host ports of containers wired before this start: the CNI attachments nkitd stored. Re-claimed
  * before the service manager drops what it does not know, so a restart never closes them.
  */
-export interface StoredHostPorts {
+interface StoredHostPorts {
   attachments: AttachmentStore;
   pods: Pick<PodLifecycle, "reservation" | "release">;
 }

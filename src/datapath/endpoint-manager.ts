@@ -51,8 +51,6 @@ import { type DatapathMode, type EndpointRecord, type EndpointStore, openEndpoin
 import { attachUplink, detachUplink } from "./uplinks.js";
 
 export type { EndpointManagerOptions, WiredEndpoint, WireRequest } from "./endpoint.js";
-export type { EndpointCounters } from "./endpoint-maps.js";
-export type { DatapathModeSetting } from "./mode.js";
 
 /** The host devices' netns: a pod needs one of its own. */
 const HOST_NETNS = "/proc/self/ns/net";

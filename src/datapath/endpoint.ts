@@ -57,7 +57,7 @@ export function podIfNameOf(req: WireRequest): string {
   return ifName;
 }
 
-export function validateAddresses(id: string, a: Addresses): Addresses {
+function validateAddresses(id: string, a: Addresses): Addresses {
   const out: Addresses = {};
   if (a.ipv4 !== undefined) {
     if (IpAddress.tryParse(a.ipv4)?.family !== 4)

@@ -7,7 +7,7 @@ import type { RingBuffer, RingBufferMap } from "../bpf/ringbuf.js";
 import { ClosedError } from "../errors.js";
 import type { Logger } from "../log.js";
 
-export interface EventFilter {
+interface EventFilter {
   /** Only events counted against this endpoint number. */
   epNum?: number;
   /** Only these reason codes. */
@@ -15,7 +15,7 @@ export interface EventFilter {
 }
 
 /** Gets a matching event and how many events the ring lost just before it (0 mostly). */
-export type EventSink = (e: DatapathEvent, lostBefore: number) => void;
+type EventSink = (e: DatapathEvent, lostBefore: number) => void;
 
 interface Subscriber {
   since: bigint;
@@ -23,7 +23,7 @@ interface Subscriber {
   deliver: EventSink;
 }
 
-export interface DatapathEventsOptions {
+interface DatapathEventsOptions {
   log?: Logger;
   /** Told of every loss (records the consumer fell behind on), e.g. to count it in the metrics. */
   onLost?: (n: number) => void;

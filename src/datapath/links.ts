@@ -8,7 +8,7 @@ import type { BpfProgram } from "../bpf/program.js";
 import { NotFoundError } from "../errors.js";
 import type { DatapathContext } from "./context.js";
 
-export const LINK_PINS = { from: "from-container", to: "to-container" } as const;
+const LINK_PINS = { from: "from-container", to: "to-container" } as const;
 
 /** Attaches both endpoint programs concurrently (each attach waits for an RCU grace period) and
  * pins them under endpoints/<hostName>/. */

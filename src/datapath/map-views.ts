@@ -17,11 +17,11 @@ function flagNames(flags: number): string[] {
     .map(([k]) => k);
 }
 
-export function decodeEndpointKey(k: EndpointKey): JsonObject {
+function decodeEndpointKey(k: EndpointKey): JsonObject {
   return { family: k.family, addr: mapAddressText(k.family, k.addr) };
 }
 
-export function decodeEndpointValue(v: EndpointValue): JsonObject {
+function decodeEndpointValue(v: EndpointValue): JsonObject {
   return {
     ifindex: v.ifindex,
     ep_id: v.ep_id,
@@ -31,11 +31,11 @@ export function decodeEndpointValue(v: EndpointValue): JsonObject {
   };
 }
 
-export function decodeCounterKey(k: CounterKey): JsonObject {
+function decodeCounterKey(k: CounterKey): JsonObject {
   return { ep_id: k.ep_id, reason: reasonName(k.reason), reason_code: k.reason, drop: isDrop(k.reason) };
 }
 
-export function decodeCounterValue(perCpu: readonly PacketCounter[]): JsonObject {
+function decodeCounterValue(perCpu: readonly PacketCounter[]): JsonObject {
   const s = sumCounters(perCpu);
   return { packets: Number(s.packets), bytes: Number(s.bytes) };
 }
@@ -53,7 +53,7 @@ export const DATAPATH_MAP_VIEWS: readonly MapView[] = [
   ),
 ];
 
-export interface CounterRow {
+interface CounterRow {
   epId: number;
   reason: number;
   packets: bigint;

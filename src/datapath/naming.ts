@@ -3,7 +3,7 @@
 // inside IFNAMSIZ with room for the kernel's own suffixes.
 import { createHash } from "node:crypto";
 
-export const HOST_IF_PREFIX = "nk";
+const HOST_IF_PREFIX = "nk";
 
 export function hostIfName(endpointId: string): string {
   return HOST_IF_PREFIX + createHash("sha256").update(endpointId).digest("hex").slice(0, 11);

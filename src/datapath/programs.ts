@@ -13,7 +13,7 @@ import type { BpfProgram } from "../bpf/program.js";
 import type { PacketCounter } from "../bpf/shared.js";
 import { Skeleton } from "../bpf/skeleton.js";
 
-export const defaultObjectPath = (): string => builtObjectPath(datapathObject.file);
+const defaultObjectPath = (): string => builtObjectPath(datapathObject.file);
 
 /** Never a frontend id (ids stop at 0xfffffffe). */
 const PROBE_ID = 0xffffffff;

@@ -22,12 +22,11 @@ export const Reason = {
   DROP_LB_NO_SERVICE: 71,
 } as const;
 
-export type ReasonName = keyof typeof Reason;
-export type ReasonCode = (typeof Reason)[ReasonName];
+type ReasonName = keyof typeof Reason;
 
 const byCode = new Map<number, ReasonName>(Object.entries(Reason).map(([k, v]) => [v, k as ReasonName]));
 
-export const FIRST_DROP_REASON = 64;
+const FIRST_DROP_REASON = 64;
 
 export function reasonName(code: number): string {
   return byCode.get(code) ?? `UNKNOWN_${code}`;

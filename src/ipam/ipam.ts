@@ -11,7 +11,7 @@ import { IpAddress, type IpFamily, IpPrefix } from "../util/ip.js";
  * demo, the benchmarks). NRI Synchronize only ever collects CRI ones. */
 export const IpamOwner = { CRI: "cri", CNI: "cni", API: "api" } as const;
 
-export interface IpamOptions {
+interface IpamOptions {
   /** At most one CIDR per family; omit the v6 one to run v4-only. */
   podCIDRs: readonly string[];
   /** JSON state file, replaced atomically on every change. */
@@ -35,7 +35,7 @@ export interface Allocation {
   createdAt?: number;
 }
 
-export interface PoolUsage {
+interface PoolUsage {
   cidr: string;
   family: IpFamily;
   size: bigint;

@@ -10,7 +10,7 @@ import { mapAddressText, type PrefixKey, syncPrefixSet } from "../bpf/shared.js"
 import type { Conntrack } from "../conntrack/conntrack.js";
 import { formatHostPort, IpAddress, IpPrefix } from "../util/ip.js";
 
-export interface MasqueradeSettings {
+interface MasqueradeSettings {
   ipv4: boolean;
   ipv6: boolean;
   /** Inclusive source port range. */

@@ -67,7 +67,7 @@ function oncePerScrape<T>(read: () => T): () => T {
   };
 }
 
-export interface CollectorSource {
+interface CollectorSource {
   bpffsDir: string;
   mode: string;
   endpoints(): { id: string; epNum: number }[];
@@ -144,7 +144,7 @@ export function registerDatapathCollector(registry: Registry, src: CollectorSour
 }
 
 /** The service load-balancer as the metrics see it (no dependency on src/services). */
-export interface ServiceMetricsSource {
+interface ServiceMetricsSource {
   services(): {
     name: string;
     source: string;

@@ -13,7 +13,7 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] ?? m[2] ?? "127.0.0.1", port };
 }
 
-export interface MetricsServer {
+interface MetricsServer {
   /** The bound address (port resolved when 0 was asked for). */
   readonly address: string;
   close(): Promise<void>;

@@ -12,7 +12,7 @@ import { Counter, Histogram, Registry } from "prom-client";
 export const registry = new Registry();
 
 /** Wiring latency buckets (seconds): wiring is a few ms, NRI's budget is 2 s. */
-export const WIRING_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
+const WIRING_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
 
 const wiringDuration = new Histogram({
   name: "nkit_endpoint_wiring_duration_seconds",
@@ -22,12 +22,12 @@ const wiringDuration = new Histogram({
   registers: [registry],
 });
 
-export type WiringOp = "wire" | "unwire";
+type WiringOp = "wire" | "unwire";
 
 const result = (ok: boolean): string => (ok ? "ok" : "error");
 
 /** Records one wiring operation's latency. */
-export function observeWiring(op: WiringOp, seconds: number, ok: boolean): void {
+function observeWiring(op: WiringOp, seconds: number, ok: boolean): void {
   wiringDuration.observe({ op, result: result(ok) }, seconds);
 }
 

@@ -27,7 +27,8 @@ export interface NativeProgramSpec {
   autoload: boolean;
 }
 
-export interface NativeMapSpec {
+/** What both a map's spec (libbpf's, before load) and its info (the kernel's, from its fd) say. */
+interface NativeMapShape {
   name: string;
   type: number;
   typeName: string;
@@ -35,6 +36,9 @@ export interface NativeMapSpec {
   valueSize: number;
   maxEntries: number;
   flags: number;
+}
+
+export interface NativeMapSpec extends NativeMapShape {
   pinPath: string | null;
   pinned: boolean;
   /** libbpf's own maps for global variables (.rodata, .bss, .data, .kconfig). */
@@ -44,15 +48,8 @@ export interface NativeMapSpec {
   valueType: NativeBtfType | null;
 }
 
-export interface NativeMapInfo {
+export interface NativeMapInfo extends NativeMapShape {
   id: number;
-  name: string;
-  type: number;
-  typeName: string;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
   percpu: boolean;
   /** Bytes per element in syscalls: valueSize, or roundup(valueSize, 8) * possible CPUs. */
   valueLen: number;
@@ -66,7 +63,7 @@ export interface NativeBatch {
   done: boolean;
 }
 
-export interface NativeProgInfo {
+interface NativeProgInfo {
   id: number;
   name: string;
   type: number;
@@ -74,7 +71,7 @@ export interface NativeProgInfo {
   tag: string;
 }
 
-export interface NativeLinkInfo {
+interface NativeLinkInfo {
   id: number;
   type: number;
   typeName: string;
@@ -104,7 +101,7 @@ export interface NativeBtfType {
   elemTypeName?: string;
 }
 
-export interface NativeBtfMember extends NativeBtfType {
+interface NativeBtfMember extends NativeBtfType {
   name: string;
   offset: number;
   bitOffset: number;
@@ -126,7 +123,7 @@ export interface NativeLinkCreateOptions {
   expectedRevision?: bigint;
 }
 
-export interface BpfAddon {
+interface BpfAddon {
   fdClose(h: FdHandle): void;
   fdInfo(h: FdHandle): { fd: number; kind: FdKind };
 

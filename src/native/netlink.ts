@@ -1,7 +1,7 @@
 // Typed slice of the addon for the netlink transport (native/src/netlink.c).
 import { loadAddon } from "./load.js";
 
-export interface NetlinkAddon {
+interface NetlinkAddon {
   /** Opens a bound netlink socket of `protocol`, created inside netnsPath when given, with
    * NETLINK_EXT_ACK, NETLINK_CAP_ACK and NETLINK_GET_STRICT_CHK set. */
   nlOpen(netnsPath: string | null, protocol: number): Promise<number>;

@@ -2,7 +2,7 @@
 // `netnsPath: string | null` run their work on a helper thread inside that netns (null: our own).
 import { loadAddon } from "./load.js";
 
-export interface NetnsAddon {
+interface NetnsAddon {
   /** Opens and validates a netns file (nsfs, CLONE_NEWNET); the fd is O_CLOEXEC. */
   netnsOpen(path: string): number;
   netnsClose(fd: number): void;

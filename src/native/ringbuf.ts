@@ -15,9 +15,9 @@ export interface RingbufHandle {
  * Called on the JS thread with a batch framed as repeated [u32 length, host order][record], the
  * number of records in it, and how many records were lost since the previous batch (JS too slow).
  */
-export type RingbufBatchCallback = (batch: Buffer, records: number, lost: number) => void;
+type RingbufBatchCallback = (batch: Buffer, records: number, lost: number) => void;
 
-export interface RingbufAddon {
+interface RingbufAddon {
   /** Starts consuming; the map handle stays owned by the caller (the consumer dups its fd). */
   ringbufOpen(map: FdHandle, onBatch: RingbufBatchCallback): RingbufHandle;
   /** Stops the thread, frees the ring, closes the fds; nothing is delivered afterwards. Idempotent. */

@@ -1,7 +1,7 @@
 // Typed slice of the addon for the systemd notify transport (native/src/sdnotify.c).
 import { loadAddon } from "./load.js";
 
-export interface SdNotifyAddon {
+interface SdNotifyAddon {
   sdNotify(socketPath: string, message: string): void;
   /** Test support: a bound AF_UNIX datagram socket standing in for systemd. */
   unixDgramBind(path: string): number;

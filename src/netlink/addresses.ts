@@ -20,15 +20,12 @@ import {
   IFA_FLAGS,
   IFA_LABEL,
   IFA_LOCAL,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   RT_SCOPE_UNIVERSE,
   RTM_DELADDR,
   RTM_GETADDR,
   RTM_NEWADDR,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { create, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -105,13 +102,14 @@ export async function addAddress(
 ): Promise<void> {
   IpPrefix.parseLoose(spec.address, "address");
   const index = await resolveIndex(sock, spec.link);
-  const flags = NLM_F_CREATE | (opts.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  const op = `${opts.replace ? "replace" : "add"} address ${describe(spec)}`;
-  try {
-    await sock.request(RTM_NEWADDR, flags, build(index, spec, false), op);
-  } catch (e) {
-    throw alreadyExists(e, "the address is already configured; use replace to update it");
-  }
+  await create(
+    sock,
+    RTM_NEWADDR,
+    build(index, spec, false),
+    `address ${describe(spec)}`,
+    opts.replace === true,
+    "the address is already configured; use replace to update it",
+  );
 }
 
 export const replaceAddress = (sock: RtnlSocket, spec: AddressSpec): Promise<void> =>
@@ -120,16 +118,11 @@ export const replaceAddress = (sock: RtnlSocket, spec: AddressSpec): Promise<voi
 /** Deletes an address; false when it was not there. */
 export async function deleteAddress(sock: RtnlSocket, spec: AddressSpec): Promise<boolean> {
   const index = await resolveIndex(sock, spec.link);
-  try {
-    await sock.request(RTM_DELADDR, 0, build(index, spec, true), `delete address ${describe(spec)}`);
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "EADDRNOTAVAIL", "ENOENT")) return false;
-    throw e;
-  }
+  const op = `delete address ${describe(spec)}`;
+  return deleted(sock.request(RTM_DELADDR, 0, build(index, spec, true), op), "EADDRNOTAVAIL", "ENOENT");
 }
 
-export function parseAddress(m: NlMessage): Address | undefined {
+function parseAddress(m: NlMessage): Address | undefined {
   const [hdr, a] = splitPayload(m.payload, 8, "address");
   const h = decodeIfAddrMsg(hdr);
   const family = familyOfAf(h.family);

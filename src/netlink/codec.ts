@@ -122,7 +122,7 @@ export class AttrWriter {
 }
 
 /** Attributes by type (flags stripped); the last occurrence wins. */
-export type AttrMap = Map<number, Buffer>;
+type AttrMap = Map<number, Buffer>;
 
 export function decodeAttrs(buf: Buffer): AttrMap {
   const map: AttrMap = new Map();
@@ -160,7 +160,7 @@ export const attrString = (m: AttrMap, t: number): string | undefined => {
 };
 
 /** The parts of an NLMSG_ERROR payload we use: errno (positive, 0 = ack) and the extended ack. */
-export interface NlErrorInfo {
+interface NlErrorInfo {
   errno: number;
   /** NLMSGERR_ATTR_MSG: the kernel's explanation. */
   message: string | undefined;
@@ -190,7 +190,7 @@ export function decodeError(payload: Buffer, flags: number): NlErrorInfo {
 // ---- fixed family headers ----
 
 /** struct ifinfomsg (16 bytes). */
-export interface IfInfoMsg {
+interface IfInfoMsg {
   family: number;
   type: number;
   index: number;
@@ -219,7 +219,7 @@ export function decodeIfInfoMsg(b: Buffer): IfInfoMsg {
 }
 
 /** struct ifaddrmsg (8 bytes). */
-export interface IfAddrMsg {
+interface IfAddrMsg {
   family: number;
   prefixLength: number;
   flags: number;
@@ -248,7 +248,7 @@ export function decodeIfAddrMsg(b: Buffer): IfAddrMsg {
 }
 
 /** struct rtmsg (12 bytes). */
-export interface RtMsg {
+interface RtMsg {
   family: number;
   dstLength: number;
   srcLength: number;
@@ -289,7 +289,7 @@ export function decodeRtMsg(b: Buffer): RtMsg {
 }
 
 /** struct ndmsg (12 bytes). */
-export interface NdMsg {
+interface NdMsg {
   family: number;
   index: number;
   state: number;

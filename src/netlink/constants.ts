@@ -14,7 +14,6 @@ export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP_INTR = 0x10;
 export const NLM_F_DUMP = 0x300;
@@ -46,12 +45,7 @@ export const RTM_GETNEIGH = 30;
 
 // net_device flags
 export const IFF_UP = 0x1;
-export const IFF_LOOPBACK = 0x8;
-export const IFF_RUNNING = 0x40;
-export const IFF_NOARP = 0x80;
 export const IFF_LOWER_UP = 0x10000;
-
-export const ARPHRD_ETHER = 1;
 
 // Link attributes (IFLA_*)
 export const IFLA_ADDRESS = 1;
@@ -62,7 +56,6 @@ export const IFLA_MASTER = 10;
 export const IFLA_TXQLEN = 13;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKINFO = 18;
-export const IFLA_NET_NS_PID = 19;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_EXT_MASK = 29;
 export const IFLA_LINK_NETNSID = 37;
@@ -122,11 +115,8 @@ export const RT_SCOPE_NOWHERE = 255;
 
 export const RT_TABLE_UNSPEC = 0;
 export const RT_TABLE_MAIN = 254;
-export const RT_TABLE_LOCAL = 255;
 
-export const RTPROT_KERNEL = 2;
 export const RTPROT_BOOT = 3;
-export const RTPROT_STATIC = 4;
 
 export const RTN_UNICAST = 1;
 export const RTN_LOCAL = 2;
@@ -152,12 +142,6 @@ export const NDA_DST = 1;
 export const NDA_LLADDR = 2;
 export const NDA_IFINDEX = 8;
 
-export const NUD_INCOMPLETE = 0x01;
-export const NUD_REACHABLE = 0x02;
-export const NUD_STALE = 0x04;
-export const NUD_DELAY = 0x08;
-export const NUD_PROBE = 0x10;
-export const NUD_FAILED = 0x20;
 export const NUD_NOARP = 0x40;
 export const NUD_PERMANENT = 0x80;
 

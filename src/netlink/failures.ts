@@ -1,6 +1,8 @@
 // Turns kernel and addon failures into nkit's error classes with messages that say what to do.
 import { AlreadyExistsError, isNativeErrnoError, NetlinkError, NetnsError } from "../errors.js";
 import { errnoName } from "../util/errno.js";
+import { NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from "./constants.js";
+import type { RtnlSocket } from "./socket.js";
 
 export function netlinkError(operation: string, errno: number, extack: string | undefined): NetlinkError {
   return new NetlinkError(operation, errno, errnoName(errno), extack);
@@ -48,4 +50,35 @@ export function alreadyExists(e: unknown, hint: string): unknown {
 /** True when a delete/get failed only because the object does not exist. */
 export function isAbsent(e: unknown, ...codes: string[]): boolean {
   return e instanceof NetlinkError && codes.includes(e.errnoCode);
+}
+
+/**
+ * Sends the request that adds object `what` ("address 10.0.0.1/24 on eth0"); with replace, one that
+ * is there already is updated, otherwise that fails with AlreadyExistsError saying `hint`.
+ */
+export async function create(
+  sock: RtnlSocket,
+  type: number,
+  body: readonly Uint8Array[],
+  what: string,
+  replace: boolean,
+  hint: string,
+): Promise<void> {
+  const flags = NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL);
+  try {
+    await sock.request(type, flags, body, `${replace ? "replace" : "add"} ${what}`);
+  } catch (e) {
+    throw alreadyExists(e, hint);
+  }
+}
+
+/** Whether a delete request removed its object: false when it failed only because there was none. */
+export async function deleted(request: Promise<unknown>, ...absent: string[]): Promise<boolean> {
+  try {
+    await request;
+    return true;
+  } catch (e) {
+    if (isAbsent(e, ...absent)) return false;
+    throw e;
+  }
 }

@@ -8,25 +8,9 @@ import * as neighbours from "./neighbours.js";
 import * as routes from "./routes.js";
 import { RtnlSocket, type RtnlSocketOptions } from "./socket.js";
 
-export type { IpFamily } from "../util/ip.js";
-export type { Address, AddressFilter, AddressSpec } from "./addresses.js";
-export type {
-  BigTcpLimits,
-  Link,
-  LinkRef,
-  LinkUpdate,
-  NetkitInfo,
-  NetkitMode,
-  NetkitOptions,
-  NetkitPolicy,
-  NetkitPolicyInput,
-  NetkitScrub,
-  OffloadSizes,
-  VethOptions,
-} from "./links.js";
-export type { Neighbour, NeighbourFilter, NeighbourSpec } from "./neighbours.js";
+export type { Address, AddressFilter } from "./addresses.js";
+export type { Link, NetkitPolicyInput } from "./links.js";
 export { ifNameToIndex, netnsInode, sameNetns, sysctlRead, sysctlWrite } from "./netns.js";
-export type { Route, RouteFilter, RouteScope, RouteSpec, RouteType } from "./routes.js";
 
 export class Rtnl {
   private constructor(private readonly sock: RtnlSocket) {}

@@ -64,7 +64,7 @@ import {
   RTM_NEWLINK,
   VETH_INFO_PEER,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { alreadyExists, deleted, isAbsent } from "./failures.js";
 import { withOptionalNetnsFd } from "./netns.js";
 import type { RtnlSocket } from "./socket.js";
 
@@ -442,13 +442,8 @@ export function moveLink(sock: RtnlSocket, ref: LinkRef, netnsPath: string, newN
 
 /** Deletes a link (and its veth/netkit peer); false when there was no such link. */
 export async function deleteLink(sock: RtnlSocket, ref: LinkRef): Promise<boolean> {
-  try {
-    await sock.request(RTM_DELLINK, 0, selectLink(ref).toParts(), `delete link ${linkLabel(ref)}`);
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "ENODEV")) return false;
-    throw e;
-  }
+  const op = `delete link ${linkLabel(ref)}`;
+  return deleted(sock.request(RTM_DELLINK, 0, selectLink(ref).toParts(), op), "ENODEV");
 }
 
 const policyName = (v: number | undefined): NetkitPolicy | undefined =>
@@ -473,7 +468,7 @@ function parseNetkit(data: Buffer): NetkitInfo {
 }
 
 /** Decodes an RTM_NEWLINK message (reply or dump entry). */
-export function parseLink(m: NlMessage): Link {
+function parseLink(m: NlMessage): Link {
   const [hdr, a] = splitPayload(m.payload, 16, "link");
   const h = decodeIfInfoMsg(hdr);
   let kind: string | undefined;

@@ -6,16 +6,13 @@ import {
   NDA_DST,
   NDA_IFINDEX,
   NDA_LLADDR,
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   NUD_NOARP,
   NUD_PERMANENT,
   RTM_DELNEIGH,
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { create, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -58,13 +55,14 @@ export async function addNeighbour(
     throw new InvalidArgumentError(`neighbour ${spec.address}: lladdr is required`);
   build(1, spec, NUD_PERMANENT);
   const index = await resolveIndex(sock, spec.link);
-  const flags = NLM_F_CREATE | (opts.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  const op = `${opts.replace ? "replace" : "add"} neighbour ${describe(spec)}`;
-  try {
-    await sock.request(RTM_NEWNEIGH, flags, build(index, spec, NUD_PERMANENT), op);
-  } catch (e) {
-    throw alreadyExists(e, "a neighbour entry for that address exists; use replace to overwrite it");
-  }
+  await create(
+    sock,
+    RTM_NEWNEIGH,
+    build(index, spec, NUD_PERMANENT),
+    `neighbour ${describe(spec)}`,
+    opts.replace === true,
+    "a neighbour entry for that address exists; use replace to overwrite it",
+  );
 }
 
 export const replaceNeighbour = (sock: RtnlSocket, spec: NeighbourSpec): Promise<void> =>
@@ -73,21 +71,15 @@ export const replaceNeighbour = (sock: RtnlSocket, spec: NeighbourSpec): Promise
 /** Deletes an entry; false when there was none. */
 export async function deleteNeighbour(sock: RtnlSocket, spec: NeighbourSpec): Promise<boolean> {
   const index = await resolveIndex(sock, spec.link);
-  try {
-    await sock.request(
-      RTM_DELNEIGH,
-      0,
-      build(index, { link: spec.link, address: spec.address }, 0),
-      `delete neighbour ${describe(spec)}`,
-    );
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "ENOENT", "ESRCH")) return false;
-    throw e;
-  }
+  const payload = build(index, { link: spec.link, address: spec.address }, 0);
+  return deleted(
+    sock.request(RTM_DELNEIGH, 0, payload, `delete neighbour ${describe(spec)}`),
+    "ENOENT",
+    "ESRCH",
+  );
 }
 
-export function parseNeighbour(m: NlMessage): Neighbour | undefined {
+function parseNeighbour(m: NlMessage): Neighbour | undefined {
   const [hdr, a] = splitPayload(m.payload, 12, "neighbour");
   const h = decodeNdMsg(hdr);
   const family = familyOfAf(h.family);

@@ -28,7 +28,7 @@ export function sameNetns(a: string, b: string): boolean {
 }
 
 /** Runs fn with an open, validated fd of the netns at path, closing it afterwards. */
-export async function withNetnsFd<T>(path: string, fn: (fd: number) => Promise<T>): Promise<T> {
+async function withNetnsFd<T>(path: string, fn: (fd: number) => Promise<T>): Promise<T> {
   let fd: number;
   try {
     fd = netnsAddon().netnsOpen(path);

@@ -11,9 +11,6 @@ import {
   splitPayload,
 } from "./codec.js";
 import {
-  NLM_F_CREATE,
-  NLM_F_EXCL,
-  NLM_F_REPLACE,
   RT_SCOPE_HOST,
   RT_SCOPE_LINK,
   RT_SCOPE_NOWHERE,
@@ -40,7 +37,7 @@ import {
   RTNH_F_ONLINK,
   RTPROT_BOOT,
 } from "./constants.js";
-import { alreadyExists, isAbsent } from "./failures.js";
+import { create, deleted, isAbsent } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
 import type { RtnlSocket } from "./socket.js";
@@ -175,37 +172,33 @@ export function buildRoute(spec: RouteSpec, oif: number | undefined, forDelete =
   return w.toParts();
 }
 
-async function send(sock: RtnlSocket, spec: RouteSpec, flags: number, verb: string): Promise<void> {
+async function send(sock: RtnlSocket, spec: RouteSpec, replace: boolean): Promise<void> {
   buildRoute(spec, undefined);
   const oif = spec.dev === undefined ? undefined : await resolveIndex(sock, spec.dev);
-  try {
-    await sock.request(RTM_NEWROUTE, flags, buildRoute(spec, oif), `${verb} route ${describe(spec)}`);
-  } catch (e) {
-    throw alreadyExists(e, "a route to that destination exists already; use replaceRoute to change it");
-  }
+  await create(
+    sock,
+    RTM_NEWROUTE,
+    buildRoute(spec, oif),
+    `route ${describe(spec)}`,
+    replace,
+    "a route to that destination exists already; use replaceRoute to change it",
+  );
 }
 
-export const addRoute = (sock: RtnlSocket, spec: RouteSpec): Promise<void> =>
-  send(sock, spec, NLM_F_CREATE | NLM_F_EXCL, "add");
+export const addRoute = (sock: RtnlSocket, spec: RouteSpec): Promise<void> => send(sock, spec, false);
 
 /** Creates the route or replaces the one with the same destination, table, tos and metric. */
-export const replaceRoute = (sock: RtnlSocket, spec: RouteSpec): Promise<void> =>
-  send(sock, spec, NLM_F_CREATE | NLM_F_REPLACE, "replace");
+export const replaceRoute = (sock: RtnlSocket, spec: RouteSpec): Promise<void> => send(sock, spec, true);
 
 /** Deletes a route; false when no such route existed. */
 export async function deleteRoute(sock: RtnlSocket, spec: RouteSpec): Promise<boolean> {
   buildRoute(spec, undefined, true);
   const oif = spec.dev === undefined ? undefined : await resolveIndex(sock, spec.dev);
-  try {
-    await sock.request(RTM_DELROUTE, 0, buildRoute(spec, oif, true), `delete route ${describe(spec)}`);
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "ESRCH", "ENOENT")) return false;
-    throw e;
-  }
+  const op = `delete route ${describe(spec)}`;
+  return deleted(sock.request(RTM_DELROUTE, 0, buildRoute(spec, oif, true), op), "ESRCH", "ENOENT");
 }
 
-export function parseRoute(m: NlMessage): Route | undefined {
+function parseRoute(m: NlMessage): Route | undefined {
   const [hdr, a] = splitPayload(m.payload, 12, "route");
   const h = decodeRtMsg(hdr);
   const family = familyOfAf(h.family);

@@ -25,7 +25,7 @@ export interface RtnlSocketOptions {
 }
 
 /** One request of a transaction; `operation` names it in errors ("create veth nk1 (peer eth0)"). */
-export interface NlRequest {
+interface NlRequest {
   type: number;
   /** Extra flags besides NLM_F_REQUEST (and NLM_F_ACK, which request() always adds). */
   flags: number;

@@ -12,7 +12,7 @@ import { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import { AlreadyExistsError, ClosedError, ProtocolError } from "../errors.js";
-import { LengthPrefixedDecoder } from "../ttrpc/framing.js";
+import { LengthPrefixedDecoder, readFrames } from "../ttrpc/framing.js";
 
 export const MUX_HEADER_SIZE = 8;
 /** The runtime's bufio.Reader size: larger first frames are not readable by the Go side. */
@@ -84,17 +84,8 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
   private readonly trunk: Duplex;
   private readonly log: Logger;
   private readonly conns = new Map<number, MuxConn>();
-  private readonly decoder: LengthPrefixedDecoder;
+  private readonly stopReading: () => void;
   private closedWith: Error | null = null;
-  private readonly onData = (chunk: Buffer) => {
-    try {
-      this.decoder.push(chunk);
-    } catch (e) {
-      this.close(e instanceof Error ? e : new Error(String(e)));
-    }
-  };
-  private readonly onError = (err: Error) => this.close(err);
-  private readonly onClose = () => this.close(undefined);
 
   constructor(trunk: Duplex, opts: MultiplexerOptions = {}) {
     super();
@@ -103,7 +94,7 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
     const maxFrame = opts.maxFrameSize ?? MUX_MAX_FRAME;
     // An oversized frame is fatal (the Go writer never produces one): fail as soon as its header is
     // complete instead of skipping what may be gigabytes of garbage.
-    this.decoder = new LengthPrefixedDecoder({
+    const decoder = new LengthPrefixedDecoder({
       headerSize: MUX_HEADER_SIZE,
       lengthOf: (h) => {
         const len = h.readUInt32BE(4);
@@ -119,10 +110,7 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
       onFrame: (h, payload) => this.route(h.readUInt32BE(0), payload),
       onOversized: () => {},
     });
-    trunk.on("data", this.onData);
-    trunk.on("error", this.onError);
-    trunk.on("close", this.onClose);
-    trunk.on("end", this.onClose);
+    this.stopReading = readFrames(trunk, decoder, (err) => this.close(err));
   }
 
   get closed(): boolean {
@@ -165,7 +153,7 @@ export class Multiplexer extends EventEmitter<MuxEvents> {
   close(err?: Error): void {
     if (this.closedWith) return;
     this.closedWith = err ?? new ClosedError("nri mux trunk");
-    this.trunk.off("data", this.onData);
+    this.stopReading();
     if (err) this.log.warn({ err: err.message }, "nri mux: trunk closed with error");
     for (const c of [...this.conns.values()]) {
       c.push(null);

@@ -133,7 +133,7 @@ const POD_EVENTS: Record<PodEventKind, number> = {
 const POD_EVENT_KINDS = Object.keys(POD_EVENTS) as PodEventKind[];
 
 /** The subscription mask of the events `handlers` implements. */
-export function handledEvents(handlers: NriHandlers): number {
+function handledEvents(handlers: NriHandlers): number {
   return eventMask(...POD_EVENT_KINDS.filter((k) => handlers[k] !== undefined).map((k) => POD_EVENTS[k]));
 }
 

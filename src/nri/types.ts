@@ -84,7 +84,7 @@ function copyMap(m: { [k: string]: string } | null | undefined): Record<string, 
   return m ? { ...m } : {};
 }
 
-export function toPodSandbox(p: PodSandboxProps | null | undefined): NriPodSandbox {
+function toPodSandbox(p: PodSandboxProps | null | undefined): NriPodSandbox {
   const linux = p?.linux;
   const namespaces = (linux?.namespaces ?? []).map((n) => ({ type: n.type ?? "", path: n.path ?? "" }));
   const net = namespaces.find((n) => n.type === "network" && n.path !== "");
@@ -105,7 +105,7 @@ export function toPodSandbox(p: PodSandboxProps | null | undefined): NriPodSandb
   };
 }
 
-export function toContainer(c: ContainerProps): NriContainer {
+function toContainer(c: ContainerProps): NriContainer {
   return {
     id: c.id ?? "",
     podSandboxId: c.pod_sandbox_id ?? "",
@@ -133,7 +133,7 @@ export function encodeConfigureResponse(events: number): Uint8Array {
   return api.ConfigureResponse.encode({ events }).finish();
 }
 
-export interface SynchronizeChunk {
+interface SynchronizeChunk {
   pods: NriPodSandbox[];
   containers: NriContainer[];
   more: boolean;

@@ -12,10 +12,10 @@ import { type AddressRequest, type Allocation, type Ipam, IpamOwner } from "../i
 import type { Logger } from "../log.js";
 
 /** The part of the EndpointManager the pod flow uses. */
-export type PodDatapath = Pick<EndpointManager, "wire" | "unwire" | "get" | "verify" | "setLabels">;
+type PodDatapath = Pick<EndpointManager, "wire" | "unwire" | "get" | "verify" | "setLabels">;
 
 /** What a reservation is for: a CRI sandbox (wired at NRI RUN) or a container nkit-cni wires. */
-export type ReservationOwner = (typeof IpamOwner)[keyof typeof IpamOwner];
+type ReservationOwner = (typeof IpamOwner)[keyof typeof IpamOwner];
 
 export interface PodSandbox {
   id: string;
@@ -39,7 +39,7 @@ export interface AdmitRequest {
   labels?: Record<string, string>;
 }
 
-export interface SyncResult {
+interface SyncResult {
   wired: string[];
   collected: string[];
   failed: { id: string; error: string }[];
@@ -47,7 +47,7 @@ export interface SyncResult {
 
 /** IPAM owner tag of CRI pods; endpoints wired by nkit-cni in "wire" mode (nerdctl, Nomad) carry
  * another owner and are never collected by an NRI Synchronize, which only lists CRI sandboxes. */
-export const CRI_OWNER = IpamOwner.CRI;
+const CRI_OWNER = IpamOwner.CRI;
 
 /** Reservations younger than this are never collected: their pod may be between CNI ADD and RUN. */
 const RESERVATION_GRACE_MS = 120_000;
@@ -287,7 +287,7 @@ export class PodLifecycle {
 }
 
 /** Endpoint identity: the pod's labels plus where it came from. */
-export function podLabels(pod: PodSandbox): Record<string, string> {
+function podLabels(pod: PodSandbox): Record<string, string> {
   return {
     ...pod.labels,
     "nkit.io/pod-name": pod.name,

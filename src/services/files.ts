@@ -11,14 +11,14 @@ import { parseServiceSpec, type ServiceSpec, ServiceSpecError } from "./spec.js"
 
 const SERVICE_FILE_RE = /^[^.].*\.(ya?ml|json)$/;
 
-export interface ServiceFileError {
+interface ServiceFileError {
   file: string;
   /** The key that is wrong ("" when the file is not YAML at all). */
   key: string;
   message: string;
 }
 
-export interface ServiceFilesOptions {
+interface ServiceFilesOptions {
   dir: string;
   manager: ServiceManager;
   log?: Logger;

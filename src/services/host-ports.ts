@@ -8,7 +8,7 @@ import { IpAddress, type IpFamily } from "../util/ip.js";
 import type { ServiceManager } from "./manager.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS, type ServiceSpec } from "./spec.js";
 
-export interface HostPortMapping {
+interface HostPortMapping {
   hostPort: number;
   containerPort: number;
   protocol: string;
@@ -16,7 +16,7 @@ export interface HostPortMapping {
   hostIP?: string;
 }
 
-export interface HostPortsOptions {
+interface HostPortsOptions {
   manager: ServiceManager;
   /** The host's own addresses now (both families), without loopback. */
   hostAddresses: () => readonly string[];

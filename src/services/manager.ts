@@ -25,7 +25,7 @@ export interface SelectableEndpoint {
   addresses: readonly string[];
 }
 
-export interface ServiceRecord {
+interface ServiceRecord {
   spec: ServiceSpec;
   source: ServiceSource;
   /** The file for source "file", the pod for "host-port"; empty otherwise. */
@@ -36,7 +36,7 @@ export interface ServiceView extends ServiceRecord {
   entries: LbEntry[];
 }
 
-export interface ServiceManagerOptions {
+interface ServiceManagerOptions {
   table: LbTable;
   /** Where API-added services are kept (`<paths.state>/services.json`). */
   statePath: string;

@@ -38,7 +38,7 @@ const EXTERNAL = LbFlags.EXTERNAL;
 /** Slot counts are u16 in the map. */
 const MAX_BACKENDS = 0xffff;
 
-export interface SocketLbOptions {
+interface SocketLbOptions {
   /** nkitd's bpffs dir: maps by name, links under lb/. */
   bpffsDir: string;
   /** The cgroup v2 directory whose processes (and their descendants) get the load-balancer. */
@@ -56,7 +56,7 @@ export interface SocketLbOptions {
   log?: Logger;
 }
 
-export const defaultSockLbObject = (): string => builtObjectPath(sockLbObject.file);
+const defaultSockLbObject = (): string => builtObjectPath(sockLbObject.file);
 
 /** The host's cgroup v2 mount: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts. */
 export function hostCgroup2(mounts = "/proc/mounts"): string {

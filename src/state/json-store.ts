@@ -70,7 +70,7 @@ export function decodeDocument<T>(path: string, text: string, format: DocumentFo
   return result.data;
 }
 
-export function encodeDocument<T extends object>(value: T, format: DocumentFormat<T>): string {
+function encodeDocument<T extends object>(value: T, format: DocumentFormat<T>): string {
   return `${JSON.stringify({ version: format.version, ...value }, null, format.indent ?? 0)}\n`;
 }
 
@@ -96,7 +96,7 @@ interface Backing<T> {
   save(key: string, rec: T | undefined, all: ReadonlyMap<string, T>): void;
 }
 
-export interface FileStoreOptions<T> {
+interface FileStoreOptions<T> {
   /** One file holding every record: `{"version": N, "<field>": [record, ...]}`. */
   path: string;
   field: string;
@@ -106,7 +106,7 @@ export interface FileStoreOptions<T> {
   upgrade?: DocumentFormat<unknown>["upgrade"];
 }
 
-export interface DirectoryStoreOptions<T> {
+interface DirectoryStoreOptions<T> {
   /** One file per record, `<key>.json` holding `{"version": N, ...record}`. */
   dir: string;
   version: number;

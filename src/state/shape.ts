@@ -62,7 +62,7 @@ export function recordOf<T>(inner: Shape<T>): Shape<Record<string, T>> {
 }
 
 /** Every key of T must have a schema (`-?`), so a field added to the interface cannot be forgotten. */
-export type Fields<T> = { [K in keyof T]-?: Shape<T[K]> };
+type Fields<T> = { [K in keyof T]-?: Shape<T[K]> };
 
 export function object<T extends object>(fields: Fields<T>): Shape<T> {
   // zod infers an object's type from its fields; these are typed from T's keys instead, which zod's

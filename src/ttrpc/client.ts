@@ -5,7 +5,7 @@ import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { pino } from "pino";
-import { ProtocolError, TtrpcError } from "../errors.js";
+import { ProtocolError } from "../errors.js";
 import { Code, statusError } from "./codes.js";
 import {
   encodeMessage,
@@ -13,10 +13,11 @@ import {
   MessageDecoder,
   type MessageHeader,
   MessageType,
+  readFrames,
 } from "./framing.js";
 import { decodeResponse, encodeRequest, type KeyValue } from "./proto.js";
 
-export interface TtrpcClientOptions {
+interface TtrpcClientOptions {
   /** Largest Request data this client sends (default 4 MiB); larger calls fail with RESOURCE_EXHAUSTED. */
   maxSendMessageSize?: number;
   /** Largest Response data accepted (default 4 MiB); larger ones fail their call with RESOURCE_EXHAUSTED. */
@@ -24,7 +25,7 @@ export interface TtrpcClientOptions {
   log?: Logger;
 }
 
-export interface CallOptions {
+interface CallOptions {
   /** Deadline for the call; sent as timeout_nano and enforced locally (DEADLINE_EXCEEDED). */
   timeoutMs?: number;
   metadata?: KeyValue[];
@@ -43,21 +44,17 @@ export class TtrpcClient extends EventEmitter<ClientEvents> {
   private readonly stream: Duplex;
   private readonly log: Logger;
   private readonly maxSend: number;
-  private readonly decoder: MessageDecoder;
+  private readonly stopReading: () => void;
   private readonly pending = new Map<number, Pending>();
   private nextStreamId = 1;
   private closedWith: Error | null = null;
-  private readonly onData = (chunk: Buffer) => this.decoder.push(chunk);
-  private readonly onError = (err: Error) => this.shutdown(err);
-  private readonly onClose = () => this.shutdown(undefined);
-  private readonly onEnd = () => this.shutdown(undefined);
 
   constructor(stream: Duplex, opts: TtrpcClientOptions = {}) {
     super();
     this.stream = stream;
     this.log = opts.log ?? pino({ level: "silent" });
     this.maxSend = opts.maxSendMessageSize ?? MAX_MESSAGE_SIZE;
-    this.decoder = new MessageDecoder({
+    const decoder = new MessageDecoder({
       maxMessageSize: opts.maxRecvMessageSize ?? MAX_MESSAGE_SIZE,
       onMessage: (h, data) => this.handleMessage(h, data),
       onOversized: (h) => {
@@ -70,10 +67,7 @@ export class TtrpcClient extends EventEmitter<ClientEvents> {
         p?.reject(statusError(Code.RESOURCE_EXHAUSTED, `${p.what}: ${detail}`));
       },
     });
-    stream.on("data", this.onData);
-    stream.on("error", this.onError);
-    stream.on("close", this.onClose);
-    stream.on("end", this.onEnd);
+    this.stopReading = readFrames(stream, decoder, (err) => this.shutdown(err));
   }
 
   get closed(): boolean {
@@ -196,7 +190,7 @@ export class TtrpcClient extends EventEmitter<ClientEvents> {
   private shutdown(err: Error | undefined): void {
     if (this.closedWith) return;
     this.closedWith = err ?? new Error("connection closed");
-    this.stream.off("data", this.onData);
+    this.stopReading();
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
@@ -209,5 +203,3 @@ export class TtrpcClient extends EventEmitter<ClientEvents> {
     this.emit("close", err);
   }
 }
-
-export { TtrpcError };

@@ -21,13 +21,12 @@ export const Code = {
   UNAUTHENTICATED: 16,
 } as const;
 
-export type CodeName = keyof typeof Code;
-export type CodeValue = (typeof Code)[CodeName];
+type CodeName = keyof typeof Code;
 
 const names = new Map<number, CodeName>(Object.entries(Code).map(([k, v]) => [v, k as CodeName]));
 
 /** Upper-case name of a status code; unknown numbers come back as `CODE_<n>`. */
-export function codeName(code: number): string {
+function codeName(code: number): string {
   return names.get(code) ?? `CODE_${code}`;
 }
 

@@ -4,6 +4,8 @@
 // so split and coalesced chunks cost O(bytes), and it never holds more than one header plus one
 // payload of at most `maxLength` bytes. Longer payloads are skipped as they stream past, not buffered.
 
+import type { Duplex } from "node:stream";
+
 export const HEADER_SIZE = 10;
 /** ttrpc's default maximum message data size (4 MiB). */
 export const MAX_MESSAGE_SIZE = 4 << 20;
@@ -12,12 +14,6 @@ export const MessageType = {
   REQUEST: 1,
   RESPONSE: 2,
   DATA: 3,
-} as const;
-
-export const Flag = {
-  REMOTE_CLOSED: 0x01,
-  REMOTE_OPEN: 0x02,
-  NO_DATA: 0x04,
 } as const;
 
 export interface MessageHeader {
@@ -47,7 +43,7 @@ export function decodeHeader(h: Buffer): MessageHeader {
   };
 }
 
-export interface LengthPrefixedDecoderOptions {
+interface LengthPrefixedDecoderOptions {
   headerSize: number;
   /** Payload length announced by a complete header. */
   lengthOf(header: Buffer): number;
@@ -138,6 +134,31 @@ export class LengthPrefixedDecoder {
     this.headerFill = 0;
     this.opts.onOversized(this.header, this.opts.lengthOf(this.header));
   }
+}
+
+/**
+ * Feeds what `stream` reads to `decoder` until the stream errors, closes or ends, or `push` throws:
+ * then `onEnd` runs with the error, if any (it may run more than once). Returns a function that stops
+ * the feeding. The ttrpc client and server and the NRI multiplexer read their streams this way.
+ */
+export function readFrames(
+  stream: Duplex,
+  decoder: { push(chunk: Uint8Array): void },
+  onEnd: (err: Error | undefined) => void,
+): () => void {
+  const onData = (chunk: Buffer) => {
+    try {
+      decoder.push(chunk);
+    } catch (e) {
+      onEnd(e instanceof Error ? e : new Error(String(e)));
+    }
+  };
+  const onClose = () => onEnd(undefined);
+  stream.on("data", onData);
+  stream.on("error", onEnd);
+  stream.on("close", onClose);
+  stream.on("end", onClose);
+  return () => stream.off("data", onData);
 }
 
 /** Incremental decoder for ttrpc messages. */

@@ -7,7 +7,7 @@ export interface KeyValue {
   value: string;
 }
 
-export interface RequestEnvelope {
+interface RequestEnvelope {
   service: string;
   method: string;
   payload: Uint8Array;
@@ -16,7 +16,7 @@ export interface RequestEnvelope {
   metadata: KeyValue[];
 }
 
-export interface ResponseEnvelope {
+interface ResponseEnvelope {
   /** Absent on success (Go leaves it out); code 0 also means OK. */
   status: { code: number; message: string } | undefined;
   payload: Uint8Array;

@@ -8,13 +8,14 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { pino } from "pino";
 import { TtrpcError } from "../errors.js";
-import { Code, codeName } from "./codes.js";
+import { Code } from "./codes.js";
 import {
   encodeMessage,
   MAX_MESSAGE_SIZE,
   MessageDecoder,
   type MessageHeader,
   MessageType,
+  readFrames,
 } from "./framing.js";
 import { decodeRequest, encodeResponse, type KeyValue } from "./proto.js";
 
@@ -30,9 +31,9 @@ export interface TtrpcCall {
 }
 
 /** Returns the serialized response message (an empty array for an empty message). */
-export type TtrpcMethod = (payload: Uint8Array, call: TtrpcCall) => Uint8Array | Promise<Uint8Array>;
+type TtrpcMethod = (payload: Uint8Array, call: TtrpcCall) => Uint8Array | Promise<Uint8Array>;
 
-export interface TtrpcServerOptions {
+interface TtrpcServerOptions {
   maxSendMessageSize?: number;
   maxRecvMessageSize?: number;
   /** Answer DEADLINE_EXCEEDED this many ms before the caller's deadline (default 0). */
@@ -40,7 +41,7 @@ export interface TtrpcServerOptions {
   log?: Logger;
 }
 
-export interface TtrpcServerConnectionEvents {
+interface TtrpcServerConnectionEvents {
   close: [err: Error | undefined];
   /** A handler finished after its deadline had already been answered. */
   late: [call: TtrpcCall, elapsedMs: number];
@@ -79,19 +80,16 @@ interface InFlight {
   closedEarly: boolean;
 }
 
-export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
+class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEvents> {
   private readonly server: TtrpcServer;
   private readonly stream: Duplex;
   private readonly log: Logger;
   private readonly maxSend: number;
   private readonly margin: number;
-  private readonly decoder: MessageDecoder;
+  private readonly stopReading: () => void;
   private readonly inflight = new Map<number, InFlight>();
   private lastStreamId = 0;
   private closed = false;
-  private readonly onData = (chunk: Buffer) => this.decoder.push(chunk);
-  private readonly onError = (err: Error) => this.shutdown(err);
-  private readonly onClose = () => this.shutdown(undefined);
 
   constructor(server: TtrpcServer, stream: Duplex, opts: TtrpcServerOptions) {
     super();
@@ -100,7 +98,7 @@ export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEve
     this.log = opts.log ?? pino({ level: "silent" });
     this.maxSend = opts.maxSendMessageSize ?? MAX_MESSAGE_SIZE;
     this.margin = opts.deadlineMarginMs ?? 0;
-    this.decoder = new MessageDecoder({
+    const decoder = new MessageDecoder({
       maxMessageSize: opts.maxRecvMessageSize ?? MAX_MESSAGE_SIZE,
       onMessage: (h, data) => this.handleMessage(h, data),
       onOversized: (h) => {
@@ -117,10 +115,7 @@ export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEve
         }
       },
     });
-    stream.on("data", this.onData);
-    stream.on("error", this.onError);
-    stream.on("close", this.onClose);
-    stream.on("end", this.onClose);
+    this.stopReading = readFrames(stream, decoder, (err) => this.shutdown(err));
   }
 
   get activeRequests(): number {
@@ -255,7 +250,7 @@ export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEve
   private shutdown(err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
-    this.stream.off("data", this.onData);
+    this.stopReading();
     for (const e of this.inflight.values()) {
       if (e.timer) clearTimeout(e.timer);
       e.answered = true;
@@ -268,10 +263,8 @@ export class TtrpcServerConnection extends EventEmitter<TtrpcServerConnectionEve
 }
 
 /** TtrpcError keeps its status code; anything else becomes UNKNOWN, as Go does for plain errors. */
-export function errorToStatus(err: unknown): { code: number; message: string } {
+function errorToStatus(err: unknown): { code: number; message: string } {
   if (err instanceof TtrpcError) return { code: err.status, message: err.detail };
   if (err instanceof Error) return { code: Code.UNKNOWN, message: err.message };
   return { code: Code.UNKNOWN, message: String(err) };
 }
-
-export { codeName };

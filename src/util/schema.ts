@@ -5,7 +5,7 @@
 // back where the issue becomes a typed error, so every text stays next to the rule it explains.
 import { z } from "zod";
 
-export type Issue = z.core.$ZodIssue;
+type Issue = z.core.$ZodIssue;
 
 /** What an `error` function of a schema sees when zod reports an issue (the path from the parse root). */
 export interface IssueContext {
@@ -67,7 +67,7 @@ export function orDefault<T>(schema: z.ZodType<T>, fallback: NoInfer<T>): z.ZodT
   return schema.nullish().transform((v) => v ?? structuredClone(fallback));
 }
 
-export interface Voice<T> {
+interface Voice<T> {
   /** An error parameter stating T for the failing value (`input`) at `path` from the parse root. */
   says(make: (input: unknown, path: readonly PropertyKey[]) => T): ErrorParam;
   /** A message stating T, for issues raised by hand (superRefine). */

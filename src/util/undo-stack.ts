@@ -3,7 +3,7 @@
 // keeps the others alive.
 
 /** Where a failed step is reported (a pino logger fits). */
-export interface UndoLog {
+interface UndoLog {
   error(obj: object, msg: string): void;
 }
 

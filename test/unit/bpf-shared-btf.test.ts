@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import type { Codec, StructCodec } from "../../src/bpf/codec.js";
 import { BPF, CGROUP_ATTACH_TYPE, cgroupHookOf } from "../../src/bpf/constants.js";
 import { datapathObject } from "../../src/bpf/gen/datapath.skel.js";
+import { MAP_KINDS } from "../../src/bpf/gen/map-kinds.js";
 import * as datapathAbi from "../../src/bpf/gen/nkit_datapath.js";
 import * as lbAbi from "../../src/bpf/gen/nkit_lb.js";
 import * as natAbi from "../../src/bpf/gen/nkit_nat.js";
@@ -100,19 +101,8 @@ describe("shared struct ABI", () => {
   });
 });
 
-/** The handle each libbpf map type gets (src/bpf/skeleton.ts). */
-const KIND_OF: Readonly<Record<string, MapDef["kind"]>> = {
-  hash: "plain",
-  array: "plain",
-  lru_hash: "plain",
-  lpm_trie: "plain",
-  percpu_hash: "percpu",
-  percpu_array: "percpu",
-  lru_percpu_hash: "percpu",
-  hash_of_maps: "map-of-maps",
-  array_of_maps: "map-of-maps",
-  ringbuf: "ringbuf",
-};
+/** The handle each libbpf map type gets (MAP_KINDS of bpf/gen-abi.mjs, as generated). */
+const KIND_OF: Readonly<Record<string, MapDef["kind"]>> = MAP_KINDS;
 
 const btfName = (t: NativeBtfType | null): string | null =>
   t && (t.typeName || `${t.elemTypeName}[${t.count}]`);
