@@ -1,16 +1,8 @@
 // `npm run bench:cri`: CRI pod start latency with nkit vs the bridge plugin vs a no-op CNI
 // (method and numbers: bench/results/cri-latest.md). Runs from the compiled copy in bench/dist; the e2e harness it
 // uses loads proto/cri/api.proto relative to itself, so the proto is copied next to the compiled copy.
-import { copyFileSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { ROOT } from "./lib/paths.js";
+import { copyHarnessProto } from "./lib/e2e-bench.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-if (here.endsWith(join("bench", "dist", "bench"))) {
-  const dest = join(here, "..", "proto", "cri");
-  mkdirSync(dest, { recursive: true });
-  copyFileSync(join(ROOT, "proto", "cri", "api.proto"), join(dest, "api.proto"));
-}
+copyHarnessProto(import.meta.url);
 const { main } = await import("./lib/cri.js");
 process.exit(await main(process.argv.slice(2)));

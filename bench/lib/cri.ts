@@ -4,7 +4,7 @@
 // bench/results/cri-<ts>.{json,md} and cri-latest.{json,md}. Uses the e2e harness (test/e2e/env).
 import { spawnSync } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -22,6 +22,7 @@ import {
   markdown,
   VARIANTS,
 } from "./cri-report.js";
+import { harnessProblem, keepRun } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -311,12 +312,9 @@ export async function main(argv: string[]): Promise<number> {
     log(USAGE);
     return 0;
   }
-  if (process.getuid?.() !== 0) {
-    log("bench:cri needs root (containerd, runc, netns, BPF)");
-    return 1;
-  }
-  if (!existsSync(NKIT_CNI_BIN)) {
-    log(`${NKIT_CNI_BIN} is missing: run npm run build`);
+  const problem = harnessProblem("bench:cri");
+  if (problem) {
+    log(problem);
     return 1;
   }
   const cleanup = new Cleanup();
@@ -342,17 +340,7 @@ export async function main(argv: string[]): Promise<number> {
     lanes,
     targets: lanes.flatMap(evaluate),
   };
-  mkdirSync(cfg.out, { recursive: true });
-  const base = `cri-${started
-    .toISOString()
-    .replace(/[:.]/g, "-")
-    .replace(/-\d{3}Z$/, "Z")}`;
-  writeFileSync(join(cfg.out, `${base}.json`), `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(join(cfg.out, `${base}.md`), markdown(report));
-  if (!failure) {
-    copyFileSync(join(cfg.out, `${base}.json`), join(cfg.out, "cri-latest.json"));
-    copyFileSync(join(cfg.out, `${base}.md`), join(cfg.out, "cri-latest.md"));
-  }
+  const base = keepRun(cfg.out, "cri", started, report, markdown(report), !failure);
   for (const t of report.targets) {
     log(`[${t.pass ? "PASS" : "MISS"}] lane ${t.lane}: ${t.name}: ${t.got} (want ${t.want})`);
   }
@@ -362,6 +350,6 @@ export async function main(argv: string[]): Promise<number> {
       .join("; ");
     log(`lane ${l.lane} RunPodSandbox: ${v}`);
   }
-  log(`results: ${join(cfg.out, `${base}.{json,md}`)}${failure ? "" : " (+ cri-latest.{json,md})"}`);
+  log(`results: ${base}.{json,md}${failure ? "" : " (+ cri-latest.{json,md})"}`);
   return failure ? 1 : 0;
 }

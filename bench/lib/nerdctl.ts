@@ -5,17 +5,17 @@
 // accepts (host -> container address), i.e. what a user waits for. Writes
 // bench/results/nerdctl-<ts>.{json,md} and nerdctl-latest.{json,md}. Uses the e2e harness.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { cpus, loadavg, release } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type ContainerdEnv, startContainerd } from "../../test/e2e/env/index.js";
 import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
 import { Nerdctl } from "../../test/e2e/env/nerdctl.js";
-import { NKIT_CNI_BIN, nkitCni, startNkitd, uniqueNkitNetwork } from "../../test/e2e/env/nkit.js";
+import { nkitCni, startNkitd, uniqueNkitNetwork } from "../../test/e2e/env/nkit.js";
 import { Cleanup, cleanupOnSignals } from "./cleanup.js";
 import { type LatencyMs, latency } from "./cri-report.js";
+import { harnessProblem, keepRun } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -217,12 +217,9 @@ export async function main(argv: string[]): Promise<number> {
       log("containerd 2.x is not built (scripts/e2e/setup.sh --lane=2): lane 2 skipped");
     }
   }
-  if (process.getuid?.() !== 0) {
-    log("bench:nerdctl needs root (containerd, runc, netns, BPF)");
-    return 1;
-  }
-  if (!existsSync(NKIT_CNI_BIN)) {
-    log(`${NKIT_CNI_BIN} is missing: run npm run build`);
+  const problem = harnessProblem("bench:nerdctl");
+  if (problem) {
+    log(problem);
     return 1;
   }
   const cleanup = new Cleanup();
@@ -247,23 +244,12 @@ export async function main(argv: string[]): Promise<number> {
     warmup,
     lanes: results,
   };
-  const out = values.out ?? RESULTS_DIR;
-  mkdirSync(out, { recursive: true });
-  const base = `nerdctl-${started
-    .toISOString()
-    .replace(/[:.]/g, "-")
-    .replace(/-\d{3}Z$/, "Z")}`;
-  writeFileSync(join(out, `${base}.json`), `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(join(out, `${base}.md`), markdown(report));
-  if (!failure) {
-    copyFileSync(join(out, `${base}.json`), join(out, "nerdctl-latest.json"));
-    copyFileSync(join(out, `${base}.md`), join(out, "nerdctl-latest.md"));
-  }
+  const base = keepRun(values.out ?? RESULTS_DIR, "nerdctl", started, report, markdown(report), !failure);
   for (const l of results) {
     log(
       `lane ${l.lane}: start→connect p50 nkit ${l.startToConnect.nkit.p50} ms, bridge ${l.startToConnect.bridge.p50} ms (${l.errors.length} errors)`,
     );
   }
-  log(`results: ${join(out, `${base}.{json,md}`)}`);
+  log(`results: ${base}.{json,md}${failure ? "" : " (+ nerdctl-latest.{json,md})"}`);
   return failure ? 1 : 0;
 }
