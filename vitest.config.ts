@@ -37,6 +37,19 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        test: {
+          name: "nomad",
+          include: ["test/nomad/**/*.test.ts"],
+          environment: "node",
+          // A real Nomad agent (scripts/nomad-lane.sh): one file at a time, real kernel objects.
+          pool: "forks",
+          fileParallelism: false,
+          globalSetup: ["test/helpers/integration-global.ts"],
+          testTimeout: 240_000,
+          hookTimeout: 240_000,
+        },
+      },
       // The netkit VM lane: defined only inside its guest (scripts/vm/guest-init.sh sets NKIT_VM_LANE),
       // so a plain `vitest run` on a host without netkit never picks these tests up.
       ...(process.env.NKIT_VM_LANE

@@ -1,0 +1,107 @@
+// Nomad allocations on nkit against a real Nomad v1.6.5 agent (exec driver): the client fingerprints
+// nkit-cni from the cni_path `nkit install` filled, a `network { mode = "cni/nkit" }` group gets an
+// nkit address on eth0 (v4 + v6), the host and other allocations reach it, and stopping the job
+// leaves nothing behind.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NkitClient } from "../../src/api/client.js";
+import { RUN_ID } from "../helpers/names.js";
+import { Nkitd, nkitdSetup } from "../helpers/nkitd.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+import { installCni, NomadAgent, nomadUnavailable } from "./env.js";
+
+const skip = nomadUnavailable();
+const scope = new Scope();
+let nomad: NomadAgent;
+let api: NkitClient;
+
+const job = (name: string, text: string, count = 1) => `
+job "${name}" {
+  datacenters = ["dc1"]
+  type = "service"
+  group "web" {
+    count = ${count}
+    network {
+      mode = "cni/nkit"
+      port "http" { to = 8080 }
+    }
+    task "httpd" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args = ["-c", "mkdir -p /tmp/www && echo ${text} > /tmp/www/index.html && exec /bin/busybox httpd -f -p 8080 -h /tmp/www"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+`;
+
+async function httpGet(address: string, port: number): Promise<string> {
+  const host = address.includes(":") ? `[${address}]` : address;
+  const res = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(5_000) });
+  return res.text();
+}
+
+beforeAll(async () => {
+  if (skip) return;
+  const setup = await nkitdSetup(scope, "nomad");
+  const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
+  await Nkitd.start(scope, ["--config", setup.config]);
+  api = new NkitClient(setup.socket);
+  scope.defer(() => api.close());
+  nomad = await NomadAgent.start(scope, cni);
+}, 180_000);
+
+afterAll(() => scope.close(), 180_000);
+
+describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skipped: ${skip})` : ""}`, () => {
+  it("fingerprints nkit-cni and wires a cni/nkit allocation with v4 and v6 that the host and other allocations reach; stop leaves nothing", async () => {
+    const nodes = await nomad.get<{ ID: string }[]>("/v1/nodes");
+    const node = await nomad.get<{ Attributes: Record<string, string> }>(`/v1/node/${nodes[0]!.ID}`);
+    expect(node.Attributes["plugins.cni.version.nkit-cni"]).toBeTruthy();
+
+    const id = `nkweb-${RUN_ID}-${process.pid}`.toLowerCase();
+    await nomad.runJob(job(id, "hello-nomad", 2));
+    const allocs = await nomad.running(id, 2);
+    const eps = await api.listEndpoints();
+    const mine = allocs.map((a) => eps.endpoints.find((e) => e.id === a.ID));
+    for (const [i, ep] of mine.entries()) {
+      expect(ep, `endpoint of allocation ${allocs[i]!.ID}`).toBeDefined();
+      expect(ep!.addresses.ipv4).toBeTruthy();
+      expect(ep!.addresses.ipv6).toBeTruthy();
+    }
+    const [a, b] = mine as [NonNullable<(typeof mine)[0]>, NonNullable<(typeof mine)[0]>];
+    // The host reaches both, over both families.
+    for (const ep of [a, b]) {
+      expect(await httpGet(ep.addresses.ipv4, 8080)).toContain("hello-nomad");
+      expect(await httpGet(ep.addresses.ipv6, 8080)).toContain("hello-nomad");
+    }
+    // One allocation reaches the other (from inside its netns, which Nomad named after it).
+    const r = await run("nsenter", [
+      `--net=/var/run/netns/${a.id}`,
+      "--",
+      "/bin/busybox",
+      "wget",
+      "-q",
+      "-O",
+      "-",
+      `http://${b.addresses.ipv4}:8080/`,
+    ]);
+    expect(r.stdout).toContain("hello-nomad");
+
+    await nomad.stopJob(id);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const left = (await api.listEndpoints()).endpoints.filter((e) => e.id === a.id || e.id === b.id);
+      const ipam = await api.ipam();
+      const held = ipam.allocations.filter((x) => x.id === a.id || x.id === b.id);
+      if (left.length === 0 && held.length === 0) break;
+      if (Date.now() > deadline) throw new Error(`job stop left ${JSON.stringify({ left, held })}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+});

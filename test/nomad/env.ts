@@ -1,0 +1,225 @@
+// The real-Nomad lane: a Nomad v1.6.5 agent (server + client, loopback only, exec driver) built into a
+// cache outside the repository (NKIT_NOMAD_BIN, default /var/cache/nkit/nomad/bin/nomad), whose
+// cni_path and cni_config_dir hold exactly what `nkit install` writes, next to a private nkitd. All of
+// it (jobs, allocation dirs and their mounts, netns, devices, pins, processes) goes with the scope.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomInt } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RUN_ID } from "../helpers/names.js";
+import { NKIT } from "../helpers/nkitd.js";
+import type { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+export const NOMAD_BIN = process.env.NKIT_NOMAD_BIN ?? "/var/cache/nkit/nomad/bin/nomad";
+
+/** Why the lane cannot run here, or undefined when it can. */
+export function nomadUnavailable(): string | undefined {
+  if (!existsSync(NOMAD_BIN)) {
+    return `no Nomad binary at ${NOMAD_BIN} (build Nomad v1.6.5 from a snapshot of its repository as the developers' reference says, or set NKIT_NOMAD_BIN)`;
+  }
+  if (process.getuid?.() !== 0) return "the Nomad lane needs root";
+  return undefined;
+}
+
+/** The CNI dirs Nomad's client reads, filled by `nkit install` (plus Debian's loopback plugin). */
+export async function installCni(
+  scope: Scope,
+  o: { socket: string; network?: string },
+): Promise<{ binDir: string; confDir: string }> {
+  const root = mkdtempSync(join(tmpdir(), `nkt-${RUN_ID}-nomad-cni-`));
+  scope.defer(() => rmSync(root, { recursive: true, force: true }));
+  const binDir = join(root, "bin");
+  const confDir = join(root, "net.d");
+  mkdirSync(binDir);
+  symlinkSync("/usr/lib/cni/loopback", join(binDir, "loopback"));
+  await run(process.execPath, [
+    NKIT,
+    "--json",
+    "install",
+    "--systemd-dir",
+    join(root, "systemd"),
+    "--tmpfiles-dir",
+    join(root, "tmpfiles.d"),
+    "--config",
+    join(root, "nkitd.yaml"),
+    "--manifest",
+    join(root, "manifest.json"),
+    "--containerd-config",
+    join(root, "absent-containerd.toml"),
+    "--cni-bin-dir",
+    binDir,
+    "--cni-conf-dir",
+    confDir,
+    "--cni-socket",
+    o.socket,
+    "--cni-network",
+    o.network ?? "nkit",
+  ]);
+  return { binDir, confDir };
+}
+
+interface NomadAlloc {
+  ID: string;
+  ClientStatus: string;
+  JobID: string;
+  TaskGroup: string;
+  AllocatedResources?: {
+    Shared?: { Ports?: { Label: string; Value: number; To: number; HostIP: string }[] };
+  };
+}
+
+export class NomadAgent {
+  private constructor(
+    readonly dataDir: string,
+    readonly http: string,
+    readonly process: ChildProcess,
+    private readonly logFile: string,
+  ) {}
+
+  /** Starts a loopback-only server + client agent and waits until its node is ready. */
+  static async start(scope: Scope, cni: { binDir: string; confDir: string }): Promise<NomadAgent> {
+    const dataDir = mkdtempSync(join(tmpdir(), `nkt-${RUN_ID}-nomad-`));
+    const base = randomInt(20000, 40000);
+    const ports = { http: base, rpc: base + 1, serf: base + 2 };
+    const config = join(dataDir, "agent.hcl");
+    writeFileSync(
+      config,
+      `bind_addr = "127.0.0.1"
+disable_update_check = true
+data_dir = "${join(dataDir, "data")}"
+ports { http = ${ports.http}  rpc = ${ports.rpc}  serf = ${ports.serf} }
+advertise { http = "127.0.0.1"  rpc = "127.0.0.1"  serf = "127.0.0.1" }
+server { enabled = true  bootstrap_expect = 1 }
+client {
+  enabled = true
+  network_interface = "lo"
+  cni_path = "${cni.binDir}"
+  cni_config_dir = "${cni.confDir}"
+  options { "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean" }
+}
+`,
+    );
+    const logFile = join(dataDir, "agent.log");
+    const child = spawn(NOMAD_BIN, ["agent", "-config", config], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+    });
+    const log = (d: Buffer) => writeFileSync(logFile, d, { flag: "a" });
+    child.stdout?.on("data", log);
+    child.stderr?.on("data", log);
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    const agent = new NomadAgent(dataDir, `http://127.0.0.1:${ports.http}`, child, logFile);
+    // Registered before anything can fail: jobs purged (their DELs reach nkitd while it still
+    // runs: the scope unwinds in reverse), the agent stopped, what it mounted unmounted, its dir gone.
+    scope.defer(async () => {
+      await agent.purgeAll().catch(() => undefined);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGINT");
+        const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
+        await exited;
+        clearTimeout(t);
+      }
+      await unmountUnder(dataDir);
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`nomad agent exited:\n${agent.logTail()}`);
+      const nodes = await agent.get<{ ID: string; Status: string }[]>("/v1/nodes").catch(() => []);
+      if (nodes.some((n) => n.Status === "ready")) break;
+      if (Date.now() > deadline) throw new Error(`the Nomad node never became ready:\n${agent.logTail()}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return agent;
+  }
+
+  logTail(lines = 40): string {
+    return existsSync(this.logFile)
+      ? readFileSync(this.logFile, "utf8").split("\n").slice(-lines).join("\n")
+      : "";
+  }
+
+  async get<T>(path: string): Promise<T> {
+    const res = await fetch(`${this.http}${path}`);
+    if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  }
+
+  private async send(method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await fetch(`${this.http}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+    });
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${await res.text()}`);
+    return res.json();
+  }
+
+  /** Submits an HCL job (parsed by the agent) and returns its id. */
+  async runJob(hcl: string): Promise<string> {
+    const parsed = (await this.send("POST", "/v1/jobs/parse", { JobHCL: hcl, Canonicalize: true })) as {
+      ID: string;
+    };
+    await this.send("POST", "/v1/jobs", { Job: parsed });
+    return parsed.ID;
+  }
+
+  async stopJob(id: string, purge = true): Promise<void> {
+    await this.send("DELETE", `/v1/job/${encodeURIComponent(id)}${purge ? "?purge=true" : ""}`);
+  }
+
+  async allocations(jobId: string): Promise<NomadAlloc[]> {
+    return this.get<NomadAlloc[]>(`/v1/job/${encodeURIComponent(jobId)}/allocations`);
+  }
+
+  async allocation(id: string): Promise<NomadAlloc> {
+    return this.get<NomadAlloc>(`/v1/allocation/${id}`);
+  }
+
+  /** Waits until the job has `count` running allocations and returns them. */
+  async running(jobId: string, count = 1, timeoutMs = 90_000): Promise<NomadAlloc[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const allocs = (await this.allocations(jobId)).filter((a) => a.ClientStatus === "running");
+      if (allocs.length >= count) return Promise.all(allocs.map((a) => this.allocation(a.ID)));
+      if (Date.now() > deadline) {
+        throw new Error(
+          `job ${jobId}: ${allocs.length}/${count} allocations running after ${timeoutMs} ms:\n${this.logTail()}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  private async purgeAll(): Promise<void> {
+    const jobs = await this.get<{ ID: string }[]>("/v1/jobs");
+    for (const j of jobs) await this.stopJob(j.ID);
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const live = (await Promise.all(jobs.map((j) => this.allocations(j.ID).catch(() => [])))).flat();
+      if (live.every((a) => a.ClientStatus !== "running" && a.ClientStatus !== "pending")) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** Unmounts everything mounted below dir (deepest first): the exec driver's allocation chroots. */
+async function unmountUnder(dir: string): Promise<void> {
+  const mounts = readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[1]?.replace(/\\040/g, " "))
+    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run("umount", ["-l", m]).catch(() => undefined);
+}
