@@ -4,8 +4,15 @@
 // leaves nothing behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
+import { inCgroup } from "../helpers/cgroup.js";
 import { RUN_ID } from "../helpers/names.js";
-import { Nkitd, nkitdSetup } from "../helpers/nkitd.js";
+import {
+  Nkitd,
+  type NkitdSetup,
+  nkitdSetup,
+  type OutsideNetns,
+  outsideBehindUplink,
+} from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 import { installCni, NomadAgent, nomadUnavailable } from "./env.js";
@@ -14,6 +21,24 @@ const skip = nomadUnavailable();
 const scope = new Scope();
 let nomad: NomadAgent;
 let api: NkitClient;
+let setup: NkitdSetup;
+let outside: OutsideNetns;
+
+/** GET / with a one-line node client, in the nkitd's cgroup (socket hooks on) or in a netns (off). */
+const GET = `const [h, p] = process.argv.slice(1);
+fetch("http://" + (h.includes(":") ? "[" + h + "]" : h) + ":" + p + "/", { signal: AbortSignal.timeout(5000) })
+  .then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { process.stdout.write("error:" + (e.cause?.code ?? e.message)); });`;
+async function getFrom(
+  where: { cgroup?: string; netns?: string },
+  host: string,
+  port: number,
+): Promise<string> {
+  const args = ["-e", GET, host, String(port)];
+  const r = where.cgroup
+    ? await inCgroup(where.cgroup, where.netns, process.execPath, args)
+    : await run("nsenter", [`--net=${where.netns}`, "--", process.execPath, ...args]);
+  return r.stdout;
+}
 
 const job = (name: string, text: string, count = 1) => `
 job "${name}" {
@@ -48,7 +73,9 @@ async function httpGet(address: string, port: number): Promise<string> {
 
 beforeAll(async () => {
   if (skip) return;
-  const setup = await nkitdSetup(scope, "nomad");
+  setup = await nkitdSetup(scope, "nomad");
+  // The uplink's far end is "another host"; set up before nkitd starts, so its address is the host's.
+  outside = await outsideBehindUplink(scope, setup, "nmo");
   const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
   await Nkitd.start(scope, ["--config", setup.config]);
   api = new NkitClient(setup.socket);
@@ -103,5 +130,39 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
       if (Date.now() > deadline) throw new Error(`job stop left ${JSON.stringify({ left, held })}`);
       await new Promise((r) => setTimeout(r, 250));
     }
+  });
+
+  it("publishes port blocks as host ports: from the host, another allocation and another host; stop closes them", async () => {
+    const id = `nkport-${RUN_ID}-${process.pid}`.toLowerCase();
+    await nomad.runJob(job(id, "hello-port", 1));
+    const [alloc] = await nomad.running(id, 1);
+    const port = alloc!.AllocatedResources?.Shared?.Ports?.find((p) => p.Label === "http")?.Value;
+    expect(port, "Nomad's dynamic port for http").toBeGreaterThan(0);
+    const hostPort = port!;
+    // From the host (its processes are in nkitd's cgroup: the socket hooks answer), both families.
+    const host = { cgroup: setup.cgroup };
+    for (const addr of ["127.0.0.1", "::1", outside.host4, outside.host6]) {
+      expect(await getFrom(host, addr, hostPort), `host -> ${addr}:${hostPort}`).toContain("hello-port");
+    }
+    // From an allocation (its own, hairpin), as a process of the host's cgroup would.
+    const inAlloc = { cgroup: setup.cgroup, netns: `/var/run/netns/${alloc!.ID}` };
+    expect(await getFrom(inAlloc, outside.host4, hostPort)).toContain("hello-port");
+    // From another host, through the uplink (per-packet, Maglev at tc ingress).
+    for (const addr of [outside.host4, outside.host6]) {
+      expect(await getFrom({ netns: outside.netns.path }, addr, hostPort), `outside -> ${addr}`).toContain(
+        "hello-port",
+      );
+    }
+    await nomad.stopJob(id);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const services = await api.listServices();
+      const held = services.services.filter((s) => s.origin === alloc!.ID);
+      if (held.length === 0) break;
+      if (Date.now() > deadline)
+        throw new Error(`job stop left host ports ${JSON.stringify(held.map((s) => s.name))}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(await getFrom({ netns: outside.netns.path }, outside.host4, hostPort)).toMatch(/^error:/);
   });
 });
