@@ -20,6 +20,7 @@ export type NkitErrorCode =
   | "NKIT_PROTOCOL"
   | "NKIT_NRI"
   | "NKIT_CONTAINERD"
+  | "NKIT_NOMAD"
   | "NKIT_CLOSED"
   | "NKIT_API"
   | "NKIT_CLI"
@@ -207,6 +208,13 @@ export class NriError extends NkitError {
 export class ContainerdError extends NkitError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("NKIT_CONTAINERD", message, options);
+  }
+}
+
+/** Nomad's HTTP API failed or was unreachable (not: the allocation does not exist). */
+export class NomadError extends NkitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("NKIT_NOMAD", message, options);
   }
 }
 

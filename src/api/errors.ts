@@ -25,6 +25,7 @@ const GRPC_OF: Record<NkitErrorCode, status> = {
   NKIT_PROTOCOL: status.INTERNAL,
   NKIT_NRI: status.UNAVAILABLE,
   NKIT_CONTAINERD: status.UNAVAILABLE,
+  NKIT_NOMAD: status.UNAVAILABLE,
   NKIT_CLOSED: status.UNAVAILABLE,
   // Client-side failures; a server never sends them, but every code has a status.
   NKIT_API: status.UNKNOWN,

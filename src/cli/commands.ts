@@ -81,13 +81,19 @@ export async function statusCmd(cli: GlobalOpts): Promise<number> {
 
 /**
  * What the endpoint is called where it came from: a CRI pod's namespace/name, a nerdctl container's
- * namespace/name (labels the pod lifecycle and the CNI door set), else "-".
+ * namespace/name, a Nomad allocation's namespace/job.group[alloc] (labels the pod lifecycle and the
+ * CNI door set), else "-".
  */
 function endpointName(labels: Record<string, string>): string {
   const pod = labels["nkit.io/pod-name"];
   if (pod) return `${labels["nkit.io/pod-namespace"] ?? ""}/${pod}`;
   const container = labels["nkit.io/container-name"];
   if (container) return `${labels["nkit.io/container-namespace"] ?? ""}/${container}`;
+  const job = labels["nkit.io/nomad-job"];
+  if (job) {
+    const alloc = (labels["nkit.io/nomad-alloc"] ?? "").slice(0, 8);
+    return `${labels["nkit.io/nomad-namespace"] ?? ""}/${job}.${labels["nkit.io/nomad-group"] ?? ""}[${alloc}]`;
+  }
   return "-";
 }
 

@@ -72,7 +72,10 @@ export interface NkitCniHandlerOptions {
    * The runtime's labels of a container wired at ADD (its name, the user's labels), looked up after
    * the wiring and added to the endpoint's; undefined when the runtime does not know the container.
    */
-  identity?: (containerId: string) => Promise<Record<string, string> | undefined>;
+  identity?: (
+    containerId: string,
+    args: Readonly<Record<string, string>>,
+  ) => Promise<Record<string, string> | undefined>;
 }
 
 /** What the CNI door asks of the pod lifecycle. */
@@ -257,7 +260,7 @@ export class NkitCniHandler implements CniHandler {
       }
       throw e;
     }
-    if (ep && !att) this.applyIdentity(id);
+    if (ep && !att) this.applyIdentity(id, req.argLabels);
     if (conf.mode === "ipam" && !att) {
       this.opts.pods.prewire({
         id,
@@ -283,10 +286,10 @@ export class NkitCniHandler implements CniHandler {
    * Adds the runtime's labels to a freshly wired endpoint. ADD does not wait for them: a missing or
    * slow containerd costs the endpoint its name and labels, never its network.
    */
-  private applyIdentity(id: string): void {
+  private applyIdentity(id: string, args: Readonly<Record<string, string>>): void {
     const lookup = this.opts.identity;
     if (!lookup) return;
-    lookup(id).then(
+    lookup(id, args).then(
       (labels) => {
         const ep = labels && this.opts.endpoints.get(id);
         if (ep) this.opts.endpoints.setLabels(id, { ...ep.labels, ...labels });

@@ -234,6 +234,13 @@ const nkitdConfig = mapping(
     containerd: section({
       socket: orDefault(absolutePath, "/run/containerd/containerd.sock"),
     }),
+    /** Nomad's HTTP API: the identity (namespace, job, group, tasks) of allocations; "" address = off. */
+    nomad: section({
+      address: orDefault(string, ""),
+      token: orDefault(string, ""),
+      tokenFile: orDefault(z.union([z.literal(""), absolutePath]), ""),
+      namespace: orDefault(string, "*"),
+    }),
     log: section({
       level: orDefault(
         string.pipe(

@@ -6,11 +6,12 @@ import { join } from "node:path";
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { lbMapSizes } from "../bpf/lb.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
-import { ContainerdClient, containerIdentity } from "../containerd/containers.js";
+import { ContainerdClient, containerIdentity, nerdctlContainerRef } from "../containerd/containers.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl } from "../netlink/index.js";
+import { allocationFromArgs, allocationLabels, NomadClient } from "../nomad/allocations.js";
 import type { NriPlugin } from "../nri/index.js";
 import { PodNetwork } from "../pods/network.js";
 import { MaglevTables } from "../services/maglev-tables.js";
@@ -140,6 +141,14 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     start: () => new ContainerdClient({ socket: config.containerd.socket }),
     stop: (c: ContainerdClient) => c.close(),
   });
+  // --- Nomad's API (src/nomad): the identity of allocations nkit-cni wires; off without an address.
+  const nomad = config.nomad.address
+    ? new NomadClient({
+        address: config.nomad.address,
+        ...(config.nomad.token ? { token: config.nomad.token } : {}),
+        ...(config.nomad.tokenFile ? { tokenFile: config.nomad.tokenFile } : {}),
+      })
+    : undefined;
   // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock.
   await parts.require({
     name: "CNI endpoint",
@@ -151,7 +160,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
         endpoints,
         pods,
         nri: config.nri.enabled,
-        identity: (id) => containerIdentity(containerd, id),
+        identity: (id, args) => workloadIdentity(id, args, containerd, nomad),
         ...(services ? { hostPorts: services.hostPorts } : {}),
         log,
       }),
@@ -199,6 +208,23 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     },
     stop: () => parts.stop(),
   };
+}
+
+/**
+ * The labels of a workload nkit-cni wired at ADD, from whoever runs it: containerd for nerdctl's
+ * `<namespace>-<id>` containers, Nomad for allocations (its NOMAD_* CNI args when it sends them).
+ */
+async function workloadIdentity(
+  id: string,
+  args: Readonly<Record<string, string>>,
+  containerd: ContainerdClient,
+  nomad: NomadClient | undefined,
+): Promise<Record<string, string> | undefined> {
+  if (nerdctlContainerRef(id)) return containerIdentity(containerd, id);
+  const fromArgs = allocationFromArgs(id, args);
+  if (fromArgs) return allocationLabels(fromArgs);
+  const alloc = await nomad?.allocation(id);
+  return alloc ? allocationLabels(alloc) : undefined;
 }
 
 /** The devices holding a default route: the uplinks when the config names none. */

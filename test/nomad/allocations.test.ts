@@ -15,7 +15,7 @@ import {
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
-import { installCni, NomadAgent, nomadUnavailable } from "./env.js";
+import { installCni, NomadAgent, nomadPortBase, nomadUnavailable } from "./env.js";
 
 const skip = nomadUnavailable();
 const scope = new Scope();
@@ -65,6 +65,17 @@ job "${name}" {
 }
 `;
 
+async function waitForLabels(id: string): Promise<Record<string, string>> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const ep = (await api.listEndpoints()).endpoints.find((e) => e.id === id);
+    if (ep?.labels["nkit.io/nomad-job"]) return ep.labels;
+    if (Date.now() > deadline)
+      throw new Error(`endpoint ${id} got no Nomad labels: ${JSON.stringify(ep?.labels)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function httpGet(address: string, port: number): Promise<string> {
   const host = address.includes(":") ? `[${address}]` : address;
   const res = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(5_000) });
@@ -73,14 +84,15 @@ async function httpGet(address: string, port: number): Promise<string> {
 
 beforeAll(async () => {
   if (skip) return;
-  setup = await nkitdSetup(scope, "nomad");
+  const nomadPort = nomadPortBase();
+  setup = await nkitdSetup(scope, "nomad", [`nomad: {address: "http://127.0.0.1:${nomadPort}"}`]);
   // The uplink's far end is "another host"; set up before nkitd starts, so its address is the host's.
   outside = await outsideBehindUplink(scope, setup, "nmo");
   const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
   await Nkitd.start(scope, ["--config", setup.config]);
   api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
-  nomad = await NomadAgent.start(scope, cni);
+  nomad = await NomadAgent.start(scope, cni, nomadPort);
 }, 180_000);
 
 afterAll(() => scope.close(), 180_000);
@@ -100,6 +112,17 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
       expect(ep, `endpoint of allocation ${allocs[i]!.ID}`).toBeDefined();
       expect(ep!.addresses.ipv4).toBeTruthy();
       expect(ep!.addresses.ipv6).toBeTruthy();
+    }
+    // Identity from Nomad's API (1.6.5 sends no CNI_ARGS): namespace, job, group, tasks, allocation.
+    for (const alloc of allocs) {
+      const labels = await waitForLabels(alloc.ID);
+      expect(labels).toMatchObject({
+        "nkit.io/nomad-namespace": "default",
+        "nkit.io/nomad-job": id,
+        "nkit.io/nomad-group": "web",
+        "nkit.io/nomad-tasks": "httpd",
+        "nkit.io/nomad-alloc": alloc.ID,
+      });
     }
     const [a, b] = mine as [NonNullable<(typeof mine)[0]>, NonNullable<(typeof mine)[0]>];
     // The host reaches both, over both families.

@@ -68,6 +68,9 @@ export async function installCni(
   return { binDir, confDir };
 }
 
+/** The agent's http port (rpc and serf follow it): chosen before it starts, so nkitd can be told. */
+export const nomadPortBase = (): number => randomInt(20000, 40000);
+
 interface NomadAlloc {
   ID: string;
   ClientStatus: string;
@@ -87,9 +90,12 @@ export class NomadAgent {
   ) {}
 
   /** Starts a loopback-only server + client agent and waits until its node is ready. */
-  static async start(scope: Scope, cni: { binDir: string; confDir: string }): Promise<NomadAgent> {
+  static async start(
+    scope: Scope,
+    cni: { binDir: string; confDir: string },
+    base = nomadPortBase(),
+  ): Promise<NomadAgent> {
     const dataDir = mkdtempSync(join(tmpdir(), `nkt-${RUN_ID}-nomad-`));
-    const base = randomInt(20000, 40000);
     const ports = { http: base, rpc: base + 1, serf: base + 2 };
     const config = join(dataDir, "agent.hcl");
     writeFileSync(

@@ -50,6 +50,7 @@ describe("nkitd config", () => {
         "timeouts: {tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60}",
         "nri: {enabled: false, socket: /tmp/nri.sock, index: 20}",
         "containerd: {socket: /tmp/containerd.sock}",
+        'nomad: {address: "http://127.0.0.1:4646", tokenFile: /etc/nkit/nomad.token}',
         "log: {level: debug}",
         'metrics: {listen: "127.0.0.1:9965"}',
       ].join("\n"),
@@ -96,6 +97,12 @@ describe("nkitd config", () => {
       timeouts: { tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60 },
       nri: { enabled: false, socket: "/tmp/nri.sock", index: "20" },
       containerd: { socket: "/tmp/containerd.sock" },
+      nomad: {
+        address: "http://127.0.0.1:4646",
+        token: "",
+        tokenFile: "/etc/nkit/nomad.token",
+        namespace: "*",
+      },
       log: { level: "debug" },
       metrics: { listen: "127.0.0.1:9965" },
     });

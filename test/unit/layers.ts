@@ -27,6 +27,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "ttrpc", mayImport: [] },
   { folder: "nri", mayImport: ["ttrpc"] },
   { folder: "containerd", mayImport: [] },
+  { folder: "nomad", mayImport: [] },
   // Owners of host state and kernel objects.
   { folder: "ipam", mayImport: ["state", "util"] },
   { folder: "datapath", mayImport: ["bpf", "netlink", "state", "util"] },
@@ -49,6 +50,7 @@ export const LAYERS: readonly Layer[] = [
       "systemd",
       "nri",
       "containerd",
+      "nomad",
       "ipam",
       "datapath",
       "pods",
