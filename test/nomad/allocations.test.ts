@@ -2,8 +2,10 @@
 // nkit-cni from the cni_path `nkit install` filled, a `network { mode = "cni/nkit" }` group gets an
 // nkit address on eth0 (v4 + v6), the host and other allocations reach it, and stopping the job
 // leaves nothing behind.
+import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
+import { hostIfName } from "../../src/datapath/naming.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { RUN_ID } from "../helpers/names.js";
 import {
@@ -22,6 +24,7 @@ const scope = new Scope();
 let nomad: NomadAgent;
 let api: NkitClient;
 let setup: NkitdSetup;
+let nkitd: Nkitd;
 let outside: OutsideNetns;
 
 /** GET / with a one-line node client, in the nkitd's cgroup (socket hooks on) or in a netns (off). */
@@ -46,6 +49,11 @@ job "${name}" {
   type = "service"
   group "web" {
     count = ${count}
+    reschedule {
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = true
+    }
     network {
       mode = "cni/nkit"
       port "http" { to = 8080 }
@@ -64,6 +72,16 @@ job "${name}" {
   }
 }
 `;
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${nomad.logTail(20)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 async function waitForLabels(id: string): Promise<Record<string, string>> {
   const deadline = Date.now() + 20_000;
@@ -89,7 +107,7 @@ beforeAll(async () => {
   // The uplink's far end is "another host"; set up before nkitd starts, so its address is the host's.
   outside = await outsideBehindUplink(scope, setup, "nmo");
   const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
-  await Nkitd.start(scope, ["--config", setup.config]);
+  nkitd = await Nkitd.start(scope, ["--config", setup.config]);
   api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
   nomad = await NomadAgent.start(scope, cni, nomadPort);
@@ -187,5 +205,50 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
       await new Promise((r) => setTimeout(r, 250));
     }
     expect(await getFrom({ netns: outside.netns.path }, outside.host4, hostPort)).toMatch(/^error:/);
+  });
+
+  it("a restarted Nomad client leaves its running allocations wired", async () => {
+    const id = `nkrestart-${RUN_ID}-${process.pid}`.toLowerCase();
+    await nomad.runJob(job(id, "hello-restart", 1));
+    const [alloc] = await nomad.running(id, 1);
+    const before = (await api.listEndpoints()).endpoints.find((e) => e.id === alloc!.ID);
+    expect(before).toBeDefined();
+    await nomad.restartAgent();
+    const after = (await api.listEndpoints()).endpoints.find((e) => e.id === alloc!.ID);
+    expect(after?.hostIfindex).toBe(before!.hostIfindex);
+    expect(after?.addresses).toEqual(before!.addresses);
+    expect((await nomad.running(id, 1))[0]!.ID).toBe(alloc!.ID);
+    expect(await httpGet(before!.addresses.ipv4, 8080)).toContain("hello-restart");
+    await nomad.stopJob(id);
+    await until("the allocation's endpoint to go", async () =>
+      (await api.listEndpoints()).endpoints.some((e) => e.id === alloc!.ID) ? undefined : true,
+    );
+  });
+
+  it("nkitd down during an ADD: Nomad's retries and DEL leave nothing; the rescheduled allocation comes up when nkitd is back", async () => {
+    await nkitd.stop();
+    const id = `nkdown-${RUN_ID}-${process.pid}`.toLowerCase();
+    await nomad.runJob(job(id, "hello-again", 1));
+    // The first allocation fails its network setup (ADD retried, then DEL, queued by nkit-cni).
+    const failed = await until(
+      "an allocation to fail",
+      async () => {
+        const a = (await nomad.allocations(id)).find((x) => x.ClientStatus === "failed");
+        return a;
+      },
+      90_000,
+    );
+    nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+    const [running] = await nomad.running(id, 1, 120_000);
+    expect(running!.ID).not.toBe(failed.ID);
+    const eps = (await api.listEndpoints()).endpoints;
+    expect(eps.map((e) => e.id)).toContain(running!.ID);
+    expect(eps.map((e) => e.id)).not.toContain(failed.ID);
+    const ipam = await api.ipam();
+    expect(ipam.allocations.map((a) => a.id)).not.toContain(failed.ID);
+    expect(existsSync(`/sys/class/net/${hostIfName(failed.ID)}`)).toBe(false);
+    const ep = eps.find((e) => e.id === running!.ID)!;
+    expect(await httpGet(ep.addresses.ipv4, 8080)).toContain("hello-again");
+    await nomad.stopJob(id);
   });
 });

@@ -85,9 +85,50 @@ export class NomadAgent {
   private constructor(
     readonly dataDir: string,
     readonly http: string,
-    readonly process: ChildProcess,
+    public process: ChildProcess,
     private readonly logFile: string,
+    private readonly configFile: string,
   ) {}
+
+  private static spawnAgent(configFile: string, logFile: string): ChildProcess {
+    const child = spawn(NOMAD_BIN, ["agent", "-config", configFile], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+    });
+    const log = (d: Buffer) => writeFileSync(logFile, d, { flag: "a" });
+    child.stdout?.on("data", log);
+    child.stderr?.on("data", log);
+    return child;
+  }
+
+  /** Stops the agent (SIGINT: the client leaves its allocations running) and waits for it. */
+  async stopAgent(): Promise<void> {
+    const child = this.process;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGINT");
+    const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    await exited;
+    clearTimeout(t);
+  }
+
+  /** Restarts the agent on the same data dir (the client restores its allocations) and waits for the node. */
+  async restartAgent(): Promise<void> {
+    await this.stopAgent();
+    this.process = NomadAgent.spawnAgent(this.configFile, this.logFile);
+    await this.nodeReady();
+  }
+
+  private async nodeReady(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.process.exitCode !== null) throw new Error(`nomad agent exited:\n${this.logTail()}`);
+      const nodes = await this.get<{ ID: string; Status: string }[]>("/v1/nodes").catch(() => []);
+      if (nodes.some((n) => n.Status === "ready")) return;
+      if (Date.now() > deadline) throw new Error(`the Nomad node never became ready:\n${this.logTail()}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 
   /** Starts a loopback-only server + client agent and waits until its node is ready. */
   static async start(
@@ -116,36 +157,22 @@ client {
 `,
     );
     const logFile = join(dataDir, "agent.log");
-    const child = spawn(NOMAD_BIN, ["agent", "-config", config], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
-    });
-    const log = (d: Buffer) => writeFileSync(logFile, d, { flag: "a" });
-    child.stdout?.on("data", log);
-    child.stderr?.on("data", log);
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    const agent = new NomadAgent(dataDir, `http://127.0.0.1:${ports.http}`, child, logFile);
+    const agent = new NomadAgent(
+      dataDir,
+      `http://127.0.0.1:${ports.http}`,
+      NomadAgent.spawnAgent(config, logFile),
+      logFile,
+      config,
+    );
     // Registered before anything can fail: jobs purged (their DELs reach nkitd while it still
     // runs: the scope unwinds in reverse), the agent stopped, what it mounted unmounted, its dir gone.
     scope.defer(async () => {
       await agent.purgeAll().catch(() => undefined);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGINT");
-        const t = setTimeout(() => child.kill("SIGKILL"), 20_000);
-        await exited;
-        clearTimeout(t);
-      }
+      await agent.stopAgent();
       await unmountUnder(dataDir);
       rmSync(dataDir, { recursive: true, force: true });
     });
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`nomad agent exited:\n${agent.logTail()}`);
-      const nodes = await agent.get<{ ID: string; Status: string }[]>("/v1/nodes").catch(() => []);
-      if (nodes.some((n) => n.Status === "ready")) break;
-      if (Date.now() > deadline) throw new Error(`the Nomad node never became ready:\n${agent.logTail()}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await agent.nodeReady();
     return agent;
   }
 
