@@ -250,5 +250,8 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     const ep = eps.find((e) => e.id === running!.ID)!;
     expect(await httpGet(ep.addresses.ipv4, 8080)).toContain("hello-again");
     await nomad.stopJob(id);
+    await until("the allocation's endpoint to go", async () =>
+      (await api.listEndpoints()).endpoints.some((e) => e.id === running!.ID) ? undefined : true,
+    );
   });
 });

@@ -8,7 +8,10 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
+  rmdirSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -90,6 +93,9 @@ export class NomadAgent {
     private readonly configFile: string,
   ) {}
 
+  /** Every allocation this agent ran for the tests: teardown waits for each one's network to go. */
+  private readonly seen = new Set<string>();
+
   private static spawnAgent(configFile: string, logFile: string): ChildProcess {
     const child = spawn(NOMAD_BIN, ["agent", "-config", configFile], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -157,6 +163,8 @@ client {
 `,
     );
     const logFile = join(dataDir, "agent.log");
+    // The client makes a /nomad cgroup in every hierarchy and leaves it: ours goes with the lane.
+    const ownCgroups = !existsSync("/sys/fs/cgroup/cpuset/nomad");
     const agent = new NomadAgent(
       dataDir,
       `http://127.0.0.1:${ports.http}`,
@@ -169,6 +177,9 @@ client {
     scope.defer(async () => {
       await agent.purgeAll().catch(() => undefined);
       await agent.stopAgent();
+      killStrays();
+      if (ownCgroups)
+        for (const h of readdirSync("/sys/fs/cgroup")) removeCgroup(join("/sys/fs/cgroup", h, "nomad"));
       await unmountUnder(dataDir);
       rmSync(dataDir, { recursive: true, force: true });
     });
@@ -224,7 +235,9 @@ client {
   async running(jobId: string, count = 1, timeoutMs = 90_000): Promise<NomadAlloc[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const allocs = (await this.allocations(jobId)).filter((a) => a.ClientStatus === "running");
+      const all = await this.allocations(jobId);
+      for (const a of all) this.seen.add(a.ID);
+      const allocs = all.filter((a) => a.ClientStatus === "running");
       if (allocs.length >= count) return Promise.all(allocs.map((a) => this.allocation(a.ID)));
       if (Date.now() > deadline) {
         throw new Error(
@@ -235,14 +248,42 @@ client {
     }
   }
 
+  /**
+   * Stops every job and waits until each allocation's network is torn down too (Nomad deletes its
+   * netns after the CNI DEL), which comes after the allocation stops: an agent stopped earlier leaves it.
+   */
   private async purgeAll(): Promise<void> {
     const jobs = await this.get<{ ID: string }[]>("/v1/jobs");
+    const allocs = (await Promise.all(jobs.map((j) => this.allocations(j.ID).catch(() => [])))).flat();
+    for (const a of allocs) this.seen.add(a.ID);
     for (const j of jobs) await this.stopJob(j.ID);
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
-      const live = (await Promise.all(jobs.map((j) => this.allocations(j.ID).catch(() => [])))).flat();
-      if (live.every((a) => a.ClientStatus !== "running" && a.ClientStatus !== "pending")) return;
+      if ([...this.seen].every((id) => !existsSync(`/var/run/netns/${id}`))) return;
       await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** Removes a cgroup dir and its (empty) children, deepest first; one still in use stays. */
+function removeCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true }))
+    if (e.isDirectory()) removeCgroup(join(dir, e.name));
+  try {
+    rmdirSync(dir);
+  } catch {
+    // still holds a process
+  }
+}
+
+/** Nomad's helper processes (executors, logmon) that outlive the agent: this lane's binary only. */
+function killStrays(): void {
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readlinkSync(`/proc/${pid}/exe`) === NOMAD_BIN) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone meanwhile, or not ours to read
     }
   }
 }

@@ -2,7 +2,7 @@
 // containerd: its own namespace, data root, and the instance's CNI dirs, so the conflist it sees is
 // the one `nkit install` wrote there. Images come from the local OCI tarballs (no registry).
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ContainerdEnv } from "./containerd.js";
 import { CACHE_DIR, IMAGE_TARBALLS, IMAGES } from "./lanes.js";
@@ -88,9 +88,22 @@ export class Nerdctl {
     return IMAGES.busybox;
   }
 
-  /** Removes every container of this namespace (force), ignoring failures. */
+  /**
+   * Removes every container of this namespace (force), ignoring failures, and the cgroup dirs runc
+   * made for the namespace (`/<namespace>` in every hierarchy), which nerdctl leaves behind.
+   */
   async removeAll(): Promise<void> {
     const ids = (await this.run(["ps", "-aq"])).stdout.split("\n").filter(Boolean);
     if (ids.length) await this.run(["rm", "-f", ...ids], 120_000);
+    for (const h of readdirSync("/sys/fs/cgroup")) {
+      const dir = join("/sys/fs/cgroup", h, this.namespace);
+      if (existsSync(dir)) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          // still in use: a container that would not go
+        }
+      }
+    }
   }
 }
