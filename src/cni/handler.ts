@@ -23,7 +23,7 @@
 
 import { GATEWAY_V4, GATEWAY_V6 } from "../datapath/devices.js";
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
-import { IpamOwner } from "../ipam/ipam.js";
+import { addressesOf, IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { Rtnl, sameNetns } from "../netlink/index.js";
 import type { PodLifecycle } from "../pods/lifecycle.js";
@@ -231,10 +231,7 @@ export class NkitCniHandler implements CniHandler {
       );
       addresses = ep.addresses;
     } else {
-      const alloc = this.opts.pods.reserve(id, conf.requestedIps, IpamOwner.CRI);
-      addresses = {};
-      if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
-      if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
+      addresses = addressesOf(this.opts.pods.reserve(id, conf.requestedIps, IpamOwner.CRI));
     }
     try {
       if (!att && conf.portMappings.length > 0) this.opts.hostPorts?.claim(id, conf.portMappings, addresses);

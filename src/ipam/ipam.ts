@@ -35,6 +35,14 @@ export interface Allocation {
   createdAt?: number;
 }
 
+/** The addresses of an allocation, as the datapath takes them (absent families left out). */
+export function addressesOf(a: Allocation): { ipv4?: string; ipv6?: string } {
+  const out: { ipv4?: string; ipv6?: string } = {};
+  if (a.ipv4) out.ipv4 = a.ipv4;
+  if (a.ipv6) out.ipv6 = a.ipv6;
+  return out;
+}
+
 interface PoolUsage {
   cidr: string;
   family: IpFamily;

@@ -8,7 +8,7 @@
 // admin API) admits it: reserve, wire, and undo the reservation when the wiring fails.
 import type { EndpointManager, WiredEndpoint } from "../datapath/endpoint-manager.js";
 import { InvalidArgumentError } from "../errors.js";
-import { type AddressRequest, type Allocation, type Ipam, IpamOwner } from "../ipam/ipam.js";
+import { type AddressRequest, type Allocation, addressesOf, type Ipam, IpamOwner } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 
 /** The part of the EndpointManager the pod flow uses. */
@@ -83,10 +83,7 @@ export class PodLifecycle {
    */
   async admit(req: AdmitRequest, owner: ReservationOwner = IpamOwner.API): Promise<WiredEndpoint> {
     const fresh = this.ipam.get(req.id) === undefined;
-    const alloc = this.reserve(req.id, req.addresses ?? {}, owner);
-    const addresses: { ipv4?: string; ipv6?: string } = {};
-    if (alloc.ipv4) addresses.ipv4 = alloc.ipv4;
-    if (alloc.ipv6) addresses.ipv6 = alloc.ipv6;
+    const addresses = addressesOf(this.reserve(req.id, req.addresses ?? {}, owner));
     try {
       return await this.endpoints.wire({
         id: req.id,
@@ -224,9 +221,7 @@ export class PodLifecycle {
         await this.endpoints.unwire(pod.id);
       }
     }
-    const addresses: { ipv4?: string; ipv6?: string } = {};
-    if (reservation.ipv4) addresses.ipv4 = reservation.ipv4;
-    if (reservation.ipv6) addresses.ipv6 = reservation.ipv6;
+    const addresses = addressesOf(reservation);
     const labels = podLabels(pod);
     // Idempotent: returns the wiring CNI ADD started when it is there, builds it otherwise.
     const ep = await this.endpoints.wire({ id: pod.id, netnsPath: pod.netnsPath, addresses, labels });
