@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { PodSandboxConfig } from "../../test/e2e/env/cri.js";
 import { bridgeConflistFile, type ContainerdEnv, startContainerd } from "../../test/e2e/env/index.js";
-import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
+import type { Lane } from "../../test/e2e/env/lanes.js";
 import { NKIT_CNI_BIN, type Nkitd, nkitCni, startNkitd } from "../../test/e2e/env/nkit.js";
-import { Cleanup, cleanupOnSignals } from "./cleanup.js";
+import type { Cleanup } from "./cleanup.js";
 import {
   type CniVariant,
   type CriReport,
@@ -22,7 +22,7 @@ import {
   markdown,
   VARIANTS,
 } from "./cri-report.js";
-import { harnessProblem, keepRun } from "./e2e-bench.js";
+import { harnessProblem, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -63,22 +63,7 @@ function parseConfig(argv: string[]): Config | undefined {
     if (!Number.isInteger(n) || n < 0) throw new Error(`${what}: expected a non-negative integer, got ${v}`);
     return n;
   };
-  let lanes: Lane[];
-  if (values.lanes) {
-    lanes = values.lanes.split(",").map((l) => {
-      const t = l.trim();
-      if (t !== "1.7" && t !== "2") throw new Error(`--lanes: unknown lane ${t}`);
-      return t;
-    });
-  } else {
-    lanes = ["1.7"];
-    try {
-      binariesFor("2");
-      lanes.push("2");
-    } catch {
-      log("containerd 2.x is not built (scripts/e2e/setup.sh --lane=2): lane 2 skipped");
-    }
-  }
+  const lanes = lanesOf(values.lanes, log);
   return {
     pods: int(values.pods ?? process.env.BENCH_CRI_PODS, 30, "--pods"),
     warmup: int(values.warmup, 2, "--warmup"),
@@ -317,20 +302,11 @@ export async function main(argv: string[]): Promise<number> {
     log(problem);
     return 1;
   }
-  const cleanup = new Cleanup();
-  cleanupOnSignals(cleanup, log);
   const started = new Date();
   const loadavgStart = loadavg();
-  const lanes: LaneResult[] = [];
-  let failure: string | undefined;
-  try {
-    for (const lane of cfg.lanes) lanes.push(await runLane(lane, cfg, cleanup));
-  } catch (e) {
-    failure = (e as Error).stack ?? String(e);
-    log(`bench:cri failed: ${failure}`);
-  } finally {
-    for (const err of await cleanup.run()) log(`cleanup: ${err}`);
-  }
+  const { results: lanes, failure } = await runLanes("bench:cri", cfg.lanes, log, (lane, cleanup) =>
+    runLane(lane, cfg, cleanup),
+  );
   if (lanes.length === 0) return 1;
   const report: CriReport = {
     startedAt: started.toISOString(),

@@ -3,7 +3,9 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
 import { NKIT_CNI_BIN } from "../../test/e2e/env/nkit.js";
+import { Cleanup, cleanupOnSignals } from "./cleanup.js";
 import { ROOT } from "./paths.js";
 
 /**
@@ -23,6 +25,49 @@ export function harnessProblem(name: string): string | undefined {
   if (process.getuid?.() !== 0) return `${name} needs root (containerd, runc, netns, BPF)`;
   if (!existsSync(NKIT_CNI_BIN)) return `${NKIT_CNI_BIN} is missing: run npm run build`;
   return undefined;
+}
+
+/** The lanes a `--lanes 1.7,2` value names; without one, 1.7 and 2 when containerd 2.x is built. */
+export function lanesOf(value: string | undefined, log: (m: string) => void): Lane[] {
+  if (value) {
+    return value.split(",").map((l) => {
+      const t = l.trim();
+      if (t !== "1.7" && t !== "2") throw new Error(`--lanes: unknown lane ${t}`);
+      return t;
+    });
+  }
+  try {
+    binariesFor("2");
+    return ["1.7", "2"];
+  } catch {
+    log("containerd 2.x is not built (scripts/e2e/setup.sh --lane=2): lane 2 skipped");
+    return ["1.7"];
+  }
+}
+
+/**
+ * Runs `runLane` for each lane in turn with one cleanup (also on signals), unwound at the end; a
+ * lane that throws ends the run, and what the lanes before it measured is kept.
+ */
+export async function runLanes<R>(
+  name: string,
+  lanes: readonly Lane[],
+  log: (m: string) => void,
+  runLane: (lane: Lane, cleanup: Cleanup) => Promise<R>,
+): Promise<{ results: R[]; failure?: string }> {
+  const cleanup = new Cleanup();
+  cleanupOnSignals(cleanup, log);
+  const results: R[] = [];
+  let failure: string | undefined;
+  try {
+    for (const lane of lanes) results.push(await runLane(lane, cleanup));
+  } catch (e) {
+    failure = (e as Error).stack ?? String(e);
+    log(`${name} failed: ${failure}`);
+  } finally {
+    for (const err of await cleanup.run()) log(`cleanup: ${err}`);
+  }
+  return failure === undefined ? { results } : { results, failure };
 }
 
 /**

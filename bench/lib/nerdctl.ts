@@ -10,12 +10,12 @@ import { connect } from "node:net";
 import { cpus, loadavg, release } from "node:os";
 import { parseArgs } from "node:util";
 import { type ContainerdEnv, startContainerd } from "../../test/e2e/env/index.js";
-import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
+import type { Lane } from "../../test/e2e/env/lanes.js";
 import { Nerdctl } from "../../test/e2e/env/nerdctl.js";
 import { nkitCni, startNkitd, uniqueNkitNetwork } from "../../test/e2e/env/nkit.js";
-import { Cleanup, cleanupOnSignals } from "./cleanup.js";
+import type { Cleanup } from "./cleanup.js";
 import { type LatencyMs, latency } from "./cri-report.js";
-import { harnessProblem, keepRun } from "./e2e-bench.js";
+import { harnessProblem, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -203,38 +203,22 @@ export async function main(argv: string[]): Promise<number> {
     log(`--containers and --warmup take whole numbers\n${USAGE}`);
     return 2;
   }
-  let lanes: Lane[] = ["1.7"];
-  if (values.lanes) {
-    lanes = values.lanes.split(",").map((l) => {
-      if (l !== "1.7" && l !== "2") throw new Error(`--lanes: unknown lane ${l}`);
-      return l;
-    });
-  } else {
-    try {
-      binariesFor("2");
-      lanes.push("2");
-    } catch {
-      log("containerd 2.x is not built (scripts/e2e/setup.sh --lane=2): lane 2 skipped");
-    }
+  let lanes: Lane[];
+  try {
+    lanes = lanesOf(values.lanes, log);
+  } catch (e) {
+    log(`${(e as Error).message}\n${USAGE}`);
+    return 2;
   }
   const problem = harnessProblem("bench:nerdctl");
   if (problem) {
     log(problem);
     return 1;
   }
-  const cleanup = new Cleanup();
-  cleanupOnSignals(cleanup, log);
   const started = new Date();
-  const results: LaneResult[] = [];
-  let failure: string | undefined;
-  try {
-    for (const lane of lanes) results.push(await runLane(lane, containers, warmup, cleanup));
-  } catch (e) {
-    failure = (e as Error).stack ?? String(e);
-    log(`bench:nerdctl failed: ${failure}`);
-  } finally {
-    for (const err of await cleanup.run()) log(`cleanup: ${err}`);
-  }
+  const { results, failure } = await runLanes("bench:nerdctl", lanes, log, (lane, cleanup) =>
+    runLane(lane, containers, warmup, cleanup),
+  );
   if (results.length === 0) return 1;
   const report = {
     startedAt: started.toISOString(),
