@@ -9,15 +9,17 @@ import { hostIfName } from "../../src/datapath/naming.js";
 import { inCgroup } from "../helpers/cgroup.js";
 import { RUN_ID } from "../helpers/names.js";
 import {
+  type EndpointMapEntry,
   Nkitd,
   type NkitdSetup,
   nkitdSetup,
+  nkitJson,
   type OutsideNetns,
   outsideBehindUplink,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
-import { installCni, NomadAgent, nomadPortBase, nomadUnavailable } from "./env.js";
+import { installCni, NomadAgent, type NomadAlloc, nomadPortBase, nomadUnavailable } from "./env.js";
 
 const skip = nomadUnavailable();
 const scope = new Scope();
@@ -94,6 +96,54 @@ async function waitForLabels(id: string): Promise<Record<string, string>> {
   }
 }
 
+interface Wired {
+  id: string;
+  addresses: { ipv4: string; ipv6: string };
+  hostPort?: number;
+}
+
+/** What an allocation had while it ran, read from nkitd (and Nomad's port, when it has one). */
+async function wiredOf(alloc: NomadAlloc): Promise<Wired> {
+  const ep = (await api.listEndpoints()).endpoints.find((e) => e.id === alloc.ID);
+  if (!ep) throw new Error(`allocation ${alloc.ID} has no endpoint`);
+  const hostPort = alloc.AllocatedResources?.Shared?.Ports?.find((p) => p.Label === "http")?.Value;
+  return { id: alloc.ID, addresses: ep.addresses, ...(hostPort ? { hostPort } : {}) };
+}
+
+/** What of a gone allocation is still there: endpoint, reservation, device, map entries, host ports. */
+async function leftOf(w: Wired): Promise<string[]> {
+  const left: string[] = [];
+  if ((await api.listEndpoints()).endpoints.some((e) => e.id === w.id)) left.push("endpoint");
+  if ((await api.ipam()).allocations.some((a) => a.id === w.id)) left.push("ipam reservation");
+  if (existsSync(`/sys/class/net/${hostIfName(w.id)}`)) left.push(`device ${hostIfName(w.id)}`);
+  const map = await nkitJson<{ entries: EndpointMapEntry[] }>(
+    setup.socket,
+    "bpf",
+    "map",
+    "dump",
+    "nk_endpoints",
+  );
+  for (const e of map.entries)
+    if (e.key.addr === w.addresses.ipv4 || e.key.addr === w.addresses.ipv6)
+      left.push(`nk_endpoints ${e.key.addr}`);
+  const ports = (await api.listServices()).services.filter((s) => s.origin === w.id);
+  for (const s of ports) left.push(`host port ${s.name}`);
+  return left;
+}
+
+/** Waits until nothing of each allocation is left (Nomad's DEL comes some time after the stop). */
+async function leavesNothing(...wired: Wired[]): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const left = (
+      await Promise.all(wired.map(async (w) => (await leftOf(w)).map((x) => `${w.id}: ${x}`)))
+    ).flat();
+    if (left.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`left behind: ${left.join(", ")}\n${nomad.logTail(20)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function httpGet(address: string, port: number): Promise<string> {
   const host = address.includes(":") ? `[${address}]` : address;
   const res = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(5_000) });
@@ -161,16 +211,9 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     ]);
     expect(r.stdout).toContain("hello-nomad");
 
+    const gone = await Promise.all(allocs.map((x) => wiredOf(x)));
     await nomad.stopJob(id);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const left = (await api.listEndpoints()).endpoints.filter((e) => e.id === a.id || e.id === b.id);
-      const ipam = await api.ipam();
-      const held = ipam.allocations.filter((x) => x.id === a.id || x.id === b.id);
-      if (left.length === 0 && held.length === 0) break;
-      if (Date.now() > deadline) throw new Error(`job stop left ${JSON.stringify({ left, held })}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await leavesNothing(...gone);
   });
 
   it("publishes port blocks as host ports: from the host, another allocation and another host; stop closes them", async () => {
@@ -194,16 +237,9 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
         "hello-port",
       );
     }
+    const gone = await wiredOf(alloc!);
     await nomad.stopJob(id);
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const services = await api.listServices();
-      const held = services.services.filter((s) => s.origin === alloc!.ID);
-      if (held.length === 0) break;
-      if (Date.now() > deadline)
-        throw new Error(`job stop left host ports ${JSON.stringify(held.map((s) => s.name))}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    await leavesNothing(gone);
     expect(await getFrom({ netns: outside.netns.path }, outside.host4, hostPort)).toMatch(/^error:/);
   });
 
@@ -253,5 +289,72 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     await until("the allocation's endpoint to go", async () =>
       (await api.listEndpoints()).endpoints.some((e) => e.id === running!.ID) ? undefined : true,
     );
+  });
+  it("a failing task: the failed allocation and its rescheduled replacement leave nothing", async () => {
+    const id = `nkfail-${RUN_ID}-${process.pid}`.toLowerCase();
+    // Serves for a few seconds, then exits 3: no restart, one reschedule, then the job is failed.
+    await nomad.runJob(`
+job "${id}" {
+  datacenters = ["dc1"]
+  type = "service"
+  group "web" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts       = 1
+      interval       = "1h"
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = false
+    }
+    network {
+      mode = "cni/nkit"
+      port "http" { to = 8080 }
+    }
+    task "flaky" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args = ["-c", "mkdir -p /tmp/www && echo flaky > /tmp/www/index.html && (/bin/busybox httpd -f -p 8080 -h /tmp/www &) && sleep 6 && exit 3"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+`);
+    // Each allocation is wired and answers while its task runs, then fails.
+    const wired = new Map<string, Wired>();
+    const answers = new Map<string, string>();
+    await until(
+      "two allocations, each seen running and then failed",
+      async () => {
+        for (const a of await nomad.allocations(id)) {
+          if (a.ClientStatus === "running" && !wired.has(a.ID)) {
+            const w = await wiredOf(await nomad.allocation(a.ID));
+            wired.set(a.ID, w);
+            answers.set(
+              a.ID,
+              await httpGet(w.addresses.ipv4, 8080).catch((e: Error) => `error: ${e.message}`),
+            );
+          }
+        }
+        const all = await nomad.allocations(id);
+        return all.length === 2 && all.every((a) => a.ClientStatus === "failed" && wired.has(a.ID))
+          ? true
+          : undefined;
+      },
+      120_000,
+    );
+    for (const answer of answers.values()) expect(answer).toContain("flaky");
+    expect([...wired.values()].every((w) => w.hostPort !== undefined)).toBe(true);
+    await leavesNothing(...wired.values());
+    for (const w of wired.values())
+      expect(await getFrom({ netns: outside.netns.path }, outside.host4, w.hostPort!)).toMatch(/^error:/);
+    await nomad.stopJob(id);
   });
 });

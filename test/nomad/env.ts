@@ -74,7 +74,7 @@ export async function installCni(
 /** The agent's http port (rpc and serf follow it): chosen before it starts, so nkitd can be told. */
 export const nomadPortBase = (): number => randomInt(20000, 40000);
 
-interface NomadAlloc {
+export interface NomadAlloc {
   ID: string;
   ClientStatus: string;
   JobID: string;
