@@ -34,6 +34,8 @@ export interface CniServerOptions {
   gid?: number;
   /** A connection must deliver its request within this time (default 10 s). */
   requestTimeoutMs?: number;
+  /** Told each answered request's command, time taken and outcome (nkitd records them as metrics). */
+  observe?: (command: string, seconds: number, ok: boolean) => void;
 }
 
 const QUEUE_FILE_RE = /^del-[0-9a-f]{16}\.json$/;
@@ -183,12 +185,15 @@ export class CniServer {
       if (this.closed) throw new CniError(CniCode.TRY_AGAIN, "nkitd is shutting down", "retry shortly");
       await this.drainQueue();
       const result = await this.dispatch(req);
+      const ms = performance.now() - started;
+      this.opts.observe?.(req.command, ms / 1000, true);
       this.opts.log?.debug(
-        { command: req.command, containerId: req.containerId, ms: +(performance.now() - started).toFixed(2) },
+        { command: req.command, containerId: req.containerId, ms: +ms.toFixed(2) },
         "CNI request",
       );
       return result ? { ok: true, result } : { ok: true };
     } catch (e) {
+      if (req) this.opts.observe?.(req.command, (performance.now() - started) / 1000, false);
       const err = toCniError(e);
       this.opts.log?.[err.cniCode === CniCode.INTERNAL ? "error" : "warn"](
         {

@@ -10,6 +10,7 @@ import { ContainerdClient, containerIdentity, nerdctlContainerRef } from "../con
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
+import { observeCniRequest } from "../metrics/index.js";
 import { Rtnl } from "../netlink/index.js";
 import { allocationFromArgs, allocationLabels, NomadClient } from "../nomad/allocations.js";
 import type { NriPlugin } from "../nri/index.js";
@@ -162,6 +163,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
         nri: config.nri.enabled,
         identity: (id, args) => workloadIdentity(id, args, containerd, nomad),
         ...(services ? { hostPorts: services.hostPorts } : {}),
+        observe: observeCniRequest,
         log,
       }),
     stop: (cni: CniServer) => cni.close(),

@@ -2,6 +2,7 @@
 //
 //   NRI plugin:      nriMetrics.event("RunPodSandbox"); nriMetrics.error("RunPodSandbox")
 //   wiring callers:  await timeWiring("wire", () => endpoints.wire(req))   (or observeWiring)
+//   CNI endpoint:    observeCniRequest("ADD", seconds, ok)
 //
 // Scrape-time collectors (BPF counters, IPAM, endpoints) are added by src/metrics/collectors.ts when
 // nkitd starts its host services.
@@ -51,6 +52,19 @@ export async function wiringObservations(op: WiringOp, ok: boolean): Promise<num
     (v) => v.metricName === `${name}_count` && v.labels.op === op && v.labels.result === result(ok),
   );
   return count?.value ?? 0;
+}
+
+const cniDuration = new Histogram({
+  name: "nkit_cni_request_duration_seconds",
+  help: "Time nkitd took to answer a CNI request from nkit-cni, by command and result",
+  labelNames: ["command", "result"],
+  buckets: [...WIRING_BUCKETS],
+  registers: [registry],
+});
+
+/** Records one CNI request's latency as nkitd answered it (the plugin's exec and socket excluded). */
+export function observeCniRequest(command: string, seconds: number, ok: boolean): void {
+  cniDuration.observe({ command, result: result(ok) }, seconds);
 }
 
 const nriEvents = new Counter({

@@ -39,11 +39,17 @@ let socket: string;
 let attachments: AttachmentStore;
 let server: CniServer | undefined;
 let pods: PodLifecycle;
+/** What the server told its observer (nkitd's CNI request metric). */
+let observed: { command: string; seconds: number; ok: boolean }[] = [];
 
 async function startServer(): Promise<CniServer> {
   pods = new PodLifecycle(h.mgr, h.ipam);
   const handler = new NkitCniHandler({ endpoints: h.mgr, pods, attachments });
-  server = await CniServer.start({ socketPath: socket, handler });
+  server = await CniServer.start({
+    socketPath: socket,
+    handler,
+    observe: (command, seconds, ok) => observed.push({ command, seconds, ok }),
+  });
   return server;
 }
 
@@ -53,6 +59,7 @@ beforeAll(() => {
 
 async function setup(opts: { v4Prefix?: number } = {}) {
   scope = new Scope();
+  observed = [];
   h = await createHarness(scope, opts.v4Prefix ? { v4Prefix: opts.v4Prefix } : {});
   dir = mkdtempSync(join(tmpdir(), "nkit-cni-"));
   scope.defer(() => rmSync(dir, { recursive: true, force: true }));
@@ -103,6 +110,9 @@ describe("nkit-cni against a live endpoint", () => {
     expect(a.code, a.stdout).toBe(0);
     const b = await shim("ADD", { containerId: idB, netns: podB.path, conf: { mode: "wire" } });
     expect(b.code, b.stdout).toBe(0);
+    const adds = observed.filter((o) => o.command === "ADD");
+    expect(adds.map((o) => o.ok)).toEqual([true, true]);
+    for (const o of adds) expect(o.seconds).toBeGreaterThan(0);
     const ra = a.json as unknown as CniResult;
     expect(ra.cniVersion).toBe("1.1.0");
     expect(ra.interfaces).toEqual([{ name: hostIfName(idA) }, { name: "eth0", sandbox: podA.path }]);
@@ -277,12 +287,15 @@ describe("nkit-cni against a live endpoint", () => {
       conf: { cniVersion: "0.2.0" },
     });
     expect(version.json).toMatchObject({ code: 1 });
+    const before = observed.length;
     const taken = await shim("ADD", {
       containerId: h.newId("e"),
       netns: pod.path,
       conf: { mode: "ipam", runtimeConfig: { ips: ["192.0.2.1"] } },
     });
     expect(taken.json).toMatchObject({ code: 102 });
+    // A request that reached the handler is observed as failed (one refused while parsing has no command).
+    expect(observed.slice(before)).toEqual([{ command: "ADD", seconds: expect.any(Number), ok: false }]);
     const missing = join(dir, "absent", "cni.sock");
     const gone = await shim("ADD", { containerId: h.newId("e"), netns: pod.path, conf: { socket: missing } });
     expect(gone.code).toBe(1);
