@@ -1,23 +1,9 @@
 // Locations the benchmark needs, found from the repository root whether this file runs from bench/
 // (typecheck) or from the compiled copy under bench/dist/.
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { REPO_ROOT } from "../../test/helpers/root.js";
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "nkit") {
-      return dir;
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error("cannot find the nkit repository root above the benchmark");
-    dir = up;
-  }
-}
-
-export const ROOT = findRoot();
+export const ROOT = REPO_ROOT;
 export const RR_BIN = join(ROOT, "bench", "tools", "build", "rr");
 export const TOOLS_DIR = join(ROOT, "bench", "tools");
 export const ADDON = join(ROOT, "native", "build", "nkit.node");

@@ -80,7 +80,7 @@ struct nk_lb_affinity {
  * connections from other hosts to host ports. ---- */
 
 /* Entries of a frontend's Maglev lookup table (an array in nk_lb_maglev, keyed by frontend id, whose
- * values are backend slots) unless nk_lb_config says otherwise (nkitd's limits.maglevTableSize, a
+ * values are backend slots; a frontend of one backend has none) unless nk_lb_config says otherwise (nkitd's limits.maglevTableSize, a
  * prime from the usual Maglev set); the agent computes the tables. */
 #define NK_LB_MAGLEV_M 16381
 

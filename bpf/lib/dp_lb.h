@@ -3,11 +3,14 @@
 #ifndef NKIT_DP_LB_H
 #define NKIT_DP_LB_H
 
-/* Picks the backend of a new flow to an external frontend from its Maglev table and records both
- * directions (the reverse entry first, so a reply can never beat it). */
-static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, const struct nk_lb_service *svc,
-                                   const struct nk_lb_ct_key *fwd, __u64 now, struct nk_lb_addr *be) {
-  if (svc->count == 0) return -1;
+/* The slot of a new flow to an external frontend: its Maglev table's choice, or slot 0 for a single
+ * backend (such a frontend, every host port, has no table: installing one costs an RCU grace period). */
+static __always_inline int lb_slot(const struct pkt *p, const struct l4 *l, const struct nk_lb_service *svc,
+                                   __u32 *slot) {
+  if (svc->count == 1) {
+    *slot = 0;
+    return 0;
+  }
   __u32 id = svc->id;
   void *table = bpf_map_lookup_elem(&nk_lb_maglev, &id);
   if (!table) return -1;
@@ -15,9 +18,21 @@ static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, cons
   const struct nk_lb_config *cfg = bpf_map_lookup_elem(&nk_lb_config, &zero);
   __u32 m = cfg && cfg->maglev_m ? cfg->maglev_m : NK_LB_MAGLEV_M;
   __u32 idx = flow_hash(p, l) % m;
-  __u32 *slot = bpf_map_lookup_elem(table, &idx);
-  if (!slot || *slot >= svc->count) return -1;
-  struct nk_lb_backend_key bk = {.id = id, .slot = *slot};
+  __u32 *s = bpf_map_lookup_elem(table, &idx);
+  if (!s || *s >= svc->count) return -1;
+  *slot = *s;
+  return 0;
+}
+
+/* Picks the backend of a new flow to an external frontend and records both directions (the reverse
+ * entry first, so a reply can never beat it). */
+static __always_inline int lb_pick(const struct pkt *p, const struct l4 *l, const struct nk_lb_service *svc,
+                                   const struct nk_lb_ct_key *fwd, __u64 now, struct nk_lb_addr *be) {
+  if (svc->count == 0) return -1;
+  __u32 id = svc->id;
+  __u32 slot = 0;
+  if (lb_slot(p, l, svc, &slot) < 0) return -1;
+  struct nk_lb_backend_key bk = {.id = id, .slot = slot};
   struct nk_lb_addr *b = bpf_map_lookup_elem(&nk_lb_backends, &bk);
   if (!b || b->family != p->family) return -1;
   *be = *b;

@@ -2,9 +2,7 @@
 // owned by the datapath object): frontend id → an array of backend slots, of the size nkitd's
 // limits.maglevTableSize names (recorded in nk_lb_config, which the datapath reads). A table is
 // built whole in a fresh inner map and swapped in with one update, so the datapath never reads a
-// half-written table; the kernel frees the old one when its last reader is done. A table depends only
-// on the backends' names and the size, so frontends with the same backends (a host port published on
-// every host address, tcp and udp) share one inner map: built once, not once per frontend.
+// half-written table; the kernel frees the old one when its last reader is done.
 import { u32 } from "../bpf/codec.js";
 import { BPF } from "../bpf/constants.js";
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
@@ -19,18 +17,7 @@ export interface MaglevFrontend {
   backends: readonly string[];
 }
 
-/** An inner map some frontends point at, and how many. */
-interface SharedTable {
-  map: BpfMap<number, number>;
-  refs: number;
-}
-
 export class MaglevTables {
-  /** Built tables by content (the backends' names), while a frontend uses them. */
-  private readonly tables = new Map<string, SharedTable>();
-  /** Which table each frontend this process set points at. */
-  private readonly tableOf = new Map<number, string>();
-
   private constructor(
     private readonly outer: MapOfMaps<number>,
     private readonly config: BpfMap<number, LbConfig>,
@@ -76,56 +63,20 @@ export class MaglevTables {
     return built;
   }
 
-  /** Installs the table of frontend id over its backends (names in slot order), built or shared. */
+  /** Builds and installs the table of frontend id over its backends (names in slot order). */
   set(id: number, backends: readonly string[]): void {
-    // One backend fills every slot with 0 whatever its name: all such frontends share one table.
-    const key = backends.length === 1 ? "" : backends.join("\n");
-    let shared = this.tables.get(key);
-    if (!shared) {
-      const map = BpfMap.createArray("nk_lb_maglev_t", u32, this.size, BPF.F_INNER_MAP);
-      try {
-        const table = maglevTable(backends, this.size);
-        // A new array map is zeroed: a table of slot 0 only needs no writes.
-        if (table.some((slot) => slot !== 0)) map.updateBatch(Array.from(table, (slot, i) => [i, slot] as const));
-      } catch (e) {
-        map.close();
-        throw e;
-      }
-      shared = { map, refs: 0 };
-      this.tables.set(key, shared);
-    }
+    const table = maglevTable(backends, this.size);
+    const inner = BpfMap.createArray("nk_lb_maglev_t", u32, this.size, BPF.F_INNER_MAP);
     try {
-      this.outer.set(id, shared.map);
-    } catch (e) {
-      if (shared.refs === 0) this.drop(key);
-      throw e;
+      inner.updateBatch(Array.from(table, (slot, i) => [i, slot] as const));
+      this.outer.set(id, inner);
+    } finally {
+      inner.close();
     }
-    shared.refs++;
-    const before = this.tableOf.get(id);
-    this.tableOf.set(id, key);
-    if (before !== undefined) this.release(before);
   }
 
   remove(id: number): void {
     this.outer.delete(id);
-    const key = this.tableOf.get(id);
-    this.tableOf.delete(id);
-    if (key !== undefined) this.release(key);
-  }
-
-  /** How many distinct tables this process holds (shared ones count once). */
-  get built(): number {
-    return this.tables.size;
-  }
-
-  private release(key: string): void {
-    const shared = this.tables.get(key);
-    if (shared && --shared.refs <= 0) this.drop(key);
-  }
-
-  private drop(key: string): void {
-    this.tables.get(key)?.map.close();
-    this.tables.delete(key);
   }
 
   ids(): number[] {
@@ -133,8 +84,6 @@ export class MaglevTables {
   }
 
   close(): void {
-    for (const key of [...this.tables.keys()]) this.drop(key);
-    this.tableOf.clear();
     this.outer.close();
     this.config.close();
   }

@@ -35,6 +35,9 @@ const PROTO = { tcp: 6, udp: 17 } as const;
 const PROTO_NAME: Record<number, Protocol> = { 6: "tcp", 17: "udp" };
 const AFFINITY = LbFlags.AFFINITY;
 const EXTERNAL = LbFlags.EXTERNAL;
+
+/** A per-packet frontend of more than one backend: the ones with a Maglev table. */
+const hasTable = (v: LbService): boolean => (v.flags & EXTERNAL) !== 0 && v.count > 1;
 /** Slot counts are u16 in the map. */
 const MAX_BACKENDS = 0xffff;
 
@@ -202,8 +205,10 @@ export class SocketLb implements LbTable {
       this.backends.update({ id, slot }, addr);
     }
     // Per packet the frontend is served only once its Maglev table is in (written before the flag).
+    // One backend needs no table (the datapath takes slot 0): most frontends, every host port, skip
+    // the RCU grace period each table update costs.
     const external = e.external === true && this.maglev !== undefined && e.backends.length > 0;
-    if (external)
+    if (external && e.backends.length > 1)
       this.maglev?.set(
         id,
         e.backends.map((b) => formatHostPort(b.address, b.port)),
@@ -215,7 +220,7 @@ export class SocketLb implements LbTable {
       affinity_timeout: e.affinityTimeoutSeconds,
     };
     this.services.update(key, value);
-    if (!external && before && before.flags & EXTERNAL) this.maglev?.remove(id);
+    if (before && hasTable(before) && !hasTable(value)) this.maglev?.remove(id);
     this.held.set(hex, value);
     for (let slot = e.backends.length; slot < (before?.count ?? 0); slot++) {
       this.backends.delete({ id, slot });
@@ -229,7 +234,7 @@ export class SocketLb implements LbTable {
     const before = this.held.get(hex);
     if (!before) return;
     this.services.delete(key);
-    if (before.flags & EXTERNAL) this.maglev?.remove(before.id);
+    if (hasTable(before)) this.maglev?.remove(before.id);
     for (let slot = 0; slot < before.count; slot++) {
       this.backends.delete({ id: before.id, slot });
       this.conns.delete({ id: before.id, slot });
@@ -238,11 +243,11 @@ export class SocketLb implements LbTable {
     this.usedIds.delete(before.id);
   }
 
-  /** The per-packet frontends the maps hold, with their backends' names as Maglev tables name them. */
+  /** The per-packet frontends with a Maglev table, with their backends' names as the tables name them. */
   externalFrontends(): MaglevFrontend[] {
     const out: MaglevFrontend[] = [];
     for (const v of this.held.values()) {
-      if (!(v.flags & EXTERNAL) || v.count === 0) continue;
+      if (!hasTable(v)) continue;
       const backends: string[] = [];
       for (let slot = 0; slot < v.count; slot++) {
         const b = this.backends.lookup({ id: v.id, slot });

@@ -13,10 +13,11 @@ import { PinDir } from "../../src/bpf/pins.js";
 import { createTestCgroup } from "./cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "./names.js";
 import { createNetns } from "./netns.js";
+import { REPO_ROOT } from "./root.js";
 import type { Scope } from "./scope.js";
 import { run } from "./sys.js";
 
-export const ROOT = join(import.meta.dirname, "..", "..");
+export const ROOT = REPO_ROOT;
 export const NKIT = join(ROOT, "dist", "cli", "main.js");
 export const NKITD = join(ROOT, "dist", "daemon", "main.js");
 
@@ -280,6 +281,15 @@ export interface EndpointMapEntry {
 export interface DeviceMapEntry {
   key: { ifindex: number };
   value: { ep_id: number };
+}
+
+/** nk_lb_maglev's entries (frontend id → inner map id) as bpftool reads the pinned map. */
+export async function maglevEntries(bpffsDir: string): Promise<{ key: number; inner_map_id: number }[]> {
+  const r = await run("bpftool", ["-j", "map", "dump", "pinned", join(bpffsDir, "nk_lb_maglev")]);
+  return (JSON.parse(r.stdout) as { key: number; inner_map_id: number }[]).map((e) => ({
+    key: e.key,
+    inner_map_id: e.inner_map_id,
+  }));
 }
 
 /** Deletes host devices by name if present (cleanup of endpoints a failed test left wired). */

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
+  maglevEntries,
   Nkitd,
   type NkitdSetup,
   nkit,
@@ -41,6 +42,7 @@ R6.host = `${R6.net}::2`;
 const scope = new Scope();
 let setup: NkitdSetup;
 let daemon: Nkitd;
+let api: NkitClient;
 let outside: OutsideNetns;
 let remote: TestNetns;
 
@@ -121,7 +123,7 @@ beforeAll(async () => {
   await startNetFixture(scope, remote.path, "lb-backend.mjs", ["rb", "8080"]);
 
   daemon = await Nkitd.start(scope, ["--config", setup.config]);
-  const api = new NkitClient(setup.socket);
+  api = new NkitClient(setup.socket);
   scope.defer(() => api.close());
   await wireBackendPods(scope, api, "ext", ["p1", "p2"], { app: "ext" });
 }, 120_000);
@@ -197,5 +199,24 @@ describe("external VIPs through nkitd", () => {
     const tcp = await fromOutside<TcpResult>("tcp", vip, "80", "5");
     expect(tcp.answers).toEqual({ rb: 5 });
     expect((await nkit(setup.socket, "service", "delete", "api-remote")).code).toBe(0);
+  });
+
+  it("a VIP down to one backend drops its Maglev table and keeps answering; a second backend brings it back", async () => {
+    // local (tcp + udp) and local6 have two backends: a table each; the remote ones have one.
+    expect((await maglevEntries(setup.bpffsDir)).length).toBe(3);
+    await api.unwireEndpoint(`ext-p2-${process.pid}`);
+    expect(await maglevEntries(setup.bpffsDir)).toEqual([]);
+    for (const vip of [LOCAL4, LOCAL6]) {
+      const tcp = await fromOutside<TcpResult>("tcp", vip, "80", "10");
+      expect(tcp.errors, vip).toEqual({});
+      expect(tcp.answers, vip).toEqual({ p1: 10 });
+    }
+    await wireBackendPods(scope, api, "ext", ["p3"], { app: "ext" });
+    expect((await maglevEntries(setup.bpffsDir)).length).toBe(3);
+    for (const vip of [LOCAL4, LOCAL6]) {
+      const tcp = await fromOutside<TcpResult>("tcp", vip, "80", "60");
+      expect(tcp.errors, vip).toEqual({});
+      expect(Object.keys(tcp.answers).sort(), vip).toEqual(["p1", "p3"]);
+    }
   });
 });

@@ -30,26 +30,14 @@ import { dirname, join } from "node:path";
 import type * as Api from "../../../src/api/types.js";
 import { hostIfName } from "../../../src/datapath/naming.js";
 import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
+import { REPO_ROOT } from "../../helpers/root.js";
 import type { InstancePaths } from "./config.js";
 import type { ContainerdEnv, Pod, StartOptions } from "./containerd.js";
 import { killAndWait, processAlive, sh, sleep, unixSocketListening, waitFor } from "./host.js";
 import type { Lane } from "./lanes.js";
 
-/** The repository root, found upwards (this file also runs compiled, from bench/dist/). */
-function findRoot(): string {
-  let dir = import.meta.dirname;
-  for (;;) {
-    const pkg = join(dir, "package.json");
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "nkit") {
-      return dir;
-    }
-    const up = dirname(dir);
-    if (up === dir) throw new Error("cannot find the nkit repository root");
-    dir = up;
-  }
-}
+export { REPO_ROOT };
 
-export const REPO_ROOT = findRoot();
 export const NKITD_MAIN = join(REPO_ROOT, "dist", "daemon", "main.js");
 export const NKIT_CLI = join(REPO_ROOT, "dist", "cli", "main.js");
 export const NKIT_CNI_BIN = join(REPO_ROOT, "native", "cni", "build", "nkit-cni");
