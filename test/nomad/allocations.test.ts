@@ -62,9 +62,10 @@ job "${name}" {
     }
     task "httpd" {
       driver = "exec"
+      kill_timeout = "1s"
       config {
-        command = "/bin/sh"
-        args = ["-c", "mkdir -p /tmp/www && echo ${text} > /tmp/www/index.html && exec /bin/busybox httpd -f -p 8080 -h /tmp/www"]
+        command = "/bin/busybox"
+        args = ["sh", "-c", "/bin/busybox mkdir -p /tmp/www && echo ${text} > /tmp/www/index.html && exec /bin/busybox httpd -f -p 8080 -h /tmp/www"]
       }
       resources {
         cpu    = 50
@@ -315,9 +316,10 @@ job "${id}" {
     }
     task "flaky" {
       driver = "exec"
+      kill_timeout = "1s"
       config {
-        command = "/bin/sh"
-        args = ["-c", "mkdir -p /tmp/www && echo flaky > /tmp/www/index.html && (/bin/busybox httpd -f -p 8080 -h /tmp/www &) && sleep 6 && exit 3"]
+        command = "/bin/busybox"
+        args = ["sh", "-c", "/bin/busybox mkdir -p /tmp/www && echo flaky > /tmp/www/index.html && (/bin/busybox httpd -f -p 8080 -h /tmp/www &) && /bin/busybox sleep 6 && exit 3"]
       }
       resources {
         cpu    = 50
