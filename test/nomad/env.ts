@@ -185,6 +185,7 @@ client {
       await agent.purgeAll().catch(() => undefined);
       await agent.stopAgent();
       killStrays();
+      await agent.removeNetnsLeft();
       if (ownCgroups)
         for (const h of readdirSync("/sys/fs/cgroup")) removeCgroup(join("/sys/fs/cgroup", h, "nomad"));
       await unmountUnder(dataDir);
@@ -238,7 +239,9 @@ client {
   }
 
   async allocations(jobId: string): Promise<NomadAlloc[]> {
-    return this.get<NomadAlloc[]>(`/v1/job/${encodeURIComponent(jobId)}/allocations`);
+    const allocs = await this.get<NomadAlloc[]>(`/v1/job/${encodeURIComponent(jobId)}/allocations`);
+    for (const a of allocs) this.seen.add(a.ID);
+    return allocs;
   }
 
   async allocation(id: string): Promise<NomadAlloc> {
@@ -250,7 +253,6 @@ client {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const all = await this.allocations(jobId);
-      for (const a of all) this.seen.add(a.ID);
       const allocs = all.filter((a) => a.ClientStatus === "running");
       if (allocs.length >= count) return Promise.all(allocs.map((a) => this.allocation(a.ID)));
       if (Date.now() > deadline) {
@@ -262,14 +264,19 @@ client {
     }
   }
 
+  /** Removes the netns of an allocation Nomad failed to delete (it cannot unmount one still in use). */
+  async removeNetnsLeft(): Promise<void> {
+    for (const id of this.seen)
+      if (existsSync(`/var/run/netns/${id}`)) await run("ip", ["netns", "del", id]).catch(() => undefined);
+  }
+
   /**
    * Stops every job and waits until each allocation's network is torn down too (Nomad deletes its
    * netns after the CNI DEL), which comes after the allocation stops: an agent stopped earlier leaves it.
    */
   private async purgeAll(): Promise<void> {
     const jobs = await this.get<{ ID: string }[]>("/v1/jobs");
-    const allocs = (await Promise.all(jobs.map((j) => this.allocations(j.ID).catch(() => [])))).flat();
-    for (const a of allocs) this.seen.add(a.ID);
+    await Promise.all(jobs.map((j) => this.allocations(j.ID).catch(() => [])));
     for (const j of jobs) await this.stopJob(j.ID);
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
