@@ -143,7 +143,24 @@ interface Planned {
   mode: number;
 }
 
-function plan(o: InstallOptions): Planned[] {
+/** Where distributions put the CNI reference plugins (Debian and Ubuntu, Fedora). */
+const SYSTEM_CNI_DIRS = ["/usr/lib/cni", "/usr/libexec/cni"];
+
+/**
+ * The conflist chains `loopback`: a bin dir without one (/opt/cni/bin on a fresh Debian, whose
+ * package puts the plugins in /usr/lib/cni) gets the distribution's copy. One already there that
+ * install did not write is the operator's and stays untouched.
+ */
+function loopbackPlan(o: InstallOptions, owned: ReadonlySet<string>): Planned | undefined {
+  const path = join(o.cniBinDir, "loopback");
+  if (existsSync(path) && !owned.has(path)) return undefined;
+  const source = SYSTEM_CNI_DIRS.map((d) => join(d, "loopback")).find(
+    (f) => existsSync(f) && resolve(f) !== resolve(path),
+  );
+  return source ? { path, content: readFileSync(source), mode: 0o755 } : undefined;
+}
+
+function plan(o: InstallOptions, owned: ReadonlySet<string>): Planned[] {
   if (!existsSync(o.cniPlugin)) {
     throw new CliError(
       `the nkit-cni shim is not built (${o.cniPlugin} is missing): run \`make -C native/cni\` (or \`npm run build\`), or pass --cni-plugin FILE; nothing was installed`,
@@ -159,6 +176,7 @@ function plan(o: InstallOptions): Planned[] {
     },
     { path: join(o.cniBinDir, "nkit-cni"), content: readFileSync(o.cniPlugin), mode: 0o755 },
     { path: join(o.cniConfDir, CONFLIST_NAME), content: Buffer.from(conflist(o)), mode: 0o644 },
+    ...[loopbackPlan(o, owned)].filter((p): p is Planned => p !== undefined),
   ];
 }
 
@@ -197,8 +215,8 @@ function containerdReport(o: InstallOptions): ContainerdReport {
 }
 
 export function install(o: InstallOptions): InstallReport {
-  const planned = plan(o);
   const old = readDocument(o.manifest, MANIFEST);
+  const planned = plan(o, new Set(old?.files.map((f) => f.path)));
   const directories = new Set(old?.directories ?? []);
   const files: FileReport[] = [];
   for (const p of planned) {
@@ -231,6 +249,10 @@ export function install(o: InstallOptions): InstallReport {
     "systemd-tmpfiles --create nkit.conf",
     "systemctl enable --now nkitd",
   ];
+  if (!existsSync(join(o.cniBinDir, "loopback")))
+    next.push(
+      `put the CNI loopback plugin in ${o.cniBinDir} (Debian: apt install containernetworking-plugins, then nkit install again)`,
+    );
   if (containerd.patched) next.push("systemctl restart containerd");
   else if (containerd.nriEnabled === false)
     next.push("enable NRI in containerd: nkit install --patch-containerd");

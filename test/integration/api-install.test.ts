@@ -88,7 +88,10 @@ describe("nkit install / uninstall", () => {
     const r1 = await nkit(["install", "--json", ...args]);
     expect(r1.code, r1.stderr).toBe(0);
     const rep1 = JSON.parse(r1.stdout) as Report;
-    expect(rep1.files.map((f) => f.action)).toEqual(["created", "created", "created", "created"]);
+    expect(rep1.files.map((f) => f.action)).toEqual(["created", "created", "created", "created", "created"]);
+    // The conflist's loopback comes from Debian's plugins when the bin dir has none.
+    expect(readFileSync(join(dir, "opt/cni/bin/loopback"))).toEqual(readFileSync("/usr/lib/cni/loopback"));
+    expect(statSync(join(dir, "opt/cni/bin/loopback")).mode & 0o777).toBe(0o755);
     const unit = readFileSync(join(dir, "etc/systemd/system/nkitd.service"), "utf8");
     expect(unit).toMatch(/^Type=notify$/m);
     expect(unit).toMatch(
@@ -123,12 +126,14 @@ describe("nkit install / uninstall", () => {
       "unchanged",
       "unchanged",
       "unchanged",
+      "unchanged",
     ]);
     expect(tree(dir)).toEqual(installed);
 
     const u1 = await nkit(["uninstall", "--json", ...args]);
     expect(u1.code, u1.stderr).toBe(0);
     expect((JSON.parse(u1.stdout) as Report).files.map((f) => f.action)).toEqual([
+      "removed",
       "removed",
       "removed",
       "removed",
@@ -154,6 +159,9 @@ describe("nkit install / uninstall", () => {
   it("uninstall keeps files changed since install and never touches files it did not write", async () => {
     mkdirSync(join(dir, "etc/cni/net.d"), { recursive: true });
     writeFileSync(join(dir, "etc/cni/net.d/05-other.conflist"), "{}");
+    // The operator's own loopback plugin: neither replaced nor removed.
+    mkdirSync(join(dir, "opt/cni/bin"), { recursive: true });
+    writeFileSync(join(dir, "opt/cni/bin/loopback"), "#!/bin/sh\n", { mode: 0o755 });
     expect((await nkit(["install", ...args])).code).toBe(0);
     writeFileSync(join(dir, "etc/cni/net.d/10-nkit.conflist"), '{"edited": true}');
     const u = await nkit(["uninstall", "--json", ...args]);
@@ -162,6 +170,7 @@ describe("nkit install / uninstall", () => {
     expect(existsSync(join(dir, "etc/cni/net.d/05-other.conflist"))).toBe(true);
     expect(existsSync(join(dir, "etc/cni/net.d/10-nkit.conflist"))).toBe(true);
     expect(existsSync(join(dir, "opt/cni/bin/nkit-cni"))).toBe(false);
+    expect(readFileSync(join(dir, "opt/cni/bin/loopback"), "utf8")).toBe("#!/bin/sh\n");
   });
 
   it("reports NRI disabled on containerd 1.7 and enables it only with --patch-containerd, after a backup", async () => {

@@ -13,7 +13,6 @@ import {
   readlinkSync,
   rmdirSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,7 +33,7 @@ export function nomadUnavailable(): string | undefined {
   return undefined;
 }
 
-/** The CNI dirs Nomad's client reads, filled by `nkit install` (plus Debian's loopback plugin). */
+/** The CNI dirs Nomad's client reads, filled by `nkit install` (nkit-cni, loopback, the conflist). */
 export async function installCni(
   scope: Scope,
   o: { socket: string; network?: string },
@@ -43,8 +42,8 @@ export async function installCni(
   scope.defer(() => rmSync(root, { recursive: true, force: true }));
   const binDir = join(root, "bin");
   const confDir = join(root, "net.d");
+  // Empty: `nkit install` provides nkit-cni and (from Debian's plugins) loopback, as for a user.
   mkdirSync(binDir);
-  symlinkSync("/usr/lib/cni/loopback", join(binDir, "loopback"));
   await run(process.execPath, [
     NKIT,
     "--json",
