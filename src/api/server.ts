@@ -31,7 +31,7 @@ import { apiServices } from "./proto.js";
 import { reasonCodeOf } from "./reason-names.js";
 import type * as T from "./types.js";
 
-interface ApiContext {
+export interface ApiContext {
   endpoints: EndpointManager;
   /** The way in for the endpoints the admin API wires and unwires. */
   pods: Pick<PodLifecycle, "admit" | "evict">;
@@ -47,6 +47,8 @@ interface ApiContext {
   events: DatapathEvents;
   /** Absent when this nkitd runs without the service load-balancer (e.g. no cgroup v2 mount). */
   services?: ServiceManager;
+  /** Nomad's service sync; absent when nkitd follows no Nomad. */
+  nomad?: { status(): Omit<T.NomadSync, "address">; readonly address: string };
   /** The masquerade's translated flows; absent when masquerade did not start. */
   nat?: { flows(): NatFlowView[] };
   log: Logger;
@@ -192,6 +194,7 @@ function implementation(ctx: ApiContext): Implementation {
     metricsListen: ctx.metricsListen,
     bpffsDir: ctx.bpffsDir,
     stateDir: ctx.stateDir,
+    ...(ctx.nomad ? { nomad: { address: ctx.nomad.address, ...ctx.nomad.status() } } : {}),
   }));
 
   const listEndpoints = unary<T.Empty, T.ListEndpointsResponse>(log, "ListEndpoints", () => ({

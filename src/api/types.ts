@@ -36,6 +36,17 @@ export interface StatusResponse {
   metricsListen: string;
   bpffsDir: string;
   stateDir: string;
+  /** Absent when nkitd follows no Nomad. */
+  nomad?: NomadSync;
+}
+
+export interface NomadSync {
+  address: string;
+  connected: boolean;
+  lastError: string;
+  syncedAt: string;
+  services: number;
+  registrations: number;
 }
 
 export interface Addresses {

@@ -61,6 +61,11 @@ export async function statusCmd(cli: GlobalOpts): Promise<number> {
     `datapath:   ${s.datapathMode}`,
     `endpoints:  ${s.endpointCount}`,
     `services:   ${s.servicesEnabled ? `${s.serviceCount} (${s.frontendCount} frontends)` : "off (the load-balancer did not start: see nkitd's log)"}`,
+    ...(s.nomad
+      ? [
+          `nomad:      ${s.nomad.address}: ${s.nomad.connected ? `in sync, ${s.nomad.services} services` : `UNREACHABLE (${s.nomad.lastError || "not yet synced"}), the last known services keep working`}`,
+        ]
+      : []),
     `uplinks:    ${s.uplinks.join(", ") || "(none)"}`,
     `metrics:    ${s.metricsListen || "off"}`,
     `bpffs:      ${s.bpffsDir}`,

@@ -5,6 +5,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { NkitClient } from "../api/client.js";
+import type { StatusResponse } from "../api/types.js";
 import { type ProbeResult, probeAll } from "../bpf/probe.js";
 import { BIG_TCP_SIZE } from "../datapath/devices.js";
 import { cniConfFiles, conflistCompat, findNkitConflist } from "./cni-compat.js";
@@ -197,11 +198,36 @@ function cniCompatCheck(o: DoctorOptions, containerd: ContainerdVersion | undefi
   };
 }
 
-async function nkitdCheck(socket: string): Promise<{ check: Check; mode?: string; uplinks?: string[] }> {
+/** Whether nkitd follows its Nomad; undefined when it is told of none. */
+function nomadCheck(s: StatusResponse): Check | undefined {
+  const n = s.nomad;
+  if (!n) return undefined;
+  return n.connected
+    ? {
+        name: "Nomad service sync",
+        status: "pass",
+        required: false,
+        detail: `following ${n.address}: ${n.services} services from ${n.registrations} registrations`,
+        fix: "",
+      }
+    : {
+        name: "Nomad service sync",
+        status: "warn",
+        required: false,
+        detail: `Nomad at ${n.address} unreachable (${n.lastError || "not yet synced"}); the last known services keep working${n.syncedAt ? ` (synced ${n.syncedAt})` : ""}`,
+        fix: "check nomad.address and the token in nkitd's config, and that Nomad's API answers from this host",
+      };
+}
+
+async function nkitdCheck(
+  socket: string,
+): Promise<{ check: Check; mode?: string; uplinks?: string[]; nomad?: Check }> {
   const c = new NkitClient(socket, { timeoutMs: 3000 });
   try {
     const s = await c.status();
+    const nomad = nomadCheck(s);
     return {
+      ...(nomad ? { nomad } : {}),
       check: {
         name: "nkitd reachable",
         status: "pass",
@@ -336,6 +362,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
     fix: existsSync(plugin) ? "" : `run \`nkit install --cni-bin-dir ${o.cniBinDir}\``,
   });
   checks.push(nkitd.check);
+  if (nkitd.nomad) checks.push(nkitd.nomad);
   return checks;
 }
 

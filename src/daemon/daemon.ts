@@ -12,11 +12,14 @@ import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { observeCniRequest } from "../metrics/index.js";
 import { Rtnl } from "../netlink/index.js";
-import { allocationFromArgs, allocationLabels, NomadClient } from "../nomad/allocations.js";
+import { allocationFromArgs, allocationLabels, lookupAllocation } from "../nomad/allocations.js";
+import { NomadClient } from "../nomad/client.js";
+import { NomadServiceSync } from "../nomad/service-sync.js";
 import type { NriPlugin } from "../nri/index.js";
 import { PodNetwork } from "../pods/network.js";
 import { MaglevTables } from "../services/maglev-tables.js";
 import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
+import { IpPrefix } from "../util/ip.js";
 import { Components } from "./components.js";
 import type { NkitdConfig } from "./config.js";
 import { type ConntrackService, startConntrack } from "./conntrack.js";
@@ -150,6 +153,32 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
         ...(config.nomad.tokenFile ? { tokenFile: config.nomad.tokenFile } : {}),
       })
     : undefined;
+  // --- Nomad's native services (src/nomad): VIPs in the service maps, kept in sync with Nomad.
+  const nomadSync =
+    nomad && services
+      ? await parts.require({
+          name: "Nomad service sync",
+          needs: ["services"],
+          start: () => {
+            const sync = new NomadServiceSync({
+              client: nomad,
+              namespace: config.nomad.namespace,
+              serviceCIDRs: config.serviceCIDRs.map((c) => IpPrefix.parse(c)),
+              publish: (specs) => {
+                for (const f of services.manager.replaceSource("nomad", specs)) {
+                  log.error({ service: f.name, err: f.error }, `Nomad service refused: ${f.error.message}`);
+                }
+              },
+              log,
+            });
+            sync.start();
+            return sync;
+          },
+          stop: (s: NomadServiceSync) => s.stop(),
+        })
+      : undefined;
+  // Services remembered from a Nomad no longer configured go.
+  if (!nomad) services?.manager.replaceSource("nomad", []);
   // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock.
   await parts.require({
     name: "CNI endpoint",
@@ -182,6 +211,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
           uplinks,
           nat: masq,
           ...(services ? { services: services.manager, lbCounters: services.counters } : {}),
+          ...(nomadSync ? { nomad: nomadSync } : {}),
         },
         log,
       ),
@@ -225,7 +255,7 @@ async function workloadIdentity(
   if (nerdctlContainerRef(id)) return containerIdentity(containerd, id);
   const fromArgs = allocationFromArgs(id, args);
   if (fromArgs) return allocationLabels(fromArgs);
-  const alloc = await nomad?.allocation(id);
+  const alloc = nomad && (await lookupAllocation(nomad, id));
   return alloc ? allocationLabels(alloc) : undefined;
 }
 

@@ -4,7 +4,7 @@
 // the API's map catalog.
 import { join } from "node:path";
 import { API_SOCKET_NAME } from "../api/proto.js";
-import { startApiServer } from "../api/server.js";
+import { type ApiContext, startApiServer } from "../api/server.js";
 import { MapCatalog } from "../bpf/map-views.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import { DatapathEvents } from "../datapath/events.js";
@@ -37,6 +37,8 @@ interface HostServicesCore {
   lbCounters?: () => Record<string, bigint>;
   /** Masquerade's translated flows. */
   nat?: { flows(): NatFlowView[]; flowCounts(): Record<string, number> };
+  /** Nomad's service sync, for `nkit status`. */
+  nomad?: ApiContext["nomad"];
 }
 
 export interface HostServices {
@@ -114,6 +116,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         events,
         ...(core.services ? { services: core.services } : {}),
         ...(core.nat ? { nat: core.nat } : {}),
+        ...(core.nomad ? { nomad: core.nomad } : {}),
         log,
       },
       join(config.paths.run, API_SOCKET_NAME),

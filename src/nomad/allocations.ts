@@ -1,8 +1,7 @@
 // Reads allocations from Nomad's HTTP API: the identity (namespace, job, group, tasks) of an
 // allocation nkit-cni wired. Nomad 1.6 sends no CNI_ARGS, so the allocation id is all the ADD carries;
 // later versions pass NOMAD_* args, which are taken as they are. Wiring never waits for this.
-import { readFileSync } from "node:fs";
-import { NomadError } from "../errors.js";
+import type { NomadClient } from "./client.js";
 
 /** Label keys nkit gives an allocation's endpoint. */
 export const NomadLabel = {
@@ -48,55 +47,11 @@ export function allocationFromArgs(
 
 const ALLOC_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export interface NomadClientOptions {
-  /** e.g. http://127.0.0.1:4646 */
-  address: string;
-  token?: string;
-  /** Read at every call, so a rotated token is picked up. */
-  tokenFile?: string;
-  /** Per call; default 2 s. */
-  timeoutMs?: number;
-}
-
-export class NomadClient {
-  constructor(private readonly opts: NomadClientOptions) {}
-
-  private token(): string | undefined {
-    if (this.opts.tokenFile) return readFileSync(this.opts.tokenFile, "utf8").trim();
-    return this.opts.token || undefined;
-  }
-
-  /** The allocation, or undefined when Nomad does not know it (or the id is no allocation id). */
-  async allocation(id: string): Promise<NomadAllocation | undefined> {
-    if (!ALLOC_ID.test(id)) return undefined;
-    const url = `${this.opts.address.replace(/\/+$/, "")}/v1/allocation/${id}?namespace=*`;
-    const token = this.token();
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        headers: token ? { "X-Nomad-Token": token } : {},
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 2000),
-      });
-    } catch (e) {
-      throw new NomadError(`Nomad at ${this.opts.address}: get allocation ${id}: ${(e as Error).message}`, {
-        cause: e,
-      });
-    }
-    if (res.status === 404) return undefined;
-    if (!res.ok) {
-      throw new NomadError(
-        `Nomad at ${this.opts.address}: get allocation ${id}: HTTP ${res.status} ${(await res.text()).trim()}`,
-      );
-    }
-    const a = (await res.json()) as {
-      ID: string;
-      Namespace?: string;
-      JobID: string;
-      TaskGroup: string;
-      TaskResources?: Record<string, unknown>;
-      AllocatedResources?: { Tasks?: Record<string, unknown> };
-    };
-    const tasks = Object.keys(a.AllocatedResources?.Tasks ?? a.TaskResources ?? {}).sort();
-    return { id: a.ID, namespace: a.Namespace ?? "default", job: a.JobID, group: a.TaskGroup, tasks };
-  }
+/** The allocation's identity from Nomad's API, or undefined when Nomad does not know it (or the id is no allocation id). */
+export async function lookupAllocation(nomad: NomadClient, id: string): Promise<NomadAllocation | undefined> {
+  if (!ALLOC_ID.test(id)) return undefined;
+  const a = await nomad.allocation(id);
+  if (!a) return undefined;
+  const tasks = Object.keys(a.AllocatedResources?.Tasks ?? a.TaskResources ?? {}).sort();
+  return { id: a.ID, namespace: a.Namespace ?? "default", job: a.JobID, group: a.TaskGroup, tasks };
 }

@@ -1,8 +1,9 @@
 // The one owner of services: every source (config, service files, API, label selectors, host
 // ports, Nomad) hands its services here, and only here are they checked against each other (a name
 // or a frontend taken by another service is refused, naming the owner) and turned into load-balancer
-// entries for the datapath. Services the API added are kept in the state store, so they outlive a
-// restart; the others are re-read from their source at start.
+// entries for the datapath. Services the API added and those synced from Nomad are kept in the state
+// store, so they outlive a restart (and a Nomad that is down then); the others are re-read from their
+// source at start.
 import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RecordStore } from "../state/json-store.js";
@@ -67,6 +68,9 @@ const recordShape = object<ServiceRecord>({
   source: oneOf("config", "file", "api", "selector", "host-port", "nomad"),
   origin: string,
 });
+
+/** Sources whose services only nkitd remembers: kept in the state store, so a restart has them at once. */
+const PERSISTED: ReadonlySet<ServiceSource> = new Set(["api", "nomad"]);
 
 function matches(
   selector: Readonly<Record<string, string>>,
@@ -169,10 +173,15 @@ export class ServiceManager {
     origin?: string,
   ): { name: string; error: Error }[] {
     const keep = new Set(specs.map((s) => s.name));
+    const persist = PERSISTED.has(source);
     for (const [key, names] of [...this.bySource]) {
       const [src, org] = key.split("\0");
       if (src !== source || (origin !== undefined && org !== origin)) continue;
-      for (const name of [...names]) if (!keep.has(name)) this.drop(name);
+      for (const name of [...names]) {
+        if (keep.has(name)) continue;
+        this.drop(name);
+        if (persist) this.persisted.delete(name);
+      }
     }
     const failed: { name: string; error: Error }[] = [];
     for (const spec of specs) {
@@ -180,9 +189,15 @@ export class ServiceManager {
       try {
         this.check(record);
         this.put(record);
+        // Unchanged services are not written again (the store rewrites its whole file per change).
+        if (persist && JSON.stringify(this.persisted.get(spec.name)) !== JSON.stringify(record))
+          this.persisted.put(record);
       } catch (e) {
         const current = this.services.get(spec.name);
-        if (current && current.source === source && current.origin === record.origin) this.drop(spec.name);
+        if (current && current.source === source && current.origin === record.origin) {
+          this.drop(spec.name);
+          if (persist) this.persisted.delete(spec.name);
+        }
         failed.push({ name: spec.name, error: e as Error });
       }
     }

@@ -6,7 +6,6 @@ import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import { hostIfName } from "../../src/datapath/naming.js";
-import { inCgroup } from "../helpers/cgroup.js";
 import { RUN_ID } from "../helpers/names.js";
 import {
   type EndpointMapEntry,
@@ -20,6 +19,7 @@ import {
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 import { installCni, NomadAgent, type NomadAlloc, nomadPortBase, nomadUnavailable } from "./env.js";
+import { getFrom, httpGet, until } from "./http.js";
 
 const skip = nomadUnavailable();
 const scope = new Scope();
@@ -28,22 +28,6 @@ let api: NkitClient;
 let setup: NkitdSetup;
 let nkitd: Nkitd;
 let outside: OutsideNetns;
-
-/** GET / with a one-line node client, in the nkitd's cgroup (socket hooks on) or in a netns (off). */
-const GET = `const [h, p] = process.argv.slice(1);
-fetch("http://" + (h.includes(":") ? "[" + h + "]" : h) + ":" + p + "/", { signal: AbortSignal.timeout(5000) })
-  .then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { process.stdout.write("error:" + (e.cause?.code ?? e.message)); });`;
-async function getFrom(
-  where: { cgroup?: string; netns?: string },
-  host: string,
-  port: number,
-): Promise<string> {
-  const args = ["-e", GET, host, String(port)];
-  const r = where.cgroup
-    ? await inCgroup(where.cgroup, where.netns, process.execPath, args)
-    : await run("nsenter", [`--net=${where.netns}`, "--", process.execPath, ...args]);
-  return r.stdout;
-}
 
 const job = (name: string, text: string, count = 1) => `
 job "${name}" {
@@ -75,16 +59,6 @@ job "${name}" {
   }
 }
 `;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${nomad.logTail(20)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 async function waitForLabels(id: string): Promise<Record<string, string>> {
   const deadline = Date.now() + 20_000;
@@ -143,12 +117,6 @@ async function leavesNothing(...wired: Wired[]): Promise<void> {
     if (Date.now() > deadline) throw new Error(`left behind: ${left.join(", ")}\n${nomad.logTail(20)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-async function httpGet(address: string, port: number): Promise<string> {
-  const host = address.includes(":") ? `[${address}]` : address;
-  const res = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(5_000) });
-  return res.text();
 }
 
 beforeAll(async () => {
@@ -257,7 +225,7 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     expect((await nomad.running(id, 1))[0]!.ID).toBe(alloc!.ID);
     expect(await httpGet(before!.addresses.ipv4, 8080)).toContain("hello-restart");
     await nomad.stopJob(id);
-    await until("the allocation's endpoint to go", async () =>
+    await until(nomad, "the allocation's endpoint to go", async () =>
       (await api.listEndpoints()).endpoints.some((e) => e.id === alloc!.ID) ? undefined : true,
     );
   });
@@ -268,6 +236,7 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     await nomad.runJob(job(id, "hello-again", 1));
     // The first allocation fails its network setup (ADD retried, then DEL, queued by nkit-cni).
     const failed = await until(
+      nomad,
       "an allocation to fail",
       async () => {
         const a = (await nomad.allocations(id)).find((x) => x.ClientStatus === "failed");
@@ -287,7 +256,7 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     const ep = eps.find((e) => e.id === running!.ID)!;
     expect(await httpGet(ep.addresses.ipv4, 8080)).toContain("hello-again");
     await nomad.stopJob(id);
-    await until("the allocation's endpoint to go", async () =>
+    await until(nomad, "the allocation's endpoint to go", async () =>
       (await api.listEndpoints()).endpoints.some((e) => e.id === running!.ID) ? undefined : true,
     );
   });
@@ -333,6 +302,7 @@ job "${id}" {
     const wired = new Map<string, Wired>();
     const answers = new Map<string, string>();
     await until(
+      nomad,
       "two allocations, each seen running and then failed",
       async () => {
         for (const a of await nomad.allocations(id)) {

@@ -120,6 +120,11 @@ export class NomadAgent {
   /** Restarts the agent on the same data dir (the client restores its allocations) and waits for the node. */
   async restartAgent(): Promise<void> {
     await this.stopAgent();
+    await this.startAgain();
+  }
+
+  /** Starts a stopped agent again on its data dir and waits for the node. */
+  async startAgain(): Promise<void> {
     this.process = NomadAgent.spawnAgent(this.configFile, this.logFile);
     await this.nodeReady();
   }

@@ -27,7 +27,6 @@ export const LAYERS: readonly Layer[] = [
   { folder: "ttrpc", mayImport: [] },
   { folder: "nri", mayImport: ["ttrpc"] },
   { folder: "containerd", mayImport: [] },
-  { folder: "nomad", mayImport: [] },
   // Owners of host state and kernel objects.
   { folder: "ipam", mayImport: ["state", "util"] },
   { folder: "datapath", mayImport: ["bpf", "netlink", "state", "util"] },
@@ -36,6 +35,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "conntrack", mayImport: ["bpf"] },
   { folder: "masquerade", mayImport: ["bpf", "conntrack", "util"] },
   // Front doors and consumers of the owners.
+  { folder: "nomad", mayImport: ["services", "util"] },
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
   { folder: "api", mayImport: ["bpf", "datapath", "ipam", "pods", "masquerade", "metrics", "services"] },

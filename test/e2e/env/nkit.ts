@@ -29,6 +29,7 @@ import {
 import { dirname, join } from "node:path";
 import type * as Api from "../../../src/api/types.js";
 import { hostIfName } from "../../../src/datapath/naming.js";
+import { IpAddress, IpPrefix } from "../../../src/util/ip.js";
 import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
 import { REPO_ROOT } from "../../helpers/root.js";
 import type { InstancePaths } from "./config.js";
@@ -149,11 +150,12 @@ function randomNets(): { v4: string; v6: string; hostV4: string; hostV6: string 
   const b = randomInt(0, 255);
   const h = randomBytes(5).toString("hex");
   const v6p = `fd${h.slice(0, 2)}:${h.slice(2, 6)}:${h.slice(6, 10)}`;
+  // Canonical text (no leading zeros in a group), as nkitd and the runtimes print addresses.
   return {
     v4: `10.${a}.${b}.0/24`,
-    v6: `${v6p}:1::/64`,
+    v6: IpPrefix.parse(`${v6p}:1::/64`).toString(),
     hostV4: `10.${a}.${b + 1}.1`,
-    hostV6: `${v6p}:ff::1`,
+    hostV6: IpAddress.parse(`${v6p}:ff::1`).toString(),
   };
 }
 
