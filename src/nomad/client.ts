@@ -39,6 +39,14 @@ export interface ServiceRegistration {
   ModifyIndex?: number;
 }
 
+/** A Nomad Variable as its API returns it. */
+export interface NomadVariable {
+  Namespace: string;
+  Path: string;
+  Items: Record<string, string>;
+  ModifyIndex: number;
+}
+
 /** One check result of an allocation (GET /v1/client/allocation/:id/checks). */
 export interface CheckResult {
   ID?: string;
@@ -152,6 +160,50 @@ export class NomadClient {
       `/v1/client/allocation/${allocId}/checks`,
     );
     return Object.values(a?.body ?? {});
+  }
+
+  /** A Nomad Variable (items are strings), or undefined when it does not exist. */
+  async variable(namespace: string, path: string): Promise<NomadVariable | undefined> {
+    return (
+      await this.get<NomadVariable>(
+        `get variable ${path}`,
+        `/v1/var/${path.split("/").map(encodeURIComponent).join("/")}?namespace=${encodeURIComponent(namespace)}`,
+      )
+    )?.body;
+  }
+
+  /**
+   * Writes a variable if its ModifyIndex is still `cas` (0: only if it does not exist yet); false
+   * when another write came first (HTTP 409, check-and-set conflict).
+   */
+  async putVariable(
+    namespace: string,
+    path: string,
+    items: Record<string, string>,
+    cas: number,
+  ): Promise<boolean> {
+    const what = `put variable ${path}`;
+    const url = this.url(
+      `/v1/var/${path.split("/").map(encodeURIComponent).join("/")}?namespace=${encodeURIComponent(namespace)}&cas=${cas}`,
+    );
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: "PUT",
+        headers: { ...this.headers(), "content-type": "application/json" },
+        body: JSON.stringify({ Namespace: namespace, Path: path, Items: items }),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 2000),
+      });
+    } catch (e) {
+      throw new NomadError(`Nomad at ${this.opts.address}: ${what}: ${(e as Error).message}`, { cause: e });
+    }
+    if (res.status === 409) return false;
+    if (!res.ok) {
+      throw new NomadError(
+        `Nomad at ${this.opts.address}: ${what}: HTTP ${res.status} ${(await res.text()).trim()}`,
+      );
+    }
+    return true;
   }
 
   /**
