@@ -101,23 +101,39 @@ export class NomadClient {
     return token ? { "X-Nomad-Token": token } : {};
   }
 
-  /** GET path; undefined on 404. */
-  private async get<T>(what: string, path: string): Promise<Answer<T> | undefined> {
+  /** One call: the response when it is OK or one of `accept`, else a NomadError naming the call. */
+  private async send(
+    what: string,
+    path: string,
+    init: { method?: string; body?: unknown } = {},
+    accept: readonly number[] = [],
+  ): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(this.url(path), {
-        headers: this.headers(),
+        method: init.method ?? "GET",
+        headers:
+          init.body === undefined
+            ? this.headers()
+            : { ...this.headers(), "content-type": "application/json" },
+        ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 2000),
       });
     } catch (e) {
       throw new NomadError(`Nomad at ${this.opts.address}: ${what}: ${(e as Error).message}`, { cause: e });
     }
-    if (res.status === 404) return undefined;
-    if (!res.ok) {
+    if (!res.ok && !accept.includes(res.status)) {
       throw new NomadError(
         `Nomad at ${this.opts.address}: ${what}: HTTP ${res.status} ${(await res.text()).trim()}`,
       );
     }
+    return res;
+  }
+
+  /** GET path; undefined on 404. */
+  private async get<T>(what: string, path: string): Promise<Answer<T> | undefined> {
+    const res = await this.send(what, path, {}, [404]);
+    if (res.status === 404) return undefined;
     let body: T;
     try {
       body = (await res.json()) as T;
@@ -182,27 +198,13 @@ export class NomadClient {
     items: Record<string, string>,
     cas: number,
   ): Promise<boolean> {
-    const what = `put variable ${path}`;
-    const url = this.url(
+    const res = await this.send(
+      `put variable ${path}`,
       `/v1/var/${path.split("/").map(encodeURIComponent).join("/")}?namespace=${encodeURIComponent(namespace)}&cas=${cas}`,
+      { method: "PUT", body: { Namespace: namespace, Path: path, Items: items } },
+      [409],
     );
-    let res: Response;
-    try {
-      res = await fetch(url, {
-        method: "PUT",
-        headers: { ...this.headers(), "content-type": "application/json" },
-        body: JSON.stringify({ Namespace: namespace, Path: path, Items: items }),
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 2000),
-      });
-    } catch (e) {
-      throw new NomadError(`Nomad at ${this.opts.address}: ${what}: ${(e as Error).message}`, { cause: e });
-    }
     if (res.status === 409) return false;
-    if (!res.ok) {
-      throw new NomadError(
-        `Nomad at ${this.opts.address}: ${what}: HTTP ${res.status} ${(await res.text()).trim()}`,
-      );
-    }
     return true;
   }
 

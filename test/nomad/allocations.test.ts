@@ -4,21 +4,20 @@
 // leaves nothing behind.
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NkitClient } from "../../src/api/client.js";
+import type { NkitClient } from "../../src/api/client.js";
 import { hostIfName } from "../../src/datapath/naming.js";
 import { RUN_ID } from "../helpers/names.js";
 import {
   type EndpointMapEntry,
   Nkitd,
   type NkitdSetup,
-  nkitdSetup,
   nkitJson,
   type OutsideNetns,
   outsideBehindUplink,
 } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
-import { installCni, NomadAgent, type NomadAlloc, nomadPortBase, nomadUnavailable } from "./env.js";
+import { type NomadAgent, type NomadAlloc, nomadUnavailable, startNomadLane } from "./env.js";
 import { getFrom, httpGet, until } from "./http.js";
 
 const skip = nomadUnavailable();
@@ -121,15 +120,12 @@ async function leavesNothing(...wired: Wired[]): Promise<void> {
 
 beforeAll(async () => {
   if (skip) return;
-  const nomadPort = nomadPortBase();
-  setup = await nkitdSetup(scope, "nomad", [`nomad: {address: "http://127.0.0.1:${nomadPort}"}`]);
-  // The uplink's far end is "another host"; set up before nkitd starts, so its address is the host's.
-  outside = await outsideBehindUplink(scope, setup, "nmo");
-  const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
-  nkitd = await Nkitd.start(scope, ["--config", setup.config]);
-  api = new NkitClient(setup.socket);
-  scope.defer(() => api.close());
-  nomad = await NomadAgent.start(scope, cni, nomadPort);
+  ({ setup, nkitd, api, nomad } = await startNomadLane(scope, "nomad", {
+    // The uplink's far end is "another host"; set up before nkitd starts, so its address is the host's.
+    beforeNkitd: async (s) => {
+      outside = await outsideBehindUplink(scope, s, "nmo");
+    },
+  }));
 }, 180_000);
 
 afterAll(() => scope.close(), 180_000);

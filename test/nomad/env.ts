@@ -17,8 +17,9 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NkitClient } from "../../src/api/client.js";
 import { RUN_ID } from "../helpers/names.js";
-import { NKIT } from "../helpers/nkitd.js";
+import { NKIT, Nkitd, type NkitdSetup, nkitdSetup } from "../helpers/nkitd.js";
 import type { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
@@ -68,6 +69,34 @@ export async function installCni(
     o.network ?? "nkit",
   ]);
   return { binDir, confDir };
+}
+
+/** A lane: a private nkitd told of the agent's API, the CNI dirs `nkit install` filled, the agent. */
+export interface NomadLane {
+  setup: NkitdSetup;
+  nkitd: Nkitd;
+  api: NkitClient;
+  nomad: NomadAgent;
+}
+
+/**
+ * Starts a lane; `beforeNkitd` runs once the setup exists and before nkitd starts (e.g. an
+ * "outside" netns on the uplink, whose address nkitd must see as the host's).
+ */
+export async function startNomadLane(
+  scope: Scope,
+  label: string,
+  o: { beforeNkitd?: (setup: NkitdSetup) => Promise<void> } = {},
+): Promise<NomadLane> {
+  const nomadPort = nomadPortBase();
+  const setup = await nkitdSetup(scope, label, [`nomad: {address: "http://127.0.0.1:${nomadPort}"}`]);
+  await o.beforeNkitd?.(setup);
+  const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
+  const nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+  const api = new NkitClient(setup.socket);
+  scope.defer(() => api.close());
+  const nomad = await NomadAgent.start(scope, cni, nomadPort);
+  return { setup, nkitd, api, nomad };
 }
 
 /** The agent's http port (rpc and serf follow it): chosen before it starts, so nkitd can be told. */

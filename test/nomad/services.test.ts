@@ -6,12 +6,12 @@
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NkitClient } from "../../src/api/client.js";
+import type { NkitClient } from "../../src/api/client.js";
 import type { Service, StatusResponse } from "../../src/api/types.js";
 import { RUN_ID } from "../helpers/names.js";
-import { Nkitd, type NkitdSetup, nkitdSetup, nkitJson } from "../helpers/nkitd.js";
+import { Nkitd, type NkitdSetup, nkitJson } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
-import { installCni, NomadAgent, nomadPortBase, nomadUnavailable } from "./env.js";
+import { type NomadAgent, nomadUnavailable, startNomadLane } from "./env.js";
 import { getFrom, until } from "./http.js";
 
 const skip = nomadUnavailable();
@@ -99,13 +99,7 @@ function taskTmp(allocId: string): string {
 
 beforeAll(async () => {
   if (skip) return;
-  const nomadPort = nomadPortBase();
-  setup = await nkitdSetup(scope, "nomadsvc", [`nomad: {address: "http://127.0.0.1:${nomadPort}"}`]);
-  const cni = await installCni(scope, { socket: `${setup.runDir}/cni.sock` });
-  nkitd = await Nkitd.start(scope, ["--config", setup.config]);
-  api = new NkitClient(setup.socket);
-  scope.defer(() => api.close());
-  nomad = await NomadAgent.start(scope, cni, nomadPort);
+  ({ setup, nkitd, api, nomad } = await startNomadLane(scope, "nomadsvc"));
 }, 180_000);
 
 afterAll(() => scope.close(), 180_000);
