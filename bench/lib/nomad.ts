@@ -263,7 +263,8 @@ async function runBench(allocations: number, warmup: number, cleanup: Cleanup): 
     cleanup.defer(HOST_LOCAL_DIR, () => rmSync(HOST_LOCAL_DIR, { recursive: true, force: true }));
   }
   const nomadPort = nomadPortBase();
-  const metricsPort = randomInt(40000, 50000);
+  // Below the ephemeral range, like the agent's ports.
+  const metricsPort = randomInt(12000, 19000);
   const setup = await nkitdSetup(scope, "nomadbench", [
     `nomad: {address: "http://127.0.0.1:${nomadPort}"}`,
     `metrics: {listen: "127.0.0.1:${metricsPort}"}`,

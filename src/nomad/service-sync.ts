@@ -4,6 +4,7 @@
 // over with a fresh snapshot, which replaces everything: no duplicate or lost service survives a gap.
 // Check results are polled (Nomad's events do not carry them): a backend whose check fails is taken
 // out until it passes again. While Nomad is unreachable the last published services stay as they are.
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log.js";
 import type { ServiceSpec } from "../services/spec.js";
 import type { IpPrefix } from "../util/ip.js";
@@ -38,12 +39,16 @@ export interface NomadSyncStatus {
 }
 
 const MAX_RETRY_MS = 30_000;
+/** An event stream open this long resets the retry delay. */
+const STABLE_STREAM_MS = 10_000;
 
 export class NomadServiceSync {
   private readonly regs = new Map<string, ServiceRegistration>();
   private unhealthy = new Set<string>();
   private index = 0;
   private abort = new AbortController();
+  /** Aborted by stop(): ends a retry wait at once. */
+  private readonly stopping = new AbortController();
   private stopped = false;
   private loop: Promise<void> | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
@@ -82,6 +87,7 @@ export class NomadServiceSync {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.checkTimer);
+    this.stopping.abort();
     this.abort.abort();
     await this.loop;
   }
@@ -95,8 +101,14 @@ export class NomadServiceSync {
         await this.snapshot();
         this.state.connected = true;
         this.state.lastError = "";
-        retry = this.opts.retryMs ?? 1000;
-        await this.follow(this.abort.signal);
+        const following = Date.now();
+        try {
+          await this.follow(this.abort.signal);
+        } finally {
+          // A stream that ran a while earned a quick retry; one that fails at once (an event broker
+          // that is off, a proxy cutting it) keeps backing off, so Nomad is not re-listed every second.
+          if (Date.now() - following > STABLE_STREAM_MS) retry = this.opts.retryMs ?? 1000;
+        }
       } catch (e) {
         if (this.stopped) break;
         const message = (e as Error).message;
@@ -105,7 +117,7 @@ export class NomadServiceSync {
         }
         this.state.connected = false;
         this.state.lastError = message;
-        await new Promise((r) => setTimeout(r, retry));
+        await sleep(retry, this.stopping.signal).catch(() => undefined);
         retry = Math.min(retry * 2, MAX_RETRY_MS);
       } finally {
         clearTimeout(resnapshot);

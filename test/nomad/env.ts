@@ -99,8 +99,12 @@ export async function startNomadLane(
   return { setup, nkitd, api, nomad };
 }
 
-/** The agent's http port (rpc and serf follow it): chosen before it starts, so nkitd can be told. */
-export const nomadPortBase = (): number => randomInt(20000, 40000);
+/**
+ * The agent's http port (rpc and serf follow it, the benchmark's static ports take the next ~100):
+ * chosen before it starts, so nkitd can be told. Below Linux's ephemeral range (32768+), where the
+ * lane's own connections would otherwise now and then hold one ("bind: address already in use").
+ */
+export const nomadPortBase = (): number => randomInt(20000, 32500);
 
 export interface NomadAlloc {
   ID: string;
