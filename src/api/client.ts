@@ -69,6 +69,10 @@ export class NkitClient {
   metrics(): Promise<T.MetricsResponse> {
     return this.unary(apiServices().nkit.Metrics, {});
   }
+  listNodes(): Promise<T.ListNodesResponse> {
+    return this.unary(apiServices().nkit.ListNodes, {});
+  }
+
   listNat(): Promise<T.ListNatResponse> {
     return this.unary(apiServices().nkit.ListNat, {});
   }

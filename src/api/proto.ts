@@ -93,6 +93,7 @@ interface NkitService {
   AddService: MethodDefinition<T.AddServiceRequest, T.Service>;
   DeleteService: MethodDefinition<T.DeleteServiceRequest, T.Service>;
   ListNat: MethodDefinition<T.Empty, T.ListNatResponse>;
+  ListNodes: MethodDefinition<T.Empty, T.ListNodesResponse>;
 }
 
 /** service NkitAdmin. */

@@ -47,6 +47,8 @@ export interface ApiContext {
   events: DatapathEvents;
   /** Absent when this nkitd runs without the service load-balancer (e.g. no cgroup v2 mount). */
   services?: ServiceManager;
+  /** The other nkit hosts this one routes to, with each route's state. */
+  nodes?: () => T.Node[];
   /** Nomad's service sync; absent when nkitd follows no Nomad. */
   nomad?: { status(): Omit<T.NomadSync, "address">; readonly address: string };
   /** The masquerade's translated flows; absent when masquerade did not start. */
@@ -347,6 +349,9 @@ function implementation(ctx: ApiContext): Implementation {
       ListNat: unary<T.Empty, T.ListNatResponse>(log, "ListNat", () => ({
         enabled: ctx.nat !== undefined,
         flows: (ctx.nat?.flows() ?? []).map((f) => ({ ...f })),
+      })),
+      ListNodes: unary<T.Empty, T.ListNodesResponse>(log, "ListNodes", () => ({
+        nodes: ctx.nodes?.() ?? [],
       })),
       GetService: getServiceRpc,
       AddService: addService,

@@ -219,3 +219,21 @@ export interface ListNatResponse {
   flows: NatFlow[];
   enabled: boolean;
 }
+
+export interface NodeRoute {
+  podCidr: string;
+  via: string;
+  state: string;
+}
+
+export interface Node {
+  name: string;
+  addresses: string[];
+  podCidrs: string[];
+  source: string;
+  routes: NodeRoute[];
+}
+
+export interface ListNodesResponse {
+  nodes: Node[];
+}

@@ -23,6 +23,7 @@ import { defaultCniPlugin, defaultNkitdCommand } from "./install.js";
 // nkit: operator CLI. `nkit [--socket PATH] <command> [--json]`.
 // Exit codes: 0 ok, 1 failure, 2 usage error, 3 nkitd unreachable, 4 `doctor` found failures.
 import { natListCmd } from "./nat.js";
+import { nodeListCmd } from "./nodes.js";
 import { EXIT, errorText, exitCodeOf } from "./output.js";
 import {
   type ServiceAddOptions,
@@ -112,6 +113,13 @@ program
   .command("list")
   .description("the flows masquerade translated: pod, translated and remote address:port, idle time")
   .action(act((cli) => withClient(cli, (c) => natListCmd(c, cli.json))));
+
+program
+  .command("node")
+  .description("other nkit hosts")
+  .command("list")
+  .description("the hosts this one routes pods to: addresses, pod CIDRs, route state")
+  .action(act((cli) => withClient(cli, (c) => nodeListCmd(c, cli.json))));
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const service = program.command("service").description("services load-balanced by nkitd (socket LB)");

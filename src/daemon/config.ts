@@ -100,6 +100,35 @@ function cidrPair(fallback: string[], example: string) {
     .default(() => [...fallback]);
 }
 
+const ipAddress = string.refine(
+  (v) => IpAddress.tryParse(v) !== undefined,
+  complain((v) => `"${v}" is not an IP address`, 'e.g. 192.0.2.2 or "2001:db8::2"'),
+);
+
+const PEER_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
+
+/** A static peer: another nkit host whose pod CIDRs are routed to its address(es), never masqueraded. */
+const peer = mapping(
+  {
+    name: string.regex(
+      PEER_NAME,
+      complain((v) => `"${v}" is not a node name`, "use lowercase letters, digits, '.' and '-'"),
+    ),
+    /** One address, or one per family: the next hop of the peer's pod CIDRs of that family. */
+    address: z
+      .union(
+        [ipAddress, z.array(ipAddress).min(1).max(2)],
+        complain(
+          () => "expected an IP address or a list of one per family",
+          'e.g. address: 192.0.2.2, or address: [192.0.2.2, "2001:db8::2"]',
+        ),
+      )
+      .transform((a) => (Array.isArray(a) ? a : [a])),
+    podCIDRs: cidrPair([], 'e.g. [10.48.1.0/24, "fd48:0:0:1::/64"]'),
+  },
+  (at) => `write each peer as "- {name: ..., address: ..., podCIDRs: [...]}" (${at})`,
+);
+
 const PORT_RANGE = /^(\d{1,5})-(\d{1,5})$/;
 const notAPortRange = complain(
   (v) => `${show(v)} is not a port range`,
@@ -234,6 +263,17 @@ const nkitdConfig = mapping(
     containerd: section({
       socket: orDefault(absolutePath, "/run/containerd/containerd.sock"),
     }),
+    /** Static multi-host: other nkit hosts' pod CIDRs, routed to them directly. */
+    peers: orDefault(
+      z.array(
+        peer,
+        complain(
+          (v) => `expected a list, got ${show(v)}`,
+          "write one `- {name: ..., address: ..., podCIDRs: [...]}` per peer",
+        ),
+      ),
+      [],
+    ),
     /** Nomad's HTTP API: the identity (namespace, job, group, tasks) of allocations; "" address = off. */
     nomad: section({
       address: orDefault(string, ""),
@@ -281,6 +321,53 @@ function checkRelations(c: NkitdConfig): void {
         `${svc} overlaps the pod CIDR ${pod}`,
         "give VIPs a range of their own",
       );
+    }
+  }
+  const own = c.podCIDRs.map((p) => IpPrefix.parse(p));
+  const peerNames = new Set<string>();
+  const peerCIDRs: { cidr: IpPrefix; name: string }[] = [];
+  for (const [i, p] of c.peers.entries()) {
+    if (peerNames.has(p.name)) {
+      throw new ConfigError(`peers[${i}].name`, `${p.name} is used twice`, "give each peer its own name");
+    }
+    peerNames.add(p.name);
+    if (p.podCIDRs.length === 0) {
+      throw new ConfigError(`peers[${i}].podCIDRs`, "is empty", "give the peer's pod CIDRs, one per family");
+    }
+    const families = p.address.map((a) => IpAddress.parse(a).family);
+    if (new Set(families).size !== families.length) {
+      throw new ConfigError(
+        `peers[${i}].address`,
+        "has two addresses of one family",
+        "give at most one per family",
+      );
+    }
+    for (const text of p.podCIDRs) {
+      const cidr = IpPrefix.parse(text);
+      if (!families.includes(cidr.family)) {
+        throw new ConfigError(
+          `peers[${i}].address`,
+          `has no IPv${cidr.family} address for the pod CIDR ${text}`,
+          `add the peer's IPv${cidr.family} address: address: [..., ...]`,
+        );
+      }
+      const clash = own.find((o) => o.overlaps(cidr));
+      if (clash) {
+        throw new ConfigError(
+          `peers[${i}].podCIDRs`,
+          `${text} overlaps this host's pod CIDR ${clash}`,
+          "give each host its own pod CIDRs",
+        );
+      }
+      const other = peerCIDRs.find((o) => o.cidr.overlaps(cidr));
+      if (other) {
+        throw new ConfigError(
+          `peers[${i}].podCIDRs`,
+          `${text} overlaps the pod CIDR of peer ${other.name}`,
+          "give each host its own pod CIDRs",
+        );
+      }
+      peerCIDRs.push({ cidr, name: p.name });
     }
   }
   const names = new Set<string>();

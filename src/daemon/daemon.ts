@@ -27,6 +27,7 @@ import { type HostServices, startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { type MasqueradeService, startMasquerade } from "./masquerade.js";
 import { startNri } from "./nri.js";
+import { type PeerRoute, syncPeerRoutes } from "./peers.js";
 import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
@@ -58,7 +59,7 @@ export interface Daemon {
 }
 
 /** Keys reload() applies in place. */
-const RELOADABLE = new Set(["masquerade", "timeouts"]);
+const RELOADABLE = new Set(["masquerade", "timeouts", "peers"]);
 
 export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Daemon> {
   mkdirSync(config.paths.state, { recursive: true, mode: 0o700 });
@@ -115,6 +116,29 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       config.masquerade = next.masquerade;
     },
   });
+  // --- routes to other nkit hosts' pods (static `peers:`): direct, never masqueraded; left in
+  // place when nkitd stops, like the rest of the datapath.
+  let peerRoutes: PeerRoute[] = [];
+  await parts.require({
+    name: "peer routes",
+    start: async () => {
+      peerRoutes = await syncPeerRoutes(config.peers, log);
+    },
+    reload: async (_none: undefined, next: NkitdConfig) => {
+      peerRoutes = await syncPeerRoutes(next.peers, log);
+      config.peers = next.peers;
+    },
+  });
+  const nodes = () =>
+    config.peers.map((p) => ({
+      name: p.name,
+      addresses: [...p.address],
+      podCidrs: [...p.podCIDRs],
+      source: "peers",
+      routes: peerRoutes
+        .filter((r) => r.peer === p.name)
+        .map((r) => ({ podCidr: r.podCIDR, via: r.via, state: r.state })),
+    }));
   // What nkit-cni attached (with the port mappings), read before services start so a restart
   // re-claims every host port before stale frontends are dropped.
   const attachments = openAttachmentStore(join(config.paths.state, "cni-attachments.json"));
@@ -212,6 +236,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
           nat: masq,
           ...(services ? { services: services.manager, lbCounters: services.counters } : {}),
           ...(nomadSync ? { nomad: nomadSync } : {}),
+          nodes,
         },
         log,
       ),

@@ -39,6 +39,8 @@ interface HostServicesCore {
   nat?: { flows(): NatFlowView[]; flowCounts(): Record<string, number> };
   /** Nomad's service sync, for `nkit status`. */
   nomad?: ApiContext["nomad"];
+  /** `nkit node list`. */
+  nodes?: ApiContext["nodes"];
 }
 
 export interface HostServices {
@@ -117,6 +119,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         ...(core.services ? { services: core.services } : {}),
         ...(core.nat ? { nat: core.nat } : {}),
         ...(core.nomad ? { nomad: core.nomad } : {}),
+        ...(core.nodes ? { nodes: core.nodes } : {}),
         log,
       },
       join(config.paths.run, API_SOCKET_NAME),

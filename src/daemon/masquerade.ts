@@ -1,6 +1,6 @@
 // Masquerade in nkitd: the `masquerade:` section and each uplink's addresses written into the
 // datapath's NAT maps at start and refreshed every 30 s (an uplink that gets a new address by DHCP or
-// SLAAC is followed). Pod CIDRs and service CIDRs are never masqueraded.
+// SLAAC is followed). Pod CIDRs, service CIDRs and the peers' pod CIDRs are never masqueraded.
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
@@ -52,7 +52,13 @@ export async function startMasquerade(
     ipv4: c.masquerade.enabled,
     ipv6: c.masquerade.enabled && c.masquerade.ipv6,
     portRange: c.masquerade.portRange,
-    exclude: [...c.podCIDRs, ...c.serviceCIDRs, ...c.masquerade.nonMasqueradeCIDRs],
+    // Other hosts' pods are reached with the pod's own address (direct routes, no NAT).
+    exclude: [
+      ...c.podCIDRs,
+      ...c.serviceCIDRs,
+      ...c.peers.flatMap((p) => p.podCIDRs),
+      ...c.masquerade.nonMasqueradeCIDRs,
+    ],
   });
   let settings = settingsOf(config);
   let last = "";

@@ -50,6 +50,7 @@ describe("nkitd config", () => {
         "timeouts: {tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60}",
         "nri: {enabled: false, socket: /tmp/nri.sock, index: 20}",
         "containerd: {socket: /tmp/containerd.sock}",
+        'peers: [{name: node-b, address: [192.0.2.2, "2001:db8::2"], podCIDRs: [10.61.0.0/24, "fd61::/64"]}, {name: node-c, address: 192.0.2.3, podCIDRs: [10.62.0.0/24]}]',
         'nomad: {address: "http://127.0.0.1:4646", tokenFile: /etc/nkit/nomad.token}',
         "log: {level: debug}",
         'metrics: {listen: "127.0.0.1:9965"}',
@@ -97,6 +98,10 @@ describe("nkitd config", () => {
       timeouts: { tcpEstablished: 3600, tcpOpening: 30, tcpClosing: 5, udp: 60 },
       nri: { enabled: false, socket: "/tmp/nri.sock", index: "20" },
       containerd: { socket: "/tmp/containerd.sock" },
+      peers: [
+        { name: "node-b", address: ["192.0.2.2", "2001:db8::2"], podCIDRs: ["10.61.0.0/24", "fd61::/64"] },
+        { name: "node-c", address: ["192.0.2.3"], podCIDRs: ["10.62.0.0/24"] },
+      ],
       nomad: {
         address: "http://127.0.0.1:4646",
         token: "",
@@ -188,6 +193,57 @@ describe("nkitd config", () => {
         /0 is not a count of seconds; use a whole number 1\.\.604800/,
       ],
       [{ timeouts: { tcpOpening: "1m" } }, "timeouts.tcpOpening", /not a count of seconds/],
+      [{ peers: {} }, "peers", /expected a list/],
+      [
+        { peers: [{ name: "b", address: "nope", podCIDRs: ["10.48.1.0/24"] }] },
+        "peers[0].address",
+        /IP address/,
+      ],
+      [
+        { peers: [{ name: "B_1", address: "192.0.2.2", podCIDRs: ["10.48.1.0/24"] }] },
+        "peers[0].name",
+        /not a node name/,
+      ],
+      [
+        { peers: [{ name: "b", address: "192.0.2.2", podCIDRs: [] }] },
+        "peers[0].podCIDRs",
+        /one or two CIDRs/,
+      ],
+      [
+        { peers: [{ name: "b", address: "192.0.2.2", podCIDRs: ["10.48.1.0/24", "fd48:1::/64"] }] },
+        "peers[0].address",
+        /has no IPv6 address for the pod CIDR fd48:1::\/64; add the peer's IPv6 address/,
+      ],
+      [
+        { peers: [{ name: "b", address: "192.0.2.2", podCIDRs: ["10.47.0.128/25"] }] },
+        "peers[0].podCIDRs",
+        /overlaps this host's pod CIDR 10\.47\.0\.0\/24/,
+      ],
+      [
+        {
+          peers: [
+            { name: "b", address: "192.0.2.2", podCIDRs: ["10.48.1.0/24"] },
+            { name: "c", address: "192.0.2.3", podCIDRs: ["10.48.1.0/25"] },
+          ],
+        },
+        "peers[1].podCIDRs",
+        /overlaps the pod CIDR of peer b/,
+      ],
+      [
+        {
+          peers: [
+            { name: "b", address: "192.0.2.2", podCIDRs: ["10.48.1.0/24"] },
+            { name: "b", address: "192.0.2.3", podCIDRs: ["10.48.2.0/24"] },
+          ],
+        },
+        "peers[1].name",
+        /used twice/,
+      ],
+      [
+        { peers: [{ name: "b", address: "192.0.2.2", podCIDRs: ["10.48.1.0/24"], zone: 1 }] },
+        "peers[0].zone",
+        /unknown key/,
+      ],
     ];
     for (const [raw, key, msg] of cases) {
       const e = errorOf(raw);
