@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NkitClient } from "../../src/api/client.js";
 import type { Service, StatusResponse } from "../../src/api/types.js";
 import { RUN_ID } from "../helpers/names.js";
-import { Nkitd, type NkitdSetup, nkitJson } from "../helpers/nkitd.js";
+import { Nkitd, type NkitdSetup, nkit, nkitJson } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { type NomadAgent, nomadUnavailable, startNomadLane } from "./env.js";
 import { getFrom, until } from "./http.js";
@@ -123,6 +123,8 @@ describe.skipIf(skip !== undefined)(`Nomad services as nkit VIPs${skip ? ` (skip
     for (const a of fromAlloc) expect(ids).toContain(a);
     const status = await nkitJson<StatusResponse>(setup.socket, "status");
     expect(status.nomad).toMatchObject({ connected: true, lastError: "" });
+    const text = (await nkit(setup.socket, "status")).stdout;
+    expect(text).toMatch(/^nomad: +http:\/\/127\.0\.0\.1:\d+: in sync, 1 services$/m);
 
     await nomad.runJob(job(id, svc, 3));
     const three = await backendsOf(svc, 3);
@@ -151,6 +153,14 @@ describe.skipIf(skip !== undefined)(`Nomad services as nkit VIPs${skip ? ` (skip
       return st.nomad && !st.nomad.connected ? st.nomad : undefined;
     });
     expect(down.lastError).not.toBe("");
+    const doctor = await nkit(setup.socket, "doctor", "--json", "--cni-conf-dir", "/nonexistent-cni");
+    const checks = (
+      JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] }
+    ).checks;
+    expect(checks.find((c) => c.name === "Nomad service sync")).toMatchObject({
+      status: "warn",
+      detail: expect.stringMatching(/unreachable .*the last known services keep working/),
+    });
     expect((await answersOf(before.vip, 8080, 4)).size).toBeGreaterThan(0);
     // nkitd restarted while Nomad is away: the services come back from its state at once.
     await nkitd.stop();
