@@ -1,6 +1,8 @@
 // Cleanup registry: every object the benchmark creates (netns, devices, pins, state dirs, child
 // processes) is registered *before* it is created, and removed in reverse order at the end, on
 // failure, or on SIGINT/SIGTERM. Steps are idempotent, so running them twice is harmless.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { killAllChildren } from "./proc.js";
 
 type Step = { label: string; fn: () => unknown };
@@ -58,4 +60,16 @@ export function cleanupOnSignals(cleanup: Cleanup, log: (msg: string) => void): 
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
   process.on("SIGHUP", handler);
+}
+
+/**
+ * A host device a benchmark's peer creates and never removes (nerdctl's nerdctl0, Nomad's nomad
+ * bridge): removed with the run when it was not there before. The returned function removes it early.
+ */
+export function removeLinkItMakes(cleanup: Cleanup, name: string): () => Promise<void> {
+  const present = () => existsSync(`/sys/class/net/${name}`);
+  if (present()) return async () => undefined;
+  return cleanup.defer(name, () => {
+    if (present()) spawnSync("ip", ["link", "del", name]);
+  });
 }

@@ -22,7 +22,7 @@ import {
   markdown,
   VARIANTS,
 } from "./cri-report.js";
-import { harnessProblem, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
+import { harnessProblem, keepRun, lanesOf, runLanes, scrapeMetric } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -97,12 +97,7 @@ function podConfig(env: ContainerdEnv, name: string): PodSandboxConfig {
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
-async function scrapeWireSum(address: string): Promise<number> {
-  const res = await fetch(`http://${address}/metrics`);
-  const text = await res.text();
-  const m = /^nkit_endpoint_wiring_duration_seconds_sum\{op="wire",result="ok"\} (\S+)$/m.exec(text);
-  return m ? Number(m[1]) : 0;
-}
+const WIRE_SUM = 'nkit_endpoint_wiring_duration_seconds_sum{op="wire",result="ok"}';
 
 interface Instance {
   variant: CniVariant;
@@ -181,11 +176,11 @@ async function onePod(
 ): Promise<{ runMs: number; stopRemoveMs: number; nriMs?: number }> {
   const { env } = inst;
   const config = podConfig(env, name);
-  const before = inst.metrics ? await scrapeWireSum(inst.metrics) : 0;
+  const before = inst.metrics ? await scrapeMetric(inst.metrics, WIRE_SUM) : 0;
   const t0 = process.hrtime.bigint();
   const id = await env.cri.runPodSandbox(config, "");
   const runMs = ms(t0);
-  const after = inst.metrics ? await scrapeWireSum(inst.metrics) : 0;
+  const after = inst.metrics ? await scrapeMetric(inst.metrics, WIRE_SUM) : 0;
   inst.nkitd?.track(id);
   const t1 = process.hrtime.bigint();
   await env.cri.stopPodSandbox(id);

@@ -96,3 +96,10 @@ export function keepRun(
   }
   return base;
 }
+
+/** The value of one series (its whole name and labels, as exposed) from nkitd's metrics listener; 0 when absent. */
+export async function scrapeMetric(address: string, series: string): Promise<number> {
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}

@@ -4,8 +4,6 @@
 // lane. Measured: from the start of `nerdctl run` to the first TCP connect the container's server
 // accepts (host -> container address), i.e. what a user waits for. Writes
 // bench/results/nerdctl-<ts>.{json,md} and nerdctl-latest.{json,md}. Uses the e2e harness.
-import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { cpus, loadavg, release } from "node:os";
 import { parseArgs } from "node:util";
@@ -13,7 +11,7 @@ import { type ContainerdEnv, startContainerd } from "../../test/e2e/env/index.js
 import type { Lane } from "../../test/e2e/env/lanes.js";
 import { Nerdctl } from "../../test/e2e/env/nerdctl.js";
 import { nkitCni, startNkitd, uniqueNkitNetwork } from "../../test/e2e/env/nkit.js";
-import type { Cleanup } from "./cleanup.js";
+import { type Cleanup, removeLinkItMakes } from "./cleanup.js";
 import { type LatencyMs, latency } from "./cri-report.js";
 import { harnessProblem, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
@@ -102,11 +100,7 @@ async function runLane(
   cleanup.defer(`containerd (${env.paths.dir})`, () => env.stop());
   // nerdctl's default network is a host bridge (nerdctl0, 10.4.0.0/24) the bridge plugin never removes;
   // left behind, it makes every later nerdctl refuse to start ("subnet overlaps"). Ours goes with the run.
-  const dropBridge = existsSync("/sys/class/net/nerdctl0")
-    ? async () => undefined
-    : cleanup.defer("nerdctl0", () => {
-        if (existsSync("/sys/class/net/nerdctl0")) spawnSync("ip", ["link", "del", "nerdctl0"]);
-      });
+  const dropBridge = removeLinkItMakes(cleanup, "nerdctl0");
   const nkitd = await startNkitd(env, { logLevel: "info" });
   await nkitd.waitNri();
   const nerdctl = new Nerdctl(env, "nkbench");

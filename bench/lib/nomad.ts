@@ -26,9 +26,9 @@ import { parseArgs } from "node:util";
 import { Nkitd, nkitdSetup } from "../../test/helpers/nkitd.js";
 import { Scope } from "../../test/helpers/scope.js";
 import { installCni, NomadAgent, nomadPortBase, nomadUnavailable } from "../../test/nomad/env.js";
-import { Cleanup, cleanupOnSignals } from "./cleanup.js";
+import { Cleanup, cleanupOnSignals, removeLinkItMakes } from "./cleanup.js";
 import { type LatencyMs, latency } from "./cri-report.js";
-import { harnessProblem, keepRun } from "./e2e-bench.js";
+import { harnessProblem, keepRun, scrapeMetric } from "./e2e-bench.js";
 import { snapshotIptables } from "./iptables.js";
 import { RESULTS_DIR, ROOT } from "./paths.js";
 
@@ -160,11 +160,7 @@ function pluginTimes(logFile: string): PluginTime[] {
     });
 }
 
-async function scrapeCniAddSum(address: string): Promise<number> {
-  const text = await (await fetch(`http://${address}/metrics`)).text();
-  const m = /^nkit_cni_request_duration_seconds_sum\{command="ADD",result="ok"\} (\S+)$/m.exec(text);
-  return m ? Number(m[1]) : 0;
-}
+const CNI_ADD_SUM = 'nkit_cni_request_duration_seconds_sum{command="ADD",result="ok"}';
 
 const jobHcl = (id: string, mode: Mode, port: number): string => `
 job "${id}" {
@@ -210,7 +206,7 @@ async function oneAllocation(
   metrics: string,
 ): Promise<Sample> {
   const job = await nomad.parseJob(jobHcl(id, mode, port));
-  const addBefore = await scrapeCniAddSum(metrics);
+  const addBefore = await scrapeMetric(metrics, CNI_ADD_SUM);
   const connected = prober.connect("127.0.0.1", port, 60_000);
   const t0 = process.hrtime.bigint();
   try {
@@ -218,7 +214,7 @@ async function oneAllocation(
     await connected;
     const connectMs = ms(t0);
     const [alloc] = await nomad.running(id, 1, 30_000);
-    const addAfter = await scrapeCniAddSum(metrics);
+    const addAfter = await scrapeMetric(metrics, CNI_ADD_SUM);
     return {
       connectMs,
       allocId: alloc!.ID,
@@ -254,11 +250,7 @@ async function runBench(allocations: number, warmup: number, cleanup: Cleanup): 
   cleanup.defer("iptables rules Nomad's bridge mode added", () => {
     for (const e of undoIptables()) log(`iptables cleanup: ${e}`);
   });
-  if (!existsSync(`/sys/class/net/${NOMAD_BRIDGE}`)) {
-    cleanup.defer(`the ${NOMAD_BRIDGE} bridge`, () => {
-      if (existsSync(`/sys/class/net/${NOMAD_BRIDGE}`)) spawn("ip", ["link", "del", NOMAD_BRIDGE]);
-    });
-  }
+  removeLinkItMakes(cleanup, NOMAD_BRIDGE);
   if (!existsSync(HOST_LOCAL_DIR)) {
     cleanup.defer(HOST_LOCAL_DIR, () => rmSync(HOST_LOCAL_DIR, { recursive: true, force: true }));
   }

@@ -93,8 +93,6 @@ export function nomadServiceSpecs(
   }
   const problems: NomadServiceProblem[] = [];
   const specs: ServiceSpec[] = [];
-  // Which (service, family) pairs need a VIP from the serviceCIDRs.
-  const hashed: Record<IpFamily, string[]> = { 4: [], 6: [] };
   const plans: {
     key: string;
     family: IpFamily;
@@ -125,7 +123,6 @@ export function nomadServiceSpecs(
         });
         continue;
       }
-      hashed[family].push(key);
       plans.push({ key, family, regs: mine, tags });
     }
   }
@@ -133,7 +130,9 @@ export function nomadServiceSpecs(
   const pinned = new Set(plans.flatMap((p) => (p.vip ? [p.vip.toString()] : [])));
   for (const family of [4, 6] as const) {
     const cidr = serviceCIDRs.find((c) => c.family === family);
-    if (cidr) vips[family] = stableVips(hashed[family], cidr, pinned);
+    // The (service, family) pairs without a VIP tag take one from the serviceCIDR.
+    const hashed = plans.filter((p) => p.family === family && !p.vip).map((p) => p.key);
+    if (cidr) vips[family] = stableVips(hashed, cidr, pinned);
   }
   for (const p of plans) {
     const [namespace = "", name = ""] = p.key.split("/");

@@ -204,21 +204,21 @@ export class SocketLb implements LbTable {
       if (!old || lbAddr.encode(old).compare(lbAddr.encode(addr)) !== 0) this.conns.delete({ id, slot });
       this.backends.update({ id, slot }, addr);
     }
-    // Per packet the frontend is served only once its Maglev table is in (written before the flag).
-    // One backend needs no table (the datapath takes slot 0): most frontends, every host port, skip
-    // the RCU grace period each table update costs.
     const external = e.external === true && this.maglev !== undefined && e.backends.length > 0;
-    if (external && e.backends.length > 1)
-      this.maglev?.set(
-        id,
-        e.backends.map((b) => formatHostPort(b.address, b.port)),
-      );
     const value: LbService = {
       id,
       count: e.backends.length,
       flags: (e.affinity === "client-ip" ? AFFINITY : 0) | (external ? EXTERNAL : 0),
       affinity_timeout: e.affinityTimeoutSeconds,
     };
+    // Per packet the frontend is served only once its Maglev table is in (written before the flag).
+    // One backend needs no table (the datapath takes slot 0): most frontends, every host port, skip
+    // the RCU grace period each table update costs.
+    if (hasTable(value))
+      this.maglev?.set(
+        id,
+        e.backends.map((b) => formatHostPort(b.address, b.port)),
+      );
     this.services.update(key, value);
     if (before && hasTable(before) && !hasTable(value)) this.maglev?.remove(id);
     this.held.set(hex, value);
