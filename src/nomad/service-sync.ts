@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log.js";
 import type { ServiceSpec } from "../services/spec.js";
 import type { IpPrefix } from "../util/ip.js";
-import type { NomadClient, ServiceRegistration } from "./client.js";
+import type { EventBatch, NomadClient, ServiceRegistration } from "./client.js";
 import { nomadServiceSpecs } from "./service-specs.js";
 
 export interface NomadServiceSyncOptions {
@@ -25,6 +25,8 @@ export interface NomadServiceSyncOptions {
   resnapshotMs?: number;
   /** First retry delay after an error, doubled up to 30 s; default 1 s. */
   retryMs?: number;
+  /** A stream without a heartbeat for this long is taken as dead; default 30 s. */
+  silentStreamMs?: number;
 }
 
 export interface NomadSyncStatus {
@@ -39,6 +41,28 @@ export interface NomadSyncStatus {
 }
 
 const MAX_RETRY_MS = 30_000;
+const STOP_WAIT_MS = 3_000;
+
+/** Whether p settles within ms. */
+async function settlesWithin(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        () => true as const,
+        () => true as const,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+const SILENT_STREAM_MS = 30_000;
 /** An event stream open this long resets the retry delay. */
 const STABLE_STREAM_MS = 10_000;
 
@@ -89,7 +113,14 @@ export class NomadServiceSync {
     clearTimeout(this.checkTimer);
     this.stopping.abort();
     this.abort.abort();
-    await this.loop;
+    // Every wait of the loop is aborted or bounded (2 s per request); should a request still hang,
+    // nkitd's shutdown does not wait for it (the process ends with its socket).
+    if (!(await settlesWithin(this.loop, STOP_WAIT_MS))) {
+      this.opts.log?.warn(
+        { waitedMs: STOP_WAIT_MS },
+        "Nomad service sync: a request to Nomad outlived stop; not waiting for it",
+      );
+    }
   }
 
   private async run(): Promise<void> {
@@ -117,7 +148,7 @@ export class NomadServiceSync {
         }
         this.state.connected = false;
         this.state.lastError = message;
-        await sleep(retry, this.stopping.signal).catch(() => undefined);
+        await sleep(retry, undefined, { signal: this.stopping.signal }).catch(() => undefined);
         retry = Math.min(retry * 2, MAX_RETRY_MS);
       } finally {
         clearTimeout(resnapshot);
@@ -147,30 +178,52 @@ export class NomadServiceSync {
 
   /** Applies the event stream from the snapshot's index until it ends (it always ends in an error or an abort). */
   private async follow(signal: AbortSignal): Promise<void> {
-    for await (const batch of this.opts.client.events(
-      "Service",
-      this.opts.namespace,
-      this.index + 1,
-      signal,
-    )) {
-      if (batch.events.length === 0) continue;
-      let changed = false;
-      for (const ev of batch.events) {
-        const reg = ev.Payload?.Service;
-        if (!reg) continue;
-        if (ev.Type === "ServiceRegistration") {
-          this.regs.set(reg.ID, reg);
-          changed = true;
-        } else if (ev.Type === "ServiceDeregistration") {
-          changed = this.regs.delete(reg.ID) || changed;
-          this.unhealthy.delete(reg.ID);
-        }
-        this.index = Math.max(this.index, ev.Index);
+    // Nomad sends a heartbeat every 10 s; a stream silent for longer is dead without having ended
+    // (a client agent whose server went away keeps the response open): start over.
+    const silentMs = this.opts.silentStreamMs ?? SILENT_STREAM_MS;
+    let quiet: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(quiet);
+      quiet = setTimeout(() => {
+        this.opts.log?.warn({ silentMs }, "Nomad's event stream went silent: taking a new snapshot");
+        this.abort.abort();
+      }, silentMs);
+    };
+    arm();
+    try {
+      for await (const batch of this.opts.client.events(
+        "Service",
+        this.opts.namespace,
+        this.index + 1,
+        signal,
+      )) {
+        arm();
+        this.apply(batch.events);
       }
-      this.state.syncedAt = new Date().toISOString();
-      if (changed) this.update();
+    } finally {
+      clearTimeout(quiet);
     }
-    // Returns only when aborted: stopped, or due for the periodic re-snapshot (the loop starts over).
+    // Returns only when aborted: stopped, silent, or due for the periodic re-snapshot (the loop starts over).
+  }
+
+  /** Applies one batch of Service events. */
+  private apply(events: EventBatch["events"]): void {
+    if (events.length === 0) return;
+    let changed = false;
+    for (const ev of events) {
+      const reg = ev.Payload?.Service;
+      if (!reg) continue;
+      if (ev.Type === "ServiceRegistration") {
+        this.regs.set(reg.ID, reg);
+        changed = true;
+      } else if (ev.Type === "ServiceDeregistration") {
+        changed = this.regs.delete(reg.ID) || changed;
+        this.unhealthy.delete(reg.ID);
+      }
+      this.index = Math.max(this.index, ev.Index);
+    }
+    this.state.syncedAt = new Date().toISOString();
+    if (changed) this.update();
   }
 
   /** Reads the check results of every allocation with a registration; publishes when health changed. */
