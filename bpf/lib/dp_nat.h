@@ -52,6 +52,10 @@ static __always_inline int snat(struct __sk_buff *skb, struct pkt *p, const stru
       if (in) in->flags |= NK_CT_F_CLOSING;
     }
   } else {
+    /* Only a connection's first packet opens a translation: a TCP packet of a flow without one
+     * answers (or continues) a connection another host opened to the pod directly, over a route to
+     * the pod CIDR (a peer, a cluster node); translating its SYN-ACK would break that connection. */
+    if (!forced && l.proto == IPPROTO_TCP && !l.syn) return 0;
     struct nk_lb_ct_key ik = {.family = p->family, .proto = l.proto, .dir = NK_CT_SNAT_IN, .sport = l.dport};
     __builtin_memcpy(ik.saddr, p->dst.addr, 16);
     __builtin_memcpy(ik.daddr, naddr, 16);

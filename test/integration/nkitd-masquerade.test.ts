@@ -2,7 +2,8 @@
 // route to the pod CIDRs, so only a translated flow can get an answer) over TCP and UDP, v4 and v6,
 // seen there as the uplink's address; nonMasqueradeCIDRs keep the pod's address; two pods sending
 // from the same source port to the same remote get different translated ports and each gets its
-// own reply; traffic to the host's own address is not translated.
+// own reply; traffic to the host's own address is not translated, nor the answers to a connection
+// another host opened to a pod directly.
 import { randomInt } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -23,6 +24,7 @@ import {
   outsideBehindUplink,
   requireDist,
   spawnProc,
+  startNetFixture,
   until,
   watchMonitor,
 } from "../helpers/nkitd.js";
@@ -213,12 +215,7 @@ describe("masquerade through nkitd", () => {
   it("leaves the host's connections to a pod untranslated both ways", async () => {
     const pod = pods[0]!;
     const port = randomInt(20000, 30000);
-    const peer = spawnProc(
-      "nsenter",
-      [`--net=${pod.ns.path}`, "--", process.execPath, PEER, String(port)],
-      scope,
-    );
-    await until(() => peer.out().includes("ready"), "the pod's echo server", 10_000, peer.running);
+    const peer = await startNetFixture(scope, pod.ns.path, "peer-echo.mjs", [String(port)]);
     const r = await run(process.execPath, [CLIENT, "tcp", pod.ipv4, String(port), "3"], 30_000);
     const seen = JSON.parse(r.stdout.trim()) as TcpResult & { peers: string[] };
     expect(seen.errors).toEqual({});
@@ -228,6 +225,24 @@ describe("masquerade through nkitd", () => {
       addr_info: { local: string }[];
     }[];
     expect(host.flatMap((l) => l.addr_info.map((a) => a.local))).toContain(source);
+    peer.child.kill();
+  });
+
+  it("answers a connection another host opened to a pod directly from the pod's own address", async () => {
+    // The world routes the pod CIDR to this host (as another nkit node does): the pod's SYN-ACK is
+    // part of a flow that came in untranslated and must leave so (it used to get the uplink's address).
+    const pod = pods[0]!;
+    const port = randomInt(20000, 30000);
+    const peer = await startNetFixture(scope, pod.ns.path, "peer-echo.mjs", [String(port)]);
+    const r = await run(
+      "nsenter",
+      [`--net=${world.path}`, "--", process.execPath, CLIENT, "tcp", pod.ipv4, String(port), "3"],
+      30_000,
+    );
+    const seen = JSON.parse(r.stdout.trim()) as TcpResult & { peers: string[] };
+    expect(seen.errors).toEqual({});
+    expect(seen.peers).toEqual([pod.ipv4]);
+    expect(seen.answers).toEqual({ [WORLD4]: 3 });
     peer.child.kill();
   });
 
