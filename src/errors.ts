@@ -213,8 +213,11 @@ export class ContainerdError extends NkitError {
 
 /** Nomad's HTTP API failed or was unreachable (not: the allocation does not exist). */
 export class NomadError extends NkitError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** Nomad could not be reached or answered 5xx (no leader, restarting): worth trying again. */
+  readonly retryable: boolean;
+  constructor(message: string, options?: { cause?: unknown; retryable?: boolean }) {
     super("NKIT_NOMAD", message, options);
+    this.retryable = options?.retryable ?? false;
   }
 }
 

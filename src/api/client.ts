@@ -72,6 +72,12 @@ export class NkitClient {
   listNodes(): Promise<T.ListNodesResponse> {
     return this.unary(apiServices().nkit.ListNodes, {});
   }
+  forgetNode(name: string): Promise<T.ForgetNodeResponse> {
+    return this.unary(apiServices().nkit.ForgetNode, { name });
+  }
+  leaveCluster(force: boolean): Promise<T.LeaveClusterResponse> {
+    return this.unary(apiServices().nkit.LeaveCluster, { force });
+  }
 
   listNat(): Promise<T.ListNatResponse> {
     return this.unary(apiServices().nkit.ListNat, {});

@@ -94,6 +94,8 @@ interface NkitService {
   DeleteService: MethodDefinition<T.DeleteServiceRequest, T.Service>;
   ListNat: MethodDefinition<T.Empty, T.ListNatResponse>;
   ListNodes: MethodDefinition<T.Empty, T.ListNodesResponse>;
+  ForgetNode: MethodDefinition<T.ForgetNodeRequest, T.ForgetNodeResponse>;
+  LeaveCluster: MethodDefinition<T.LeaveClusterRequest, T.LeaveClusterResponse>;
 }
 
 /** service NkitAdmin. */

@@ -49,6 +49,13 @@ export interface ApiContext {
   services?: ServiceManager;
   /** The other nkit hosts this one routes to, with each route's state. */
   nodes?: () => T.Node[];
+  /** This node's membership of the Nomad cluster; absent without nomad.cluster. */
+  cluster?: {
+    forget(name: string): Promise<boolean>;
+    /** Frees this node's claim; returns the CIDRs it held. */
+    leave(force: boolean): Promise<string[]>;
+    status(): T.NomadCluster;
+  };
   /** Nomad's service sync; absent when nkitd follows no Nomad. */
   nomad?: { status(): Omit<T.NomadSync, "address">; readonly address: string };
   /** The masquerade's translated flows; absent when masquerade did not start. */
@@ -170,6 +177,15 @@ interface Implementation {
 function implementation(ctx: ApiContext): Implementation {
   const { log } = ctx;
   const streams = new Set<() => void>();
+  const clusterOf = (): NonNullable<ApiContext["cluster"]> => {
+    if (!ctx.cluster) {
+      throw new NotSupportedError(
+        "a Nomad cluster membership",
+        "nomad.cluster.cidrs in nkitd's config (this nkitd routes to static peers only)",
+      );
+    }
+    return ctx.cluster;
+  };
   const getEndpoint = (id: string): WiredEndpoint => {
     if (!id) throw new InvalidArgumentError("endpoint id must not be empty");
     const ep = ctx.endpoints.get(id);
@@ -197,6 +213,7 @@ function implementation(ctx: ApiContext): Implementation {
     bpffsDir: ctx.bpffsDir,
     stateDir: ctx.stateDir,
     ...(ctx.nomad ? { nomad: { address: ctx.nomad.address, ...ctx.nomad.status() } } : {}),
+    ...(ctx.cluster ? { cluster: ctx.cluster.status() } : {}),
   }));
 
   const listEndpoints = unary<T.Empty, T.ListEndpointsResponse>(log, "ListEndpoints", () => ({
@@ -353,6 +370,17 @@ function implementation(ctx: ApiContext): Implementation {
       ListNodes: unary<T.Empty, T.ListNodesResponse>(log, "ListNodes", () => ({
         nodes: ctx.nodes?.() ?? [],
       })),
+      ForgetNode: unary<T.ForgetNodeRequest, T.ForgetNodeResponse>(log, "ForgetNode", async (req) => {
+        if (!req.name) throw new InvalidArgumentError("node name must not be empty");
+        return { released: await clusterOf().forget(req.name) };
+      }),
+      LeaveCluster: unary<T.LeaveClusterRequest, T.LeaveClusterResponse>(
+        log,
+        "LeaveCluster",
+        async (req) => ({
+          podCidrs: await clusterOf().leave(req.force),
+        }),
+      ),
       GetService: getServiceRpc,
       AddService: addService,
       DeleteService: deleteService,

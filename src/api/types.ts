@@ -38,6 +38,7 @@ export interface StatusResponse {
   stateDir: string;
   /** Absent when nkitd follows no Nomad. */
   nomad?: NomadSync;
+  cluster?: NomadCluster;
 }
 
 export interface NomadSync {
@@ -47,6 +48,15 @@ export interface NomadSync {
   syncedAt: string;
   services: number;
   registrations: number;
+}
+
+export interface NomadCluster {
+  node: string;
+  podCidrs: string[];
+  connected: boolean;
+  lastError: string;
+  syncedAt: string;
+  nodes: number;
 }
 
 export interface Addresses {
@@ -232,6 +242,24 @@ export interface Node {
   podCidrs: string[];
   source: string;
   routes: NodeRoute[];
+  self: boolean;
+  heartbeatAt: string;
+}
+
+export interface ForgetNodeRequest {
+  name: string;
+}
+
+export interface ForgetNodeResponse {
+  released: boolean;
+}
+
+export interface LeaveClusterRequest {
+  force: boolean;
+}
+
+export interface LeaveClusterResponse {
+  podCidrs: string[];
 }
 
 export interface ListNodesResponse {

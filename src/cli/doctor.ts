@@ -219,15 +219,42 @@ function nomadCheck(s: StatusResponse): Check | undefined {
       };
 }
 
+/** This node's cluster membership; undefined without nomad.cluster. */
+function clusterCheck(s: StatusResponse): Check | undefined {
+  const c = s.cluster;
+  if (!c) return undefined;
+  const name = "Nomad cluster membership";
+  if (c.connected && !c.lastError) {
+    return {
+      name,
+      status: "pass",
+      required: false,
+      detail: `node ${c.node} holds ${c.podCidrs.join(", ")}; routes to ${c.nodes} other nodes`,
+      fix: "",
+    };
+  }
+  return c.connected
+    ? { name, status: "fail", required: false, detail: c.lastError, fix: "see nkit node list" }
+    : {
+        name,
+        status: "warn",
+        required: false,
+        detail: `Nomad unreachable (${c.lastError || "not yet read"}); node ${c.node} keeps ${c.podCidrs.join(", ")} and routes to the last known nodes${c.syncedAt ? ` (read ${c.syncedAt})` : ""}`,
+        fix: "check nomad.address and the token (variables read/write on the cluster's variable) in nkitd's config",
+      };
+}
+
 async function nkitdCheck(
   socket: string,
-): Promise<{ check: Check; mode?: string; uplinks?: string[]; nomad?: Check }> {
+): Promise<{ check: Check; mode?: string; uplinks?: string[]; nomad?: Check; cluster?: Check }> {
   const c = new NkitClient(socket, { timeoutMs: 3000 });
   try {
     const s = await c.status();
     const nomad = nomadCheck(s);
+    const cluster = clusterCheck(s);
     return {
       ...(nomad ? { nomad } : {}),
+      ...(cluster ? { cluster } : {}),
       check: {
         name: "nkitd reachable",
         status: "pass",
@@ -363,6 +390,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
   });
   checks.push(nkitd.check);
   if (nkitd.nomad) checks.push(nkitd.nomad);
+  if (nkitd.cluster) checks.push(nkitd.cluster);
   return checks;
 }
 

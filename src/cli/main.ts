@@ -23,7 +23,7 @@ import { defaultCniPlugin, defaultNkitdCommand } from "./install.js";
 // nkit: operator CLI. `nkit [--socket PATH] <command> [--json]`.
 // Exit codes: 0 ok, 1 failure, 2 usage error, 3 nkitd unreachable, 4 `doctor` found failures.
 import { natListCmd } from "./nat.js";
-import { nodeListCmd } from "./nodes.js";
+import { nodeForgetCmd, nodeLeaveCmd, nodeListCmd } from "./nodes.js";
 import { EXIT, errorText, exitCodeOf } from "./output.js";
 import {
   type ServiceAddOptions,
@@ -114,12 +114,25 @@ program
   .description("the flows masquerade translated: pod, translated and remote address:port, idle time")
   .action(act((cli) => withClient(cli, (c) => natListCmd(c, cli.json))));
 
-program
-  .command("node")
-  .description("other nkit hosts")
+const node = program.command("node").description("nkit hosts: static peers and the Nomad cluster's nodes");
+node
   .command("list")
-  .description("the hosts this one routes pods to: addresses, pod CIDRs, route state")
+  .description(
+    "the hosts this one routes pods to (and itself in a Nomad cluster): addresses, pod CIDRs, route state",
+  )
   .action(act((cli) => withClient(cli, (c) => nodeListCmd(c, cli.json))));
+node
+  .command("forget")
+  .description("free the pod CIDR claim of a node that left the Nomad cluster without a clean leave")
+  .argument("<name>", "the node's name (nkit node list)")
+  .action(act((cli, name: string) => withClient(cli, (c) => nodeForgetCmd(c, cli.json, name))));
+node
+  .command("leave")
+  .description("this node leaves the Nomad cluster: frees its pod CIDR claim; nkitd stops")
+  .option("--force", "leave although pods are wired here")
+  .action(
+    act((cli, o: { force?: boolean }) => withClient(cli, (c) => nodeLeaveCmd(c, cli.json, o.force === true))),
+  );
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 const service = program.command("service").description("services load-balanced by nkitd (socket LB)");

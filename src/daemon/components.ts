@@ -52,6 +52,7 @@ export class Components {
     this.running.set(c.name, reload ? { reload: (next) => reload(value, next) } : {});
     this.undo.push(async () => {
       this.running.delete(c.name);
+      this.log.debug({ component: c.name }, "stopping");
       await stop?.(value);
     }, `stopping ${c.name}`);
     return value;

@@ -105,13 +105,13 @@ const ipAddress = string.refine(
   complain((v) => `"${v}" is not an IP address`, 'e.g. 192.0.2.2 or "2001:db8::2"'),
 );
 
-const PEER_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
+export const NODE_NAME = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
 
 /** A static peer: another nkit host whose pod CIDRs are routed to its address(es), never masqueraded. */
 const peer = mapping(
   {
     name: string.regex(
-      PEER_NAME,
+      NODE_NAME,
       complain((v) => `"${v}" is not a node name`, "use lowercase letters, digits, '.' and '-'"),
     ),
     /** One address, or one per family: the next hop of the peer's pod CIDRs of that family. */
@@ -280,6 +280,55 @@ const nkitdConfig = mapping(
       token: orDefault(string, ""),
       tokenFile: orDefault(z.union([z.literal(""), absolutePath]), ""),
       namespace: orDefault(string, "*"),
+      /**
+       * Multi-host pod routing through Nomad: this node claims its pod CIDRs out of `cidrs` in a
+       * Nomad Variable and routes to every other node's; no cidrs = off (podCIDRs as configured).
+       */
+      cluster: section({
+        cidrs: orDefault(
+          z.array(
+            cidr,
+            complain((v) => `expected a list of CIDRs, got ${show(v)}`, 'e.g. [10.48.0.0/16, "fd48::/56"]'),
+          ),
+          [],
+        ),
+        /** The prefix length of one node's pod CIDR, per family. */
+        nodeMask: section({
+          ipv4: orDefault(whole(8, 30, "bits"), 24),
+          ipv6: orDefault(whole(48, 120, "bits"), 64),
+        }),
+        /** "" = the host name. */
+        nodeName: orDefault(
+          z.union([
+            z.literal(""),
+            string.regex(
+              NODE_NAME,
+              complain((v) => `"${v}" is not a node name`, "use lowercase letters, digits, '.' and '-'"),
+            ),
+          ]),
+          "",
+        ),
+        /** Where other nodes send this node's pod traffic; [] = the uplinks' first global address per family. */
+        address: orDefault(
+          z.array(
+            ipAddress,
+            complain(
+              (v) => `expected a list of IP addresses, got ${show(v)}`,
+              'e.g. [192.0.2.2, "2001:db8::2"]',
+            ),
+          ),
+          [],
+        ),
+        variable: orDefault(
+          string.regex(
+            /^[a-zA-Z0-9_/.-]{1,128}$/,
+            complain((v) => `"${v}" is not a Nomad Variable path`, "e.g. nkit/cluster"),
+          ),
+          "nkit/cluster",
+        ),
+        /** Seconds without a heartbeat after which another node frees a node's claim; 0 = never (nkit node forget). */
+        ttl: orDefault(whole(0, 365 * 86400, "seconds"), 0),
+      }),
     }),
     log: section({
       level: orDefault(
@@ -370,6 +419,7 @@ function checkRelations(c: NkitdConfig): void {
       peerCIDRs.push({ cidr, name: p.name });
     }
   }
+  checkCluster(c, peerCIDRs);
   const names = new Set<string>();
   const frontends = new Map<string, string>();
   for (const [i, spec] of c.services.entries()) {
@@ -400,6 +450,51 @@ function checkRelations(c: NkitdConfig): void {
         `services[${i}].vip`,
         `${spec.vip} lies in the pod CIDR ${pod.text}`,
         "take VIPs from serviceCIDRs",
+      );
+    }
+  }
+}
+
+/** nomad.cluster: needs Nomad, one CIDR per family clear of the VIPs and the static peers, masks that fit. */
+function checkCluster(c: NkitdConfig, peerCIDRs: readonly { cidr: IpPrefix; name: string }[]): void {
+  const cl = c.nomad.cluster;
+  if (cl.cidrs.length === 0) return;
+  if (!c.nomad.address) {
+    throw new ConfigError(
+      "nomad.cluster.cidrs",
+      "is set but nomad.address is empty",
+      "give nomad.address (the local Nomad agent, e.g. http://127.0.0.1:4646)",
+    );
+  }
+  const seen = new Set<number>();
+  for (const [i, text] of cl.cidrs.entries()) {
+    const at = `nomad.cluster.cidrs[${i}]`;
+    const cidr = IpPrefix.parse(text);
+    if (seen.has(cidr.family)) {
+      throw new ConfigError(
+        at,
+        `a second IPv${cidr.family} CIDR (${text})`,
+        "give at most one CIDR per family",
+      );
+    }
+    seen.add(cidr.family);
+    const mask = cidr.family === 4 ? cl.nodeMask.ipv4 : cl.nodeMask.ipv6;
+    if (mask < cidr.prefixLength) {
+      throw new ConfigError(
+        `nomad.cluster.nodeMask.ipv${cidr.family}`,
+        `/${mask} is wider than the cluster CIDR ${text}`,
+        `use a node mask of at least /${cidr.prefixLength}`,
+      );
+    }
+    const svc = c.serviceCIDRs.find((s) => IpPrefix.parse(s).overlaps(cidr));
+    if (svc)
+      throw new ConfigError(at, `${text} overlaps the service CIDR ${svc}`, "give VIPs a range of their own");
+    const peer = peerCIDRs.find((p) => p.cidr.overlaps(cidr));
+    if (peer) {
+      throw new ConfigError(
+        at,
+        `${text} overlaps the pod CIDR of peer ${peer.name}`,
+        "static peers need pod CIDRs outside the cluster CIDRs",
       );
     }
   }

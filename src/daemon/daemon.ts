@@ -3,23 +3,28 @@
 // in the order below, unwound when a later one fails, reloaded in order and stopped in reverse.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import type { Node as ApiNode } from "../api/types.js";
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { lbMapSizes } from "../bpf/lb.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
 import { ContainerdClient, containerIdentity, nerdctlContainerRef } from "../containerd/containers.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
+import { InvalidArgumentError } from "../errors.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { observeCniRequest } from "../metrics/index.js";
 import { Rtnl } from "../netlink/index.js";
 import { allocationFromArgs, allocationLabels, lookupAllocation } from "../nomad/allocations.js";
 import { NomadClient } from "../nomad/client.js";
+import type { ClusterMembership } from "../nomad/cluster-membership.js";
+import type { NodeRecord } from "../nomad/node-claims.js";
 import { NomadServiceSync } from "../nomad/service-sync.js";
 import type { NriPlugin } from "../nri/index.js";
 import { PodNetwork } from "../pods/network.js";
 import { MaglevTables } from "../services/maglev-tables.js";
 import { hostCgroup2, SocketLb } from "../services/socket-lb.js";
 import { IpPrefix } from "../util/ip.js";
+import { clusterPeers, joinCluster } from "./cluster.js";
 import { Components } from "./components.js";
 import type { NkitdConfig } from "./config.js";
 import { type ConntrackService, startConntrack } from "./conntrack.js";
@@ -27,7 +32,7 @@ import { type HostServices, startHostServices } from "./host-services.js";
 import { acquireInstanceLock, type InstanceLock } from "./lock.js";
 import { type MasqueradeService, startMasquerade } from "./masquerade.js";
 import { startNri } from "./nri.js";
-import { type PeerRoute, syncPeerRoutes } from "./peers.js";
+import { type Peer, type PeerRoute, syncPeerRoutes } from "./peers.js";
 import { type Services, startServices } from "./services.js";
 import { defaultRouteDevices } from "./uplinks.js";
 
@@ -61,7 +66,16 @@ export interface Daemon {
 /** Keys reload() applies in place. */
 const RELOADABLE = new Set(["masquerade", "timeouts", "peers"]);
 
-export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Daemon> {
+export interface DaemonHooks {
+  /** This node left the Nomad cluster (`nkit node leave`): nkitd should stop. */
+  onLeft?: () => void;
+}
+
+export async function startDaemon(
+  config: NkitdConfig,
+  log: Logger,
+  hooks: DaemonHooks = {},
+): Promise<Daemon> {
   mkdirSync(config.paths.state, { recursive: true, mode: 0o700 });
   mkdirSync(config.paths.run, { recursive: true, mode: 0o755 });
   const parts = new Components(log);
@@ -71,6 +85,28 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     stop: (lock: InstanceLock) => lock.release(),
   });
   const uplinks = config.uplinks.length > 0 ? config.uplinks : await defaultUplinks().catch(fail(parts));
+  // --- Nomad's API (src/nomad): allocations' identity, native services, the cluster's node claims;
+  // off without an address.
+  const nomad = config.nomad.address
+    ? new NomadClient({
+        address: config.nomad.address,
+        ...(config.nomad.token ? { token: config.nomad.token } : {}),
+        ...(config.nomad.tokenFile ? { tokenFile: config.nomad.tokenFile } : {}),
+      })
+    : undefined;
+  // --- the Nomad cluster (src/nomad, nomad.cluster): this node's pod CIDRs come from its claim, so
+  // it joins before the datapath opens its IPAM; the other nodes' claims become routed peers.
+  let onClusterNodes: (others: NodeRecord[]) => Promise<void> = async () => undefined;
+  const cluster =
+    nomad && config.nomad.cluster.cidrs.length > 0
+      ? await parts.require({
+          name: "Nomad cluster membership",
+          start: () =>
+            joinCluster({ config, nomad, uplinks, onNodes: (others) => onClusterNodes(others), log }),
+          stop: (m: ClusterMembership) => m.stop(),
+        })
+      : undefined;
+  if (cluster) config.podCIDRs = cluster.podCIDRs;
   // --- datapath (src/datapath) behind the pod lifecycle (src/pods): IPAM, programs, endpoints and
   // uplinks; pinned, so the wired pods keep forwarding while nkitd is down.
   const net = await parts.require({
@@ -105,40 +141,102 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
       config.timeouts = next.timeouts;
     },
   });
+  // Every other nkit host: static peers and, while this node is in the cluster, the other nodes.
+  let inCluster = cluster !== undefined;
+  const routedPeers = (staticPeers: readonly Peer[]): Peer[] => [
+    ...staticPeers,
+    ...(cluster && inCluster ? clusterPeers(cluster.peers()) : []),
+  ];
   // --- masquerade (src/masquerade): pod traffic leaving through an uplink gets its address.
   const masq = await parts.require({
     name: "masquerade",
     needs: ["datapath", "conntrack"],
-    start: () => startMasquerade(config, uplinks, endpoints.maps, conntrack.table, log),
+    start: () =>
+      startMasquerade(config, uplinks, endpoints.maps, conntrack.table, log, () =>
+        routedPeers(config.peers).flatMap((p) => p.address),
+      ),
     stop: (m: MasqueradeService) => m.stop(),
     reload: async (m: MasqueradeService, next: NkitdConfig) => {
       await m.reconfigure(next);
       config.masquerade = next.masquerade;
     },
   });
-  // --- routes to other nkit hosts' pods (static `peers:`): direct, never masqueraded; left in
-  // place when nkitd stops, like the rest of the datapath.
+  // --- routes to other nkit hosts' pods (static `peers:` and the cluster's other nodes): direct,
+  // never masqueraded; left in place when nkitd stops, like the rest of the datapath. One sync at a
+  // time: a reload and a change of the cluster's nodes may come together.
   let peerRoutes: PeerRoute[] = [];
+  let routing: Promise<unknown> = Promise.resolve();
+  const routePeers = (staticPeers: readonly Peer[]): Promise<void> => {
+    const next = routing.then(async () => {
+      peerRoutes = await syncPeerRoutes(routedPeers(staticPeers), log);
+      await masq.refreshPeers();
+    });
+    routing = next.catch(() => undefined);
+    return next;
+  };
   await parts.require({
     name: "peer routes",
     start: async () => {
-      peerRoutes = await syncPeerRoutes(config.peers, log);
+      await routePeers(config.peers);
+      onClusterNodes = () => routePeers(config.peers);
+      cluster?.start();
     },
     reload: async (_none: undefined, next: NkitdConfig) => {
-      peerRoutes = await syncPeerRoutes(next.peers, log);
       config.peers = next.peers;
+      await routePeers(next.peers);
     },
   });
-  const nodes = () =>
-    config.peers.map((p) => ({
+  const routesOf = (name: string) =>
+    peerRoutes
+      .filter((r) => r.peer === name)
+      .map((r) => ({ podCidr: r.podCIDR, via: r.via, state: r.state }));
+  const nodes = (): ApiNode[] => [
+    ...config.peers.map((p) => ({
       name: p.name,
       addresses: [...p.address],
       podCidrs: [...p.podCIDRs],
       source: "peers",
-      routes: peerRoutes
-        .filter((r) => r.peer === p.name)
-        .map((r) => ({ podCidr: r.podCIDR, via: r.via, state: r.state })),
-    }));
+      routes: routesOf(p.name),
+      self: false,
+      heartbeatAt: "",
+    })),
+    ...(cluster && inCluster ? cluster.nodes() : []).map((n, i) => ({
+      name: n.name,
+      addresses: [...n.addresses],
+      podCidrs: [...n.podCIDRs],
+      source: "nomad",
+      routes: i === 0 ? [] : routesOf(n.name),
+      self: i === 0,
+      heartbeatAt: n.heartbeatAt,
+    })),
+  ];
+  const clusterApi = cluster && {
+    status: () => {
+      const st = cluster.status();
+      return {
+        node: st.node,
+        podCidrs: st.podCIDRs,
+        connected: inCluster && st.connected,
+        lastError: inCluster ? st.lastError : "left the cluster",
+        syncedAt: st.syncedAt,
+        nodes: inCluster ? cluster.peers().length : 0,
+      };
+    },
+    forget: (name: string) => cluster.forget(name),
+    leave: async (force: boolean) => {
+      const wired = endpoints.list().length;
+      if (wired > 0 && !force) {
+        throw new InvalidArgumentError(
+          `${wired} pods are wired on this node with addresses from ${cluster.podCIDRs.join(", ")}: stop them first (or nkit node leave --force; their addresses may then go to another node)`,
+        );
+      }
+      await cluster.leave();
+      inCluster = false;
+      await routePeers(config.peers);
+      setImmediate(() => hooks.onLeft?.());
+      return cluster.podCIDRs;
+    },
+  };
   // What nkit-cni attached (with the port mappings), read before services start so a restart
   // re-claims every host port before stale frontends are dropped.
   const attachments = openAttachmentStore(join(config.paths.state, "cni-attachments.json"));
@@ -169,14 +267,6 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     start: () => new ContainerdClient({ socket: config.containerd.socket }),
     stop: (c: ContainerdClient) => c.close(),
   });
-  // --- Nomad's API (src/nomad): the identity of allocations nkit-cni wires; off without an address.
-  const nomad = config.nomad.address
-    ? new NomadClient({
-        address: config.nomad.address,
-        ...(config.nomad.token ? { token: config.nomad.token } : {}),
-        ...(config.nomad.tokenFile ? { tokenFile: config.nomad.tokenFile } : {}),
-      })
-    : undefined;
   // --- Nomad's native services (src/nomad): VIPs in the service maps, kept in sync with Nomad.
   const nomadSync =
     nomad && services
@@ -237,6 +327,7 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
           ...(services ? { services: services.manager, lbCounters: services.counters } : {}),
           ...(nomadSync ? { nomad: nomadSync } : {}),
           nodes,
+          ...(clusterApi ? { cluster: clusterApi } : {}),
         },
         log,
       ),
@@ -257,6 +348,8 @@ export async function startDaemon(config: NkitdConfig, log: Logger): Promise<Dae
     ipam,
     uplinks,
     reload: async (next) => {
+      // The pod CIDRs of a cluster member are its claim's, not the file's.
+      if (cluster) next.podCIDRs = config.podCIDRs;
       const cur = config as unknown as Record<string, unknown>;
       const nxt = next as unknown as Record<string, unknown>;
       const changed = Object.keys(nxt).filter((k) => JSON.stringify(cur[k]) !== JSON.stringify(nxt[k]));

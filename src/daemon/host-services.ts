@@ -41,6 +41,8 @@ interface HostServicesCore {
   nomad?: ApiContext["nomad"];
   /** `nkit node list`. */
   nodes?: ApiContext["nodes"];
+  /** `nkit node forget|leave`. */
+  cluster?: ApiContext["cluster"];
 }
 
 export interface HostServices {
@@ -120,6 +122,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         ...(core.nat ? { nat: core.nat } : {}),
         ...(core.nomad ? { nomad: core.nomad } : {}),
         ...(core.nodes ? { nodes: core.nodes } : {}),
+        ...(core.cluster ? { cluster: core.cluster } : {}),
         log,
       },
       join(config.paths.run, API_SOCKET_NAME),

@@ -56,8 +56,16 @@ async function main(): Promise<number> {
   }
   const log = createLogger({ name: "nkitd", level: config.log.level });
   let daemon: Awaited<ReturnType<typeof startDaemon>>;
+  // `nkit node leave` ends nkitd like a signal (it would claim again if it kept running and restarted).
+  let requestStop: (why: string) => void = () => undefined;
+  let leftEarly = false;
   try {
-    daemon = await startDaemon(config, log);
+    daemon = await startDaemon(config, log, {
+      onLeft: () => {
+        leftEarly = true;
+        requestStop("left the Nomad cluster");
+      },
+    });
   } catch (e) {
     log.fatal({ err: e, code: e instanceof NkitError ? e.code : undefined }, "nkitd failed to start");
     return e instanceof ConfigError ? 2 : 1;
@@ -92,6 +100,8 @@ async function main(): Promise<number> {
         (e: unknown) => log.error({ err: e }, "reload failed"),
       );
     });
+    requestStop = stop;
+    if (leftEarly) stop("left the Nomad cluster");
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });

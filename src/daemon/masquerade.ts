@@ -1,11 +1,13 @@
 // Masquerade in nkitd: the `masquerade:` section and each uplink's addresses written into the
 // datapath's NAT maps at start and refreshed every 30 s (an uplink that gets a new address by DHCP or
-// SLAAC is followed). Pod CIDRs, service CIDRs and the peers' pod CIDRs are never masqueraded.
+// SLAAC is followed). Pod CIDRs, service CIDRs, the peers' pod CIDRs and the Nomad cluster's CIDRs are
+// never masqueraded.
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
 import { Masquerade, type NatFlowView, type UplinkAddresses } from "../masquerade/masquerade.js";
 import { Rtnl } from "../netlink/index.js";
+import { IpAddress, IpPrefix } from "../util/ip.js";
 import type { NkitdConfig } from "./config.js";
 import { globalAddresses } from "./uplinks.js";
 
@@ -37,6 +39,8 @@ export interface MasqueradeService {
   flowCounts(): Record<string, number>;
   /** Applies a changed `masquerade:` section (SIGHUP); flows already translated keep their ports. */
   reconfigure(config: NkitdConfig): Promise<void>;
+  /** Re-reads the other nkit hosts' addresses (peers joined or left). */
+  refreshPeers(): Promise<void>;
   stop(): void;
 }
 
@@ -46,17 +50,25 @@ export async function startMasquerade(
   maps: DatapathObjectMaps,
   ct: Pick<Conntrack, "entries" | "keys">,
   log: Logger,
+  /** The other nkit hosts' addresses (static peers, cluster nodes): they route our pods back. */
+  peerAddresses: () => readonly string[] = () => [],
 ): Promise<MasqueradeService> {
   const nat = Masquerade.open(maps, ct);
   const settingsOf = (c: NkitdConfig) => ({
     ipv4: c.masquerade.enabled,
     ipv6: c.masquerade.enabled && c.masquerade.ipv6,
     portRange: c.masquerade.portRange,
-    // Other hosts' pods are reached with the pod's own address (direct routes, no NAT).
+    // Other hosts' pods, and the other hosts themselves, are reached with the pod's own address
+    // (direct routes, no NAT): also a pod's answer to a host that opened a flow to it directly.
     exclude: [
       ...c.podCIDRs,
       ...c.serviceCIDRs,
       ...c.peers.flatMap((p) => p.podCIDRs),
+      ...c.nomad.cluster.cidrs,
+      ...peerAddresses().map((a) => {
+        const ip = IpAddress.parse(a);
+        return IpPrefix.of(ip, ip.bits).text;
+      }),
       ...c.masquerade.nonMasqueradeCIDRs,
     ],
   });
@@ -83,6 +95,10 @@ export async function startMasquerade(
     reconfigure: async (c) => {
       settings = settingsOf(c);
       last = "";
+      await apply();
+    },
+    refreshPeers: async () => {
+      settings = settingsOf(config);
       await apply();
     },
     stop: () => {

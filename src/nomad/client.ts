@@ -120,11 +120,15 @@ export class NomadClient {
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 2000),
       });
     } catch (e) {
-      throw new NomadError(`Nomad at ${this.opts.address}: ${what}: ${(e as Error).message}`, { cause: e });
+      throw new NomadError(`Nomad at ${this.opts.address}: ${what}: ${(e as Error).message}`, {
+        cause: e,
+        retryable: true,
+      });
     }
     if (!res.ok && !accept.includes(res.status)) {
       throw new NomadError(
         `Nomad at ${this.opts.address}: ${what}: HTTP ${res.status} ${(await res.text()).trim()}`,
+        { retryable: res.status >= 500 },
       );
     }
     return res;

@@ -10,8 +10,8 @@ import type { NomadClient } from "./client.js";
 
 export interface NodeRecord {
   name: string;
-  /** The address other nodes route this node's pod CIDRs to. */
-  address: string;
+  /** Where other nodes route this node's pod CIDRs: at most one address per family. */
+  addresses: string[];
   /** One per family of the cluster CIDRs. */
   podCIDRs: string[];
   /** RFC 3339: when the node last claimed or renewed. */
@@ -35,16 +35,22 @@ function subnet(cluster: IpPrefix, mask: number, i: bigint): IpPrefix {
   return IpPrefix.of(IpAddress.fromValue(cluster.family, cluster.network.value + i * step), mask);
 }
 
+export interface ClaimingNode {
+  name: string;
+  addresses: string[];
+  /**
+   * The CIDRs this node used before (its saved claim): taken again when still free, so a node an
+   * operator forgot while it ran keeps its pods' addresses.
+   */
+  prefer?: readonly string[];
+}
+
 /**
  * The table after `node` claimed (or renewed) its CIDRs: a node already in it keeps its CIDRs, a new
- * one gets the lowest free subnet per family. Throws when a family's cluster CIDR is full.
+ * one gets its preferred subnet when free, else the lowest free subnet per family. Throws when a
+ * family's cluster CIDR is full.
  */
-export function withClaim(
-  table: Table,
-  node: { name: string; address: string },
-  layout: ClusterLayout,
-  now: Date,
-): Table {
+export function withClaim(table: Table, node: ClaimingNode, layout: ClusterLayout, now: Date): Table {
   const have = table.nodes[node.name];
   let podCIDRs = have?.podCIDRs;
   if (!podCIDRs) {
@@ -56,6 +62,11 @@ export function withClaim(
           `a node's IPv${cluster.family} pod CIDR /${mask} does not fit in the cluster CIDR ${cluster}`,
         );
       }
+      const preferred = node.prefer?.find((text) => {
+        const p = IpPrefix.parse(text);
+        return p.family === cluster.family && p.prefixLength === mask && cluster.contains(p.network);
+      });
+      if (preferred && !taken.has(preferred)) return preferred;
       const count = 1n << BigInt(mask - cluster.prefixLength);
       for (let i = 0n; i < count && i < 1n << 20n; i++) {
         const c = subnet(cluster, mask, i).toString();
@@ -69,7 +80,12 @@ export function withClaim(
   return {
     nodes: {
       ...table.nodes,
-      [node.name]: { name: node.name, address: node.address, podCIDRs, heartbeatAt: now.toISOString() },
+      [node.name]: {
+        name: node.name,
+        addresses: [...node.addresses],
+        podCIDRs,
+        heartbeatAt: now.toISOString(),
+      },
     },
   };
 }
@@ -94,6 +110,11 @@ export class NodeClaims {
     this.namespace = opts.namespace ?? "default";
   }
 
+  /** Where the claims live, for messages. */
+  get where(): string {
+    return `the Nomad Variable ${this.namespace}/${this.path}`;
+  }
+
   /** Every node's claim. */
   async list(): Promise<NodeRecord[]> {
     const v = await this.read();
@@ -101,7 +122,7 @@ export class NodeClaims {
   }
 
   /** Claims (or renews) this node's pod CIDRs; returns its record. */
-  async claim(node: { name: string; address: string }, layout: ClusterLayout): Promise<NodeRecord> {
+  async claim(node: ClaimingNode, layout: ClusterLayout): Promise<NodeRecord> {
     const t = await this.change((table) => withClaim(table, node, layout, new Date()));
     const mine = t.nodes[node.name];
     if (!mine) throw new NomadError(`node ${node.name} is missing from ${this.path} right after claiming`);
@@ -119,12 +140,12 @@ export class NodeClaims {
     return held;
   }
 
-  /** Releases the claims of nodes whose heartbeat is older than ttlMs; returns their names. */
-  async expire(ttlMs: number, now = new Date()): Promise<string[]> {
+  /** Releases the claims of nodes (but `keep`) whose heartbeat is older than ttlMs; returns their names. */
+  async expire(ttlMs: number, now = new Date(), keep?: string): Promise<string[]> {
     let expired: string[] = [];
     await this.change((table) => {
       expired = Object.values(table.nodes)
-        .filter((n) => now.getTime() - Date.parse(n.heartbeatAt) > ttlMs)
+        .filter((n) => n.name !== keep && now.getTime() - Date.parse(n.heartbeatAt) > ttlMs)
         .map((n) => n.name);
       return { nodes: Object.fromEntries(Object.entries(table.nodes).filter(([k]) => !expired.includes(k))) };
     });

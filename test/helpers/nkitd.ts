@@ -1,6 +1,7 @@
 // nkitd and nkit from dist/ as real processes, for the nkitd-* integration tests: a temp config with
 // unique state/run/bpffs dirs, unique pod CIDRs and a test uplink veth; nkitd's JSON log; the CLI
 // with --json. Everything is removed by the owning Scope, also when a test fails.
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -10,6 +11,7 @@ import type { NkitClient } from "../../src/api/client.js";
 import type { Endpoint } from "../../src/api/types.js";
 import { BpfLink, type LinkInfo } from "../../src/bpf/link.js";
 import { PinDir } from "../../src/bpf/pins.js";
+import { NKIT_ROUTE_PROTOCOL } from "../../src/daemon/peers.js";
 import { createTestCgroup } from "./cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "./names.js";
 import { createNetns } from "./netns.js";
@@ -323,7 +325,7 @@ export function pinnedLink(path: string): LinkInfo {
   }
 }
 
-const NET_FIXTURES = join(ROOT, "test", "fixtures", "net");
+export const NET_FIXTURES = join(ROOT, "test", "fixtures", "net");
 
 /**
  * Starts a server of test/fixtures/net (lb-backend.mjs, peer-echo.mjs, ...) inside a netns and waits
@@ -415,4 +417,14 @@ export async function watchMonitor(
         .map((l) => JSON.parse(l) as MonitorEvent);
     },
   };
+}
+
+/** nkitd's routes to other hosts' pods (protocol 188) in a netns, v4 then v6, as `ip route` prints them. */
+export async function peerRoutesIn(netns: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of ["-4", "-6"]) {
+    const r = await run("ip", ["-n", netns, f, "route", "show", "proto", String(NKIT_ROUTE_PROTOCOL)]);
+    out.push(...r.stdout.split("\n").filter((l) => l.trim()));
+  }
+  return out;
 }

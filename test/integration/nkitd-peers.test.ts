@@ -9,11 +9,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type { Node } from "../../src/api/types.js";
-import { NKIT_ROUTE_PROTOCOL } from "../../src/daemon/peers.js";
 import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
-import { Nkitd, nkitdDirs, nkitJson, requireDist, startNetFixture } from "../helpers/nkitd.js";
+import {
+  NET_FIXTURES,
+  Nkitd,
+  nkitdDirs,
+  nkitJson,
+  peerRoutesIn,
+  requireDist,
+  startNetFixture,
+} from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
@@ -34,6 +41,7 @@ interface Host {
 }
 
 const PORT = 7070;
+const UDP_PORT = 7080;
 const a4 = randomInt(100, 250);
 const a6 = randomInt(0x1000, 0xffff).toString(16);
 let one: Host;
@@ -62,14 +70,7 @@ s.on("error", (e) => process.stdout.write("error:" + e.code)); s.on("timeout", (
     .stdout;
 }
 
-async function peerRoutes(h: Host): Promise<string[]> {
-  const out: string[] = [];
-  for (const f of ["-4", "-6"]) {
-    const r = await run("ip", ["-n", h.netns.name, f, "route", "show", "proto", String(NKIT_ROUTE_PROTOCOL)]);
-    out.push(...r.stdout.split("\n").filter((l) => l.trim()));
-  }
-  return out;
-}
+const peerRoutes = (h: { netns: { name: string } }) => peerRoutesIn(h.netns.name);
 
 beforeAll(async () => {
   requireDist();
@@ -123,6 +124,7 @@ beforeAll(async () => {
     scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
     h.pod = { netns: podNs, ipv4: ep.addresses.ipv4, ipv6: ep.addresses.ipv6 };
     await startNetFixture(scope, podNs.path, "peer-echo.mjs", [String(PORT)]);
+    await startNetFixture(scope, podNs.path, "lb-backend.mjs", [h.netns.name, String(UDP_PORT)]);
   }
 }, 120_000);
 
@@ -146,6 +148,8 @@ describe("static peers: pods on two hosts", () => {
           { podCidr: two.cidr4, via: two.addr4, state: "installed" },
           { podCidr: two.cidr6, via: two.addr6, state: "installed" },
         ],
+        self: false,
+        heartbeatAt: "",
       },
     ]);
   });
@@ -155,6 +159,25 @@ describe("static peers: pods on two hosts", () => {
     expect(await seenFrom(one.pod!.netns, two.pod!.ipv6, PORT)).toBe(one.pod!.ipv6);
     expect(await seenFrom(two.pod!.netns, one.pod!.ipv4, PORT)).toBe(two.pod!.ipv4);
     expect(await seenFrom(two.pod!.netns, one.pod!.ipv6, PORT)).toBe(two.pod!.ipv6);
+  });
+
+  it("answer the other host itself from the pod's address, also over UDP (peers' addresses are not masqueraded)", async () => {
+    for (const dst of [two.pod!.ipv4, two.pod!.ipv6]) {
+      const r = await run("nsenter", [
+        `--net=${one.netns.path}`,
+        "--",
+        process.execPath,
+        join(NET_FIXTURES, "lb-client.mjs"),
+        "udp",
+        dst,
+        String(UDP_PORT),
+      ]);
+      expect(JSON.parse(r.stdout.trim())).toEqual({
+        reply: `${two.netns.name}:ping`,
+        from: dst,
+        fromPort: UDP_PORT,
+      });
+    }
   });
 
   it("a peer removed from the config (SIGHUP) loses its routes", async () => {

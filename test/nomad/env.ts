@@ -106,6 +106,74 @@ export async function startNomadLane(
  */
 export const nomadPortBase = (): number => randomInt(20000, 32500);
 
+/**
+ * An HCL group of busybox httpd allocations on `cni/nkit` serving /tmp/www on 8080 (index.html holds
+ * the allocation's id), optionally pinned to a node and registering a Nomad service (with an HTTP
+ * check of /health when `check`, which then exists).
+ */
+export function httpdGroup(o: {
+  name: string;
+  count?: number;
+  node?: string;
+  service?: string;
+  check?: boolean;
+  /** More shell run before httpd starts, e.g. "/bin/busybox mkdir -p /tmp/www/cgi-bin". */
+  prepare?: string;
+}): string {
+  const check = `
+      check {
+        type         = "http"
+        path         = "/health"
+        interval     = "1s"
+        timeout      = "1s"
+        address_mode = "alloc"
+      }`;
+  const steps = [
+    "/bin/busybox mkdir -p /tmp/www",
+    "echo $NOMAD_ALLOC_ID > /tmp/www/index.html",
+    ...(o.check ? ["echo ok > /tmp/www/health"] : []),
+    ...(o.prepare ? [o.prepare] : []),
+    "exec /bin/busybox httpd -f -p 8080 -h /tmp/www",
+  ];
+  return `  group "${o.name}" {
+    count = ${o.count ?? 1}
+${
+  o.node
+    ? `    constraint {
+      attribute = "\${node.unique.name}"
+      value     = "${o.node}"
+    }
+`
+    : ""
+}    network {
+      mode = "cni/nkit"
+      port "http" { to = 8080 }
+    }
+${
+  o.service
+    ? `    service {
+      provider     = "nomad"
+      name         = "${o.service}"
+      port         = "http"
+      address_mode = "alloc"${o.check ? check : ""}
+    }
+`
+    : ""
+}    task "httpd" {
+      driver = "exec"
+      kill_timeout = "1s"
+      config {
+        command = "/bin/busybox"
+        args = ["sh", "-c", "${steps.join(" && ")}"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }`;
+}
+
 export interface NomadAlloc {
   ID: string;
   ClientStatus: string;
@@ -116,6 +184,24 @@ export interface NomadAlloc {
   };
 }
 
+/** An agent other than the lane's loopback server + client: a server or a client of a cluster. */
+export interface AgentOptions {
+  /** The address it binds and advertises (default 127.0.0.1). */
+  bind?: string;
+  /** "both" (default): server and client; "server"; "client" (joins `servers`). */
+  role?: "both" | "server" | "client";
+  /** host:rpc-port of the servers a client joins. */
+  servers?: string[];
+  /** Run inside this network namespace (path). */
+  netns?: string;
+  /** The client's node name. */
+  name?: string;
+  /** The client's network interface (host ports, fingerprint); default lo. */
+  networkInterface?: string;
+  /** Where the client puts its allocations' cgroups (default Nomad's own, /nomad). */
+  cgroupParent?: string;
+}
+
 export class NomadAgent {
   private constructor(
     readonly dataDir: string,
@@ -123,13 +209,16 @@ export class NomadAgent {
     public process: ChildProcess,
     private readonly logFile: string,
     private readonly configFile: string,
+    private readonly opts: AgentOptions,
   ) {}
 
   /** Every allocation this agent ran for the tests: teardown waits for each one's network to go. */
   private readonly seen = new Set<string>();
 
-  private static spawnAgent(configFile: string, logFile: string): ChildProcess {
-    const child = spawn(NOMAD_BIN, ["agent", "-config", configFile], {
+  private static spawnAgent(configFile: string, logFile: string, netns?: string): ChildProcess {
+    const argv = ["agent", "-config", configFile];
+    const [cmd, args] = netns ? ["nsenter", [`--net=${netns}`, "--", NOMAD_BIN, ...argv]] : [NOMAD_BIN, argv];
+    const child = spawn(cmd, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
     });
@@ -156,43 +245,65 @@ export class NomadAgent {
     await this.startAgain();
   }
 
-  /** Starts a stopped agent again on its data dir and waits for the node. */
+  /**
+   * Starts a stopped agent again on its data dir and waits for the node. A server's RPC port can
+   * stay taken for a moment by the connections its clients held (closing): it tries again then.
+   */
   async startAgain(): Promise<void> {
-    this.process = NomadAgent.spawnAgent(this.configFile, this.logFile);
-    await this.nodeReady();
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      this.process = NomadAgent.spawnAgent(this.configFile, this.logFile, this.opts.netns);
+      try {
+        await this.nodeReady();
+        return;
+      } catch (e) {
+        const busy = /bind: address already in use/.test(this.logTail(5));
+        if (!busy || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
+  /** Ready: a server has a leader, a client's node (or any node of a "both" agent) is ready. */
   private async nodeReady(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.process.exitCode !== null) throw new Error(`nomad agent exited:\n${this.logTail()}`);
-      const nodes = await this.get<{ ID: string; Status: string }[]>("/v1/nodes").catch(() => []);
-      if (nodes.some((n) => n.Status === "ready")) return;
+      if (this.opts.role === "server") {
+        if (await this.get<string>("/v1/status/leader").catch(() => "")) return;
+      } else {
+        const nodes = await this.get<{ Name: string; Status: string }[]>("/v1/nodes").catch(() => []);
+        const mine = nodes.filter((n) => this.opts.name === undefined || n.Name === this.opts.name);
+        if (mine.some((n) => n.Status === "ready")) return;
+      }
       if (Date.now() > deadline) throw new Error(`the Nomad node never became ready:\n${this.logTail()}`);
       await new Promise((r) => setTimeout(r, 250));
     }
   }
 
-  /** Starts a loopback-only server + client agent and waits until its node is ready. */
+  /**
+   * Starts an agent, by default a loopback-only server + client, and waits until it is ready.
+   * The rpc and serf ports follow `base`.
+   */
   static async start(
     scope: Scope,
-    cni: { binDir: string; confDir: string },
+    cni: { binDir: string; confDir: string } | undefined,
     base = nomadPortBase(),
+    o: AgentOptions = {},
   ): Promise<NomadAgent> {
     const dataDir = mkdtempSync(join(tmpdir(), `nkt-${RUN_ID}-nomad-`));
     const ports = { http: base, rpc: base + 1, serf: base + 2 };
+    const bind = o.bind ?? "127.0.0.1";
+    const role = o.role ?? "both";
     const config = join(dataDir, "agent.hcl");
-    writeFileSync(
-      config,
-      `bind_addr = "127.0.0.1"
-disable_update_check = true
-data_dir = "${join(dataDir, "data")}"
-ports { http = ${ports.http}  rpc = ${ports.rpc}  serf = ${ports.serf} }
-advertise { http = "127.0.0.1"  rpc = "127.0.0.1"  serf = "127.0.0.1" }
-server { enabled = true  bootstrap_expect = 1 }
-client {
+    const server =
+      role === "client" ? "server { enabled = false }" : "server { enabled = true  bootstrap_expect = 1 }";
+    const client =
+      role === "server" || !cni
+        ? "client { enabled = false }"
+        : `client {
   enabled = true
-  network_interface = "lo"
+${o.servers ? `  servers = [${o.servers.map((x) => `"${x}"`).join(", ")}]\n` : ""}${o.cgroupParent ? `  cgroup_parent = "${o.cgroupParent}"\n` : ""}  network_interface = "${o.networkInterface ?? "lo"}"
   cni_path = "${cni.binDir}"
   cni_config_dir = "${cni.confDir}"
   # The exec driver's chroot: only the static busybox the jobs run (the default links in all of /usr,
@@ -203,18 +314,30 @@ client {
     "/etc/group"   = "/etc/group"
   }
   options { "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean" }
-}
+}`;
+    writeFileSync(
+      config,
+      `bind_addr = "${bind}"
+${o.name ? `name = "${o.name}"\n` : ""}disable_update_check = true
+data_dir = "${join(dataDir, "data")}"
+ports { http = ${ports.http}  rpc = ${ports.rpc}  serf = ${ports.serf} }
+advertise { http = "${bind}"  rpc = "${bind}"  serf = "${bind}" }
+${server}
+${client}
 `,
     );
     const logFile = join(dataDir, "agent.log");
-    // The client makes a /nomad cgroup in every hierarchy and leaves it: ours goes with the lane.
-    const ownCgroups = !existsSync("/sys/fs/cgroup/cpuset/nomad");
+    // The client makes a cgroup (/nomad, or its cgroup_parent) in every hierarchy and leaves it:
+    // ours goes with the lane.
+    const cgroupName = (o.cgroupParent ?? "nomad").replace(/^\//, "");
+    const ownCgroups = !existsSync(`/sys/fs/cgroup/cpuset/${cgroupName}`);
     const agent = new NomadAgent(
       dataDir,
-      `http://127.0.0.1:${ports.http}`,
-      NomadAgent.spawnAgent(config, logFile),
+      `http://${bind}:${ports.http}`,
+      NomadAgent.spawnAgent(config, logFile, o.netns),
       logFile,
       config,
+      o,
     );
     // Registered before anything can fail: jobs purged (their DELs reach nkitd while it still
     // runs: the scope unwinds in reverse), the agent stopped, what it mounted unmounted, its dir gone.
@@ -223,8 +346,8 @@ client {
       await agent.stopAgent();
       killStrays();
       await agent.removeNetnsLeft();
-      if (ownCgroups)
-        for (const h of readdirSync("/sys/fs/cgroup")) removeCgroup(join("/sys/fs/cgroup", h, "nomad"));
+      if (ownCgroups && role !== "server")
+        for (const h of readdirSync("/sys/fs/cgroup")) removeCgroup(join("/sys/fs/cgroup", h, cgroupName));
       await unmountUnder(dataDir);
       rmSync(dataDir, { recursive: true, force: true });
     });
@@ -311,7 +434,7 @@ client {
    * Stops every job and waits until each allocation's network is torn down too (Nomad deletes its
    * netns after the CNI DEL), which comes after the allocation stops: an agent stopped earlier leaves it.
    */
-  private async purgeAll(): Promise<void> {
+  async purgeAll(): Promise<void> {
     const jobs = await this.get<{ ID: string }[]>("/v1/jobs");
     await Promise.all(jobs.map((j) => this.allocations(j.ID).catch(() => [])));
     for (const j of jobs) await this.stopJob(j.ID);

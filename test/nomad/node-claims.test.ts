@@ -39,7 +39,7 @@ describe.skipIf(skip !== undefined)(
       // One NodeClaims per node, as ten nkitds would have.
       const got = await Promise.all(
         names.map((name, i) =>
-          new NodeClaims({ client, path }).claim({ name, address: `192.0.2.${i + 1}` }, layout),
+          new NodeClaims({ client, path }).claim({ name, addresses: [`192.0.2.${i + 1}`] }, layout),
         ),
       );
       expect(new Set(got.map((r) => r.podCIDRs[0])).size).toBe(10);
@@ -59,13 +59,13 @@ describe.skipIf(skip !== undefined)(
     it("a node claiming again keeps its CIDRs; a released claim goes to the next new node; expiry frees stale ones", async () => {
       const claims = new NodeClaims({ client, path });
       const before = (await claims.list()).find((n) => n.name === "node-3")!;
-      const again = await claims.claim({ name: "node-3", address: "192.0.2.33" }, layout);
+      const again = await claims.claim({ name: "node-3", addresses: ["192.0.2.33"] }, layout);
       expect(again.podCIDRs).toEqual(before.podCIDRs);
-      expect(again.address).toBe("192.0.2.33");
+      expect(again.addresses).toEqual(["192.0.2.33"]);
 
       expect(await claims.release("node-3")).toBe(true);
       expect(await claims.release("node-3")).toBe(false);
-      const newcomer = await claims.claim({ name: "node-new", address: "192.0.2.50" }, layout);
+      const newcomer = await claims.claim({ name: "node-new", addresses: ["192.0.2.50"] }, layout);
       expect(newcomer.podCIDRs).toEqual(before.podCIDRs);
 
       // Heartbeats younger than the TTL stay; two minutes on, a one-minute TTL frees every claim.

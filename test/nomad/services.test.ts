@@ -11,7 +11,7 @@ import type { Service, StatusResponse } from "../../src/api/types.js";
 import { RUN_ID } from "../helpers/names.js";
 import { Nkitd, type NkitdSetup, nkit, nkitJson } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
-import { type NomadAgent, nomadUnavailable, startNomadLane } from "./env.js";
+import { httpdGroup, type NomadAgent, nomadUnavailable, startNomadLane } from "./env.js";
 import { getFrom, until } from "./http.js";
 
 const skip = nomadUnavailable();
@@ -28,38 +28,7 @@ const job = (id: string, svc: string, count: number) => `
 job "${id}" {
   datacenters = ["dc1"]
   type = "service"
-  group "web" {
-    count = ${count}
-    network {
-      mode = "cni/nkit"
-      port "http" { to = 8080 }
-    }
-    service {
-      provider     = "nomad"
-      name         = "${svc}"
-      port         = "http"
-      address_mode = "alloc"
-      check {
-        type         = "http"
-        path         = "/health"
-        interval     = "1s"
-        timeout      = "1s"
-        address_mode = "alloc"
-      }
-    }
-    task "httpd" {
-      driver = "exec"
-      kill_timeout = "1s"
-      config {
-        command = "/bin/busybox"
-        args = ["sh", "-c", "/bin/busybox mkdir -p /tmp/www && echo $NOMAD_ALLOC_ID > /tmp/www/index.html && echo ok > /tmp/www/health && exec /bin/busybox httpd -f -p 8080 -h /tmp/www"]
-      }
-      resources {
-        cpu    = 50
-        memory = 32
-      }
-    }
-  }
+${httpdGroup({ name: "web", count, service: svc, check: true })}
 }
 `;
 

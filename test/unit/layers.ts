@@ -35,7 +35,7 @@ export const LAYERS: readonly Layer[] = [
   { folder: "conntrack", mayImport: ["bpf"] },
   { folder: "masquerade", mayImport: ["bpf", "conntrack", "util"] },
   // Front doors and consumers of the owners.
-  { folder: "nomad", mayImport: ["services", "util"] },
+  { folder: "nomad", mayImport: ["services", "state", "util"] },
   { folder: "cni", mayImport: ["datapath", "ipam", "netlink", "pods", "state", "util"] },
   { folder: "metrics", mayImport: ["datapath"] },
   { folder: "api", mayImport: ["bpf", "datapath", "ipam", "pods", "masquerade", "metrics", "services"] },
