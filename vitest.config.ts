@@ -50,6 +50,19 @@ export default defineConfig({
           hookTimeout: 240_000,
         },
       },
+      {
+        test: {
+          name: "package",
+          include: ["test/package/**/*.test.ts"],
+          environment: "node",
+          // The packages scripts/package.sh built, in fresh Debian 12 roots (chroot, real kernel objects).
+          pool: "forks",
+          fileParallelism: false,
+          globalSetup: ["test/helpers/integration-global.ts"],
+          testTimeout: 900_000,
+          hookTimeout: 300_000,
+        },
+      },
       // The netkit VM lane: defined only inside its guest (scripts/vm/guest-init.sh sets NKIT_VM_LANE),
       // so a plain `vitest run` on a host without netkit never picks these tests up.
       ...(process.env.NKIT_VM_LANE

@@ -1,24 +1,20 @@
 // proto/nkit/v1/nkit.proto loaded at runtime with protobufjs reflection (no generated code, no build
 // step) and exposed as typed gRPC method definitions. The .proto file ships with the package; it is
 // found by walking up from this module (src/api or dist/api) to the package root.
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { MethodDefinition } from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import { NkitError } from "../errors.js";
+import { packageFile } from "../package-files.js";
 import type * as T from "./types.js";
 
 const PROTO_PACKAGE = "nkit.v1";
 
 function protoPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, "proto", "nkit", "v1", "nkit.proto");
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new NkitError("NKIT_INTERNAL", "proto/nkit/v1/nkit.proto is missing from the nkit package");
+  const found = packageFile(join("proto", "nkit", "v1", "nkit.proto"));
+  if (!found)
+    throw new NkitError("NKIT_INTERNAL", "proto/nkit/v1/nkit.proto is missing from the nkit package");
+  return found;
 }
 
 let root: protobuf.Root | undefined;

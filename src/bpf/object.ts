@@ -2,8 +2,7 @@
 // reused from) pinRoot, which is how state survives an nkitd restart. Programs and maps handed out
 // are dups of the object's fds, owned by the BpfObject until it is closed.
 import { existsSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { BpfLoadError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import {
   bpfAddon,
@@ -12,6 +11,7 @@ import {
   type NativeProgramSpec,
   type ObjHandle,
 } from "../native/bpf.js";
+import { packageFile } from "../package-files.js";
 import { type Codec, u32 } from "./codec.js";
 import { nativeCall, toLoadError } from "./errors.js";
 import { BpfMap, MapOfMaps, PerCpuMap, pinnedMapInfo } from "./map.js";
@@ -214,13 +214,9 @@ export class BpfObject implements MapSource {
  * place in src/, dist/ or a compiled copy such as bench/dist/src.
  */
 export function builtObjectPath(file: string): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, "bpf", "build", file);
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new NotFoundError(`bpf/build/${file} is missing: run \`npm run build:bpf\``);
+  const found = packageFile(join("bpf", "build", file));
+  if (!found) throw new NotFoundError(`bpf/build/${file} is missing: run \`npm run build:bpf\``);
+  return found;
 }
 
 export function btfStructLayout(path: string, structName: string) {

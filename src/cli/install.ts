@@ -10,12 +10,13 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   rmdirSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PREBUILD_DIR, packageFile } from "../package-files.js";
 import { type DocumentFormat, readDocument, writeDocument } from "../state/json-store.js";
 import { arrayOf, object, string } from "../state/shape.js";
 import { containerdVersion, enableNri, nriState } from "./containerd.js";
@@ -92,20 +93,31 @@ const UNIT_NAME = "nkitd.service";
 const TMPFILES_NAME = "nkit.conf";
 
 function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(join(dir, "systemd", UNIT_NAME))) return dir;
-    dir = dirname(dir);
-  }
-  throw new CliError("cannot find systemd/nkitd.service in the nkit package", EXIT.FAILURE);
+  const unit = packageFile(join("systemd", UNIT_NAME));
+  if (!unit) throw new CliError("cannot find systemd/nkitd.service in the nkit package", EXIT.FAILURE);
+  return dirname(dirname(unit));
 }
 
+/**
+ * nkitd as the unit starts it: /usr/bin/nkitd when that is this package's daemon (the Debian
+ * package, whose own unit says so too), else this Node running this package's daemon.
+ */
 export function defaultNkitdCommand(): string {
-  return `${process.execPath} ${join(packageRoot(), "dist", "daemon", "main.js")}`;
+  const daemon = join(packageRoot(), "dist", "daemon", "main.js");
+  try {
+    if (realpathSync(PACKAGED_NKITD) === realpathSync(daemon)) return PACKAGED_NKITD;
+  } catch {
+    // no /usr/bin/nkitd: not the Debian package
+  }
+  return `${process.execPath} ${daemon}`;
 }
 
+const PACKAGED_NKITD = "/usr/bin/nkitd";
+
+/** This checkout's nkit-cni build, else the package's prebuilt one. */
 export function defaultCniPlugin(): string {
-  return join(packageRoot(), "native", "cni", "build", "nkit-cni");
+  const built = join("native", "cni", "build", "nkit-cni");
+  return packageFile(built, join(PREBUILD_DIR, "nkit-cni")) ?? join(packageRoot(), built);
 }
 
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");

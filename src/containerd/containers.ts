@@ -1,12 +1,11 @@
 // Reads container metadata from containerd's API (its gRPC socket): the labels nerdctl and the user
 // put on a container, which carry its name. Wiring never waits for this: callers ask after the
 // container is wired and apply what comes back, so a missing or slow containerd only costs labels.
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Client, credentials, Metadata, status } from "@grpc/grpc-js";
 import protobuf from "protobufjs";
 import { ContainerdError, NkitError } from "../errors.js";
+import { packageFile } from "../package-files.js";
 
 export interface ContainerMetadata {
   id: string;
@@ -23,13 +22,14 @@ export function nerdctlContainerRef(cniContainerId: string): { namespace: string
 const GET = "/containerd.services.containers.v1.Containers/Get";
 
 function protoFile(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    const candidate = join(dir, "proto", "containerd", "containers.proto");
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
+  const found = packageFile(join("proto", "containerd", "containers.proto"));
+  if (!found) {
+    throw new NkitError(
+      "NKIT_INTERNAL",
+      "proto/containerd/containers.proto is missing from the nkit package",
+    );
   }
-  throw new NkitError("NKIT_INTERNAL", "proto/containerd/containers.proto is missing from the nkit package");
+  return found;
 }
 
 let types: { request: protobuf.Type; response: protobuf.Type } | undefined;

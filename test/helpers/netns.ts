@@ -32,3 +32,8 @@ export function scopedIfName(scope: Scope, prefix: string): string {
   scope.defer(() => run("ip", ["link", "del", name]).catch(() => undefined));
   return name;
 }
+
+/** A veth pair with one end (`name`) in netns `a` and the other (`peer`) in netns `b` (names, not paths). */
+export async function vethBetween(name: string, a: string, peer: string, b: string): Promise<void> {
+  await run("ip", ["link", "add", name, "netns", a, "type", "veth", "peer", "name", peer, "netns", b]);
+}

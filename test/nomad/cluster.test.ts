@@ -18,7 +18,7 @@ import { NodeClaims } from "../../src/nomad/node-claims.js";
 import { IpPrefix } from "../../src/util/ip.js";
 import { createTestCgroup } from "../helpers/cgroup.js";
 import { RUN_ID, uniqueIfName } from "../helpers/names.js";
-import { createNetns, type TestNetns } from "../helpers/netns.js";
+import { createNetns, type TestNetns, vethBetween } from "../helpers/netns.js";
 import { Nkitd, type NkitdDirs, nkit, nkitdDirs, nkitJson, peerRoutesIn } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
@@ -130,20 +130,7 @@ beforeAll(async () => {
   for (const k of [1, 2]) {
     const netns = await createNetns(scope, `node${k}`);
     const uplink = uniqueIfName(`n${k}`);
-    await run("ip", [
-      "link",
-      "add",
-      uplink,
-      "netns",
-      netns.name,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      `${uplink}p`,
-      "netns",
-      lan.name,
-    ]);
+    await vethBetween(uplink, netns.name, `${uplink}p`, lan.name);
     await run("ip", ["-n", lan.name, "link", "set", `${uplink}p`, "master", "br0", "up"]);
     const addr4 = `10.${lan4}.0.${k}`;
     const addr6 = `fd${lan6.slice(0, 2)}:${lan6}::${k}`;
