@@ -52,6 +52,15 @@ export default defineConfig({
       },
       {
         test: {
+          name: "fuzz",
+          // Property-based fuzz targets (fast-check): NKIT_FUZZ_RUNS cases each (scripts/fuzz.sh).
+          include: ["test/fuzz/**/*.fuzz.test.ts"],
+          environment: "node",
+          testTimeout: 3_600_000,
+        },
+      },
+      {
+        test: {
           name: "package",
           include: ["test/package/**/*.test.ts"],
           environment: "node",

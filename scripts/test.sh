@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # containerd 1.7.24 is the only package taken from trixie; runc and the CNI plugins come from bookworm.
-bash scripts/setup-host.sh --extra='containerd|trixie|^1\.7\.24,runc||,containernetworking-plugins||,busybox-static||,debootstrap||'
+bash scripts/setup-host.sh --extra='containerd|trixie|^1\.7\.24,runc||,containernetworking-plugins||,busybox-static||,debootstrap||,libclang-rt-14-dev||'
 export npm_config_cache="${NKIT_NPM_CACHE:-/var/cache/nkit/npm}"
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund --prefer-offline
@@ -30,6 +30,8 @@ stage() {
   if ((code == 0)); then status[$name]="passed ($((SECONDS - t)) s)"; else status[$name]="FAILED ($((SECONDS - t)) s)"; rc=1; fi
 }
 stage "build, lint, unit, integration" npm test
+# Fuzzing, short profile: libFuzzer on nkit-cni's JSON scanner, fast-check on the TypeScript parsers.
+stage "fuzz (short profile)" bash scripts/fuzz.sh
 stage "netkit VM lane" npm run test:vm
 stage "containerd e2e lanes" bash scripts/e2e/run-all.sh
 # The npm tarball and the Debian package, built and installed into fresh Debian 12 roots.
@@ -46,7 +48,7 @@ else
 fi
 
 echo
-for name in "build, lint, unit, integration" "netkit VM lane" "containerd e2e lanes" "package lane" "Nomad lane"; do
+for name in "build, lint, unit, integration" "fuzz (short profile)" "netkit VM lane" "containerd e2e lanes" "package lane" "Nomad lane"; do
   echo "[test] $name: ${status[$name]}"
 done
 # One plain total over every vitest run above (host projects, the VM guest, both e2e lanes).

@@ -22,7 +22,8 @@ struct doc {
 };
 
 // Parses one JSON object (the whole input, whitespace around it allowed), copying it minified to
-// min when given. Returns NULL, or the error text with its byte offset.
+// min when given. Returns NULL, or the error text with its byte offset (allocated; the shim never
+// frees it, the fuzz target does).
 const char *json_parse_object(const char *s, size_t n, struct buf *min, struct doc *d);
 const struct member *json_get(const struct doc *d, const char *key);
 // The decoded string value of a member, NULL when absent; *bad is set for a non-string, a value

@@ -512,6 +512,16 @@ export function validateConfig(raw: unknown): NkitdConfig {
   return r.data;
 }
 
+/** Whether v contains itself (what a YAML alias inside its own anchor decodes to). */
+function isCyclic(v: unknown, path = new Set<object>()): boolean {
+  if (v === null || typeof v !== "object") return false;
+  if (path.has(v)) return true;
+  path.add(v);
+  const found = Object.values(v).some((x) => isCyclic(x, path));
+  path.delete(v);
+  return found;
+}
+
 /** Loads the file; a missing file at the default path means defaults, elsewhere it is an error. */
 export function loadConfig(path: string | undefined): NkitdConfig {
   const file = path ?? DEFAULT_CONFIG_PATH;
@@ -527,6 +537,13 @@ export function loadConfig(path: string | undefined): NkitdConfig {
     raw = parse(text);
   } catch (e) {
     throw new ConfigError("(file)", `${file} is not valid YAML: ${(e as Error).message}`, "fix the syntax");
+  }
+  if (isCyclic(raw)) {
+    throw new ConfigError(
+      "(file)",
+      `${file} refers to itself: a YAML alias (*name) inside its own anchor (&name)`,
+      "replace the alias with the values it stands for",
+    );
   }
   return validateConfig(raw);
 }

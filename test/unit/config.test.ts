@@ -296,5 +296,10 @@ describe("nkitd config", () => {
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "datapath: [unclosed\n");
     expect(() => loadConfig(bad)).toThrow(/not valid YAML/);
+    // Found by the config fuzz target: an alias inside its own anchor decodes to a cyclic value.
+    const cyclic = join(dir, "cyclic.yaml");
+    writeFileSync(cyclic, "peers: &a [*a]\n");
+    expect(() => loadConfig(cyclic)).toThrow(ConfigError);
+    expect(() => loadConfig(cyclic)).toThrow(/refers to itself: a YAML alias/);
   });
 });
