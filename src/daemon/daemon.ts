@@ -63,6 +63,9 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** How often the endpoints' host devices are checked (and a vanished one's pod wired again). */
+const REPAIR_MS = 5_000;
+
 /** Keys reload() applies in place. */
 const RELOADABLE = new Set(["masquerade", "timeouts", "peers"]);
 
@@ -130,6 +133,30 @@ export async function startDaemon(
     { mode: endpoints.mode, endpoints: endpoints.list().length, uplinks, podCIDRs: config.podCIDRs },
     "datapath ready",
   );
+  // --- repair: a pod whose host device was deleted behind nkitd's back (its netns alive) is wired
+  // again with its addresses within REPAIR_MS; what cannot be is logged.
+  await parts.require({
+    name: "endpoint repair",
+    needs: ["datapath"],
+    start: () => {
+      let pass: Promise<unknown> = Promise.resolve();
+      const timer = setInterval(() => {
+        pass = pass.then(() =>
+          endpoints
+            .repair()
+            .catch((e: unknown) => log.error({ err: e }, "checking the endpoints' devices failed")),
+        );
+      }, REPAIR_MS);
+      timer.unref();
+      return {
+        stop: async () => {
+          clearInterval(timer);
+          await pass;
+        },
+      };
+    },
+    stop: (r: { stop(): Promise<void> }) => r.stop(),
+  });
   // --- conntrack (src/conntrack): the translations' flows, their timeouts and their collection.
   const conntrack = await parts.require({
     name: "conntrack",

@@ -11,7 +11,7 @@
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { PinDir } from "../bpf/pins.js";
 import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import { netnsInode, Rtnl, sameNetns } from "../netlink/index.js";
+import { netnsExists, netnsInode, Rtnl, sameNetns } from "../netlink/index.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
 import { UndoStack } from "../util/undo-stack.js";
 import type { DatapathContext } from "./context.js";
@@ -55,6 +55,11 @@ export type { EndpointManagerOptions, WiredEndpoint, WireRequest } from "./endpo
 /** The host devices' netns: a pod needs one of its own. */
 const HOST_NETNS = "/proc/self/ns/net";
 
+export interface EndpointRepairs {
+  repaired: string[];
+  failed: { id: string; error: string }[];
+}
+
 export class EndpointManager {
   private readonly store: EndpointStore;
   private readonly dp: DatapathContext;
@@ -95,6 +100,8 @@ export class EndpointManager {
       const mtu = await resolveMtu(host, opts.mtu, opts.uplinks);
       const mgr = new EndpointManager(opts, mode, progs, host, mtu);
       await reconcile(mgr.dp, mgr.store, (rec) => mgr.teardown(rec));
+      // Pods whose host device vanished while nobody ran, their netns alive: wired again.
+      await mgr.repair();
       for (const u of opts.uplinks ?? []) await mgr.attachUplink(u);
       return mgr;
     } catch (e) {
@@ -279,6 +286,50 @@ export class EndpointManager {
     await this.teardown(rec);
     this.opts.log?.debug({ id, dev: rec.hostIfName }, "endpoint unwired");
     return true;
+  }
+
+  /**
+   * Wires again every endpoint whose host device is gone (deleted behind nkitd's back, or the pair
+   * torn down by hand) while its pod's netns lives on: same id, addresses, interface and labels.
+   * Endpoints whose netns is gone too are left to the owner's DEL (or the restart's collection).
+   * Returns what was wired again and what could not be.
+   */
+  async repair(): Promise<EndpointRepairs> {
+    const out: EndpointRepairs = { repaired: [], failed: [] };
+    if (this.closed) return out;
+    const links = new Map((await this.host.listLinks()).map((l) => [l.name, l.index]));
+    for (const rec of this.store.list()) {
+      if (rec.phase !== "wired" || links.get(rec.hostIfName) === rec.hostIfindex) continue;
+      if (!netnsExists(rec.netnsPath)) continue;
+      await this.locks.run(rec.id, async () => {
+        const now = this.store.get(rec.hostIfName);
+        if (!now || now.id !== rec.id || now.phase !== "wired") return;
+        const link = await this.host.getLink(now.hostIfName);
+        if (link && link.index === now.hostIfindex) return;
+        try {
+          await this.teardown(now);
+          await this.wireLocked({
+            id: now.id,
+            netnsPath: now.netnsPath,
+            ifName: now.podIfName,
+            addresses: now.addresses,
+            labels: now.labels,
+          });
+          out.repaired.push(now.id);
+          this.opts.log?.warn(
+            { id: now.id, dev: now.hostIfName, addresses: now.addresses },
+            "an endpoint's host device was gone: wired it again",
+          );
+        } catch (e) {
+          out.failed.push({ id: now.id, error: (e as Error).message });
+          this.opts.log?.error(
+            { id: now.id, err: e },
+            "an endpoint's host device is gone and wiring it again failed",
+          );
+        }
+      });
+    }
+    return out;
   }
 
   /** Removes everything an endpoint record stands for; safe on partial wirings and repeats. */

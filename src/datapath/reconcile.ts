@@ -3,6 +3,7 @@
 // programs, their map entries are restored); half-built or orphaned ones are torn down, and pins
 // nobody records are removed.
 import { NkitError } from "../errors.js";
+import { netnsExists } from "../netlink/index.js";
 import type { DatapathContext } from "./context.js";
 import { podMac } from "./devices.js";
 import { endpointKeys, endpointValueOf } from "./endpoint-maps.js";
@@ -19,6 +20,9 @@ export async function reconcile(
   for (const rec of store.list()) {
     recorded.add(rec.hostIfName);
     const link = rec.hostIfindex ? await dp.host.getLink(rec.hostIfName) : undefined;
+    // A wired endpoint without its device whose pod netns lives on is the manager's to wire again.
+    if (rec.phase === "wired" && (!link || link.index !== rec.hostIfindex) && netnsExists(rec.netnsPath))
+      continue;
     if (rec.phase !== "wired" || !link || link.index !== rec.hostIfindex) {
       // Half-built, or the pod's netns (and with it the pair) is gone.
       dp.log?.info({ id: rec.id, dev: rec.hostIfName, phase: rec.phase }, "removing stale endpoint");

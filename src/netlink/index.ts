@@ -10,7 +10,7 @@ import { RtnlSocket, type RtnlSocketOptions } from "./socket.js";
 
 export type { Address, AddressFilter } from "./addresses.js";
 export type { Link, NetkitPolicyInput } from "./links.js";
-export { ifNameToIndex, netnsInode, sameNetns, sysctlRead, sysctlWrite } from "./netns.js";
+export { ifNameToIndex, netnsExists, netnsInode, sameNetns, sysctlRead, sysctlWrite } from "./netns.js";
 
 export class Rtnl {
   private constructor(private readonly sock: RtnlSocket) {}

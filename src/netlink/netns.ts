@@ -13,6 +13,16 @@ export function netnsInode(path: string): number {
   }
 }
 
+/** Whether path still names a network namespace (a pod's, whose owner has not deleted it). */
+export function netnsExists(path: string): boolean {
+  try {
+    netnsInode(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Whether two paths name the same network namespace: the one check every owner uses to compare a
  * recorded netns path with a requested one. A path that cannot be inspected (its namespace gone, a

@@ -1,0 +1,78 @@
+// Fault injection: a pod's host device deleted behind nkitd's back (by an operator, a script, the
+// pod itself). While nkitd runs, the pod is wired again within seconds with its id, addresses and
+// labels; with nkitd stopped, the next start wires it again. Either way the pod answers on its old
+// addresses and no second device, map entry or address is left.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NkitClient } from "../../src/api/client.js";
+import type { Endpoint } from "../../src/api/types.js";
+import { createNetns, type TestNetns } from "../helpers/netns.js";
+import { Nkitd, type NkitdSetup, nkitdSetup, requireDist, startNetFixture } from "../helpers/nkitd.js";
+import { Scope } from "../helpers/scope.js";
+import { run } from "../helpers/sys.js";
+
+const scope = new Scope();
+let setup: NkitdSetup;
+let nkitd: Nkitd;
+let api: NkitClient;
+let pod: TestNetns;
+let ep: Endpoint;
+const PORT = 7095;
+
+/** What the pod's echo server answers a host connection with (the client's address), or "error:...". */
+async function reach(address: string): Promise<string> {
+  const js = `const s = require("node:net").connect({ host: process.argv[1], port: ${PORT}, timeout: 3000 });
+let out = ""; s.on("data", (d) => (out += d)); s.on("end", () => process.stdout.write(out));
+s.on("error", (e) => process.stdout.write("error:" + e.code)); s.on("timeout", () => { process.stdout.write("error:timeout"); s.destroy(); });`;
+  return (await run(process.execPath, ["-e", js, address])).stdout;
+}
+
+const devices = async () =>
+  (await run("ip", ["-o", "link", "show"])).stdout.split("\n").filter((l) => l.includes(ep.hostIfName));
+
+beforeAll(async () => {
+  requireDist();
+  setup = await nkitdSetup(scope, "rep");
+  nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+  api = new NkitClient(setup.socket);
+  scope.defer(() => api.close());
+  pod = await createNetns(scope, "rpod");
+  ep = await api.wireEndpoint({ id: `rep-${process.pid}`, netnsPath: pod.path, labels: { app: "repair" } });
+  scope.defer(() => api.unwireEndpoint(ep.id).catch(() => undefined));
+  await startNetFixture(scope, pod.path, "peer-echo.mjs", [String(PORT)]);
+}, 60_000);
+
+afterAll(() => scope.close(), 60_000);
+
+describe("a pod's host device deleted behind nkitd's back", () => {
+  it("is wired again while nkitd runs: same addresses and labels, one device", async () => {
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+    await run("ip", ["link", "del", ep.hostIfName]);
+    expect(await reach(ep.addresses.ipv4)).toMatch(/^error/);
+    const deadline = Date.now() + 15_000;
+    let again = (await api.getEndpoint(ep.id)).endpoint;
+    while (again.hostIfindex === ep.hostIfindex && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      again = (await api.getEndpoint(ep.id)).endpoint;
+    }
+    expect(again.hostIfindex).not.toBe(ep.hostIfindex);
+    expect(again.addresses).toEqual(ep.addresses);
+    expect(again.labels).toEqual(ep.labels);
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+    expect(await reach(ep.addresses.ipv6)).not.toMatch(/^error/);
+    expect(await devices()).toHaveLength(1);
+    expect(nkitd.log("an endpoint's host device was gone: wired it again")).toMatchObject({ id: ep.id });
+    ep = again;
+  });
+
+  it("is wired again by the next start when it went while nkitd was down", async () => {
+    await nkitd.stop();
+    await run("ip", ["link", "del", ep.hostIfName]);
+    nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+    const again = (await api.getEndpoint(ep.id)).endpoint;
+    expect(again.hostIfindex).not.toBe(ep.hostIfindex);
+    expect(again.addresses).toEqual(ep.addresses);
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+    expect(await devices()).toHaveLength(1);
+    expect((await api.listEndpoints()).endpoints.map((e) => e.id)).toContain(ep.id);
+  });
+});
