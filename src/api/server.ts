@@ -198,6 +198,7 @@ function implementation(ctx: ApiContext): Implementation {
     datapathMode: ctx.endpoints.mode,
     uptimeSeconds: (Date.now() - ctx.startedAt.getTime()) / 1000,
     endpointCount: ctx.endpoints.list().length,
+    endpointProblems: ctx.endpoints.problems().map((p) => ({ id: p.id, problem: p.error })),
     ...serviceCounts(ctx.services),
     pools: pools(ctx.ipam),
     probes: Object.entries(probeAll()).map(([name, r]) => ({

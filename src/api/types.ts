@@ -39,6 +39,7 @@ export interface StatusResponse {
   /** Absent when nkitd follows no Nomad. */
   nomad?: NomadSync;
   cluster?: NomadCluster;
+  endpointProblems: EndpointProblem[];
 }
 
 export interface NomadSync {
@@ -48,6 +49,11 @@ export interface NomadSync {
   syncedAt: string;
   services: number;
   registrations: number;
+}
+
+export interface EndpointProblem {
+  id: string;
+  problem: string;
 }
 
 export interface NomadCluster {

@@ -60,6 +60,10 @@ export async function statusCmd(cli: GlobalOpts): Promise<number> {
     `nkitd ${s.version} (pid ${s.pid}), up ${Math.round(s.uptimeSeconds)}s since ${s.startedAt}`,
     `datapath:   ${s.datapathMode}`,
     `endpoints:  ${s.endpointCount}`,
+    ...s.endpointProblems.map(
+      (p) =>
+        `BROKEN:     ${p.id}: its host device vanished and wiring it again failed (${p.problem}); recreate the pod`,
+    ),
     `services:   ${s.servicesEnabled ? `${s.serviceCount} (${s.frontendCount} frontends)` : "off (the load-balancer did not start: see nkitd's log)"}`,
     ...(s.nomad
       ? [

@@ -219,6 +219,28 @@ function nomadCheck(s: StatusResponse): Check | undefined {
       };
 }
 
+/** Endpoints nkitd found broken (host device gone) and could not wire again. */
+function endpointsCheck(s: StatusResponse): Check {
+  const broken = s.endpointProblems;
+  return broken.length === 0
+    ? {
+        name: "endpoints intact",
+        status: "pass",
+        required: false,
+        detail: `${s.endpointCount} endpoints`,
+        fix: "",
+      }
+    : {
+        name: "endpoints intact",
+        status: "warn",
+        required: false,
+        detail: broken
+          .map((p) => `${p.id}: host device gone, wiring it again failed: ${p.problem}`)
+          .join("; "),
+        fix: "recreate those pods (their runtime's DEL and ADD), then check nkitd's log",
+      };
+}
+
 /** This node's cluster membership; undefined without nomad.cluster. */
 function clusterCheck(s: StatusResponse): Check | undefined {
   const c = s.cluster;
@@ -244,15 +266,21 @@ function clusterCheck(s: StatusResponse): Check | undefined {
       };
 }
 
-async function nkitdCheck(
-  socket: string,
-): Promise<{ check: Check; mode?: string; uplinks?: string[]; nomad?: Check; cluster?: Check }> {
+async function nkitdCheck(socket: string): Promise<{
+  check: Check;
+  mode?: string;
+  uplinks?: string[];
+  nomad?: Check;
+  cluster?: Check;
+  endpoints?: Check;
+}> {
   const c = new NkitClient(socket, { timeoutMs: 3000 });
   try {
     const s = await c.status();
     const nomad = nomadCheck(s);
     const cluster = clusterCheck(s);
     return {
+      endpoints: endpointsCheck(s),
       ...(nomad ? { nomad } : {}),
       ...(cluster ? { cluster } : {}),
       check: {
@@ -390,6 +418,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
   });
   checks.push(nkitd.check);
   if (nkitd.nomad) checks.push(nkitd.nomad);
+  if (nkitd.endpoints) checks.push(nkitd.endpoints);
   if (nkitd.cluster) checks.push(nkitd.cluster);
   return checks;
 }

@@ -66,6 +66,8 @@ export class EndpointManager {
   private readonly devices: DeviceOptions;
   private readonly locks = new KeyedMutex();
   private closed = false;
+  /** Endpoints whose repair failed, retried every pass until it works or their owner unwires them. */
+  private readonly unrepaired = new Map<string, { req: WireRequest; error: string }>();
 
   private constructor(
     private readonly opts: EndpointManagerOptions,
@@ -175,11 +177,18 @@ export class EndpointManager {
   wire(req: WireRequest): Promise<WiredEndpoint> {
     if (this.closed) return Promise.reject(new ClosedError("EndpointManager"));
     if (!req.id) return Promise.reject(new InvalidArgumentError("wire: endpoint id must not be empty"));
-    return this.locks.run(req.id, () => this.wireLocked(req));
+    return this.locks.run(req.id, async () => {
+      const wired = await this.wireLocked(req);
+      this.unrepaired.delete(req.id);
+      return wired;
+    });
   }
 
   unwire(id: string): Promise<boolean> {
-    return this.locks.run(id, () => this.unwireLocked(id));
+    return this.locks.run(id, async () => {
+      this.unrepaired.delete(id);
+      return this.unwireLocked(id);
+    });
   }
 
   /** Attaches nk_from_uplink to an uplink's tcx ingress (pinned; adopted on restart). */
@@ -298,38 +307,60 @@ export class EndpointManager {
     const out: EndpointRepairs = { repaired: [], failed: [] };
     if (this.closed) return out;
     const links = new Map((await this.host.listLinks()).map((l) => [l.name, l.index]));
+    const broken: WireRequest[] = [];
     for (const rec of this.store.list()) {
       if (rec.phase !== "wired" || links.get(rec.hostIfName) === rec.hostIfindex) continue;
-      if (!netnsExists(rec.netnsPath)) continue;
-      await this.locks.run(rec.id, async () => {
-        const now = this.store.get(rec.hostIfName);
-        if (!now || now.id !== rec.id || now.phase !== "wired") return;
-        const link = await this.host.getLink(now.hostIfName);
-        if (link && link.index === now.hostIfindex) return;
+      broken.push({
+        id: rec.id,
+        netnsPath: rec.netnsPath,
+        ifName: rec.podIfName,
+        addresses: rec.addresses,
+        labels: rec.labels,
+      });
+    }
+    // Ones an earlier pass could not wire again are tried again (their record went with the attempt).
+    for (const u of this.unrepaired.values()) if (!broken.some((b) => b.id === u.req.id)) broken.push(u.req);
+    for (const req of broken) {
+      if (!netnsExists(req.netnsPath)) {
+        this.unrepaired.delete(req.id);
+        continue;
+      }
+      await this.locks.run(req.id, async () => {
+        const now = this.store.get(hostIfName(req.id));
+        if (now && now.id === req.id && now.phase === "wired") {
+          const link = await this.host.getLink(now.hostIfName);
+          if (link && link.index === now.hostIfindex) return;
+        } else if (!this.unrepaired.has(req.id)) {
+          return; // unwired meanwhile by its owner
+        }
         try {
-          await this.teardown(now);
-          await this.wireLocked({
-            id: now.id,
-            netnsPath: now.netnsPath,
-            ifName: now.podIfName,
-            addresses: now.addresses,
-            labels: now.labels,
-          });
-          out.repaired.push(now.id);
+          if (now) await this.teardown(now);
+          await this.wireLocked(req);
+          out.repaired.push(req.id);
+          this.unrepaired.delete(req.id);
           this.opts.log?.warn(
-            { id: now.id, dev: now.hostIfName, addresses: now.addresses },
+            { id: req.id, dev: hostIfName(req.id), addresses: req.addresses },
             "an endpoint's host device was gone: wired it again",
           );
         } catch (e) {
-          out.failed.push({ id: now.id, error: (e as Error).message });
-          this.opts.log?.error(
-            { id: now.id, err: e },
-            "an endpoint's host device is gone and wiring it again failed",
-          );
+          const error = (e as Error).message;
+          out.failed.push({ id: req.id, error });
+          if (this.unrepaired.get(req.id)?.error !== error) {
+            this.opts.log?.error(
+              { id: req.id, err: e },
+              "an endpoint's host device is gone and wiring it again failed",
+            );
+          }
+          this.unrepaired.set(req.id, { req, error });
         }
       });
     }
     return out;
+  }
+
+  /** Endpoints the last repair() found broken and could not wire again (`nkit status`, `nkit doctor`). */
+  problems(): EndpointRepairs["failed"] {
+    return [...this.unrepaired.values()].map((u) => ({ id: u.req.id, error: u.error }));
   }
 
   /** Removes everything an endpoint record stands for; safe on partial wirings and repeats. */

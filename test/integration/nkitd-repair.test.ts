@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type { Endpoint } from "../../src/api/types.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
-import { Nkitd, type NkitdSetup, nkitdSetup, requireDist, startNetFixture } from "../helpers/nkitd.js";
+import { Nkitd, type NkitdSetup, nkit, nkitdSetup, requireDist, startNetFixture } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
@@ -74,5 +74,32 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
     expect(await devices()).toHaveLength(1);
     expect((await api.listEndpoints()).endpoints.map((e) => e.id)).toContain(ep.id);
+  });
+
+  it("one that cannot be wired again (its eth0 taken) is reported by status and doctor, and repaired once it can", async () => {
+    await run("ip", ["link", "del", ep.hostIfName]);
+    // Something in the pod took eth0 before nkitd's next check.
+    await run("ip", ["-n", pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "squat"]);
+    const problems = async () => (await api.status()).endpointProblems;
+    const deadline = Date.now() + 15_000;
+    while ((await problems()).length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    expect(await problems()).toEqual([{ id: ep.id, problem: expect.stringContaining("eth0") }]);
+    expect((await nkit(setup.socket, "status")).stdout).toMatch(
+      new RegExp(`^BROKEN: +${ep.id}: its host device vanished and wiring it again failed`, "m"),
+    );
+    const doctor = await nkit(setup.socket, "doctor", "--json", "--cni-conf-dir", "/nonexistent-cni");
+    const checks = (
+      JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] }
+    ).checks;
+    expect(checks.find((c) => c.name === "endpoints intact")).toMatchObject({
+      status: "warn",
+      detail: expect.stringContaining(ep.id),
+    });
+    await run("ip", ["-n", pod.name, "link", "del", "eth0"]);
+    const until2 = Date.now() + 15_000;
+    while ((await problems()).length > 0 && Date.now() < until2) await new Promise((r) => setTimeout(r, 200));
+    expect(await problems()).toEqual([]);
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
   });
 });
