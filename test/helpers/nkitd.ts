@@ -267,6 +267,16 @@ export function nkit(socket: string, ...args: string[]): Promise<ProcExit> {
   return spawnProc(process.execPath, [NKIT, "--socket", socket, ...args]).done;
 }
 
+/** One check of `nkit doctor --json` against the nkitd on socket (host checks of no CNI dir), by name. */
+export async function doctorCheck(
+  socket: string,
+  name: string,
+): Promise<{ name: string; status: string; detail: string } | undefined> {
+  const r = await nkit(socket, "doctor", "--json", "--cni-conf-dir", "/nonexistent-cni");
+  const { checks } = JSON.parse(r.stdout) as { checks: { name: string; status: string; detail: string }[] };
+  return checks.find((c) => c.name === name);
+}
+
 export async function nkitJson<T>(socket: string, ...args: string[]): Promise<T> {
   const r = await nkit(socket, ...args, "--json");
   if (r.code !== 0) throw new Error(`nkit ${args.join(" ")} exited ${String(r.code)}: ${r.stderr}`);

@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type { Endpoint } from "../../src/api/types.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
-import { Nkitd, type NkitdSetup, nkit, nkitdSetup, requireDist, startNetFixture } from "../helpers/nkitd.js";
+import {
+  doctorCheck,
+  Nkitd,
+  type NkitdSetup,
+  nkit,
+  nkitdSetup,
+  requireDist,
+  startNetFixture,
+} from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 
@@ -88,11 +96,7 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     expect((await nkit(setup.socket, "status")).stdout).toMatch(
       new RegExp(`^BROKEN: +${ep.id}: its host device vanished and wiring it again failed`, "m"),
     );
-    const doctor = await nkit(setup.socket, "doctor", "--json", "--cni-conf-dir", "/nonexistent-cni");
-    const checks = (
-      JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] }
-    ).checks;
-    expect(checks.find((c) => c.name === "endpoints intact")).toMatchObject({
+    expect(await doctorCheck(setup.socket, "endpoints intact")).toMatchObject({
       status: "warn",
       detail: expect.stringContaining(ep.id),
     });

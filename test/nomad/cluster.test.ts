@@ -19,7 +19,15 @@ import { IpPrefix } from "../../src/util/ip.js";
 import { createTestCgroup } from "../helpers/cgroup.js";
 import { RUN_ID, uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns, vethBetween } from "../helpers/netns.js";
-import { Nkitd, type NkitdDirs, nkit, nkitdDirs, nkitJson, peerRoutesIn } from "../helpers/nkitd.js";
+import {
+  doctorCheck,
+  Nkitd,
+  type NkitdDirs,
+  nkit,
+  nkitdDirs,
+  nkitJson,
+  peerRoutesIn,
+} from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { run } from "../helpers/sys.js";
 import { httpdGroup, installCni, NomadAgent, nomadPortBase, nomadUnavailable } from "./env.js";
@@ -313,11 +321,7 @@ describe.skipIf(skip !== undefined)(
       ).toBeDefined();
       const st = await nkitJson<StatusResponse>(two.dirs.socket, "status");
       expect(st.cluster).toMatchObject({ node: two.name, connected: false, nodes: 1 });
-      const doctor = await nkit(two.dirs.socket, "doctor", "--json", "--cni-conf-dir", "/nonexistent-cni");
-      const checks = (
-        JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] }
-      ).checks;
-      expect(checks.find((c) => c.name === "Nomad cluster membership")).toMatchObject({
+      expect(await doctorCheck(two.dirs.socket, "Nomad cluster membership")).toMatchObject({
         status: "warn",
         detail: expect.stringMatching(/^Nomad unreachable .* keeps .* and routes to the last known nodes/),
       });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NkitClient } from "../../src/api/client.js";
 import type { Service, StatusResponse } from "../../src/api/types.js";
 import { RUN_ID } from "../helpers/names.js";
-import { Nkitd, type NkitdSetup, nkit, nkitJson } from "../helpers/nkitd.js";
+import { doctorCheck, Nkitd, type NkitdSetup, nkit, nkitJson } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { httpdGroup, type NomadAgent, nomadUnavailable, startNomadLane } from "./env.js";
 import { getFrom, until } from "./http.js";
@@ -122,11 +122,7 @@ describe.skipIf(skip !== undefined)(`Nomad services as nkit VIPs${skip ? ` (skip
       return st.nomad && !st.nomad.connected ? st.nomad : undefined;
     });
     expect(down.lastError).not.toBe("");
-    const doctor = await nkit(setup.socket, "doctor", "--json", "--cni-conf-dir", "/nonexistent-cni");
-    const checks = (
-      JSON.parse(doctor.stdout) as { checks: { name: string; status: string; detail: string }[] }
-    ).checks;
-    expect(checks.find((c) => c.name === "Nomad service sync")).toMatchObject({
+    expect(await doctorCheck(setup.socket, "Nomad service sync")).toMatchObject({
       status: "warn",
       detail: expect.stringMatching(/unreachable .*the last known services keep working/),
     });
