@@ -110,12 +110,16 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    process.stderr.write(`nkitd: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    process.exitCode = 1;
-  },
-);
+/**
+ * Exits once main is done: every component has stopped, so a socket still open (a request to Nomad
+ * that outlived its stop, a client's keep-alive) must not keep nkitd running.
+ */
+function exit(code: number): void {
+  process.exitCode = code;
+  process.stdout.write("", () => process.exit(code));
+}
+
+main().then(exit, (e: unknown) => {
+  process.stderr.write(`nkitd: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  exit(1);
+});

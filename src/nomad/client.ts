@@ -224,18 +224,39 @@ export class NomadClient {
     signal: AbortSignal,
   ): AsyncGenerator<EventBatch> {
     const path = `/v1/event/stream?topic=${encodeURIComponent(topic)}&namespace=${encodeURIComponent(namespace)}&index=${index}`;
+    // The request follows `signal`, and its answer's headers must also come within the usual
+    // timeout (a client agent whose server went away can hold a request unanswered); only the
+    // body, the stream itself, may then run on.
+    const ctl = new AbortController();
+    const follow = () => ctl.abort(signal.reason);
+    if (signal.aborted) follow();
+    signal.addEventListener("abort", follow, { once: true });
+    const timeoutMs = this.opts.timeoutMs ?? 2000;
+    const late = setTimeout(() => ctl.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     let res: Response;
     try {
-      res = await fetch(this.url(path), { headers: this.headers(), signal });
+      res = await fetch(this.url(path), { headers: this.headers(), signal: ctl.signal });
     } catch (e) {
-      throw new NomadError(`Nomad at ${this.opts.address}: event stream: ${(e as Error).message}`, {
-        cause: e,
-      });
+      signal.removeEventListener("abort", follow);
+      const why = ctl.signal.reason instanceof Error ? ctl.signal.reason.message : (e as Error).message;
+      throw new NomadError(`Nomad at ${this.opts.address}: event stream: ${why}`, { cause: e });
+    } finally {
+      clearTimeout(late);
     }
     if (!res.ok || !res.body) {
-      throw new NomadError(
-        `Nomad at ${this.opts.address}: event stream: HTTP ${res.status} ${(await res.text()).trim()}`,
-      );
+      // What Nomad says, if it says it in time.
+      let body = "";
+      const give = setTimeout(() => ctl.abort(), timeoutMs);
+      try {
+        body = (await res.text()).trim();
+      } catch {
+        // cut short: the status alone
+      } finally {
+        clearTimeout(give);
+        signal.removeEventListener("abort", follow);
+        ctl.abort();
+      }
+      throw new NomadError(`Nomad at ${this.opts.address}: event stream: HTTP ${res.status} ${body}`);
     }
     const decoder = new TextDecoder();
     let buffered = "";
@@ -260,6 +281,9 @@ export class NomadClient {
       throw new NomadError(`Nomad at ${this.opts.address}: event stream: ${(e as Error).message}`, {
         cause: e,
       });
+    } finally {
+      signal.removeEventListener("abort", follow);
+      ctl.abort(); // a consumer that stopped iterating early: the stream's socket goes too
     }
     if (!signal.aborted) throw new NomadError(`Nomad at ${this.opts.address}: event stream ended`);
   }
