@@ -2,7 +2,7 @@
 # Runs every fuzz target: nkit-cni's JSON scanner under libFuzzer with ASan + UBSan (seeded from
 # test/fixtures/cni/fuzz-corpus and the shim's regression inputs in test/fixtures/cni/shim-inputs),
 # then the TypeScript targets in test/fuzz under fast-check (config loader, CNI endpoint requests,
-# ttrpc framing and envelopes, service definitions).
+# ttrpc framing and envelopes, service definitions, NRI messages).
 #   scripts/fuzz.sh                  short profile (CI): 30 s of libFuzzer, 2,000 cases per property
 #   scripts/fuzz.sh --full           a million cases each (libFuzzer: -runs=1000000)
 #   scripts/fuzz.sh --update-corpus  after the run, merge what libFuzzer found into the kept corpus
