@@ -42,13 +42,13 @@ import {
   readEndpointCounters,
   removeEndpointEntries,
 } from "./endpoint-maps.js";
-import { attachEndpointLinks } from "./links.js";
+import { adoptEndpointLinks, attachEndpointLinks, endpointLinksPinned } from "./links.js";
 import { resolveMode } from "./mode.js";
 import { hostIfName } from "./naming.js";
 import { DatapathPrograms } from "./programs.js";
 import { reconcile } from "./reconcile.js";
 import { type DatapathMode, type EndpointRecord, type EndpointStore, openEndpointStore } from "./store.js";
-import { attachUplink, detachUplink } from "./uplinks.js";
+import { attachUplink, detachUplink, ensureUplink } from "./uplinks.js";
 
 export type { EndpointManagerOptions, WiredEndpoint, WireRequest } from "./endpoint.js";
 
@@ -58,6 +58,8 @@ const HOST_NETNS = "/proc/self/ns/net";
 export interface EndpointRepairs {
   repaired: string[];
   failed: { id: string; error: string }[];
+  /** Uplinks that had lost nk_from_uplink (deleted and made again) and got it back. */
+  uplinks: string[];
 }
 
 export class EndpointManager {
@@ -304,12 +306,29 @@ export class EndpointManager {
    * Returns what was wired again and what could not be.
    */
   async repair(): Promise<EndpointRepairs> {
-    const out: EndpointRepairs = { repaired: [], failed: [] };
+    const out: EndpointRepairs = { repaired: [], failed: [], uplinks: [] };
     if (this.closed) return out;
+    for (const u of this.opts.uplinks ?? []) {
+      try {
+        if (await ensureUplink(this.dp, u)) {
+          out.uplinks.push(u);
+          this.opts.log?.warn({ uplink: u }, "an uplink came back without nk_from_uplink: attached it again");
+        }
+      } catch (e) {
+        // Gone for now (it may come back): nothing runs on a device that is not there.
+        if (!(e instanceof NotFoundError))
+          this.opts.log?.error({ uplink: u, err: e }, "checking an uplink failed");
+      }
+    }
     const links = new Map((await this.host.listLinks()).map((l) => [l.name, l.index]));
     const broken: WireRequest[] = [];
     for (const rec of this.store.list()) {
-      if (rec.phase !== "wired" || links.get(rec.hostIfName) === rec.hostIfindex) continue;
+      if (rec.phase !== "wired") continue;
+      if (links.get(rec.hostIfName) === rec.hostIfindex) {
+        // The device is fine; its programs are gone when someone removed their pins.
+        if (!endpointLinksPinned(this.dp, rec.hostIfName)) await this.repinEndpoint(rec, out);
+        continue;
+      }
       broken.push({
         id: rec.id,
         netnsPath: rec.netnsPath,
@@ -356,6 +375,24 @@ export class EndpointManager {
       });
     }
     return out;
+  }
+
+  /** Attaches an endpoint's programs again under new pins (their old pins were removed). */
+  private async repinEndpoint(rec: EndpointRecord, out: EndpointRepairs): Promise<void> {
+    await this.locks.run(rec.id, async () => {
+      if (this.store.get(rec.hostIfName)?.id !== rec.id || endpointLinksPinned(this.dp, rec.hostIfName))
+        return;
+      try {
+        await adoptEndpointLinks(this.dp, rec.hostIfName, rec.hostIfindex);
+        out.repaired.push(rec.id);
+        this.opts.log?.warn(
+          { id: rec.id, dev: rec.hostIfName },
+          "an endpoint's pinned links were gone: attached them again",
+        );
+      } catch (e) {
+        this.opts.log?.error({ id: rec.id, err: e }, "attaching an endpoint's programs again failed");
+      }
+    });
   }
 
   /** Endpoints the last repair() found broken and could not wire again (`nkit status`, `nkit doctor`). */

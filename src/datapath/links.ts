@@ -1,6 +1,7 @@
 // The bpf_links that run the programs on a device, pinned under the bpffs dir so they outlive the
 // process: attached at wiring, adopted after a restart by swapping the program under the pinned
 // link (BPF_LINK_UPDATE), so traffic never stops.
+import { existsSync } from "node:fs";
 import type { AttachPoint } from "../bpf/constants.js";
 import { BpfLink, queryAttached } from "../bpf/link.js";
 import { removePin } from "../bpf/pins.js";
@@ -43,6 +44,12 @@ export async function attachEndpointLinks(
   if (failed) throw failed.reason;
 }
 
+/** Whether both of an endpoint's link pins are there (they go when someone clears the bpffs dir). */
+export function endpointLinksPinned(dp: DatapathContext, hostName: string): boolean {
+  const dir = dp.pins.sub("endpoints").sub(hostName);
+  return existsSync(dir.path(LINK_PINS.from)) && existsSync(dir.path(LINK_PINS.to));
+}
+
 /** Puts the current programs under an endpoint's pinned links, attaching afresh where a link is
  * missing or no longer runs on the device. */
 export async function adoptEndpointLinks(
@@ -63,7 +70,7 @@ export async function adoptEndpointLinks(
  * Swaps the program under a pinned link. Returns false when there is no usable link (no pin, or
  * the device is gone): the caller then attaches afresh.
  */
-export function adoptPinnedLink(pin: string, prog: BpfProgram, ifindex: number): boolean {
+export function adoptPinnedLink(pin: string, prog: BpfProgram, ifindex: number, update = true): boolean {
   let link: BpfLink;
   try {
     link = BpfLink.fromPin(pin);
@@ -79,7 +86,7 @@ export function adoptPinnedLink(pin: string, prog: BpfProgram, ifindex: number):
       removePin(pin);
       return false;
     }
-    link.update(prog);
+    if (update) link.update(prog);
     return true;
   } finally {
     link.close();

@@ -1,7 +1,9 @@
 // Fault injection: a pod's host device deleted behind nkitd's back (by an operator, a script, the
-// pod itself). While nkitd runs, the pod is wired again within seconds with its id, addresses and
+// pod itself), an uplink deleted and made again, link pins removed from the bpffs dir. While nkitd runs, the pod is wired again within seconds with its id, addresses and
 // labels; with nkitd stopped, the next start wires it again. Either way the pod answers on its old
 // addresses and no second device, map entry or address is left.
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type { Endpoint } from "../../src/api/types.js";
@@ -12,6 +14,7 @@ import {
   type NkitdSetup,
   nkit,
   nkitdSetup,
+  pinnedLink,
   requireDist,
   startNetFixture,
 } from "../helpers/nkitd.js";
@@ -104,6 +107,59 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     const until2 = Date.now() + 15_000;
     while ((await problems()).length > 0 && Date.now() < until2) await new Promise((r) => setTimeout(r, 200));
     expect(await problems()).toEqual([]);
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+  });
+
+  it("an uplink deleted and made again gets nk_from_uplink back", async () => {
+    const pin = join(setup.bpffsDir, "uplinks", setup.uplink, "from-uplink");
+    const ifindex = async () =>
+      (
+        JSON.parse((await run("ip", ["-j", "link", "show", "dev", setup.uplink])).stdout) as {
+          ifindex: number;
+        }[]
+      )[0]!.ifindex;
+    expect(pinnedLink(pin)).toMatchObject({ attached: true, ifindex: await ifindex() });
+    await run("ip", ["link", "del", setup.uplink]);
+    await run("ip", ["link", "add", setup.uplink, "type", "veth", "peer", "name", `${setup.uplink}p`]);
+    await run("ip", ["link", "set", setup.uplink, "up"]);
+    const now = await ifindex();
+    const deadline = Date.now() + 15_000;
+    const attachedTo = () => {
+      try {
+        const l = pinnedLink(pin);
+        return l.attached ? l.ifindex : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    while (attachedTo() !== now && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(attachedTo()).toBe(now);
+    expect(nkitd.log("an uplink came back without nk_from_uplink: attached it again")).toMatchObject({
+      uplink: setup.uplink,
+    });
+  });
+
+  it("an endpoint whose link pins were removed (bpffs cleared by hand) gets its programs attached again", async () => {
+    const dir = join(setup.bpffsDir, "endpoints", ep.hostIfName);
+    const attachedHere = () => {
+      try {
+        return ["from-container", "to-container"].every((p) => {
+          const l = pinnedLink(join(dir, p));
+          return l.attached && l.ifindex === ep.hostIfindex;
+        });
+      } catch {
+        return false;
+      }
+    };
+    ep = (await api.getEndpoint(ep.id)).endpoint;
+    expect(attachedHere()).toBe(true);
+    rmSync(dir, { recursive: true, force: true });
+    const deadline = Date.now() + 15_000;
+    while (!attachedHere() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(attachedHere()).toBe(true);
+    expect(nkitd.log("an endpoint's pinned links were gone: attached them again")).toMatchObject({
+      id: ep.id,
+    });
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
   });
 });
