@@ -153,13 +153,16 @@ export class IpamConflictError extends NkitError {
 /** A state file exists but cannot be parsed; nkit refuses to guess rather than double-allocate. */
 export class StateCorruptError extends NkitError {
   readonly path: string;
-  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+  /** What is wrong with the file, without the advice. */
+  readonly detail: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown; fix?: string }) {
     super(
       "NKIT_STATE_CORRUPT",
-      `state file ${path} is unreadable (${detail}); move it aside to start fresh`,
+      `state file ${path} is unreadable (${detail}); ${options?.fix ?? "move it aside to start fresh"}`,
       options,
     );
     this.path = path;
+    this.detail = detail;
   }
 }
 

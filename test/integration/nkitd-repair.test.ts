@@ -1,8 +1,9 @@
 // Fault injection: a pod's host device deleted behind nkitd's back (by an operator, a script, the
-// pod itself), an uplink deleted and made again, link pins removed from the bpffs dir. While nkitd runs, the pod is wired again within seconds with its id, addresses and
+// pod itself), an uplink deleted and made again, link pins removed from the bpffs dir, a truncated
+// IPAM state file. While nkitd runs, the pod is wired again within seconds with its id, addresses and
 // labels; with nkitd stopped, the next start wires it again. Either way the pod answers on its old
 // addresses and no second device, map entry or address is left.
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
@@ -161,5 +162,22 @@ describe("a pod's host device deleted behind nkitd's back", () => {
       id: ep.id,
     });
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+  });
+
+  it("a truncated ipam.json is refused with the way out, the pods keep forwarding, the restored file is taken", async () => {
+    await nkitd.stop();
+    const file = join(setup.stateDir, "ipam.json");
+    const good = readFileSync(file, "utf8");
+    writeFileSync(file, good.slice(0, Math.floor(good.length / 2)));
+    const refused = Nkitd.spawn(scope, ["--config", setup.config]);
+    const exit = await refused.proc.done;
+    expect(exit.code).toBe(1);
+    expect(refused.output()).toMatch(/ipam\.json is unreadable \(invalid JSON\); restore it from a backup/);
+    // Nothing was touched: the pinned datapath still carries the pod.
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+    expect(await devices()).toHaveLength(1);
+    writeFileSync(file, good);
+    nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+    expect((await api.getEndpoint(ep.id)).endpoint.addresses).toEqual(ep.addresses);
   });
 });

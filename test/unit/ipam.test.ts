@@ -95,7 +95,7 @@ describe("Ipam", () => {
   it("refuses a corrupt state file instead of guessing", () => {
     writeFileSync(join(dir, "ipam.json"), "{not json");
     expect(() => open()).toThrow(StateCorruptError);
-    expect(() => open()).toThrow(/move it aside/);
+    expect(() => open()).toThrow(/is unreadable \(invalid JSON\); restore it from a backup/);
   });
 
   it("rejects bad configuration with the key and a fix", () => {
