@@ -153,8 +153,6 @@ export class IpamConflictError extends NkitError {
 /** A state file exists but cannot be parsed; nkit refuses to guess rather than double-allocate. */
 export class StateCorruptError extends NkitError {
   readonly path: string;
-  /** What is wrong with the file, without the advice. */
-  readonly detail: string;
   constructor(path: string, detail: string, options?: { cause?: unknown; fix?: string }) {
     super(
       "NKIT_STATE_CORRUPT",
@@ -162,7 +160,6 @@ export class StateCorruptError extends NkitError {
       options,
     );
     this.path = path;
-    this.detail = detail;
   }
 }
 

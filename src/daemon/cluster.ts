@@ -5,14 +5,13 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { Rtnl } from "../netlink/index.js";
 import type { NomadClient } from "../nomad/client.js";
 import { ClusterMembership } from "../nomad/cluster-membership.js";
 import { NodeClaims, type NodeRecord } from "../nomad/node-claims.js";
 import { IpAddress, IpPrefix } from "../util/ip.js";
 import { type NkitdConfig, NODE_NAME } from "./config.js";
 import type { Peer } from "./peers.js";
-import { globalAddresses } from "./uplinks.js";
+import { uplinkAddresses } from "./uplinks.js";
 
 /** How long a first join waits for Nomad (inside systemd's 60 s start timeout). */
 const JOIN_WAIT_MS = 40_000;
@@ -35,22 +34,11 @@ export function clusterNodeName(config: NkitdConfig): string {
 async function nodeAddresses(config: NkitdConfig, uplinks: readonly string[]): Promise<string[]> {
   if (config.nomad.cluster.address.length > 0) return [...config.nomad.cluster.address];
   const families = new Set(config.nomad.cluster.cidrs.map((c) => IpPrefix.parse(c).family));
-  const host = await Rtnl.host();
-  try {
-    const out: string[] = [];
-    for (const family of families) {
-      for (const link of uplinks) {
-        const a = (await globalAddresses(host, { link, family }).catch(() => []))[0];
-        if (a) {
-          out.push(a.address);
-          break;
-        }
-      }
-    }
-    return out;
-  } finally {
-    await host.close();
-  }
+  const found = await uplinkAddresses(uplinks);
+  const first = (f: "ipv4" | "ipv6") => found.find((u) => u[f])?.[f];
+  return [families.has(4) ? first("ipv4") : undefined, families.has(6) ? first("ipv6") : undefined].filter(
+    (a): a is string => a !== undefined,
+  );
 }
 
 export interface ClusterOptions {

@@ -71,9 +71,15 @@ const cidr = z.string(complain((v) => `expected a string, got ${show(v)}`, "quot
   complain((v) => cidrProblem(v) ?? "", "give an address/prefix-length"),
 );
 
-/** At most one CIDR per family (podCIDRs, serviceCIDRs); absent (not null) is `fallback`. */
-function cidrPair(fallback: string[], example: string) {
-  const notAList = complain((v) => `expected a list of one or two CIDRs, got ${show(v)}`, example);
+/**
+ * At most one CIDR per family (podCIDRs, serviceCIDRs, the cluster CIDRs); absent (not null) is
+ * `fallback`. `min` 0 lets the list be empty (a feature that is off).
+ */
+function cidrPair(fallback: string[], example: string, min = 1) {
+  const notAList = complain(
+    (v) => `expected a list of ${min === 0 ? "at most two" : "one or two"} CIDRs, got ${show(v)}`,
+    example,
+  );
   // A transform, not a refinement: zod reaches it only when every entry is a CIDR.
   const pair = z.array(cidr).transform((list, ctx) => {
     const seen = new Set<number>();
@@ -94,7 +100,7 @@ function cidrPair(fallback: string[], example: string) {
   // The length is checked before the entries, so a list of three reads as "too long".
   return z
     .array(z.unknown(), notAList)
-    .min(1, notAList)
+    .min(min, notAList)
     .max(2, notAList)
     .pipe(pair)
     .default(() => [...fallback]);
@@ -285,13 +291,7 @@ const nkitdConfig = mapping(
        * Nomad Variable and routes to every other node's; no cidrs = off (podCIDRs as configured).
        */
       cluster: section({
-        cidrs: orDefault(
-          z.array(
-            cidr,
-            complain((v) => `expected a list of CIDRs, got ${show(v)}`, 'e.g. [10.48.0.0/16, "fd48::/56"]'),
-          ),
-          [],
-        ),
+        cidrs: cidrPair([], 'e.g. [10.48.0.0/16, "fd48::/56"]', 0),
         /** The prefix length of one node's pod CIDR, per family. */
         nodeMask: section({
           ipv4: orDefault(whole(8, 30, "bits"), 24),
@@ -466,18 +466,9 @@ function checkCluster(c: NkitdConfig, peerCIDRs: readonly { cidr: IpPrefix; name
       "give nomad.address (the local Nomad agent, e.g. http://127.0.0.1:4646)",
     );
   }
-  const seen = new Set<number>();
   for (const [i, text] of cl.cidrs.entries()) {
     const at = `nomad.cluster.cidrs[${i}]`;
     const cidr = IpPrefix.parse(text);
-    if (seen.has(cidr.family)) {
-      throw new ConfigError(
-        at,
-        `a second IPv${cidr.family} CIDR (${text})`,
-        "give at most one CIDR per family",
-      );
-    }
-    seen.add(cidr.family);
     const mask = cidr.family === 4 ? cl.nodeMask.ipv4 : cl.nodeMask.ipv6;
     if (mask < cidr.prefixLength) {
       throw new ConfigError(

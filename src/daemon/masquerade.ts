@@ -5,34 +5,12 @@
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import type { Conntrack } from "../conntrack/conntrack.js";
 import type { Logger } from "../log.js";
-import { Masquerade, type NatFlowView, type UplinkAddresses } from "../masquerade/masquerade.js";
-import { Rtnl } from "../netlink/index.js";
+import { Masquerade, type NatFlowView } from "../masquerade/masquerade.js";
 import { IpAddress, IpPrefix } from "../util/ip.js";
 import type { NkitdConfig } from "./config.js";
-import { globalAddresses } from "./uplinks.js";
+import { uplinkAddresses } from "./uplinks.js";
 
 const REFRESH_MS = 30_000;
-
-async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddresses[]> {
-  const host = await Rtnl.host();
-  try {
-    const out: UplinkAddresses[] = [];
-    for (const name of uplinks) {
-      const addrs = await globalAddresses(host, { link: name }).catch(() => []);
-      const first = addrs[0];
-      if (!first) continue;
-      const u: UplinkAddresses = { ifindex: first.index };
-      const v4 = addrs.find((a) => a.family === 4);
-      const v6 = addrs.find((a) => a.family === 6);
-      if (v4) u.ipv4 = v4.address;
-      if (v6) u.ipv6 = v6.address;
-      out.push(u);
-    }
-    return out;
-  } finally {
-    await host.close();
-  }
-}
 
 export interface MasqueradeService {
   flows(): NatFlowView[];

@@ -1,5 +1,7 @@
-// Uplink discovery: with no configured uplinks, the devices holding a default route face the outside.
-import type { Address, AddressFilter, Rtnl } from "../netlink/index.js";
+// Uplinks: with no configured uplinks, the devices holding a default route face the outside; their
+// addresses are what masquerade translates to and what a Nomad cluster node publishes.
+import type { UplinkAddresses } from "../masquerade/masquerade.js";
+import { type Address, type AddressFilter, Rtnl } from "../netlink/index.js";
 
 /** RT_SCOPE_UNIVERSE: global addresses (not loopback, not link-local). */
 const SCOPE_UNIVERSE = 0;
@@ -18,4 +20,26 @@ export async function defaultRouteDevices(host: Rtnl): Promise<string[]> {
     if (name) names.add(name);
   }
   return [...names].sort();
+}
+
+/** Each uplink's ifindex and first global address per family (uplinks without one left out). */
+export async function uplinkAddresses(uplinks: readonly string[]): Promise<UplinkAddresses[]> {
+  const host = await Rtnl.host();
+  try {
+    const out: UplinkAddresses[] = [];
+    for (const name of uplinks) {
+      const addrs = await globalAddresses(host, { link: name }).catch(() => []);
+      const first = addrs[0];
+      if (!first) continue;
+      const u: UplinkAddresses = { ifindex: first.index };
+      const v4 = addrs.find((a) => a.family === 4);
+      const v6 = addrs.find((a) => a.family === 6);
+      if (v4) u.ipv4 = v4.address;
+      if (v6) u.ipv6 = v6.address;
+      out.push(u);
+    }
+    return out;
+  } finally {
+    await host.close();
+  }
 }

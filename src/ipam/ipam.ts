@@ -106,22 +106,15 @@ export class Ipam {
     private readonly pools: Partial<Record<IpFamily, Pool>>,
     private readonly statePath: string,
   ) {
-    try {
-      this.byId = RecordStore.inFile({
-        path: statePath,
-        field: "allocations",
-        version: 1,
-        record: allocationShape,
-        key: (a) => a.id,
-      });
-    } catch (e) {
-      if (!(e instanceof StateCorruptError)) throw e;
+    this.byId = RecordStore.inFile({
+      path: statePath,
+      field: "allocations",
+      version: 1,
+      record: allocationShape,
+      key: (a) => a.id,
       // Starting without it would hand running pods' addresses out again.
-      throw new StateCorruptError(statePath, e.detail, {
-        cause: e,
-        fix: "restore it from a backup (docs/operations.md, Backup and restore); moving it aside would let nkitd give running pods' addresses to new ones",
-      });
-    }
+      fix: "restore it from a backup (docs/operations.md, Backup and restore); moving it aside would let nkitd give running pods' addresses to new ones",
+    });
   }
 
   /** Loads persisted allocations; allocations outside the configured CIDRs are kept (so nothing live is reused) and reported by `foreign()`. */

@@ -23,6 +23,8 @@ export interface DocumentFormat<T> {
   upgrade?: (from: number, document: Record<string, unknown>) => Record<string, unknown>;
   /** JSON indentation on disk (0 = one line). */
   indent?: number;
+  /** What to do about an unreadable file, when not "move it aside to start fresh" (the owner knows). */
+  fix?: string;
 }
 
 const noVersion = {
@@ -37,36 +39,36 @@ const envelope = z.looseObject(
 
 /** Parses and checks one versioned document; `path` only names the file in errors. */
 export function decodeDocument<T>(path: string, text: string, format: DocumentFormat<T>): T {
+  const corrupt = (detail: string, cause?: unknown) =>
+    new StateCorruptError(path, detail, {
+      ...(cause === undefined ? {} : { cause }),
+      ...(format.fix ? { fix: format.fix } : {}),
+    });
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new StateCorruptError(path, "invalid JSON", { cause: e });
+    throw corrupt("invalid JSON", e);
   }
   const top = envelope.safeParse(parsed);
-  if (!top.success) throw new StateCorruptError(path, reportedIssue(top.error).message);
+  if (!top.success) throw corrupt(reportedIssue(top.error).message);
   let doc: Record<string, unknown> = top.data;
   let version = top.data.version;
   if (version > format.version) {
-    throw new StateCorruptError(
-      path,
+    throw corrupt(
       `layout version ${version} was written by a newer nkit; this one reads up to ${format.version}`,
     );
   }
   while (version < format.version) {
     if (!format.upgrade) {
-      throw new StateCorruptError(
-        path,
-        `layout version ${version} is no longer read (current ${format.version})`,
-      );
+      throw corrupt(`layout version ${version} is no longer read (current ${format.version})`);
     }
     doc = format.upgrade(version, doc);
     version++;
   }
   const { version: _version, ...body } = doc;
   const result = format.shape.safeParse(body);
-  if (!result.success)
-    throw new StateCorruptError(path, shapeMismatch(result.error), { cause: result.error });
+  if (!result.success) throw corrupt(shapeMismatch(result.error), result.error);
   return result.data;
 }
 
@@ -104,6 +106,8 @@ interface FileStoreOptions<T> {
   record: Shape<T>;
   key: (rec: T) => string;
   upgrade?: DocumentFormat<unknown>["upgrade"];
+  /** What to do about an unreadable file (DocumentFormat.fix). */
+  fix?: string;
 }
 
 interface DirectoryStoreOptions<T> {
@@ -139,6 +143,7 @@ export class RecordStore<T> {
     const listShape = z.object({ [o.field]: records }).transform((body) => body[o.field] ?? []);
     const format: DocumentFormat<T[]> = { version: o.version, shape: listShape, indent: 1 };
     if (o.upgrade) format.upgrade = o.upgrade;
+    if (o.fix) format.fix = o.fix;
     const backing: Backing<T> = {
       load: () => {
         removeStaleTemps(dirname(o.path));
@@ -147,7 +152,9 @@ export class RecordStore<T> {
         if (text === undefined) return records;
         for (const rec of decodeDocument(o.path, text, format)) {
           const key = o.key(rec);
-          if (records.has(key)) throw new StateCorruptError(o.path, `two records for ${key}`);
+          if (records.has(key)) {
+            throw new StateCorruptError(o.path, `two records for ${key}`, o.fix ? { fix: o.fix } : {});
+          }
           records.set(key, rec);
         }
         return records;
