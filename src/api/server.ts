@@ -1,7 +1,7 @@
 // nkitd's gRPC API (proto/nkit/v1) on a root-only unix socket. The socket is bound inside a private
 // 0700 directory, set to 0600 and only then renamed into place, so it is never reachable with
 // looser permissions; a stale socket at the path is removed first.
-import { chmodSync, lstatSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   type handleServerStreamingCall,
@@ -65,6 +65,8 @@ export interface ApiContext {
 
 interface ApiServer {
   readonly socketPath: string;
+  /** Listens again when the socket file is gone (its dir is made again); true when it did. */
+  ensureListening(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -410,6 +412,34 @@ function removeStaleSocket(path: string): void {
   rmSync(path, { force: true });
 }
 
+/**
+ * Binds the server to socketPath: on a private name first, made 0600 and then renamed into place,
+ * so the socket is never reachable with a wider mode. Returns the bound port for unbind().
+ */
+async function bindSocket(server: Server, socketPath: string): Promise<string> {
+  const tmp = mkdtempSync(join(dirname(socketPath), ".nkit-sock-"));
+  const port = `unix:${join(tmp, "s")}`;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(port, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    });
+    try {
+      chmodSync(join(tmp, "s"), 0o600);
+      renameSync(join(tmp, "s"), socketPath);
+    } catch (e) {
+      server.unbind(port);
+      throw e;
+    }
+    return port;
+  } catch (e) {
+    throw new NkitError("NKIT_INTERNAL", `cannot serve the API on ${socketPath}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 export async function startApiServer(ctx: ApiContext, socketPath: string): Promise<ApiServer> {
   const services = apiServices();
   const impl = implementation(ctx);
@@ -417,28 +447,27 @@ export async function startApiServer(ctx: ApiContext, socketPath: string): Promi
   server.addService({ ...services.nkit }, impl.nkit);
   server.addService({ ...services.admin }, impl.admin);
   removeStaleSocket(socketPath);
-  const tmp = mkdtempSync(join(dirname(socketPath), ".nkit-sock-"));
-  const tmpSock = join(tmp, "s");
+  let port: string;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.bindAsync(`unix:${tmpSock}`, ServerCredentials.createInsecure(), (err) =>
-        err ? reject(err) : resolve(),
-      );
-    });
-    chmodSync(tmpSock, 0o600);
-    renameSync(tmpSock, socketPath);
+    port = await bindSocket(server, socketPath);
   } catch (e) {
     server.forceShutdown();
-    throw new NkitError("NKIT_INTERNAL", `cannot serve the API on ${socketPath}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    throw e;
   }
   ctx.log.info({ socket: socketPath }, "API listening");
+  let closed = false;
   return {
     socketPath,
+    ensureListening: async () => {
+      if (closed || existsSync(socketPath)) return false;
+      mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
+      const next = await bindSocket(server, socketPath);
+      server.unbind(port);
+      port = next;
+      return true;
+    },
     close: async () => {
+      closed = true;
       impl.endStreams();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

@@ -2,8 +2,8 @@
 // reused from) pinRoot, which is how state survives an nkitd restart. Programs and maps handed out
 // are dups of the object's fds, owned by the BpfObject until it is closed.
 import { existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { BpfLoadError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import { dirname, join } from "node:path";
+import { AlreadyExistsError, BpfLoadError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import {
   bpfAddon,
   type FdHandle,
@@ -195,6 +195,33 @@ export class BpfObject implements MapSource {
     const m = make(h);
     this.#children.push(m);
     return m;
+  }
+
+  /**
+   * Pins again every LIBBPF_PIN_BY_NAME map whose pin was removed while this object held it (the
+   * map lives on in the programs; without its pin the next load would make an empty one). Returns
+   * the paths pinned again. A pin that is back meanwhile (another object sharing the map) is left.
+   */
+  repinMaps(): string[] {
+    const done: string[] = [];
+    for (const spec of this.maps()) {
+      if (!spec.pinPath || existsSync(spec.pinPath)) continue;
+      ensureBpffsDir(dirname(spec.pinPath));
+      const h = nativeCall(`getting map ${spec.name} of ${this.path}`, () =>
+        bpfAddon().objMap(this.#handle, spec.name),
+      );
+      try {
+        nativeCall(`pinning BPF map ${spec.name} at ${spec.pinPath}`, () =>
+          bpfAddon().objPin(h, spec.pinPath as string),
+        );
+        done.push(spec.pinPath);
+      } catch (e) {
+        if (!(e instanceof AlreadyExistsError)) throw e;
+      } finally {
+        bpfAddon().fdClose(h);
+      }
+    }
+    return done;
   }
 
   /** Closes the object and every program/map handle obtained from it. Pinned maps and links stay. */

@@ -5,6 +5,7 @@ import {
   chownSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -52,6 +53,28 @@ async function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
+/** A server listening on o.socketPath with the configured mode and group. */
+async function listenOn(o: CniServerOptions, onConnection: (sock: Socket) => void): Promise<Server> {
+  const server = createServer({ allowHalfOpen: true });
+  server.on("connection", onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.socketPath, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  try {
+    if (o.gid !== undefined) chownSync(o.socketPath, process.getuid?.() ?? 0, o.gid);
+    chmodSync(o.socketPath, o.mode ?? (o.gid !== undefined ? 0o660 : 0o600));
+  } catch (e) {
+    server.close();
+    throw e;
+  }
+  server.on("error", (e) => o.log?.error({ err: e }, "CNI endpoint error"));
+  return server;
+}
+
 export class CniServer {
   readonly socketPath: string;
   /** Where nkit-cni queues DELs while nkitd is unreachable. */
@@ -62,10 +85,9 @@ export class CniServer {
   private draining: Promise<void> | undefined;
   private closed = false;
 
-  private constructor(
-    private readonly opts: CniServerOptions,
-    private readonly server: Server,
-  ) {
+  private server: Server | undefined;
+
+  private constructor(private readonly opts: CniServerOptions) {
     this.socketPath = opts.socketPath;
     this.queueDir = join(dirname(opts.socketPath), DEL_QUEUE_DIR);
   }
@@ -75,8 +97,7 @@ export class CniServer {
    * on it, or when the path is not a socket) and listens.
    */
   static async start(o: CniServerOptions): Promise<CniServer> {
-    const server = createServer({ allowHalfOpen: true });
-    const s = new CniServer(o, server);
+    const s = new CniServer(o);
     await s.drainQueue();
     let st: ReturnType<typeof lstatSync> | undefined;
     try {
@@ -97,31 +118,32 @@ export class CniServer {
       }
       unlinkSync(o.socketPath);
     }
-    server.on("connection", (sock) => s.onConnection(sock));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(o.socketPath, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    try {
-      if (o.gid !== undefined) chownSync(o.socketPath, process.getuid?.() ?? 0, o.gid);
-      chmodSync(o.socketPath, o.mode ?? (o.gid !== undefined ? 0o660 : 0o600));
-    } catch (e) {
-      server.close();
-      throw e;
-    }
-    server.on("error", (e) => o.log?.error({ err: e }, "CNI endpoint error"));
+    s.server = await listenOn(o, (sock) => s.onConnection(sock));
     o.log?.info({ socket: o.socketPath }, "CNI endpoint listening");
     return s;
+  }
+
+  /**
+   * Listens again when the socket file is gone (removed by hand, or the run dir with it, which is
+   * made again): without it no pod could be wired. True when it listened anew.
+   */
+  async ensureListening(): Promise<boolean> {
+    if (this.closed || !this.server || existsSync(this.socketPath)) return false;
+    mkdirSync(dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    // Closing a unix socket server unlinks its path: the old one goes first, or it would take the
+    // new socket's file with it.
+    const old = this.server;
+    await new Promise<void>((resolve) => old.close(() => resolve()));
+    this.server = await listenOn(this.opts, (sock) => this.onConnection(sock));
+    return true;
   }
 
   /** Stops accepting, waits for requests in progress, removes the socket file. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const server = this.server;
+    const stopped = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     await Promise.allSettled([...this.inflight]);
     for (const s of this.sockets) s.destroy();
     await stopped;

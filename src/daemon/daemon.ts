@@ -134,18 +134,23 @@ export async function startDaemon(
     "datapath ready",
   );
   // --- repair: a pod whose host device was deleted behind nkitd's back (its netns alive) is wired
-  // again with its addresses within REPAIR_MS; what cannot be is logged.
+  // again with its addresses within REPAIR_MS; what cannot be is logged. Components started later
+  // add what they keep in place to the same pass (pins removed under them, sockets whose files
+  // went).
+  const repairs: { what: string; run: () => Promise<unknown> }[] = [
+    { what: "the endpoints' devices and pins", run: () => endpoints.repair() },
+  ];
   await parts.require({
     name: "endpoint repair",
     needs: ["datapath"],
     start: () => {
       let pass: Promise<unknown> = Promise.resolve();
       const timer = setInterval(() => {
-        pass = pass.then(() =>
-          endpoints
-            .repair()
-            .catch((e: unknown) => log.error({ err: e }, "checking the endpoints' devices failed")),
-        );
+        pass = pass.then(async () => {
+          for (const r of repairs) {
+            await r.run().catch((e: unknown) => log.error({ err: e }, `checking ${r.what} failed`));
+          }
+        });
       }, REPAIR_MS);
       timer.unref();
       return {
@@ -318,10 +323,19 @@ export async function startDaemon(
           stop: (s: NomadServiceSync) => s.stop(),
         })
       : undefined;
+  if (services) {
+    repairs.push({
+      what: "the load-balancer's pins",
+      run: async () => {
+        const pins = services.repin();
+        if (pins.length > 0) log.warn({ pins }, "the load-balancer's pins were removed: pinned them again");
+      },
+    });
+  }
   // Services remembered from a Nomad no longer configured go.
   if (!nomad) services?.manager.replaceSource("nomad", []);
   // --- CNI endpoint for nkit-cni (src/cni): <paths.run>/cni.sock.
-  await parts.require({
+  const cni = await parts.require({
     name: "CNI endpoint",
     needs: ["datapath", "containerd client"],
     start: () =>
@@ -338,8 +352,15 @@ export async function startDaemon(
       }),
     stop: (cni: CniServer) => cni.close(),
   });
+  repairs.push({
+    what: "the CNI socket",
+    run: async () => {
+      if (await cni.ensureListening())
+        log.warn({ socket: cni.socketPath }, "the CNI socket was gone: listening again");
+    },
+  });
   // --- host services (src/api): gRPC API on <paths.run>/nkit.sock, metrics on metrics.listen.
-  await parts.require({
+  const hostServices = await parts.require({
     name: "host services",
     needs: ["datapath", "masquerade"],
     start: () =>
@@ -359,6 +380,14 @@ export async function startDaemon(
         log,
       ),
     stop: (h: HostServices) => h.stop(),
+  });
+  repairs.push({
+    what: "the API socket",
+    run: async () => {
+      if (await hostServices.ensureListening()) {
+        log.warn({ socket: hostServices.apiSocket }, "the API socket was gone: listening again");
+      }
+    },
   });
   // --- NRI plugin (src/nri): containerd's pod sandbox events wire and unwire CRI pods.
   if (config.nri.enabled) {

@@ -49,6 +49,8 @@ export interface HostServices {
   readonly apiSocket: string;
   /** Bound metrics address, or "" when metrics are off. */
   readonly metricsAddress: string;
+  /** Listens again when the API socket file is gone; true when it did. */
+  ensureListening(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -128,7 +130,12 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
       join(config.paths.run, API_SOCKET_NAME),
     );
     cleanup.push(() => api.close());
-    return { apiSocket: api.socketPath, metricsAddress, stop: stopAll };
+    return {
+      apiSocket: api.socketPath,
+      metricsAddress,
+      ensureListening: () => api.ensureListening(),
+      stop: stopAll,
+    };
   } catch (e) {
     await stopAll();
     throw e;

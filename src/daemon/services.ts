@@ -20,6 +20,8 @@ interface ServiceDatapath extends LbTable {
   close(): void;
   /** The socket hooks' per-reason counters (translated, refused, ...). */
   counters?(): Record<string, bigint>;
+  /** Pins again what was unpinned under this process (SocketLb.repin). */
+  repin?(): string[];
 }
 
 export interface Services {
@@ -27,6 +29,8 @@ export interface Services {
   readonly hostPorts: HostPorts;
   /** The load-balancer's per-reason counters, for metrics. */
   counters(): Record<string, bigint>;
+  /** Pins again the load-balancer's maps and links whose pins were removed; the paths. */
+  repin(): string[];
   stop(): Promise<void>;
 }
 
@@ -151,6 +155,7 @@ export async function startServices(
     manager,
     hostPorts,
     counters: () => datapath.counters?.() ?? {},
+    repin: () => datapath.repin?.() ?? [],
     stop: async () => {
       clearInterval(refresh);
       unsubscribe();

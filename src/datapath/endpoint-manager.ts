@@ -60,6 +60,8 @@ export interface EndpointRepairs {
   failed: { id: string; error: string }[];
   /** Uplinks that had lost nk_from_uplink (deleted and made again) and got it back. */
   uplinks: string[];
+  /** Map pins that were removed and are back (the maps themselves never went). */
+  pins: string[];
 }
 
 export class EndpointManager {
@@ -306,8 +308,16 @@ export class EndpointManager {
    * Returns what was wired again and what could not be.
    */
   async repair(): Promise<EndpointRepairs> {
-    const out: EndpointRepairs = { repaired: [], failed: [], uplinks: [] };
+    const out: EndpointRepairs = { repaired: [], failed: [], uplinks: [], pins: [] };
     if (this.closed) return out;
+    try {
+      out.pins = this.progs.repinMaps();
+      if (out.pins.length > 0) {
+        this.opts.log?.warn({ pins: out.pins }, "the datapath's map pins were removed: pinned them again");
+      }
+    } catch (e) {
+      this.opts.log?.error({ err: e }, "pinning the datapath's maps again failed");
+    }
     for (const u of this.opts.uplinks ?? []) {
       try {
         if (await ensureUplink(this.dp, u)) {

@@ -85,6 +85,11 @@ export class DatapathPrograms {
     }
   }
 
+  /** Pins again the maps whose pins were removed under this process (BpfObject.repinMaps). */
+  repinMaps(): string[] {
+    return this.skel.object.repinMaps();
+  }
+
   close(): void {
     this.skel.close();
   }

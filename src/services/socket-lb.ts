@@ -299,6 +299,24 @@ export class SocketLb implements LbTable {
     return out;
   }
 
+  /**
+   * Pins again the maps and cgroup links whose pins were removed under this process: without them
+   * the links would detach when nkitd exits and a restart would start from empty maps. Returns the
+   * paths pinned again.
+   */
+  repin(): string[] {
+    if (this.destroyed) return [];
+    const done = this.skel.object.repinMaps();
+    for (const l of this.links) {
+      const path = l.pinnedPath;
+      if (!path || existsSync(path)) continue;
+      this.pins.sub("lb").ensure();
+      l.pin(path);
+      done.push(path);
+    }
+    return done;
+  }
+
   /** Releases this process's handles; the pinned links keep translating. */
   close(): void {
     for (const l of this.links) l.close();

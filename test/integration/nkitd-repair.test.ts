@@ -1,13 +1,15 @@
 // Fault injection: a pod's host device deleted behind nkitd's back (by an operator, a script, the
-// pod itself), an uplink deleted and made again, link pins removed from the bpffs dir, a truncated
-// IPAM state file. While nkitd runs, the pod is wired again within seconds with its id, addresses and
-// labels; with nkitd stopped, the next start wires it again. Either way the pod answers on its old
-// addresses and no second device, map entry or address is left.
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+// pod itself), an uplink deleted and made again, link pins removed from the bpffs dir, the whole
+// bpffs dir and run dir removed, a truncated IPAM state file. While nkitd runs, the pod is wired
+// again within seconds with its id, addresses and labels, and pins and sockets come back; with nkitd
+// stopped, the next start wires it again. Either way the pod answers on its old addresses and no
+// second device, map entry or address is left.
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type { Endpoint } from "../../src/api/types.js";
+import { pinnedMapInfo } from "../../src/bpf/map.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   doctorCheck,
@@ -38,6 +40,8 @@ s.on("error", (e) => process.stdout.write("error:" + e.code)); s.on("timeout", (
   return (await run(process.execPath, ["-e", js, address])).stdout;
 }
 
+const cniSocket = () => join(setup.runDir, "cni.sock");
+
 const devices = async () =>
   (await run("ip", ["-o", "link", "show"])).stdout.split("\n").filter((l) => l.includes(ep.hostIfName));
 
@@ -61,10 +65,12 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     await run("ip", ["link", "del", ep.hostIfName]);
     expect(await reach(ep.addresses.ipv4)).toMatch(/^error/);
     const deadline = Date.now() + 15_000;
-    let again = (await api.getEndpoint(ep.id)).endpoint;
+    // Absent for a moment while the repair wires it again.
+    const current = () => api.getEndpoint(ep.id).then((r) => r.endpoint, () => ep);
+    let again = await current();
     while (again.hostIfindex === ep.hostIfindex && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
-      again = (await api.getEndpoint(ep.id)).endpoint;
+      again = await current();
     }
     expect(again.hostIfindex).not.toBe(ep.hostIfindex);
     expect(again.addresses).toEqual(ep.addresses);
@@ -161,6 +167,54 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     expect(nkitd.log("an endpoint's pinned links were gone: attached them again")).toMatchObject({
       id: ep.id,
     });
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+  });
+
+  it("the bpffs dir and the run dir removed under a running nkitd: every pin and socket is back, the maps are the same", async () => {
+    const pins = () =>
+      (readdirSync(setup.bpffsDir, { recursive: true }) as string[])
+        .map((p) => join(setup.bpffsDir, p))
+        .filter((p) => statSync(p).isFile())
+        .sort();
+    const mapId = (p: string): number | undefined => {
+      try {
+        return pinnedMapInfo(p).id;
+      } catch {
+        return undefined; // a link pin
+      }
+    };
+    const before = pins();
+    const maps = new Map(before.flatMap((p) => (mapId(p) === undefined ? [] : [[p, mapId(p)] as const])));
+    // The datapath's and the load-balancer's maps, the endpoint's, uplink's and cgroup links.
+    expect(maps.has(join(setup.bpffsDir, "nk_endpoints"))).toBe(true);
+    expect(maps.has(join(setup.bpffsDir, "nk_lb_services"))).toBe(true);
+    expect(before.some((p) => p.includes(`${join(setup.bpffsDir, "lb")}/`))).toBe(true);
+    expect(before.length - maps.size).toBeGreaterThanOrEqual(4);
+    rmSync(setup.bpffsDir, { recursive: true, force: true });
+    rmSync(setup.runDir, { recursive: true, force: true });
+    const deadline = Date.now() + 15_000;
+    const back = () =>
+      before.every((p) => existsSync(p)) && existsSync(setup.socket) && existsSync(cniSocket());
+    while (!back() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(before.filter((p) => !existsSync(p)), nkitd.output().slice(-3000)).toEqual([]);
+    expect(existsSync(cniSocket()), nkitd.output().slice(-3000)).toBe(true);
+    for (const [p, id] of maps) expect([p, mapId(p)]).toEqual([p, id]);
+    for (const sock of [setup.socket, cniSocket()]) expect(statSync(sock).mode & 0o777).toBe(0o600);
+    expect((await api.status()).endpointCount).toBeGreaterThanOrEqual(1);
+    expect((await nkit(setup.socket, "status")).code).toBe(0);
+    expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+    for (const line of [
+      "the datapath's map pins were removed: pinned them again",
+      "the load-balancer's pins were removed: pinned them again",
+      "the CNI socket was gone: listening again",
+      "the API socket was gone: listening again",
+    ]) {
+      expect(nkitd.log(line), line).toBeDefined();
+    }
+    // The next nkitd takes the same maps from the pins again: nothing was lost.
+    await nkitd.stop();
+    nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+    for (const [p, id] of maps) expect([p, mapId(p)]).toEqual([p, id]);
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
   });
 
