@@ -66,7 +66,11 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     expect(await reach(ep.addresses.ipv4)).toMatch(/^error/);
     const deadline = Date.now() + 15_000;
     // Absent for a moment while the repair wires it again.
-    const current = () => api.getEndpoint(ep.id).then((r) => r.endpoint, () => ep);
+    const current = () =>
+      api.getEndpoint(ep.id).then(
+        (r) => r.endpoint,
+        () => ep,
+      );
     let again = await current();
     while (again.hostIfindex === ep.hostIfindex && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
@@ -196,7 +200,10 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     const back = () =>
       before.every((p) => existsSync(p)) && existsSync(setup.socket) && existsSync(cniSocket());
     while (!back() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(before.filter((p) => !existsSync(p)), nkitd.output().slice(-3000)).toEqual([]);
+    expect(
+      before.filter((p) => !existsSync(p)),
+      nkitd.output().slice(-3000),
+    ).toEqual([]);
     expect(existsSync(cniSocket()), nkitd.output().slice(-3000)).toBe(true);
     for (const [p, id] of maps) expect([p, mapId(p)]).toEqual([p, id]);
     for (const sock of [setup.socket, cniSocket()]) expect(statSync(sock).mode & 0o777).toBe(0o600);
