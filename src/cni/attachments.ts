@@ -46,5 +46,6 @@ export function openAttachmentStore(path: string): AttachmentStore {
     version: 1,
     record: attachmentShape,
     key: (a) => a.containerId,
+    fix: "restore it from a backup; moving it aside drops the host ports of running nerdctl and Nomad workloads until they start again",
   });
 }

@@ -9,7 +9,7 @@ import { lbMapSizes } from "../bpf/lb.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
 import { ContainerdClient, containerIdentity, nerdctlContainerRef } from "../containerd/containers.js";
 import type { EndpointManager } from "../datapath/endpoint-manager.js";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, StateCorruptError } from "../errors.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
 import { observeCniRequest } from "../metrics/index.js";
@@ -290,8 +290,8 @@ export async function startDaemon(
     },
     stop: (s: Services) => s.stop(),
     // An explicit cgroup that cannot be used is a configuration error; a host without cgroup v2
-    // still gets pod networking, loudly without services.
-    optional: () => !config.paths.cgroup,
+    // still gets pod networking, loudly without services. An unreadable state file never passes.
+    optional: (e) => !config.paths.cgroup && !(e instanceof StateCorruptError),
   });
   // --- containerd's API (src/containerd): names and labels of the containers nkit-cni wires.
   const containerd = await parts.require({

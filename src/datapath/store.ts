@@ -48,5 +48,6 @@ export function openEndpointStore(stateDir: string): EndpointStore {
     version: 1,
     record: endpointRecordShape,
     key: (r) => r.hostIfName,
+    fix: "restore it from a backup (its pod keeps forwarding meanwhile); moving it aside unwires that pod at the next start: its device is removed and its addresses are freed",
   });
 }

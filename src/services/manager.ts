@@ -102,6 +102,7 @@ export class ServiceManager {
       version: 1,
       record: recordShape,
       key: (r) => r.spec.name,
+      fix: "move it aside to start fresh: services from nkitd.yaml, paths.services, Nomad and host ports come back from their sources, but services added with `nkit service add` must be added again",
     });
     for (const e of opts.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
     this.held = opts.holdUntilReady === true;

@@ -118,6 +118,8 @@ interface DirectoryStoreOptions<T> {
   /** Must be usable as a file name (no "/", not starting with "."). */
   key: (rec: T) => string;
   upgrade?: DocumentFormat<unknown>["upgrade"];
+  /** What to do about an unreadable record file (DocumentFormat.fix). */
+  fix?: string;
 }
 
 /**
@@ -170,6 +172,7 @@ export class RecordStore<T> {
   static inDirectory<T extends object>(o: DirectoryStoreOptions<T>): RecordStore<T> {
     const format: DocumentFormat<T> = { version: o.version, shape: o.record };
     if (o.upgrade) format.upgrade = o.upgrade;
+    if (o.fix) format.fix = o.fix;
     const fileOf = (key: string): string => {
       if (!key || key.includes("/") || key.startsWith(".")) {
         throw new StateCorruptError(o.dir, `record key ${JSON.stringify(key)} cannot name a file`);
@@ -188,7 +191,9 @@ export class RecordStore<T> {
           if (text === undefined) continue;
           const rec = decodeDocument(path, text, format);
           const key = o.key(rec);
-          if (`${key}.json` !== name) throw new StateCorruptError(path, `holds the record of ${key}`);
+          if (`${key}.json` !== name) {
+            throw new StateCorruptError(path, `holds the record of ${key}`, o.fix ? { fix: o.fix } : {});
+          }
           records.set(key, rec);
         }
         return records;

@@ -225,6 +225,38 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
   });
 
+  it("every other state file unreadable (truncated, or not nkit's shape) is refused naming it and the way out; nothing is touched", async () => {
+    // A service added through the API, so services.json holds something of the user's.
+    expect((await nkit(setup.socket, "service", "add", "rep-svc", "--vip", "10.96.93.9:80")).code).toBe(0);
+    await nkitd.stop();
+    const files: [string, RegExp][] = [
+      ["services.json", /services added with `nkit service add` must be added again/],
+      ["cni-attachments.json", /restore it from a backup/],
+      [join("endpoints", `${ep.hostIfName}.json`), /restore it from a backup/],
+    ];
+    for (const [name, fix] of files) {
+      const file = join(setup.stateDir, name);
+      const good = existsSync(file) ? readFileSync(file, "utf8") : undefined;
+      for (const bad of [good?.slice(0, Math.floor(good.length / 2)) ?? "{", '{"version": 1, "x": []}\n']) {
+        writeFileSync(file, bad);
+        const refused = Nkitd.spawn(scope, ["--config", setup.config]);
+        const exit = await refused.proc.done;
+        expect([name, exit.code]).toEqual([name, 1]);
+        expect(refused.output()).toContain(`state file ${file} is unreadable (`);
+        expect(refused.output()).toMatch(fix);
+        // The pinned datapath carries the pod meanwhile, and nkitd left the pod's device alone.
+        expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
+        expect(await devices()).toHaveLength(1);
+      }
+      if (good === undefined) rmSync(file);
+      else writeFileSync(file, good);
+    }
+    nkitd = await Nkitd.start(scope, ["--config", setup.config]);
+    expect((await api.getEndpoint(ep.id)).endpoint.addresses).toEqual(ep.addresses);
+    expect((await nkit(setup.socket, "service", "get", "rep-svc")).code).toBe(0);
+    expect((await nkit(setup.socket, "service", "delete", "rep-svc")).code).toBe(0);
+  });
+
   it("a truncated ipam.json is refused with the way out, the pods keep forwarding, the restored file is taken", async () => {
     await nkitd.stop();
     const file = join(setup.stateDir, "ipam.json");
