@@ -4,18 +4,22 @@
 // messages every 5 ms, every echo checked) must lose nothing, and the new nkitd lists both
 // endpoints on the same host devices.
 
+import { randomInt } from "node:crypto";
 import { join } from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type * as T from "../../src/api/types.js";
 import { hostIfName } from "../../src/datapath/naming.js";
+import { runShim } from "../helpers/cni.js";
 import { RUN_ID } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   deleteLinks,
   Nkitd,
+  nkit,
   nkitdSetup,
   nkitJson,
+  outsideBehindUplink,
   type Proc,
   pinnedLink,
   presentLinks,
@@ -199,5 +203,155 @@ describe("nkitd restart with live pods", () => {
     expect(await client.unwireEndpoint(idB)).toEqual({ removed: true });
     expect(await presentLinks([epA.hostIfName, epB.hostIfName])).toEqual(new Set());
     expect((await second.stop("SIGTERM")).code).toBe(0);
+  });
+
+  it("a VIP flow, a masqueraded flow and a host-port flow survive a restart that swaps every program", async () => {
+    const s = await nkitdSetup(scope, "rsf", ["masquerade: {ipv6: true}"]);
+    // The uplink's addresses first: masquerade reads them at start (and every 30 s).
+    const outside = await outsideBehindUplink(scope, s, "rsfo");
+    const first = await Nkitd.start(scope, ["--config", s.config]);
+    const client = new NkitClient(s.socket, { timeoutMs: 30_000 });
+    scope.defer(() => client.close());
+    const podA = await createNetns(scope, "rsfa");
+    const podB = await createNetns(scope, "rsfb");
+    const idA = `nkt-${RUN_ID}-rsf-a-${process.pid}`;
+    const idB = `nkt-${RUN_ID}-rsf-b-${process.pid}`;
+    scope.defer(() => deleteLinks([hostIfName(idA), hostIfName(idB)]));
+    const epA = await client.wireEndpoint({ id: idA, netnsPath: podA.path });
+    // B as nerdctl wires it: through nkit-cni, with a published port.
+    const hostPort = randomInt(20_000, 30_000);
+    const add = await runShim("ADD", {
+      socket: join(s.runDir, "cni.sock"),
+      containerId: idB,
+      netns: podB.path,
+      args: "IgnoreUnknown=1",
+      conf: {
+        cniVersion: "1.0.0",
+        name: "nkit",
+        mode: "wire",
+        capabilities: { portMappings: true },
+        runtimeConfig: {
+          portMappings: [{ HostPort: hostPort, ContainerPort: 7007, Protocol: "tcp", HostIP: "0.0.0.0" }],
+        },
+      },
+    });
+    expect(add.code, add.stdout).toBe(0);
+    scope.defer(() =>
+      runShim("DEL", { socket: join(s.runDir, "cni.sock"), containerId: idB, netns: podB.path }),
+    );
+    const epB = await client.getEndpoint(idB).then((r) => r.endpoint);
+    const vip = `10.96.${randomInt(1, 250)}.${randomInt(1, 250)}`;
+    expect(
+      (
+        await nkit(
+          s.socket,
+          "service",
+          "add",
+          `rsf-${process.pid}`,
+          "--vip",
+          `${vip}:7007`,
+          "--backend",
+          `${epB.addresses.ipv4}:7007`,
+        )
+      ).code,
+    ).toBe(0);
+
+    // Servers: pod B (behind the VIP and the host port), the host beyond the uplink (masquerade).
+    const inB = inPod(podB, process.execPath, [STREAM, "serve", "::", "7007"]);
+    const far = spawnProc(
+      "nsenter",
+      [`--net=${outside.netns.path}`, "--", process.execPath, STREAM, "serve", outside.far4, "7008"],
+      scope,
+    );
+    for (const srv of [inB, far])
+      await until(() => srv.out().includes("ready"), "a TCP echo server", 10_000, srv.running);
+    // Flows, one connection each, a message every 5 ms.
+    const flows = {
+      // pod A -> VIP: translated at connect by the socket hooks of the LB cgroup A runs in.
+      vip: spawnProc(
+        "sh",
+        [
+          "-c",
+          'echo $$ > "$0/cgroup.procs" && exec "$@"',
+          s.cgroup,
+          "nsenter",
+          `--net=${podA.path}`,
+          "--",
+          process.execPath,
+          STREAM,
+          "send",
+          vip,
+          "7007",
+          "5",
+        ],
+        scope,
+      ),
+      // pod A -> beyond the uplink: masqueraded to the uplink's address.
+      masquerade: inPod(podA, process.execPath, [STREAM, "send", outside.far4, "7008", "5"]),
+      // beyond the uplink -> host port: per-packet DNAT at the uplink, reverse NAT on B's replies.
+      hostPort: spawnProc(
+        "nsenter",
+        [
+          `--net=${outside.netns.path}`,
+          "--",
+          process.execPath,
+          STREAM,
+          "send",
+          outside.host4,
+          String(hostPort),
+          "5",
+        ],
+        scope,
+      ),
+    };
+    for (const [name, f] of Object.entries(flows)) {
+      await until(() => f.out().includes("connected"), `the ${name} flow to connect`, 10_000, f.running);
+    }
+    await sleep(500);
+    const links = {
+      uplink: join(s.bpffsDir, "uplinks", s.uplink, "from-uplink"),
+      connect4: join(s.bpffsDir, "lb", "connect4"),
+      endpoint: join(s.bpffsDir, "endpoints", epB.hostIfName, "from-container"),
+    };
+    const before = Object.fromEntries(Object.entries(links).map(([k, p]) => [k, pinnedLink(p)]));
+
+    // --- restart under traffic: the new process swaps its programs into the pinned links
+    expect((await first.stop("SIGTERM")).code, first.output()).toBe(0);
+    await Nkitd.start(scope, ["--config", s.config]);
+    for (const [k, p] of Object.entries(links)) {
+      const now = pinnedLink(p);
+      expect([k, now.id]).toEqual([k, before[k]?.id]);
+      expect([k, now.programId]).not.toEqual([k, before[k]?.programId]);
+    }
+    await sleep(1_000);
+
+    const results: Record<string, StreamResult & { code: number | null }> = {};
+    for (const [name, f] of Object.entries(flows)) {
+      f.child.kill("SIGTERM");
+      const exit = await f.done;
+      const line = exit.stdout.trim().split("\n").at(-1) ?? "";
+      results[name] = { ...(JSON.parse(line) as StreamResult), code: exit.code };
+    }
+    console.log(`nkitd restart with service flows: ${JSON.stringify(results)}`);
+    for (const [name, r] of Object.entries(results)) {
+      expect([name, r.errors]).toEqual([name, []]);
+      expect([name, r.echoed]).toEqual([name, r.sent]);
+      expect([name, r.code]).toEqual([name, 0]);
+      expect(r.sent).toBeGreaterThan(200);
+    }
+    // One connection per flow from start to end: no reset, no reconnect.
+    await until(() => (inB.out().match(/^closed /gm) ?? []).length >= 2, "B to see both closes", 5_000);
+    await until(() => far.out().includes("closed"), "the far host to see the close", 5_000);
+    const events = (p: Proc) =>
+      p
+        .out()
+        .split("\n")
+        .filter((l) => /^(conn|closed|error) /.test(l))
+        .map((l) => l.split(" ")[0]);
+    expect(events(inB).sort()).toEqual(["closed", "closed", "conn", "conn"]);
+    expect(events(far)).toEqual(["conn", "closed"]);
+    // The far host saw the uplink's address (masqueraded), B saw A's own address through the VIP.
+    expect(far.out()).toContain(`conn ${outside.host4}:`);
+    expect(inB.out()).toContain(`${epA.addresses.ipv4}:`);
   });
 });
