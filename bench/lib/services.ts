@@ -91,7 +91,7 @@ export function main(argv: readonly string[]): Promise<number> {
     cleanup.defer("socket lb", () => lb.destroy());
     const state = mkdtempSync(join(tmpdir(), `${prefix}-svc-`));
     cleanup.defer("state", () => rmSync(state, { recursive: true, force: true }));
-    const manager = new ServiceManager({ table: lb, statePath: join(state, "services.json") });
+    const manager = new ServiceManager({ table: lb, storeDir: join(state, "services") });
 
     // ---- control plane
     const rssBefore = process.memoryUsage().rss;

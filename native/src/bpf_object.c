@@ -319,9 +319,12 @@ static napi_value obj_load(napi_env env, napi_callback_info info) {
     nk_throw_errno(env, EALREADY, "bpf_object__load", "the object is already loaded");
     return NULL;
   }
+  sigset_t old;
+  nk_signals_block(&old);
   nk_log_begin();
   int err = bpf_object__load(o->obj);
   const char *log = nk_log_end();
+  nk_signals_restore(&old);
   if (err) {
     nk_throw_errno_log(env, -err, "bpf_object__load", o->path, log);
     return NULL;

@@ -25,7 +25,10 @@ static napi_value probe_link_create(napi_env env, napi_callback_info info) {
   if (!nk_args(env, info, 1, argv)) return NULL;
   uint32_t attach_type;
   if (!nk_get_u32(env, argv[0], "attachType", &attach_type)) return NULL;
+  sigset_t old;
+  nk_signals_block(&old);
   int prog = load_trivial_sched_cls();
+  nk_signals_restore(&old);
   if (prog < 0) {
     nk_throw_errno(env, -prog, "bpf_prog_load", "probe program (SCHED_CLS)");
     return NULL;
@@ -47,7 +50,10 @@ static napi_value probe_helper(napi_env env, napi_callback_info info) {
   uint32_t prog_type, helper;
   if (!nk_get_u32(env, argv[0], "progType", &prog_type) || !nk_get_u32(env, argv[1], "helperId", &helper))
     return NULL;
+  sigset_t old;
+  nk_signals_block(&old);
   int r = libbpf_probe_bpf_helper(prog_type, helper, NULL);
+  nk_signals_restore(&old);
   if (r < 0) {
     char detail[64];
     snprintf(detail, sizeof detail, "helper %u for program type %u", helper, prog_type);

@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,3 +179,11 @@ bool nk_export(napi_env env, napi_value exports, const nk_fn *fns, size_t n) {
   }
   return true;
 }
+
+void nk_signals_block(sigset_t *old) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+void nk_signals_restore(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }

@@ -3,6 +3,7 @@
 #define NKIT_COMMON_H
 
 #include <node_api.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,12 @@ bool nk_export(napi_env env, napi_value exports, const nk_fn *fns, size_t n);
 
 napi_value nk_register_netns(napi_env env, napi_value exports);
 napi_value nk_register_netlink(napi_env env, napi_value exports);
+/* The verifier gives up with EAGAIN whenever a signal is pending for the loading thread, and a busy
+ * process gets many (a profiler's SIGPROF every millisecond, SIGCHLD of its children): program
+ * loads run with every blockable signal blocked, delivered right after nk_signals_restore. */
+void nk_signals_block(sigset_t *old);
+void nk_signals_restore(const sigset_t *old);
+
 napi_value nk_register_bpf(napi_env env, napi_value exports);
 napi_value nk_register_sdnotify(napi_env env, napi_value exports);
 napi_value nk_register_ringbuf(napi_env env, napi_value exports);

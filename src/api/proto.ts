@@ -53,6 +53,18 @@ export function messageCodec<M>(name: string): MessageCodec<M> {
   };
 }
 
+/**
+ * What the server's request decoder hands the handler for bytes that are no valid request: grpc-js
+ * would answer a throwing decoder with INTERNAL, but a malformed request is the caller's error
+ * (INVALID_ARGUMENT), which the handler raises (src/api/server.ts).
+ */
+export class UndecodableRequest {
+  constructor(
+    readonly type: string,
+    readonly reason: string,
+  ) {}
+}
+
 /** The gRPC method definitions of one proto service, as the .proto declares its methods. */
 function serviceDefinition<S>(service: string): S {
   const svc = loadRoot().lookupService(`${PROTO_PACKAGE}.${service}`);
@@ -65,7 +77,13 @@ function serviceDefinition<S>(service: string): S {
       requestStream: m.requestStream === true,
       responseStream: m.responseStream === true,
       requestSerialize: rq.encode,
-      requestDeserialize: rq.decode,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return rq.decode(buf);
+        } catch (e) {
+          return new UndecodableRequest(m.requestType, (e as Error).message);
+        }
+      },
       responseSerialize: rs.encode,
       responseDeserialize: rs.decode,
       originalName: m.name.charAt(0).toLowerCase() + m.name.slice(1),

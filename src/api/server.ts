@@ -27,7 +27,7 @@ import { type LbEntry, parseServiceSpec } from "../services/spec.js";
 import { VERSION } from "../version.js";
 import { toServiceError } from "./errors.js";
 import { toApiEvent } from "./events.js";
-import { apiServices } from "./proto.js";
+import { apiServices, UndecodableRequest } from "./proto.js";
 import { reasonCodeOf } from "./reason-names.js";
 import type * as T from "./types.js";
 
@@ -151,6 +151,14 @@ function serviceDefinition(s: T.Service): Record<string, unknown> {
 
 const REASON_CODES = new Map<string, number>(Object.entries(Reason));
 
+/** The request, or the caller's error when its bytes were no valid message. */
+function decoded<Req>(req: Req | UndecodableRequest): Req {
+  if (req instanceof UndecodableRequest) {
+    throw new InvalidArgumentError(`the request is no valid ${req.type} message: ${req.reason}`);
+  }
+  return req;
+}
+
 function unary<Req, Res>(
   log: Logger,
   name: string,
@@ -158,7 +166,7 @@ function unary<Req, Res>(
 ): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => fn(decoded(call.request)))
       .then(
         (res) => callback(null, res),
         (e: unknown) => {
@@ -268,9 +276,10 @@ function implementation(ctx: ApiContext): Implementation {
   const monitor: handleServerStreamingCall<T.MonitorRequest, T.Event> = (call) => {
     let unsubscribe: (() => void) | undefined;
     try {
+      const req = decoded(call.request);
       const filter: { epNum?: number; reasons?: Set<number> } = {};
-      if (call.request.endpointId) filter.epNum = getEndpoint(call.request.endpointId).epNum;
-      if (call.request.reasons.length > 0) filter.reasons = new Set(call.request.reasons.map(reasonCodeOf));
+      if (req.endpointId) filter.epNum = getEndpoint(req.endpointId).epNum;
+      if (req.reasons.length > 0) filter.reasons = new Set(req.reasons.map(reasonCodeOf));
       const endpointOf = (n: number) => ctx.endpoints.list().find((e) => e.epNum === n)?.id;
       unsubscribe = ctx.events.subscribe(filter, (e, lostBefore) => {
         call.write(toApiEvent(e, endpointOf, lostBefore));
@@ -319,6 +328,7 @@ function implementation(ctx: ApiContext): Implementation {
     toApiService(getService(req.name), counts),
   );
   const addService = unary<T.AddServiceRequest, T.Service>(log, "AddService", (req) => {
+    if (!req.service) throw new InvalidArgumentError("AddService: service is required");
     const spec = parseServiceSpec(serviceDefinition(req.service), "service");
     const v = serviceManager().upsert(spec, "api");
     log.info({ service: spec.name, vip: spec.vip, via: "api" }, "service added");

@@ -127,7 +127,7 @@ export async function startServices(
 
   const manager = new ServiceManager({
     table: datapath,
-    statePath: join(config.paths.state, "services.json"),
+    storeDir: join(config.paths.state, "services"),
     log,
     holdUntilReady: true,
   });

@@ -4,6 +4,7 @@
 // entries for the datapath. Services the API added and those synced from Nomad are kept in the state
 // store, so they outlive a restart (and a Nomad that is down then); the others are re-read from their
 // source at start.
+import { existsSync, rmSync } from "node:fs";
 import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RecordStore } from "../state/json-store.js";
@@ -39,8 +40,12 @@ export interface ServiceView extends ServiceRecord {
 
 interface ServiceManagerOptions {
   table: LbTable;
-  /** Where API-added services are kept (`<paths.state>/services.json`). */
-  statePath: string;
+  /**
+   * Where the services only nkitd remembers (API, Nomad) are kept: one file per service, so adding
+   * one writes one small file (`<paths.state>/services/`). A `<storeDir>.json` (all of them in one
+   * file, as earlier nkit builds kept them) is taken over once.
+   */
+  storeDir: string;
   log?: Logger;
   /**
    * Keep the datapath as it is until ready(): a restarting nkitd loads every source first, so a
@@ -69,6 +74,34 @@ const recordShape = object<ServiceRecord>({
   origin: string,
 });
 
+const SERVICE_STORE_FIX =
+  "move it aside to start fresh: services from nkitd.yaml, paths.services, Nomad and host ports come back from their sources, but services added with `nkit service add` must be added again";
+
+/** The service store under dir, with the one-file store of earlier builds (`<dir>.json`) moved in. */
+function openServiceStore(dir: string): RecordStore<ServiceRecord> {
+  const store = RecordStore.inDirectory({
+    dir,
+    version: 1,
+    record: recordShape,
+    key: (r) => r.spec.name,
+    fix: SERVICE_STORE_FIX,
+  });
+  const legacy = `${dir}.json`;
+  if (existsSync(legacy)) {
+    const old = RecordStore.inFile({
+      path: legacy,
+      field: "services",
+      version: 1,
+      record: recordShape,
+      key: (r) => r.spec.name,
+      fix: SERVICE_STORE_FIX,
+    });
+    for (const r of old.list()) if (!store.get(r.spec.name)) store.put(r);
+    rmSync(legacy);
+  }
+  return store;
+}
+
 /** Sources whose services only nkitd remembers: kept in the state store, so a restart has them at once. */
 const PERSISTED: ReadonlySet<ServiceSource> = new Set(["api", "nomad"]);
 
@@ -96,14 +129,7 @@ export class ServiceManager {
   private held: boolean;
 
   constructor(private readonly opts: ServiceManagerOptions) {
-    this.persisted = RecordStore.inFile({
-      path: opts.statePath,
-      field: "services",
-      version: 1,
-      record: recordShape,
-      key: (r) => r.spec.name,
-      fix: "move it aside to start fresh: services from nkitd.yaml, paths.services, Nomad and host ports come back from their sources, but services added with `nkit service add` must be added again",
-    });
+    this.persisted = openServiceStore(opts.storeDir);
     for (const e of opts.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
     this.held = opts.holdUntilReady === true;
     for (const r of this.persisted.list()) this.put(r);
@@ -190,7 +216,7 @@ export class ServiceManager {
       try {
         this.check(record);
         this.put(record);
-        // Unchanged services are not written again (the store rewrites its whole file per change).
+        // Unchanged services are not written again (a restart replays every Nomad service).
         if (persist && JSON.stringify(this.persisted.get(spec.name)) !== JSON.stringify(record))
           this.persisted.put(record);
       } catch (e) {

@@ -1,5 +1,6 @@
 // Failure paths: broken objects, verifier rejection, missing pins, and netkit on a kernel without
 // it. Each case must leave nothing behind (no pins, nothing attached to the device).
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ import {
   u64,
 } from "../../src/bpf/index.js";
 import { BpfLoadError, InvalidArgumentError, NotFoundError, NotSupportedError } from "../../src/errors.js";
+import { packageFile } from "../../src/package-files.js";
 import { HOOK_COUNTERS_MAP, hookCounter, hookKey } from "../helpers/bpf-test-structs.js";
 import { uniqueBpffsDir } from "../helpers/names.js";
 import { Scope } from "../helpers/scope.js";
@@ -206,5 +208,31 @@ describe("kernel features", () => {
     );
     expect(e).toBeInstanceOf(NotFoundError);
     expect(e.message).toMatch(/no network device with ifindex/);
+  });
+});
+
+describe("loading under a storm of signals", () => {
+  // The verifier stops with EAGAIN when a signal is pending for the loading thread; a busy nkitd
+  // gets many (children exiting, a profiler's SIGPROF). Loading blocks them for its duration.
+  it("loads the datapath object while another process signals this one nonstop", async () => {
+    newScope();
+    const onSignal = () => undefined;
+    process.on("SIGUSR2", onSignal);
+    const storm = spawn("sh", ["-c", `while kill -USR2 ${process.pid} 2>/dev/null; do :; done`], {
+      stdio: "ignore",
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const path = packageFile(join("bpf", "build", "datapath.bpf.o"));
+      expect(path).toBeDefined();
+      for (let i = 0; i < 5; i++) {
+        const pins = uniqueBpffsDir("sig");
+        scope.defer(() => rmSync(pins, { recursive: true, force: true }));
+        BpfObject.load(path as string, { pinRoot: pins }).close();
+      }
+    } finally {
+      storm.kill("SIGKILL");
+      process.off("SIGUSR2", onSignal);
+    }
   });
 });

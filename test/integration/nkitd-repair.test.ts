@@ -226,11 +226,11 @@ describe("a pod's host device deleted behind nkitd's back", () => {
   });
 
   it("every other state file unreadable (truncated, or not nkit's shape) is refused naming it and the way out; nothing is touched", async () => {
-    // A service added through the API, so services.json holds something of the user's.
+    // A service added through the API, so the service store holds something of the user's.
     expect((await nkit(setup.socket, "service", "add", "rep-svc", "--vip", "10.96.93.9:80")).code).toBe(0);
     await nkitd.stop();
     const files: [string, RegExp][] = [
-      ["services.json", /services added with `nkit service add` must be added again/],
+      [join("services", "rep-svc.json"), /services added with `nkit service add` must be added again/],
       ["cni-attachments.json", /restore it from a backup/],
       [join("endpoints", `${ep.hostIfName}.json`), /restore it from a backup/],
     ];

@@ -41,7 +41,7 @@ beforeAll(async () => {
   scope.defer(() => rmSync(state, { recursive: true, force: true }));
   lb = SocketLb.open({ bpffsDir: bpffs, cgroup });
   scope.defer(() => lb.destroy());
-  manager = new ServiceManager({ table: lb, statePath: join(state, "services.json") });
+  manager = new ServiceManager({ table: lb, storeDir: join(state, "services") });
   server = createServer((s) => s.end(s.localAddress ?? "")).listen(PORT, "0.0.0.0");
   await new Promise((r) => server.once("listening", r));
   scope.defer(() => new Promise((r) => server.close(r)));

@@ -1,7 +1,7 @@
 // Service definitions (every source's one parser) and the service manager's bookkeeping: conflicts,
 // sources, selectors, persistence of API services, and what it asks the datapath to hold. The
 // datapath here is a recording table (pure logic); the kernel side has its own integration tests.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -121,7 +121,7 @@ class RecordingTable implements LbTable {
 describe("ServiceManager", () => {
   let dir: string;
   let table: RecordingTable;
-  const open = () => new ServiceManager({ table, statePath: join(dir, "services.json") });
+  const open = () => new ServiceManager({ table, storeDir: join(dir, "services") });
   const spec = (raw: Record<string, unknown>) => parseServiceSpec({ ...web, ...raw }, "t");
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "nkit-svc-"));
@@ -211,6 +211,36 @@ describe("ServiceManager", () => {
     expect(open().get("web")?.spec.vip).toBe("10.96.0.10");
   });
 
+  it("keeps one file per service and takes over the one-file store of earlier builds", () => {
+    const rec = (name: string, vip: string) => ({ spec: spec({ name, vip }), source: "api", origin: "" });
+    writeFileSync(
+      join(dir, "services.json"),
+      JSON.stringify({ version: 1, services: [rec("old-a", "10.96.0.71"), rec("old-b", "10.96.0.72")] }),
+    );
+    const m = open();
+    expect(m.get("old-a")?.spec.vip).toBe("10.96.0.71");
+    expect(m.get("old-b")?.spec.vip).toBe("10.96.0.72");
+    expect(existsSync(join(dir, "services.json"))).toBe(false);
+    expect(readdirSync(join(dir, "services")).sort()).toEqual(["old-a.json", "old-b.json"]);
+    m.upsert(spec({ name: "new-c", vip: "10.96.0.73" }), "api");
+    expect(readdirSync(join(dir, "services")).sort()).toEqual(["new-c.json", "old-a.json", "old-b.json"]);
+    m.delete("old-a");
+    expect(readdirSync(join(dir, "services")).sort()).toEqual(["new-c.json", "old-b.json"]);
+    table = new RecordingTable();
+    expect(
+      open()
+        .list()
+        .map((v) => v.spec.name)
+        .sort(),
+    ).toEqual(["new-c", "old-b"]);
+  });
+
+  it("refuses a corrupt service record, naming it", () => {
+    mkdirSync(join(dir, "services"), { recursive: true });
+    writeFileSync(join(dir, "services", "web.json"), '{"version": 1, "spec": {}}');
+    expect(open).toThrow(/services\/web\.json is unreadable .*nkit service add/);
+  });
+
   it("refuses a corrupt services file", () => {
     writeFileSync(
       join(dir, "services.json"),
@@ -229,7 +259,7 @@ describe("ServiceFiles", () => {
     dir = mkdtempSync(join(tmpdir(), "nkit-svcfiles-"));
     mkdirSync(join(dir, "services.d"));
     table = new RecordingTable();
-    manager = new ServiceManager({ table, statePath: join(dir, "services.json") });
+    manager = new ServiceManager({ table, storeDir: join(dir, "services") });
   });
   afterEach(() => {
     files?.close();
@@ -337,7 +367,7 @@ describe("HostPorts", () => {
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), "nkit-hostports-"));
     table = new RecordingTable();
-    manager = new ServiceManager({ table, statePath: join(dir, "services.json") });
+    manager = new ServiceManager({ table, storeDir: join(dir, "services") });
     hostPorts = new HostPorts({ manager, hostAddresses: () => ["192.0.2.10", "2001:db8::10"] });
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -479,14 +509,14 @@ describe("ServiceManager restart", () => {
       const table = new RecordingTable();
       const spec = (name: string, vip: string) =>
         parseServiceSpec({ name, vip, ports: [{ port: 80 }], backends: ["10.47.0.5"] }, "t");
-      const first = new ServiceManager({ table, statePath: join(dir, "services.json") });
+      const first = new ServiceManager({ table, storeDir: join(dir, "services") });
       first.replaceSource("config", [spec("kept", "10.96.0.1"), spec("dropped", "10.96.0.2")]);
       // A new nkitd over the same (pinned) maps: nothing changes until ready().
       const adopting = Object.assign(table, { list: () => [...table.entries.values()] });
       adopting.calls = [];
       const second = new ServiceManager({
         table: adopting,
-        statePath: join(dir, "services.json"),
+        storeDir: join(dir, "services"),
         holdUntilReady: true,
       });
       second.replaceSource("config", [spec("kept", "10.96.0.1")]);
@@ -504,7 +534,7 @@ describe("ServiceManager at scale", () => {
     const dir = mkdtempSync(join(tmpdir(), "nkit-svc-scale-"));
     try {
       const table = new RecordingTable();
-      const m = new ServiceManager({ table, statePath: join(dir, "services.json") });
+      const m = new ServiceManager({ table, storeDir: join(dir, "services") });
       const vip = (i: number) => `10.96.${i >> 8}.${i & 0xff}`;
       const be = (i: number) => `10.47.${(i >> 8) & 0xff}.${i & 0xff}`;
       const specs = Array.from({ length: 10_000 }, (_, i) =>

@@ -1,0 +1,293 @@
+// `npm run bench:load`: nkitd under load, as a user drives it. A real nkitd process (dist/, a
+// private config, state, run and bpffs dirs, its own cgroup and uplink) gets 10,000 services through
+// the API (as `nkit service add` sends them), then 500 endpoints through the real nkit-cni shim
+// (mode wire, as nerdctl and Nomad call it): 300 first, then 200 ADDs all at once, then those 200
+// DELs all at once, then the rest. Per call latencies (spawn included), wall times and nkitd's RSS
+// after each phase and its peak (VmHWM). Writes bench/results/load-*.{json,md}; never asserts a
+// time. Any failed call is an error: reported, and the run exits 1.
+import { spawn } from "node:child_process";
+import { randomInt } from "node:crypto";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { NkitClient } from "../../src/api/client.js";
+import { serviceFromFlags } from "../../src/cli/services.js";
+import { hostCgroup2 } from "../../src/services/socket-lb.js";
+import { addNetns, delNetns } from "./baselines.js";
+import { type LatencyMs, latency } from "./cri-report.js";
+import { ROOT } from "./paths.js";
+import { sh } from "./proc.js";
+import { sideBySide } from "./results.js";
+import { baseEnvironment } from "./runner.js";
+
+const NKITD = join(ROOT, "dist", "daemon", "main.js");
+const NKIT_CNI = join(ROOT, "native", "cni", "build", "nkit-cni");
+
+const log = (m: string) => process.stderr.write(`[bench:load] ${m}\n`);
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+interface Phase {
+  name: string;
+  calls: number;
+  concurrency: number;
+  wallMs: number;
+  latencyMs: LatencyMs;
+  /** nkitd's resident set after the phase (MiB). */
+  rssMiB: number;
+  errors: number;
+}
+
+/** Resident and peak resident set of pid, MiB. */
+function memory(pid: number): { rss: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kib = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  return { rss: Math.round(kib("VmRSS") / 102.4) / 10, hwm: Math.round(kib("VmHWM") / 102.4) / 10 };
+}
+
+/** Runs calls with at most `concurrency` in flight; each call's latency and error. */
+async function pool(
+  n: number,
+  concurrency: number,
+  call: (i: number) => Promise<void>,
+  errors: string[],
+): Promise<{ wallMs: number; samples: number[]; failed: number }> {
+  const samples: number[] = [];
+  let next = 0;
+  let failed = 0;
+  const t0 = process.hrtime.bigint();
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const t = process.hrtime.bigint();
+      try {
+        await call(i);
+        samples.push(ms(t));
+      } catch (e) {
+        failed++;
+        if (errors.length < 20) errors.push((e as Error).message.slice(0, 400));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  return { wallMs: Math.round(ms(t0)), samples, failed };
+}
+
+/** nkit-cni with the CNI environment and config a runtime gives it. */
+function cni(command: "ADD" | "DEL", id: string, netns: string, config: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(NKIT_CNI, [], {
+      env: {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: id,
+        CNI_NETNS: netns,
+        CNI_IFNAME: "eth0",
+        CNI_PATH: "/opt/cni/bin",
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.once("error", reject);
+    child.once("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`nkit-cni ${command} ${id}: exit ${code}: ${out.trim()}`)),
+    );
+    child.stdin.end(config);
+  });
+}
+
+export function main(argv: readonly string[]): Promise<number> {
+  let failed = 0;
+  return sideBySide("load", argv, log, async ({ cfg, started, prefix, cleanup }) => {
+    const ENDPOINTS = cfg.quick ? 100 : 500;
+    const BURST = cfg.quick ? 40 : 200;
+    const SERVICES = cfg.quick ? 1_000 : 10_000;
+    const BASE_CONCURRENCY = 16;
+    const API_CONCURRENCY = 32;
+
+    // --- a private nkitd: dirs, cgroup, uplink, config
+    const dir = mkdtempSync(join(tmpdir(), `${prefix}-load-`));
+    cleanup.defer(`dir ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+    const bpffs = `/sys/fs/bpf/${prefix}-load`;
+    cleanup.defer(`pins ${bpffs}`, () => rmSync(bpffs, { recursive: true, force: true }));
+    const cgroup = join(hostCgroup2(), `${prefix}-load`);
+    cleanup.defer(`cgroup ${cgroup}`, () => rmdirSync(cgroup));
+    mkdirSync(cgroup);
+    const uplink = `${prefix}u`;
+    cleanup.defer(`uplink ${uplink}`, () => sh("ip", ["link", "del", uplink]).catch(() => undefined));
+    await sh("ip", ["link", "add", uplink, "type", "veth", "peer", "name", `${prefix}up`]);
+    const cidr4 = `10.${randomInt(160, 200)}.0.0/20`;
+    const cidr6 = `fd${randomInt(16, 255).toString(16)}:${randomInt(1, 0xffff).toString(16)}::/64`;
+    const paths = { state: join(dir, "state"), run: join(dir, "run"), services: join(dir, "services.d") };
+    const config = join(dir, "nkitd.yaml");
+    writeFileSync(
+      config,
+      [
+        "datapath: auto",
+        `podCIDRs: [${cidr4}, "${cidr6}"]`,
+        `uplinks: [${uplink}]`,
+        `paths: {state: ${paths.state}, run: ${paths.run}, bpffs: ${bpffs}, services: ${paths.services}, cgroup: ${cgroup}}`,
+        "nri: {enabled: false}",
+        "log: {level: info}",
+        "",
+      ].join("\n"),
+    );
+    const logFile = join(dir, "nkitd.log");
+    const out = openSync(logFile, "a");
+    const nkitd = spawn(process.execPath, [NKITD, "--config", config], { stdio: ["ignore", out, out] });
+    closeSync(out);
+    const exited = new Promise<void>((r) => nkitd.once("exit", () => r()));
+    cleanup.defer("nkitd", async () => {
+      if (nkitd.exitCode === null && nkitd.signalCode === null) nkitd.kill("SIGTERM");
+      await exited;
+    });
+    const pid = nkitd.pid ?? 0;
+    const tStart = process.hrtime.bigint();
+    for (let i = 0; !readFileSync(logFile, "utf8").includes('"nkitd running"'); i++) {
+      if (nkitd.exitCode !== null || i > 600)
+        throw new Error(`nkitd did not start:\n${readFileSync(logFile, "utf8")}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const startMs = Math.round(ms(tStart));
+    const idle = memory(pid);
+    log(`nkitd ${pid} running after ${startMs} ms, RSS ${idle.rss} MiB`);
+    const api = new NkitClient(join(paths.run, "nkit.sock"), { timeoutMs: 60_000 });
+    cleanup.defer("API client", () => api.close());
+
+    const errors: string[] = [];
+    const phases: Phase[] = [];
+    const phase = (name: string, concurrency: number, r: Awaited<ReturnType<typeof pool>>) => {
+      const p: Phase = {
+        name,
+        calls: r.samples.length + r.failed,
+        concurrency,
+        wallMs: r.wallMs,
+        latencyMs: latency(r.samples),
+        rssMiB: memory(pid).rss,
+        errors: r.failed,
+      };
+      phases.push(p);
+      log(
+        `${name}: ${p.calls} calls in ${p.wallMs} ms, p50 ${p.latencyMs.p50} ms, p99 ${p.latencyMs.p99} ms, RSS ${p.rssMiB} MiB, ${p.errors} errors`,
+      );
+    };
+
+    // --- 10,000 services, as `nkit service add NAME --vip VIP:80 --backend ADDR:8080` sends them
+    const vipBase = randomInt(96, 100);
+    phase(
+      "services: AddService",
+      API_CONCURRENCY,
+      await pool(
+        SERVICES,
+        API_CONCURRENCY,
+        async (i) => {
+          await api.addService(
+            serviceFromFlags(`load-${i}`, {
+              vip: [`10.${vipBase}.${i >> 8}.${i & 255}:80`],
+              backend: [`10.252.${i >> 8}.${i & 255}:8080`],
+            }),
+          );
+        },
+        errors,
+      ),
+    );
+    const listed = (await api.listServices()).services.length;
+    if (listed !== SERVICES) errors.push(`nkitd lists ${listed} services, ${SERVICES} were added`);
+
+    // --- endpoints through nkit-cni: a base load, then a burst of concurrent ADDs, then their DELs
+    const names = Array.from({ length: ENDPOINTS }, (_, i) => `${prefix}-l${i}`);
+    cleanup.defer("netns", () => delNetns(names));
+    for (const n of names) await addNetns(n, cleanup);
+    const conf = JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "nkit",
+      type: "nkit-cni",
+      mode: "wire",
+      socket: join(paths.run, "cni.sock"),
+    });
+    const id = (i: number) => `${prefix}-load-${i}`;
+    const netns = (i: number) => `/run/netns/${names[i]}`;
+    const base = ENDPOINTS - BURST;
+    cleanup.defer("endpoints", async () => {
+      for (let i = 0; i < ENDPOINTS; i++) await cni("DEL", id(i), netns(i), conf).catch(() => undefined);
+    });
+    phase(
+      `endpoints: ADD to ${base} (${BASE_CONCURRENCY} at a time)`,
+      BASE_CONCURRENCY,
+      await pool(base, BASE_CONCURRENCY, (i) => cni("ADD", id(i), netns(i), conf), errors),
+    );
+    phase(
+      `endpoints: ${BURST} concurrent ADDs (${base} → ${ENDPOINTS})`,
+      BURST,
+      await pool(BURST, BURST, (i) => cni("ADD", id(base + i), netns(base + i), conf), errors),
+    );
+    const wired = (await api.listEndpoints()).endpoints.length;
+    if (wired !== ENDPOINTS) errors.push(`nkitd lists ${wired} endpoints, ${ENDPOINTS} were added`);
+    const peak = memory(pid);
+    phase(
+      `endpoints: ${BURST} concurrent DELs (${ENDPOINTS} → ${base})`,
+      BURST,
+      await pool(BURST, BURST, (i) => cni("DEL", id(base + i), netns(base + i), conf), errors),
+    );
+    phase(
+      `endpoints: DEL the other ${base} (${BASE_CONCURRENCY} at a time)`,
+      BASE_CONCURRENCY,
+      await pool(base, BASE_CONCURRENCY, (i) => cni("DEL", id(i), netns(i), conf), errors),
+    );
+    const left = (await api.listEndpoints()).endpoints.length;
+    if (left !== 0) errors.push(`nkitd still lists ${left} endpoints after every DEL`);
+    const final = memory(pid);
+    failed = errors.length;
+
+    const result = {
+      kind: "nkit-load",
+      started: started.toISOString(),
+      quick: cfg.quick,
+      environment: baseEnvironment(),
+      config: { endpoints: ENDPOINTS, burst: BURST, services: SERVICES },
+      nkitd: {
+        startMs,
+        idleRssMiB: idle.rss,
+        rssAt500EndpointsMiB: peak.rss,
+        finalRssMiB: final.rss,
+        peakRssMiB: final.hwm,
+      },
+      phases,
+      errors,
+    };
+    const md = [
+      `# nkitd under load (${started.toISOString()}${cfg.quick ? ", quick" : ""})`,
+      "",
+      `A real nkitd (veth + tcx here): ${SERVICES.toLocaleString("en")} services through the API, then ${ENDPOINTS} endpoints through nkit-cni (mode wire), the last ${BURST} ADDed at once and DELed at once. Latencies include spawning nkit-cni.`,
+      "",
+      "| phase | calls | in flight | wall (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | nkitd RSS after (MiB) | errors |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      ...phases.map(
+        (p) =>
+          `| ${p.name} | ${p.calls} | ${p.concurrency} | ${p.wallMs} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.rssMiB} | ${p.errors} |`,
+      ),
+      "",
+      `nkitd: started in ${startMs} ms; RSS idle ${idle.rss} MiB, with ${SERVICES.toLocaleString("en")} services and ${ENDPOINTS} endpoints ${peak.rss} MiB, at the end ${final.rss} MiB, peak (VmHWM) ${final.hwm} MiB.`,
+      "",
+      errors.length === 0
+        ? "No error."
+        : `**${errors.length} errors**:\n\n${errors.map((e) => `- ${e}`).join("\n")}`,
+      "",
+    ].join("\n");
+    return { result, md };
+  }).then((code) => (failed > 0 ? 1 : code));
+}
