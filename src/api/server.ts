@@ -58,6 +58,8 @@ export interface ApiContext {
   };
   /** Nomad's service sync; absent when nkitd follows no Nomad. */
   nomad?: { status(): Omit<T.NomadSync, "address">; readonly address: string };
+  /** nkitd's NRI plugin; absent when nri.enabled is false. */
+  nri?: { status(): T.NriStatus };
   /** The masquerade's translated flows; absent when masquerade did not start. */
   nat?: { flows(): NatFlowView[] };
   log: Logger;
@@ -225,6 +227,7 @@ function implementation(ctx: ApiContext): Implementation {
     stateDir: ctx.stateDir,
     ...(ctx.nomad ? { nomad: { address: ctx.nomad.address, ...ctx.nomad.status() } } : {}),
     ...(ctx.cluster ? { cluster: ctx.cluster.status() } : {}),
+    ...(ctx.nri ? { nri: ctx.nri.status() } : {}),
   }));
 
   const listEndpoints = unary<T.Empty, T.ListEndpointsResponse>(log, "ListEndpoints", () => ({

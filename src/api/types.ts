@@ -40,6 +40,16 @@ export interface StatusResponse {
   nomad?: NomadSync;
   cluster?: NomadCluster;
   endpointProblems: EndpointProblem[];
+  /** Absent when nri.enabled is false. */
+  nri?: NriStatus;
+}
+
+export interface NriStatus {
+  socket: string;
+  connected: boolean;
+  synchronized: boolean;
+  lastError: string;
+  runtime: string;
 }
 
 export interface NomadSync {

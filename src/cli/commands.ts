@@ -70,6 +70,11 @@ export async function statusCmd(cli: GlobalOpts): Promise<number> {
           `nomad:      ${s.nomad.address}: ${s.nomad.connected ? `in sync, ${s.nomad.services} services` : `UNREACHABLE (${s.nomad.lastError || "not yet synced"}), the last known services keep working`}`,
         ]
       : []),
+    ...(s.nri
+      ? [
+          `nri:        ${s.nri.connected ? `connected to ${s.nri.runtime || "the runtime"}${s.nri.synchronized ? "" : ", synchronizing"}` : `NOT CONNECTED to ${s.nri.socket} (${s.nri.lastError || "connecting"}): CRI pods are not wired until it is`}`,
+        ]
+      : []),
     ...(s.cluster
       ? [
           `cluster:    node ${s.cluster.node}, pod CIDRs ${s.cluster.podCidrs.join(", ")}, ${s.cluster.nodes} other nodes; ${s.cluster.connected && !s.cluster.lastError ? "in sync" : s.cluster.connected ? s.cluster.lastError : `Nomad UNREACHABLE (${s.cluster.lastError || "not yet read"}), keeping the claim and the last known nodes`}`,

@@ -219,6 +219,27 @@ function nomadCheck(s: StatusResponse): Check | undefined {
       };
 }
 
+/** Whether nkitd's NRI plugin is registered with the runtime; undefined when NRI is off. */
+function nriCheck(s: StatusResponse): Check | undefined {
+  const n = s.nri;
+  if (!n) return undefined;
+  return n.connected
+    ? {
+        name: "NRI plugin connected",
+        status: "pass",
+        required: false,
+        detail: `registered with ${n.runtime || "the runtime"} on ${n.socket}${n.synchronized ? "" : " (synchronizing)"}`,
+        fix: "",
+      }
+    : {
+        name: "NRI plugin connected",
+        status: "fail",
+        required: false,
+        detail: `not connected to ${n.socket} (${n.lastError || "connecting"}): CRI pods are not wired until it is`,
+        fix: "start containerd with NRI enabled (see the NRI check above) and point nri.socket at its socket; nkitd keeps retrying",
+      };
+}
+
 /** Endpoints nkitd found broken (host device gone) and could not wire again. */
 function endpointsCheck(s: StatusResponse): Check {
   const broken = s.endpointProblems;
@@ -273,13 +294,16 @@ async function nkitdCheck(socket: string): Promise<{
   nomad?: Check;
   cluster?: Check;
   endpoints?: Check;
+  nri?: Check;
 }> {
   const c = new NkitClient(socket, { timeoutMs: 3000 });
   try {
     const s = await c.status();
     const nomad = nomadCheck(s);
     const cluster = clusterCheck(s);
+    const nri = nriCheck(s);
     return {
+      ...(nri ? { nri } : {}),
       endpoints: endpointsCheck(s),
       ...(nomad ? { nomad } : {}),
       ...(cluster ? { cluster } : {}),
@@ -417,6 +441,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
     fix: existsSync(plugin) ? "" : `run \`nkit install --cni-bin-dir ${o.cniBinDir}\``,
   });
   checks.push(nkitd.check);
+  if (nkitd.nri) checks.push(nkitd.nri);
   if (nkitd.nomad) checks.push(nkitd.nomad);
   if (nkitd.endpoints) checks.push(nkitd.endpoints);
   if (nkitd.cluster) checks.push(nkitd.cluster);

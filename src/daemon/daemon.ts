@@ -3,7 +3,7 @@
 // in the order below, unwound when a later one fails, reloaded in order and stopped in reverse.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Node as ApiNode } from "../api/types.js";
+import type { Node as ApiNode, NriStatus as ApiNriStatus } from "../api/types.js";
 import type { DatapathObjectMaps } from "../bpf/gen/datapath.skel.js";
 import { lbMapSizes } from "../bpf/lb.js";
 import { type CniServer, openAttachmentStore, startCniEndpoint } from "../cni/index.js";
@@ -359,6 +359,18 @@ export async function startDaemon(
         log.warn({ socket: cni.socketPath }, "the CNI socket was gone: listening again");
     },
   });
+  // The NRI plugin starts last (pods are wired only once everything is up); until then, and
+  // whenever it is not registered, `nkit status` says so.
+  let nriPlugin: NriPlugin | undefined;
+  const nriStatus = (): ApiNriStatus => ({
+    socket: config.nri.socket,
+    connected: nriPlugin?.connected ?? false,
+    synchronized: nriPlugin?.synchronized ?? false,
+    lastError: nriPlugin ? nriPlugin.lastError : "not started yet",
+    runtime: nriPlugin?.runtimeInfo
+      ? `${nriPlugin.runtimeInfo.runtimeName} ${nriPlugin.runtimeInfo.runtimeVersion}`
+      : "",
+  });
   // --- host services (src/api): gRPC API on <paths.run>/nkit.sock, metrics on metrics.listen.
   const hostServices = await parts.require({
     name: "host services",
@@ -376,6 +388,7 @@ export async function startDaemon(
           ...(nomadSync ? { nomad: nomadSync } : {}),
           nodes,
           ...(clusterApi ? { cluster: clusterApi } : {}),
+          ...(config.nri.enabled ? { nri: { status: nriStatus } } : {}),
         },
         log,
       ),
@@ -391,7 +404,7 @@ export async function startDaemon(
   });
   // --- NRI plugin (src/nri): containerd's pod sandbox events wire and unwire CRI pods.
   if (config.nri.enabled) {
-    await parts.require({
+    nriPlugin = await parts.require({
       name: "NRI plugin",
       needs: ["datapath"],
       start: () => startNri(config, pods, log),

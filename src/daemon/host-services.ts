@@ -43,6 +43,8 @@ interface HostServicesCore {
   nodes?: ApiContext["nodes"];
   /** `nkit node forget|leave`. */
   cluster?: ApiContext["cluster"];
+  /** The NRI plugin's state (`nkit status`); absent when NRI is off. */
+  nri?: ApiContext["nri"];
 }
 
 export interface HostServices {
@@ -125,6 +127,7 @@ export async function startHostServices(core: HostServicesCore, log: Logger): Pr
         ...(core.nomad ? { nomad: core.nomad } : {}),
         ...(core.nodes ? { nodes: core.nodes } : {}),
         ...(core.cluster ? { cluster: core.cluster } : {}),
+        ...(core.nri ? { nri: core.nri } : {}),
         log,
       },
       join(config.paths.run, API_SOCKET_NAME),

@@ -196,6 +196,7 @@ export class NriPlugin extends EventEmitter<NriPluginEvents> {
   private stopping = false;
   private wake: (() => void) | undefined;
   private _connected = false;
+  private _lastError = "";
   private _synchronized = false;
   private _configure: NriConfigureInfo | undefined;
 
@@ -242,6 +243,11 @@ export class NriPlugin extends EventEmitter<NriPluginEvents> {
     return this._connected;
   }
 
+  /** Why the last connection attempt failed; "" once connected (and before any attempt). */
+  get lastError(): string {
+    return this._lastError;
+  }
+
   /** The current connection has completed Synchronize. */
   get synchronized(): boolean {
     return this._synchronized;
@@ -280,6 +286,7 @@ export class NriPlugin extends EventEmitter<NriPluginEvents> {
         const trunk = await this.open();
         registered = await this.runSession(trunk);
       } catch (err) {
+        this._lastError = errMessage(err);
         const level = attempt === 1 || (attempt & (attempt - 1)) === 0 ? "warn" : "debug";
         this.log[level]({ err: errMessage(err), attempt }, "NRI connection attempt failed");
       }
@@ -355,6 +362,7 @@ export class NriPlugin extends EventEmitter<NriPluginEvents> {
       );
     }
     this._connected = true;
+    this._lastError = "";
     this.log.info({ endpoint, index: this.index, preLaunched: this.preLaunched }, "NRI plugin registered");
     this.emit("connected", {
       mode: this.preLaunched ? "pre-launched" : "external",
