@@ -236,7 +236,7 @@ function wiringTable(w: WiringResult): string {
     "| operation (per pod) | n | p50 ms | p99 ms | mean ms | min–max ms | note |",
     "|---|---|---|---|---|---|---|",
     latRow(
-      "nkit `EndpointManager.wire` (veth + tcx, BIG TCP)",
+      "nkit `EndpointManager.wire` (veth + tc, BIG TCP)",
       w.wire,
       "in-process netlink + BPF, sequential",
     ),
@@ -249,9 +249,14 @@ function wiringTable(w: WiringResult): string {
     ),
     latRow("spawning `ip -V` (one process)", w.spawn, "floor of every iproute2 step"),
     latRow(
+      "↳ primitive: clsact + 2 cls_bpf filters",
+      w.yardsticks.tcFilterPair,
+      "what a veth wire does: no RCU grace period",
+    ),
+    latRow(
       "↳ primitive: attach 2 tcx links concurrently",
       w.yardsticks.tcxAttachPair,
-      "what wire does; each attach waits for an RCU grace period",
+      "what a veth wire did; each attach waits for an RCU grace period under RTNL (netkit still does)",
     ),
     latRow("↳ primitive: detach 2 tcx links", w.yardsticks.tcxDetachPair, "close of the link fds"),
     latRow(

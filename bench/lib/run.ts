@@ -75,16 +75,16 @@ const ALL_PATHS: PathInfo[] = [
   {
     key: "nkit",
     tag: "(b)",
-    label: "nkit veth+tcx, BIG TCP",
+    label: "nkit veth + tc, BIG TCP",
     detail:
       "EndpointManager in veth mode (this kernel has no netkit) in the root netns, two pods in their own netns, " +
-      "wired with IPAM addresses; from-container program on tcx ingress redirects pod→pod with bpf_redirect_peer. " +
+      "wired with IPAM addresses; from-container program as a cls_bpf ingress filter redirects pod→pod with bpf_redirect_peer. " +
       "BIG TCP on (nkit's default: GSO/GRO max 192 KiB on both ends). MTU 1500.",
   },
   {
     key: "nkit-nobig",
     tag: "(b')",
-    label: "nkit veth+tcx, BIG TCP off",
+    label: "nkit veth + tc, BIG TCP off",
     detail:
       "as (b), but a second EndpointManager with bigTcp: false (64 KiB GSO), for a like-for-like comparison with (c)/(d).",
   },

@@ -31,7 +31,13 @@ export interface WiringResult {
    * programs (concurrently, as wire does; each attach waits for an RCU grace period) and one
    * crash-safe state write (write, fsync, rename, fsync dir; wire does three plus one for IPAM).
    */
-  yardsticks: { tcxAttachPair: LatencyStats; tcxDetachPair: LatencyStats; atomicStateWrite: LatencyStats };
+  yardsticks: {
+    tcxAttachPair: LatencyStats;
+    tcxDetachPair: LatencyStats;
+    /** What a veth wire does now: the clsact qdisc and the two cls_bpf filters. */
+    tcFilterPair: LatencyStats;
+    atomicStateWrite: LatencyStats;
+  };
   noise: { netns: Noise; wire: Noise; unwire: Noise; bridge: Noise };
   raw: { netnsAdd: number[]; wire: number[]; unwire: number[]; bridgeIproute2: number[] };
 }
@@ -131,8 +137,29 @@ async function primitives(prefix: string, cleanup: Cleanup, n: number): Promise<
   const attach: number[] = [];
   const detach: number[] = [];
   const writes: number[] = [];
+  const filters: number[] = [];
   try {
     const ifindex = (await host.requireLink(dev)).index;
+    for (let i = 0; i < n; i++) {
+      const [, ms] = await timed(async () => {
+        await host.ensureClsact(ifindex);
+        for (const [direction, prog] of [
+          ["ingress", progs.fromContainer],
+          ["egress", progs.toContainer],
+        ] as const) {
+          await host.attachTcBpf({
+            ifindex,
+            direction,
+            progFd: prog.fd,
+            name: prog.name,
+            priority: 1,
+            handle: 1,
+          });
+        }
+      });
+      filters.push(ms);
+      await sh("tc", ["qdisc", "del", "dev", dev, "clsact"]);
+    }
     for (let i = 0; i < n; i++) {
       const [links, ms] = await timed(() =>
         Promise.all([
@@ -160,6 +187,7 @@ async function primitives(prefix: string, cleanup: Cleanup, n: number): Promise<
   return {
     tcxAttachPair: latencyStats(attach),
     tcxDetachPair: latencyStats(detach),
+    tcFilterPair: latencyStats(filters),
     atomicStateWrite: latencyStats(writes),
   };
 }

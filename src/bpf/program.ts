@@ -37,6 +37,11 @@ export class BpfProgram {
     return this.#fd.closed;
   }
 
+  /** The fd number, for requests that carry a program by fd (a cls_bpf filter's TCA_BPF_FD). */
+  get fd(): number {
+    return bpfAddon().fdInfo(this.handle).fd;
+  }
+
   info(): ProgramInfo {
     return nativeCall(`reading info of BPF program ${this.name}`, () => bpfAddon().progInfo(this.handle));
   }

@@ -42,7 +42,7 @@ import {
   readEndpointCounters,
   removeEndpointEntries,
 } from "./endpoint-maps.js";
-import { adoptEndpointLinks, attachEndpointLinks, endpointLinksPinned } from "./links.js";
+import { adoptEndpointLinks, attachEndpointLinks, endpointProgramsAttached } from "./links.js";
 import { resolveMode } from "./mode.js";
 import { hostIfName } from "./naming.js";
 import { DatapathPrograms } from "./programs.js";
@@ -335,8 +335,9 @@ export class EndpointManager {
     for (const rec of this.store.list()) {
       if (rec.phase !== "wired") continue;
       if (links.get(rec.hostIfName) === rec.hostIfindex) {
-        // The device is fine; its programs are gone when someone removed their pins.
-        if (!endpointLinksPinned(this.dp, rec.hostIfName)) await this.repinEndpoint(rec, out);
+        // The device is fine; its programs are gone when someone removed them (tc) or their pins.
+        if (!(await endpointProgramsAttached(this.dp, rec.hostIfName, rec.hostIfindex)))
+          await this.reattachPrograms(rec, out);
         continue;
       }
       broken.push({
@@ -387,17 +388,17 @@ export class EndpointManager {
     return out;
   }
 
-  /** Attaches an endpoint's programs again under new pins (their old pins were removed). */
-  private async repinEndpoint(rec: EndpointRecord, out: EndpointRepairs): Promise<void> {
+  /** Attaches an endpoint's programs again (removed by hand, or their pins were). */
+  private async reattachPrograms(rec: EndpointRecord, out: EndpointRepairs): Promise<void> {
     await this.locks.run(rec.id, async () => {
-      if (this.store.get(rec.hostIfName)?.id !== rec.id || endpointLinksPinned(this.dp, rec.hostIfName))
-        return;
+      if (this.store.get(rec.hostIfName)?.id !== rec.id) return;
       try {
+        if (await endpointProgramsAttached(this.dp, rec.hostIfName, rec.hostIfindex)) return;
         await adoptEndpointLinks(this.dp, rec.hostIfName, rec.hostIfindex);
         out.repaired.push(rec.id);
         this.opts.log?.warn(
           { id: rec.id, dev: rec.hostIfName },
-          "an endpoint's pinned links were gone: attached them again",
+          "an endpoint's programs were gone: attached them again",
         );
       } catch (e) {
         this.opts.log?.error({ id: rec.id, err: e }, "attaching an endpoint's programs again failed");

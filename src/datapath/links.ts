@@ -1,63 +1,122 @@
-// The bpf_links that run the programs on a device, pinned under the bpffs dir so they outlive the
-// process: attached at wiring, adopted after a restart by swapping the program under the pinned
-// link (BPF_LINK_UPDATE), so traffic never stops.
+// The programs that run on an endpoint's host device. veth: cls_bpf filters (direct action) on the
+// device's clsact qdisc, which outlive the process by themselves and get a new program by an atomic
+// replace; a tcx link insert or delete would cost an RCU grace period under RTNL each (~12 ms here
+// against ~0.3 ms; see bench/README.md). netkit: bpf_links on the primary and the peer (netkit has
+// no other attach point), pinned under the bpffs dir so they outlive the process, and adopted after
+// a restart by swapping the program under the pinned link (BPF_LINK_UPDATE): traffic never stops.
 import { existsSync } from "node:fs";
 import type { AttachPoint } from "../bpf/constants.js";
 import { BpfLink, queryAttached } from "../bpf/link.js";
 import { removePin } from "../bpf/pins.js";
 import type { BpfProgram } from "../bpf/program.js";
 import { NotFoundError } from "../errors.js";
+import type { TcDirection } from "../netlink/index.js";
 import type { DatapathContext } from "./context.js";
 
 const LINK_PINS = { from: "from-container", to: "to-container" } as const;
 
-/** Attaches both endpoint programs concurrently (each attach waits for an RCU grace period) and
- * pins them under endpoints/<hostName>/. */
+/** veth: where each program runs, as one cls_bpf filter of this priority and handle. */
+const TC_FILTERS = {
+  from: { direction: "ingress", priority: 1, handle: 1, name: "nk_from_container" },
+  to: { direction: "egress", priority: 1, handle: 1, name: "nk_to_container" },
+} as const satisfies Record<
+  string,
+  { direction: TcDirection; priority: number; handle: number; name: string }
+>;
+
+const programOf = (dp: DatapathContext, which: "from" | "to"): BpfProgram =>
+  which === "from" ? dp.progs.fromContainer : dp.progs.toContainer;
+
+/** Puts (or, with replace, swaps in) both programs as the device's cls_bpf filters. */
+async function attachTcFilters(dp: DatapathContext, ifindex: number, replace: boolean): Promise<void> {
+  await dp.host.ensureClsact(ifindex);
+  for (const which of ["from", "to"] as const) {
+    const f = TC_FILTERS[which];
+    await dp.host.attachTcBpf({
+      ifindex,
+      direction: f.direction,
+      progFd: programOf(dp, which).fd,
+      name: f.name,
+      priority: f.priority,
+      handle: f.handle,
+      replace,
+    });
+  }
+}
+
+/** veth: whether both filters are on the device (someone may have removed them with tc). */
+async function tcFiltersAttached(dp: DatapathContext, ifindex: number): Promise<boolean> {
+  for (const which of ["from", "to"] as const) {
+    const f = TC_FILTERS[which];
+    const filters = await dp.host.listTcBpf(ifindex, f.direction);
+    if (!filters.some((x) => x.priority === f.priority && x.handle === f.handle && x.directAction))
+      return false;
+  }
+  return true;
+}
+
+/**
+ * Attaches both endpoint programs: veth as cls_bpf filters, netkit as links (concurrently: each
+ * attach waits for an RCU grace period) pinned under endpoints/<hostName>/.
+ */
 export async function attachEndpointLinks(
   dp: DatapathContext,
   hostName: string,
   ifindex: number,
 ): Promise<void> {
+  if (dp.mode === "veth") {
+    await attachTcFilters(dp, ifindex, false);
+    return;
+  }
   const dir = dp.pins.sub("endpoints").sub(hostName).ensure();
-  const attach = async (prog: BpfProgram, which: "from" | "to"): Promise<void> => {
-    const link =
-      dp.mode === "netkit"
-        ? await BpfLink.attachNetkitAsync(prog, {
-            primaryIfindex: ifindex,
-            kind: which === "from" ? "peer" : "primary",
-          })
-        : await BpfLink.attachTcxAsync(prog, {
-            ifindex,
-            direction: which === "from" ? "ingress" : "egress",
-          });
+  const attach = async (which: "from" | "to"): Promise<void> => {
+    const link = await BpfLink.attachNetkitAsync(programOf(dp, which), {
+      primaryIfindex: ifindex,
+      kind: which === "from" ? "peer" : "primary",
+    });
     try {
       link.pin(dir.path(LINK_PINS[which]));
     } finally {
       link.close();
     }
   };
-  const results = await Promise.allSettled([
-    attach(dp.progs.fromContainer, "from"),
-    attach(dp.progs.toContainer, "to"),
-  ]);
+  const results = await Promise.allSettled([attach("from"), attach("to")]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
 }
 
-/** Whether both of an endpoint's link pins are there (they go when someone clears the bpffs dir). */
-export function endpointLinksPinned(dp: DatapathContext, hostName: string): boolean {
+/**
+ * Whether the endpoint's programs are in place: veth, both filters on the device; netkit, both link
+ * pins there (they go when someone clears the bpffs dir, and the links with them).
+ */
+export async function endpointProgramsAttached(
+  dp: DatapathContext,
+  hostName: string,
+  ifindex: number,
+): Promise<boolean> {
+  if (dp.mode === "veth") return tcFiltersAttached(dp, ifindex);
   const dir = dp.pins.sub("endpoints").sub(hostName);
   return existsSync(dir.path(LINK_PINS.from)) && existsSync(dir.path(LINK_PINS.to));
 }
 
-/** Puts the current programs under an endpoint's pinned links, attaching afresh where a link is
- * missing or no longer runs on the device. */
+/**
+ * Puts the current programs in place on an endpoint's device (a restart, or programs removed by
+ * hand). veth: the filters get the new programs by replace; links an earlier build pinned (tcx)
+ * are let go only once the filters run, and tcx runs first while both are there, so no packet
+ * passes unprocessed. netkit: the program is swapped under each pinned link, attaching afresh
+ * where a link is missing or no longer runs on the device.
+ */
 export async function adoptEndpointLinks(
   dp: DatapathContext,
   hostName: string,
   ifindex: number,
 ): Promise<void> {
   const dir = dp.pins.sub("endpoints").sub(hostName);
+  if (dp.mode === "veth") {
+    await attachTcFilters(dp, ifindex, true);
+    if (dir.exists()) dir.removeAll();
+    return;
+  }
   const fromOk = adoptPinnedLink(dir.path(LINK_PINS.from), dp.progs.fromContainer, ifindex);
   const toOk = adoptPinnedLink(dir.path(LINK_PINS.to), dp.progs.toContainer, ifindex);
   if (!fromOk || !toOk) {

@@ -7,10 +7,12 @@ import * as links from "./links.js";
 import * as neighbours from "./neighbours.js";
 import * as routes from "./routes.js";
 import { RtnlSocket, type RtnlSocketOptions } from "./socket.js";
+import * as tc from "./tc.js";
 
 export type { Address, AddressFilter } from "./addresses.js";
 export type { Link, NetkitPolicyInput } from "./links.js";
 export { ifNameToIndex, netnsExists, netnsInode, sameNetns, sysctlRead, sysctlWrite } from "./netns.js";
+export type { TcBpfFilter, TcDirection } from "./tc.js";
 
 export class Rtnl {
   private constructor(private readonly sock: RtnlSocket) {}
@@ -122,5 +124,19 @@ export class Rtnl {
   }
   listNeighbours(filter?: neighbours.NeighbourFilter): Promise<neighbours.Neighbour[]> {
     return neighbours.listNeighbours(this.sock, filter);
+  }
+
+  // tc (clsact + cls_bpf)
+  ensureClsact(ifindex: number): Promise<void> {
+    return tc.ensureClsact(this.sock, ifindex);
+  }
+  attachTcBpf(o: Parameters<typeof tc.attachTcBpf>[1]): Promise<void> {
+    return tc.attachTcBpf(this.sock, o);
+  }
+  detachTcBpf(o: Parameters<typeof tc.detachTcBpf>[1]): Promise<boolean> {
+    return tc.detachTcBpf(this.sock, o);
+  }
+  listTcBpf(ifindex: number, direction: tc.TcDirection): Promise<tc.TcBpfFilter[]> {
+    return tc.listTcBpf(this.sock, ifindex, direction);
   }
 }

@@ -12,6 +12,7 @@ import type { Endpoint } from "../../src/api/types.js";
 import { BpfLink, type LinkInfo } from "../../src/bpf/link.js";
 import { PinDir } from "../../src/bpf/pins.js";
 import { NKIT_ROUTE_PROTOCOL } from "../../src/daemon/peers.js";
+import { Rtnl, type TcBpfFilter } from "../../src/netlink/index.js";
 import { createTestCgroup } from "./cgroup.js";
 import { uniqueBpffsDir, uniqueIfName } from "./names.js";
 import { createNetns } from "./netns.js";
@@ -332,6 +333,16 @@ export function pinnedLink(path: string): LinkInfo {
     return link.info();
   } finally {
     link.close();
+  }
+}
+
+/** What runs on a veth endpoint's host device: the cls_bpf filters on each side of its clsact. */
+export async function endpointFilters(ifindex: number): Promise<{ from: TcBpfFilter[]; to: TcBpfFilter[] }> {
+  const host = await Rtnl.host();
+  try {
+    return { from: await host.listTcBpf(ifindex, "ingress"), to: await host.listTcBpf(ifindex, "egress") };
+  } finally {
+    await host.close();
   }
 }
 

@@ -13,8 +13,9 @@ import { hostIfName } from "../../src/datapath/naming.js";
 import { DatapathPrograms } from "../../src/datapath/programs.js";
 import type { EndpointRecord } from "../../src/datapath/store.js";
 import { Ipam, IpamOwner } from "../../src/ipam/ipam.js";
-import { Rtnl } from "../../src/netlink/index.js";
+import { Rtnl, type TcBpfFilter } from "../../src/netlink/index.js";
 import { writeFileAtomic } from "../../src/state/atomic-file.js";
+import { endpointFilters } from "../helpers/nkitd.js";
 import { Scope } from "../helpers/scope.js";
 import { ipJson, run } from "../helpers/sys.js";
 import {
@@ -118,24 +119,20 @@ async function startChild(h: Harness, pods: { id: string; netnsPath: string }[])
   return { out, kill };
 }
 
-interface PinnedLinks {
-  from: { id: number; programId: number };
-  to: { id: number; programId: number };
+interface EndpointPrograms {
+  from: { programId: number; priority: number; handle: number };
+  to: { programId: number; priority: number; handle: number };
 }
 
-function pinnedLinks(h: Harness, ep: WiredEndpoint): PinnedLinks {
-  const read = (name: string): { id: number; programId: number } => {
-    const l = BpfLink.fromPin(join(h.bpffsDir, "endpoints", ep.hostIfName, name));
-    try {
-      const i = l.info();
-      expect(i.attached).toBe(true);
-      expect(i.ifindex).toBe(ep.hostIfindex);
-      return { id: i.id, programId: i.programId };
-    } finally {
-      l.close();
-    }
-  };
-  return { from: read("from-container"), to: read("to-container") };
+/** The one cls_bpf filter on each side of a veth endpoint's host device (and no tcx program). */
+async function endpointPrograms(ep: WiredEndpoint): Promise<EndpointPrograms> {
+  const f = await endpointFilters(ep.hostIfindex);
+  expect(f.from).toHaveLength(1);
+  expect(f.to).toHaveLength(1);
+  expect(queryAttached(ep.hostIfindex, "tcx-ingress").programs).toEqual([]);
+  expect(queryAttached(ep.hostIfindex, "tcx-egress").programs).toEqual([]);
+  const pick = (x: TcBpfFilter) => ({ programId: x.programId, priority: x.priority, handle: x.handle });
+  return { from: pick(f.from[0]!), to: pick(f.to[0]!) };
 }
 
 /** ping -i 0.05 from inside ns; resolves with sent/received once it ends. */
@@ -196,7 +193,7 @@ describe("restart adoption", () => {
     expect(a.id).toBe(reqs[0]!.id);
     expect(child.out.pid).not.toBe(process.pid);
     expect(await ping(podA, b.addresses.ipv4!)).toBe(true);
-    const linksBefore = [pinnedLinks(h, a), pinnedLinks(h, b)];
+    const linksBefore = [await endpointPrograms(a), await endpointPrograms(b)];
 
     // The owner dies without cleaning up anything.
     expect(await child.kill()).toBe("SIGKILL");
@@ -205,7 +202,7 @@ describe("restart adoption", () => {
     expect(await ping(podB, a.addresses.ipv6!, 3)).toBe(true);
     const c1 = pinnedCounters(h.bpffsDir, b.epNum).REDIRECT_PEER ?? 0n;
     expect(c1 - c0).toBeGreaterThanOrEqual(6n); // 3 echo requests to B, 3 replies from B
-    expect([pinnedLinks(h, a), pinnedLinks(h, b)]).toEqual(linksBefore);
+    expect([await endpointPrograms(a), await endpointPrograms(b)]).toEqual(linksBefore);
 
     // A new manager adopts while continuous pings run in both directions.
     const COUNT = 100;
@@ -224,7 +221,7 @@ describe("restart adoption", () => {
     expect(rba.sent).toBe(COUNT);
     expect(lost, "packets lost across the adoption").toBeLessThanOrEqual(1);
 
-    // Same endpoints, same links, new programs, nothing attached twice.
+    // Same endpoints, same filters, new programs, nothing attached twice.
     expect(
       mgr
         .list()
@@ -232,20 +229,14 @@ describe("restart adoption", () => {
         .sort(),
     ).toEqual([a.id, b.id].sort());
     expect(mgr.get(a.id)).toEqual(a);
-    const linksAfter = [pinnedLinks(h, a), pinnedLinks(h, b)];
-    for (const [i, ep] of [a, b].entries()) {
+    const linksAfter = [await endpointPrograms(a), await endpointPrograms(b)];
+    for (const [i] of [a, b].entries()) {
       const before = linksBefore[i]!;
       const after = linksAfter[i]!;
-      expect(after.from.id).toBe(before.from.id);
-      expect(after.to.id).toBe(before.to.id);
+      expect([after.from.priority, after.from.handle]).toEqual([before.from.priority, before.from.handle]);
+      expect([after.to.priority, after.to.handle]).toEqual([before.to.priority, before.to.handle]);
       expect(after.from.programId).not.toBe(before.from.programId);
       expect(after.to.programId).not.toBe(before.to.programId);
-      expect(queryAttached(ep.hostIfindex, "tcx-ingress").programs).toEqual([
-        { programId: after.from.programId, linkId: after.from.id },
-      ]);
-      expect(queryAttached(ep.hostIfindex, "tcx-egress").programs).toEqual([
-        { programId: after.to.programId, linkId: after.to.id },
-      ]);
     }
     // Both endpoints share one program per hook after adoption, as after a fresh start.
     expect(linksAfter[0]!.from.programId).toBe(linksAfter[1]!.from.programId);
@@ -335,6 +326,48 @@ describe("repair on start", () => {
     expect(await h.pods.release(id)).toBe(true);
   });
 
+  it("adopts endpoints an earlier build wired with pinned tcx links: filters take over, then the links go", async () => {
+    const h = await createHarness(scope);
+    const [podA, podB] = await createPods(scope, 2, "upg");
+    const a = await h.pods.admit({ id: h.newId("upa"), netnsPath: podA!.path });
+    const b = await h.pods.admit({ id: h.newId("upb"), netnsPath: podB!.path });
+    await h.stop();
+    // What an earlier build left: tcx links pinned under endpoints/<dev>/, no tc filters.
+    const progs = DatapathPrograms.load(h.bpffsDir);
+    try {
+      for (const ep of [a, b]) {
+        const dir = join(h.bpffsDir, "endpoints", ep.hostIfName);
+        mkdirSync(dir, { recursive: true });
+        for (const [direction, prog, name] of [
+          ["ingress", progs.fromContainer, "from-container"],
+          ["egress", progs.toContainer, "to-container"],
+        ] as const) {
+          const l = BpfLink.attachTcx(prog, { ifindex: ep.hostIfindex, direction });
+          l.pin(join(dir, name));
+          l.close();
+        }
+        await run("tc", ["qdisc", "del", "dev", ep.hostIfName, "clsact"]);
+      }
+    } finally {
+      progs.close();
+    }
+    expect(queryAttached(a.hostIfindex, "tcx-ingress").programs).toHaveLength(1);
+    expect(await ping(podA!, b.addresses.ipv4!)).toBe(true);
+    const COUNT = 60;
+    const ab = continuousPing(podA!.path, b.addresses.ipv4!, COUNT);
+    await sleep(1000);
+    await h.restart();
+    const r = await ab;
+    expect(COUNT - r.received, "packets lost across the switch").toBeLessThanOrEqual(1);
+    for (const ep of [a, b]) {
+      await endpointPrograms(ep); // one filter a side, no tcx program left
+      expect(existsSync(join(h.bpffsDir, "endpoints", ep.hostIfName))).toBe(false);
+    }
+    expect(await ping(podA!, b.addresses.ipv6!)).toBe(true);
+    expect(await h.pods.release(a.id)).toBe(true);
+    expect(await h.pods.release(b.id)).toBe(true);
+  });
+
   it("collects an endpoint whose pod netns was deleted while nobody was running", async () => {
     const h = await createHarness(scope);
     const [gone] = await createPods(scope, 1, "gone");
@@ -345,17 +378,12 @@ describe("repair on start", () => {
     expect(pinnedCounters(h.bpffsDir, ep.epNum).REDIRECT_PEER).toBeGreaterThan(0n);
     await h.stop();
 
-    const linkId = pinnedLinks(h, ep).from.id;
     await run("ip", ["netns", "del", gone!.name]);
     await waitFor(
       `${ep.hostIfName} to vanish with its netns`,
       async () => !(await hostLinkNames()).has(ep.hostIfName),
     );
-    // The stale state is still there: record, pins (link now detached), map entries, IPAM.
-    expect(existsSync(join(h.bpffsDir, "endpoints", ep.hostIfName))).toBe(true);
-    const stale = BpfLink.fromPin(join(h.bpffsDir, "endpoints", ep.hostIfName, "from-container"));
-    expect(stale.info().attached).toBe(false);
-    stale.close();
+    // The stale state is still there: record, map entries, IPAM (its filters went with the device).
     expect(readDatapathMaps(h.bpffsDir).devices.get(ep.hostIfindex)).toBe(ep.epNum);
 
     const mgr = await h.restart();
@@ -365,11 +393,6 @@ describe("repair on start", () => {
     expect([...maps.devices.values()]).toEqual([other.epNum]);
     expect(maps.counters.filter((k) => k.ep_id === ep.epNum)).toEqual([]);
     expect(h.ipam.usage().map((u) => u.used)).toEqual([1, 1]);
-    // The detached link died with its pin.
-    await waitFor(`link ${linkId} to be freed`, async () => {
-      const { stdout } = await run("bpftool", ["-j", "link", "show"]);
-      return !(JSON.parse(stdout) as { id: number }[]).some((l) => l.id === linkId);
-    });
     // The surviving endpoint was adopted and still works.
     const third = await createPod(scope, "third");
     await h.pods.admit({ id: h.newId("third"), netnsPath: third.path });

@@ -1,5 +1,5 @@
 // Fault injection: a pod's host device deleted behind nkitd's back (by an operator, a script, the
-// pod itself), an uplink deleted and made again, link pins removed from the bpffs dir, the whole
+// pod itself), an uplink deleted and made again, an endpoint's programs removed with tc, the whole
 // bpffs dir and run dir removed, a truncated IPAM state file. While nkitd runs, the pod is wired
 // again within seconds with its id, addresses and labels, and pins and sockets come back; with nkitd
 // stopped, the next start wires it again. Either way the pod answers on its old addresses and no
@@ -13,6 +13,7 @@ import { pinnedMapInfo } from "../../src/bpf/map.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   doctorCheck,
+  endpointFilters,
   Nkitd,
   type NkitdSetup,
   nkit,
@@ -150,27 +151,20 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     });
   });
 
-  it("an endpoint whose link pins were removed (bpffs cleared by hand) gets its programs attached again", async () => {
-    const dir = join(setup.bpffsDir, "endpoints", ep.hostIfName);
-    const attachedHere = () => {
-      try {
-        return ["from-container", "to-container"].every((p) => {
-          const l = pinnedLink(join(dir, p));
-          return l.attached && l.ifindex === ep.hostIfindex;
-        });
-      } catch {
-        return false;
-      }
-    };
+  it("an endpoint whose programs were removed by hand (tc) gets them attached again", async () => {
     ep = (await api.getEndpoint(ep.id)).endpoint;
-    expect(attachedHere()).toBe(true);
-    rmSync(dir, { recursive: true, force: true });
+    const attached = async () => {
+      const f = await endpointFilters(ep.hostIfindex);
+      return f.from.length === 1 && f.to.length === 1;
+    };
+    expect(await attached()).toBe(true);
+    await run("tc", ["filter", "del", "dev", ep.hostIfName, "ingress"]);
+    await run("tc", ["filter", "del", "dev", ep.hostIfName, "egress"]);
+    expect(await attached()).toBe(false);
     const deadline = Date.now() + 15_000;
-    while (!attachedHere() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(attachedHere()).toBe(true);
-    expect(nkitd.log("an endpoint's pinned links were gone: attached them again")).toMatchObject({
-      id: ep.id,
-    });
+    while (!(await attached()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(await attached()).toBe(true);
+    expect(nkitd.log("an endpoint's programs were gone: attached them again")).toMatchObject({ id: ep.id });
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
   });
 

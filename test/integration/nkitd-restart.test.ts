@@ -15,6 +15,7 @@ import { RUN_ID } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   deleteLinks,
+  endpointFilters,
   Nkitd,
   nkit,
   nkitdSetup,
@@ -104,9 +105,9 @@ describe("nkitd restart with live pods", () => {
     expect(ping4.running() && ping6.running(), ping4.err() + ping6.err()).toBe(true);
     expect(sender.running(), sender.out()).toBe(true);
 
-    const linkOf = (ep: T.Endpoint) =>
-      pinnedLink(join(s.bpffsDir, "endpoints", ep.hostIfName, "from-container"));
-    const linkBefore = linkOf(epA);
+    const filterOf = async (ep: T.Endpoint) => (await endpointFilters(ep.hostIfindex)).from;
+    const filterBefore = await filterOf(epA);
+    expect(filterBefore).toHaveLength(1);
 
     // --- restart under traffic
     const t0 = Date.now();
@@ -118,10 +119,12 @@ describe("nkitd restart with live pods", () => {
     expect(second.log("datapath ready"), second.output()).toMatchObject({ mode: "veth", endpoints: 2 });
     // No stale-endpoint repair happened: both endpoints were adopted as they were.
     expect(second.logs().filter((l) => l.msg === "removing stale endpoint")).toEqual([]);
-    // Same pinned link, the new process's program swapped in under it.
-    const linkAfter = linkOf(epA);
-    expect(linkAfter.id).toBe(linkBefore.id);
-    expect(linkAfter.programId).not.toBe(linkBefore.programId);
+    // The same filter, the new process's program swapped in by replace.
+    const filterAfter = await filterOf(epA);
+    expect(filterAfter.map((f) => [f.priority, f.handle])).toEqual(
+      filterBefore.map((f) => [f.priority, f.handle]),
+    );
+    expect(filterAfter[0]?.programId).not.toBe(filterBefore[0]?.programId);
     await sleep(300);
     // The pings must have covered the whole window, else the loss figure proves nothing.
     expect(
@@ -311,9 +314,9 @@ describe("nkitd restart with live pods", () => {
     const links = {
       uplink: join(s.bpffsDir, "uplinks", s.uplink, "from-uplink"),
       connect4: join(s.bpffsDir, "lb", "connect4"),
-      endpoint: join(s.bpffsDir, "endpoints", epB.hostIfName, "from-container"),
     };
     const before = Object.fromEntries(Object.entries(links).map(([k, p]) => [k, pinnedLink(p)]));
+    const filterBefore = (await endpointFilters(epB.hostIfindex)).from;
 
     // --- restart under traffic: the new process swaps its programs into the pinned links
     expect((await first.stop("SIGTERM")).code, first.output()).toBe(0);
@@ -323,6 +326,9 @@ describe("nkitd restart with live pods", () => {
       expect([k, now.id]).toEqual([k, before[k]?.id]);
       expect([k, now.programId]).not.toEqual([k, before[k]?.programId]);
     }
+    const filterAfter = (await endpointFilters(epB.hostIfindex)).from;
+    expect(filterAfter).toHaveLength(1);
+    expect(filterAfter[0]?.programId).not.toBe(filterBefore[0]?.programId);
     await sleep(1_000);
 
     const results: Record<string, StreamResult & { code: number | null }> = {};

@@ -1,6 +1,6 @@
 // SIGKILL in the middle of a wiring storm: 50 concurrent WireEndpoint RPCs, nkitd killed once about
 // half of them replied, a new nkitd started on the same dirs. Every endpoint must then be either
-// fully wired (listed, host device, pod addresses, nk_endpoints/nk_devices entries, link pins, IPAM
+// fully wired (listed, host device, pod addresses, nk_endpoints/nk_devices entries, tc filters, IPAM
 // allocation) or completely absent (no device, no pod device, no map entry, no pin, no allocation,
 // no record): nothing half-built, nothing leaked. A first round kills earlier, during the burst that
 // allocates addresses and writes the first records (a kill there used to leak IPAM allocations).
@@ -19,6 +19,7 @@ import {
   type DeviceMapEntry,
   deleteLinks,
   type EndpointMapEntry,
+  endpointFilters,
   Nkitd,
   type NkitdSetup,
   nkitdSetup,
@@ -184,8 +185,8 @@ async function verify(
         });
       }
       expect(devMap, ctx).toContainEqual({ key: { ifindex: ep.hostIfindex }, value: { ep_id: ep.epNum } });
-      expect(existsSync(join(pinDir, "from-container")), ctx).toBe(true);
-      expect(existsSync(join(pinDir, "to-container")), ctx).toBe(true);
+      const filters = await endpointFilters(ep.hostIfindex);
+      expect([filters.from.length, filters.to.length], ctx).toEqual([1, 1]);
       expect(allocs.get(p.id), ctx).toMatchObject({ ipv4, ipv6 });
       const r = replied.get(p.id);
       if (r) {
@@ -214,8 +215,9 @@ async function verify(
   expect(devMap.filter((e) => !wiredIfindexes.has(e.key.ifindex))).toEqual([]);
   expect(devMap).toHaveLength(list.length);
   expect(ipam.allocations.map((a) => a.id).sort()).toEqual(list.map((e) => e.id).sort());
+  // veth endpoints keep their programs as tc filters (checked per pod above): no endpoint pins.
   const pinned = existsSync(join(s.bpffsDir, "endpoints")) ? readdirSync(join(s.bpffsDir, "endpoints")) : [];
-  expect(pinned.sort()).toEqual(list.map((e) => e.hostIfName).sort());
+  expect(pinned).toEqual([]);
   expect(
     readdirSync(join(s.stateDir, "endpoints"))
       .filter((f) => f.endsWith(".json"))

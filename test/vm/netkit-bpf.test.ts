@@ -82,9 +82,11 @@ describe("netkit BPF links", () => {
     });
     scope.defer(() => primary.close());
 
+    // A peer link's ifindex is the primary's on some kernels and the peer's (inside the pod) on
+    // others (Debian's 6.12.95); the query through the primary below is what places it.
     expect(peer.info()).toMatchObject({
       typeName: "netkit",
-      ifindex: p.primary.index,
+      ifindex: expect.any(Number),
       attachPoint: "netkit-peer",
       attached: true,
       programId: obj.program("nk_count_egress").id,
