@@ -101,6 +101,17 @@ interface Outcome {
   response: Buffer | undefined;
 }
 
+/** What a failed call carried: its status and the nkit code nkitd attached. */
+function refusal(err: ServiceError): Outcome {
+  const meta = err.metadata?.get("nkit-error-code")[0];
+  return {
+    code: err.code,
+    nkitCode: typeof meta === "string" ? meta : "",
+    details: err.details,
+    response: undefined,
+  };
+}
+
 function call(path: string, body: Buffer): Promise<Outcome> {
   return new Promise((resolve) => {
     raw.makeUnaryRequest(
@@ -115,13 +126,7 @@ function call(path: string, body: Buffer): Promise<Outcome> {
           resolve({ code: status.OK, nkitCode: "", details: "", response: res });
           return;
         }
-        const meta = err.metadata?.get("nkit-error-code")[0];
-        resolve({
-          code: err.code,
-          nkitCode: typeof meta === "string" ? meta : "",
-          details: err.details,
-          response: undefined,
-        });
+        resolve(refusal(err));
       },
     );
   });
@@ -212,13 +217,7 @@ describe("the gRPC API (fuzz, over nkitd's socket)", () => {
           );
           stream.on("data", () => undefined);
           stream.on("error", (err: ServiceError) => {
-            const meta = err.metadata?.get("nkit-error-code")[0];
-            resolve({
-              code: err.code,
-              nkitCode: typeof meta === "string" ? meta : "",
-              details: err.details,
-              response: undefined,
-            });
+            resolve(refusal(err));
           });
           // Still open after a while: a valid subscription; the client ends it.
           setTimeout(() => stream.cancel(), 30);

@@ -51,3 +51,31 @@ export function runShim(command: string | undefined, o: CallOptions & { socket: 
     child.stdin.end(stdin);
   });
 }
+
+/** A port mapping as containerd's go-cni passes it (Go field names). */
+export interface GoPortMapping {
+  HostPort: number;
+  ContainerPort: number;
+  Protocol: string;
+  HostIP: string;
+}
+
+/** nkit-cni in mode wire with port mappings, the way nerdctl's `-p` reaches it. */
+export function runShimWithPorts(
+  command: string,
+  o: { socket: string; containerId: string; netns?: string; portMappings: GoPortMapping[] },
+): Promise<ShimRun> {
+  return runShim(command, {
+    socket: o.socket,
+    containerId: o.containerId,
+    ...(o.netns ? { netns: o.netns } : {}),
+    args: "IgnoreUnknown=1",
+    conf: {
+      cniVersion: "1.0.0",
+      name: "nkit",
+      mode: "wire",
+      capabilities: { portMappings: true },
+      runtimeConfig: { portMappings: o.portMappings },
+    },
+  });
+}

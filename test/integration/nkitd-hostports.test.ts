@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inCgroup } from "../helpers/cgroup.js";
-import { runShim } from "../helpers/cni.js";
+import { runShim, runShimWithPorts } from "../helpers/cni.js";
 import { uniqueNetnsName } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
@@ -55,18 +55,11 @@ const portMappings = (hostPort: number) => [
 ];
 
 const cni = (command: string, id: string, netns: string | undefined, hostPort = HOST_PORT) =>
-  runShim(command, {
+  runShimWithPorts(command, {
     socket,
     containerId: id,
     ...(netns ? { netns } : {}),
-    args: "IgnoreUnknown=1",
-    conf: {
-      cniVersion: "1.0.0",
-      name: "nkit",
-      mode: "wire",
-      capabilities: { portMappings: true },
-      runtimeConfig: { portMappings: portMappings(hostPort) },
-    },
+    portMappings: portMappings(hostPort),
   });
 
 async function fromOutside<R>(...args: string[]): Promise<R> {

@@ -10,7 +10,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type * as T from "../../src/api/types.js";
 import { hostIfName } from "../../src/datapath/naming.js";
-import { runShim } from "../helpers/cni.js";
+import { runShim, runShimWithPorts } from "../helpers/cni.js";
 import { RUN_ID } from "../helpers/names.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
@@ -223,20 +223,11 @@ describe("nkitd restart with live pods", () => {
     const epA = await client.wireEndpoint({ id: idA, netnsPath: podA.path });
     // B as nerdctl wires it: through nkit-cni, with a published port.
     const hostPort = randomInt(20_000, 30_000);
-    const add = await runShim("ADD", {
+    const add = await runShimWithPorts("ADD", {
       socket: join(s.runDir, "cni.sock"),
       containerId: idB,
       netns: podB.path,
-      args: "IgnoreUnknown=1",
-      conf: {
-        cniVersion: "1.0.0",
-        name: "nkit",
-        mode: "wire",
-        capabilities: { portMappings: true },
-        runtimeConfig: {
-          portMappings: [{ HostPort: hostPort, ContainerPort: 7007, Protocol: "tcp", HostIP: "0.0.0.0" }],
-        },
-      },
+      portMappings: [{ HostPort: hostPort, ContainerPort: 7007, Protocol: "tcp", HostIP: "0.0.0.0" }],
     });
     expect(add.code, add.stdout).toBe(0);
     scope.defer(() =>
