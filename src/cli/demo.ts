@@ -63,7 +63,7 @@ export async function runDemo(out: Out, opts: { keep?: boolean } = {}): Promise<
     net = await PodNetwork.open({ bpffsDir: bpffs.root, stateDir, podCIDRs: [cidr4, cidr6] });
     const mgr = net.endpoints;
     out(
-      `datapath mode: ${mgr.mode}${mgr.mode === "veth" ? " (this kernel has no netkit: veth + tcx fallback)" : ""}`,
+      `datapath mode: ${mgr.mode}${mgr.mode === "veth" ? " (this kernel has no netkit: veth + tc fallback)" : ""}`,
     );
     out(`pod CIDRs: ${cidr4}, ${cidr6}`);
     const eps: WiredEndpoint[] = [];

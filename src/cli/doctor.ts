@@ -347,7 +347,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
   } else {
     const netkit = probes.netkit;
     const tcx = probes.tcx;
-    const fallback = nkitd.mode === "veth" ? " (nkitd runs veth + tcx)" : "";
+    const fallback = nkitd.mode === "veth" ? " (nkitd runs veth + tc)" : "";
     checks.push(
       netkit?.supported
         ? { name: "netkit", status: "pass", required: false, detail: "netkit devices available", fix: "" }
@@ -355,7 +355,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
             name: "netkit",
             status: "warn",
             required: false,
-            detail: `netkit unavailable: veth + tcx fallback in use${fallback}`,
+            detail: `netkit unavailable: veth + tc fallback in use${fallback}`,
             fix: `for netkit: ${netkit && !netkit.supported ? netkit.need : "Linux >= 6.7 with CONFIG_NETKIT=y"}`,
           },
     );

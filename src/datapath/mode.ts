@@ -17,6 +17,6 @@ export function resolveMode(setting: DatapathModeSetting, log?: Logger): Datapat
   if (setting === "auto" && netkit.supported) return "netkit";
   if (!tcx.supported) throw new NotSupportedError("datapath: veth + tcx", tcx.need);
   if (setting === "auto")
-    log?.info({ reason: netkit.supported ? "" : netkit.reason }, "netkit unavailable: using veth + tcx");
+    log?.info({ reason: netkit.supported ? "" : netkit.reason }, "netkit unavailable: using veth + tc");
   return "veth";
 }

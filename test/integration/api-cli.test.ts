@@ -314,7 +314,7 @@ describe("nkit CLI against a live nkitd", () => {
     expect(d.ok).toBe(true);
     const byName = new Map(d.checks.map((c) => [c.name, c]));
     expect(byName.get("netkit")).toMatchObject({ status: "warn", required: false });
-    expect(byName.get("netkit")?.detail).toMatch(/veth \+ tcx fallback in use/);
+    expect(byName.get("netkit")?.detail).toMatch(/veth \+ tc fallback in use/);
     expect(byName.get("netkit")?.fix).toMatch(/CONFIG_NETKIT/);
     expect(byName.get("tcx")?.status).toBe("pass");
     expect(byName.get("bpffs")?.status).toBe("pass");

@@ -1,4 +1,4 @@
-// Real traffic through the endpoint datapath on this kernel (veth + tcx): pod <-> pod through
+// Real traffic through the endpoint datapath on this kernel (veth + tc): pod <-> pod through
 // bpf_redirect_peer, pod <-> host through the stack, pod <-> outside through bpf_fib_lookup +
 // bpf_redirect_neigh and back through the uplink program. Counters prove which path carried it.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -27,7 +27,7 @@ afterEach(() => scope.close());
 
 const packets = (c: Record<string, { packets: bigint }>, reason: string): bigint => c[reason]?.packets ?? 0n;
 
-describe("endpoint datapath traffic (veth + tcx)", () => {
+describe("endpoint datapath traffic (veth + tc)", () => {
   it("carries ICMP, TCP and UDP between two local pods over IPv4 and IPv6 with redirect_peer", async () => {
     const { podA, podB, a, b } = await wirePodPair(scope, h);
     expect(a.mode).toBe("veth");
