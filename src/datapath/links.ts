@@ -10,19 +10,14 @@ import { BpfLink, queryAttached } from "../bpf/link.js";
 import { removePin } from "../bpf/pins.js";
 import type { BpfProgram } from "../bpf/program.js";
 import { NotFoundError } from "../errors.js";
-import type { TcDirection } from "../netlink/index.js";
+import type { TcBpfFilter, TcDirection } from "../netlink/index.js";
 import type { DatapathContext } from "./context.js";
 
 const LINK_PINS = { from: "from-container", to: "to-container" } as const;
 
-/** veth: where each program runs, as one cls_bpf filter of this priority and handle. */
-const TC_FILTERS = {
-  from: { direction: "ingress", priority: 1, handle: 1, name: "nk_from_container" },
-  to: { direction: "egress", priority: 1, handle: 1, name: "nk_to_container" },
-} as const satisfies Record<
-  string,
-  { direction: TcDirection; priority: number; handle: number; name: string }
->;
+/** veth: the side of the host device each program runs on, as its one cls_bpf filter. */
+const TC_SIDES = { from: "ingress", to: "egress" } as const satisfies Record<string, TcDirection>;
+const TC_FILTER = { priority: 1, handle: 1 } as const;
 
 const programOf = (dp: DatapathContext, which: "from" | "to"): BpfProgram =>
   which === "from" ? dp.progs.fromContainer : dp.progs.toContainer;
@@ -31,14 +26,13 @@ const programOf = (dp: DatapathContext, which: "from" | "to"): BpfProgram =>
 async function attachTcFilters(dp: DatapathContext, ifindex: number, replace: boolean): Promise<void> {
   await dp.host.ensureClsact(ifindex);
   for (const which of ["from", "to"] as const) {
-    const f = TC_FILTERS[which];
+    const prog = programOf(dp, which);
     await dp.host.attachTcBpf({
       ifindex,
-      direction: f.direction,
-      progFd: programOf(dp, which).fd,
-      name: f.name,
-      priority: f.priority,
-      handle: f.handle,
+      direction: TC_SIDES[which],
+      progFd: prog.fd,
+      name: prog.name,
+      ...TC_FILTER,
       replace,
     });
   }
@@ -46,11 +40,11 @@ async function attachTcFilters(dp: DatapathContext, ifindex: number, replace: bo
 
 /** veth: whether both filters are on the device (someone may have removed them with tc). */
 async function tcFiltersAttached(dp: DatapathContext, ifindex: number): Promise<boolean> {
-  for (const which of ["from", "to"] as const) {
-    const f = TC_FILTERS[which];
-    const filters = await dp.host.listTcBpf(ifindex, f.direction);
-    if (!filters.some((x) => x.priority === f.priority && x.handle === f.handle && x.directAction))
-      return false;
+  for (const direction of Object.values(TC_SIDES)) {
+    const filters = await dp.host.listTcBpf(ifindex, direction);
+    const ours = (x: TcBpfFilter) =>
+      x.priority === TC_FILTER.priority && x.handle === TC_FILTER.handle && x.directAction;
+    if (!filters.some(ours)) return false;
   }
   return true;
 }
@@ -114,7 +108,7 @@ export async function adoptEndpointLinks(
   const dir = dp.pins.sub("endpoints").sub(hostName);
   if (dp.mode === "veth") {
     await attachTcFilters(dp, ifindex, true);
-    if (dir.exists()) dir.removeAll();
+    dir.removeAll();
     return;
   }
   const fromOk = adoptPinnedLink(dir.path(LINK_PINS.from), dp.progs.fromContainer, ifindex);

@@ -3,10 +3,10 @@
 // the device's bpf_mprog entry and waits for an RCU grace period while holding RTNL (~12 ms each
 // here), a cls_bpf filter insert does not. A filter outlives the process on its own (no pin) and a
 // replace (NLM_F_REPLACE on the same priority and handle) swaps its program atomically.
-import { NotFoundError } from "../errors.js";
+import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import { AttrWriter, attrString, attrU32, decodeAttrs, type NlMessage, splitPayload } from "./codec.js";
 import { NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from "./constants.js";
-import { isAbsent } from "./failures.js";
+import { create, deleted, isAbsent } from "./failures.js";
 import type { RtnlSocket } from "./socket.js";
 
 // rtnetlink.h / pkt_sched.h / pkt_cls.h
@@ -61,14 +61,9 @@ const filterInfo = (priority: number): number =>
 export async function ensureClsact(sock: RtnlSocket, ifindex: number): Promise<void> {
   const body = new AttrWriter().raw(tcmsg(ifindex, 0xffff_0000, TC_H_CLSACT, 0)).string(TCA_KIND, "clsact");
   try {
-    await sock.request(
-      RTM_NEWQDISC,
-      NLM_F_CREATE | NLM_F_EXCL,
-      body.toParts(),
-      `add clsact qdisc to ifindex ${ifindex}`,
-    );
+    await create(sock, RTM_NEWQDISC, body.toParts(), `clsact qdisc on ifindex ${ifindex}`, false, "");
   } catch (e) {
-    if (!isAbsent(e, "EEXIST")) throw e;
+    if (!(e instanceof AlreadyExistsError)) throw e;
   }
 }
 
@@ -111,18 +106,17 @@ export async function detachTcBpf(
 ): Promise<boolean> {
   const w = new AttrWriter().raw(tcmsg(o.ifindex, o.handle, parentOf(o.direction), filterInfo(o.priority)));
   w.string(TCA_KIND, "bpf");
-  try {
-    await sock.request(
+  return deleted(
+    sock.request(
       RTM_DELTFILTER,
       0,
       w.toParts(),
       `delete tc ${o.direction} filter prio ${o.priority} on ifindex ${o.ifindex}`,
-    );
-    return true;
-  } catch (e) {
-    if (isAbsent(e, "ENOENT", "ENODEV", "EINVAL")) return false;
-    throw e;
-  }
+    ),
+    "ENOENT",
+    "ENODEV",
+    "EINVAL",
+  );
 }
 
 function parseFilter(m: NlMessage, direction: TcDirection): TcBpfFilter | undefined {

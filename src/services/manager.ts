@@ -79,23 +79,16 @@ const SERVICE_STORE_FIX =
 
 /** The service store under dir, with the one-file store of earlier builds (`<dir>.json`) moved in. */
 function openServiceStore(dir: string): RecordStore<ServiceRecord> {
-  const store = RecordStore.inDirectory({
-    dir,
+  const layout = {
     version: 1,
     record: recordShape,
-    key: (r) => r.spec.name,
+    key: (r: ServiceRecord) => r.spec.name,
     fix: SERVICE_STORE_FIX,
-  });
+  };
+  const store = RecordStore.inDirectory({ dir, ...layout });
   const legacy = `${dir}.json`;
   if (existsSync(legacy)) {
-    const old = RecordStore.inFile({
-      path: legacy,
-      field: "services",
-      version: 1,
-      record: recordShape,
-      key: (r) => r.spec.name,
-      fix: SERVICE_STORE_FIX,
-    });
+    const old = RecordStore.inFile({ path: legacy, field: "services", ...layout });
     for (const r of old.list()) if (!store.get(r.spec.name)) store.put(r);
     rmSync(legacy);
   }
