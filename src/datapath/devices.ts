@@ -1,7 +1,11 @@
 // The endpoint's devices: the netkit or veth pair, and the configuration on both sides (addresses,
 // routes, static neighbours, sysctls, BIG TCP, MTU) that makes the pod reach its gateway.
+
+import { randomBytes } from "node:crypto";
 import type { Logger } from "../log.js";
-import { type Link, Rtnl, sysctlWrite } from "../netlink/index.js";
+import { type Link, Rtnl, type SkippedChange, sysctlWrite } from "../netlink/index.js";
+import { formatMac } from "../util/ip.js";
+import { settleAll } from "../util/settle.js";
 import type { Addresses } from "./endpoint-maps.js";
 import type { DatapathMode, EndpointRecord } from "./store.js";
 
@@ -30,13 +34,24 @@ export async function resolveMtu(
   return first ? ((await host.requireLink(first)).mtu ?? 1500) : 1500;
 }
 
-export function createPair(
+/** The pod's end of a pair: what configuring it needs. */
+export interface PodEnd {
+  index: number;
+  mac: string | undefined;
+}
+
+/**
+ * Creates the pair with its pod end already in the pod's netns. veth ends get their MACs from us,
+ * not the kernel: the pod end's MAC is then known without asking the pod's netns, and udev's
+ * MACAddressPolicy (which rewrites kernel-random MACs shortly after creation) leaves them alone.
+ */
+export async function createPair(
   host: Rtnl,
   o: DeviceOptions,
   hostName: string,
   podIfName: string,
   netnsPath: string,
-): Promise<Link> {
+): Promise<{ host: Link; podMac: string | undefined }> {
   const common = {
     name: hostName,
     peerName: podIfName,
@@ -46,85 +61,121 @@ export function createPair(
   };
   if (o.mode === "netkit") {
     // L3, host side passes, pod side blackholes until the programs are attached (fail closed).
-    return host.createNetkit({ ...common, mode: "l3", policy: "pass", peerPolicy: "drop" });
+    const link = await host.createNetkit({ ...common, mode: "l3", policy: "pass", peerPolicy: "drop" });
+    return { host: link, podMac: undefined };
   }
-  return host.createVeth(common);
+  const podMac = randomMac();
+  const link = await host.createVeth({ ...common, mac: randomMac(), peerMac: podMac });
+  return { host: link, podMac };
 }
 
+/** The pod end of a pair createPair made: a veth host device names its peer's index (IFLA_LINK). */
+export async function podEndOf(
+  pod: Rtnl,
+  o: DeviceOptions,
+  pair: { host: Link; podMac: string | undefined },
+  podIfName: string,
+): Promise<PodEnd> {
+  if (o.mode === "veth" && pair.host.peerIndex && pair.podMac) {
+    return { index: pair.host.peerIndex, mac: pair.podMac };
+  }
+  const link = await pod.requireLink(podIfName);
+  return { index: link.index, mac: link.mac };
+}
+
+const BIG_TCP_SIZES = {
+  gsoMaxSize: BIG_TCP_SIZE,
+  groMaxSize: BIG_TCP_SIZE,
+  gsoIpv4MaxSize: BIG_TCP_SIZE,
+  groIpv4MaxSize: BIG_TCP_SIZE,
+};
+
+/** Addresses, routes, neighbours and BIG TCP in the pod, then its end up: one netlink batch. */
 export async function configurePod(
   pod: Rtnl,
   o: DeviceOptions,
-  podLink: Link,
+  podEnd: PodEnd,
   hostLink: Link,
   a: Addresses,
 ): Promise<void> {
-  await pod.setLinkUp("lo");
-  if (o.bigTcp !== false) await applyBigTcp(pod, podLink.index, o.log);
-  if (a.ipv4) await pod.addAddress({ link: podLink.index, address: `${a.ipv4}/32` });
-  if (a.ipv6) await pod.addAddress({ link: podLink.index, address: `${a.ipv6}/128`, noDad: true });
-  await pod.setLinkUp(podLink.index);
+  const dev = podEnd.index;
+  const b = pod.batch();
+  b.updateLink("lo", { up: true });
+  // Older kernels lack the IPv4 sizes; BIG TCP is an optimisation, never a reason to fail.
+  if (o.bigTcp !== false) b.updateLink(dev, BIG_TCP_SIZES, { optional: true });
+  if (a.ipv4) b.addAddress({ link: dev, address: `${a.ipv4}/32` });
+  if (a.ipv6) b.addAddress({ link: dev, address: `${a.ipv6}/128`, noDad: true });
+  b.updateLink(dev, { up: true });
   if (o.mode === "netkit") {
     // L3 device without ARP: everything simply leaves through it.
-    if (a.ipv4) await pod.addRoute({ dst: "default", family: 4, dev: podLink.index, scope: "link" });
-    if (a.ipv6) await pod.addRoute({ dst: "default", family: 6, dev: podLink.index });
-    return;
+    if (a.ipv4) b.addRoute({ dst: "default", family: 4, dev, scope: "link" });
+    if (a.ipv6) b.addRoute({ dst: "default", family: 6, dev });
+  } else {
+    const lladdr = hostLink.mac ?? "";
+    if (a.ipv4) {
+      b.addRoute({ dst: GATEWAY_V4, dev, scope: "link" });
+      b.addRoute({ dst: "default", family: 4, gateway: GATEWAY_V4, dev });
+      b.replaceNeighbour({ link: dev, address: GATEWAY_V4, lladdr });
+    }
+    if (a.ipv6) {
+      b.addRoute({ dst: "default", family: 6, gateway: GATEWAY_V6, dev });
+      b.replaceNeighbour({ link: dev, address: GATEWAY_V6, lladdr });
+    }
   }
-  if (a.ipv4) {
-    await pod.addRoute({ dst: GATEWAY_V4, dev: podLink.index, scope: "link" });
-    await pod.addRoute({ dst: "default", family: 4, gateway: GATEWAY_V4, dev: podLink.index });
-    await pod.replaceNeighbour({ link: podLink.index, address: GATEWAY_V4, lladdr: hostLink.mac ?? "" });
-  }
-  if (a.ipv6) {
-    await pod.addRoute({ dst: "default", family: 6, gateway: GATEWAY_V6, dev: podLink.index });
-    await pod.replaceNeighbour({ link: podLink.index, address: GATEWAY_V6, lladdr: hostLink.mac ?? "" });
-  }
+  logSkipped(await b.commit(), o.log);
 }
 
-export async function configureHost(
-  host: Rtnl,
-  o: DeviceOptions,
-  hostLink: Link,
-  podLink: Link,
-  a: Addresses,
-): Promise<void> {
+/**
+ * The host device's sysctls, before it goes up: bpf_fib_lookup refuses to route packets arriving on
+ * a device with forwarding off; rp_filter must not judge traffic the programs already vetted.
+ */
+export async function prepareHost(hostLink: Link, a: Addresses): Promise<void> {
   const dev = hostLink.name;
-  if (o.bigTcp !== false) await applyBigTcp(host, hostLink.index, o.log);
-  // bpf_fib_lookup refuses to route packets arriving on a device with forwarding off; rp_filter
-  // must not judge traffic the programs already vetted.
+  const writes: Promise<void>[] = [];
   if (a.ipv4) {
-    await sysctlWrite(`net/ipv4/conf/${dev}/forwarding`, 1);
-    await sysctlWrite(`net/ipv4/conf/${dev}/rp_filter`, 0);
+    writes.push(sysctlWrite(`net/ipv4/conf/${dev}/forwarding`, 1));
+    writes.push(sysctlWrite(`net/ipv4/conf/${dev}/rp_filter`, 0));
   }
   // IPv6 checks forwarding per ingress device too (pod replies to host ports reached from another
   // host, and pod -> off-host); the host device faces only its pod, so routing there is all it does.
-  if (a.ipv6) await sysctlWrite(`net/ipv6/conf/${dev}/forwarding`, 1);
-  await host.setLinkUp(hostLink.index);
-  if (a.ipv4) {
-    await host.addRoute({ dst: `${a.ipv4}/32`, dev: hostLink.index, scope: "link" });
-    if (o.mode === "veth") {
-      await host.replaceNeighbour({ link: hostLink.index, address: a.ipv4, lladdr: podLink.mac ?? "" });
-    }
-  }
-  if (a.ipv6) {
-    await host.addRoute({ dst: `${a.ipv6}/128`, dev: hostLink.index });
-    if (o.mode === "veth") {
-      await host.replaceNeighbour({ link: hostLink.index, address: a.ipv6, lladdr: podLink.mac ?? "" });
-    }
-  }
+  if (a.ipv6) writes.push(sysctlWrite(`net/ipv6/conf/${dev}/forwarding`, 1));
+  await settleAll(writes);
 }
 
-async function applyBigTcp(h: Rtnl, ifindex: number, log: Logger | undefined): Promise<void> {
-  try {
-    await h.setOffloadSizes(ifindex, {
-      gsoMaxSize: BIG_TCP_SIZE,
-      groMaxSize: BIG_TCP_SIZE,
-      gsoIpv4MaxSize: BIG_TCP_SIZE,
-      groIpv4MaxSize: BIG_TCP_SIZE,
-    });
-  } catch (e) {
-    // Older kernels lack the IPv4 variants; BIG TCP is an optimisation, never a reason to fail.
-    log?.debug({ err: e, ifindex }, "BIG TCP sizes not accepted");
+/** BIG TCP, the host device up, its routes and neighbours to the pod: one netlink batch. Call it
+ * last: the device carries traffic from here on. */
+export async function raiseHost(
+  host: Rtnl,
+  o: DeviceOptions,
+  hostLink: Link,
+  podEnd: PodEnd,
+  a: Addresses,
+): Promise<void> {
+  const dev = hostLink.index;
+  const b = host.batch();
+  if (o.bigTcp !== false) b.updateLink(dev, BIG_TCP_SIZES, { optional: true });
+  b.updateLink(dev, { up: true });
+  const lladdr = podEnd.mac ?? "";
+  if (a.ipv4) {
+    b.addRoute({ dst: `${a.ipv4}/32`, dev, scope: "link" });
+    if (o.mode === "veth") b.replaceNeighbour({ link: dev, address: a.ipv4, lladdr });
   }
+  if (a.ipv6) {
+    b.addRoute({ dst: `${a.ipv6}/128`, dev });
+    if (o.mode === "veth") b.replaceNeighbour({ link: dev, address: a.ipv6, lladdr });
+  }
+  logSkipped(await b.commit(), o.log);
+}
+
+function logSkipped(skipped: readonly SkippedChange[], log: Logger | undefined): void {
+  for (const s of skipped) log?.debug({ err: s.error, operation: s.operation }, "BIG TCP sizes not accepted");
+}
+
+/** A locally administered unicast MAC. */
+function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = ((b[0] ?? 0) & 0xfe) | 0x02;
+  return formatMac(b);
 }
 
 /**

@@ -13,13 +13,16 @@ import { PinDir } from "../bpf/pins.js";
 import { AlreadyExistsError, ClosedError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { netnsExists, netnsInode, Rtnl, sameNetns } from "../netlink/index.js";
 import { KeyedMutex } from "../util/keyed-mutex.js";
+import { settleAll } from "../util/settle.js";
 import { UndoStack } from "../util/undo-stack.js";
 import type { DatapathContext } from "./context.js";
 import {
-  configureHost,
   configurePod,
   createPair,
   type DeviceOptions,
+  podEndOf,
+  prepareHost,
+  raiseHost,
   resolveMtu,
   verifyPodSide,
 } from "./devices.js";
@@ -230,7 +233,7 @@ export class EndpointManager {
 
     const undo = new UndoStack(this.opts.log);
     const record = newRecord(req, {
-      epNum: nextEpNum(this.store.list()),
+      epNum: nextEpNum(this.store.peek()),
       mode: this.mode,
       podIfName: ifName,
       hostIfName: hostName,
@@ -240,25 +243,29 @@ export class EndpointManager {
     const addresses = record.addresses;
     // Refuse an address another endpoint holds before creating anything (the map insert would only
     // say "key exists", after the device was made).
-    const clash = addressHolder(this.progs, this.store.list(), addresses, hostName);
+    const clash = addressHolder(this.progs, this.store.peek(), addresses, hostName);
     if (clash) {
       await undo.rollback();
       throw new AlreadyExistsError(
         `wire ${req.id}: address ${clash.address} is already used by ${clash.holder ? `endpoint ${clash.holder}` : "another endpoint"}; unwire it first or pick another address`,
       );
     }
-    let pod: Rtnl | undefined;
+    // The pod's socket opens on a thread while the pair is made.
+    const podSocket = Rtnl.inNetns(req.netnsPath);
+    podSocket.catch(() => undefined); // awaited below, or closed in finally
     try {
-      const hostLink = await createPair(this.host, this.devices, hostName, ifName, req.netnsPath);
+      const pair = await createPair(this.host, this.devices, hostName, ifName, req.netnsPath);
+      const hostLink = pair.host;
       undo.push(() => this.host.deleteLink(hostName));
+      // Kept in memory only until the record is written wired: a crash before that leaves entries
+      // the record cannot name, which the restart's sweep removes (reconcile.ts).
       record.hostIfindex = hostLink.index;
-      this.store.put(record);
 
-      pod = await Rtnl.inNetns(req.netnsPath);
-      const podLink = await pod.requireLink(ifName);
+      const pod = await podSocket;
+      const podEnd = await podEndOf(pod, this.devices, pair, ifName);
 
-      // Maps and programs first, device up last: no packet crosses before the datapath is ready.
-      const value = endpointValueOf({ ...record, podMac: podLink.mac, hostMac: hostLink.mac });
+      // Maps and programs first, host device up last: no packet crosses before the datapath is ready.
+      const value = endpointValueOf({ ...record, podMac: podEnd.mac, hostMac: hostLink.mac });
       this.progs.devices.update(hostLink.index, record.epNum);
       undo.push(() => this.progs.devices.delete(hostLink.index));
       for (const k of endpointKeys(addresses)) {
@@ -267,10 +274,14 @@ export class EndpointManager {
       }
       undo.push(() => clearEndpointCounters(this.progs, record.epNum));
       undo.push(() => this.dp.pins.sub("endpoints").remove(hostName));
-      await attachEndpointLinks(this.dp, hostName, hostLink.index);
-
-      await configurePod(pod, this.devices, podLink, hostLink, addresses);
-      await configureHost(this.host, this.devices, hostLink, podLink, addresses);
+      // Independent of each other, so concurrent; the host end stays down through all of them, and
+      // a pod end that is up cannot send through a peer that is down.
+      await settleAll([
+        attachEndpointLinks(this.dp, hostName, hostLink.index),
+        configurePod(pod, this.devices, podEnd, hostLink, addresses),
+        prepareHost(hostLink, addresses),
+      ]);
+      await raiseHost(this.host, this.devices, hostLink, podEnd, addresses);
 
       record.phase = "wired";
       this.store.put(record);
@@ -283,7 +294,7 @@ export class EndpointManager {
       await undo.rollback();
       throw withContext(e, `wiring endpoint ${req.id} (${hostName} <-> ${ifName} in ${req.netnsPath})`);
     } finally {
-      await pod?.close();
+      await (await podSocket.catch(() => undefined))?.close();
     }
   }
 

@@ -1,7 +1,8 @@
 // The endpoint's entries in the datapath maps: keys by pod address, the one endpoint value (written
 // at wiring and restored at adoption), the device -> endpoint number entry and the per-CPU counters.
 import { EndpointFlags, type EndpointKey, type EndpointValue } from "../bpf/datapath.js";
-import { mapAddress, sumCounters } from "../bpf/shared.js";
+import { mapAddress, mapAddressText, sumCounters } from "../bpf/shared.js";
+import type { DeepReadonly } from "../state/json-store.js";
 import { IpAddress, parseMac } from "../util/ip.js";
 import type { DatapathPrograms } from "./programs.js";
 import { ALL_REASON_CODES, reasonName } from "./reasons.js";
@@ -74,7 +75,7 @@ export function removeEndpointEntries(progs: DatapathPrograms, rec: EndpointReco
  */
 export function addressHolder(
   progs: DatapathPrograms,
-  records: readonly EndpointRecord[],
+  records: Iterable<DeepReadonly<EndpointRecord>>,
   a: Addresses,
   self: string,
 ): { address: string; holder?: string } | undefined {
@@ -82,7 +83,7 @@ export function addressHolder(
     if (address === undefined) continue;
     const ip = IpAddress.parse(address);
     if (!progs.endpoints.lookup(mapAddress(ip))) continue;
-    const holder = records.find(
+    const holder = [...records].find(
       (r) =>
         r.hostIfName !== self &&
         [r.addresses.ipv4, r.addresses.ipv6].some((x) => x !== undefined && IpAddress.parse(x).equals(ip)),
@@ -93,9 +94,40 @@ export function addressHolder(
 }
 
 /** The smallest endpoint number no record uses. */
-export function nextEpNum(records: readonly EndpointRecord[]): number {
-  const used = new Set(records.map((r) => r.epNum));
+export function nextEpNum(records: Iterable<DeepReadonly<EndpointRecord>>): number {
+  const used = new Set<number>();
+  for (const r of records) used.add(r.epNum);
   let n = 1;
   while (used.has(n)) n++;
   return n;
+}
+
+/**
+ * Removes the map entries no record accounts for: those of a wiring a crash cut short after its
+ * device and entries were made but before its record learnt the device's index (the record's
+ * teardown cannot tell them apart from another endpoint's then). Returns how many went.
+ */
+export function sweepEndpointEntries(
+  progs: DatapathPrograms,
+  records: Iterable<DeepReadonly<EndpointRecord>>,
+): number {
+  const addresses = new Set<string>();
+  const devices = new Map<number, number>();
+  for (const r of records) {
+    for (const a of [r.addresses.ipv4, r.addresses.ipv6])
+      if (a !== undefined) addresses.add(IpAddress.parse(a).text);
+    if (r.hostIfindex) devices.set(r.hostIfindex, r.epNum);
+  }
+  let removed = 0;
+  for (const [k] of [...progs.endpoints.entries()]) {
+    if (addresses.has(mapAddressText(k.family, k.addr))) continue;
+    progs.endpoints.delete(k);
+    removed++;
+  }
+  for (const [ifindex, epNum] of [...progs.devices.entries()]) {
+    if (devices.get(ifindex) === epNum) continue;
+    progs.devices.delete(ifindex);
+    removed++;
+  }
+  return removed;
 }

@@ -11,6 +11,7 @@ import { removePin } from "../bpf/pins.js";
 import type { BpfProgram } from "../bpf/program.js";
 import { NotFoundError } from "../errors.js";
 import type { TcBpfFilter, TcDirection } from "../netlink/index.js";
+import { settleAll } from "../util/settle.js";
 import type { DatapathContext } from "./context.js";
 
 const LINK_PINS = { from: "from-container", to: "to-container" } as const;
@@ -22,12 +23,13 @@ const TC_FILTER = { priority: 1, handle: 1 } as const;
 const programOf = (dp: DatapathContext, which: "from" | "to"): BpfProgram =>
   which === "from" ? dp.progs.fromContainer : dp.progs.toContainer;
 
-/** Puts (or, with replace, swaps in) both programs as the device's cls_bpf filters. */
+/** Puts (or, with replace, swaps in) both programs as the device's cls_bpf filters, in one batch:
+ * a filter refused because clsact failed reports the clsact failure first. */
 async function attachTcFilters(dp: DatapathContext, ifindex: number, replace: boolean): Promise<void> {
-  await dp.host.ensureClsact(ifindex);
+  const b = dp.host.batch().ensureClsact(ifindex);
   for (const which of ["from", "to"] as const) {
     const prog = programOf(dp, which);
-    await dp.host.attachTcBpf({
+    b.attachTcBpf({
       ifindex,
       direction: TC_SIDES[which],
       progFd: prog.fd,
@@ -36,6 +38,7 @@ async function attachTcFilters(dp: DatapathContext, ifindex: number, replace: bo
       replace,
     });
   }
+  await b.commit();
 }
 
 /** veth: whether both filters are on the device (someone may have removed them with tc). */
@@ -74,9 +77,7 @@ export async function attachEndpointLinks(
       link.close();
     }
   };
-  const results = await Promise.allSettled([attach("from"), attach("to")]);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
+  await settleAll([attach("from"), attach("to")]);
 }
 
 /**

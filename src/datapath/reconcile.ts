@@ -6,7 +6,7 @@ import { NkitError } from "../errors.js";
 import { netnsExists } from "../netlink/index.js";
 import type { DatapathContext } from "./context.js";
 import { podMac } from "./devices.js";
-import { endpointKeys, endpointValueOf } from "./endpoint-maps.js";
+import { endpointKeys, endpointValueOf, sweepEndpointEntries } from "./endpoint-maps.js";
 import { adoptEndpointLinks } from "./links.js";
 import type { EndpointRecord, EndpointStore } from "./store.js";
 
@@ -42,6 +42,8 @@ export async function reconcile(
     dp.progs.devices.update(rec.hostIfindex, rec.epNum);
     for (const k of endpointKeys(rec.addresses)) dp.progs.endpoints.update(k, value);
   }
+  const swept = sweepEndpointEntries(dp.progs, store.peek());
+  if (swept > 0) dp.log?.warn({ entries: swept }, "removed datapath map entries no endpoint accounts for");
   // Pins of endpoints nobody records any more.
   for (const name of epDir.exists() ? epDir.list() : []) {
     if (!recorded.has(name)) epDir.remove(name);

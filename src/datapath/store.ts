@@ -1,6 +1,7 @@
 // Endpoint records, one JSON file per endpoint (<state>/endpoints/<host device>.json), replaced
 // atomically. A record is written with phase "wiring" before the first kernel object exists, so
 // after a crash at any point a restart knows which half-built endpoints to tear down or finish.
+// Records live as long as the kernel objects they describe: one boot (no fsync, see perBoot).
 import { join } from "node:path";
 import { RecordStore } from "../state/json-store.js";
 import { count, ipAddress, object, oneOf, optional, recordOf, string } from "../state/shape.js";
@@ -48,6 +49,9 @@ export function openEndpointStore(stateDir: string): EndpointStore {
     version: 1,
     record: endpointRecordShape,
     key: (r) => r.hostIfName,
+    // Devices, pins and map entries are gone after a reboot, and so is every pod's netns; a
+    // /proc/PID/ns/net path would name some other process's netns by then.
+    perBoot: true,
     fix: "restore it from a backup (its pod keeps forwarding meanwhile); moving it aside unwires that pod at the next start: its device is removed and its addresses are freed",
   });
 }

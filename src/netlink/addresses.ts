@@ -25,10 +25,10 @@ import {
   RTM_GETADDR,
   RTM_NEWADDR,
 } from "./constants.js";
-import { create, deleted } from "./failures.js";
+import { createRequest, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
-import type { RtnlSocket } from "./socket.js";
+import type { NlRequest, RtnlSocket } from "./socket.js";
 
 export interface AddressSpec {
   link: LinkRef;
@@ -102,12 +102,16 @@ export async function addAddress(
 ): Promise<void> {
   IpPrefix.parseLoose(spec.address, "address");
   const index = await resolveIndex(sock, spec.link);
-  await create(
-    sock,
+  await sock.send(addAddressRequest(index, spec, opts.replace === true));
+}
+
+/** The request addAddress sends, for a link known by index (batches). */
+export function addAddressRequest(index: number, spec: AddressSpec, replace: boolean): NlRequest {
+  return createRequest(
     RTM_NEWADDR,
     build(index, spec, false),
     `address ${describe(spec)}`,
-    opts.replace === true,
+    replace,
     "the address is already configured; use replace to update it",
   );
 }

@@ -20,6 +20,8 @@ export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
+/** Also send the requester the notification the change makes (RTM_NEWLINK: Linux >= 6.3). */
+export const NLM_F_ECHO = 0x08;
 // Flags on NLMSG_ERROR replies.
 export const NLM_F_CAPPED = 0x100;
 export const NLM_F_ACK_TLVS = 0x200;

@@ -2,7 +2,7 @@
 import { AlreadyExistsError, isNativeErrnoError, NetlinkError, NetnsError } from "../errors.js";
 import { errnoName } from "../util/errno.js";
 import { NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from "./constants.js";
-import type { RtnlSocket } from "./socket.js";
+import type { NlRequest, RtnlSocket } from "./socket.js";
 
 export function netlinkError(operation: string, errno: number, extack: string | undefined): NetlinkError {
   return new NetlinkError(operation, errno, errnoName(errno), extack);
@@ -64,12 +64,24 @@ export async function create(
   replace: boolean,
   hint: string,
 ): Promise<void> {
-  const flags = NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  try {
-    await sock.request(type, flags, body, `${replace ? "replace" : "add"} ${what}`);
-  } catch (e) {
-    throw alreadyExists(e, hint);
-  }
+  await sock.send(createRequest(type, body, what, replace, hint));
+}
+
+/** The request create() sends, for batches. */
+export function createRequest(
+  type: number,
+  body: readonly Uint8Array[],
+  what: string,
+  replace: boolean,
+  hint: string,
+): NlRequest {
+  return {
+    type,
+    flags: NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL),
+    body,
+    operation: `${replace ? "replace" : "add"} ${what}`,
+    fail: (e) => alreadyExists(e, hint),
+  };
 }
 
 /** Whether a delete request removed its object: false when it failed only because there was none. */

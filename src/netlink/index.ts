@@ -3,6 +3,7 @@
 //   const pod = await Rtnl.inNetns("/run/netns/pod1");
 // Every operation on a handle acts in that handle's netns; operations on one handle run in order.
 import * as addresses from "./addresses.js";
+import { RtnlBatch } from "./batch.js";
 import * as links from "./links.js";
 import * as neighbours from "./neighbours.js";
 import * as routes from "./routes.js";
@@ -10,6 +11,7 @@ import { RtnlSocket, type RtnlSocketOptions } from "./socket.js";
 import * as tc from "./tc.js";
 
 export type { Address, AddressFilter } from "./addresses.js";
+export type { RtnlBatch, SkippedChange } from "./batch.js";
 export type { Link, NetkitPolicyInput } from "./links.js";
 export { ifNameToIndex, netnsExists, netnsInode, sameNetns, sysctlRead, sysctlWrite } from "./netns.js";
 export type { TcBpfFilter, TcDirection } from "./tc.js";
@@ -34,6 +36,11 @@ export class Rtnl {
   /** The netns this handle acts in; undefined for our own. */
   get netnsPath(): string | undefined {
     return this.sock.netnsPath;
+  }
+
+  /** Changes to send together in one transaction (see batch.ts for what may share one). */
+  batch(): RtnlBatch {
+    return new RtnlBatch(this.sock);
   }
 
   /** Waits for queued operations, then closes the socket. */
@@ -130,7 +137,7 @@ export class Rtnl {
   ensureClsact(ifindex: number): Promise<void> {
     return tc.ensureClsact(this.sock, ifindex);
   }
-  attachTcBpf(o: Parameters<typeof tc.attachTcBpf>[1]): Promise<void> {
+  attachTcBpf(o: tc.TcBpfAttach): Promise<void> {
     return tc.attachTcBpf(this.sock, o);
   }
   detachTcBpf(o: Parameters<typeof tc.detachTcBpf>[1]): Promise<boolean> {

@@ -57,6 +57,7 @@ import {
   NETKIT_SCRUB_DEFAULT,
   NETKIT_SCRUB_NONE,
   NLM_F_CREATE,
+  NLM_F_ECHO,
   NLM_F_EXCL,
   RTEXT_FILTER_SKIP_STATS,
   RTM_DELLINK,
@@ -66,7 +67,7 @@ import {
 } from "./constants.js";
 import { alreadyExists, deleted, isAbsent } from "./failures.js";
 import { withOptionalNetnsFd } from "./netns.js";
-import type { RtnlSocket } from "./socket.js";
+import type { NlRequest, RtnlSocket } from "./socket.js";
 
 /** An interface by index or by name. */
 export type LinkRef = number | string;
@@ -320,25 +321,30 @@ const nameHint = (o: PairOptions): string =>
 
 export async function createVeth(sock: RtnlSocket, o: VethOptions): Promise<Link> {
   const body = buildVethCreate(o, o.peerNetnsPath === undefined ? undefined : 0);
-  await withOptionalNetnsFd(o.peerNetnsPath, async (fd) => {
+  const echoed = await withOptionalNetnsFd(o.peerNetnsPath, async (fd) => {
     const real = fd === undefined ? body : buildVethCreate(o, fd);
     try {
-      await sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, real, pairLabel("veth", o));
+      return await sock.request(
+        RTM_NEWLINK,
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+        real,
+        pairLabel("veth", o),
+      );
     } catch (e) {
       throw alreadyExists(e, nameHint(o));
     }
   });
-  return requireLink(sock, o.name);
+  return createdLink(sock, o.name, echoed);
 }
 
 export async function createNetkit(sock: RtnlSocket, o: NetkitOptions): Promise<Link> {
   // Validate (and fail on bad options) before opening anything.
   buildNetkitCreate(o, o.peerNetnsPath === undefined ? undefined : 0);
-  await withOptionalNetnsFd(o.peerNetnsPath, async (fd) => {
+  const echoed = await withOptionalNetnsFd(o.peerNetnsPath, async (fd) => {
     try {
-      await sock.request(
+      return await sock.request(
         RTM_NEWLINK,
-        NLM_F_CREATE | NLM_F_EXCL,
+        NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
         buildNetkitCreate(o, fd),
         pairLabel("netkit", o),
       );
@@ -356,7 +362,17 @@ export async function createNetkit(sock: RtnlSocket, o: NetkitOptions): Promise<
       throw alreadyExists(e, nameHint(o));
     }
   });
-  return requireLink(sock, o.name);
+  return createdLink(sock, o.name, echoed);
+}
+
+/** The link a create made: from the kernel's echo (Linux >= 6.3), else asked for. */
+function createdLink(sock: RtnlSocket, name: string, echoed: readonly NlMessage[]): Promise<Link> {
+  for (const m of echoed) {
+    if (m.type !== RTM_NEWLINK) continue;
+    const link = parseLink(m);
+    if (link.name === name) return Promise.resolve(link);
+  }
+  return requireLink(sock, name);
 }
 
 function describeUpdate(u: LinkUpdate): string {
@@ -410,20 +426,37 @@ export async function updateLink(sock: RtnlSocket, ref: LinkRef, u: LinkUpdate):
   let target = ref;
   if (typeof ref === "string" && u.name !== undefined) target = (await requireLink(sock, ref)).index;
   buildUpdate(target, u, undefined);
-  const label = `set link ${linkLabel(ref)}: ${describeUpdate(u)}`;
   await withOptionalNetnsFd(u.netnsPath, async (fd) => {
-    try {
-      await sock.request(RTM_NEWLINK, 0, buildUpdate(target, u, fd), label);
-    } catch (e) {
-      if (isAbsent(e, "ENODEV")) {
-        throw new NotFoundError(`${label}${sock.where}: no such interface`, { cause: e });
-      }
-      throw alreadyExists(
-        e,
-        `an interface named ${u.name ?? linkLabel(ref)} already exists in the target netns`,
-      );
-    }
+    await sock.send(updateLinkRequest(target, u, fd, ref, sock.where));
   });
+}
+
+/**
+ * The request updateLink sends (batches: no rename by name, no move). `label` names the link in
+ * errors when `target` is its index; `where` says which netns.
+ */
+export function updateLinkRequest(
+  target: LinkRef,
+  u: LinkUpdate,
+  netnsFd: number | undefined,
+  label: LinkRef = target,
+  where = "",
+): NlRequest {
+  const operation = `set link ${linkLabel(label)}: ${describeUpdate(u)}`;
+  return {
+    type: RTM_NEWLINK,
+    flags: 0,
+    body: buildUpdate(target, u, netnsFd),
+    operation,
+    fail: (e) => {
+      if (isAbsent(e, "ENODEV"))
+        return new NotFoundError(`${operation}${where}: no such interface`, { cause: e });
+      return alreadyExists(
+        e,
+        `an interface named ${u.name ?? linkLabel(label)} already exists in the target netns`,
+      );
+    },
+  };
 }
 
 export const setLinkUp = (sock: RtnlSocket, ref: LinkRef, up = true): Promise<void> =>

@@ -12,10 +12,10 @@ import {
   RTM_GETNEIGH,
   RTM_NEWNEIGH,
 } from "./constants.js";
-import { create, deleted } from "./failures.js";
+import { createRequest, deleted } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
-import type { RtnlSocket } from "./socket.js";
+import type { NlRequest, RtnlSocket } from "./socket.js";
 
 export interface NeighbourSpec {
   link: LinkRef;
@@ -51,16 +51,20 @@ export async function addNeighbour(
   spec: NeighbourSpec,
   opts: { replace?: boolean } = {},
 ): Promise<void> {
+  addNeighbourRequest(1, spec, false); // validates before any lookup
+  const index = await resolveIndex(sock, spec.link);
+  await sock.send(addNeighbourRequest(index, spec, opts.replace === true));
+}
+
+/** The request addNeighbour sends, for a link known by index (batches). */
+export function addNeighbourRequest(index: number, spec: NeighbourSpec, replace: boolean): NlRequest {
   if (spec.lladdr === undefined)
     throw new InvalidArgumentError(`neighbour ${spec.address}: lladdr is required`);
-  build(1, spec, NUD_PERMANENT);
-  const index = await resolveIndex(sock, spec.link);
-  await create(
-    sock,
+  return createRequest(
     RTM_NEWNEIGH,
     build(index, spec, NUD_PERMANENT),
     `neighbour ${describe(spec)}`,
-    opts.replace === true,
+    replace,
     "a neighbour entry for that address exists; use replace to overwrite it",
   );
 }

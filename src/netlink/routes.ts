@@ -37,10 +37,10 @@ import {
   RTNH_F_ONLINK,
   RTPROT_BOOT,
 } from "./constants.js";
-import { create, deleted, isAbsent } from "./failures.js";
+import { createRequest, deleted, isAbsent } from "./failures.js";
 import { afOf, familyOfAf } from "./ip.js";
 import { type LinkRef, linkLabel, resolveIndex } from "./links.js";
-import type { RtnlSocket } from "./socket.js";
+import type { NlRequest, RtnlSocket } from "./socket.js";
 
 export type RouteScope = "universe" | "link" | "host" | "nowhere";
 export type RouteType = "unicast" | "local" | "blackhole" | "unreachable" | "prohibit";
@@ -175,8 +175,12 @@ export function buildRoute(spec: RouteSpec, oif: number | undefined, forDelete =
 async function send(sock: RtnlSocket, spec: RouteSpec, replace: boolean): Promise<void> {
   buildRoute(spec, undefined);
   const oif = spec.dev === undefined ? undefined : await resolveIndex(sock, spec.dev);
-  await create(
-    sock,
+  await sock.send(routeRequest(spec, oif, replace));
+}
+
+/** The request addRoute/replaceRoute send, with the device already resolved to `oif` (batches). */
+export function routeRequest(spec: RouteSpec, oif: number | undefined, replace: boolean): NlRequest {
+  return createRequest(
     RTM_NEWROUTE,
     buildRoute(spec, oif),
     `route ${describe(spec)}`,

@@ -1,6 +1,6 @@
 // An rtnetlink socket over the addon's transport: sequence numbers, one transaction at a time, acks,
 // dumps and NLMSG_ERROR decoding (including the kernel's extended-ack text).
-import { ClosedError } from "../errors.js";
+import { ClosedError, type NetlinkError } from "../errors.js";
 import { netlinkAddon } from "../native/netlink.js";
 import { decodeAttrs, decodeError, decodeMessages, encodeMessage, type NlMessage } from "./codec.js";
 import {
@@ -25,13 +25,19 @@ export interface RtnlSocketOptions {
 }
 
 /** One request of a transaction; `operation` names it in errors ("create veth nk1 (peer eth0)"). */
-interface NlRequest {
+export interface NlRequest {
   type: number;
   /** Extra flags besides NLM_F_REQUEST (and NLM_F_ACK, which request() always adds). */
   flags: number;
   body: readonly Uint8Array[];
   operation: string;
+  /** Maps the kernel's refusal to the error callers see; undefined means "that is fine" (EEXIST
+   * for an object that may exist already). Without it the NetlinkError stands. */
+  fail?: (e: NetlinkError) => unknown;
 }
+
+/** What one request of a transaction came to. */
+export type NlSettled = { ok: true; replies: NlMessage[] } | { ok: false; error: unknown };
 
 const DUMP_RETRIES = 5;
 
@@ -99,35 +105,50 @@ export class RtnlSocket {
     return requests.map((r, i) => ({ request: r, messages: bySeq.get(seqs[i]!) ?? [] }));
   }
 
-  /** Sends requests in one sendmsg, each with NLM_F_ACK. Every request is processed by the kernel;
-   * resolves with each request's replies, or throws the first failure in request order. */
-  requestAll(requests: readonly NlRequest[]): Promise<NlMessage[][]> {
+  /**
+   * Sends requests in one sendmsg, each with NLM_F_ACK. The kernel processes every one of them in
+   * order, whether or not an earlier one failed, so a caller must not queue a request that is only
+   * safe after another succeeded. Resolves with what each request came to.
+   */
+  settleAll(requests: readonly NlRequest[]): Promise<NlSettled[]> {
     return this.serialize(async () => {
       const results = await this.transact(requests, (r) => r.flags | NLM_F_ACK);
-      return results.map(({ request, messages }) => {
+      return results.map(({ request, messages }): NlSettled => {
         const replies: NlMessage[] = [];
         for (const m of messages) {
           if (m.type === NLMSG_ERROR) {
             const err = decodeError(m.payload, m.flags);
-            if (err.errno !== 0) throw netlinkError(request.operation + this.where, err.errno, err.message);
+            if (err.errno === 0) continue;
+            const e = netlinkError(request.operation + this.where, err.errno, err.message);
+            const error = request.fail ? request.fail(e) : e;
+            if (error !== undefined) return { ok: false, error };
           } else if (m.type !== NLMSG_NOOP && m.type !== NLMSG_DONE) {
             replies.push(m);
           }
         }
-        return replies;
+        return { ok: true, replies };
       });
     });
   }
 
+  /** Like settleAll, but throws the first failure in request order. */
+  async requestAll(requests: readonly NlRequest[]): Promise<NlMessage[][]> {
+    const settled = await this.settleAll(requests);
+    return settled.map((s) => {
+      if (!s.ok) throw s.error;
+      return s.replies;
+    });
+  }
+
   /** One acked request; resolves with any replies that preceded the ack (e.g. for a GET). */
-  async request(
-    type: number,
-    flags: number,
-    body: readonly Uint8Array[],
-    operation: string,
-  ): Promise<NlMessage[]> {
-    const [replies] = await this.requestAll([{ type, flags, body, operation }]);
+  async send(request: NlRequest): Promise<NlMessage[]> {
+    const [replies] = await this.requestAll([request]);
     return replies ?? [];
+  }
+
+  /** send() for a request without an error mapping. */
+  request(type: number, flags: number, body: readonly Uint8Array[], operation: string): Promise<NlMessage[]> {
+    return this.send({ type, flags, body, operation });
   }
 
   /** A dump; retried when the kernel flags it as interrupted by a concurrent change. */

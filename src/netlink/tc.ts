@@ -3,11 +3,11 @@
 // the device's bpf_mprog entry and waits for an RCU grace period while holding RTNL (~12 ms each
 // here), a cls_bpf filter insert does not. A filter outlives the process on its own (no pin) and a
 // replace (NLM_F_REPLACE on the same priority and handle) swaps its program atomically.
-import { AlreadyExistsError, NotFoundError } from "../errors.js";
+import { NotFoundError } from "../errors.js";
 import { AttrWriter, attrString, attrU32, decodeAttrs, type NlMessage, splitPayload } from "./codec.js";
 import { NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE } from "./constants.js";
-import { create, deleted, isAbsent } from "./failures.js";
-import type { RtnlSocket } from "./socket.js";
+import { deleted, isAbsent } from "./failures.js";
+import type { NlRequest, RtnlSocket } from "./socket.js";
 
 // rtnetlink.h / pkt_sched.h / pkt_cls.h
 const RTM_NEWQDISC = 36;
@@ -59,30 +59,41 @@ const filterInfo = (priority: number): number =>
 
 /** Adds the clsact qdisc to the device unless it has it already. */
 export async function ensureClsact(sock: RtnlSocket, ifindex: number): Promise<void> {
+  await sock.send(clsactRequest(ifindex));
+}
+
+/** The request ensureClsact sends (batches): EEXIST counts as done. */
+export function clsactRequest(ifindex: number): NlRequest {
   const body = new AttrWriter().raw(tcmsg(ifindex, 0xffff_0000, TC_H_CLSACT, 0)).string(TCA_KIND, "clsact");
-  try {
-    await create(sock, RTM_NEWQDISC, body.toParts(), `clsact qdisc on ifindex ${ifindex}`, false, "");
-  } catch (e) {
-    if (!(e instanceof AlreadyExistsError)) throw e;
-  }
+  return {
+    type: RTM_NEWQDISC,
+    flags: NLM_F_CREATE | NLM_F_EXCL,
+    body: body.toParts(),
+    operation: `add clsact qdisc on ifindex ${ifindex}`,
+    fail: (e) => (isAbsent(e, "EEXIST") ? undefined : e),
+  };
+}
+
+export interface TcBpfAttach {
+  ifindex: number;
+  direction: TcDirection;
+  progFd: number;
+  name: string;
+  priority: number;
+  handle: number;
+  replace?: boolean;
 }
 
 /**
  * Attaches (or, with replace, swaps into place) program `progFd` as the cls_bpf filter of the given
  * priority and handle, in direct-action mode. The device needs its clsact qdisc (ensureClsact).
  */
-export async function attachTcBpf(
-  sock: RtnlSocket,
-  o: {
-    ifindex: number;
-    direction: TcDirection;
-    progFd: number;
-    name: string;
-    priority: number;
-    handle: number;
-    replace?: boolean;
-  },
-): Promise<void> {
+export async function attachTcBpf(sock: RtnlSocket, o: TcBpfAttach): Promise<void> {
+  await sock.send(attachTcBpfRequest(o));
+}
+
+/** The request attachTcBpf sends (batches). */
+export function attachTcBpfRequest(o: TcBpfAttach): NlRequest {
   const w = new AttrWriter().raw(tcmsg(o.ifindex, o.handle, parentOf(o.direction), filterInfo(o.priority)));
   w.string(TCA_KIND, "bpf");
   w.nest(TCA_OPTIONS, (opt) => {
@@ -90,13 +101,13 @@ export async function attachTcBpf(
     opt.string(TCA_BPF_NAME, o.name);
     opt.u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT);
   });
-  const flags = NLM_F_CREATE | (o.replace ? NLM_F_REPLACE : NLM_F_EXCL);
-  await sock.request(
-    RTM_NEWTFILTER,
-    flags,
-    w.toParts(),
-    `${o.replace ? "replace" : "add"} tc ${o.direction} bpf filter ${o.name} (prio ${o.priority}) on ifindex ${o.ifindex}`,
-  );
+  // Own flags, not createRequest's: a duplicate filter stays the kernel's EEXIST NetlinkError.
+  return {
+    type: RTM_NEWTFILTER,
+    flags: NLM_F_CREATE | (o.replace ? NLM_F_REPLACE : NLM_F_EXCL),
+    body: w.toParts(),
+    operation: `${o.replace ? "replace" : "add"} tc ${o.direction} bpf filter ${o.name} (prio ${o.priority}) on ifindex ${o.ifindex}`,
+  };
 }
 
 /** Removes a filter; false when it (or the device, or its clsact) was not there. */

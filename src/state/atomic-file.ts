@@ -1,5 +1,7 @@
 // Crash-safe file replacement: a reader sees either the old or the new content, never a torn
 // write, even after kill -9 or power loss at any instant (write temp, fsync, rename, fsync dir).
+// State that means nothing after a reboot may skip the fsyncs (durable: false): the rename alone
+// keeps it whole across a process crash, since the page cache outlives the process.
 
 import { randomBytes } from "node:crypto";
 import {
@@ -16,7 +18,13 @@ import {
 import { basename, dirname, join } from "node:path";
 import { pidAlive } from "../util/pid.js";
 
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+export function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  o: { durable?: boolean } = {},
+): void {
+  const durable = o.durable !== false;
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
@@ -25,7 +33,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     const buf = typeof data === "string" ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
@@ -38,6 +46,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     rmSync(tmp, { force: true });
     throw e;
   }
+  if (!durable) return;
   const dfd = openSync(dir, "r");
   try {
     fsyncSync(dfd);

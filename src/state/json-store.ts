@@ -3,7 +3,7 @@
 // one piece of code decides how a file is read back (JSON, layout version, shape: a bad file is a
 // StateCorruptError naming it and the field) and how a change is made durable (written through,
 // atomically, before memory changes; memory restored if the write fails).
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { StateCorruptError } from "../errors.js";
@@ -87,9 +87,13 @@ export function writeDocument<T extends object>(
   value: T,
   format: DocumentFormat<T>,
   mode?: number,
+  o: { durable?: boolean } = {},
 ): void {
-  writeFileAtomic(path, encodeDocument(value, format), mode);
+  writeFileAtomic(path, encodeDocument(value, format), mode, o);
 }
+
+/** T with every nested property read-only. */
+export type DeepReadonly<T> = { readonly [K in keyof T]: T[K] extends object ? DeepReadonly<T[K]> : T[K] };
 
 /** How a RecordStore keeps its records on disk. */
 interface Backing<T> {
@@ -120,6 +124,33 @@ interface DirectoryStoreOptions<T> {
   upgrade?: DocumentFormat<unknown>["upgrade"];
   /** What to do about an unreadable record file (DocumentFormat.fix). */
   fix?: string;
+  /**
+   * Records of kernel objects, which a reboot takes away: written without fsync (a process crash
+   * cannot tear them, and only a reboot loses the page cache), and dropped at load when the
+   * directory was written in an earlier boot (its boot id, in `.boot-id`, is not the kernel's).
+   */
+  perBoot?: boolean;
+}
+
+/** The running kernel's boot id: a new one every boot. */
+function bootId(): string {
+  return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+}
+
+/**
+ * Removes the records a directory holds from an earlier boot and marks it as this boot's. A
+ * directory without a mark (written by a build before marks) is taken as this boot's: its records
+ * go through the owner's usual checks.
+ */
+function dropEarlierBoot(dir: string): void {
+  const mark = join(dir, ".boot-id");
+  const now = bootId();
+  const was = readFileIfExists(mark)?.trim();
+  if (was === now) return;
+  if (was !== undefined) {
+    for (const name of readdirSync(dir)) if (name.endsWith(".json")) rmSync(join(dir, name), { force: true });
+  }
+  writeFileAtomic(mark, `${now}\n`);
 }
 
 /**
@@ -184,6 +215,7 @@ export class RecordStore<T> {
         mkdirSync(o.dir, { recursive: true, mode: 0o700 });
         removeStaleTemps(o.dir);
         const records = new Map<string, T>();
+        if (o.perBoot) dropEarlierBoot(o.dir);
         for (const name of readdirSync(o.dir).sort()) {
           if (!name.endsWith(".json") || name.startsWith(".")) continue;
           const path = join(o.dir, name);
@@ -200,7 +232,7 @@ export class RecordStore<T> {
       },
       save: (key, rec) => {
         if (rec === undefined) rmSync(fileOf(key), { force: true });
-        else writeDocument(fileOf(key), rec, format);
+        else writeDocument(fileOf(key), rec, format, undefined, { durable: !o.perBoot });
       },
     };
     return new RecordStore(backing, o.key);
@@ -227,6 +259,11 @@ export class RecordStore<T> {
 
   list(): T[] {
     return [...this.records.values()].map((r) => structuredClone(r));
+  }
+
+  /** The stored records themselves, read-only: for scans on hot paths that list() would copy. */
+  peek(): Iterable<DeepReadonly<T>> {
+    return this.records.values() as Iterable<DeepReadonly<T>>;
   }
 
   /** Inserts or replaces the record under its key. */

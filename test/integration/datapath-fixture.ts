@@ -372,7 +372,11 @@ export async function datapathState(h: Harness): Promise<DatapathState> {
       .map((k) => `${k.ep_id}/${k.reason}`)
       .sort(),
     endpointPins: new PinDir(h.bpffsDir).sub("endpoints").list(),
-    records: existsSync(recDir) ? readdirSync(recDir).sort() : [],
+    records: existsSync(recDir)
+      ? readdirSync(recDir)
+          .filter((f) => f.endsWith(".json"))
+          .sort()
+      : [],
     ipamAllocations: h.ipam
       .list()
       .map((a) => a.id)

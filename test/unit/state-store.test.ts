@@ -222,6 +222,41 @@ describe("RecordStore", () => {
     expect(seen).toEqual(["tom", "tom"]);
   });
 
+  it("per-boot records: kept within the boot, dropped when the directory is an earlier boot's", () => {
+    const petsDir = join(dir, "pets");
+    const perBoot = () =>
+      RecordStore.inDirectory({
+        dir: petsDir,
+        version: 1,
+        record: petShape,
+        key: (p) => p.name,
+        perBoot: true,
+      });
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    // A directory an earlier build wrote (no mark) is this boot's: its records stay, the mark comes.
+    mkdirSync(petsDir);
+    writeFileSync(
+      join(petsDir, "tom.json"),
+      JSON.stringify({ version: 1, name: "tom", legs: 4, kind: "cat" }),
+    );
+    const s = perBoot();
+    expect(s.list().map((p) => p.name)).toEqual(["tom"]);
+    expect(readFileSync(join(petsDir, ".boot-id"), "utf8").trim()).toBe(boot);
+    s.put({ name: "rex", legs: 3, kind: "dog" });
+    expect(
+      perBoot()
+        .list()
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(["rex", "tom"]);
+    // After a reboot (another boot id) every record is gone, unread: even a torn one.
+    writeFileSync(join(petsDir, ".boot-id"), "0c0ffee0-0000-4000-8000-000000000000\n");
+    writeFileSync(join(petsDir, "max.json"), "");
+    expect(perBoot().list()).toEqual([]);
+    expect(readdirSync(petsDir)).toEqual([".boot-id"]);
+    expect(readFileSync(join(petsDir, ".boot-id"), "utf8").trim()).toBe(boot);
+  });
+
   it("refuses a file holding two records under one key", () => {
     const path = join(dir, "pets.json");
     const pet = { name: "tom", legs: 4, kind: "cat" };
