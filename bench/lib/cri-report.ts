@@ -58,7 +58,18 @@ export interface LaneResult {
   /** `nkit-cni` ADD / DEL (mode ipam) exec'd directly against the running nkitd (ms, spawn included). */
   cniAdd: LatencyMs;
   cniDel: LatencyMs;
+  /** A whole pod network through CNI: nkit-cni in wire mode vs bridge + host-local, exec'd (ms). */
+  cniWire?: CniWireResult;
   errors: string[];
+}
+
+export interface CniWireResult {
+  nkitAdd: LatencyMs;
+  nkitDel: LatencyMs;
+  nkitAddDel: LatencyMs;
+  bridgeAdd: LatencyMs;
+  bridgeDel: LatencyMs;
+  bridgeAddDel: LatencyMs;
 }
 
 export interface Target {
@@ -96,6 +107,22 @@ export function evaluate(r: LaneResult): Target[] {
         nk[q] <= br[q],
       ),
     ),
+    target(
+      "Stop+Remove p50, nkit vs bridge",
+      "nkit ≤ bridge",
+      `${r.stopRemove.nkit.p50} vs ${r.stopRemove.bridge.p50} ms`,
+      r.stopRemove.nkit.p50 <= r.stopRemove.bridge.p50,
+    ),
+    ...(r.cniWire
+      ? [
+          target(
+            "CNI ADD+DEL p50 (wire mode), nkit / bridge plugin",
+            "≤ 0.25",
+            `${(r.cniWire.nkitAddDel.p50 / r.cniWire.bridgeAddDel.p50).toFixed(2)} (${r.cniWire.nkitAddDel.p50} vs ${r.cniWire.bridgeAddDel.p50} ms)`,
+            r.cniWire.nkitAddDel.p50 <= 0.25 * r.cniWire.bridgeAddDel.p50,
+          ),
+        ]
+      : []),
   ];
 }
 
@@ -159,6 +186,19 @@ export function markdown(r: CriReport): string {
         ["nkit-cni DEL (ipam, exec'd)", l.cniDel],
       ]),
     );
+    if (l.cniWire) {
+      const w = l.cniWire;
+      out.push(
+        ...latencyTable("A pod network through CNI, exec'd: nkit-cni wire mode vs bridge + host-local", [
+          ["nkit-cni ADD (wire: the whole wiring)", w.nkitAdd],
+          ["nkit-cni DEL", w.nkitDel],
+          ["nkit-cni ADD + DEL", w.nkitAddDel],
+          ["bridge + host-local ADD", w.bridgeAdd],
+          ["bridge + host-local DEL", w.bridgeDel],
+          ["bridge + host-local ADD + DEL", w.bridgeAddDel],
+        ]),
+      );
+    }
     if (l.errors.length > 0) out.push("Errors:", "", ...l.errors.map((e) => `- ${e}`), "");
   }
   out.push(

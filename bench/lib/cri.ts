@@ -15,6 +15,7 @@ import { NKIT_CNI_BIN, type Nkitd, nkitCni, startNkitd } from "../../test/e2e/en
 import type { Cleanup } from "./cleanup.js";
 import {
   type CniVariant,
+  type CniWireResult,
   type CriReport,
   evaluate,
   type LaneResult,
@@ -189,7 +190,26 @@ async function onePod(
   return inst.metrics ? { runMs, stopRemoveMs, nriMs: (after - before) * 1000 } : { runMs, stopRemoveMs };
 }
 
-/** nkit-cni ADD then DEL, exec'd directly (as containerd's libcni does) against the running nkitd. */
+/** One CNI plugin call, exec'd as libcni does; returns its wall time (spawn included). */
+function cniCall(bin: string, config: string, command: string, id: string, netnsPath: string): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(bin, [], {
+    input: config,
+    env: {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_NETNS: netnsPath,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: "/usr/lib/cni",
+    },
+    encoding: "utf8",
+  });
+  const took = ms(t0);
+  if (r.status !== 0) throw new Error(`${bin} ${command} ${id}: exit ${r.status}: ${r.stdout}${r.stderr}`);
+  return took;
+}
+
+/** nkit-cni ADD then DEL (mode ipam), exec'd directly against the running nkitd. */
 function cniCalls(n: Nkitd, calls: number, netnsPath: string): { add: number[]; del: number[] } {
   const config = JSON.stringify({
     cniVersion: "1.0.0",
@@ -200,30 +220,90 @@ function cniCalls(n: Nkitd, calls: number, netnsPath: string): { add: number[]; 
   });
   const add: number[] = [];
   const del: number[] = [];
-  const call = (command: string, id: string): number => {
-    const t0 = process.hrtime.bigint();
-    const r = spawnSync(NKIT_CNI_BIN, [], {
-      input: config,
-      env: {
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: id,
-        CNI_NETNS: netnsPath,
-        CNI_IFNAME: "eth0",
-        CNI_PATH: "/usr/lib/cni",
-      },
-      encoding: "utf8",
-    });
-    const took = ms(t0);
-    if (r.status !== 0)
-      throw new Error(`nkit-cni ${command} ${id}: exit ${r.status}: ${r.stdout}${r.stderr}`);
-    return took;
-  };
   for (let i = 0; i < calls; i++) {
     const id = `nkb-${randomBytes(8).toString("hex")}`;
-    add.push(call("ADD", id));
-    del.push(call("DEL", id));
+    add.push(cniCall(NKIT_CNI_BIN, config, "ADD", id, netnsPath));
+    del.push(cniCall(NKIT_CNI_BIN, config, "DEL", id, netnsPath));
   }
   return { add, del };
+}
+
+/**
+ * A whole pod network through CNI, as nerdctl and Nomad get it: nkit-cni in wire mode (the wiring
+ * done by nkitd before ADD answers) against the stock bridge + host-local plugins, ADD then DEL,
+ * each pod in a netns of its own (made and removed outside the timing), interleaved pod by pod.
+ */
+function cniWireVersusBridge(n: Nkitd, calls: number, warmup: number, cleanup: Cleanup): CniWireResult {
+  const rnd = randomBytes(3).toString("hex");
+  const nkitConfig = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: `nkb-wire-${rnd}`,
+    type: "nkit-cni",
+    mode: "wire",
+    socket: n.cniSocket,
+  });
+  const dataDir = mkdtempSync(join(tmpdir(), "nkb-hostlocal-"));
+  const bridge = `nkb${rnd}cb`;
+  const bridgeConfig = JSON.stringify({
+    cniVersion: "1.0.0",
+    name: `nkb-bridge-${rnd}`,
+    type: "bridge",
+    bridge,
+    isGateway: false,
+    ipMasq: false,
+    hairpinMode: false,
+    ipam: {
+      type: "host-local",
+      ranges: [[{ subnet: `10.${randomInt(100, 250)}.${randomInt(0, 255)}.0/24` }]],
+      dataDir,
+    },
+  });
+  const done = cleanup.defer(`bridge ${bridge}`, () => {
+    spawnSync("ip", ["link", "del", bridge]);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const out = {
+    nkitAdd: [] as number[],
+    nkitDel: [] as number[],
+    bridgeAdd: [] as number[],
+    bridgeDel: [] as number[],
+  };
+  const pod = (bin: string, config: string, add: number[], del: number[], counted: boolean): void => {
+    const netns = `nkb-${randomBytes(4).toString("hex")}`;
+    spawnSync("ip", ["netns", "add", netns]);
+    try {
+      const id = `nkb-${randomBytes(8).toString("hex")}`;
+      const a = cniCall(bin, config, "ADD", id, `/run/netns/${netns}`);
+      const d = cniCall(bin, config, "DEL", id, `/run/netns/${netns}`);
+      if (counted) {
+        add.push(a);
+        del.push(d);
+      }
+    } finally {
+      spawnSync("ip", ["netns", "del", netns]);
+    }
+  };
+  try {
+    for (let i = 0; i < warmup + calls; i++) {
+      const counted = i >= warmup;
+      const nkitFirst = i % 2 === 0;
+      for (const which of nkitFirst ? ["nkit", "bridge"] : ["bridge", "nkit"]) {
+        if (which === "nkit") pod(NKIT_CNI_BIN, nkitConfig, out.nkitAdd, out.nkitDel, counted);
+        else pod("/usr/lib/cni/bridge", bridgeConfig, out.bridgeAdd, out.bridgeDel, counted);
+      }
+    }
+  } finally {
+    void done();
+  }
+  const sum = (a: number[], b: number[]) => a.map((x, i) => x + (b[i] ?? 0));
+  return {
+    nkitAdd: latency(out.nkitAdd),
+    nkitDel: latency(out.nkitDel),
+    nkitAddDel: latency(sum(out.nkitAdd, out.nkitDel)),
+    bridgeAdd: latency(out.bridgeAdd),
+    bridgeDel: latency(out.bridgeDel),
+    bridgeAddDel: latency(sum(out.bridgeAdd, out.bridgeDel)),
+  };
 }
 
 async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneResult> {
@@ -256,8 +336,10 @@ async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneR
   spawnSync("ip", ["netns", "add", netns]);
   const delNetns = cleanup.defer(`netns ${netns}`, () => spawnSync("ip", ["netns", "del", netns]));
   let cni = { add: [] as number[], del: [] as number[] };
+  let cniWire: CniWireResult | undefined;
   try {
     cni = cniCalls(nk.nkitd!, cfg.cniCalls, `/run/netns/${netns}`);
+    cniWire = cniWireVersusBridge(nk.nkitd!, cfg.cniCalls, 3, cleanup);
   } catch (e) {
     errors.push(`nkit-cni: ${(e as Error).message}`);
   }
@@ -276,6 +358,7 @@ async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneR
     nriRun: latency(nri),
     cniAdd: latency(cni.add),
     cniDel: latency(cni.del),
+    ...(cniWire ? { cniWire } : {}),
     errors,
   };
 }

@@ -127,8 +127,8 @@ function conflist(o: Pick<InstallOptions, "cniSocket" | "cniMode" | "cniNetwork"
     {
       cniVersion: CONFLIST_CNI_VERSION,
       name: o.cniNetwork,
-      // loopback first: nkit-cni's ADD starts wiring in the background, which holds the RTNL lock
-      // while tcx waits for an RCU grace period; a plugin after it would wait too.
+      // loopback first: nkit-cni's ADD starts wiring in the background, which takes the RTNL lock
+      // for each of its netlink batches; a plugin after it would queue behind them.
       plugins: [
         { type: "loopback" },
         {

@@ -2,6 +2,7 @@
 // routes, static neighbours, sysctls, BIG TCP, MTU) that makes the pod reach its gateway.
 
 import { randomBytes } from "node:crypto";
+import { NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Link, Rtnl, type SkippedChange, sysctlWrite } from "../netlink/index.js";
 import { formatMac } from "../util/ip.js";
@@ -165,6 +166,28 @@ export async function raiseHost(
     if (o.mode === "veth") b.replaceNeighbour({ link: dev, address: a.ipv6, lladdr });
   }
   logSkipped(await b.commit(), o.log);
+}
+
+/**
+ * Takes an endpoint off the datapath without waiting for its pair's deletion (which waits for RCU
+ * grace periods in the kernel, ~16 ms here): the host end goes down, so nothing the pod sends gets
+ * past it, and its routes go, so its addresses are free for another endpoint at once. False when
+ * the device is gone already.
+ */
+export async function lowerHost(host: Rtnl, rec: EndpointRecord): Promise<boolean> {
+  const dev = rec.hostIfindex;
+  // By name: nk names are nkit's, an index may have gone to another device if this one vanished.
+  const b = host.batch().updateLink(rec.hostIfName, { up: false });
+  // IPv4 routes go with the device's "up"; IPv6 ones would stay, marked linkdown.
+  if (rec.addresses.ipv4) b.deleteRoute({ dst: `${rec.addresses.ipv4}/32`, dev });
+  if (rec.addresses.ipv6) b.deleteRoute({ dst: `${rec.addresses.ipv6}/128`, dev });
+  try {
+    await b.commit();
+    return true;
+  } catch (e) {
+    if (e instanceof NotFoundError) return false;
+    throw e;
+  }
 }
 
 function logSkipped(skipped: readonly SkippedChange[], log: Logger | undefined): void {

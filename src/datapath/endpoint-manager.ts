@@ -20,6 +20,7 @@ import {
   configurePod,
   createPair,
   type DeviceOptions,
+  lowerHost,
   podEndOf,
   prepareHost,
   raiseHost,
@@ -191,11 +192,34 @@ export class EndpointManager {
     });
   }
 
+  /**
+   * Takes the endpoint off the datapath and resolves: its host end is down (nothing the pod sends
+   * passes), its routes and map entries are gone (its addresses may go to another endpoint). The
+   * pair's deletion, which waits for RCU grace periods in the kernel, finishes afterwards under the
+   * endpoint's lock: a wire of the same id waits for it, and settled(id) says when it is done.
+   */
   unwire(id: string): Promise<boolean> {
-    return this.locks.run(id, async () => {
-      this.unrepaired.delete(id);
-      return this.unwireLocked(id);
+    return new Promise<boolean>((resolve, reject) => {
+      void this.locks.run(id, async () => {
+        this.unrepaired.delete(id);
+        let removal: (() => Promise<void>) | undefined;
+        try {
+          const r = await this.unwireLocked(id);
+          removal = r.removal;
+          resolve(r.existed);
+        } catch (e) {
+          reject(e);
+          return;
+        }
+        await removal?.();
+      });
     });
+  }
+
+  /** Resolves once every operation queued for the endpoint so far (an unwire's device deletion
+   * included) has finished. */
+  settled(id: string): Promise<void> {
+    return this.locks.run(id, async () => undefined);
   }
 
   /** Attaches nk_from_uplink to an uplink's tcx ingress (pinned; adopted on restart). */
@@ -230,6 +254,7 @@ export class EndpointManager {
       );
     }
     if (existing) await this.teardown(existing);
+    await this.awaitRemovalsInto(req.netnsPath, ifName);
 
     const undo = new UndoStack(this.opts.log);
     const record = newRecord(req, {
@@ -298,18 +323,50 @@ export class EndpointManager {
     }
   }
 
-  private async unwireLocked(id: string): Promise<boolean> {
+  /**
+   * Waits for the pair of an endpoint unwired from this netns under this interface name to be
+   * deleted (its pod end would take the name until then): a runtime may DEL one container and ADD
+   * another into the same netns at once.
+   */
+  private async awaitRemovalsInto(netnsPath: string, ifName: string): Promise<void> {
+    const leaving = [...this.store.peek()].filter(
+      (r) => r.phase === "unwiring" && r.podIfName === ifName && sameNetns(r.netnsPath, netnsPath),
+    );
+    for (const r of leaving) await this.settled(r.id);
+  }
+
+  private async unwireLocked(id: string): Promise<{ existed: boolean; removal?: () => Promise<void> }> {
     const name = hostIfName(id);
     const rec = this.store.get(name);
     if (!rec || rec.id !== id) {
       // Nothing recorded: still remove any device or pins a crashed wiring may have left.
       const dev = await this.host.deleteLink(name);
       const pins = this.dp.pins.sub("endpoints").remove(name);
-      return dev || pins;
+      return { existed: dev || pins };
     }
-    await this.teardown(rec);
-    this.opts.log?.debug({ id, dev: rec.hostIfName }, "endpoint unwired");
-    return true;
+    if (rec.phase !== "wired" || !(await lowerHost(this.host, rec))) {
+      // Half-built, or its device is gone already: nothing to wait for.
+      await this.teardown(rec);
+      this.opts.log?.debug({ id, dev: rec.hostIfName }, "endpoint unwired");
+      return { existed: true };
+    }
+    this.dp.pins.sub("endpoints").remove(rec.hostIfName);
+    removeEndpointEntries(this.progs, rec);
+    rec.phase = "unwiring";
+    this.store.put(rec);
+    const removal = async (): Promise<void> => {
+      try {
+        await this.teardown(rec);
+        this.opts.log?.debug({ id, dev: rec.hostIfName }, "endpoint unwired");
+      } catch (e) {
+        // Off the datapath already; the record stays, so the next start removes the device.
+        this.opts.log?.error(
+          { id, dev: rec.hostIfName, err: e },
+          "deleting an unwired endpoint's device failed",
+        );
+      }
+    };
+    return { existed: true, removal };
   }
 
   /**

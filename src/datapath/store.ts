@@ -12,7 +12,9 @@ export interface EndpointRecord {
   id: string;
   /** Numeric id used as the BPF counter key; unique among live endpoints. */
   epNum: number;
-  phase: "wiring" | "wired";
+  /** wiring: objects being made; wired: in service; unwiring: off the datapath, its device
+   * being deleted (the record keeps its epNum until then). */
+  phase: "wiring" | "wired" | "unwiring";
   mode: DatapathMode;
   netnsPath: string;
   podIfName: string;
@@ -26,7 +28,7 @@ export interface EndpointRecord {
 const endpointRecordShape = object<EndpointRecord>({
   id: string,
   epNum: count,
-  phase: oneOf("wiring", "wired"),
+  phase: oneOf("wiring", "wired", "unwiring"),
   mode: oneOf("netkit", "veth"),
   netnsPath: string,
   podIfName: string,

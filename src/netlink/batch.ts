@@ -8,7 +8,7 @@
 import { type AddressSpec, addAddressRequest } from "./addresses.js";
 import { type LinkUpdate, updateLinkRequest } from "./links.js";
 import { addNeighbourRequest, type NeighbourSpec } from "./neighbours.js";
-import { type RouteSpec, routeRequest } from "./routes.js";
+import { deleteRouteRequest, type RouteSpec, routeRequest } from "./routes.js";
 import type { NlRequest, RtnlSocket } from "./socket.js";
 import { attachTcBpfRequest, clsactRequest, type TcBpfAttach } from "./tc.js";
 
@@ -41,6 +41,11 @@ export class RtnlBatch {
 
   addRoute(spec: RouteSpec & { dev?: number }): this {
     return this.push(routeRequest(spec, spec.dev, false));
+  }
+
+  /** Deletes the route if it is there. */
+  deleteRoute(spec: RouteSpec & { dev?: number }): this {
+    return this.push(deleteRouteRequest(spec, spec.dev));
   }
 
   replaceNeighbour(spec: NeighbourSpec & { link: number }): this {

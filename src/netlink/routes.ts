@@ -202,6 +202,17 @@ export async function deleteRoute(sock: RtnlSocket, spec: RouteSpec): Promise<bo
   return deleted(sock.request(RTM_DELROUTE, 0, buildRoute(spec, oif, true), op), "ESRCH", "ENOENT");
 }
 
+/** A delete of a route that may be gone already (batches): its absence counts as done. */
+export function deleteRouteRequest(spec: RouteSpec, oif: number | undefined): NlRequest {
+  return {
+    type: RTM_DELROUTE,
+    flags: 0,
+    body: buildRoute(spec, oif, true),
+    operation: `delete route ${describe(spec)}`,
+    fail: (e) => (isAbsent(e, "ESRCH", "ENOENT") ? undefined : e),
+  };
+}
+
 function parseRoute(m: NlMessage): Route | undefined {
   const [hdr, a] = splitPayload(m.payload, 12, "route");
   const h = decodeRtMsg(hdr);

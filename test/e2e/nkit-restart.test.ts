@@ -9,6 +9,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostIfName } from "../../src/datapath/naming.js";
+import { settlesTo } from "../helpers/sys.js";
 import { type ContainerdEnv, IMAGES, laneFromEnv, type Pod, startContainerd } from "./env/index.js";
 import {
   type EndpointJson,
@@ -137,7 +138,7 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
       console.info(
         `[nkit-restart] lane ${lane}: NRI events for a pod from before the restart: ${JSON.stringify(events)}`,
       );
-      expect(existsSync(`/sys/class/net/${hostIfName(b.id)}`)).toBe(false);
+      expect(await settlesTo(() => !existsSync(`/sys/class/net/${hostIfName(b.id)}`))).toBe(true);
       expect(await leftovers(n, [podRef(b)])).toEqual([]);
       expect((await n.cli<EndpointJson[]>(["endpoint", "list"])).map((x) => x.id)).toEqual([a.id]);
     } finally {

@@ -294,6 +294,43 @@ describe("netkit on a kernel without netkit", () => {
 });
 
 describe("repeated and conflicting requests", () => {
+  it("unwire answers with the endpoint off the datapath; another container can take its netns, name and addresses at once", async () => {
+    const h = await createHarness(scope);
+    const [pod, peer] = await Promise.all([createPod(scope, "reuse"), createPod(scope, "reuse-peer")]);
+    const idA = h.newId("reuse-a");
+    const idB = h.newId("reuse-b");
+    const a = await h.mgr.wire({
+      id: idA,
+      netnsPath: pod.path,
+      addresses: { ipv4: spareV4(h, 201), ipv6: h.cidr6.replace(/::\/64$/, "::c9") },
+    });
+    const p = await h.pods.admit({ id: h.newId("reuse-p"), netnsPath: peer.path });
+    expect(await ping(peer, a.addresses.ipv4!, 1)).toBe(true);
+
+    expect(await h.mgr.unwire(idA)).toBe(true);
+    // Off the datapath the moment unwire answers: no listing, no route, no map entry for its addresses.
+    expect(h.mgr.get(idA)).toBeUndefined();
+    const maps = readDatapathMaps(h.bpffsDir);
+    expect(
+      [...maps.endpoints.keys()].filter((k) => k === a.addresses.ipv4 || k === a.addresses.ipv6),
+    ).toEqual([]);
+    const routes = await ipJson<{ dst: string }[]>(["-4", "route", "show", `${a.addresses.ipv4}/32`]);
+    expect(routes).toEqual([]);
+
+    // Another container into the same netns, interface name and addresses, right away.
+    const b = await h.mgr.wire({ id: idB, netnsPath: pod.path, addresses: a.addresses });
+    expect(b.addresses).toEqual(a.addresses);
+    const links = await ipJson<PodLink[]>(["link", "show"], pod.name);
+    expect(links.map((l) => l.ifname).sort()).toEqual(["eth0", "lo"]);
+    expect(await ping(peer, b.addresses.ipv4!, 1)).toBe(true);
+    expect(await ping(peer, b.addresses.ipv6!, 1)).toBe(true);
+    await h.mgr.settled(idA);
+    expect((await hostLinkNames()).has(a.hostIfName)).toBe(false);
+    expect((await hostLinkNames()).has(b.hostIfName)).toBe(true);
+    await h.mgr.unwire(idB);
+    await h.pods.release(p.id);
+  });
+
   it("wire is idempotent, unwire twice is fine, another netns is refused while wired", async () => {
     const h = await createHarness(scope);
     const [pod, other] = await Promise.all([createPod(scope, "idem"), createPod(scope, "other")]);

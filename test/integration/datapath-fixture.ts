@@ -387,7 +387,8 @@ export async function datapathState(h: Harness): Promise<DatapathState> {
 }
 
 /**
- * Asserts that endpoint `id` left nothing: no host device, no route or neighbour for its device or
+ * Asserts that endpoint `id` left nothing, once its unwire's device deletion (which follows the
+ * unwire's answer) is done: no host device, no route or neighbour for its device or
  * addresses, no map entry for its addresses, no pin dir, no record, no IPAM allocation; and, when
  * `before` is given, that the harness state as a whole is exactly what it was.
  */
@@ -397,6 +398,7 @@ export async function expectNothingLeft(
   addresses: readonly string[] = [],
   before?: DatapathState,
 ): Promise<void> {
+  await h.mgr.settled(id);
   const dev = hostIfName(id);
   const keys = new Set(addresses.map(addrKey));
   const matches = (e: { dst: string; dev?: string }): boolean => {

@@ -118,6 +118,9 @@ describe("endpoint datapath at scale", () => {
     );
     const dupRemoved = await Promise.all(dupUnwires);
     timings.unwire = ms(t0);
+    // The unwires answered once their endpoints were off the datapath; their pairs go after that.
+    await Promise.all(ids.map((id) => h.mgr.settled(id)));
+    timings.removed = ms(t0);
     const dupIdx = ids.flatMap((_, i) => (i % 20 === 0 ? [i] : []));
     dupIdx.forEach((i, k) => {
       expect([removed[i], dupRemoved[k]].filter(Boolean), `unwire results for ${ids[i]}`).toHaveLength(1);

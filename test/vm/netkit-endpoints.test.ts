@@ -49,6 +49,7 @@ describe("EndpointManager in netkit mode", () => {
 
     // Unwire: device, links and pins gone.
     await h.pods.release(a.id);
+    await h.mgr.settled(a.id); // the pair's deletion follows the unwire's answer
     expect(existsSync(join(h.bpffsDir, "endpoints", a.hostIfName))).toBe(false);
     const host2 = await Rtnl.host();
     try {

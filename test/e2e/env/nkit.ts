@@ -32,6 +32,7 @@ import { hostIfName } from "../../../src/datapath/naming.js";
 import { IpAddress, IpPrefix } from "../../../src/util/ip.js";
 import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
 import { REPO_ROOT } from "../../helpers/root.js";
+import { settlesTo } from "../../helpers/sys.js";
 import type { InstancePaths } from "./config.js";
 import type { ContainerdEnv, Pod, StartOptions } from "./containerd.js";
 import { killAndWait, processAlive, sh, sleep, unixSocketListening, waitFor } from "./host.js";
@@ -476,7 +477,9 @@ export async function leftovers(n: Nkitd, pods: readonly PodRef[]): Promise<stri
   const ips = new Set(pods.flatMap((p) => p.ips));
   for (const p of pods) {
     const dev = hostIfName(p.id);
-    if (existsSync(`/sys/class/net/${dev}`)) found.push(`host device ${dev} of ${p.id}`);
+    // The device's deletion follows the unwire's answer (EndpointManager.unwire).
+    if (!(await settlesTo(() => !existsSync(`/sys/class/net/${dev}`))))
+      found.push(`host device ${dev} of ${p.id}`);
     if (existsSync(join(n.bpffsDir, "endpoints", dev))) found.push(`pins ${n.bpffsDir}/endpoints/${dev}`);
   }
   for (const fam of ["-4", "-6"]) {
