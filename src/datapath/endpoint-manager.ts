@@ -82,6 +82,9 @@ export class EndpointManager {
     readonly mode: DatapathMode,
     private readonly progs: DatapathPrograms,
     private readonly host: Rtnl,
+    /** Deletes unwired endpoints' pairs: on a socket of its own, since a socket runs one transaction
+     * at a time and a pair's deletion waits ~20 ms in the kernel (outside RTNL), wires go on meanwhile. */
+    private readonly reaper: Rtnl,
     mtu: number,
   ) {
     this.store = openEndpointStore(opts.stateDir);
@@ -105,10 +108,12 @@ export class EndpointManager {
       );
     }
     let host: Rtnl | undefined;
+    let reaper: Rtnl | undefined;
     try {
       host = await Rtnl.host();
+      reaper = await Rtnl.host();
       const mtu = await resolveMtu(host, opts.mtu, opts.uplinks);
-      const mgr = new EndpointManager(opts, mode, progs, host, mtu);
+      const mgr = new EndpointManager(opts, mode, progs, host, reaper, mtu);
       await reconcile(mgr.dp, mgr.store, (rec) => mgr.teardown(rec));
       // Pods whose host device vanished while nobody ran, their netns alive: wired again.
       await mgr.repair();
@@ -116,6 +121,7 @@ export class EndpointManager {
       return mgr;
     } catch (e) {
       await host?.close();
+      await reaper?.close();
       progs.close();
       throw e;
     }
@@ -127,6 +133,7 @@ export class EndpointManager {
     this.closed = true;
     await this.locks.idle();
     await this.host.close();
+    await this.reaper.close();
     this.progs.close();
   }
 
@@ -356,7 +363,7 @@ export class EndpointManager {
     this.store.put(rec);
     const removal = async (): Promise<void> => {
       try {
-        await this.teardown(rec);
+        await this.teardown(rec, this.reaper);
         this.opts.log?.debug({ id, dev: rec.hostIfName }, "endpoint unwired");
       } catch (e) {
         // Off the datapath already; the record stays, so the next start removes the device.
@@ -480,11 +487,11 @@ export class EndpointManager {
   }
 
   /** Removes everything an endpoint record stands for; safe on partial wirings and repeats. */
-  private async teardown(rec: EndpointRecord): Promise<void> {
+  private async teardown(rec: EndpointRecord, via: Rtnl = this.host): Promise<void> {
     // Device first: after that no program runs on its hooks (links detach asynchronously once
     // unpinned), so nothing re-creates counters or hits the unknown-source path after the maps
     // were cleaned below. Deleting the host side also removes the pod side, its routes and neighbours.
-    await this.host.deleteLink(rec.hostIfName);
+    await via.deleteLink(rec.hostIfName);
     this.dp.pins.sub("endpoints").remove(rec.hostIfName);
     removeEndpointEntries(this.progs, rec);
     this.store.delete(rec.hostIfName);
