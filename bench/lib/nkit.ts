@@ -24,6 +24,8 @@ interface NkitOptions {
   prefix: string;
   label: string;
   bigTcp: boolean;
+  /** Unset: the EndpointManager's default (on). */
+  flowSteering?: boolean;
   cleanup: Cleanup;
   /** IPv4 prefix length of the pod CIDR (10.251.x.0/len). */
   v4Prefix?: number;
@@ -52,6 +54,7 @@ export async function startBenchManager(o: {
   cidr: string;
   /** Unset: the EndpointManager's default (on). */
   bigTcp?: boolean;
+  flowSteering?: boolean;
   /** Devices nk_from_uplink is attached to. */
   uplinks?: readonly string[];
   cleanup: Cleanup;
@@ -83,6 +86,7 @@ export async function startBenchManager(o: {
     stateDir,
     podCIDRs: [o.cidr],
     ...(o.bigTcp === undefined ? {} : { bigTcp: o.bigTcp }),
+    ...(o.flowSteering === undefined ? {} : { flowSteering: o.flowSteering }),
     ...(o.uplinks ? { uplinks: o.uplinks } : {}),
     objectPath: DATAPATH_OBJ,
   });
@@ -99,6 +103,7 @@ export async function startNkit(o: NkitOptions): Promise<NkitInstance> {
     mode: "veth",
     cidr,
     bigTcp: o.bigTcp,
+    ...(o.flowSteering === undefined ? {} : { flowSteering: o.flowSteering }),
     cleanup: o.cleanup,
   });
   return { ...m, cidr };

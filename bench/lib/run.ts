@@ -41,7 +41,7 @@ const USAGE = `usage: npm run bench -- [options]   (root; builds what it needs)
   --seconds S           seconds per TCP_RR / TCP_CRR / TCP_STREAM run       [4]   env BENCH_SECONDS
   --pods N              pods wired/unwired for the wiring latency           [100] env BENCH_PODS
   --bridge-pods N       pods attached with the iproute2 bridge recipe       [20]
-  --paths a,b,..        subset of: ${"loopback,nkit,nkit-nobig,bridge,routed,routed-big"}
+  --paths a,b,..        subset of: ${"loopback,nkit,nkit-nobig,nkit-nosteer,bridge,routed,routed-big"}
   --clean-pct P         a run is clean if others + steal used <= P% of the machine [15] env BENCH_CLEAN_PCT
   --idle-wait S         wait up to S seconds for the machine to go idle before each run [3]
   --retries N           re-run an unclean measurement up to N times (budget: 25% extra runs) [1]
@@ -87,6 +87,14 @@ const ALL_PATHS: PathInfo[] = [
     label: "nkit veth + tc, BIG TCP off",
     detail:
       "as (b), but a second EndpointManager with bigTcp: false (64 KiB GSO), for a like-for-like comparison with (c)/(d).",
+  },
+  {
+    key: "nkit-nosteer",
+    tag: "(b'')",
+    label: "nkit veth + tc, BIG TCP, no flow steering",
+    detail:
+      "as (b), but with flowSteering: false (no RPS on the host ends): what a pod sends is queued to the backlog of " +
+      "the CPU that sent it, as plain veth does; shows what steering costs and what it saves (retransmits).",
   },
   {
     key: "bridge",
@@ -201,11 +209,13 @@ async function setupPaths(cfg: Config, prefix: string, cleanup: Cleanup): Promis
         live.push({ info, client: { ipv4: "127.0.0.1" }, server: { ipv4: "127.0.0.1" } });
         break;
       case "nkit":
-      case "nkit-nobig": {
+      case "nkit-nobig":
+      case "nkit-nosteer": {
         const p = await nkitPair({
           prefix,
-          label: key === "nkit" ? "nk" : "nknb",
-          bigTcp: key === "nkit",
+          label: key === "nkit" ? "nk" : key === "nkit-nobig" ? "nknb" : "nkns",
+          bigTcp: key !== "nkit-nobig",
+          ...(key === "nkit-nosteer" ? { flowSteering: false } : {}),
           cleanup,
         });
         // packets per reason over both endpoints of the pair

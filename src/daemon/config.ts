@@ -173,6 +173,8 @@ const nkitdConfig = mapping(
       0,
     ),
     bigTcp: orDefault(flag, true),
+    /** veth: RPS on each pod's host end, so a pod's TCP segments are not reordered (see docs). */
+    flowSteering: orDefault(flag, true),
     paths: section({
       state: orDefault(absolutePath, "/var/lib/nkit"),
       run: orDefault(absolutePath, "/run/nkit"),

@@ -122,6 +122,7 @@ export async function startDaemon(
         stateDir: config.paths.state,
         mtu: config.mtu,
         bigTcp: config.bigTcp,
+        flowSteering: config.flowSteering,
         uplinks,
         mapSizes: lbMapSizes(config.limits),
         log,

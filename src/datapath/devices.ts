@@ -2,6 +2,8 @@
 // routes, static neighbours, sysctls, BIG TCP, MTU) that makes the pod reach its gateway.
 
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Link, Rtnl, type SkippedChange, sysctlWrite } from "../netlink/index.js";
@@ -21,6 +23,8 @@ export interface DeviceOptions {
   mtu: number;
   /** Default on; false leaves the kernel's GSO/GRO sizes. */
   bigTcp?: boolean | undefined;
+  /** Default on: RPS on veth host ends (steerReceives). */
+  flowSteering?: boolean | undefined;
   log?: Logger | undefined;
 }
 
@@ -66,7 +70,9 @@ export async function createPair(
     return { host: link, podMac: undefined };
   }
   const podMac = randomMac();
-  const link = await host.createVeth({ ...common, mac: randomMac(), peerMac: podMac });
+  // One queue pair: the host end gets one receive queue to steer (steerReceives), and a veth's
+  // queues only matter with XDP, which nkit does not use.
+  const link = await host.createVeth({ ...common, mac: randomMac(), peerMac: podMac, queues: 1 });
   return { host: link, podMac };
 }
 
@@ -130,9 +136,10 @@ export async function configurePod(
  * The host device's sysctls, before it goes up: bpf_fib_lookup refuses to route packets arriving on
  * a device with forwarding off; rp_filter must not judge traffic the programs already vetted.
  */
-export async function prepareHost(hostLink: Link, a: Addresses): Promise<void> {
+export async function prepareHost(o: DeviceOptions, hostLink: Link, a: Addresses): Promise<void> {
   const dev = hostLink.name;
   const writes: Promise<void>[] = [];
+  if (o.mode === "veth" && o.flowSteering !== false) writes.push(steerReceives(dev));
   if (a.ipv4) {
     writes.push(sysctlWrite(`net/ipv4/conf/${dev}/forwarding`, 1));
     writes.push(sysctlWrite(`net/ipv4/conf/${dev}/rp_filter`, 0));
@@ -141,6 +148,41 @@ export async function prepareHost(hostLink: Link, a: Addresses): Promise<void> {
   // host, and pod -> off-host); the host device faces only its pod, so routing there is all it does.
   if (a.ipv6) writes.push(sysctlWrite(`net/ipv6/conf/${dev}/forwarding`, 1));
   await settleAll(writes);
+}
+
+/**
+ * Receive Packet Steering on a veth host end: every packet a pod sends is queued to the CPU its
+ * flow hashes to. Without it veth queues each packet to the backlog of the CPU that sent it, and
+ * TCP sends a flow's segments from two CPUs (the writer's, and the one that took the ACK), so the
+ * two backlogs reorder them: thousands of spurious retransmits per second of a pod <-> pod stream
+ * (bench/README.md, "Bulk throughput").
+ */
+async function steerReceives(dev: string): Promise<void> {
+  await writeFile(`/sys/class/net/${dev}/queues/rx-0/rps_cpus`, onlineCpuMask());
+}
+
+let cpuMask: string | undefined;
+
+/** The online CPUs' mask (read once: CPUs that come online later do not get steered to). */
+function onlineCpuMask(): string {
+  cpuMask ??= cpuMaskOf(readFileSync("/sys/devices/system/cpu/online", "utf8"));
+  return cpuMask;
+}
+
+/** A CPU list ("0-3,8") as sysfs writes a CPU mask: hex, 32 CPUs per comma-separated group. */
+export function cpuMaskOf(list: string): string {
+  const cpus: number[] = [];
+  for (const part of list.trim().split(",")) {
+    const [lo, hi] = part.split("-").map(Number);
+    if (lo === undefined || !Number.isInteger(lo)) continue;
+    for (let c = lo; c <= (hi ?? lo); c++) cpus.push(c);
+  }
+  const groups = new Array<number>(Math.floor(Math.max(0, ...cpus) / 32) + 1).fill(0);
+  for (const c of cpus) groups[Math.floor(c / 32)]! |= 1 << (c % 32);
+  return groups
+    .reverse()
+    .map((g, i) => (g >>> 0).toString(16).padStart(i === 0 ? 1 : 8, "0"))
+    .join(",");
 }
 
 /** BIG TCP, the host device up, its routes and neighbours to the pod: one netlink batch. Call it

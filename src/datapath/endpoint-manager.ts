@@ -89,7 +89,7 @@ export class EndpointManager {
   ) {
     this.store = openEndpointStore(opts.stateDir);
     this.dp = { mode, host, progs, pins: new PinDir(opts.bpffsDir), log: opts.log };
-    this.devices = { mode, mtu, bigTcp: opts.bigTcp, log: opts.log };
+    this.devices = { mode, mtu, bigTcp: opts.bigTcp, flowSteering: opts.flowSteering, log: opts.log };
   }
 
   /**
@@ -311,7 +311,7 @@ export class EndpointManager {
       await settleAll([
         attachEndpointLinks(this.dp, hostName, hostLink.index),
         configurePod(pod, this.devices, podEnd, hostLink, addresses),
-        prepareHost(hostLink, addresses),
+        prepareHost(this.devices, hostLink, addresses),
       ]);
       await raiseHost(this.host, this.devices, hostLink, podEnd, addresses);
 

@@ -97,6 +97,9 @@ export interface EndpointManagerOptions {
   /** Device MTU; 0 or absent = the first uplink's MTU, else 1500. */
   mtu?: number;
   bigTcp?: boolean;
+  /** veth: steer what a pod sends to a CPU per flow (RPS on the host end), so TCP's segments, sent
+   * from two CPUs, are not reordered by veth's per-CPU backlogs. Default on. */
+  flowSteering?: boolean;
   /** Devices facing the outside: traffic for local pods arriving there is redirected straight in. */
   uplinks?: readonly string[];
   /** Path of datapath.bpf.o (default: the package's bpf/build). */

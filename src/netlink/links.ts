@@ -46,6 +46,8 @@ import {
   IFLA_NETKIT_PRIMARY,
   IFLA_NETKIT_SCRUB,
   IFLA_NETKIT_TAILROOM,
+  IFLA_NUM_RX_QUEUES,
+  IFLA_NUM_TX_QUEUES,
   IFLA_OPERSTATE,
   IFLA_TSO_MAX_SEGS,
   IFLA_TSO_MAX_SIZE,
@@ -161,6 +163,8 @@ interface PairOptions {
   peerMtu?: number;
   mac?: string;
   peerMac?: string;
+  /** Transmit and receive queues of each end (veth's default: one per possible CPU). */
+  queues?: number;
 }
 
 export type VethOptions = PairOptions;
@@ -242,6 +246,13 @@ function checkPair(o: PairOptions): void {
   checkName(o.peerName, "peer name");
   if (o.mtu !== undefined) checkU32(o.mtu, "mtu", 1);
   if (o.peerMtu !== undefined) checkU32(o.peerMtu, "peer mtu", 1);
+  if (o.queues !== undefined) checkU32(o.queues, "queues", 1);
+}
+
+function queueAttrs(w: AttrWriter, queues: number | undefined): void {
+  if (queues === undefined) return;
+  w.u32(IFLA_NUM_TX_QUEUES, queues);
+  w.u32(IFLA_NUM_RX_QUEUES, queues);
 }
 
 /** The peer block shared by veth (VETH_INFO_PEER) and netkit (IFLA_NETKIT_PEER_INFO): a struct
@@ -253,6 +264,7 @@ function peerBlock(o: PairOptions, peerNetnsFd: number | undefined): (w: AttrWri
     const mtu = o.peerMtu ?? o.mtu;
     if (mtu !== undefined) w.u32(IFLA_MTU, mtu);
     if (o.peerMac !== undefined) w.bytes(IFLA_ADDRESS, parseMac(o.peerMac, "peer MAC"));
+    queueAttrs(w, o.queues);
     if (peerNetnsFd !== undefined) w.u32(IFLA_NET_NS_FD, peerNetnsFd);
   };
 }
@@ -263,6 +275,7 @@ function pairHead(o: PairOptions): AttrWriter {
   w.string(IFLA_IFNAME, o.name);
   if (o.mtu !== undefined) w.u32(IFLA_MTU, o.mtu);
   if (o.mac !== undefined) w.bytes(IFLA_ADDRESS, parseMac(o.mac));
+  queueAttrs(w, o.queues);
   return w;
 }
 

@@ -1,7 +1,8 @@
 // What a wiring configures on both ends, read back with iproute2: MTU, BIG TCP GSO/GRO sizes,
 // exactly the pod's /32 and /128, its routes via the link-local gateways, permanent neighbours on
 // both sides, the host routes and the per-device sysctls the datapath relies on.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BIG_TCP_SIZE, GATEWAY_V4, GATEWAY_V6 } from "../../src/datapath/devices.js";
 import { Scope } from "../helpers/scope.js";
@@ -122,6 +123,14 @@ describe("endpoint configuration", () => {
     const sysctl = (k: string) =>
       readFileSync(`/proc/sys/net/ipv4/conf/${ep.hostIfName}/${k}`, "utf8").trim();
     expect([sysctl("forwarding"), sysctl("rp_filter")]).toEqual(["1", "0"]);
+    // One queue pair per end; the host end steers what the pod sends to every online CPU by flow.
+    expect(readdirSync(`/sys/class/net/${ep.hostIfName}/queues`).sort()).toEqual(["rx-0", "tx-0"]);
+    const online = cpus().length;
+    const rps = Number.parseInt(
+      readFileSync(`/sys/class/net/${ep.hostIfName}/queues/rx-0/rps_cpus`, "utf8").replaceAll(",", ""),
+      16,
+    );
+    expect(rps).toBe(2 ** online - 1);
 
     // And traffic flows with those settings: 1372 bytes of ICMP payload fill the 1400 MTU exactly
     // (DF set), one more byte does not fit.

@@ -37,6 +37,7 @@ describe("nkitd config", () => {
         "uplinks: [eth0]",
         "mtu: 1450",
         "bigTcp: false",
+        "flowSteering: false",
         "paths: {state: /tmp/s, run: /tmp/r, bpffs: /sys/fs/bpf/x, services: /tmp/svc, cgroup: /sys/fs/cgroup/unified/nk}",
         'serviceCIDRs: [10.97.0.0/16, "fd97::/112"]',
         "services:",
@@ -63,6 +64,7 @@ describe("nkitd config", () => {
       uplinks: ["eth0"],
       mtu: 1450,
       bigTcp: false,
+      flowSteering: false,
       paths: {
         state: "/tmp/s",
         run: "/tmp/r",
