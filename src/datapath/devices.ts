@@ -3,7 +3,7 @@
 
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Link, Rtnl, type SkippedChange, sysctlWrite } from "../netlink/index.js";
@@ -139,7 +139,7 @@ export async function configurePod(
 export async function prepareHost(o: DeviceOptions, hostLink: Link, a: Addresses): Promise<void> {
   const dev = hostLink.name;
   const writes: Promise<void>[] = [];
-  if (o.mode === "veth" && o.flowSteering !== false) writes.push(steerReceives(dev));
+  if (o.mode === "veth" && o.flowSteering !== false) writes.push(steerReceives(hostLink, o.log));
   if (a.ipv4) {
     writes.push(sysctlWrite(`net/ipv4/conf/${dev}/forwarding`, 1));
     writes.push(sysctlWrite(`net/ipv4/conf/${dev}/rp_filter`, 0));
@@ -157,9 +157,31 @@ export async function prepareHost(o: DeviceOptions, hostLink: Link, a: Addresses
  * two backlogs reorder them: thousands of spurious retransmits per second of a pod <-> pod stream
  * (bench/README.md, "Bulk throughput").
  */
-async function steerReceives(dev: string): Promise<void> {
-  await writeFile(`/sys/class/net/${dev}/queues/rx-0/rps_cpus`, onlineCpuMask());
+async function steerReceives(hostLink: Link, log: Logger | undefined): Promise<void> {
+  // sysfs shows the devices of the netns that mounted it, which need not be ours (nkitd in a
+  // netns of its own under the host's /sys): the index says whether this is our device.
+  const dir = `/sys/class/net/${hostLink.name}`;
+  let why: string | undefined;
+  try {
+    if (Number((await readFile(`${dir}/ifindex`, "utf8")).trim()) === hostLink.index) {
+      await writeFile(`${dir}/queues/rx-0/rps_cpus`, onlineCpuMask());
+      return;
+    }
+    why = "/sys does not show this network namespace's devices (mount a sysfs of nkitd's own netns)";
+  } catch (e) {
+    why =
+      (e as NodeJS.ErrnoException).code === "ENOENT"
+        ? "/sys does not show this network namespace's devices, or the kernel lacks CONFIG_RPS"
+        : (e as Error).message;
+  }
+  // An optimisation, like BIG TCP: never a reason to fail a pod. Said once, not per pod.
+  if (!steeringUnavailableLogged) {
+    steeringUnavailableLogged = true;
+    log?.warn({ dev: hostLink.name }, `flow steering off: ${why}`);
+  }
 }
+
+let steeringUnavailableLogged = false;
 
 let cpuMask: string | undefined;
 
