@@ -12,6 +12,7 @@ import { performance } from "node:perf_hooks";
 import { ServiceManager } from "../../src/services/manager.js";
 import { hostCgroup2, SocketLb } from "../../src/services/socket-lb.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS, type ServiceSpec } from "../../src/services/spec.js";
+import { cgroupProgramRuns, enableBpfStats, type ProgramRuns, runsBetween } from "./bpf-stats.js";
 import { measure, type Sample, type Side, type TestKind } from "./measure.js";
 import { admitPod, startBenchManager } from "./nkit.js";
 import { ROOT, SOCK_LB_OBJ } from "./paths.js";
@@ -63,6 +64,8 @@ interface Row {
   services: number;
   test: TestKind;
   samples: Sample[];
+  /** CPU used by others and stolen by the hypervisor during each sample (% of the machine). */
+  noise: { othersPct: number; stealPct: number }[];
 }
 
 function med(rows: readonly Row[], path: string, n: number, test: TestKind, key: "rate" | "p50_us"): number {
@@ -127,16 +130,20 @@ export function main(argv: readonly string[]): Promise<number> {
 
     // ---- data plane, interleaved: every round runs every size and path, the order rotating.
     const rows: Row[] = [];
+    enableBpfStats(cleanup);
+    /** Per size and test: what the load-balancer's programs ran during the VIP measurements. */
+    const programRuns = new Map<string, ProgramRuns[]>();
     /** One measurement from `from` to ipv4 in the server pod's netns, recorded under path and size. */
     const sample = async (path: string, services: number, test: TestKind, from: Side, ipv4: string) => {
       const to = { netnsPath: server.netnsPath, ipv4 };
-      const { sample: s } = await measure(test, from, to, cfg.seconds, PORT);
+      const { sample: s, noise } = await measure(test, from, to, cfg.seconds, PORT);
       let r = rows.find((x) => x.path === path && x.services === services && x.test === test);
       if (!r) {
-        r = { path, services, test, samples: [] };
+        r = { path, services, test, samples: [], noise: [] };
         rows.push(r);
       }
       r.samples.push(s);
+      r.noise.push({ othersPct: round(noise.othersPct, 1), stealPct: round(noise.stealPct, 1) });
     };
     const inCgroup: Side = { netnsPath: client.netnsPath, ipv4: client.ipv4, cgroup };
     for (let round_ = 0; round_ < cfg.rounds; round_++) {
@@ -146,7 +153,19 @@ export function main(argv: readonly string[]): Promise<number> {
         for (const test of TESTS) {
           log(`round ${round_ + 1}/${cfg.rounds}: ${n} services, ${test}`);
           await sample("direct", n, test, inCgroup, server.ipv4);
+          const before = await cgroupProgramRuns(cgroup);
           await sample("nkit-vip", n, test, inCgroup, vipOf(0));
+          const ran = runsBetween(before, await cgroupProgramRuns(cgroup));
+          const key = `${n}/${test}`;
+          const sum = programRuns.get(key) ?? [];
+          for (const r of ran) {
+            const p = sum.find((x) => x.name === r.name);
+            if (p) {
+              p.runs += r.runs;
+              p.timeNs += r.timeNs;
+            } else sum.push({ ...r });
+          }
+          programRuns.set(key, sum);
         }
       }
       for (const test of TESTS) await sample("iptables-vip", 10_000, test, iptClient, iptVipOf(5_000));
@@ -195,6 +214,22 @@ export function main(argv: readonly string[]): Promise<number> {
       },
     ];
     const directRr = SIZES.map((n) => med(rows, "direct", n, "rr", "p50_us"));
+    const programs = [...new Set([...programRuns.values()].flat().map((r) => r.name))].sort();
+    const runsOf = (n: number, test: TestKind, name: string) =>
+      programRuns.get(`${n}/${test}`)?.find((r) => r.name === name);
+    const programTable = [
+      `| program | ${SIZES.flatMap((n) => TESTS.map((t) => `${n.toLocaleString("en")} ${t}: runs, ns/run`)).join(" | ")} |`,
+      `|---|${SIZES.flatMap(() => TESTS.map(() => "---:")).join("|")}|`,
+      ...programs.map(
+        (name) =>
+          `| ${name} | ${SIZES.flatMap((n) =>
+            TESTS.map((t) => {
+              const r = runsOf(n, t, name);
+              return r && r.runs > 0 ? `${r.runs.toLocaleString("en")}, ${round(r.timeNs / r.runs)}` : "0";
+            }),
+          ).join(" | ")} |`,
+      ),
+    ];
     notes.push(
       `Run-to-run noise: the direct path (identical in every size) spans RR p50 ${round(Math.min(...directRr))}–${round(Math.max(...directRr))} µs across the sizes; the socket load-balancer translates once at connect(), so an RR difference smaller than that is noise, not a per-packet cost.`,
       "Service adds are timed in-process (ServiceManager.upsert over the real maps), without the gRPC round trip of `nkit service add`.",
@@ -216,11 +251,19 @@ export function main(argv: readonly string[]): Promise<number> {
         rssDeltaMb: round(rssDeltaMb),
         iptablesLoadMs: round(iptablesLoadMs),
       },
-      rows: rows.map((r) => ({
-        ...r,
-        rate: round(median(r.samples.map((s) => s.rate ?? Number.NaN))),
-        p50_us: round(median(r.samples.map((s) => s.p50_us ?? Number.NaN))),
-      })),
+      programRuns: Object.fromEntries(programRuns),
+      rows: rows.map((r) => {
+        const rates = r.samples.map((s) => s.rate ?? Number.NaN);
+        const p50s = r.samples.map((s) => s.p50_us ?? Number.NaN);
+        return {
+          ...r,
+          rate: round(median(rates)),
+          rateRange: [round(Math.min(...rates)), round(Math.max(...rates))],
+          p50_us: round(median(p50s)),
+          p50Range: [round(Math.min(...p50s)), round(Math.max(...p50s))],
+          maxNoisePct: round(Math.max(...r.noise.map((n) => n.othersPct + n.stealPct)), 1),
+        };
+      }),
       targets,
       notes,
     };
@@ -229,11 +272,20 @@ export function main(argv: readonly string[]): Promise<number> {
       "",
       `Rounds ${cfg.rounds} × ${cfg.seconds} s per run; client pod on CPU 0 in the load-balancer's cgroup, server pod on CPU 1 (SCHED_FIFO). Medians over rounds. Reproduce: \`sudo npm run bench:services\` (from ${ROOT}).`,
       "",
-      "| path | services | test | rate/s | p50 µs |",
-      "|---|---:|---|---:|---:|",
-      ...result.rows.map((r) => `| ${r.path} | ${r.services} | ${r.test} | ${r.rate} | ${r.p50_us} |`),
+      "Medians over the rounds, (min–max) the spread; noise: the most CPU other processes and the hypervisor (steal) took during one of the samples.",
+      "",
+      "| path | services | test | rate/s | p50 µs | noise max % |",
+      "|---|---:|---|---:|---:|---:|",
+      ...result.rows.map(
+        (r) =>
+          `| ${r.path} | ${r.services} | ${r.test} | ${r.rate} (${r.rateRange.join("–")}) | ${r.p50_us} (${r.p50Range.join("–")}) | ${r.maxNoisePct} |`,
+      ),
       "",
       ...targetTable(targets),
+      "",
+      "The load-balancer's programs during the VIP measurements (kernel.bpf_stats_enabled; runs summed over rounds, mean ns per run): a TCP_RR run connects once, so its transactions run none of them; a TCP_CRR connection runs connect4 once (and getpeername when asked).",
+      "",
+      ...programTable,
       "",
       `Control plane: 10,000 services applied in ${result.controlPlane.apply10kMs} ms; add p50 ${result.controlPlane.addP50Ms} ms (p99 ${result.controlPlane.addP99Ms} ms); delete p50 ${result.controlPlane.deleteP50Ms} ms.`,
       "",
