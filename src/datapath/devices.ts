@@ -39,6 +39,12 @@ export async function resolveMtu(
   return first ? ((await host.requireLink(first)).mtu ?? 1500) : 1500;
 }
 
+/** A pair createPair made: its host end, and the MAC nkit gave the pod end (veth). */
+export interface Pair {
+  host: Link;
+  podMac: string | undefined;
+}
+
 /** The pod's end of a pair: what configuring it needs. */
 export interface PodEnd {
   index: number;
@@ -56,7 +62,7 @@ export async function createPair(
   hostName: string,
   podIfName: string,
   netnsPath: string,
-): Promise<{ host: Link; podMac: string | undefined }> {
+): Promise<Pair> {
   const common = {
     name: hostName,
     peerName: podIfName,
@@ -77,12 +83,7 @@ export async function createPair(
 }
 
 /** The pod end of a pair createPair made: a veth host device names its peer's index (IFLA_LINK). */
-export async function podEndOf(
-  pod: Rtnl,
-  o: DeviceOptions,
-  pair: { host: Link; podMac: string | undefined },
-  podIfName: string,
-): Promise<PodEnd> {
+export async function podEndOf(pod: Rtnl, o: DeviceOptions, pair: Pair, podIfName: string): Promise<PodEnd> {
   if (o.mode === "veth" && pair.host.peerIndex && pair.podMac) {
     return { index: pair.host.peerIndex, mac: pair.podMac };
   }
@@ -234,7 +235,7 @@ export async function raiseHost(
 
 /**
  * Takes an endpoint off the datapath without waiting for its pair's deletion (which waits for RCU
- * grace periods in the kernel, ~16 ms here): the host end goes down, so nothing the pod sends gets
+ * grace periods in the kernel, ~20 ms here): the host end goes down, so nothing the pod sends gets
  * past it, and its routes go, so its addresses are free for another endpoint at once. False when
  * the device is gone already.
  */

@@ -361,6 +361,8 @@ export class EndpointManager {
     removeEndpointEntries(this.progs, rec);
     rec.phase = "unwiring";
     this.store.put(rec);
+    // teardown clears the map entries once more after the device is gone: a packet in flight when
+    // the host end went down may have counted on this endpoint number since.
     const removal = async (): Promise<void> => {
       try {
         await this.teardown(rec, this.reaper);

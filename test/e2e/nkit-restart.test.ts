@@ -9,8 +9,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostIfName } from "../../src/datapath/naming.js";
-import { settlesTo } from "../helpers/sys.js";
-import { type ContainerdEnv, IMAGES, laneFromEnv, type Pod, startContainerd } from "./env/index.js";
+import { type ContainerdEnv, IMAGES, laneFromEnv, type Pod, startContainerd, waitFor } from "./env/index.js";
 import {
   type EndpointJson,
   leftovers,
@@ -138,7 +137,11 @@ describe(`nkit restarts (nkitd SIGKILL, containerd restart), containerd lane ${l
       console.info(
         `[nkit-restart] lane ${lane}: NRI events for a pod from before the restart: ${JSON.stringify(events)}`,
       );
-      expect(await settlesTo(() => !existsSync(`/sys/class/net/${hostIfName(b.id)}`))).toBe(true);
+      await waitFor(
+        "its host device to go",
+        () => (existsSync(`/sys/class/net/${hostIfName(b.id)}`) ? undefined : true),
+        5_000,
+      );
       expect(await leftovers(n, [podRef(b)])).toEqual([]);
       expect((await n.cli<EndpointJson[]>(["endpoint", "list"])).map((x) => x.id)).toEqual([a.id]);
     } finally {

@@ -30,9 +30,13 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv = process.env):
   return { child, done, out: () => stdout, err: () => stderr };
 }
 
-export async function waitFor(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
+export async function waitFor(
+  pred: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 20_000,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }

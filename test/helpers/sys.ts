@@ -37,16 +37,3 @@ export function writeScript(path: string, text: string): void {
   writeFileSync(path, text, { mode: 0o755 });
   chmodSync(path, 0o755); // the mode of writeFileSync is filtered by the umask
 }
-
-/**
- * Waits until `check` holds, for at most ms; says whether it did. For what nkit finishes just after
- * it answers: an unwire's (CNI DEL's) device deletion follows its answer by tens of milliseconds.
- */
-export async function settlesTo(check: () => boolean | Promise<boolean>, ms = 5_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

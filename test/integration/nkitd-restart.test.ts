@@ -28,8 +28,9 @@ import {
   spawnProc,
   until,
 } from "../helpers/nkitd.js";
+import { waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
-import { inNetns, ipJson, settlesTo } from "../helpers/sys.js";
+import { inNetns, ipJson } from "../helpers/sys.js";
 
 const STREAM = join(import.meta.dirname, "..", "fixtures", "net", "tcp-stream.mjs");
 /** Ping: PING_COUNT packets PING_INTERVAL apart; must outlast the restart (checked below). */
@@ -205,9 +206,11 @@ describe("nkitd restart with live pods", () => {
     expect(await client.unwireEndpoint(idA)).toEqual({ removed: true });
     expect(await client.unwireEndpoint(idB)).toEqual({ removed: true });
     // The pairs' deletion follows the unwire's answer.
-    expect(
-      await settlesTo(async () => (await presentLinks([epA.hostIfName, epB.hostIfName])).size === 0),
-    ).toBe(true);
+    await waitFor(
+      async () => (await presentLinks([epA.hostIfName, epB.hostIfName])).size === 0,
+      "the endpoints' host devices to go",
+      5_000,
+    );
     expect((await second.stop("SIGTERM")).code).toBe(0);
   });
 

@@ -15,8 +15,9 @@ import {
   type OutsideNetns,
   outsideBehindUplink,
 } from "../helpers/nkitd.js";
+import { waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
-import { run, settlesTo } from "../helpers/sys.js";
+import { run } from "../helpers/sys.js";
 import { type NomadAgent, type NomadAlloc, nomadUnavailable, startNomadLane } from "./env.js";
 import { getFrom, httpGet, until } from "./http.js";
 
@@ -248,7 +249,11 @@ describe.skipIf(skip !== undefined)(`Nomad allocations on nkit${skip ? ` (skippe
     expect(eps.map((e) => e.id)).not.toContain(failed.ID);
     const ipam = await api.ipam();
     expect(ipam.allocations.map((a) => a.id)).not.toContain(failed.ID);
-    expect(await settlesTo(() => !existsSync(`/sys/class/net/${hostIfName(failed.ID)}`))).toBe(true);
+    await waitFor(
+      () => !existsSync(`/sys/class/net/${hostIfName(failed.ID)}`),
+      "its host device to go",
+      5_000,
+    );
     const ep = eps.find((e) => e.id === running!.ID)!;
     expect(await httpGet(ep.addresses.ipv4, 8080)).toContain("hello-again");
     await nomad.stopJob(id);

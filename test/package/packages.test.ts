@@ -17,8 +17,9 @@ import { createTestCgroup } from "../helpers/cgroup.js";
 import { uniqueIfName } from "../helpers/names.js";
 import { createNetns, type TestNetns, vethBetween } from "../helpers/netns.js";
 import { type Proc, spawnProc, until } from "../helpers/nkitd.js";
+import { waitFor } from "../helpers/process.js";
 import { Scope } from "../helpers/scope.js";
-import { run, settlesTo } from "../helpers/sys.js";
+import { run } from "../helpers/sys.js";
 import { artifact, DebianRoot, debianDebs, nodeTarballs, packageLaneUnavailable } from "./env.js";
 
 const skip = packageLaneUnavailable();
@@ -200,7 +201,8 @@ describe.skipIf(skip !== undefined)(
       const { pod } = await wirePod(root, n, plugin, "pkg-npm-1");
       expect(await podDevices(n)).toHaveLength(1);
       await cni(root, n, plugin, "DEL", "pkg-npm-1", pod);
-      expect(await settlesTo(async () => (await podDevices(n)).length === 0)).toBe(true);
+      // The pair's deletion follows the DEL's answer.
+      await waitFor(async () => (await podDevices(n)).length === 0, "the pod's devices to go", 5_000);
       expect((await run("ip", ["-n", pod.name, "-o", "link", "show"])).stdout).not.toContain("eth0");
       await stopNkitd(nkitd);
       // Taking the root apart leaves the host's netns alone (they are visible in the root's /run/netns).

@@ -32,7 +32,6 @@ import { hostIfName } from "../../../src/datapath/naming.js";
 import { IpAddress, IpPrefix } from "../../../src/util/ip.js";
 import { RUN_ID, uniqueBpffsDir, uniqueIfName, uniqueNetnsName } from "../../helpers/names.js";
 import { REPO_ROOT } from "../../helpers/root.js";
-import { settlesTo } from "../../helpers/sys.js";
 import type { InstancePaths } from "./config.js";
 import type { ContainerdEnv, Pod, StartOptions } from "./containerd.js";
 import { killAndWait, processAlive, sh, sleep, unixSocketListening, waitFor } from "./host.js";
@@ -478,8 +477,10 @@ export async function leftovers(n: Nkitd, pods: readonly PodRef[]): Promise<stri
   for (const p of pods) {
     const dev = hostIfName(p.id);
     // The device's deletion follows the unwire's answer (EndpointManager.unwire).
-    if (!(await settlesTo(() => !existsSync(`/sys/class/net/${dev}`))))
-      found.push(`host device ${dev} of ${p.id}`);
+    const gone = () => (existsSync(`/sys/class/net/${dev}`) ? undefined : true);
+    await waitFor(`host device ${dev} to go`, gone, 5_000).catch(() =>
+      found.push(`host device ${dev} of ${p.id}`),
+    );
     if (existsSync(join(n.bpffsDir, "endpoints", dev))) found.push(`pins ${n.bpffsDir}/endpoints/${dev}`);
   }
   for (const fam of ["-4", "-6"]) {
