@@ -64,6 +64,10 @@ export interface LaneResult {
 }
 
 export interface CniWireResult {
+  /** Mean time nkitd spent serving one counted ADD and DEL (its request histogram). */
+  nkitd?: { addMs: number; delMs: number; wireMs: number; unwireMs: number };
+  /** The shim spawned for VERSION (answered without nkitd): the floor of any exec'd call. */
+  shimVersion?: LatencyMs;
   nkitAdd: LatencyMs;
   nkitDel: LatencyMs;
   nkitAddDel: LatencyMs;
@@ -196,8 +200,17 @@ export function markdown(r: CriReport): string {
           ["bridge + host-local ADD", w.bridgeAdd],
           ["bridge + host-local DEL", w.bridgeDel],
           ["bridge + host-local ADD + DEL", w.bridgeAddDel],
+          ...(w.shimVersion
+            ? [["nkit-cni VERSION (the spawn alone)", w.shimVersion] as [string, LatencyMs]]
+            : []),
         ]),
       );
+      if (w.nkitd) {
+        out.push(
+          `Inside nkitd (mean per call, its histograms): ADD ${w.nkitd.addMs} ms (the wiring ${w.nkitd.wireMs} ms of it), DEL ${w.nkitd.delMs} ms (the unwiring ${w.nkitd.unwireMs} ms of it).`,
+          "",
+        );
+      }
     }
     if (l.errors.length > 0) out.push("Errors:", "", ...l.errors.map((e) => `- ${e}`), "");
   }

@@ -233,7 +233,13 @@ function cniCalls(n: Nkitd, calls: number, netnsPath: string): { add: number[]; 
  * done by nkitd before ADD answers) against the stock bridge + host-local plugins, ADD then DEL,
  * each pod in a netns of its own (made and removed outside the timing), interleaved pod by pod.
  */
-function cniWireVersusBridge(n: Nkitd, calls: number, warmup: number, cleanup: Cleanup): CniWireResult {
+async function cniWireVersusBridge(
+  n: Nkitd,
+  inst: Instance,
+  calls: number,
+  warmup: number,
+  cleanup: Cleanup,
+): Promise<CniWireResult> {
   const rnd = randomBytes(3).toString("hex");
   const nkitConfig = JSON.stringify({
     cniVersion: "1.0.0",
@@ -283,9 +289,36 @@ function cniWireVersusBridge(n: Nkitd, calls: number, warmup: number, cleanup: C
       spawnSync("ip", ["netns", "del", netns]);
     }
   };
+  // nkitd's own share of each counted call (mean, from its request histogram) and the cost of a
+  // spawn that does nothing, so the shim's and the runtime's parts can be told apart.
+  const served = async () => {
+    if (!inst.metrics) return undefined;
+    const at = (cmd: string, what: "sum" | "count") =>
+      scrapeMetric(
+        inst.metrics as string,
+        `nkit_cni_request_duration_seconds_${what}{command="${cmd}",result="ok"}`,
+      );
+    const op = (o: string, what: "sum" | "count") =>
+      scrapeMetric(
+        inst.metrics as string,
+        `nkit_endpoint_wiring_duration_seconds_${what}{op="${o}",result="ok"}`,
+      );
+    return {
+      addS: await at("ADD", "sum"),
+      addN: await at("ADD", "count"),
+      delS: await at("DEL", "sum"),
+      delN: await at("DEL", "count"),
+      wireS: await op("wire", "sum"),
+      wireN: await op("wire", "count"),
+      unwireS: await op("unwire", "sum"),
+      unwireN: await op("unwire", "count"),
+    };
+  };
+  let before: Awaited<ReturnType<typeof served>>;
   try {
     for (let i = 0; i < warmup + calls; i++) {
       const counted = i >= warmup;
+      if (i === warmup) before = await served();
       const nkitFirst = i % 2 === 0;
       for (const which of nkitFirst ? ["nkit", "bridge"] : ["bridge", "nkit"]) {
         if (which === "nkit") pod(NKIT_CNI_BIN, nkitConfig, out.nkitAdd, out.nkitDel, counted);
@@ -295,8 +328,27 @@ function cniWireVersusBridge(n: Nkitd, calls: number, warmup: number, cleanup: C
   } finally {
     void done();
   }
+  const after = await served();
+  const mean = (s: number, c: number) => (c > 0 ? Math.round((s / c) * 1e6) / 1e3 : 0);
+  const nkitd =
+    before && after
+      ? {
+          addMs: mean(after.addS - before.addS, after.addN - before.addN),
+          delMs: mean(after.delS - before.delS, after.delN - before.delN),
+          wireMs: mean(after.wireS - before.wireS, after.wireN - before.wireN),
+          unwireMs: mean(after.unwireS - before.unwireS, after.unwireN - before.unwireN),
+        }
+      : undefined;
+  const spawn: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const t0 = process.hrtime.bigint();
+    spawnSync(NKIT_CNI_BIN, [], { input: "{}", env: { CNI_COMMAND: "VERSION" }, encoding: "utf8" });
+    spawn.push(ms(t0));
+  }
   const sum = (a: number[], b: number[]) => a.map((x, i) => x + (b[i] ?? 0));
   return {
+    ...(nkitd ? { nkitd } : {}),
+    shimVersion: latency(spawn),
     nkitAdd: latency(out.nkitAdd),
     nkitDel: latency(out.nkitDel),
     nkitAddDel: latency(sum(out.nkitAdd, out.nkitDel)),
@@ -339,7 +391,7 @@ async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneR
   let cniWire: CniWireResult | undefined;
   try {
     cni = cniCalls(nk.nkitd!, cfg.cniCalls, `/run/netns/${netns}`);
-    cniWire = cniWireVersusBridge(nk.nkitd!, cfg.cniCalls, 3, cleanup);
+    cniWire = await cniWireVersusBridge(nk.nkitd!, nk, cfg.cniCalls, 3, cleanup);
   } catch (e) {
     errors.push(`nkit-cni: ${(e as Error).message}`);
   }

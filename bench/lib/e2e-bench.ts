@@ -1,6 +1,7 @@
 // What the benchmarks that run on the e2e harness (test/e2e/env: private containerds, real nkitd)
 // share: their entry point's preparation, the checks before a run and how a run's results are kept.
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { get } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { binariesFor, type Lane } from "../../test/e2e/env/lanes.js";
@@ -99,7 +100,19 @@ export function keepRun(
 
 /** The value of one series (its whole name and labels, as exposed) from nkitd's metrics listener; 0 when absent. */
 export async function scrapeMetric(address: string, series: string): Promise<number> {
-  const text = await (await fetch(`http://${address}/metrics`)).text();
+  // A connection of its own each time: the benchmarks block the event loop in spawnSync for
+  // seconds, long enough for the server to close a kept-alive one under fetch.
+  const text = await new Promise<string>((resolve, reject) => {
+    get(`http://${address}/metrics`, { agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => {
+        body += c;
+      });
+      res.on("end", () => resolve(body));
+      res.on("error", reject);
+    }).on("error", reject);
+  });
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
 }

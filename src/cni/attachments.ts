@@ -1,6 +1,7 @@
 // What nkit-cni attached, by container id: which network, interface, netns and mode. GC and CHECK
 // need it (IPAM and endpoint records do not say which CNI network made them, and endpoints wired by
 // the NRI hook or the API must never be collected by a CNI GC). Persisted atomically on every change.
+import type { Logger } from "../log.js";
 import { RecordStore } from "../state/json-store.js";
 import { arrayOf, count, ipAddress, object, oneOf, optional, string } from "../state/shape.js";
 import type { CniMode, PortMapping } from "./protocol.js";
@@ -36,16 +37,24 @@ const attachmentShape = object<Attachment>({
   createdAt: string,
 });
 
-/** The attachments file (`cni-attachments.json` in the state dir), read once and written through. */
+/** The attachments (`cni-attachments/` in the state dir, one file each), read once and written through. */
 export type AttachmentStore = RecordStore<Attachment>;
 
-export function openAttachmentStore(path: string): AttachmentStore {
-  return RecordStore.inFile({
-    path,
-    field: "attachments",
+export function openAttachmentStore(dir: string, log?: Logger): AttachmentStore {
+  return RecordStore.inDirectory({
+    dir,
     version: 1,
     record: attachmentShape,
     key: (a) => a.containerId,
+    legacyFile: { path: `${dir}.json`, field: "attachments" },
+    // Attachments of running containers, which die with the boot that loses the page cache.
+    unsynced: {
+      onDiscarded: (path, movedTo, why) =>
+        log?.warn(
+          { path, movedTo, err: why },
+          "a CNI attachment torn by a power loss was moved aside; its container died with that boot",
+        ),
+    },
     fix: "restore it from a backup; moving it aside drops the host ports of running nerdctl and Nomad workloads until they start again",
   });
 }

@@ -76,6 +76,8 @@ export interface NkitCniHandlerOptions {
     containerId: string,
     args: Readonly<Record<string, string>>,
   ) => Promise<Record<string, string> | undefined>;
+  /** Times a wiring or unwiring this door does (nkitd: the wiring histogram the other doors feed). */
+  timeWiring?: <T>(op: "wire" | "unwire", fn: () => Promise<T>) => Promise<T>;
 }
 
 /** What the CNI door asks of the pod lifecycle. */
@@ -125,6 +127,10 @@ export class NkitCniHandler implements CniHandler {
       opts.hostPorts?.release(id);
       opts.attachments.delete(id);
     });
+  }
+
+  private timed<T>(op: "wire" | "unwire", fn: () => Promise<T>): Promise<T> {
+    return this.opts.timeWiring ? this.opts.timeWiring(op, fn) : fn();
   }
 
   private exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -219,15 +225,17 @@ export class NkitCniHandler implements CniHandler {
     let ep: WiredEndpoint | undefined;
     let addresses: Addresses;
     if (conf.mode === "wire") {
-      ep = await this.opts.pods.admit(
-        {
-          id,
-          netnsPath: req.netns,
-          ifName: req.ifName,
-          addresses: conf.requestedIps,
-          labels: { ...req.argLabels, ...conf.labels },
-        },
-        IpamOwner.CNI,
+      ep = await this.timed("wire", () =>
+        this.opts.pods.admit(
+          {
+            id,
+            netnsPath: req.netns,
+            ifName: req.ifName,
+            addresses: conf.requestedIps,
+            labels: { ...req.argLabels, ...conf.labels },
+          },
+          IpamOwner.CNI,
+        ),
       );
       addresses = ep.addresses;
     } else {
@@ -314,7 +322,10 @@ export class NkitCniHandler implements CniHandler {
 
   /** Releases (unwires, frees the addresses; the release listener drops ports and attachment); safe to repeat. */
   private async remove(id: string): Promise<void> {
-    await this.opts.pods.release(id);
+    const release = () => this.opts.pods.release(id);
+    // Only an unwiring is timed as one: an ipam-mode DEL before NRI wired anything is a release.
+    if (this.opts.endpoints.get(id)) await this.timed("unwire", release);
+    else await release();
     this.opts.log?.debug({ id }, "CNI attachment removed");
   }
 

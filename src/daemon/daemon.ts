@@ -12,7 +12,7 @@ import type { EndpointManager } from "../datapath/endpoint-manager.js";
 import { InvalidArgumentError, StateCorruptError } from "../errors.js";
 import type { Ipam } from "../ipam/ipam.js";
 import type { Logger } from "../log.js";
-import { observeCniRequest } from "../metrics/index.js";
+import { observeCniRequest, timeWiring } from "../metrics/index.js";
 import { Rtnl } from "../netlink/index.js";
 import { allocationFromArgs, allocationLabels, lookupAllocation } from "../nomad/allocations.js";
 import { NomadClient } from "../nomad/client.js";
@@ -272,7 +272,7 @@ export async function startDaemon(
   };
   // What nkit-cni attached (with the port mappings), read before services start so a restart
   // re-claims every host port before stale frontends are dropped.
-  const attachments = openAttachmentStore(join(config.paths.state, "cni-attachments.json"));
+  const attachments = openAttachmentStore(join(config.paths.state, "cni-attachments"), log);
   // --- services (src/services): the socket load-balancer on paths.cgroup and every service source.
   const services = await parts.start({
     name: "services",
@@ -347,6 +347,7 @@ export async function startDaemon(
         pods,
         nri: config.nri.enabled,
         identity: (id, args) => workloadIdentity(id, args, containerd, nomad),
+        timeWiring,
         ...(services ? { hostPorts: services.hostPorts } : {}),
         observe: observeCniRequest,
         log,

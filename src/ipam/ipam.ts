@@ -1,8 +1,9 @@
-// Node-local IPAM: one pod CIDR per family, allocations keyed by endpoint id (idempotent), state
-// persisted with an atomic replace before any caller sees an address, so a crash never hands the
-// same address out twice.
+// Node-local IPAM: one pod CIDR per family, allocations keyed by endpoint id (idempotent), each
+// allocation persisted (one file, atomic replace) before any caller sees its address, so a crash
+// never hands the same address out twice.
 import { InvalidArgumentError, IpamConflictError, IpamExhaustedError, StateCorruptError } from "../errors.js";
-import { RecordStore } from "../state/json-store.js";
+import type { Logger } from "../log.js";
+import { fileNameOfKey, RecordStore } from "../state/json-store.js";
 import { count, ipAddress, object, optional, string } from "../state/shape.js";
 import { IpAddress, type IpFamily, IpPrefix } from "../util/ip.js";
 
@@ -14,8 +15,10 @@ export const IpamOwner = { CRI: "cri", CNI: "cni", API: "api" } as const;
 interface IpamOptions {
   /** At most one CIDR per family; omit the v6 one to run v4-only. */
   podCIDRs: readonly string[];
-  /** JSON state file, replaced atomically on every change. */
-  statePath: string;
+  /** One JSON file per allocation; the one-file `<stateDir>.json` of earlier builds is moved in. */
+  stateDir: string;
+  /** Hears about an allocation file a power loss tore, moved aside (RecordStore unsynced). */
+  log?: Logger;
 }
 
 export interface AddressRequest {
@@ -104,14 +107,26 @@ export class Ipam {
 
   private constructor(
     private readonly pools: Partial<Record<IpFamily, Pool>>,
-    private readonly statePath: string,
+    private readonly stateDir: string,
+    log?: Logger,
   ) {
-    this.byId = RecordStore.inFile({
-      path: statePath,
-      field: "allocations",
+    this.byId = RecordStore.inDirectory({
+      dir: stateDir,
       version: 1,
       record: allocationShape,
       key: (a) => a.id,
+      // Endpoint ids of the API may be any text.
+      fileName: fileNameOfKey,
+      legacyFile: { path: `${stateDir}.json`, field: "allocations" },
+      // Addresses of running pods, which die with the boot that loses the page cache: no fsync on
+      // the request path (the CNI host-local plugin does none either).
+      unsynced: {
+        onDiscarded: (path, movedTo, why) =>
+          log?.warn(
+            { path, movedTo, err: why },
+            "an IPAM allocation torn by a power loss was moved aside; its pod died with that boot",
+          ),
+      },
       // Starting without it would hand running pods' addresses out again.
       fix: "restore it from a backup (docs/operations.md, Backup and restore); moving it aside would let nkitd give running pods' addresses to new ones",
     });
@@ -134,7 +149,7 @@ export class Ipam {
         "podCIDRs: at least one CIDR is required, e.g. [10.47.0.0/24, fd47::/64]",
       );
     }
-    const ipam = new Ipam(pools, opts.statePath);
+    const ipam = new Ipam(pools, opts.stateDir, opts.log);
     for (const a of ipam.byId.list()) ipam.adopt(a);
     return ipam;
   }
@@ -145,7 +160,7 @@ export class Ipam {
       const ip = IpAddress.parse(addr);
       const pool = this.pools[ip.family];
       if (pool?.used.has(ip.value)) {
-        throw new StateCorruptError(this.statePath, `${addr} is held by two allocations`);
+        throw new StateCorruptError(this.stateDir, `${addr} is held by two allocations`);
       }
       pool?.used.add(ip.value);
     }

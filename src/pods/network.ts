@@ -10,8 +10,8 @@ import { PodLifecycle } from "./lifecycle.js";
 export interface PodNetworkOptions extends EndpointManagerOptions {
   /** At most one CIDR per family. */
   podCIDRs: readonly string[];
-  /** IPAM state file; default <stateDir>/ipam.json. */
-  ipamPath?: string;
+  /** IPAM state directory; default <stateDir>/ipam (an `ipam.json` beside it is moved in). */
+  ipamDir?: string;
   /** Age below which NRI Synchronize spares a CRI reservation without a sandbox (default 2 min). */
   reservationGraceMs?: number;
 }
@@ -28,8 +28,12 @@ export class PodNetwork {
    * process left) and releases the reservations of wirings a crash cut short.
    */
   static async open(opts: PodNetworkOptions): Promise<PodNetwork> {
-    const { podCIDRs, ipamPath, reservationGraceMs, ...datapath } = opts;
-    const ipam = Ipam.open({ podCIDRs, statePath: ipamPath ?? join(opts.stateDir, "ipam.json") });
+    const { podCIDRs, ipamDir, reservationGraceMs, ...datapath } = opts;
+    const ipam = Ipam.open({
+      podCIDRs,
+      stateDir: ipamDir ?? join(opts.stateDir, "ipam"),
+      ...(opts.log ? { log: opts.log } : {}),
+    });
     const endpoints = await EndpointManager.start(datapath);
     try {
       const pods = new PodLifecycle(endpoints, ipam, opts.log, reservationGraceMs);

@@ -4,7 +4,6 @@
 // entries for the datapath. Services the API added and those synced from Nomad are kept in the state
 // store, so they outlive a restart (and a Nomad that is down then); the others are re-read from their
 // source at start.
-import { existsSync, rmSync } from "node:fs";
 import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { RecordStore } from "../state/json-store.js";
@@ -85,14 +84,7 @@ function openServiceStore(dir: string): RecordStore<ServiceRecord> {
     key: (r: ServiceRecord) => r.spec.name,
     fix: SERVICE_STORE_FIX,
   };
-  const store = RecordStore.inDirectory({ dir, ...layout });
-  const legacy = `${dir}.json`;
-  if (existsSync(legacy)) {
-    const old = RecordStore.inFile({ path: legacy, field: "services", ...layout });
-    for (const r of old.list()) if (!store.get(r.spec.name)) store.put(r);
-    rmSync(legacy);
-  }
-  return store;
+  return RecordStore.inDirectory({ dir, ...layout, legacyFile: { path: `${dir}.json`, field: "services" } });
 }
 
 /** Sources whose services only nkitd remembers: kept in the state store, so a restart has them at once. */

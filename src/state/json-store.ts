@@ -3,7 +3,8 @@
 // one piece of code decides how a file is read back (JSON, layout version, shape: a bad file is a
 // StateCorruptError naming it and the field) and how a change is made durable (written through,
 // atomically, before memory changes; memory restored if the write fails).
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { StateCorruptError } from "../errors.js";
@@ -119,8 +120,10 @@ interface DirectoryStoreOptions<T> {
   dir: string;
   version: number;
   record: Shape<T & object>;
-  /** Must be usable as a file name (no "/", not starting with "."). */
+  /** Must be usable as a file name (no "/", not starting with "."), unless fileName encodes it. */
   key: (rec: T) => string;
+  /** The file name (without `.json`) of a key that may not be one by itself; default the key. */
+  fileName?: (key: string) => string;
   upgrade?: DocumentFormat<unknown>["upgrade"];
   /** What to do about an unreadable record file (DocumentFormat.fix). */
   fix?: string;
@@ -130,6 +133,37 @@ interface DirectoryStoreOptions<T> {
    * directory was written in an earlier boot (its boot id, in `.boot-id`, is not the kernel's).
    */
   perBoot?: boolean;
+  /**
+   * Records of running containers that outlive a reboot as requests (a restarted container asks
+   * for its addresses again): written without fsync like perBoot ones, but kept. A record file
+   * that does not decode and was last written before this boot is what a power loss left of an
+   * unsynced write: it is moved aside (`<name>.earlier-boot-<ms>`, reported through onDiscarded),
+   * since the container it described died with that boot. One written in this boot is corrupt like
+   * any other (a process crash cannot tear a renamed file).
+   */
+  unsynced?: { onDiscarded?: (path: string, movedTo: string, why: StateCorruptError) => void };
+  /**
+   * The one-file store (`{"version": N, "<field>": [record, ...]}`) an earlier build kept: its
+   * records are moved in at open and the file removed.
+   */
+  legacyFile?: { path: string; field: string };
+}
+
+/** When the running kernel booted (ms since the epoch, to the second). */
+function bootedAt(): number {
+  const line = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"));
+  if (!line?.[1]) throw new Error("/proc/stat has no btime line");
+  return Number(line[1]) * 1000;
+}
+
+const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/;
+
+/**
+ * A file name for any key: the key itself when it is a plain name, else `~` and the key's SHA-256
+ * (no key that is a plain name starts with `~`, so the two never meet).
+ */
+export function fileNameOfKey(key: string): string {
+  return SAFE_FILE_NAME.test(key) ? key : `~${createHash("sha256").update(key).digest("hex")}`;
 }
 
 /** The running kernel's boot id: a new one every boot. */
@@ -204,11 +238,26 @@ export class RecordStore<T> {
     const format: DocumentFormat<T> = { version: o.version, shape: o.record };
     if (o.upgrade) format.upgrade = o.upgrade;
     if (o.fix) format.fix = o.fix;
+    const nameOf = o.fileName ?? ((key: string) => key);
     const fileOf = (key: string): string => {
-      if (!key || key.includes("/") || key.startsWith(".")) {
+      const name = nameOf(key);
+      if (!name || name.includes("/") || name.startsWith(".")) {
         throw new StateCorruptError(o.dir, `record key ${JSON.stringify(key)} cannot name a file`);
       }
-      return join(o.dir, `${key}.json`);
+      return join(o.dir, `${name}.json`);
+    };
+    const durable = !o.perBoot && !o.unsynced;
+    const decode = (path: string, text: string): T | undefined => {
+      try {
+        return decodeDocument(path, text, format);
+      } catch (e) {
+        if (!(e instanceof StateCorruptError) || !o.unsynced) throw e;
+        if (statSync(path).mtimeMs >= bootedAt()) throw e;
+        const movedTo = `${path}.earlier-boot-${Date.now()}`;
+        renameSync(path, movedTo);
+        o.unsynced.onDiscarded?.(path, movedTo, e);
+        return undefined;
+      }
     };
     const backing: Backing<T> = {
       load: () => {
@@ -221,9 +270,10 @@ export class RecordStore<T> {
           const path = join(o.dir, name);
           const text = readFileIfExists(path);
           if (text === undefined) continue;
-          const rec = decodeDocument(path, text, format);
+          const rec = decode(path, text);
+          if (rec === undefined) continue;
           const key = o.key(rec);
-          if (`${key}.json` !== name) {
+          if (`${nameOf(key)}.json` !== name) {
             throw new StateCorruptError(path, `holds the record of ${key}`, o.fix ? { fix: o.fix } : {});
           }
           records.set(key, rec);
@@ -232,10 +282,25 @@ export class RecordStore<T> {
       },
       save: (key, rec) => {
         if (rec === undefined) rmSync(fileOf(key), { force: true });
-        else writeDocument(fileOf(key), rec, format, undefined, { durable: !o.perBoot });
+        else writeDocument(fileOf(key), rec, format, undefined, { durable });
       },
     };
-    return new RecordStore(backing, o.key);
+    const store = new RecordStore(backing, o.key);
+    if (o.legacyFile && existsSync(o.legacyFile.path)) {
+      const { upgrade, fix } = o;
+      const old = RecordStore.inFile({
+        path: o.legacyFile.path,
+        field: o.legacyFile.field,
+        version: o.version,
+        record: o.record,
+        key: o.key,
+        ...(upgrade ? { upgrade } : {}),
+        ...(fix ? { fix } : {}),
+      });
+      for (const r of old.list()) if (!store.has(o.key(r))) store.put(r);
+      rmSync(o.legacyFile.path);
+    }
+    return store;
   }
 
   /** Calls listener with the key after every committed change; returns the unsubscribe function. */

@@ -64,7 +64,7 @@ async function setup(opts: { v4Prefix?: number } = {}) {
   dir = mkdtempSync(join(tmpdir(), "nkit-cni-"));
   scope.defer(() => rmSync(dir, { recursive: true, force: true }));
   socket = join(dir, "cni.sock");
-  attachments = openAttachmentStore(join(dir, "cni-attachments.json"));
+  attachments = openAttachmentStore(join(dir, "cni-attachments"));
   await startServer();
   scope.defer(() => server?.close());
 }
@@ -484,10 +484,7 @@ describe("cost per call", () => {
       handler: timed(
         new NkitCniHandler({
           endpoints: h.mgr,
-          pods: new PodLifecycle(
-            h.mgr,
-            Ipam.open({ podCIDRs: h.podCIDRs, statePath: join(shm, "ipam.json") }),
-          ),
+          pods: new PodLifecycle(h.mgr, Ipam.open({ podCIDRs: h.podCIDRs, stateDir: join(shm, "ipam") })),
           attachments: openAttachmentStore(join(shm, "att.json")),
         }),
         spentShm,

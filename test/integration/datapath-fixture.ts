@@ -39,7 +39,7 @@ export interface Harness {
   bpffsDir: string;
   stateDir: string;
   /** IPAM state file shared by every manager this harness starts. */
-  ipamPath: string;
+  ipamDir: string;
   podCIDRs: string[];
   /** Endpoint ids this harness may have wired (for the leak check). */
   ids: Set<string>;
@@ -66,7 +66,7 @@ export async function createHarness(
   scope.defer(() => rmSync(stateDir, { recursive: true, force: true }));
   const bpffsDir = uniqueBpffsDir("dp");
   scope.defer(() => new PinDir(bpffsDir).removeAll());
-  const ipamPath = join(stateDir, "ipam.json");
+  const ipamDir = join(stateDir, "ipam");
   const podCIDRs = opts.cidrs ?? [cidr4, cidr6];
   const ids = new Set<string>();
   // Leak check runs after the manager's cleanup (Scope runs in reverse order).
@@ -81,7 +81,7 @@ export async function createHarness(
     await net.close();
   });
   const start = async (): Promise<Pick<Harness, "net" | "mgr" | "ipam" | "pods">> => {
-    const net = await PodNetwork.open({ mode: "veth", bpffsDir, stateDir, podCIDRs, ipamPath, ...mgrOpts });
+    const net = await PodNetwork.open({ mode: "veth", bpffsDir, stateDir, podCIDRs, ipamDir, ...mgrOpts });
     running = net;
     return { net, mgr: net.endpoints, ipam: net.ipam, pods: net.pods };
   };
@@ -93,7 +93,7 @@ export async function createHarness(
     cidr6,
     bpffsDir,
     stateDir,
-    ipamPath,
+    ipamDir,
     podCIDRs,
     ids,
     newId: (label) => {

@@ -78,7 +78,7 @@ async function startChild(h: Harness, pods: { id: string; netnsPath: string }[])
   const cfg = {
     bpffsDir: h.bpffsDir,
     stateDir: h.stateDir,
-    ipamPath: h.ipamPath,
+    ipamDir: h.ipamDir,
     podCIDRs: h.podCIDRs,
     pods,
   };
@@ -264,7 +264,7 @@ describe("repair on start", () => {
 
     // What a crash between creating the pair and finishing the wiring leaves: IPAM allocation,
     // record in phase "wiring", the veth pair, map entries, one pinned link.
-    const ipam = Ipam.open({ podCIDRs: h.podCIDRs, statePath: h.ipamPath });
+    const ipam = Ipam.open({ podCIDRs: h.podCIDRs, stateDir: h.ipamDir });
     const alloc = ipam.allocate(id, { owner: IpamOwner.API });
     const addrs = [alloc.ipv4!, alloc.ipv6!];
     await run("ip", ["link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", pod.name]);

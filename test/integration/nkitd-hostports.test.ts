@@ -4,7 +4,7 @@
 // address and via 127.0.0.1 / ::1 (socket hooks); TCP and UDP, IPv4 and IPv6. The mapping is sent
 // the way containerd's go-cni sends it (Go field names), through the real nkit-cni binary.
 import { randomInt } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inCgroup } from "../helpers/cgroup.js";
@@ -228,12 +228,15 @@ describe("host ports through nkitd", () => {
     for (const proto of ["tcp", "udp"])
       for (const a of [HOST4, HOST6, "127.0.0.1", "::1"])
         expect(after).toContain(`hostport.${proto}.${HOST_PORT}.${a.replaceAll(":", "-")}`);
-    const attachments = JSON.parse(readFileSync(join(setup.stateDir, "cni-attachments.json"), "utf8")) as {
-      attachments: { containerId: string }[];
-    };
-    expect(attachments.attachments.map((a) => a.containerId)).toEqual([idA, idB].sort());
-    const ipam = JSON.parse(readFileSync(join(setup.stateDir, "ipam.json"), "utf8")) as unknown;
-    expect(JSON.stringify(ipam)).not.toContain(id);
+    const records = (sub: string) =>
+      readdirSync(join(setup.stateDir, sub))
+        .filter((n) => n.endsWith(".json"))
+        .map((n) => readFileSync(join(setup.stateDir, sub, n), "utf8"));
+    const attachments = records("cni-attachments").map(
+      (t) => (JSON.parse(t) as { containerId: string }).containerId,
+    );
+    expect(attachments.sort()).toEqual([idA, idB].sort());
+    for (const allocation of records("ipam")) expect(allocation).not.toContain(id);
     const r = await inHostCgroup<TcpResult>(undefined, "tcp", "127.0.0.1", String(port), "1");
     expect(r.errors).toEqual({ ECONNREFUSED: 1 });
     expect(daemon.logs().filter((l) => l.level >= 50)).toEqual([]);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NkitClient } from "../../src/api/client.js";
 import type { Endpoint } from "../../src/api/types.js";
 import { pinnedMapInfo } from "../../src/bpf/map.js";
+import { fileNameOfKey } from "../../src/state/json-store.js";
 import { createNetns, type TestNetns } from "../helpers/netns.js";
 import {
   doctorCheck,
@@ -225,7 +226,7 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     await nkitd.stop();
     const files: [string, RegExp][] = [
       [join("services", "rep-svc.json"), /services added with `nkit service add` must be added again/],
-      ["cni-attachments.json", /restore it from a backup/],
+      [join("cni-attachments", "c0ffee.json"), /restore it from a backup/],
       [join("endpoints", `${ep.hostIfName}.json`), /restore it from a backup/],
     ];
     for (const [name, fix] of files) {
@@ -251,15 +252,15 @@ describe("a pod's host device deleted behind nkitd's back", () => {
     expect((await nkit(setup.socket, "service", "delete", "rep-svc")).code).toBe(0);
   });
 
-  it("a truncated ipam.json is refused with the way out, the pods keep forwarding, the restored file is taken", async () => {
+  it("a truncated IPAM allocation is refused with the way out, the pods keep forwarding, the restored file is taken", async () => {
     await nkitd.stop();
-    const file = join(setup.stateDir, "ipam.json");
+    const file = join(setup.stateDir, "ipam", `${fileNameOfKey(ep.id)}.json`);
     const good = readFileSync(file, "utf8");
     writeFileSync(file, good.slice(0, Math.floor(good.length / 2)));
     const refused = Nkitd.spawn(scope, ["--config", setup.config]);
     const exit = await refused.proc.done;
     expect(exit.code).toBe(1);
-    expect(refused.output()).toMatch(/ipam\.json is unreadable \(invalid JSON\); restore it from a backup/);
+    expect(refused.output()).toContain(`${file} is unreadable (invalid JSON); restore it from a backup`);
     // Nothing was touched: the pinned datapath still carries the pod.
     expect(await reach(ep.addresses.ipv4)).not.toMatch(/^error/);
     expect(await devices()).toHaveLength(1);

@@ -61,7 +61,7 @@ let notReady: string | undefined;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "nkit-cni-unit-"));
   dp = new FakeDatapath();
-  ipam = Ipam.open({ podCIDRs: ["10.77.0.0/24", "fd77::/64"], statePath: join(dir, "ipam.json") });
+  ipam = Ipam.open({ podCIDRs: ["10.77.0.0/24", "fd77::/64"], stateDir: join(dir, "ipam") });
   store = openAttachmentStore(join(dir, "att.json"));
   notReady = undefined;
   handler = new NkitCniHandler({

@@ -1,5 +1,13 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -15,7 +23,7 @@ afterEach(() => {
 });
 
 const open = (cidrs: string[] = ["10.47.0.0/24", "fd47::/64"]) =>
-  Ipam.open({ podCIDRs: cidrs, statePath: join(dir, "ipam.json") });
+  Ipam.open({ podCIDRs: cidrs, stateDir: join(dir, "ipam") });
 
 describe("Ipam", () => {
   it("allocates one address per family, idempotently per endpoint id", () => {
@@ -92,10 +100,28 @@ describe("Ipam", () => {
     expect(ipam.foreign().map((a) => a.id)).toEqual(["old"]);
   });
 
-  it("refuses a corrupt state file instead of guessing", () => {
-    writeFileSync(join(dir, "ipam.json"), "{not json");
+  it("refuses a corrupt allocation file instead of guessing", () => {
+    mkdirSync(join(dir, "ipam"));
+    writeFileSync(join(dir, "ipam", "pod-a.json"), "{not json");
     expect(() => open()).toThrow(StateCorruptError);
     expect(() => open()).toThrow(/is unreadable \(invalid JSON\); restore it from a backup/);
+  });
+
+  it("keeps one file per allocation, any id, and moves the one-file state of earlier builds in", () => {
+    writeFileSync(
+      join(dir, "ipam.json"),
+      JSON.stringify({ version: 1, allocations: [{ id: "old", ipv4: "10.47.0.9", createdAt: 1 }] }),
+    );
+    const ipam = open();
+    expect(existsSync(join(dir, "ipam.json"))).toBe(false);
+    expect(ipam.get("old")?.ipv4).toBe("10.47.0.9");
+    const odd = ipam.allocate("ns/pod a");
+    expect(readdirSync(join(dir, "ipam")).filter((n) => n.startsWith("~"))).toHaveLength(1);
+    const again = open();
+    expect(again.get("ns/pod a")).toEqual(odd);
+    expect(again.allocate("new").ipv4).not.toBe("10.47.0.9");
+    again.release("ns/pod a");
+    expect(readdirSync(join(dir, "ipam")).sort()).toEqual(["new.json", "old.json"]);
   });
 
   it("rejects bad configuration with the key and a fix", () => {
@@ -106,10 +132,10 @@ describe("Ipam", () => {
   it("survives SIGKILL at arbitrary points without tearing or double allocation", async () => {
     const child = join(__dirname, "..", "..", "dist", "ipam", "ipam.js");
     if (!existsSync(child)) throw new Error("dist/ is missing: run `npm run build:ts` before the unit tests");
-    const statePath = join(dir, "ipam.json");
+    const stateDir = join(dir, "ipam");
     const script = `
       import { Ipam } from ${JSON.stringify(child)};
-      const ipam = Ipam.open({ podCIDRs: ["10.47.0.0/16", "fd47::/64"], statePath: ${JSON.stringify(statePath)} });
+      const ipam = Ipam.open({ podCIDRs: ["10.47.0.0/16", "fd47::/64"], stateDir: ${JSON.stringify(stateDir)} });
       let i = 0;
       for (;;) { ipam.allocate("ep-" + (i++)); if (i % 3 === 0) ipam.release("ep-" + (i - 2)); }
     `;
@@ -118,19 +144,21 @@ describe("Ipam", () => {
       // Kill it mid-stream: once it is writing (a loaded machine may take a while to start node),
       // after a different extra delay each round.
       const deadline = Date.now() + 15_000;
-      while (!existsSync(statePath) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const written = () => existsSync(stateDir) && readdirSync(stateDir).some((n) => n.endsWith(".json"));
+      while (!written() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       await new Promise((r) => setTimeout(r, 20 + round * 37));
       proc.kill("SIGKILL");
       await new Promise((r) => proc.once("exit", r));
-      const state = JSON.parse(readFileSync(statePath, "utf8")) as {
-        allocations: { ipv4: string; ipv6: string }[];
-      };
-      const v4 = state.allocations.map((a) => a.ipv4);
-      const v6 = state.allocations.map((a) => a.ipv6);
+      // Every file whole (JSON.parse throws on a torn one), no address twice.
+      const allocations = readdirSync(stateDir)
+        .filter((n) => n.endsWith(".json"))
+        .map((n) => JSON.parse(readFileSync(join(stateDir, n), "utf8")) as { ipv4: string; ipv6: string });
+      const v4 = allocations.map((a) => a.ipv4);
+      const v6 = allocations.map((a) => a.ipv6);
       expect(new Set(v4).size).toBe(v4.length);
       expect(new Set(v6).size).toBe(v6.length);
       // The next process starts from that state and must not collide with it.
-      const ipam = Ipam.open({ podCIDRs: ["10.47.0.0/16", "fd47::/64"], statePath });
+      const ipam = Ipam.open({ podCIDRs: ["10.47.0.0/16", "fd47::/64"], stateDir });
       const fresh = ipam.allocate(`after-${round}`);
       expect(v4).not.toContain(fresh.ipv4);
       ipam.release(`after-${round}`);

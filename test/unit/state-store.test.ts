@@ -1,6 +1,15 @@
 // The one state store every owner uses (src/state/json-store.ts): how files are read back (JSON,
 // layout version, shape) and how changes are made durable, on a real file system in a temp dir.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -11,6 +20,7 @@ import { Ipam } from "../../src/ipam/ipam.js";
 import {
   type DocumentFormat,
   decodeDocument,
+  fileNameOfKey,
   RecordStore,
   readDocument,
 } from "../../src/state/json-store.js";
@@ -257,6 +267,70 @@ describe("RecordStore", () => {
     expect(readFileSync(join(petsDir, ".boot-id"), "utf8").trim()).toBe(boot);
   });
 
+  it("unsynced records: one torn before this boot is moved aside and the rest kept; one torn in this boot is refused", () => {
+    const petsDir = join(dir, "pets");
+    const discarded: string[] = [];
+    const unsynced = () =>
+      RecordStore.inDirectory({
+        dir: petsDir,
+        version: 1,
+        record: petShape,
+        key: (p) => p.name,
+        unsynced: { onDiscarded: (file, movedTo) => discarded.push(`${file} -> ${movedTo}`) },
+      });
+    const s = unsynced();
+    s.put({ name: "tom", legs: 4, kind: "cat" });
+    s.put({ name: "rex", legs: 3, kind: "dog" });
+    expect(unsynced().get("tom")?.legs).toBe(4);
+    // What a power loss leaves of a renamed but unsynced file on some filesystems: nothing.
+    const tom = join(petsDir, "tom.json");
+    writeFileSync(tom, "");
+    expect(corruptDetail(unsynced).path).toBe(tom);
+    expect(discarded).toEqual([]);
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
+    const before = new Date((btime - 3600) * 1000);
+    utimesSync(tom, before, before);
+    expect(
+      unsynced()
+        .list()
+        .map((p) => p.name),
+    ).toEqual(["rex"]);
+    const aside = readdirSync(petsDir).filter((n) => n.startsWith("tom.json.earlier-boot-"));
+    expect(aside).toHaveLength(1);
+    expect(discarded).toEqual([`${tom} -> ${join(petsDir, aside[0] ?? "")}`]);
+    // A durable store never guesses: the same torn file from an earlier boot is refused.
+    writeFileSync(tom, "");
+    utimesSync(tom, before, before);
+    expect(corruptDetail(inDir).path).toBe(tom);
+  });
+
+  it("moves the records of an earlier build's one-file store in, and encodes keys that are no file name", () => {
+    const petsDir = join(dir, "pets");
+    writeFileSync(
+      `${petsDir}.json`,
+      JSON.stringify({ version: 1, pets: [{ name: "tom", legs: 4, kind: "cat" }] }),
+    );
+    const open = () =>
+      RecordStore.inDirectory({
+        dir: petsDir,
+        version: 1,
+        record: petShape,
+        key: (p) => p.name,
+        fileName: fileNameOfKey,
+        legacyFile: { path: `${petsDir}.json`, field: "pets" },
+      });
+    open().put({ name: "../.rex/", legs: 3, kind: "dog" });
+    expect(existsSync(`${petsDir}.json`)).toBe(false);
+    expect(
+      open()
+        .list()
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(["../.rex/", "tom"]);
+    expect(readdirSync(petsDir).sort()).toEqual(["tom.json", `${fileNameOfKey("../.rex/")}.json`]);
+    expect(fileNameOfKey("../.rex/")).toMatch(/^~[0-9a-f]{64}$/);
+  });
+
   it("refuses a file holding two records under one key", () => {
     const path = join(dir, "pets.json");
     const pet = { name: "tom", legs: 4, kind: "cat" };
@@ -285,30 +359,30 @@ describe("RecordStore", () => {
 });
 
 describe("every owner refuses a corrupt file with its path", () => {
-  it("IPAM: an address of the wrong family, and one address held twice", () => {
-    const statePath = join(dir, "ipam.json");
-    writeFileSync(statePath, JSON.stringify({ version: 1, allocations: [{ id: "a", ipv4: "fd47::5" }] }));
-    const open = () => Ipam.open({ podCIDRs: ["10.47.0.0/24", "fd47::/64"], statePath });
+  it("IPAM: an address of the wrong family (also in an earlier build's ipam.json), and one address held twice", () => {
+    const stateDir = join(dir, "ipam");
+    const legacy = join(dir, "ipam.json");
+    writeFileSync(legacy, JSON.stringify({ version: 1, allocations: [{ id: "a", ipv4: "fd47::5" }] }));
+    const open = () => Ipam.open({ podCIDRs: ["10.47.0.0/24", "fd47::/64"], stateDir });
     let d = corruptDetail(open);
-    expect(d.path).toBe(statePath);
+    expect(d.path).toBe(legacy);
     expect(d.message).toContain("allocations[0].ipv4: expected an IPv4 address");
-    writeFileSync(
-      statePath,
-      JSON.stringify({
-        version: 1,
-        allocations: [
-          { id: "a", ipv4: "10.47.0.5" },
-          { id: "b", ipv4: "10.47.0.5" },
-        ],
-      }),
-    );
+    rmSync(legacy);
+    writeFileSync(join(stateDir, "a.json"), JSON.stringify({ version: 1, id: "a", ipv4: "fd47::5" }));
+    d = corruptDetail(open);
+    expect(d.path).toBe(join(stateDir, "a.json"));
+    expect(d.message).toContain("ipv4: expected an IPv4 address");
+    writeFileSync(join(stateDir, "a.json"), JSON.stringify({ version: 1, id: "a", ipv4: "10.47.0.5" }));
+    writeFileSync(join(stateDir, "b.json"), JSON.stringify({ version: 1, id: "b", ipv4: "10.47.0.5" }));
     d = corruptDetail(open);
     expect(d.message).toContain("10.47.0.5 is held by two allocations");
   });
 
   it("CNI attachments: a mode nkit does not have", () => {
-    const path = join(dir, "cni-attachments.json");
+    const attDir = join(dir, "cni-attachments");
+    const path = join(attDir, "c1.json");
     const att = {
+      version: 1,
       containerId: "c1",
       ifName: "eth0",
       network: "nkit",
@@ -318,10 +392,11 @@ describe("every owner refuses a corrupt file with its path", () => {
       portMappings: [],
       createdAt: "2026-01-01T00:00:00Z",
     };
-    writeFileSync(path, JSON.stringify({ version: 1, attachments: [att] }));
-    const d = corruptDetail(() => openAttachmentStore(path));
+    mkdirSync(attDir);
+    writeFileSync(path, JSON.stringify(att));
+    const d = corruptDetail(() => openAttachmentStore(attDir));
     expect(d.path).toBe(path);
-    expect(d.message).toContain('attachments[0].mode: expected one of "ipam", "wire", got "bridge"');
+    expect(d.message).toContain('mode: expected one of "ipam", "wire", got "bridge"');
   });
 
   it("endpoint records: a truncated file", () => {
@@ -334,13 +409,10 @@ describe("every owner refuses a corrupt file with its path", () => {
   });
 
   it("the layouts on disk stay what earlier versions wrote", () => {
-    const statePath = join(dir, "ipam.json");
-    Ipam.open({ podCIDRs: ["10.47.0.0/24"], statePath }).allocate("a", { owner: "cri" });
-    const doc = JSON.parse(readFileSync(statePath, "utf8")) as {
-      version: number;
-      allocations: { id: string }[];
-    };
+    const stateDir = join(dir, "ipam");
+    Ipam.open({ podCIDRs: ["10.47.0.0/24"], stateDir }).allocate("a", { owner: "cri" });
+    const doc = JSON.parse(readFileSync(join(stateDir, "a.json"), "utf8")) as { version: number; id: string };
     expect(doc.version).toBe(1);
-    expect(doc.allocations.map((a) => a.id)).toEqual(["a"]);
+    expect(doc.id).toBe("a");
   });
 });

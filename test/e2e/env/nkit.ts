@@ -499,9 +499,9 @@ export async function leftovers(n: Nkitd, pods: readonly PodRef[]): Promise<stri
   for (const a of ipam.allocations) if (ids.has(a.id)) found.push(`IPAM allocation ${JSON.stringify(a)}`);
   const eps = await n.cli<EndpointJson[]>(["endpoint", "list"]);
   for (const e of eps) if (ids.has(e.id)) found.push(`endpoint ${e.id} (${e.hostIfName})`);
-  const attachments = join(n.stateDir, "cni-attachments.json");
-  if (existsSync(attachments)) {
-    const text = readFileSync(attachments, "utf8");
+  const attachments = join(n.stateDir, "cni-attachments");
+  for (const name of existsSync(attachments) ? readdirSync(attachments) : []) {
+    const text = readFileSync(join(attachments, name), "utf8");
     for (const id of ids) if (text.includes(id)) found.push(`CNI attachment record of ${id}`);
   }
   return found;
