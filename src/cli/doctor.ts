@@ -73,8 +73,12 @@ function defaultRouteDevs(): string[] {
   return [...devs];
 }
 
-function bigTcpCheck(): Check {
-  const devs = ["lo", ...defaultRouteDevs()];
+/**
+ * BIG TCP as nkitd decides it: pods get it only when every uplink (configured, else the
+ * default-route devices) can transmit 192 KiB packets, so nothing they send is segmented in software.
+ */
+function bigTcpCheck(uplinks: readonly string[] | undefined): Check {
+  const devs = uplinks && uplinks.length > 0 ? [...uplinks] : defaultRouteDevs();
   const parts: string[] = [];
   let ok = true;
   for (const d of devs) {
@@ -89,10 +93,10 @@ function bigTcpCheck(): Check {
     name: "BIG TCP",
     status: ok ? "pass" : "warn",
     required: false,
-    detail: parts.join("; ") || "no devices inspected",
+    detail: parts.join("; ") || "no uplinks: pods get BIG TCP",
     fix: ok
       ? ""
-      : `BIG TCP needs Linux >= 6.3 and uplink drivers with tso_max_size >= ${BIG_TCP_SIZE}; pods then run with 64 KiB GSO (correct, slower on fast links)`,
+      : `pods run with 64 KiB GSO (correct; slower on fast links): BIG TCP needs Linux >= 6.3 and every uplink's driver with tso_max_size >= ${BIG_TCP_SIZE}`,
   };
 }
 
@@ -406,7 +410,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
       ? ""
       : "mount cgroup2 (systemd.unified_cgroup_hierarchy=1): socket-level load balancing needs it",
   });
-  checks.push(bigTcpCheck());
+  checks.push(bigTcpCheck(nkitd.uplinks));
   checks.push(ipv6OutsideCheck(nkitd.uplinks));
   const version = containerdVersion(o.containerd);
   checks.push(

@@ -39,6 +39,68 @@ export async function resolveMtu(
   return first ? ((await host.requireLink(first)).mtu ?? 1500) : 1500;
 }
 
+/** Why an uplink cannot transmit BIG TCP packets as they are, or undefined when it can. */
+function bigTcpGap(l: Link): string | undefined {
+  if (l.gsoIpv4MaxSize === undefined) return "the kernel has no IPv4 BIG TCP (Linux >= 6.3)";
+  if ((l.tsoMaxSize ?? 0) < BIG_TCP_SIZE)
+    return `tso_max_size ${l.tsoMaxSize ?? "unknown"} < ${BIG_TCP_SIZE}`;
+  return undefined;
+}
+
+/**
+ * Whether pods get BIG TCP. A pod's socket sizes its packets for the pod's device, whatever the
+ * destination, and an uplink that cannot transmit a 192 KiB packet makes the kernel cut it into
+ * MSS-sized ones in software (measured: masquerade streams at 0.65x iptables', 1.44x with BIG TCP
+ * end to end; pod <-> pod streams are no faster with it on this VM). So, as Cilium does, pods get
+ * it only when every uplink can carry it, and those uplinks get the same GSO/GRO sizes.
+ */
+export async function resolveBigTcp(
+  host: Rtnl,
+  wanted: boolean | undefined,
+  uplinks: readonly string[] | undefined,
+  log?: Logger,
+): Promise<boolean> {
+  if (wanted === false) return false;
+  const links = await Promise.all((uplinks ?? []).map((u) => host.requireLink(u)));
+  const gaps = links.flatMap((l) => {
+    const gap = bigTcpGap(l);
+    return gap ? [`${l.name}: ${gap}`] : [];
+  });
+  if (gaps.length > 0) {
+    log?.info(
+      { uplinks: gaps },
+      "pods run with 64 KiB GSO/GRO (no BIG TCP): an uplink cannot transmit larger packets",
+    );
+    return false;
+  }
+  for (const l of links) await raiseUplinkOffloads(host, l, log);
+  return true;
+}
+
+/**
+ * Gives an uplink BIG TCP's GSO/GRO sizes where it has less (a device made again comes back with
+ * the kernel's 64 KiB). Returns whether it had to; false also when the device cannot take them.
+ */
+export async function raiseUplinkOffloads(host: Rtnl, uplink: Link, log?: Logger): Promise<boolean> {
+  const gap = bigTcpGap(uplink);
+  if (gap) {
+    log?.warn(
+      { uplink: uplink.name, gap },
+      "an uplink cannot transmit the pods' BIG TCP packets: the kernel segments them in software",
+    );
+    return false;
+  }
+  const low = (Object.keys(BIG_TCP_SIZES) as (keyof typeof BIG_TCP_SIZES)[]).filter(
+    (k) => (uplink[k] ?? 0) < BIG_TCP_SIZE,
+  );
+  if (low.length === 0) return false;
+  const update: { -readonly [K in keyof typeof BIG_TCP_SIZES]?: number } = {};
+  for (const k of low) update[k] = BIG_TCP_SIZE;
+  await host.updateLink(uplink.index, update);
+  log?.info({ uplink: uplink.name, size: BIG_TCP_SIZE }, "uplink GSO/GRO sizes raised for BIG TCP");
+  return true;
+}
+
 /** A pair createPair made: its host end, and the MAC nkit gave the pod end (veth). */
 export interface Pair {
   host: Link;

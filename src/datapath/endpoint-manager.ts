@@ -24,6 +24,8 @@ import {
   podEndOf,
   prepareHost,
   raiseHost,
+  raiseUplinkOffloads,
+  resolveBigTcp,
   resolveMtu,
   verifyPodSide,
 } from "./devices.js";
@@ -86,10 +88,12 @@ export class EndpointManager {
      * at a time and a pair's deletion waits ~20 ms in the kernel (outside RTNL), wires go on meanwhile. */
     private readonly reaper: Rtnl,
     mtu: number,
+    /** Whether pods get BIG TCP: asked for, and every uplink can carry it (resolveBigTcp). */
+    readonly bigTcp: boolean,
   ) {
     this.store = openEndpointStore(opts.stateDir);
     this.dp = { mode, host, progs, pins: new PinDir(opts.bpffsDir), log: opts.log };
-    this.devices = { mode, mtu, bigTcp: opts.bigTcp, flowSteering: opts.flowSteering, log: opts.log };
+    this.devices = { mode, mtu, bigTcp, flowSteering: opts.flowSteering, log: opts.log };
   }
 
   /**
@@ -113,7 +117,8 @@ export class EndpointManager {
       host = await Rtnl.host();
       reaper = await Rtnl.host();
       const mtu = await resolveMtu(host, opts.mtu, opts.uplinks);
-      const mgr = new EndpointManager(opts, mode, progs, host, reaper, mtu);
+      const bigTcp = await resolveBigTcp(host, opts.bigTcp, opts.uplinks, opts.log);
+      const mgr = new EndpointManager(opts, mode, progs, host, reaper, mtu, bigTcp);
       await reconcile(mgr.dp, mgr.store, (rec) => mgr.teardown(rec));
       // Pods whose host device vanished while nobody ran, their netns alive: wired again.
       await mgr.repair();
@@ -400,6 +405,9 @@ export class EndpointManager {
         if (await ensureUplink(this.dp, u)) {
           out.uplinks.push(u);
           this.opts.log?.warn({ uplink: u }, "an uplink came back without nk_from_uplink: attached it again");
+          // A device made again has the kernel's 64 KiB sizes; the pods still send BIG TCP.
+          if (this.bigTcp)
+            await raiseUplinkOffloads(this.host, await this.host.requireLink(u), this.opts.log);
         }
       } catch (e) {
         // Gone for now (it may come back): nothing runs on a device that is not there.

@@ -96,6 +96,7 @@ export interface EndpointManagerOptions {
   stateDir: string;
   /** Device MTU; 0 or absent = the first uplink's MTU, else 1500. */
   mtu?: number;
+  /** BIG TCP for pods where every uplink can carry it (the uplinks' sizes raised to match); false never. */
   bigTcp?: boolean;
   /** veth: steer what a pod sends to a CPU per flow (RPS on the host end), so TCP's segments, sent
    * from two CPUs, are not reordered by veth's per-CPU backlogs. Default on. */

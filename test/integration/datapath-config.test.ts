@@ -1,12 +1,13 @@
 // What a wiring configures on both ends, read back with iproute2: MTU, BIG TCP GSO/GRO sizes,
 // exactly the pod's /32 and /128, its routes via the link-local gateways, permanent neighbours on
 // both sides, the host routes and the per-device sysctls the datapath relies on.
+import { randomInt } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BIG_TCP_SIZE, GATEWAY_V4, GATEWAY_V6 } from "../../src/datapath/devices.js";
 import { Scope } from "../helpers/scope.js";
-import { inNetns, ipJson } from "../helpers/sys.js";
+import { inNetns, ipJson, run } from "../helpers/sys.js";
 import { addrKey, createHarness, createPod, ping } from "./datapath-fixture.js";
 
 let scope: Scope;
@@ -141,6 +142,42 @@ describe("endpoint configuration", () => {
       inNetns(pod2.path, "ping", ["-c", "1", "-W", "2", "-q", "-M", "do", "-s", String(size), v4]);
     await dfPing(1400 - 28);
     await expect(dfPing(1400 - 27)).rejects.toThrow();
+  });
+
+  it("BIG TCP follows the uplinks: raised on uplinks that can carry it, off for pods when one cannot", async () => {
+    const tag = randomInt(1e9).toString(36);
+    const veth = async (name: string) => {
+      await run("ip", ["link", "add", name, "type", "veth", "peer", "name", `${name}p`]);
+      scope.defer(() => run("ip", ["link", "del", name]).then(() => undefined));
+    };
+    const [capable, other, portless] = [`nkgA${tag}`, `nkgB${tag}`, `nkgC${tag}`];
+    await veth(capable);
+    await veth(other);
+    // A bridge without ports: tso_max_size 65536, like a NIC whose driver has no BIG TCP.
+    await run("ip", ["link", "add", portless, "type", "bridge"]);
+    scope.defer(() => run("ip", ["link", "del", portless]).then(() => undefined));
+    expect(sizes(await linkDetail(capable))).toEqual([65536, 65536, 65536, 65536]);
+
+    const big = await createHarness(scope, { uplinks: [capable] });
+    expect(big.mgr.bigTcp).toBe(true);
+    expect(sizes(await linkDetail(capable))).toEqual([
+      BIG_TCP_SIZE,
+      BIG_TCP_SIZE,
+      BIG_TCP_SIZE,
+      BIG_TCP_SIZE,
+    ]);
+    const pod1 = await createPod(scope, "bigup");
+    await big.pods.admit({ id: big.newId("bigup"), netnsPath: pod1.path });
+    expect(sizes(await linkDetail("eth0", pod1.name))[0]).toBe(BIG_TCP_SIZE);
+
+    const small = await createHarness(scope, { uplinks: [other, portless] });
+    expect(small.mgr.bigTcp).toBe(false);
+    // Nothing raised where the pods do not send BIG TCP.
+    expect(sizes(await linkDetail(other))).toEqual([65536, 65536, 65536, 65536]);
+    const pod2 = await createPod(scope, "smallup");
+    const ep = await small.pods.admit({ id: small.newId("smallup"), netnsPath: pod2.path });
+    for (const l of [await linkDetail(ep.hostIfName), await linkDetail("eth0", pod2.name)])
+      expect(sizes(l)).toEqual([65536, 65536, 65536, 65536]);
   });
 
   it("keeps the kernel defaults with bigTcp: false and uses MTU 1500 without uplinks", async () => {
