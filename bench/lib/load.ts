@@ -1,9 +1,11 @@
-// `npm run bench:load`: nkitd under load, as a user drives it. A real nkitd process (dist/, a
-// private config, state, run and bpffs dirs, its own cgroup and uplink) gets 10,000 services through
-// the API (as `nkit service add` sends them), then 500 endpoints through the real nkit-cni shim
-// (mode wire, as nerdctl and Nomad call it): 300 first, then 200 ADDs all at once, then those 200
-// DELs all at once, then the rest. Per call latencies (spawn included), wall times and nkitd's RSS
-// after each phase and its peak (VmHWM). Writes bench/results/load-*.{json,md}; never asserts a
+// `npm run bench:load`: nkitd under load, as a user drives it. A real nkitd process (dist/, started
+// with its shebang's node flags as /usr/bin/nkitd is; a private config, state, run and bpffs dirs,
+// its own cgroup and uplink) gets 1,000 endpoints through the real nkit-cni shim (mode wire, as
+// nerdctl and Nomad call it: 800 first, then 200 ADDs all at once), then 10,000 services through
+// the API (as `nkit service add` sends them), then single service adds through gRPC and through the
+// nkit CLI, then the endpoints' DELs (200 at once first). Per call latencies (spawn included), wall
+// times and nkitd's RSS idle, at 1,000 endpoints, with the services too, once the endpoints are gone,
+// and its peak (VmHWM). Writes bench/results/load-*.{json,md}; never asserts a
 // time. Any failed call is an error: reported, and the run exits 1.
 import { spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
@@ -12,9 +14,11 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +35,32 @@ import { baseEnvironment } from "./runner.js";
 
 const NKITD = join(ROOT, "dist", "daemon", "main.js");
 const NKIT_CNI = join(ROOT, "native", "cni", "build", "nkit-cni");
+const NKIT_CLI = join(ROOT, "dist", "cli", "main.js");
+
+/** The node flags a file's `#!/usr/bin/env -S node FLAGS` line gives it: how /usr/bin/nkitd runs. */
+function shebangFlags(file: string): string[] {
+  const first = readFileSync(file, "utf8").split("\n", 1)[0] ?? "";
+  const m = /^#!\/usr\/bin\/env (?:-S )?node(.*)$/.exec(first);
+  return m?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
+}
+
+/** Runs a command to completion; rejects with its output when it fails. */
+function exec(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.once("error", reject);
+    child.once("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${args.join(" ")}: exit ${code}: ${out.trim()}`)),
+    );
+  });
+}
 
 const log = (m: string) => process.stderr.write(`[bench:load] ${m}\n`);
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -113,11 +143,13 @@ function cni(command: "ADD" | "DEL", id: string, netns: string, config: string):
 export function main(argv: readonly string[]): Promise<number> {
   let failed = 0;
   return sideBySide("load", argv, log, async ({ cfg, started, prefix, cleanup }) => {
-    const ENDPOINTS = cfg.quick ? 100 : 500;
+    const ENDPOINTS = cfg.quick ? 100 : 1_000;
     const BURST = cfg.quick ? 40 : 200;
     const SERVICES = cfg.quick ? 1_000 : 10_000;
     const BASE_CONCURRENCY = 16;
     const API_CONCURRENCY = 32;
+    const SINGLE_ADDS = cfg.quick ? 50 : 200;
+    const CLI_ADDS = cfg.quick ? 5 : 20;
 
     // --- a private nkitd: dirs, cgroup, uplink, config
     const dir = mkdtempSync(join(tmpdir(), `${prefix}-load-`));
@@ -148,7 +180,19 @@ export function main(argv: readonly string[]): Promise<number> {
     );
     const logFile = join(dir, "nkitd.log");
     const out = openSync(logFile, "a");
-    const nkitd = spawn(process.execPath, [NKITD, "--config", config], { stdio: ["ignore", out, out] });
+    // NKIT_BENCH_HEAP_DIR: nkitd writes a V8 heap snapshot there after the services and at the
+    // most endpoints (open them in Chrome DevTools' Memory tab to see what holds the memory).
+    const heapDir = process.env.NKIT_BENCH_HEAP_DIR;
+    if (heapDir) mkdirSync(heapDir, { recursive: true });
+    const nodeFlags = [
+      ...shebangFlags(NKITD),
+      ...(heapDir ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${heapDir}`] : []),
+      // Extra node flags for nkitd, to compare memory settings (e.g. "--max-semi-space-size=1").
+      ...(process.env.NKIT_BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
+    ];
+    const nkitd = spawn(process.execPath, [...nodeFlags, NKITD, "--config", config], {
+      stdio: ["ignore", out, out],
+    });
     closeSync(out);
     const exited = new Promise<void>((r) => nkitd.once("exit", () => r()));
     cleanup.defer("nkitd", async () => {
@@ -186,29 +230,29 @@ export function main(argv: readonly string[]): Promise<number> {
       );
     };
 
-    // --- 10,000 services, as `nkit service add NAME --vip VIP:80 --backend ADDR:8080` sends them
-    const vipBase = randomInt(96, 100);
-    phase(
-      "services: AddService",
-      API_CONCURRENCY,
-      await pool(
-        SERVICES,
-        API_CONCURRENCY,
-        async (i) => {
-          await api.addService(
-            serviceFromFlags(`load-${i}`, {
-              vip: [`10.${vipBase}.${i >> 8}.${i & 255}:80`],
-              backend: [`10.252.${i >> 8}.${i & 255}:8080`],
-            }),
-          );
-        },
-        errors,
-      ),
-    );
-    const listed = (await api.listServices()).services.length;
-    if (listed !== SERVICES) errors.push(`nkitd lists ${listed} services, ${SERVICES} were added`);
+    const snapshot = async (what: string) => {
+      if (!heapDir) return;
+      const before = new Set(readdirSync(heapDir));
+      process.kill(pid, "SIGUSR2");
+      for (let i = 0; i < 600; i++) {
+        const made = readdirSync(heapDir).find((f) => !before.has(f) && f.endsWith(".heapsnapshot"));
+        if (made) {
+          // Complete once its size stops changing.
+          const size = () => statSync(join(heapDir, made)).size;
+          let last = -1;
+          while (size() !== last) {
+            last = size();
+            await new Promise((r) => setTimeout(r, 500));
+          }
+          log(`heap snapshot ${what}: ${join(heapDir, made)}`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      errors.push(`no heap snapshot ${what} in ${heapDir}`);
+    };
 
-    // --- endpoints through nkit-cni: a base load, then a burst of concurrent ADDs, then their DELs
+    // --- endpoints through nkit-cni: a base load, then a burst of concurrent ADDs
     const names = Array.from({ length: ENDPOINTS }, (_, i) => `${prefix}-l${i}`);
     cleanup.defer("netns", () => delNetns(names));
     for (const n of names) await addNetns(n, cleanup);
@@ -237,7 +281,61 @@ export function main(argv: readonly string[]): Promise<number> {
     );
     const wired = (await api.listEndpoints()).endpoints.length;
     if (wired !== ENDPOINTS) errors.push(`nkitd lists ${wired} endpoints, ${ENDPOINTS} were added`);
-    const peak = memory(pid);
+    const atEndpoints = memory(pid);
+    await snapshot(`at ${ENDPOINTS} endpoints`);
+
+    // --- services, as `nkit service add NAME --vip VIP:80 --backend ADDR:8080` sends them
+    const vipBase = randomInt(96, 100);
+    const addService = async (name: string, i: number): Promise<void> => {
+      await api.addService(
+        serviceFromFlags(name, {
+          vip: [`10.${vipBase}.${i >> 8}.${i & 255}:80`],
+          backend: [`10.252.${i >> 8}.${i & 255}:8080`],
+        }),
+      );
+    };
+    phase(
+      "services: AddService",
+      API_CONCURRENCY,
+      await pool(SERVICES, API_CONCURRENCY, (i) => addService(`load-${i}`, i), errors),
+    );
+    const listed = (await api.listServices()).services.length;
+    if (listed !== SERVICES) errors.push(`nkitd lists ${listed} services, ${SERVICES} were added`);
+    const atBoth = memory(pid);
+    await snapshot(`at ${SERVICES} services and ${ENDPOINTS} endpoints`);
+
+    // --- one more service at a time, as a user adds one: through gRPC, and through the CLI
+    phase(
+      "services: AddService one at a time (gRPC)",
+      1,
+      await pool(SINGLE_ADDS, 1, (i) => addService(`single-${i}`, SERVICES + i), errors),
+    );
+    phase(
+      "services: `nkit service add` one at a time (CLI process)",
+      1,
+      await pool(
+        CLI_ADDS,
+        1,
+        (i) => {
+          const n = SERVICES + SINGLE_ADDS + i;
+          return exec(process.execPath, [
+            NKIT_CLI,
+            "--socket",
+            join(paths.run, "nkit.sock"),
+            "service",
+            "add",
+            `cli-${i}`,
+            "--vip",
+            `10.${vipBase}.${n >> 8}.${n & 255}:80`,
+            "--backend",
+            `10.252.${n >> 8}.${n & 255}:8080`,
+          ]);
+        },
+        errors,
+      ),
+    );
+
+    // --- the endpoints go: a burst of concurrent DELs, then the rest
     phase(
       `endpoints: ${BURST} concurrent DELs (${ENDPOINTS} → ${base})`,
       BURST,
@@ -251,6 +349,7 @@ export function main(argv: readonly string[]): Promise<number> {
     const left = (await api.listEndpoints()).endpoints.length;
     if (left !== 0) errors.push(`nkitd still lists ${left} endpoints after every DEL`);
     const final = memory(pid);
+    await snapshot("at the end");
     failed = errors.length;
 
     const result = {
@@ -261,9 +360,11 @@ export function main(argv: readonly string[]): Promise<number> {
       config: { endpoints: ENDPOINTS, burst: BURST, services: SERVICES },
       nkitd: {
         startMs,
+        nodeFlags,
         idleRssMiB: idle.rss,
-        rssAt500EndpointsMiB: peak.rss,
-        finalRssMiB: final.rss,
+        rssAtEndpointsMiB: atEndpoints.rss,
+        rssAtBothMiB: atBoth.rss,
+        rssAtServicesMiB: final.rss,
         peakRssMiB: final.hwm,
       },
       phases,
@@ -272,7 +373,7 @@ export function main(argv: readonly string[]): Promise<number> {
     const md = [
       `# nkitd under load (${started.toISOString()}${cfg.quick ? ", quick" : ""})`,
       "",
-      `A real nkitd (veth + tcx here): ${SERVICES.toLocaleString("en")} services through the API, then ${ENDPOINTS} endpoints through nkit-cni (mode wire), the last ${BURST} ADDed at once and DELed at once. Latencies include spawning nkit-cni.`,
+      `A real nkitd (veth + tcx here, started as nkitd starts: its shebang's node flags): ${ENDPOINTS} endpoints through nkit-cni (mode wire, the last ${BURST} ADDed at once), then ${SERVICES.toLocaleString("en")} services through the API, then single service adds through gRPC and through the \`nkit\` CLI, then every endpoint DELed (${BURST} at once first). CNI latencies include spawning nkit-cni; CLI latencies the whole nkit process.`,
       "",
       "| phase | calls | in flight | wall (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | nkitd RSS after (MiB) | errors |",
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -281,7 +382,11 @@ export function main(argv: readonly string[]): Promise<number> {
           `| ${p.name} | ${p.calls} | ${p.concurrency} | ${p.wallMs} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.rssMiB} | ${p.errors} |`,
       ),
       "",
-      `nkitd: started in ${startMs} ms; RSS idle ${idle.rss} MiB, with ${SERVICES.toLocaleString("en")} services and ${ENDPOINTS} endpoints ${peak.rss} MiB, at the end ${final.rss} MiB, peak (VmHWM) ${final.hwm} MiB.`,
+      `nkitd (node flags: ${nodeFlags.join(" ") || "none"}): started in ${startMs} ms. RSS (MiB):`,
+      "",
+      "| idle | 1,000 endpoints | + 10,000 services | 10,000 services (endpoints gone) | peak (VmHWM) |",
+      "|---:|---:|---:|---:|---:|",
+      `| ${idle.rss} | ${atEndpoints.rss} | ${atBoth.rss} | ${final.rss} | ${final.hwm} |`,
       "",
       errors.length === 0
         ? "No error."
