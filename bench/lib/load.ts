@@ -44,10 +44,15 @@ function shebangFlags(file: string): string[] {
   return m?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 }
 
-/** Runs a command to completion; rejects with its output when it fails. */
-function exec(cmd: string, args: string[]): Promise<void> {
+/** Runs a command to completion (stdin: `input`); rejects naming `what`, with its output, when it fails. */
+function exec(
+  what: string,
+  cmd: string,
+  args: string[],
+  o: { env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...(o.env ? { env: o.env } : {}) });
     let out = "";
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString();
@@ -57,8 +62,9 @@ function exec(cmd: string, args: string[]): Promise<void> {
     });
     child.once("error", reject);
     child.once("close", (code) =>
-      code === 0 ? resolve() : reject(new Error(`${args.join(" ")}: exit ${code}: ${out.trim()}`)),
+      code === 0 ? resolve() : reject(new Error(`${what}: exit ${code}: ${out.trim()}`)),
     );
+    child.stdin.end(o.input ?? "");
   });
 }
 
@@ -114,30 +120,14 @@ async function pool(
 
 /** nkit-cni with the CNI environment and config a runtime gives it. */
 function cni(command: "ADD" | "DEL", id: string, netns: string, config: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(NKIT_CNI, [], {
-      env: {
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: id,
-        CNI_NETNS: netns,
-        CNI_IFNAME: "eth0",
-        CNI_PATH: "/opt/cni/bin",
-      },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.once("error", reject);
-    child.once("close", (code) =>
-      code === 0 ? resolve() : reject(new Error(`nkit-cni ${command} ${id}: exit ${code}: ${out.trim()}`)),
-    );
-    child.stdin.end(config);
-  });
+  const env = {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: id,
+    CNI_NETNS: netns,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: "/opt/cni/bin",
+  };
+  return exec(`nkit-cni ${command} ${id}`, NKIT_CNI, [], { env, input: config });
 }
 
 export function main(argv: readonly string[]): Promise<number> {
@@ -318,7 +308,7 @@ export function main(argv: readonly string[]): Promise<number> {
         1,
         (i) => {
           const n = SERVICES + SINGLE_ADDS + i;
-          return exec(process.execPath, [
+          return exec(`nkit service add cli-${i}`, process.execPath, [
             NKIT_CLI,
             "--socket",
             join(paths.run, "nkit.sock"),

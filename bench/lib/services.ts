@@ -185,6 +185,12 @@ export function main(argv: readonly string[]): Promise<number> {
       med(rows, "nkit-vip", 10_000, "crr", "rate"),
       med(rows, "iptables-vip", 10_000, "crr", "rate"),
     );
+    // No load-balancer beats a connection that needs none: straight to the backend over iptables'
+    // chain is the most any could gain on this machine.
+    const ceiling = ratio(
+      med(rows, "direct", 10_000, "crr", "rate"),
+      med(rows, "iptables-vip", 10_000, "crr", "rate"),
+    );
     const targets = [
       {
         name: "RR p50 through a VIP / straight to the backend (1 service)",
@@ -199,6 +205,11 @@ export function main(argv: readonly string[]): Promise<number> {
         value: vsIpt,
         target: "≥ 2",
         pass: vsIpt >= 2,
+      },
+      {
+        name: "the ceiling of that ratio: CRR straight to the backend / iptables DNAT chain at 10,000 services",
+        value: ceiling,
+        target: "–",
       },
       {
         name: "10,000 services applied (ms)",

@@ -128,6 +128,4 @@ export function apiServices(): { nkit: NkitService; admin: NkitAdminService } {
   return services;
 }
 
-/** The socket path nkitd serves the API on, under its run dir. */
-export const API_SOCKET_NAME = "nkit.sock";
-export const DEFAULT_API_SOCKET = "/run/nkit/nkit.sock";
+export { API_SOCKET_NAME, DEFAULT_API_SOCKET } from "./defaults.js";

@@ -5,24 +5,20 @@ import { canonicalReason } from "../api/reason-names.js";
 import type * as T from "../api/types.js";
 import type { InvalidArgumentError } from "../errors.js";
 import { type Check, type DoctorOptions, doctorFailed, runDoctor } from "./doctor.js";
-import { type FileReport, type InstallOptions, install, uninstall } from "./install.js";
+import {
+  defaultCniPlugin,
+  defaultNkitdCommand,
+  type FileReport,
+  type InstallOptions,
+  install,
+  uninstall,
+} from "./install.js";
 import { EXIT, num, printJson, table, usageError } from "./output.js";
+import { type GlobalOpts, withClient } from "./session.js";
 
-export interface GlobalOpts {
-  socket: string;
-  json: boolean;
-}
+export type { GlobalOpts };
 
 const out = (s: string) => process.stdout.write(s);
-
-export async function withClient<R>(cli: GlobalOpts, fn: (c: NkitClient) => Promise<R>): Promise<R> {
-  const c = new NkitClient(cli.socket);
-  try {
-    return await fn(c);
-  } finally {
-    c.close();
-  }
-}
 
 const addrs = (a: T.Addresses): string => [a.ipv4, a.ipv6].filter(Boolean).join(",");
 
@@ -324,8 +320,24 @@ export async function doctorCmd(cli: GlobalOpts, o: Omit<DoctorOptions, "socket"
   return failed ? EXIT.DOCTOR_FAILED : EXIT.OK;
 }
 
-export function installCmd(cli: GlobalOpts, o: InstallOptions): number {
-  const r = install(o);
+/** install/uninstall options as commander parses them: the package defaults not filled in yet. */
+export type RawInstall = Omit<InstallOptions, "patchContainerd" | "cniPlugin" | "nkitd"> & {
+  patchContainerd?: boolean;
+  cniPlugin?: string;
+  nkitd?: string;
+};
+
+function resolveInstall(o: RawInstall): InstallOptions {
+  return {
+    ...o,
+    patchContainerd: Boolean(o.patchContainerd),
+    cniPlugin: o.cniPlugin ?? defaultCniPlugin(),
+    nkitd: o.nkitd ?? defaultNkitdCommand(),
+  };
+}
+
+export function installCmd(cli: GlobalOpts, raw: RawInstall): number {
+  const r = install(resolveInstall(raw));
   if (cli.json) {
     printJson(r);
     return EXIT.OK;
@@ -340,8 +352,8 @@ export function installCmd(cli: GlobalOpts, o: InstallOptions): number {
   return EXIT.OK;
 }
 
-export function uninstallCmd(cli: GlobalOpts, o: InstallOptions): number {
-  const r = uninstall(o);
+export function uninstallCmd(cli: GlobalOpts, raw: RawInstall): number {
+  const r = uninstall(resolveInstall(raw));
   if (cli.json) {
     printJson(r);
     return EXIT.OK;

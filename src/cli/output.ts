@@ -3,7 +3,9 @@
 import { ApiError } from "../api/errors.js";
 import { NkitError } from "../errors.js";
 
-export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, UNREACHABLE: 3, DOCTOR_FAILED: 4 } as const;
+import { EXIT } from "./exit.js";
+
+export { EXIT };
 
 /** An error with a chosen exit code; its message is all the user sees. */
 export class CliError extends NkitError {

@@ -13,6 +13,7 @@ import {
   readlinkSync,
   rmdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -214,6 +215,9 @@ export class NomadAgent {
 
   /** Every allocation this agent ran for the tests: teardown waits for each one's network to go. */
   private readonly seen = new Set<string>();
+
+  /** Network namespaces that existed when the agent started: none of them is its to remove. */
+  private readonly netnsBefore = new Set(namedNetns());
 
   private static spawnAgent(configFile: string, logFile: string, netns?: string): ChildProcess {
     const argv = ["agent", "-config", configFile];
@@ -424,9 +428,18 @@ ${client}
     }
   }
 
-  /** Removes the netns of an allocation Nomad failed to delete (it cannot unmount one still in use). */
+  /**
+   * Removes the netns of allocations Nomad failed to delete (it cannot unmount one still in use),
+   * also of those the tests never listed (replaced or rescheduled ones): Nomad names an
+   * allocation's netns by its id, so an id-shaped one made since the agent started that no process
+   * is in any more is its.
+   */
   async removeNetnsLeft(): Promise<void> {
-    for (const id of this.seen)
+    const inUse = netnsInUse();
+    const made = namedNetns().filter(
+      (n) => ALLOC_ID.test(n) && !this.netnsBefore.has(n) && !inUse.has(netnsInode(`/var/run/netns/${n}`)),
+    );
+    for (const id of new Set([...this.seen, ...made]))
       if (existsSync(`/var/run/netns/${id}`)) await run("ip", ["netns", "del", id]).catch(() => undefined);
   }
 
@@ -444,6 +457,31 @@ ${client}
       await new Promise((r) => setTimeout(r, 250));
     }
   }
+}
+
+/** What Nomad names an allocation (and its network namespace): a UUID. */
+const ALLOC_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The names under /var/run/netns. */
+function namedNetns(): string[] {
+  return existsSync("/var/run/netns") ? readdirSync("/var/run/netns") : [];
+}
+
+/** The inode of a network namespace file (0 when gone). */
+function netnsInode(path: string): number {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return 0;
+  }
+}
+
+/** The network namespaces some process is in, by inode. */
+function netnsInUse(): Set<number> {
+  const out = new Set<number>();
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d)))
+    out.add(netnsInode(`/proc/${pid}/ns/net`));
+  return out;
 }
 
 /** Removes a cgroup dir and its (empty) children, deepest first; one still in use stays. */
