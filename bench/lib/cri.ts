@@ -23,7 +23,7 @@ import {
   markdown,
   VARIANTS,
 } from "./cri-report.js";
-import { harnessProblem, keepRun, lanesOf, runLanes, scrapeMetric } from "./e2e-bench.js";
+import { harnessProblem, keepRun, lanesOf, runLanes, scrapeMetric, scrapeMetrics } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -234,12 +234,12 @@ function cniCalls(n: Nkitd, calls: number, netnsPath: string): { add: number[]; 
  * each pod in a netns of its own (made and removed outside the timing), interleaved pod by pod.
  */
 async function cniWireVersusBridge(
-  n: Nkitd,
   inst: Instance,
   calls: number,
   warmup: number,
   cleanup: Cleanup,
 ): Promise<CniWireResult> {
+  const n = inst.nkitd as Nkitd;
   const rnd = randomBytes(3).toString("hex");
   const nkitConfig = JSON.stringify({
     cniVersion: "1.0.0",
@@ -289,31 +289,16 @@ async function cniWireVersusBridge(
       spawnSync("ip", ["netns", "del", netns]);
     }
   };
-  // nkitd's own share of each counted call (mean, from its request histogram) and the cost of a
-  // spawn that does nothing, so the shim's and the runtime's parts can be told apart.
-  const served = async () => {
-    if (!inst.metrics) return undefined;
-    const at = (cmd: string, what: "sum" | "count") =>
-      scrapeMetric(
-        inst.metrics as string,
-        `nkit_cni_request_duration_seconds_${what}{command="${cmd}",result="ok"}`,
-      );
-    const op = (o: string, what: "sum" | "count") =>
-      scrapeMetric(
-        inst.metrics as string,
-        `nkit_endpoint_wiring_duration_seconds_${what}{op="${o}",result="ok"}`,
-      );
-    return {
-      addS: await at("ADD", "sum"),
-      addN: await at("ADD", "count"),
-      delS: await at("DEL", "sum"),
-      delN: await at("DEL", "count"),
-      wireS: await op("wire", "sum"),
-      wireN: await op("wire", "count"),
-      unwireS: await op("unwire", "sum"),
-      unwireN: await op("unwire", "count"),
-    };
+  // nkitd's own share of each counted call (mean, from its histograms) and the cost of a spawn
+  // that does nothing, so the shim's and the runtime's parts can be told apart.
+  const histograms = {
+    add: 'nkit_cni_request_duration_seconds_{}{command="ADD",result="ok"}',
+    del: 'nkit_cni_request_duration_seconds_{}{command="DEL",result="ok"}',
+    wire: 'nkit_endpoint_wiring_duration_seconds_{}{op="wire",result="ok"}',
+    unwire: 'nkit_endpoint_wiring_duration_seconds_{}{op="unwire",result="ok"}',
   };
+  const series = Object.values(histograms).flatMap((h) => [h.replace("{}", "sum"), h.replace("{}", "count")]);
+  const served = async () => (inst.metrics ? await scrapeMetrics(inst.metrics, series) : undefined);
   let before: Awaited<ReturnType<typeof served>>;
   try {
     for (let i = 0; i < warmup + calls; i++) {
@@ -329,22 +314,22 @@ async function cniWireVersusBridge(
     void done();
   }
   const after = await served();
-  const mean = (s: number, c: number) => (c > 0 ? Math.round((s / c) * 1e6) / 1e3 : 0);
+  // Mean ms per observation of histogram k between the two scrapes.
+  const mean = (a: number[], b: number[], k: number) => {
+    const n = (a[2 * k + 1] ?? 0) - (b[2 * k + 1] ?? 0);
+    return n > 0 ? Math.round((((a[2 * k] ?? 0) - (b[2 * k] ?? 0)) / n) * 1e6) / 1e3 : 0;
+  };
   const nkitd =
     before && after
       ? {
-          addMs: mean(after.addS - before.addS, after.addN - before.addN),
-          delMs: mean(after.delS - before.delS, after.delN - before.delN),
-          wireMs: mean(after.wireS - before.wireS, after.wireN - before.wireN),
-          unwireMs: mean(after.unwireS - before.unwireS, after.unwireN - before.unwireN),
+          addMs: mean(after, before, 0),
+          delMs: mean(after, before, 1),
+          wireMs: mean(after, before, 2),
+          unwireMs: mean(after, before, 3),
         }
       : undefined;
   const spawn: number[] = [];
-  for (let i = 0; i < 30; i++) {
-    const t0 = process.hrtime.bigint();
-    spawnSync(NKIT_CNI_BIN, [], { input: "{}", env: { CNI_COMMAND: "VERSION" }, encoding: "utf8" });
-    spawn.push(ms(t0));
-  }
+  for (let i = 0; i < 30; i++) spawn.push(cniCall(NKIT_CNI_BIN, "{}", "VERSION", "version", ""));
   const sum = (a: number[], b: number[]) => a.map((x, i) => x + (b[i] ?? 0));
   return {
     ...(nkitd ? { nkitd } : {}),
@@ -391,7 +376,7 @@ async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneR
   let cniWire: CniWireResult | undefined;
   try {
     cni = cniCalls(nk.nkitd!, cfg.cniCalls, `/run/netns/${netns}`);
-    cniWire = await cniWireVersusBridge(nk.nkitd!, nk, cfg.cniCalls, 3, cleanup);
+    cniWire = await cniWireVersusBridge(nk, cfg.cniCalls, 3, cleanup);
   } catch (e) {
     errors.push(`nkit-cni: ${(e as Error).message}`);
   }

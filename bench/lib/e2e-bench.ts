@@ -100,6 +100,11 @@ export function keepRun(
 
 /** The value of one series (its whole name and labels, as exposed) from nkitd's metrics listener; 0 when absent. */
 export async function scrapeMetric(address: string, series: string): Promise<number> {
+  return (await scrapeMetrics(address, [series]))[0] ?? 0;
+}
+
+/** The values of several series from one scrape of nkitd's metrics listener; 0 for an absent one. */
+export async function scrapeMetrics(address: string, series: readonly string[]): Promise<number[]> {
   // A connection of its own each time: the benchmarks block the event loop in spawnSync for
   // seconds, long enough for the server to close a kept-alive one under fetch.
   const text = await new Promise<string>((resolve, reject) => {
@@ -113,6 +118,9 @@ export async function scrapeMetric(address: string, series: string): Promise<num
       res.on("error", reject);
     }).on("error", reject);
   });
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
+  const lines = text.split("\n");
+  return series.map((s) => {
+    const line = lines.find((l) => l.startsWith(`${s} `));
+    return line ? Number(line.slice(s.length + 1)) : 0;
+  });
 }

@@ -16,8 +16,6 @@ import {
 import { EXIT, num, printJson, table, usageError } from "./output.js";
 import { type GlobalOpts, withClient } from "./session.js";
 
-export type { GlobalOpts };
-
 const out = (s: string) => process.stdout.write(s);
 
 const addrs = (a: T.Addresses): string => [a.ipv4, a.ipv6].filter(Boolean).join(",");

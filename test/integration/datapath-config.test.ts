@@ -1,11 +1,11 @@
 // What a wiring configures on both ends, read back with iproute2: MTU, BIG TCP GSO/GRO sizes,
 // exactly the pod's /32 and /128, its routes via the link-local gateways, permanent neighbours on
 // both sides, the host routes and the per-device sysctls the datapath relies on.
-import { randomInt } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BIG_TCP_SIZE, GATEWAY_V4, GATEWAY_V6 } from "../../src/datapath/devices.js";
+import { scopedIfName } from "../helpers/netns.js";
 import { Scope } from "../helpers/scope.js";
 import { inNetns, ipJson, run } from "../helpers/sys.js";
 import { addrKey, createHarness, createPod, ping } from "./datapath-fixture.js";
@@ -145,17 +145,15 @@ describe("endpoint configuration", () => {
   });
 
   it("BIG TCP follows the uplinks: raised on uplinks that can carry it, off for pods when one cannot", async () => {
-    const tag = randomInt(1e9).toString(36);
-    const veth = async (name: string) => {
+    const [capable, other, portless] = ["a", "b", "c"].map((s) => scopedIfName(scope, s)) as [
+      string,
+      string,
+      string,
+    ];
+    for (const name of [capable, other])
       await run("ip", ["link", "add", name, "type", "veth", "peer", "name", `${name}p`]);
-      scope.defer(() => run("ip", ["link", "del", name]).then(() => undefined));
-    };
-    const [capable, other, portless] = [`nkgA${tag}`, `nkgB${tag}`, `nkgC${tag}`];
-    await veth(capable);
-    await veth(other);
     // A bridge without ports: tso_max_size 65536, like a NIC whose driver has no BIG TCP.
     await run("ip", ["link", "add", portless, "type", "bridge"]);
-    scope.defer(() => run("ip", ["link", "del", portless]).then(() => undefined));
     expect(sizes(await linkDetail(capable))).toEqual([65536, 65536, 65536, 65536]);
 
     const big = await createHarness(scope, { uplinks: [capable] });
