@@ -3,12 +3,13 @@
  *
  * Attach points (same programs for both device kinds):
  *   nk_from_container  veth: tcx ingress of the host end | netkit: peer (runs as the pod transmits)
- *   nk_to_container    veth: tcx egress of the host end  | netkit: primary
+ *   nk_to_container    veth: tcx egress of the host end
+ *   nk_to_container_netkit                               | netkit: primary
  *   nk_from_uplink     tcx ingress of uplink devices
  * Per-packet load-balancing for connections from other hosts to host ports: nk_from_uplink
  * translates the destination to a backend pod (Maglev choice, conntrack in nk_lb_ct),
  * nk_from_container restores the frontend as the source of the backend's replies.
- * In all three ctx->ifindex is a host-netns device: for netkit the skb already points at the
+ * In the others ctx->ifindex is a host-netns device: for netkit the skb already points at the
  * primary when peer programs run, which is why one endpoint map serves both modes.
  *
  * Per-endpoint facts live in maps shared by all pods (pinned by name under nkitd's bpffs dir), so
@@ -144,6 +145,18 @@ int nk_to_container(struct __sk_buff *skb) {
   __u32 *dev_ep = bpf_map_lookup_elem(&nk_devices, &ifindex);
   /* A device we do not know is not ours to police. */
   if (dev_ep) count(*dev_ep, NK_FWD_TO_CONTAINER, skb->len);
+  return TC_ACT_OK;
+}
+
+/* netkit_xmit points the skb at the peer before the primary's program runs, so ctx->ifindex is the
+ * pod's own device, an index of the pod's netns (every pod's is the same few numbers) that may name
+ * an unrelated host device: the destination address names the endpoint instead. */
+SEC("tc")
+int nk_to_container_netkit(struct __sk_buff *skb) {
+  struct pkt p = {};
+  if (parse(skb, &p)) return TC_ACT_OK;
+  struct nk_endpoint *dst = bpf_map_lookup_elem(&nk_endpoints, &p.dst);
+  if (dst && (dst->flags & NK_EP_F_NETKIT)) count(dst->ep_id, NK_FWD_TO_CONTAINER, skb->len);
   return TC_ACT_OK;
 }
 

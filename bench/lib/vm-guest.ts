@@ -152,6 +152,9 @@ async function wiring(
       const id = names(mode)[i]!;
       m.ids.add(id);
       wire[mode].push(await timed(() => m.pods.admit({ id, netnsPath: `/run/netns/${id}` })));
+      // Untimed: what a wiring finishes after answering (netkit's to-container link) must not
+      // hold RTNL into the next pod's timing, which would charge one mode's work to the other.
+      await m.mgr.settled(id);
     }
   }
   log(`  unwiring ${pods} pods per mode`);

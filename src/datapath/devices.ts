@@ -144,9 +144,12 @@ export async function createPair(
   return { host: link, podMac };
 }
 
-/** The pod end of a pair createPair made: a veth host device names its peer's index (IFLA_LINK). */
+/**
+ * The pod end of a pair createPair made: the host device names its peer's index (IFLA_LINK; veth,
+ * and netkit, whose L3 ends have no MAC), so the pod's netns is asked only when it does not.
+ */
 export async function podEndOf(pod: Rtnl, o: DeviceOptions, pair: Pair, podIfName: string): Promise<PodEnd> {
-  if (o.mode === "veth" && pair.host.peerIndex && pair.podMac) {
+  if (pair.host.peerIndex && (o.mode === "netkit" || pair.podMac)) {
     return { index: pair.host.peerIndex, mac: pair.podMac };
   }
   const link = await pod.requireLink(podIfName);

@@ -48,7 +48,7 @@ import {
   readEndpointCounters,
   removeEndpointEntries,
 } from "./endpoint-maps.js";
-import { adoptEndpointLinks, attachEndpointLinks, endpointProgramsAttached } from "./links.js";
+import { adoptEndpointLinks, attachGatingLinks, endpointProgramsAttached } from "./links.js";
 import { resolveMode } from "./mode.js";
 import { hostIfName } from "./naming.js";
 import { DatapathPrograms } from "./programs.js";
@@ -197,10 +197,20 @@ export class EndpointManager {
   wire(req: WireRequest): Promise<WiredEndpoint> {
     if (this.closed) return Promise.reject(new ClosedError("EndpointManager"));
     if (!req.id) return Promise.reject(new InvalidArgumentError("wire: endpoint id must not be empty"));
-    return this.locks.run(req.id, async () => {
-      const wired = await this.wireLocked(req);
-      this.unrepaired.delete(req.id);
-      return wired;
+    return new Promise<WiredEndpoint>((resolve, reject) => {
+      void this.locks.run(req.id, async () => {
+        let rest: (() => Promise<void>) | undefined;
+        try {
+          const w = await this.wireLocked(req);
+          this.unrepaired.delete(req.id);
+          rest = w.rest;
+          resolve(w.wired);
+        } catch (e) {
+          reject(e);
+          return;
+        }
+        await rest?.();
+      });
     });
   }
 
@@ -243,7 +253,13 @@ export class EndpointManager {
     return detachUplink(this.dp, ifName);
   }
 
-  private async wireLocked(req: WireRequest): Promise<WiredEndpoint> {
+  /**
+   * Wires the endpoint; `rest` is what may finish after the caller has its answer (netkit's
+   * to-container link), to run under the endpoint's lock: settled(id) waits for it.
+   */
+  private async wireLocked(
+    req: WireRequest,
+  ): Promise<{ wired: WiredEndpoint; rest?: (() => Promise<void>) | undefined }> {
     const ifName = podIfNameOf(req);
     // Throws NetnsError for a missing or non-netns path before anything is created.
     netnsInode(req.netnsPath);
@@ -260,7 +276,7 @@ export class EndpointManager {
           `wire ${req.id}: host device ${hostName} belongs to endpoint ${existing.id}`,
         );
       }
-      if (sameNetns(existing.netnsPath, req.netnsPath)) return toWired(existing);
+      if (sameNetns(existing.netnsPath, req.netnsPath)) return { wired: toWired(existing) };
       throw new AlreadyExistsError(
         `wire ${req.id}: already wired into ${existing.netnsPath}; unwire it before wiring it into ${req.netnsPath}`,
       );
@@ -313,8 +329,9 @@ export class EndpointManager {
       undo.push(() => this.dp.pins.sub("endpoints").remove(hostName));
       // Independent of each other, so concurrent; the host end stays down through all of them, and
       // a pod end that is up cannot send through a peer that is down.
-      await settleAll([
-        attachEndpointLinks(this.dp, hostName, hostLink.index),
+      const gating = attachGatingLinks(this.dp, hostName, hostLink.index);
+      await settleAll<unknown>([
+        gating,
         configurePod(pod, this.devices, podEnd, hostLink, addresses),
         prepareHost(this.devices, hostLink, addresses),
       ]);
@@ -323,7 +340,8 @@ export class EndpointManager {
       record.phase = "wired";
       this.store.put(record);
       this.opts.log?.debug({ id: req.id, dev: hostName, addresses }, "endpoint wired");
-      return toWired(record);
+      const attachRest = await gating;
+      return { wired: toWired(record), rest: attachRest && (() => this.finishWiring(record, attachRest)) };
     } catch (e) {
       // The device goes first: once it is gone no program runs for this endpoint, so no packet can
       // re-create the counter entries the other undo steps remove (the later delete is a no-op).
@@ -332,6 +350,18 @@ export class EndpointManager {
       throw withContext(e, `wiring endpoint ${req.id} (${hostName} <-> ${ifName} in ${req.netnsPath})`);
     } finally {
       await (await podSocket.catch(() => undefined))?.close();
+    }
+  }
+
+  /** Runs a wiring's deferred attach; a failure leaves the endpoint to the next repair pass. */
+  private async finishWiring(rec: EndpointRecord, attach: () => Promise<void>): Promise<void> {
+    try {
+      await attach();
+    } catch (e) {
+      this.opts.log?.error(
+        { id: rec.id, dev: rec.hostIfName, err: e },
+        "attaching an endpoint's to-container program failed: the next repair pass attaches it",
+      );
     }
   }
 
@@ -450,7 +480,7 @@ export class EndpointManager {
         }
         try {
           if (now) await this.teardown(now);
-          await this.wireLocked(req);
+          await (await this.wireLocked(req)).rest?.();
           out.repaired.push(req.id);
           this.unrepaired.delete(req.id);
           this.opts.log?.warn(

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import type { AttachPoint } from "../bpf/constants.js";
 import { BpfLink, queryAttached } from "../bpf/link.js";
-import { removePin } from "../bpf/pins.js";
+import { type PinDir, removePin } from "../bpf/pins.js";
 import type { BpfProgram } from "../bpf/program.js";
 import { NotFoundError } from "../errors.js";
 import type { TcBpfFilter, TcDirection } from "../netlink/index.js";
@@ -20,8 +20,10 @@ const LINK_PINS = { from: "from-container", to: "to-container" } as const;
 const TC_SIDES = { from: "ingress", to: "egress" } as const satisfies Record<string, TcDirection>;
 const TC_FILTER = { priority: 1, handle: 1 } as const;
 
-const programOf = (dp: DatapathContext, which: "from" | "to"): BpfProgram =>
-  which === "from" ? dp.progs.fromContainer : dp.progs.toContainer;
+const programOf = (dp: DatapathContext, which: "from" | "to"): BpfProgram => {
+  if (which === "from") return dp.progs.fromContainer;
+  return dp.mode === "netkit" ? dp.progs.toContainerNetkit : dp.progs.toContainer;
+};
 
 /** Puts (or, with replace, swaps in) both programs as the device's cls_bpf filters, in one batch:
  * a filter refused because clsact failed reports the clsact failure first. */
@@ -52,6 +54,24 @@ async function tcFiltersAttached(dp: DatapathContext, ifindex: number): Promise<
   return true;
 }
 
+/** netkit: attaches one endpoint program as a link on the pair and pins it under dir. */
+async function attachNetkitLink(
+  dp: DatapathContext,
+  dir: PinDir,
+  ifindex: number,
+  which: "from" | "to",
+): Promise<void> {
+  const link = await BpfLink.attachNetkitAsync(programOf(dp, which), {
+    primaryIfindex: ifindex,
+    kind: which === "from" ? "peer" : "primary",
+  });
+  try {
+    link.pin(dir.path(LINK_PINS[which]));
+  } finally {
+    link.close();
+  }
+}
+
 /**
  * Attaches both endpoint programs: veth as cls_bpf filters, netkit as links (concurrently: each
  * attach waits for an RCU grace period) pinned under endpoints/<hostName>/.
@@ -61,23 +81,29 @@ export async function attachEndpointLinks(
   hostName: string,
   ifindex: number,
 ): Promise<void> {
+  const rest = await attachGatingLinks(dp, hostName, ifindex);
+  await rest?.();
+}
+
+/**
+ * What a wiring must attach before the pod may send: veth, both filters (one batch, no grace
+ * period); netkit, the from-container link on the peer, the only one that polices the pod. Returns
+ * the netkit to-container link's attach, for the caller to run after the pod is up: that program
+ * only counts what the primary delivers to the pod (policy pass lets it through meanwhile), and
+ * its attach is a second RCU grace period under RTNL (~20 ms in the VM lane) no pod should wait for.
+ */
+export async function attachGatingLinks(
+  dp: DatapathContext,
+  hostName: string,
+  ifindex: number,
+): Promise<(() => Promise<void>) | undefined> {
   if (dp.mode === "veth") {
     await attachTcFilters(dp, ifindex, false);
-    return;
+    return undefined;
   }
   const dir = dp.pins.sub("endpoints").sub(hostName).ensure();
-  const attach = async (which: "from" | "to"): Promise<void> => {
-    const link = await BpfLink.attachNetkitAsync(programOf(dp, which), {
-      primaryIfindex: ifindex,
-      kind: which === "from" ? "peer" : "primary",
-    });
-    try {
-      link.pin(dir.path(LINK_PINS[which]));
-    } finally {
-      link.close();
-    }
-  };
-  await settleAll([attach("from"), attach("to")]);
+  await attachNetkitLink(dp, dir, ifindex, "from");
+  return () => attachNetkitLink(dp, dir, ifindex, "to");
 }
 
 /**
@@ -112,12 +138,14 @@ export async function adoptEndpointLinks(
     dir.removeAll();
     return;
   }
-  const fromOk = adoptPinnedLink(dir.path(LINK_PINS.from), dp.progs.fromContainer, ifindex);
-  const toOk = adoptPinnedLink(dir.path(LINK_PINS.to), dp.progs.toContainer, ifindex);
-  if (!fromOk || !toOk) {
-    dir.removeAll();
-    await attachEndpointLinks(dp, hostName, ifindex);
-  }
+  // Each link on its own: a missing one (a crash before a wiring's deferred to-container attach,
+  // or a pin removed by hand) is attached afresh while the other keeps running.
+  const missing = (["from", "to"] as const).filter(
+    (which) => !adoptPinnedLink(dir.path(LINK_PINS[which]), programOf(dp, which), ifindex),
+  );
+  if (missing.length === 0) return;
+  dir.ensure();
+  await settleAll(missing.map((which) => attachNetkitLink(dp, dir, ifindex, which)));
 }
 
 /**

@@ -40,6 +40,8 @@ function dropOldMaglevOuter(pinRoot: string): void {
 export class DatapathPrograms {
   readonly fromContainer: BpfProgram;
   readonly toContainer: BpfProgram;
+  /** The netkit primary's program: it sees the peer as the packet's device (datapath.bpf.c). */
+  readonly toContainerNetkit: BpfProgram;
   readonly fromUplink: BpfProgram;
   readonly endpoints: BpfMap<EndpointKey, EndpointValue>;
   readonly devices: BpfMap<number, number>;
@@ -48,6 +50,7 @@ export class DatapathPrograms {
   private constructor(private readonly skel: Skeleton<DatapathObject>) {
     this.fromContainer = skel.programs.nk_from_container;
     this.toContainer = skel.programs.nk_to_container;
+    this.toContainerNetkit = skel.programs.nk_to_container_netkit;
     this.fromUplink = skel.programs.nk_from_uplink;
     this.endpoints = skel.maps.nk_endpoints;
     this.devices = skel.maps.nk_devices;

@@ -25,7 +25,12 @@ describe("EndpointManager in netkit mode", () => {
     expect(h.mgr.mode).toBe("netkit");
     const [nsA, nsB] = [await createPod(scope, "a"), await createPod(scope, "b")];
     const a = await h.pods.admit({ id: h.newId("a"), netnsPath: nsA.path });
+    // The link that polices the pod runs before the wiring answers (fail closed); the counting
+    // to-container link may follow, and settled() waits for it.
+    expect(queryAttached(a.hostIfindex, "netkit-peer").programs).toHaveLength(1);
+    await h.mgr.settled(a.id);
     const b = await h.pods.admit({ id: h.newId("b"), netnsPath: nsB.path });
+    await h.mgr.settled(b.id);
     expect(a.mode).toBe("netkit");
     const host = await Rtnl.host();
     try {
@@ -45,6 +50,10 @@ describe("EndpointManager in netkit mode", () => {
     expect(await ping(nsA, b.addresses.ipv6!, 3)).toBe(true);
     expect(packets(h.mgr.counters(b.id), "REDIRECT_LOCAL")).toBeGreaterThanOrEqual(6n);
     expect(packets(h.mgr.counters(a.id), "REDIRECT_LOCAL")).toBeGreaterThanOrEqual(6n);
+    // Each primary counts what it delivers against its own endpoint (the replies to A, the requests
+    // to B), never against a host device that shares the index of the pod's end.
+    expect(packets(h.mgr.counters(a.id), "TO_CONTAINER")).toBeGreaterThanOrEqual(6n);
+    expect(packets(h.mgr.counters(b.id), "TO_CONTAINER")).toBeGreaterThanOrEqual(6n);
     expect(packets(h.mgr.counters(a.id), "TO_STACK")).toBe(0n);
 
     // Unwire: device, links and pins gone.
@@ -95,5 +104,30 @@ describe("EndpointManager in netkit mode", () => {
     await new Promise((r) => setTimeout(r, 200)); // link release is deferred to a workqueue
     expect(queryAttached(a.hostIfindex, "netkit-peer").programs).toHaveLength(0);
     expect(await ping(nsA, b.addresses.ipv4!, 2)).toBe(false);
+  });
+
+  it("attaches only the link a restart finds missing (a crash before the deferred to-container attach)", async () => {
+    const [nsA, nsB] = [await createPod(scope, "a"), await createPod(scope, "b")];
+    const a = await h.pods.admit({ id: h.newId("a"), netnsPath: nsA.path });
+    const b = await h.pods.admit({ id: h.newId("b"), netnsPath: nsB.path });
+    await Promise.all([h.mgr.settled(a.id), h.mgr.settled(b.id)]);
+    const dir = join(h.bpffsDir, "endpoints", a.hostIfName);
+    const fromBefore = BpfLink.fromPin(join(dir, "from-container"));
+    const fromId = fromBefore.info().id;
+    fromBefore.close();
+    const { rmSync } = await import("node:fs");
+    rmSync(join(dir, "to-container"));
+    await new Promise((r) => setTimeout(r, 200)); // link release is deferred to a workqueue
+    expect(queryAttached(a.hostIfindex, "netkit-primary").programs).toHaveLength(0);
+
+    const again = await EndpointManager.start({ mode: "netkit", bpffsDir: h.bpffsDir, stateDir: h.stateDir });
+    scope.defer(() => again.close());
+    expect(queryAttached(a.hostIfindex, "netkit-primary").programs).toHaveLength(1);
+    const fromAfter = BpfLink.fromPin(join(dir, "from-container"));
+    expect(fromAfter.info().id).toBe(fromId); // kept running throughout, not attached again
+    fromAfter.close();
+    expect(existsSync(join(dir, "to-container"))).toBe(true);
+    expect(await ping(nsA, b.addresses.ipv4!, 2)).toBe(true);
+    expect(packets(again.counters(a.id), "TO_CONTAINER")).toBeGreaterThanOrEqual(2n);
   });
 });
