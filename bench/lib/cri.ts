@@ -83,7 +83,7 @@ ADD) cat >/dev/null; echo '{"cniVersion":"1.0.0","ips":[{"address":"169.254.77.1
 esac
 `;
 
-function podConfig(env: ContainerdEnv, name: string): PodSandboxConfig {
+export function podConfig(env: ContainerdEnv, name: string): PodSandboxConfig {
   const logDirectory = join(env.paths.podLogDir, name);
   mkdirSync(logDirectory, { recursive: true });
   return {
@@ -100,14 +100,15 @@ const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 const WIRE_SUM = 'nkit_endpoint_wiring_duration_seconds_sum{op="wire",result="ok"}';
 
-interface Instance {
+export interface Instance {
   variant: CniVariant;
   env: ContainerdEnv;
   nkitd?: Nkitd;
   metrics?: string;
 }
 
-async function startVariant(lane: Lane, variant: CniVariant, cleanup: Cleanup): Promise<Instance> {
+/** A private containerd with one CNI variant (nkit: plus its nkitd, wired as `nkit install` sets it up). */
+export async function startVariant(lane: Lane, variant: CniVariant, cleanup: Cleanup): Promise<Instance> {
   const rnd = randomBytes(3).toString("hex");
   const network = `nkb-${variant}-${rnd}`;
   let env: ContainerdEnv;

@@ -53,6 +53,12 @@ export const BENCHMARKS: readonly SuiteBenchmark[] = [
     results: "cri",
   },
   {
+    name: "churn",
+    what: "pods created and removed through CRI in waves: rate vs the bridge plugin, and nothing left behind",
+    command: (q, out) => node("churn.js", "--out", out, ...(q ? ["--quick"] : [])),
+    results: "churn",
+  },
+  {
     name: "services",
     what: "service VIPs at 1/1,000/10,000 services vs an iptables DNAT chain",
     command: (q, out) => node("services.js", "--out", out, ...(q ? ["--quick"] : [])),

@@ -7,7 +7,7 @@ const names = (argv: string[]) => parseSuiteArgs(argv).only.map((b) => b.name);
 
 describe("npm run bench", () => {
   it("runs every benchmark by default, and --only picks some in the suite's order", () => {
-    expect(names([])).toEqual(["datapath", "wiring", "cri", "services", "masq", "memory", "vm"]);
+    expect(names([])).toEqual(["datapath", "wiring", "cri", "churn", "services", "masq", "memory", "vm"]);
     expect(names(["--only", "memory, services"])).toEqual(["services", "memory"]);
     expect(parseSuiteArgs(["--quick", "--only", "masq"]).quick).toBe(true);
     expect(parseSuiteArgs([]).quick).toBe(false);
