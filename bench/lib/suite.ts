@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { RESULTS_DIR, ROOT } from "./paths.js";
 import { baseEnvironment } from "./runner.js";
+import { inputFromLatest, inputFromSuite, refreshReadme, writeReport } from "./suite-report.js";
 
 const DIST = join(ROOT, "bench", "dist", "bench");
 
@@ -244,5 +245,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   copyFileSync(`${base}.md`, join(out, "suite-latest.md"));
   process.stdout.write(`${md}\n`);
   process.stderr.write(`results: ${base}.{json,md}\n`);
+  // The report: a full run's from every benchmark's latest results (this run's, and earlier ones
+  // for benchmarks --only left out), refreshing README's headline; a quick run's from its own.
+  const all = entries.length === BENCHMARKS.length && entries.every((e) => e.ok);
+  const input = cfg.quick || all ? inputFromSuite(`${base}.json`) : inputFromLatest(out);
+  const report = await writeReport(input, join(out, "report"));
+  if (!cfg.quick) refreshReadme(join(ROOT, "README.md"), report.headline, "bench/results/report/report.md");
+  process.stderr.write(`report: ${join(out, "report")}/report.{md,html} (${report.charts.length} charts)\n`);
   return entries.every((e) => e.ok) ? 0 : 1;
 }
