@@ -66,7 +66,7 @@ function parseConfig(argv: string[]): ChurnConfig | undefined {
   };
   const lane = lanesOf(values.lane ?? "1.7", log)[0] ?? "1.7";
   return {
-    pods: int(values.pods, quick ? 30 : 100, "--pods"),
+    pods: int(values.pods, quick ? 16 : 100, "--pods"),
     concurrency: int(values.concurrency, 8, "--concurrency"),
     rounds: int(values.rounds, quick ? 1 : 2, "--rounds"),
     lane,

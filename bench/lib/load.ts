@@ -325,6 +325,13 @@ export function main(argv: readonly string[]): Promise<number> {
       ),
     );
 
+    // The floor under every CLI call: node starting and exiting with no code of ours.
+    phase(
+      "floor: `node -e 0` (the runtime's own start, no nkit code)",
+      1,
+      await pool(CLI_ADDS, 1, () => exec("node -e 0", process.execPath, ["-e", "0"]), errors),
+    );
+
     // --- the endpoints go: a burst of concurrent DELs, then the rest
     phase(
       `endpoints: ${BURST} concurrent DELs (${ENDPOINTS} → ${base})`,

@@ -14,11 +14,11 @@ interface RunConfig {
   out: string;
 }
 
-/** --quick (1 round × 2 s), --rounds N, --seconds S, --out DIR; default 5 rounds × 4 s: with
+/** --quick (1 round × 1 s), --rounds N, --seconds S, --out DIR; default 5 rounds × 4 s: with
  * three, one noisy round moved a median by more than the effects these benchmarks look for. */
 function parseRunArgs(argv: readonly string[]): RunConfig {
   const quick = argv.includes("--quick");
-  const cfg: RunConfig = { rounds: quick ? 1 : 5, seconds: quick ? 2 : 4, quick, out: RESULTS_DIR };
+  const cfg: RunConfig = { rounds: quick ? 1 : 5, seconds: quick ? 1 : 4, quick, out: RESULTS_DIR };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i + 1];
     if (argv[i] === "--rounds" && v) cfg.rounds = Number(v);

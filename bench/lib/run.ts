@@ -159,12 +159,12 @@ function parseConfig(argv: string[]): Config {
   const cfg: Config = {
     quick,
     rounds: Math.max(1, Math.round(num(values.rounds ?? env.BENCH_ROUNDS, quick ? 1 : 3, "rounds"))),
-    seconds: Math.max(1, Math.round(num(values.seconds ?? env.BENCH_SECONDS, quick ? 2 : 4, "seconds"))),
+    seconds: Math.max(1, Math.round(num(values.seconds ?? env.BENCH_SECONDS, quick ? 1 : 4, "seconds"))),
     pods: Math.min(4000, Math.round(num(values.pods ?? env.BENCH_PODS, quick ? 20 : 100, "pods"))),
     bridgePods: Math.min(250, Math.round(num(values["bridge-pods"], quick ? 5 : 20, "bridge-pods"))),
     paths,
     cleanThresholdPct: num(values["clean-pct"] ?? env.BENCH_CLEAN_PCT, 15, "clean-pct"),
-    idleWaitS: num(values["idle-wait"] ?? env.BENCH_IDLE_WAIT, quick ? 1 : 3, "idle-wait"),
+    idleWaitS: num(values["idle-wait"] ?? env.BENCH_IDLE_WAIT, quick ? 0.5 : 3, "idle-wait"),
     retries: Math.round(num(values.retries, quick ? 0 : 1, "retries")),
     wiring: !values["no-wiring"],
     datapath: !values["no-datapath"],
@@ -352,12 +352,15 @@ export async function main(argv: string[]): Promise<number> {
     notes,
   };
   mkdirSync(cfg.out, { recursive: true });
-  const base = `datapath-${stamp(started)}${cfg.quick ? "-quick" : ""}`;
+  // A wiring-only run (--no-datapath, as the suite runs it) keeps its own files, so it never
+  // replaces the traffic results of datapath-latest.
+  const name = cfg.datapath ? "datapath" : "wiring";
+  const base = `${name}-${stamp(started)}${cfg.quick ? "-quick" : ""}`;
   const md = markdown(input);
   const json = `${JSON.stringify(input, null, 2)}\n`;
   writeFileSync(join(cfg.out, `${base}.json`), json);
   writeFileSync(join(cfg.out, `${base}.md`), md);
-  const latest = cfg.quick ? "datapath-quick-latest" : "datapath-latest";
+  const latest = cfg.quick ? `${name}-quick-latest` : `${name}-latest`;
   if (!failure) {
     copyFileSync(join(cfg.out, `${base}.json`), join(cfg.out, `${latest}.json`));
     copyFileSync(join(cfg.out, `${base}.md`), join(cfg.out, `${latest}.md`));

@@ -609,7 +609,7 @@ ${figures}
 /** The suite names of the benchmarks and the `<prefix>-latest.json` each writes. */
 const LATEST: Record<ReportSource, string> = {
   datapath: "datapath",
-  wiring: "datapath",
+  wiring: "wiring",
   cri: "cri",
   churn: "churn",
   services: "services",
@@ -644,14 +644,18 @@ export function inputFromSuite(file: string): ReportInput {
     benchmarks: { name: string; ok: boolean; result?: unknown }[];
   };
   const results: ReportInput["results"] = {};
+  const details: NonNullable<ReportInput["details"]> = {};
   for (const b of doc.benchmarks) {
-    if (b.ok && b.result !== undefined && b.name in LATEST) results[b.name as ReportSource] = b.result;
+    if (!b.ok || b.result === undefined || !(b.name in LATEST)) continue;
+    results[b.name as ReportSource] = b.result;
+    // The suite's Markdown holds every benchmark's own report.
+    details[b.name as ReportSource] = `../${basename(file, ".json")}.md`;
   }
   return {
     origin: `the suite run of ${doc.startedAt}${doc.quick ? " (quick)" : ""} (${basename(file)})`,
     generatedAt: new Date().toISOString(),
     results,
-    details: { datapath: `../${basename(file, ".json")}.md` },
+    details,
   };
 }
 

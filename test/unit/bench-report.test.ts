@@ -81,7 +81,7 @@ describe("performance report", () => {
   });
 
   it("draws every wiring sample, the service scale, churn, memory and the VM lane's ratios", () => {
-    const d = json<{ wiring: { raw: { wire: number[] } } }>("datapath-latest.json");
+    const d = json<{ wiring: { raw: { wire: number[] } } }>("wiring-latest.json");
     const wire = d.wiring.raw.wire;
     for (const v of [Math.min(...wire), Math.max(...wire)]) {
       expect(hasMark(svgOf("wiring-distribution"), ["operation: wire (veth)", `ms: ${r2(v)}`])).toBe(true);
