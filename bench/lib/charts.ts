@@ -41,7 +41,10 @@ export function groupedBars(o: {
   independentY?: boolean;
   /** A horizontal rule at this value (a goal, or 1 for ratios). */
   rule?: number;
+  /** Fields holding each bar's spread (min and max over the rounds), drawn as a whisker. */
+  spread?: { low: string; high: string };
 }): TopLevelSpec {
+  const offset = o.series === o.category ? {} : { xOffset: { field: o.series, type: "nominal", sort: null } };
   const layer = {
     layer: [
       {
@@ -49,8 +52,8 @@ export function groupedBars(o: {
         encoding: {
           x: { field: o.category, type: "nominal", axis: { labelAngle: -30, labelLimit: 240 }, sort: null },
           // Side by side within a category; a series that is the category needs no offset.
-          ...(o.series === o.category ? {} : { xOffset: { field: o.series, type: "nominal", sort: null } }),
-          y: { field: o.value, type: "quantitative" },
+          ...offset,
+          y: { field: o.value, type: "quantitative", title: o.value },
           color: {
             field: o.series,
             type: "nominal",
@@ -59,6 +62,19 @@ export function groupedBars(o: {
           },
         },
       },
+      ...(o.spread === undefined
+        ? []
+        : [
+            {
+              mark: { type: "rule", color: "#333" },
+              encoding: {
+                x: { field: o.category, type: "nominal", sort: null },
+                ...offset,
+                y: { field: o.spread.low, type: "quantitative" },
+                y2: { field: o.spread.high },
+              },
+            },
+          ]),
       ...(o.rule === undefined
         ? []
         : [
@@ -88,19 +104,36 @@ export function scaleLines(o: {
   value: string;
   series: string;
   facet: string;
+  /** Fields holding each point's spread (min and max over the rounds), drawn as a whisker. */
+  spread?: { low: string; high: string };
 }): TopLevelSpec {
+  const x = { field: o.x, type: "quantitative", scale: { type: "log" } };
+  const color = { field: o.series, type: "nominal", sort: null };
   return {
     ...base(o.title, o.rows),
     facet: { column: { field: o.facet, type: "nominal", sort: null, title: null } },
     spec: {
       width: Math.round(WIDTH * 0.8),
       height: HEIGHT,
-      mark: { type: "line", point: true },
-      encoding: {
-        x: { field: o.x, type: "quantitative", scale: { type: "log" } },
-        y: { field: o.value, type: "quantitative" },
-        color: { field: o.series, type: "nominal", sort: null },
-      },
+      layer: [
+        {
+          mark: { type: "line", point: true },
+          encoding: { x, y: { field: o.value, type: "quantitative", title: o.value }, color },
+        },
+        ...(o.spread === undefined
+          ? []
+          : [
+              {
+                mark: { type: "rule" },
+                encoding: {
+                  x,
+                  y: { field: o.spread.low, type: "quantitative" },
+                  y2: { field: o.spread.high },
+                  color,
+                },
+              },
+            ]),
+      ],
     },
     resolve: { scale: { y: "independent" } },
   } as TopLevelSpec;

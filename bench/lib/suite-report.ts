@@ -55,6 +55,8 @@ interface SideBySideResult {
     rate: number | null;
     p50_us: number | null;
     gbps?: number | null;
+    rateRange?: number[];
+    p50Range?: number[];
   }[];
   targets?: { name: string; value: number; target: string; pass?: boolean }[];
 }
@@ -253,13 +255,24 @@ export function charts(input: ReportInput): Chart[] {
         ] as const
       ).flatMap(([test, pct, key]) => {
         const m = p.metrics[key];
-        return m ? [{ path: p.key, test, percentile: pct, "latency µs": r2(m.median) }] : [];
+        return m
+          ? [
+              {
+                path: p.key,
+                test,
+                percentile: pct,
+                "latency µs": r2(m.median),
+                min: r2(m.min),
+                max: r2(m.max),
+              },
+            ]
+          : [];
       }),
     );
     out.push({
       id: "datapath-latency",
       title: "Pod ↔ pod latency percentiles per path (lower is better)",
-      caption: `TCP_RR and TCP_CRR p50/p99 in µs, median over the rounds, per path: ${pathLegend(dp)}.`,
+      caption: `TCP_RR and TCP_CRR p50/p99 in µs, median over the rounds (whiskers: min to max), per path: ${pathLegend(dp)}.`,
       source: "datapath",
       rows,
       spec: groupedBars({
@@ -270,6 +283,7 @@ export function charts(input: ReportInput): Chart[] {
         series: "percentile",
         facet: "test",
         independentY: true,
+        spread: { low: "min", high: "max" },
       }),
     });
     const tput = dp.summary.flatMap((p) =>
@@ -281,13 +295,13 @@ export function charts(input: ReportInput): Chart[] {
         ] as const
       ).flatMap(([metric, key]) => {
         const m = p.metrics[key];
-        return m ? [{ path: p.key, metric, value: r2(m.median) }] : [];
+        return m ? [{ path: p.key, metric, value: r2(m.median), min: r2(m.min), max: r2(m.max) }] : [];
       }),
     );
     out.push({
       id: "datapath-throughput",
       title: "Pod ↔ pod throughput and rates per path (higher is better)",
-      caption: `One TCP stream's goodput, request/response and connect/request/response rates; medians. Paths: ${pathLegend(dp)}.`,
+      caption: `One TCP stream's goodput, request/response and connect/request/response rates; medians (whiskers: min to max over the rounds). Paths: ${pathLegend(dp)}.`,
       source: "datapath",
       rows: tput,
       spec: groupedBars({
@@ -298,6 +312,7 @@ export function charts(input: ReportInput): Chart[] {
         series: "path",
         facet: "metric",
         independentY: true,
+        spread: { low: "min", high: "max" },
       }),
     });
   }
@@ -437,7 +452,7 @@ export function charts(input: ReportInput): Chart[] {
       id: "services-scale",
       title: "Service VIPs as the number of services grows: nkit vs an iptables DNAT chain",
       caption:
-        "TCP_RR and TCP_CRR rates and RR p50 through a VIP at 1, 1,000 and 10,000 services (log x); `direct` skips the load-balancer.",
+        "TCP_RR and TCP_CRR rates and RR p50 through a VIP at 1, 1,000 and 10,000 services (log x), medians with whiskers from min to max over the rounds; `direct` skips the load-balancer.",
       source: "services",
       rows,
       spec: scaleLines({
@@ -447,6 +462,7 @@ export function charts(input: ReportInput): Chart[] {
         value: "value",
         series: "path",
         facet: "metric",
+        spread: { low: "min", high: "max" },
       }),
     });
   }
