@@ -19,7 +19,7 @@ import type { Nkitd } from "../../test/e2e/env/nkit.js";
 import type { Cleanup } from "./cleanup.js";
 import { type Instance, podConfig, startVariant } from "./cri.js";
 import { type CniVariant, type LatencyMs, latency } from "./cri-report.js";
-import { harnessProblem, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
+import { harnessConfig, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -344,22 +344,8 @@ async function runChurn(
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let cfg: ChurnConfig | undefined;
-  try {
-    cfg = parseConfig(argv);
-  } catch (e) {
-    log(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (!cfg) {
-    log(USAGE);
-    return 0;
-  }
-  const problem = harnessProblem("bench:churn");
-  if (problem) {
-    log(problem);
-    return 1;
-  }
+  const cfg = harnessConfig("bench:churn", argv, USAGE, parseConfig, log);
+  if (typeof cfg === "number") return cfg;
   const started = new Date();
   const loadavgStart = loadavg();
   const c = cfg;

@@ -23,7 +23,7 @@ import {
   markdown,
   VARIANTS,
 } from "./cri-report.js";
-import { harnessProblem, keepRun, lanesOf, runLanes, scrapeMetric, scrapeMetrics } from "./e2e-bench.js";
+import { harnessConfig, keepRun, lanesOf, runLanes, scrapeMetric, scrapeMetrics } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -402,22 +402,8 @@ async function runLane(lane: Lane, cfg: Config, cleanup: Cleanup): Promise<LaneR
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let cfg: Config | undefined;
-  try {
-    cfg = parseConfig(argv);
-  } catch (e) {
-    log(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (!cfg) {
-    log(USAGE);
-    return 0;
-  }
-  const problem = harnessProblem("bench:cri");
-  if (problem) {
-    log(problem);
-    return 1;
-  }
+  const cfg = harnessConfig("bench:cri", argv, USAGE, parseConfig, log);
+  if (typeof cfg === "number") return cfg;
   const started = new Date();
   const loadavgStart = loadavg();
   const { results: lanes, failure } = await runLanes("bench:cri", cfg.lanes, log, (lane, cleanup) =>

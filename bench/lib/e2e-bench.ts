@@ -28,6 +28,36 @@ export function harnessProblem(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * A harness benchmark's start: its config from argv, or the exit code to return instead (0 after
+ * printing the usage it was asked for, 2 for bad arguments, 1 when it cannot run here), logged.
+ */
+export function harnessConfig<C extends object>(
+  name: string,
+  argv: string[],
+  usage: string,
+  parse: (argv: string[]) => C | undefined,
+  log: (m: string) => void,
+): C | number {
+  let cfg: C | undefined;
+  try {
+    cfg = parse(argv);
+  } catch (e) {
+    log(`${(e as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (!cfg) {
+    log(usage);
+    return 0;
+  }
+  const problem = harnessProblem(name);
+  if (problem) {
+    log(problem);
+    return 1;
+  }
+  return cfg;
+}
+
 /** The lanes a `--lanes 1.7,2` value names; without one, 1.7 and 2 when containerd 2.x is built. */
 export function lanesOf(value: string | undefined, log: (m: string) => void): Lane[] {
   if (value) {

@@ -194,23 +194,17 @@ export class EndpointManager {
     return readEndpointCounters(this.progs, r.epNum);
   }
 
+  /**
+   * Wires the endpoint and resolves once the pod may send (its policing program runs); what may
+   * finish later (netkit's to-container link) runs after under the endpoint's lock: settled(id).
+   */
   wire(req: WireRequest): Promise<WiredEndpoint> {
     if (this.closed) return Promise.reject(new ClosedError("EndpointManager"));
     if (!req.id) return Promise.reject(new InvalidArgumentError("wire: endpoint id must not be empty"));
-    return new Promise<WiredEndpoint>((resolve, reject) => {
-      void this.locks.run(req.id, async () => {
-        let rest: (() => Promise<void>) | undefined;
-        try {
-          const w = await this.wireLocked(req);
-          this.unrepaired.delete(req.id);
-          rest = w.rest;
-          resolve(w.wired);
-        } catch (e) {
-          reject(e);
-          return;
-        }
-        await rest?.();
-      });
+    return this.answerFirst(req.id, async () => {
+      const w = await this.wireLocked(req);
+      this.unrepaired.delete(req.id);
+      return { answer: w.wired, rest: w.rest };
     });
   }
 
@@ -221,19 +215,33 @@ export class EndpointManager {
    * endpoint's lock: a wire of the same id waits for it, and settled(id) says when it is done.
    */
   unwire(id: string): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
+    return this.answerFirst(id, async () => {
+      this.unrepaired.delete(id);
+      const r = await this.unwireLocked(id);
+      return { answer: r.existed, rest: r.removal };
+    });
+  }
+
+  /**
+   * Runs op under the endpoint's lock and resolves with its answer as soon as there is one; the
+   * `rest` it hands back (kernel work no caller needs to wait for) then runs under the same lock.
+   */
+  private answerFirst<T>(
+    id: string,
+    op: () => Promise<{ answer: T; rest?: (() => Promise<void>) | undefined }>,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       void this.locks.run(id, async () => {
-        this.unrepaired.delete(id);
-        let removal: (() => Promise<void>) | undefined;
+        let rest: (() => Promise<void>) | undefined;
         try {
-          const r = await this.unwireLocked(id);
-          removal = r.removal;
-          resolve(r.existed);
+          const r = await op();
+          rest = r.rest;
+          resolve(r.answer);
         } catch (e) {
           reject(e);
           return;
         }
-        await removal?.();
+        await rest?.();
       });
     });
   }
