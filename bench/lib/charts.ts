@@ -1,7 +1,7 @@
 // The report's charts: Vega-Lite specs built from the benchmarks' result JSON, rendered to SVG by
 // Vega (headless: no canvas, no browser). Every plotted number is a value of the JSON rounded to
-// two decimals, and Vega writes each mark's fields into its aria-label, which is how the report's
-// test finds them in the SVG.
+// two decimals (stats.round), and Vega writes each mark's fields into its aria-label, which is
+// how the report's test finds them in the SVG.
 import { parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 
@@ -15,9 +15,6 @@ export interface Chart {
   rows: Record<string, string | number>[];
   spec: TopLevelSpec;
 }
-
-/** Chart values: two decimals, as every chart prints them. */
-export const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 const WIDTH = 360;
 const HEIGHT = 220;

@@ -19,8 +19,10 @@ import type { Nkitd } from "../../test/e2e/env/nkit.js";
 import type { Cleanup } from "./cleanup.js";
 import { type Instance, podConfig, startVariant } from "./cri.js";
 import { type CniVariant, type LatencyMs, latency } from "./cri-report.js";
-import { harnessConfig, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
+import { harnessConfig, intOption, keepRun, lanesOf, runLanes } from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
+import { pool } from "./pool.js";
+import { median } from "./stats.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
@@ -58,12 +60,7 @@ function parseConfig(argv: string[]): ChurnConfig | undefined {
   });
   if (values.help) return undefined;
   const quick = values.quick === true;
-  const int = (v: string | undefined, d: number, what: string): number => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${what}: expected a positive integer, got ${v}`);
-    return n;
-  };
+  const int = (v: string | undefined, d: number, flag: string) => intOption(v, d, flag, 1);
   const lane = lanesOf(values.lane ?? "1.7", log)[0] ?? "1.7";
   return {
     pods: int(values.pods, quick ? 16 : 100, "--pods"),
@@ -134,20 +131,6 @@ export function footprint(n: Nkitd): NkitFootprint {
   };
 }
 
-/** Runs f over items with at most n in flight; returns the wall time in ms. */
-async function inFlight<T>(items: readonly T[], n: number, f: (t: T) => Promise<void>): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await f(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  return Number(process.hrtime.bigint() - t0) / 1e6;
-}
-
 export interface ChurnRound {
   round: number;
   variant: CniVariant;
@@ -165,39 +148,47 @@ export interface ChurnRound {
 async function churnRound(inst: Instance, cfg: ChurnConfig, round: number): Promise<ChurnRound> {
   const names = Array.from({ length: cfg.pods }, (_, i) => `c${round}-${inst.variant}-${i}`);
   const ids: string[] = [];
-  const create: number[] = [];
-  const remove: number[] = [];
   const errors: string[] = [];
-  const createMs = await inFlight(names, cfg.concurrency, async (name) => {
-    const t0 = process.hrtime.bigint();
-    try {
-      const id = await inst.env.cri.runPodSandbox(podConfig(inst.env, name), "");
-      create.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      inst.nkitd?.track(id);
-      ids.push(id);
-    } catch (e) {
-      errors.push(`create ${name}: ${(e as Error).message.split("\n")[0]}`);
-    }
-  });
+  const oneLine = (e: unknown) => (e as Error).message.split("\n")[0];
+  const create = await pool(
+    names.length,
+    cfg.concurrency,
+    async (i) => {
+      const name = names[i] as string;
+      try {
+        const id = await inst.env.cri.runPodSandbox(podConfig(inst.env, name), "");
+        inst.nkitd?.track(id);
+        ids.push(id);
+      } catch (e) {
+        throw new Error(`create ${name}: ${oneLine(e)}`);
+      }
+    },
+    errors,
+  );
   const peak = inst.nkitd ? footprint(inst.nkitd) : undefined;
-  const removeMs = await inFlight([...ids], cfg.concurrency, async (id) => {
-    const t0 = process.hrtime.bigint();
-    try {
-      await inst.env.cri.stopPodSandbox(id);
-      await inst.env.cri.removePodSandbox(id);
-      remove.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    } catch (e) {
-      errors.push(`remove ${id.slice(0, 12)}: ${(e as Error).message.split("\n")[0]}`);
-    }
-  });
+  const made = [...ids];
+  const remove = await pool(
+    made.length,
+    cfg.concurrency,
+    async (i) => {
+      const id = made[i] as string;
+      try {
+        await inst.env.cri.stopPodSandbox(id);
+        await inst.env.cri.removePodSandbox(id);
+      } catch (e) {
+        throw new Error(`remove ${id.slice(0, 12)}: ${oneLine(e)}`);
+      }
+    },
+    errors,
+  );
   const perS = (n: number, ms: number) => Math.round((n / (ms / 1000)) * 10) / 10;
   return {
     round,
     variant: inst.variant,
-    createPerS: perS(create.length, createMs),
-    removePerS: perS(remove.length, removeMs),
-    create: latency(create),
-    remove: latency(remove),
+    createPerS: perS(create.samples.length, create.wallMs),
+    removePerS: perS(remove.samples.length, remove.wallMs),
+    create: latency(create.samples),
+    remove: latency(remove.samples),
     ...(peak ? { peak } : {}),
     errors,
   };
@@ -219,16 +210,6 @@ export interface ChurnReport {
   /** The counts that did not come back (empty: no leak). */
   leaks: string[];
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0
-    ? Number.NaN
-    : s.length % 2
-      ? (s[m] as number)
-      : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 /** Counts that must come back to where they began once every pod is gone. */
 const MUST_RETURN: readonly (keyof NkitFootprint)[] = [

@@ -23,7 +23,15 @@ import {
   markdown,
   VARIANTS,
 } from "./cri-report.js";
-import { harnessConfig, keepRun, lanesOf, runLanes, scrapeMetric, scrapeMetrics } from "./e2e-bench.js";
+import {
+  harnessConfig,
+  intOption,
+  keepRun,
+  lanesOf,
+  runLanes,
+  scrapeMetric,
+  scrapeMetrics,
+} from "./e2e-bench.js";
 import { RESULTS_DIR } from "./paths.js";
 
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -58,12 +66,7 @@ function parseConfig(argv: string[]): Config | undefined {
     },
   });
   if (values.help) return undefined;
-  const int = (v: string | undefined, d: number, what: string): number => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`${what}: expected a non-negative integer, got ${v}`);
-    return n;
-  };
+  const int = (v: string | undefined, d: number, flag: string) => intOption(v, d, flag, 0);
   const lanes = lanesOf(values.lanes, log);
   return {
     pods: int(values.pods ?? process.env.BENCH_CRI_PODS, 30, "--pods"),

@@ -28,6 +28,16 @@ export function harnessProblem(name: string): string | undefined {
   return undefined;
 }
 
+/** A whole-number option of a harness benchmark: `fallback` when absent, at least `min` (0 or 1). */
+export function intOption(value: string | undefined, fallback: number, flag: string, min: 0 | 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new Error(`${flag}: expected a ${min === 0 ? "non-negative" : "positive"} integer, got ${value}`);
+  }
+  return n;
+}
+
 /**
  * A harness benchmark's start: its config from argv, or the exit code to return instead (0 after
  * printing the usage it was asked for, 2 for bad arguments, 1 when it cannot run here), logged.

@@ -29,6 +29,7 @@ import { hostCgroup2 } from "../../src/services/socket-lb.js";
 import { addNetns, delNetns } from "./baselines.js";
 import { type LatencyMs, latency } from "./cri-report.js";
 import { ROOT } from "./paths.js";
+import { pool } from "./pool.js";
 import { sh } from "./proc.js";
 import { sideBySide } from "./results.js";
 import { baseEnvironment } from "./runner.js";
@@ -88,34 +89,6 @@ function memory(pid: number): { rss: number; hwm: number } {
   const kib = (key: string) =>
     Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
   return { rss: Math.round(kib("VmRSS") / 102.4) / 10, hwm: Math.round(kib("VmHWM") / 102.4) / 10 };
-}
-
-/** Runs calls with at most `concurrency` in flight; each call's latency and error. */
-async function pool(
-  n: number,
-  concurrency: number,
-  call: (i: number) => Promise<void>,
-  errors: string[],
-): Promise<{ wallMs: number; samples: number[]; failed: number }> {
-  const samples: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const t0 = process.hrtime.bigint();
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      const t = process.hrtime.bigint();
-      try {
-        await call(i);
-        samples.push(ms(t));
-      } catch (e) {
-        failed++;
-        if (errors.length < 20) errors.push((e as Error).message.slice(0, 400));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
-  return { wallMs: Math.round(ms(t0)), samples, failed };
 }
 
 /** nkit-cni with the CNI environment and config a runtime gives it. */

@@ -4,8 +4,9 @@
 // (one page, the SVGs inline).
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { type Chart, distribution, groupedBars, r2, renderSvg, scaleLines } from "./charts.js";
+import { type Chart, distribution, groupedBars, renderSvg, scaleLines } from "./charts.js";
 import { ROOT } from "./paths.js";
+import { round } from "./stats.js";
 
 /** The results the report draws from, by benchmark (suite names), each as its JSON was written. */
 export interface ReportInput {
@@ -72,6 +73,7 @@ interface LoadResult {
 }
 interface VmResult {
   ratios?: { netkit_vs_veth?: Record<string, number> };
+  wiring?: { ratios?: { wire_p50?: number } };
   raw?: { wiring?: { wire: Record<string, number[]>; unwire: Record<string, number[]> } };
 }
 
@@ -157,7 +159,7 @@ export function headlines(input: ReportInput): Headline[] {
     const { nkit, bridge } = churn.summary;
     out.push({
       what: "pods created / removed per second through CRI, nkit / bridge plugin",
-      value: `${r2(nkit.createPerS / bridge.createPerS)}× / ${r2(nkit.removePerS / bridge.removePerS)}×`,
+      value: `${round(nkit.createPerS / bridge.createPerS)}× / ${round(nkit.removePerS / bridge.removePerS)}×`,
       goal: "",
       verdict: "",
       source: "churn",
@@ -184,7 +186,7 @@ export function headlines(input: ReportInput): Headline[] {
     const mb = load.nkitd.rssAtBothMiB * 1.048576;
     out.push({
       what: `nkitd RSS with ${(load.config?.services ?? 10000).toLocaleString("en")} services and ${(load.config?.endpoints ?? 1000).toLocaleString("en")} endpoints`,
-      value: `${r2(load.nkitd.rssAtBothMiB)} MiB (${Math.round(mb)} MB)`,
+      value: `${round(load.nkitd.rssAtBothMiB)} MiB (${Math.round(mb)} MB)`,
       goal: "≤ 80 MB",
       verdict: verdictOf(mb <= 80),
       source: "memory",
@@ -195,7 +197,7 @@ export function headlines(input: ReportInput): Headline[] {
   if (vmWire !== undefined) {
     out.push({
       what: "netkit wire p50 / veth wire p50 (VM lane, emulated)",
-      value: `${r2(vmWire)}×`,
+      value: `${round(vmWire)}×`,
       goal: "≤ 1",
       verdict: verdictOf(vmWire <= 1),
       source: "vm",
@@ -204,7 +206,7 @@ export function headlines(input: ReportInput): Headline[] {
   if (vmRatios?.rr_p50 !== undefined) {
     out.push({
       what: "netkit / veth TCP_RR p50 (VM lane, emulated)",
-      value: `${r2(vmRatios.rr_p50)}×`,
+      value: `${round(vmRatios.rr_p50)}×`,
       goal: "",
       verdict: "",
       source: "vm",
@@ -228,17 +230,8 @@ function dpLine(t: NonNullable<DatapathResult["targets"]>[number], source: Repor
 const pathLegend = (dp: DatapathResult): string =>
   (dp.summary ?? []).map((p) => `\`${p.key}\` ${p.label}`).join(", ");
 
-const p50Of = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
-function vmWireRatio(vm: VmResult | undefined): number | undefined {
-  const w = vm?.raw?.wiring?.wire;
-  if (!w?.netkit?.length || !w.veth?.length) return undefined;
-  return p50Of(w.netkit) / p50Of(w.veth);
-}
+/** netkit wire p50 / veth wire p50, as the VM benchmark computed it. */
+const vmWireRatio = (vm: VmResult | undefined): number | undefined => vm?.wiring?.ratios?.wire_p50;
 
 /** Every chart the results allow, in report order; a benchmark without results has none. */
 export function charts(input: ReportInput): Chart[] {
@@ -261,9 +254,9 @@ export function charts(input: ReportInput): Chart[] {
                 path: p.key,
                 test,
                 percentile: pct,
-                "latency µs": r2(m.median),
-                min: r2(m.min),
-                max: r2(m.max),
+                "latency µs": round(m.median),
+                min: round(m.min),
+                max: round(m.max),
               },
             ]
           : [];
@@ -295,7 +288,9 @@ export function charts(input: ReportInput): Chart[] {
         ] as const
       ).flatMap(([metric, key]) => {
         const m = p.metrics[key];
-        return m ? [{ path: p.key, metric, value: r2(m.median), min: r2(m.min), max: r2(m.max) }] : [];
+        return m
+          ? [{ path: p.key, metric, value: round(m.median), min: round(m.min), max: round(m.max) }]
+          : [];
       }),
     );
     out.push({
@@ -320,8 +315,8 @@ export function charts(input: ReportInput): Chart[] {
   const vmRaw = pick<VmResult>(input, "vm")?.raw?.wiring;
   if (wiring?.raw) {
     const rows = [
-      ...wiring.raw.wire.map((v) => ({ operation: "wire (veth)", ms: r2(v) })),
-      ...wiring.raw.unwire.map((v) => ({ operation: "unwire (veth)", ms: r2(v) })),
+      ...wiring.raw.wire.map((v) => ({ operation: "wire (veth)", ms: round(v) })),
+      ...wiring.raw.unwire.map((v) => ({ operation: "unwire (veth)", ms: round(v) })),
     ];
     out.push({
       id: "wiring-distribution",
@@ -336,7 +331,7 @@ export function charts(input: ReportInput): Chart[] {
   if (vmRaw) {
     const rows = (["wire", "unwire"] as const).flatMap((op) =>
       Object.entries(vmRaw[op]).flatMap(([mode, xs]) =>
-        xs.map((v) => ({ operation: `${op} (${mode})`, ms: r2(v) })),
+        xs.map((v) => ({ operation: `${op} (${mode})`, ms: round(v) })),
       ),
     );
     out.push({
@@ -367,7 +362,7 @@ export function charts(input: ReportInput): Chart[] {
           (["p50", "p99"] as const).map((pct) => ({
             call: `${op} ${pct}`,
             variant: `${variant} (lane ${l.lane})`,
-            ms: r2(lat[pct]),
+            ms: round(lat[pct]),
           })),
         ),
       ),
@@ -384,10 +379,10 @@ export function charts(input: ReportInput): Chart[] {
     const cni = cri.lanes.flatMap((l) =>
       l.cniWire
         ? [
-            { plugin: `nkit-cni (lane ${l.lane})`, "ADD+DEL p50 ms": r2(l.cniWire.nkitAddDel.p50) },
+            { plugin: `nkit-cni (lane ${l.lane})`, "ADD+DEL p50 ms": round(l.cniWire.nkitAddDel.p50) },
             {
               plugin: `bridge + host-local (lane ${l.lane})`,
-              "ADD+DEL p50 ms": r2(l.cniWire.bridgeAddDel.p50),
+              "ADD+DEL p50 ms": round(l.cniWire.bridgeAddDel.p50),
             },
           ]
         : [],
@@ -413,8 +408,8 @@ export function charts(input: ReportInput): Chart[] {
   const churn = pick<ChurnResult>(input, "churn");
   if (churn?.summary) {
     const rows = (["nkit", "bridge"] as const).flatMap((v) => [
-      { variant: v, phase: "created", "pods per s": r2(churn.summary?.[v].createPerS ?? 0) },
-      { variant: v, phase: "removed", "pods per s": r2(churn.summary?.[v].removePerS ?? 0) },
+      { variant: v, phase: "created", "pods per s": round(churn.summary?.[v].createPerS ?? 0) },
+      { variant: v, phase: "removed", "pods per s": round(churn.summary?.[v].removePerS ?? 0) },
     ]);
     out.push({
       id: "churn",
@@ -441,12 +436,12 @@ export function charts(input: ReportInput): Chart[] {
               path: r.path,
               services: r.services ?? 1,
               metric: `${r.test.toUpperCase()} per s`,
-              value: r2(r.rate),
+              value: round(r.rate),
             },
           ]),
       ...(r.p50_us === null || r.test !== "rr"
         ? []
-        : [{ path: r.path, services: r.services ?? 1, metric: "RR p50 µs", value: r2(r.p50_us) }]),
+        : [{ path: r.path, services: r.services ?? 1, metric: "RR p50 µs", value: round(r.p50_us) }]),
     ]);
     out.push({
       id: "services-scale",
@@ -470,10 +465,10 @@ export function charts(input: ReportInput): Chart[] {
   if (masq?.rows?.length) {
     const rows = masq.rows.flatMap((r) =>
       r.gbps !== null && r.gbps !== undefined
-        ? [{ path: r.path, metric: "TCP_STREAM Gbit/s", value: r2(r.gbps) }]
+        ? [{ path: r.path, metric: "TCP_STREAM Gbit/s", value: round(r.gbps) }]
         : r.rate === null
           ? []
-          : [{ path: r.path, metric: `${r.test.toUpperCase()} per s`, value: r2(r.rate) }],
+          : [{ path: r.path, metric: `${r.test.toUpperCase()} per s`, value: round(r.rate) }],
     );
     out.push({
       id: "masquerade",
@@ -497,11 +492,11 @@ export function charts(input: ReportInput): Chart[] {
   if (load?.nkitd) {
     const n = load.nkitd;
     const rows = [
-      { stage: "idle", "RSS MiB": r2(n.idleRssMiB) },
-      { stage: "1,000 endpoints", "RSS MiB": r2(n.rssAtEndpointsMiB) },
-      { stage: "+ 10,000 services", "RSS MiB": r2(n.rssAtBothMiB) },
-      { stage: "services only", "RSS MiB": r2(n.rssAtServicesMiB) },
-      { stage: "peak", "RSS MiB": r2(n.peakRssMiB) },
+      { stage: "idle", "RSS MiB": round(n.idleRssMiB) },
+      { stage: "1,000 endpoints", "RSS MiB": round(n.rssAtEndpointsMiB) },
+      { stage: "+ 10,000 services", "RSS MiB": round(n.rssAtBothMiB) },
+      { stage: "services only", "RSS MiB": round(n.rssAtServicesMiB) },
+      { stage: "peak", "RSS MiB": round(n.peakRssMiB) },
     ];
     out.push({
       id: "memory",
@@ -516,7 +511,7 @@ export function charts(input: ReportInput): Chart[] {
         category: "stage",
         value: "RSS MiB",
         series: "stage",
-        rule: r2(80 / 1.048576),
+        rule: round(80 / 1.048576),
       }),
     });
   }
@@ -530,7 +525,7 @@ export function charts(input: ReportInput): Chart[] {
       stream_gbps: "TCP_STREAM ↑",
     };
     const rows = Object.entries(names).flatMap(([k, label]) =>
-      vm[k] === undefined ? [] : [{ metric: label, "netkit / veth": r2(vm[k] as number) }],
+      vm[k] === undefined ? [] : [{ metric: label, "netkit / veth": round(vm[k] as number) }],
     );
     out.push({
       id: "vm-ratios",

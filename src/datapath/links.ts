@@ -73,19 +73,6 @@ async function attachNetkitLink(
 }
 
 /**
- * Attaches both endpoint programs: veth as cls_bpf filters, netkit as links (concurrently: each
- * attach waits for an RCU grace period) pinned under endpoints/<hostName>/.
- */
-export async function attachEndpointLinks(
-  dp: DatapathContext,
-  hostName: string,
-  ifindex: number,
-): Promise<void> {
-  const rest = await attachGatingLinks(dp, hostName, ifindex);
-  await rest?.();
-}
-
-/**
  * What a wiring must attach before the pod may send: veth, both filters (one batch, no grace
  * period); netkit, the from-container link on the peer, the only one that polices the pod. Returns
  * the netkit to-container link's attach, for the caller to run after the pod is up: that program

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { XMLParser, XMLValidator } from "fast-xml-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { r2 } from "../../bench/lib/charts.js";
 import { RESULTS_DIR } from "../../bench/lib/paths.js";
+import { round } from "../../bench/lib/stats.js";
 import {
   explainMisses,
   type Headline,
@@ -73,10 +73,10 @@ describe("performance report", () => {
     for (const p of d.summary) {
       const rr = p.metrics.rr_p50?.median as number;
       expect(
-        hasMark(svgOf("datapath-latency"), [`path: ${p.key}`, "percentile: p50", `latency µs: ${r2(rr)}`]),
+        hasMark(svgOf("datapath-latency"), [`path: ${p.key}`, "percentile: p50", `latency µs: ${round(rr)}`]),
       ).toBe(true);
       const gbps = p.metrics.stream_gbps?.median as number;
-      expect(hasMark(svgOf("datapath-throughput"), [`path: ${p.key}`, `value: ${r2(gbps)}`])).toBe(true);
+      expect(hasMark(svgOf("datapath-throughput"), [`path: ${p.key}`, `value: ${round(gbps)}`])).toBe(true);
     }
   });
 
@@ -84,7 +84,7 @@ describe("performance report", () => {
     const d = json<{ wiring: { raw: { wire: number[] } } }>("wiring-latest.json");
     const wire = d.wiring.raw.wire;
     for (const v of [Math.min(...wire), Math.max(...wire)]) {
-      expect(hasMark(svgOf("wiring-distribution"), ["operation: wire (veth)", `ms: ${r2(v)}`])).toBe(true);
+      expect(hasMark(svgOf("wiring-distribution"), ["operation: wire (veth)", `ms: ${round(v)}`])).toBe(true);
     }
     const s = json<{ rows: { path: string; services: number; test: string; rate: number }[] }>(
       "services-latest.json",
@@ -95,17 +95,19 @@ describe("performance report", () => {
       hasMark(svgOf("services-scale"), [
         "path: nkit-vip",
         "services: 10000",
-        `value: ${r2(crr10k?.rate as number)}`,
+        `value: ${round(crr10k?.rate as number)}`,
       ]),
     ).toBe(true);
     const c = json<{ summary: { nkit: { createPerS: number } } }>("churn-latest.json");
-    expect(hasMark(svgOf("churn"), ["variant: nkit", `pods per s: ${r2(c.summary.nkit.createPerS)}`])).toBe(
+    expect(
+      hasMark(svgOf("churn"), ["variant: nkit", `pods per s: ${round(c.summary.nkit.createPerS)}`]),
+    ).toBe(true);
+    const l = json<{ nkitd: { rssAtBothMiB: number } }>("load-latest.json");
+    expect(hasMark(svgOf("memory"), [`RSS MiB: ${round(l.nkitd.rssAtBothMiB)}`])).toBe(true);
+    const v = json<{ ratios: { netkit_vs_veth: { rr_p50: number } } }>("vm-latest.json");
+    expect(hasMark(svgOf("vm-ratios"), [`netkit / veth: ${round(v.ratios.netkit_vs_veth.rr_p50)}`])).toBe(
       true,
     );
-    const l = json<{ nkitd: { rssAtBothMiB: number } }>("load-latest.json");
-    expect(hasMark(svgOf("memory"), [`RSS MiB: ${r2(l.nkitd.rssAtBothMiB)}`])).toBe(true);
-    const v = json<{ ratios: { netkit_vs_veth: { rr_p50: number } } }>("vm-latest.json");
-    expect(hasMark(svgOf("vm-ratios"), [`netkit / veth: ${r2(v.ratios.netkit_vs_veth.rr_p50)}`])).toBe(true);
   });
 
   it("shows every issue target it reports as met or missed, and refreshes README's headline between its markers", () => {
