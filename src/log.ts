@@ -1,7 +1,8 @@
 // pino logger factory: JSON lines to stdout (journald keeps them as they are); on an interactive
 // terminal the same records go through pino-pretty, so an operator running nkitd by hand can read them.
+import { createRequire } from "node:module";
 import { type LevelWithSilent, type Logger, pino } from "pino";
-import pretty from "pino-pretty";
+import type pinoPretty from "pino-pretty";
 
 export type { Logger };
 
@@ -21,6 +22,8 @@ export function createLogger(opts: LogOptions = {}): Logger {
   };
   const wantPretty = opts.pretty ?? (process.stdout.isTTY === true && !process.env.NKIT_LOG_JSON);
   if (!wantPretty) return pino(options);
+  // Loaded only for a terminal: under systemd (JSON lines) it would cost nkitd ~2 MiB for nothing.
+  const pretty = createRequire(import.meta.url)("pino-pretty") as typeof pinoPretty;
   // In-process stream (no worker thread): a daemon has no transport thread to babysit.
   return pino(
     options,

@@ -6,9 +6,18 @@
 // source at start.
 import { AlreadyExistsError, NotFoundError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { RecordStore } from "../state/json-store.js";
+import { deepFreeze, RecordStore } from "../state/json-store.js";
 import { arrayOf, boolean, count, object, oneOf, optional, recordOf, string } from "../state/shape.js";
-import { frontendId, type LbEntry, lbEntries, type ServiceSource, type ServiceSpec } from "./spec.js";
+import {
+  frontendId,
+  frontendOf,
+  keptSpec,
+  type LbEntry,
+  lbEntries,
+  programmedAs,
+  type ServiceSource,
+  type ServiceSpec,
+} from "./spec.js";
 
 /** What the manager needs from the datapath: set or remove one frontend, each call complete. */
 export interface LbTable {
@@ -97,27 +106,41 @@ function matches(
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
+const SOURCES: readonly ServiceSource[] = ["config", "file", "api", "selector", "host-port", "nomad"];
+
+/** The record the manager keeps: the spec copied by keptSpec, the source's own literal, frozen. */
+function keptRecord(spec: ServiceSpec, source: ServiceSource, origin: string): ServiceRecord {
+  return deepFreeze({ spec: keptSpec(spec), source: SOURCES.find((s) => s === source) ?? source, origin });
+}
+
+function sameRecord(a: ServiceRecord, b: ServiceRecord): boolean {
+  return a.source === b.source && a.origin === b.origin && JSON.stringify(a.spec) === JSON.stringify(b.spec);
+}
+
 export class ServiceManager {
+  /** name → its record, frozen and shared with the state store (one copy of each service). */
   private readonly services = new Map<string, ServiceRecord>();
   /** frontend id → the service that holds it (from the specs, whatever their backends). */
   private readonly owners = new Map<string, string>();
   /** `source\0origin` → names, so replacing one file's services does not scan all of them. */
   private readonly bySource = new Map<string, Set<string>>();
-  /** Services whose backends come from a selector, re-resolved when endpoints change. */
-  private readonly selecting = new Set<string>();
-  /** name → its resolved entries: what the datapath should hold for it. */
-  private readonly wanted = new Map<string, LbEntry[]>();
-  /** What the datapath holds: frontend id → entry. */
-  private readonly programmed = new Map<string, LbEntry>();
+  /**
+   * Selector services' resolved entries (they follow the endpoints). A service with fixed backends
+   * keeps none: its entries follow from its spec alone (lbEntries), computed when asked for.
+   */
+  private readonly selected = new Map<string, LbEntry[]>();
+  /** What the datapath holds: frontend id → programmedAs(entry). */
+  private readonly programmed = new Map<string, string>();
   private readonly persisted: RecordStore<ServiceRecord>;
   private endpoints: readonly SelectableEndpoint[] = [];
   private held: boolean;
 
   constructor(private readonly opts: ServiceManagerOptions) {
     this.persisted = openServiceStore(opts.storeDir);
-    for (const e of opts.table.list?.() ?? []) this.programmed.set(frontendId(e), e);
+    for (const e of opts.table.list?.() ?? []) this.programmed.set(frontendId(e), programmedAs(e));
     this.held = opts.holdUntilReady === true;
-    for (const r of this.persisted.list()) this.put(r);
+    // The store's records are frozen: the manager holds the same objects.
+    for (const r of this.persisted.peek()) this.put(r as ServiceRecord);
     if (!this.held) this.reconcile();
   }
 
@@ -138,14 +161,15 @@ export class ServiceManager {
   }
 
   list(): ServiceView[] {
+    // Names are [a-z0-9._-]: code unit order is their order (localeCompare would load collation).
     return [...this.services.values()]
-      .sort((a, b) => a.spec.name.localeCompare(b.spec.name))
+      .sort((a, b) => (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0))
       .map((r) => this.view(r));
   }
 
   /** Adds or replaces one service of a source; a name or frontend another service holds is refused. */
   upsert(spec: ServiceSpec, source: ServiceSource, origin = ""): ServiceView {
-    const record: ServiceRecord = { spec: structuredClone(spec), source, origin };
+    const record = keptRecord(spec, source, origin);
     this.check(record);
     const before = this.services.get(spec.name);
     if (source === "api") this.persisted.put(record);
@@ -197,13 +221,14 @@ export class ServiceManager {
     }
     const failed: { name: string; error: Error }[] = [];
     for (const spec of specs) {
-      const record: ServiceRecord = { spec: structuredClone(spec), source, origin: origin ?? "" };
+      const record = keptRecord(spec, source, origin ?? "");
+      const before = this.services.get(spec.name);
+      // Unchanged services are left as they are, not written again (a restart replays every Nomad service).
+      if (before && sameRecord(before, record)) continue;
       try {
         this.check(record);
         this.put(record);
-        // Unchanged services are not written again (a restart replays every Nomad service).
-        if (persist && JSON.stringify(this.persisted.get(spec.name)) !== JSON.stringify(record))
-          this.persisted.put(record);
+        if (persist) this.persisted.put(record);
       } catch (e) {
         const current = this.services.get(spec.name);
         if (current && current.source === source && current.origin === record.origin) {
@@ -219,7 +244,7 @@ export class ServiceManager {
   /** New endpoint set for label selectors; selector services are re-resolved. */
   setEndpoints(endpoints: readonly SelectableEndpoint[]): void {
     this.endpoints = endpoints.map((e) => ({ labels: { ...e.labels }, addresses: [...e.addresses] }));
-    for (const name of this.selecting) this.resolve(name);
+    for (const name of this.selected.keys()) this.resolve(name);
   }
 
   private entriesOf(r: ServiceRecord): LbEntry[] {
@@ -231,7 +256,7 @@ export class ServiceManager {
   }
 
   private view(r: ServiceRecord): ServiceView {
-    return { ...structuredClone(r), entries: this.wanted.get(r.spec.name) ?? this.entriesOf(r) };
+    return { ...structuredClone(r), entries: this.selected.get(r.spec.name) ?? this.entriesOf(r) };
   }
 
   private check(r: ServiceRecord): void {
@@ -265,8 +290,7 @@ export class ServiceManager {
       this.bySource.set(key, names);
     }
     names.add(name);
-    if (r.spec.selector) this.selecting.add(name);
-    this.resolve(name);
+    this.resolve(name, before);
   }
 
   private drop(name: string): void {
@@ -274,7 +298,7 @@ export class ServiceManager {
     if (!r) return;
     this.unindex(r);
     this.services.delete(name);
-    this.resolve(name);
+    this.resolve(name, r);
   }
 
   private unindex(r: ServiceRecord): void {
@@ -285,16 +309,18 @@ export class ServiceManager {
     const names = this.bySource.get(key);
     names?.delete(name);
     if (names?.size === 0) this.bySource.delete(key);
-    this.selecting.delete(name);
   }
 
-  /** Recomputes one service's entries and brings the datapath to them (unless held). */
-  private resolve(name: string): void {
+  /**
+   * Recomputes one service's entries and brings the datapath to them (unless held). `before` is the
+   * record it had, whose frontends are removed when the service no longer has them.
+   */
+  private resolve(name: string, before?: ServiceRecord): void {
     const r = this.services.get(name);
-    const old = this.wanted.get(name) ?? [];
+    const old = this.selected.get(name) ?? (before ? lbEntries(before.spec) : []);
     const now = r ? this.entriesOf(r) : [];
-    if (r) this.wanted.set(name, now);
-    else this.wanted.delete(name);
+    if (r?.spec.selector) this.selected.set(name, now);
+    else this.selected.delete(name);
     if (this.held) return;
     const ids = new Set(now.map((e) => frontendId(e)));
     for (const e of now) this.program(e);
@@ -304,11 +330,11 @@ export class ServiceManager {
     }
   }
 
-  /** Full pass: every wanted entry set, everything else the datapath holds removed. */
+  /** Full pass: every service's entries set, everything else the datapath holds removed. */
   private reconcile(): void {
     const ids = new Set<string>();
-    for (const entries of this.wanted.values()) {
-      for (const e of entries) {
+    for (const r of this.services.values()) {
+      for (const e of this.selected.get(r.spec.name) ?? this.entriesOf(r)) {
         ids.add(frontendId(e));
         this.program(e);
       }
@@ -318,16 +344,15 @@ export class ServiceManager {
 
   private program(e: LbEntry): void {
     const id = frontendId(e);
-    const have = this.programmed.get(id);
-    if (have && JSON.stringify(have) === JSON.stringify(e)) return;
+    const as = programmedAs(e);
+    if (this.programmed.get(id) === as) return;
     this.opts.table.set(e);
-    this.programmed.set(id, e);
+    this.programmed.set(id, as);
   }
 
   private unprogram(id: string): void {
-    const e = this.programmed.get(id);
-    if (!e) return;
-    this.opts.table.remove(e);
+    if (!this.programmed.has(id)) return;
+    this.opts.table.remove(frontendOf(id));
     this.programmed.delete(id);
   }
 }

@@ -40,6 +40,8 @@ const EXTERNAL = LbFlags.EXTERNAL;
 const hasTable = (v: LbService): boolean => (v.flags & EXTERNAL) !== 0 && v.count > 1;
 /** Slot counts are u16 in the map. */
 const MAX_BACKENDS = 0xffff;
+/** Frontend ids are u32; 0 means none. */
+const MAX_ID = 0xfffffffe;
 
 interface SocketLbOptions {
   /** nkitd's bpffs dir: maps by name, links under lb/. */
@@ -87,9 +89,9 @@ export class SocketLb implements LbTable {
   private readonly counterMap: PerCpuMap<number, bigint>;
   private readonly conns: PerCpuMap<LbBackendKey, bigint>;
   private readonly serviceCidrs: BpfMap<PrefixKey, number>;
-  /** frontend key (hex) → its id and slot count, mirrored from nk_lb_services. */
+  /** frontend key (its bytes as a latin1 string: half the size of hex) → its id and slot count, mirrored from nk_lb_services. */
   private readonly held = new Map<string, LbService>();
-  private readonly usedIds = new Set<number>();
+  /** Every id from here on is free (ids are handed out in order; see allocateId). */
   private nextId = 1;
   private destroyed = false;
 
@@ -105,8 +107,8 @@ export class SocketLb implements LbTable {
     this.conns = skel.maps.nk_lb_backend_conns;
     this.serviceCidrs = skel.maps.nk_lb_service_cidrs;
     for (const [k, v] of this.services.entries()) {
-      this.held.set(lbKey.encode(k).toString("hex"), v);
-      this.usedIds.add(v.id);
+      this.held.set(lbKey.encode(k).toString("latin1"), v);
+      if (v.id >= this.nextId) this.nextId = v.id + 1;
     }
   }
 
@@ -194,8 +196,8 @@ export class SocketLb implements LbTable {
       );
     }
     const key = keyOf(e);
-    const hex = lbKey.encode(key).toString("hex");
-    const before = this.held.get(hex);
+    const heldKey = lbKey.encode(key).toString("latin1");
+    const before = this.held.get(heldKey);
     const id = before?.id ?? this.allocateId();
     for (const [slot, b] of e.backends.entries()) {
       const addr = addressOf(b.address, b.port);
@@ -221,7 +223,7 @@ export class SocketLb implements LbTable {
       );
     this.services.update(key, value);
     if (before && hasTable(before) && !hasTable(value)) this.maglev?.remove(id);
-    this.held.set(hex, value);
+    this.held.set(heldKey, value);
     for (let slot = e.backends.length; slot < (before?.count ?? 0); slot++) {
       this.backends.delete({ id, slot });
       this.conns.delete({ id, slot });
@@ -230,8 +232,8 @@ export class SocketLb implements LbTable {
 
   remove(e: Pick<LbEntry, "vip" | "port" | "protocol">): void {
     const key = keyOf(e);
-    const hex = lbKey.encode(key).toString("hex");
-    const before = this.held.get(hex);
+    const heldKey = lbKey.encode(key).toString("latin1");
+    const before = this.held.get(heldKey);
     if (!before) return;
     this.services.delete(key);
     if (hasTable(before)) this.maglev?.remove(before.id);
@@ -239,8 +241,7 @@ export class SocketLb implements LbTable {
       this.backends.delete({ id: before.id, slot });
       this.conns.delete({ id: before.id, slot });
     }
-    this.held.delete(hex);
-    this.usedIds.delete(before.id);
+    this.held.delete(heldKey);
   }
 
   /** The per-packet frontends with a Maglev table, with their backends' names as the tables name them. */
@@ -283,7 +284,7 @@ export class SocketLb implements LbTable {
 
   /** Connections sent to each backend of a frontend (slot order), summed over CPUs. */
   connections(e: Pick<LbEntry, "vip" | "port" | "protocol">): bigint[] {
-    const held = this.held.get(lbKey.encode(keyOf(e)).toString("hex"));
+    const held = this.held.get(lbKey.encode(keyOf(e)).toString("latin1"));
     if (!held) return [];
     return Array.from({ length: held.count }, (_, slot) =>
       (this.conns.lookup({ id: held.id, slot }) ?? []).reduce((a, b) => a + b, 0n),
@@ -341,10 +342,15 @@ export class SocketLb implements LbTable {
     this.skel.close();
   }
 
+  /**
+   * The next id in order: no set of used ids is kept (at 10,000 frontends it cost ~0.5 MiB). Only
+   * once ids ran out (4 billion frontends made) are the held ones scanned for the lowest free id.
+   */
   private allocateId(): number {
-    while (this.usedIds.has(this.nextId)) this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1;
-    const id = this.nextId;
-    this.usedIds.add(id);
-    return id;
+    if (this.nextId <= MAX_ID) return this.nextId++;
+    const used = new Set<number>();
+    for (const v of this.held.values()) used.add(v.id);
+    for (let id = 1; id <= MAX_ID; id++) if (!used.has(id)) return id;
+    throw new NotSupportedError(`${used.size} frontends`, `at most ${MAX_ID}`);
   }
 }

@@ -273,5 +273,6 @@ export function formatMac(b: Uint8Array): string {
 
 /** "10.0.0.5:8080" or "[fd00::5]:8080". */
 export function formatHostPort(address: string, port: number): string {
-  return `${address.includes(":") ? `[${address}]` : address}:${port}`;
+  // join() makes one flat string; a template literal keeps the pieces (these are kept as map keys).
+  return (address.includes(":") ? ["[", address, "]:", port] : [address, ":", port]).join("");
 }

@@ -1,7 +1,7 @@
 // Service definitions (every source's one parser) and the service manager's bookkeeping: conflicts,
 // sources, selectors, persistence of API services, and what it asks the datapath to hold. The
 // datapath here is a recording table (pure logic); the kernel side has its own integration tests.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -12,9 +12,12 @@ import { HostPorts } from "../../src/services/host-ports.js";
 import { type LbTable, ServiceManager } from "../../src/services/manager.js";
 import {
   frontendId,
+  frontendOf,
+  keptSpec,
   type LbEntry,
   lbEntries,
   parseServiceSpec,
+  programmedAs,
   ServiceSpecError,
 } from "../../src/services/spec.js";
 
@@ -100,6 +103,48 @@ describe("parseServiceSpec", () => {
   });
 });
 
+describe("frontend ids and programmed forms", () => {
+  it("frontendOf reads back every frontendId, both families and protocols", () => {
+    for (const f of [
+      { vip: "10.96.0.10", port: 80, protocol: "tcp" as const },
+      { vip: "fd96::10", port: 65535, protocol: "udp" as const },
+      { vip: "::", port: 1, protocol: "tcp" as const },
+    ]) {
+      expect(frontendOf(frontendId(f))).toEqual(f);
+    }
+    expect(frontendId({ vip: "fd96::10", port: 53, protocol: "udp" })).toBe("[fd96::10]:53/udp");
+    expect(() => frontendOf("10.96.0.10/tcp")).toThrow(/not a frontend id/);
+  });
+
+  it("programmedAs differs exactly where the maps would", () => {
+    const [e] = lbEntries(parseServiceSpec(web, "t"));
+    if (!e) throw new Error("no entry");
+    expect(programmedAs({ ...e, service: "other" })).toBe(programmedAs(e));
+    for (const changed of [
+      { ...e, backends: [...e.backends].reverse() },
+      { ...e, backends: e.backends.map((b) => ({ ...b, port: 9090 })) },
+      { ...e, affinity: "client-ip" as const },
+      { ...e, affinityTimeoutSeconds: 60 },
+      { ...e, external: true },
+    ]) {
+      expect(programmedAs(changed)).not.toBe(programmedAs(e));
+    }
+  });
+
+  it("keptSpec copies exactly the spec's fields", () => {
+    const full = parseServiceSpec(
+      { ...web, selector: { app: "web" }, backends: undefined, external: true, affinity: "client-ip" },
+      "t",
+    );
+    const bare = parseServiceSpec({ ...web, backends: ["10.47.0.5:81", "10.47.0.6"] }, "t");
+    for (const s of [full, bare]) {
+      const kept = keptSpec(s);
+      expect(kept).toEqual(s);
+      expect(kept.ports).not.toBe(s.ports);
+    }
+  });
+});
+
 class RecordingTable implements LbTable {
   readonly entries = new Map<string, LbEntry>();
   calls: string[] = [];
@@ -142,6 +187,29 @@ describe("ServiceManager", () => {
     m.delete("web");
     expect(table.entries.size).toBe(0);
     expect(() => m.delete("web")).toThrow(NotFoundError);
+  });
+
+  it("shares its records with the state store, frozen, and rewrites nothing for an unchanged source", () => {
+    const m = open();
+    const nomad = [spec({ name: "a" }), spec({ name: "b", vip: "10.96.0.11" })];
+    expect(m.replaceSource("nomad", nomad)).toEqual([]);
+    const files = join(dir, "services");
+    const written = readdirSync(files).map((f) => [f, statSync(join(files, f)).mtimeMs]);
+    table.calls = [];
+    expect(m.replaceSource("nomad", structuredClone(nomad))).toEqual([]);
+    expect(table.calls).toEqual([]);
+    expect(readdirSync(files).map((f) => [f, statSync(join(files, f)).mtimeMs])).toEqual(written);
+    // What the manager hands out is a copy it may not share: changing it changes nothing.
+    const view = m.get("a");
+    if (!view) throw new Error("no service a");
+    view.spec.backends.push({ address: "10.47.9.9" });
+    expect(m.get("a")?.spec.backends).toHaveLength(2);
+    // A restart reads the same services back.
+    expect(
+      open()
+        .list()
+        .map((v) => v.spec),
+    ).toEqual(nomad.map(keptSpec));
   });
 
   it("refuses a frontend or name another service holds, naming it", () => {

@@ -20,6 +20,7 @@ import { Ipam } from "../../src/ipam/ipam.js";
 import {
   type DocumentFormat,
   decodeDocument,
+  deepFreeze,
   fileNameOfKey,
   RecordStore,
   readDocument,
@@ -199,6 +200,22 @@ describe("RecordStore", () => {
       expect(s.get("tom")?.legs).toBe(4);
     });
   }
+
+  it("keeps a frozen record as it is and a frozen copy of any other", () => {
+    const s = inDir();
+    const cat = deepFreeze({ name: "tom", legs: 4, kind: "cat" as const });
+    s.put(cat);
+    const dog = { name: "rex", legs: 3, kind: "dog" as const };
+    s.put(dog);
+    const kept = new Map([...s.peek()].map((p) => [p.name, p]));
+    expect(kept.get("tom")).toBe(cat);
+    expect(kept.get("rex")).not.toBe(dog);
+    expect(Object.isFrozen(kept.get("rex"))).toBe(true);
+    dog.legs = 9;
+    expect(s.get("rex")?.legs).toBe(3);
+    // Records read from disk are frozen too.
+    for (const p of inDir().peek()) expect(Object.isFrozen(p)).toBe(true);
+  });
 
   it("keeps memory unchanged when the write fails", () => {
     // The file's directory turns into a regular file: every write fails, as on a read-only disk.
