@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
+import { packageFile } from "./package-files.js";
 
-// package.json sits one level above both src/ and dist/.
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-  version: string;
-};
+// Found from the running module, as every package file is: the bundled entries sit a level deeper.
+const path = packageFile("package.json");
+if (!path) throw new Error("nkit's package.json is missing: reinstall nkit");
+const pkg = JSON.parse(readFileSync(path, "utf8")) as { version: string };
 
 export const VERSION: string = pkg.version;

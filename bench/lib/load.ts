@@ -25,6 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NkitClient } from "../../src/api/client.js";
 import { serviceFromFlags } from "../../src/cli/services.js";
+import { nkitdLaunch } from "../../src/package-files.js";
 import { hostCgroup2 } from "../../src/services/socket-lb.js";
 import { addNetns, delNetns } from "./baselines.js";
 import { type LatencyMs, latency } from "./cri-report.js";
@@ -34,16 +35,8 @@ import { sh } from "./proc.js";
 import { sideBySide } from "./results.js";
 import { baseEnvironment } from "./runner.js";
 
-const NKITD = join(ROOT, "dist", "daemon", "main.js");
 const NKIT_CNI = join(ROOT, "native", "cni", "build", "nkit-cni");
 const NKIT_CLI = join(ROOT, "dist", "cli", "main.js");
-
-/** The node flags a file's `#!/usr/bin/env -S node FLAGS` line gives it: how /usr/bin/nkitd runs. */
-function shebangFlags(file: string): string[] {
-  const first = readFileSync(file, "utf8").split("\n", 1)[0] ?? "";
-  const m = /^#!\/usr\/bin\/env (?:-S )?node(.*)$/.exec(first);
-  return m?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
-}
 
 /** Runs a command to completion (stdin: `input`); rejects naming `what`, with its output, when it fails. */
 function exec(
@@ -89,6 +82,16 @@ function memory(pid: number): { rss: number; hwm: number } {
   const kib = (key: string) =>
     Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
   return { rss: Math.round(kib("VmRSS") / 102.4) / 10, hwm: Math.round(kib("VmHWM") / 102.4) / 10 };
+}
+
+/**
+ * RSS once nkitd has sat idle for `ms`: V8 shrinks its heap only after a quiet spell (its memory
+ * reducer starts 8 s after allocation slows), so a reading right after a burst shows the burst's
+ * garbage; this one is what nkitd holds while it holds that state.
+ */
+async function settledRss(pid: number, ms: number): Promise<number> {
+  await new Promise((r) => setTimeout(r, ms));
+  return memory(pid).rss;
 }
 
 /** nkit-cni with the CNI environment and config a runtime gives it. */
@@ -147,13 +150,15 @@ export function main(argv: readonly string[]): Promise<number> {
     // most endpoints (open them in Chrome DevTools' Memory tab to see what holds the memory).
     const heapDir = process.env.NKIT_BENCH_HEAP_DIR;
     if (heapDir) mkdirSync(heapDir, { recursive: true });
+    const launch = nkitdLaunch();
     const nodeFlags = [
-      ...shebangFlags(NKITD),
+      ...launch.nodeArgs,
       ...(heapDir ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${heapDir}`] : []),
       // Extra node flags for nkitd, to compare memory settings (e.g. "--max-semi-space-size=1").
       ...(process.env.NKIT_BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
     ];
-    const nkitd = spawn(process.execPath, [...nodeFlags, NKITD, "--config", config], {
+    const nkitd = spawn(process.execPath, [...nodeFlags, launch.script, "--config", config], {
+      env: { ...process.env, ...launch.env },
       stdio: ["ignore", out, out],
     });
     closeSync(out);
@@ -171,6 +176,8 @@ export function main(argv: readonly string[]): Promise<number> {
     }
     const startMs = Math.round(ms(tStart));
     const idle = memory(pid);
+    const SETTLE_MS = cfg.quick ? 2_000 : 10_000;
+    const settled = { idle: await settledRss(pid, SETTLE_MS), endpoints: 0, both: 0, services: 0 };
     log(`nkitd ${pid} running after ${startMs} ms, RSS ${idle.rss} MiB`);
     const api = new NkitClient(join(paths.run, "nkit.sock"), { timeoutMs: 60_000 });
     cleanup.defer("API client", () => api.close());
@@ -245,6 +252,7 @@ export function main(argv: readonly string[]): Promise<number> {
     const wired = (await api.listEndpoints()).endpoints.length;
     if (wired !== ENDPOINTS) errors.push(`nkitd lists ${wired} endpoints, ${ENDPOINTS} were added`);
     const atEndpoints = memory(pid);
+    settled.endpoints = await settledRss(pid, SETTLE_MS);
     await snapshot(`at ${ENDPOINTS} endpoints`);
 
     // --- services, as `nkit service add NAME --vip VIP:80 --backend ADDR:8080` sends them
@@ -265,6 +273,7 @@ export function main(argv: readonly string[]): Promise<number> {
     const listed = (await api.listServices()).services.length;
     if (listed !== SERVICES) errors.push(`nkitd lists ${listed} services, ${SERVICES} were added`);
     const atBoth = memory(pid);
+    settled.both = await settledRss(pid, SETTLE_MS);
     await snapshot(`at ${SERVICES} services and ${ENDPOINTS} endpoints`);
 
     // --- one more service at a time, as a user adds one: through gRPC, and through the CLI
@@ -319,6 +328,7 @@ export function main(argv: readonly string[]): Promise<number> {
     const left = (await api.listEndpoints()).endpoints.length;
     if (left !== 0) errors.push(`nkitd still lists ${left} endpoints after every DEL`);
     const final = memory(pid);
+    settled.services = await settledRss(pid, SETTLE_MS);
     await snapshot("at the end");
     failed = errors.length;
 
@@ -330,7 +340,11 @@ export function main(argv: readonly string[]): Promise<number> {
       config: { endpoints: ENDPOINTS, burst: BURST, services: SERVICES },
       nkitd: {
         startMs,
+        env: launch.env,
         nodeFlags,
+        /** RSS after SETTLE_MS of quiet at each stage (the rss* fields: right after the stage's burst). */
+        settleMs: SETTLE_MS,
+        settledRssMiB: settled,
         idleRssMiB: idle.rss,
         rssAtEndpointsMiB: atEndpoints.rss,
         rssAtBothMiB: atBoth.rss,
@@ -343,7 +357,7 @@ export function main(argv: readonly string[]): Promise<number> {
     const md = [
       `# nkitd under load (${started.toISOString()}${cfg.quick ? ", quick" : ""})`,
       "",
-      `A real nkitd (veth + tcx here, started as nkitd starts: its shebang's node flags): ${ENDPOINTS} endpoints through nkit-cni (mode wire, the last ${BURST} ADDed at once), then ${SERVICES.toLocaleString("en")} services through the API, then single service adds through gRPC and through the \`nkit\` CLI, then every endpoint DELed (${BURST} at once first). CNI latencies include spawning nkit-cni; CLI latencies the whole nkit process.`,
+      `A real nkitd (veth + tcx here, started as nkitd starts: what its #! line sets): ${ENDPOINTS} endpoints through nkit-cni (mode wire, the last ${BURST} ADDed at once), then ${SERVICES.toLocaleString("en")} services through the API, then single service adds through gRPC and through the \`nkit\` CLI, then every endpoint DELed (${BURST} at once first). CNI latencies include spawning nkit-cni; CLI latencies the whole nkit process.`,
       "",
       "| phase | calls | in flight | wall (ms) | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | nkitd RSS after (MiB) | errors |",
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -352,11 +366,16 @@ export function main(argv: readonly string[]): Promise<number> {
           `| ${p.name} | ${p.calls} | ${p.concurrency} | ${p.wallMs} | ${p.latencyMs.p50} | ${p.latencyMs.p90} | ${p.latencyMs.p99} | ${p.latencyMs.max} | ${p.rssMiB} | ${p.errors} |`,
       ),
       "",
-      `nkitd (node flags: ${nodeFlags.join(" ") || "none"}): started in ${startMs} ms. RSS (MiB):`,
+      `nkitd (as its #! line runs it: ${Object.entries(launch.env)
+        .map(([k, v]) => `${k}=${v} `)
+        .join(
+          "",
+        )}node ${nodeFlags.join(" ")}): started in ${startMs} ms. RSS (MiB) right after each stage, and after ${SETTLE_MS / 1000} s of quiet (V8 shrinks its heap only then):`,
       "",
-      "| idle | 1,000 endpoints | + 10,000 services | 10,000 services (endpoints gone) | peak (VmHWM) |",
-      "|---:|---:|---:|---:|---:|",
-      `| ${idle.rss} | ${atEndpoints.rss} | ${atBoth.rss} | ${final.rss} | ${final.hwm} |`,
+      `| reading | idle | ${ENDPOINTS.toLocaleString("en")} endpoints | + ${SERVICES.toLocaleString("en")} services | ${SERVICES.toLocaleString("en")} services (endpoints gone) | peak (VmHWM) |`,
+      "|---|---:|---:|---:|---:|---:|",
+      `| right after | ${idle.rss} | ${atEndpoints.rss} | ${atBoth.rss} | ${final.rss} | ${final.hwm} |`,
+      `| settled | ${settled.idle} | ${settled.endpoints} | ${settled.both} | ${settled.services} | |`,
       "",
       errors.length === 0
         ? "No error."

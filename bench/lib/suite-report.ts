@@ -68,6 +68,8 @@ interface LoadResult {
     rssAtBothMiB: number;
     rssAtServicesMiB: number;
     peakRssMiB: number;
+    /** After a quiet spell at each stage (runs since the load bench waits for it). */
+    settledRssMiB?: { idle: number; endpoints: number; both: number; services: number };
   };
   config?: { endpoints: number; services: number };
 }
@@ -183,10 +185,16 @@ export function headlines(input: ReportInput): Headline[] {
   }
   const load = pick<LoadResult>(input, "memory");
   if (load?.nkitd) {
-    const mb = load.nkitd.rssAtBothMiB * 1.048576;
+    // What nkitd holds with that state: the settled reading when the run has one.
+    const settled = load.nkitd.settledRssMiB?.both;
+    const mib = settled ?? load.nkitd.rssAtBothMiB;
+    const mb = mib * 1.048576;
     out.push({
       what: `nkitd RSS with ${(load.config?.services ?? 10000).toLocaleString("en")} services and ${(load.config?.endpoints ?? 1000).toLocaleString("en")} endpoints`,
-      value: `${round(load.nkitd.rssAtBothMiB)} MiB (${Math.round(mb)} MB)`,
+      value:
+        settled === undefined
+          ? `${round(mib)} MiB (${Math.round(mb)} MB)`
+          : `${round(mib)} MiB (${Math.round(mb)} MB) settled; ${round(load.nkitd.rssAtBothMiB)} MiB right after the burst`,
       goal: "≤ 80 MB",
       verdict: verdictOf(mb <= 80),
       source: "memory",
@@ -491,18 +499,31 @@ export function charts(input: ReportInput): Chart[] {
   const load = pick<LoadResult>(input, "memory");
   if (load?.nkitd) {
     const n = load.nkitd;
-    const rows = [
-      { stage: "idle", "RSS MiB": round(n.idleRssMiB) },
-      { stage: "1,000 endpoints", "RSS MiB": round(n.rssAtEndpointsMiB) },
-      { stage: "+ 10,000 services", "RSS MiB": round(n.rssAtBothMiB) },
-      { stage: "services only", "RSS MiB": round(n.rssAtServicesMiB) },
-      { stage: "peak", "RSS MiB": round(n.peakRssMiB) },
+    const after = "right after the stage";
+    const rows: Record<string, string | number>[] = [
+      { stage: "idle", reading: after, "RSS MiB": round(n.idleRssMiB) },
+      { stage: "1,000 endpoints", reading: after, "RSS MiB": round(n.rssAtEndpointsMiB) },
+      { stage: "+ 10,000 services", reading: after, "RSS MiB": round(n.rssAtBothMiB) },
+      { stage: "services only", reading: after, "RSS MiB": round(n.rssAtServicesMiB) },
+      { stage: "peak", reading: after, "RSS MiB": round(n.peakRssMiB) },
     ];
+    const s = n.settledRssMiB;
+    if (s) {
+      const quiet = "settled (after a quiet spell)";
+      rows.splice(
+        4,
+        0,
+        { stage: "idle", reading: quiet, "RSS MiB": round(s.idle) },
+        { stage: "1,000 endpoints", reading: quiet, "RSS MiB": round(s.endpoints) },
+        { stage: "+ 10,000 services", reading: quiet, "RSS MiB": round(s.both) },
+        { stage: "services only", reading: quiet, "RSS MiB": round(s.services) },
+      );
+    }
     out.push({
       id: "memory",
       title: "nkitd resident memory under load (the dashed line: the 80 MB goal)",
       caption:
-        "RSS of a real nkitd idle, at 1,000 endpoints, with 10,000 services too, once the endpoints left, and its peak.",
+        "RSS of a real nkitd idle, at 1,000 endpoints, with 10,000 services too, once the endpoints left, and its peak: right after each stage and, where the run waited for it, after a quiet spell (V8 shrinks its heap only then).",
       source: "memory",
       rows,
       spec: groupedBars({
@@ -510,7 +531,7 @@ export function charts(input: ReportInput): Chart[] {
         rows,
         category: "stage",
         value: "RSS MiB",
-        series: "stage",
+        series: "reading",
         rule: round(80 / 1.048576),
       }),
     });

@@ -16,7 +16,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { PREBUILD_DIR, packageFile } from "../package-files.js";
+import { nkitdLaunch, PREBUILD_DIR, packageFile } from "../package-files.js";
 import { type DocumentFormat, readDocument, writeDocument } from "../state/json-store.js";
 import { arrayOf, object, string } from "../state/shape.js";
 import { containerdVersion, enableNri, nriState } from "./containerd.js";
@@ -109,7 +109,15 @@ export function defaultNkitdCommand(): string {
   } catch {
     // no /usr/bin/nkitd: not the Debian package
   }
-  return `${process.execPath} ${daemon}`;
+  // This Node (not whichever `node` systemd's PATH finds), with what the daemon's #! line sets.
+  const { env, nodeArgs } = nkitdLaunch();
+  const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return [
+    ...(assignments.length > 0 ? ["/usr/bin/env", ...assignments] : []),
+    process.execPath,
+    ...nodeArgs,
+    daemon,
+  ].join(" ");
 }
 
 const PACKAGED_NKITD = "/usr/bin/nkitd";

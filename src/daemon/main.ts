@@ -1,11 +1,13 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --optimize-for-size
+#!/usr/bin/env -S MALLOC_ARENA_MAX=1 node --max-semi-space-size=1 --optimize-for-size
 // nkitd: the host service that owns nkit's datapath. Exit codes: 0 clean stop, 1 runtime failure,
 // 2 configuration error.
-// Node flags (/usr/bin/nkitd runs this file directly): a 1 MiB young generation per semi-space
-// (V8 grows it to 16) and V8's memory-over-speed heap sizing. nkitd's allocations are short-lived
-// request garbage its live heap (~20 MiB with 1,000 endpoints) is a small part of: with V8's defaults
-// RSS reached 163 MiB at 1,000 endpoints and 311 MiB at peak, with these 93 and 143 MiB, for no
-// measurable latency (bench/README.md, Memory).
+// Runtime settings (/usr/bin/nkitd runs this file directly; a unit with another Node reads them from
+// this line: nkitdLaunch): a 1 MiB young generation per semi-space (V8 grows it to 16) and V8's
+// memory-over-speed heap sizing. nkitd's allocations are short-lived request garbage its live heap
+// (~20 MiB with 1,000 endpoints) is a small part of: with V8's defaults RSS reached 163 MiB at 1,000
+// endpoints and 311 MiB at peak, with these 93 and 143 MiB, for no measurable latency. One malloc
+// arena: V8's compiler threads and libuv's pool each kept their own, ~8 MiB more RSS at 10,000
+// services (bench/README.md, Memory).
 import { Command } from "commander";
 import { ConfigError, NkitError } from "../errors.js";
 import { createLogger } from "../log.js";

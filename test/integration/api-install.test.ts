@@ -94,9 +94,10 @@ describe("nkit install / uninstall", () => {
     expect(statSync(join(dir, "opt/cni/bin/loopback")).mode & 0o777).toBe(0o755);
     const unit = readFileSync(join(dir, "etc/systemd/system/nkitd.service"), "utf8");
     expect(unit).toMatch(/^Type=notify$/m);
+    // This Node, with the environment and flags of the daemon's #! line (as /usr/bin/nkitd runs).
     expect(unit).toMatch(
       new RegExp(
-        `^ExecStart=${process.execPath} \\S+/dist/daemon/main.js --config /etc/nkit/nkitd.yaml$`,
+        `^ExecStart=/usr/bin/env MALLOC_ARENA_MAX=1 ${process.execPath} --max-semi-space-size=1 --optimize-for-size \\S+/dist/daemon/main.js --config /etc/nkit/nkitd.yaml$`,
         "m",
       ),
     );
@@ -153,7 +154,7 @@ describe("nkit install / uninstall", () => {
     };
     expect(conf.name).toBe("edge");
     const unit = readFileSync(join(dir, "etc/systemd/system/nkitd.service"), "utf8");
-    expect(unit).toMatch(/^ExecStart=\S+ \S+\/dist\/daemon\/main\.js --config \/srv\/nkit\/nkitd\.yaml$/m);
+    expect(unit).toMatch(/^ExecStart=.* \S+\/dist\/daemon\/main\.js --config \/srv\/nkit\/nkitd\.yaml$/m);
   });
 
   it("uninstall keeps files changed since install and never touches files it did not write", async () => {
