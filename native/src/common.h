@@ -64,5 +64,6 @@ void nk_signals_restore(const sigset_t *old);
 napi_value nk_register_bpf(napi_env env, napi_value exports);
 napi_value nk_register_sdnotify(napi_env env, napi_value exports);
 napi_value nk_register_ringbuf(napi_env env, napi_value exports);
+napi_value nk_register_memory(napi_env env, napi_value exports);
 
 #endif

@@ -11,6 +11,7 @@
 import { Command } from "commander";
 import { ConfigError, NkitError } from "../errors.js";
 import { createLogger } from "../log.js";
+import { trimNativeHeap } from "../process/native-heap.js";
 import { SdNotifier } from "../systemd/notify.js";
 import { VERSION } from "../version.js";
 import { loadConfig, type NkitdConfig } from "./config.js";
@@ -80,6 +81,7 @@ async function main(): Promise<number> {
   const notify = new SdNotifier(process.env, log);
   notify.ready(`${daemon.endpoints.mode} datapath, ${daemon.endpoints.list().length} endpoints`);
   log.info({ version: VERSION, pid: process.pid }, "nkitd running");
+  const heap = trimNativeHeap({ log });
   await new Promise<void>((resolve) => {
     // Signal handlers alone do not keep Node's event loop alive.
     const keepAlive = setInterval(() => undefined, 1 << 30);
@@ -113,6 +115,7 @@ async function main(): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
   });
   notify.stopping();
+  heap.stop();
   await daemon.stop();
   return 0;
 }

@@ -129,13 +129,13 @@ describe("layering rule", () => {
     expect(violations(files)).toEqual([]);
   });
 
-  it("only src/bpf, src/netlink and src/systemd import src/native", () => {
+  it("only src/bpf, src/netlink, src/process and src/systemd import src/native", () => {
     const users = new Set(
       files
         .filter((f) => !f.path.startsWith("src/native/") && f.imports.some((s) => /(^|\/)native\//.test(s)))
         .map((f) => unitOf(f.path)),
     );
-    expect([...users].sort()).toEqual(["bpf", "netlink", "systemd"]);
+    expect([...users].sort()).toEqual(["bpf", "netlink", "process", "systemd"]);
   });
 
   it("is a stack: a row names only rows above it, every row is a folder of src/", () => {

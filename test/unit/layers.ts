@@ -19,11 +19,12 @@ export const LAYERS: readonly Layer[] = [
   // Foundations.
   { folder: "util", mayImport: [] },
   { folder: "state", mayImport: ["util"] },
-  // The addon's typed slices: only the three kernel/OS-facing layers below touch it.
+  // The addon's typed slices: only the kernel/OS-facing layers below touch it.
   { folder: "native", mayImport: [] },
   { folder: "bpf", mayImport: ["native", "util"] },
   { folder: "netlink", mayImport: ["native", "util"] },
   { folder: "systemd", mayImport: ["native"] },
+  { folder: "process", mayImport: ["native"] },
   { folder: "ttrpc", mayImport: [] },
   { folder: "nri", mayImport: ["ttrpc"] },
   { folder: "containerd", mayImport: [] },
@@ -48,6 +49,7 @@ export const LAYERS: readonly Layer[] = [
       "bpf",
       "netlink",
       "systemd",
+      "process",
       "nri",
       "containerd",
       "nomad",
