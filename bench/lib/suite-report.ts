@@ -499,26 +499,21 @@ export function charts(input: ReportInput): Chart[] {
   const load = pick<LoadResult>(input, "memory");
   if (load?.nkitd) {
     const n = load.nkitd;
-    const after = "right after the stage";
-    const rows: Record<string, string | number>[] = [
-      { stage: "idle", reading: after, "RSS MiB": round(n.idleRssMiB) },
-      { stage: "1,000 endpoints", reading: after, "RSS MiB": round(n.rssAtEndpointsMiB) },
-      { stage: "+ 10,000 services", reading: after, "RSS MiB": round(n.rssAtBothMiB) },
-      { stage: "services only", reading: after, "RSS MiB": round(n.rssAtServicesMiB) },
-      { stage: "peak", reading: after, "RSS MiB": round(n.peakRssMiB) },
-    ];
     const s = n.settledRssMiB;
-    if (s) {
-      const quiet = "settled (after a quiet spell)";
-      rows.splice(
-        4,
-        0,
-        { stage: "idle", reading: quiet, "RSS MiB": round(s.idle) },
-        { stage: "1,000 endpoints", reading: quiet, "RSS MiB": round(s.endpoints) },
-        { stage: "+ 10,000 services", reading: quiet, "RSS MiB": round(s.both) },
-        { stage: "services only", reading: quiet, "RSS MiB": round(s.services) },
-      );
-    }
+    const stages: [string, number, number | undefined][] = [
+      ["idle", n.idleRssMiB, s?.idle],
+      ["1,000 endpoints", n.rssAtEndpointsMiB, s?.endpoints],
+      ["+ 10,000 services", n.rssAtBothMiB, s?.both],
+      ["services only", n.rssAtServicesMiB, s?.services],
+    ];
+    const row = (stage: string, reading: string, mib: number) => ({ stage, reading, "RSS MiB": round(mib) });
+    const after = "right after the stage";
+    const quiet = "settled (after a quiet spell)";
+    const rows: Record<string, string | number>[] = [
+      ...stages.map(([stage, now]) => row(stage, after, now)),
+      ...stages.flatMap(([stage, , settled]) => (settled === undefined ? [] : [row(stage, quiet, settled)])),
+      row("peak", after, n.peakRssMiB),
+    ];
     out.push({
       id: "memory",
       title: "nkitd resident memory under load (the dashed line: the 80 MB goal)",

@@ -103,20 +103,19 @@ function packageRoot(): string {
  * package, whose own unit says so too), else this Node running this package's daemon.
  */
 export function defaultNkitdCommand(): string {
-  const daemon = join(packageRoot(), "dist", "daemon", "main.js");
+  const { script, env, nodeArgs } = nkitdLaunch();
   try {
-    if (realpathSync(PACKAGED_NKITD) === realpathSync(daemon)) return PACKAGED_NKITD;
+    if (realpathSync(PACKAGED_NKITD) === realpathSync(script)) return PACKAGED_NKITD;
   } catch {
     // no /usr/bin/nkitd: not the Debian package
   }
   // This Node (not whichever `node` systemd's PATH finds), with what the daemon's #! line sets.
-  const { env, nodeArgs } = nkitdLaunch();
   const assignments = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   return [
     ...(assignments.length > 0 ? ["/usr/bin/env", ...assignments] : []),
     process.execPath,
     ...nodeArgs,
-    daemon,
+    script,
   ].join(" ");
 }
 

@@ -106,11 +106,9 @@ function matches(
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
-const SOURCES: readonly ServiceSource[] = ["config", "file", "api", "selector", "host-port", "nomad"];
-
-/** The record the manager keeps: the spec copied by keptSpec, the source's own literal, frozen. */
+/** The record the manager keeps: the spec copied by keptSpec, frozen (the store shares it). */
 function keptRecord(spec: ServiceSpec, source: ServiceSource, origin: string): ServiceRecord {
-  return deepFreeze({ spec: keptSpec(spec), source: SOURCES.find((s) => s === source) ?? source, origin });
+  return deepFreeze({ spec: keptSpec(spec), source, origin });
 }
 
 function sameRecord(a: ServiceRecord, b: ServiceRecord): boolean {

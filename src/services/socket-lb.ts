@@ -42,6 +42,8 @@ const hasTable = (v: LbService): boolean => (v.flags & EXTERNAL) !== 0 && v.coun
 const MAX_BACKENDS = 0xffff;
 /** Frontend ids are u32; 0 means none. */
 const MAX_ID = 0xfffffffe;
+/** A frontend's key in the mirror of nk_lb_services: the key's bytes as a latin1 string (half of hex). */
+const heldKeyOf = (k: LbKey): string => lbKey.encode(k).toString("latin1");
 
 interface SocketLbOptions {
   /** nkitd's bpffs dir: maps by name, links under lb/. */
@@ -89,7 +91,7 @@ export class SocketLb implements LbTable {
   private readonly counterMap: PerCpuMap<number, bigint>;
   private readonly conns: PerCpuMap<LbBackendKey, bigint>;
   private readonly serviceCidrs: BpfMap<PrefixKey, number>;
-  /** frontend key (its bytes as a latin1 string: half the size of hex) → its id and slot count, mirrored from nk_lb_services. */
+  /** heldKeyOf(frontend key) → its id and slot count, mirrored from nk_lb_services. */
   private readonly held = new Map<string, LbService>();
   /** Every id from here on is free (ids are handed out in order; see allocateId). */
   private nextId = 1;
@@ -107,7 +109,7 @@ export class SocketLb implements LbTable {
     this.conns = skel.maps.nk_lb_backend_conns;
     this.serviceCidrs = skel.maps.nk_lb_service_cidrs;
     for (const [k, v] of this.services.entries()) {
-      this.held.set(lbKey.encode(k).toString("latin1"), v);
+      this.held.set(heldKeyOf(k), v);
       if (v.id >= this.nextId) this.nextId = v.id + 1;
     }
   }
@@ -196,7 +198,7 @@ export class SocketLb implements LbTable {
       );
     }
     const key = keyOf(e);
-    const heldKey = lbKey.encode(key).toString("latin1");
+    const heldKey = heldKeyOf(key);
     const before = this.held.get(heldKey);
     const id = before?.id ?? this.allocateId();
     for (const [slot, b] of e.backends.entries()) {
@@ -232,7 +234,7 @@ export class SocketLb implements LbTable {
 
   remove(e: Pick<LbEntry, "vip" | "port" | "protocol">): void {
     const key = keyOf(e);
-    const heldKey = lbKey.encode(key).toString("latin1");
+    const heldKey = heldKeyOf(key);
     const before = this.held.get(heldKey);
     if (!before) return;
     this.services.delete(key);
@@ -284,7 +286,7 @@ export class SocketLb implements LbTable {
 
   /** Connections sent to each backend of a frontend (slot order), summed over CPUs. */
   connections(e: Pick<LbEntry, "vip" | "port" | "protocol">): bigint[] {
-    const held = this.held.get(lbKey.encode(keyOf(e)).toString("latin1"));
+    const held = this.held.get(heldKeyOf(keyOf(e)));
     if (!held) return [];
     return Array.from({ length: held.count }, (_, slot) =>
       (this.conns.lookup({ id: held.id, slot }) ?? []).reduce((a, b) => a + b, 0n),
